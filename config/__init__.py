@@ -1,0 +1,3 @@
+from config.settings import LaneConfig, Settings, SettingsError, load_settings
+
+__all__ = ["LaneConfig", "Settings", "SettingsError", "load_settings"]

@@ -1,0 +1,127 @@
+"""One typed settings object, built once from `GATEWAY_*` environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "GATEWAY_"
+
+LaneName = Literal["urgent", "normal", "bulk"]
+LANES: tuple[LaneName, ...] = ("urgent", "normal", "bulk")
+
+
+class SettingsError(Exception):
+    """A configuration value is unknown or malformed; the message names the variable."""
+
+
+class LaneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    gap: tuple[float, float]
+    per_hour: int = Field(alias="perHour", gt=0)
+    per_day: int = Field(alias="perDay", gt=0)
+
+    @field_validator("gap")
+    @classmethod
+    def _ordered_gap(cls, gap: tuple[float, float]) -> tuple[float, float]:
+        if gap[0] < 0 or gap[1] < gap[0]:
+            raise ValueError("gap must be [min, max] with 0 <= min <= max seconds")
+        return gap
+
+
+# API.md, "Lanes": the defaults an operator can override through GATEWAY_LANES.
+DEFAULT_LANES: dict[LaneName, LaneConfig] = {
+    "urgent": LaneConfig(gap=(1, 2), perHour=150, perDay=1000),
+    "normal": LaneConfig(gap=(3, 8), perHour=80, perDay=500),
+    "bulk": LaneConfig(gap=(8, 15), perHour=30, perDay=200),
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str | None = None
+    admin_key: SecretStr | None = None
+    driver: Literal["neonize", "sandbox"] = "neonize"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    secret_key: SecretStr | None = None
+    lanes: dict[LaneName, LaneConfig] = Field(default_factory=lambda: dict(DEFAULT_LANES))
+    allow_private_urls: bool = False
+    rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    worker_id: str | None = None
+    max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
+    worker_poll_delay: float = Field(default=0.05, gt=0)
+
+    @field_validator("lanes", mode="before")
+    @classmethod
+    def _merge_lanes(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a JSON object keyed by lane name")
+        merged: dict[str, object] = {}
+        for name, default in DEFAULT_LANES.items():
+            override = value.get(name, {})
+            if isinstance(override, LaneConfig):
+                merged[name] = override
+            elif isinstance(override, Mapping):
+                merged[name] = {**default.model_dump(by_alias=True), **override}
+            else:
+                merged[name] = override
+        unknown = set(value) - set(DEFAULT_LANES)
+        if unknown:
+            raise ValueError(f"unknown lane(s) {sorted(unknown)}; lanes are {list(LANES)}")
+        return merged
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+def _variable(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build the settings from `environ` (default: the process environment) plus overrides.
+
+    Raises SettingsError naming every unknown or malformed `GATEWAY_*` variable.
+    """
+    env = os.environ if environ is None else environ
+    known = {_variable(name) for name in Settings.model_fields}
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    values: dict[str, object] = {name: env[_variable(name)] for name in Settings.model_fields if _variable(name) in env}
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            detail = ".".join(str(p) for p in err["loc"][1:])
+            where = f"{_variable(field)}{'.' + detail if detail else ''}"
+            problems.append(f"{where}: {err['msg']}")
+        raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None

@@ -1,0 +1,55 @@
+"""Calls from the API to the worker that owns an instance's WhatsApp session, as arq jobs on
+that worker's own queue. Results are plain JSON: `{"ok": ...}` or `{"error": {code, message}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from gateway.errors import ApiError, InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
+from gateway.redis_client import Redis
+from scheduler import keys, ownership
+
+COMMAND_JOB = "instance_command"
+ERRORS: dict[str, type[ApiError]] = {
+    InvalidState.code: InvalidState,
+    NotFound.code: NotFound,
+    WhatsAppError.code: WhatsAppError,
+}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+class Commands:
+    def __init__(self, redis: Redis, arq: ArqRedis, timeout: float = 20.0) -> None:
+        self.redis = redis
+        self.arq = arq
+        self.timeout = timeout
+
+    async def send(self, name: str, op: str, args: dict[str, Any] | None = None) -> str | None:
+        """Hand `op` to the instance's live owner without waiting; returns the owner, or None if no
+        worker is alive."""
+        owner = await ownership.live_owner(self.redis, name)
+        if owner is not None:
+            await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))
+        return owner
+
+    async def call(self, name: str, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        owner = await ownership.live_owner(self.redis, name)
+        if owner is None:
+            raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
+        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))
+        assert job is not None  # a fresh random job id is never a duplicate
+        try:
+            result: dict[str, Any] = await job.result(timeout=self.timeout, poll_delay=0.02)
+        except TimeoutError:
+            raise Unavailable(f"worker {owner} did not answer within {self.timeout:g} s; retry shortly") from None
+        if "error" in result:
+            code, message = result["error"]["code"], result["error"]["message"]
+            if code == ValidationFailed.code:
+                raise ValidationFailed.at([], message)
+            raise ERRORS.get(code, WhatsAppError)(message)
+        return dict(result.get("ok") or {})

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from config import Settings
+from gateway.drivers.base import Driver
+from gateway.redis_client import Redis
+
+
+def make_driver(settings: Settings, redis: Redis) -> Driver:
+    sessions_dir = settings.data_dir / "sessions"
+    sessions_dir.mkdir(parents=True, exist_ok=True)
+    if settings.driver == "sandbox":
+        from gateway.drivers.sandbox import SandboxDriver
+
+        return SandboxDriver(sessions_dir, redis)
+    from gateway.drivers.neonize import NeonizeDriver
+
+    return NeonizeDriver(sessions_dir, settings.max_sessions)

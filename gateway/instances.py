@@ -1,0 +1,161 @@
+"""Instance records in Redis: what the API reads and the owning worker keeps up to date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.crypto import SecretBox
+from gateway.errors import AlreadyExists, ForbiddenTenant, NotFound
+from gateway.redis_client import Redis
+from gateway.tenants import Principal
+from scheduler import keys
+
+LANE_NAMES = ("urgent", "normal", "bulk")
+
+
+@dataclass(frozen=True)
+class InstanceName:
+    tenant_id: str
+    client_id: str
+    label: str
+
+    @classmethod
+    def parse(cls, name: str) -> InstanceName:
+        tenant_id, client_id, label = name.split("__")
+        return cls(tenant_id, client_id, label)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}__{self.client_id}__{self.label}"
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    tenant_id: str
+    client_id: str
+    state: str
+    phone_number: str | None
+    connected_at: str | None
+    created_at: str
+    webhook_url: str
+    qr: str | None
+    qr_expires_at: str | None
+    owner: str | None
+    linked: bool
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> Instance:
+        return cls(
+            name=data["name"],
+            tenant_id=data["tenantId"],
+            client_id=data["clientId"],
+            state=data.get("state", "close"),
+            phone_number=data.get("phoneNumber") or None,
+            connected_at=data.get("connectedAt") or None,
+            created_at=data["createdAt"],
+            webhook_url=data["webhookUrl"],
+            qr=data.get("qr") or None,
+            qr_expires_at=data.get("qrExpiresAt") or None,
+            owner=data.get("owner") or None,
+            linked=data.get("linked") == "1",
+        )
+
+    def qr_is_fresh(self, now: datetime) -> bool:
+        return bool(self.qr and self.qr_expires_at and datetime.fromisoformat(self.qr_expires_at) > now)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_access(caller: Principal, name: str) -> None:
+    """A tenant key may only touch names that start with its own `tenantId__` (403 otherwise)."""
+    if not caller.is_admin and not name.startswith(f"{caller.tenant_id}__"):
+        raise ForbiddenTenant(f"instance {name!r} does not belong to tenant {caller.tenant_id!r}")
+
+
+class Instances:
+    def __init__(self, redis: Redis, box: SecretBox) -> None:
+        self.redis = redis
+        self.box = box
+
+    async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
+        key = keys.instance(str(name))
+        if not await self.redis.hsetnx(key, "name", str(name)):
+            raise AlreadyExists(f"instance {str(name)!r} already exists")
+        now = datetime.now(UTC)
+        fields = {
+            "tenantId": name.tenant_id,
+            "clientId": name.client_id,
+            "label": name.label,
+            "webhookUrl": webhook_url,
+            "webhookSecret": self.box.seal(webhook_secret),
+            "state": state,
+            "createdAt": iso(now),
+            "epoch": "0",
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.zadd(keys.tenant_instances(name.tenant_id), {str(name): now.timestamp()})
+            pipe.sadd(keys.INSTANCES, str(name))
+            await pipe.execute()
+        return Instance.from_hash({"name": str(name), **fields})
+
+    async def find(self, name: str) -> Instance | None:
+        data = await self.redis.hgetall(keys.instance(name))
+        return Instance.from_hash(data) if data.get("createdAt") else None
+
+    async def get(self, name: str) -> Instance:
+        found = await self.find(name)
+        if found is None:
+            raise NotFound(f"no instance {name!r}")
+        return found
+
+    async def names(self) -> list[str]:
+        return sorted(await self.redis.smembers(keys.INSTANCES))
+
+    async def list_for(self, tenant_id: str, client_id: str | None = None) -> list[Instance]:
+        names = await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1)
+        if client_id is not None:
+            names = [n for n in names if InstanceName.parse(n).client_id == client_id]
+        found = [await self.find(n) for n in names]
+        return [i for i in found if i is not None]
+
+    async def update(self, name: str, **fields: str | None) -> None:
+        """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
+        key = keys.instance(name)
+        if not await self.redis.exists(key):
+            return
+        present = {k: v for k, v in fields.items() if v is not None}
+        cleared = [k for k, v in fields.items() if v is None]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if present:
+                pipe.hset(key, mapping=present)
+            if cleared:
+                pipe.hdel(key, *cleared)
+            await pipe.execute()
+
+    async def webhook_secret(self, name: str) -> str:
+        sealed = await self.redis.hget(keys.instance(name), "webhookSecret")
+        if sealed is None:
+            raise NotFound(f"no instance {name!r}")
+        return self.box.open(sealed)
+
+    async def queue_counts(self, name: str) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in LANE_NAMES:
+                pipe.llen(keys.lane(name, lane))
+            counts = dict(zip(LANE_NAMES, await pipe.execute(), strict=True))
+        return {**counts, "total": sum(counts.values())}
+
+    async def delete(self, name: str) -> None:
+        instance = await self.get(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.instance(name), keys.outbox(name), keys.sandbox_sent(name))
+            pipe.delete(*(keys.lane(name, lane) for lane in LANE_NAMES))
+            pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
+            pipe.srem(keys.INSTANCES, name)
+            if instance.owner:
+                pipe.srem(keys.worker_instances(instance.owner), name)
+            await pipe.execute()

@@ -1,0 +1,134 @@
+"""Request handling around every route: request id, the JSON error shape, API-key auth,
+per-key rate limiting and Idempotency-Key replay."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import redis.exceptions
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import (
+    ApiError,
+    ForbiddenTenant,
+    InvalidApiKey,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+)
+from gateway.idempotency import StoredAnswer, fingerprint
+from gateway.routing import route_of
+from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(12)}"
+
+
+def error_response(exc: ApiError, request_id: str) -> web.Response:
+    response = web.json_response({"error": exc.body(), "requestId": request_id}, status=exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
+def _as_api_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"no route for {request.method} {request.path}")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(f"{request.method} is not allowed here; use {allowed}", headers={"Allow": allowed})
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = services(request).settings.max_body_bytes
+        return PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+    error = ApiError(exc.reason)
+    error.status, error.code = exc.status, re.sub(r"\W+", "_", exc.reason.lower())
+    return error
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    request[EXTRA_HEADERS] = {}
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_as_api_error(exc, request), request_id)
+    except redis.exceptions.ConnectionError:
+        log.warning("redis.unavailable", path=request.path)
+        response = error_response(Unavailable("the gateway's store is unavailable; retry shortly"), request_id)
+    except Exception:
+        log.exception("request.failed", method=request.method, path=request.path)
+        response = error_response(ApiError("internal error; quote the requestId when reporting it"), request_id)
+    response.headers.update(request[EXTRA_HEADERS])
+    response.headers["x-request-id"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = route_of(handler)
+    if route is None or route.access == "public":
+        return await handler(request)
+    svc = services(request)
+    api_key = request.headers.get("apikey", "")
+    caller = await svc.tenants.authenticate(api_key) if api_key else None
+    subject = caller.key_id if caller else f"ip:{request.remote}"
+    allowance = await svc.limiter.hit(subject)
+    request[EXTRA_HEADERS].update(allowance.headers())
+    if not allowance.allowed:
+        raise RateLimited(
+            f"more than {allowance.limit} requests a minute; retry in {allowance.reset_in} s",
+            headers={"Retry-After": str(allowance.reset_in)},
+        )
+    if caller is None:
+        raise InvalidApiKey("missing apikey header" if not api_key else "unknown or revoked API key")
+    if route.access == "admin" and not caller.is_admin:
+        raise ForbiddenTenant("only the admin key may use /admin routes")
+    request[PRINCIPAL] = caller
+    return await handler(request)
+
+
+@web.middleware
+async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or key is None or PRINCIPAL not in request:
+        return await handler(request)
+    store = services(request).idempotency
+    scope = request[PRINCIPAL].key_id
+    print_ = fingerprint(request.method, request.path, await request.read())
+    stored = await store.begin(scope, key, print_)
+    if stored is not None:
+        replay = (
+            web.Response(status=stored.status, text=stored.body, content_type="application/json")
+            if stored.body
+            else web.Response(status=stored.status)
+        )
+        replay.headers["Idempotent-Replayed"] = "true"
+        return replay
+    try:
+        response = await handler(request)
+    except BaseException:
+        await store.release(scope, key)
+        raise
+    if isinstance(response, web.Response) and response.status < 400:
+        await store.finish(scope, key, print_, StoredAnswer(status=response.status, body=response.text or ""))
+    else:
+        await store.release(scope, key)
+    return response

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import AfterValidator, Field
+
+from gateway.errors import InvalidState, NotFound
+from gateway.instances import Instance, InstanceName, check_access
+from gateway.qr import qr_data_uri
+from gateway.responses import json_response
+from gateway.state import principal, require_tenant_access, services
+from gateway.validation import PART_RE, ApiModel, PhoneNumber, WebUrl
+
+
+def _instance_name(value: str) -> str:
+    parts = value.split("__")
+    if len(parts) != 3 or not all(PART_RE.match(part) for part in parts):
+        raise ValueError(
+            "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
+            "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
+        )
+    if len(value) > 100:
+        raise ValueError("must be at most 100 characters")
+    return value
+
+
+InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
+
+
+class CreateInstance(ApiModel):
+    instance_name: InstanceNameStr
+    webhook_url: WebUrl
+    webhook_secret: str = Field(min_length=16, max_length=256)
+
+
+class InstanceStatus(ApiModel):
+    instance_name: str
+    state: str
+    phone_number: str | None
+    connected_at: str | None
+    messages_queued_count: int
+    webhook_url: str
+    created_at: str
+
+
+class QrOut(ApiModel):
+    qrcode: str
+    expires_at: str
+
+
+class PairingRequest(ApiModel):
+    phone_number: PhoneNumber
+
+
+class PairingOut(ApiModel):
+    pairing_code: str
+
+
+class QueueOut(ApiModel):
+    urgent: int
+    normal: int
+    bulk: int
+    total: int
+
+
+async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
+    counts = await services(request).instances.queue_counts(instance.name)
+    return InstanceStatus(
+        instance_name=instance.name,
+        state=instance.state,
+        phone_number=instance.phone_number,
+        connected_at=instance.connected_at,
+        messages_queued_count=counts["total"],
+        webhook_url=instance.webhook_url,
+        created_at=instance.created_at,
+    )
+
+
+async def accessible(request: web.Request) -> Instance:
+    """The instance named in the path, if the caller may touch it (403 before 404: no probing)."""
+    name = request.match_info["name"]
+    check_access(principal(request), name)
+    return await services(request).instances.get(name)
+
+
+async def create_instance(request: web.Request, body: CreateInstance) -> web.Response:
+    caller = principal(request)
+    check_access(caller, body.instance_name)
+    svc = services(request)
+    name = InstanceName.parse(body.instance_name)
+    if caller.is_admin and not await svc.tenants.exists(name.tenant_id):
+        raise NotFound(f"no tenant {name.tenant_id!r}")
+    instance = await svc.instances.create(name, str(body.webhook_url), body.webhook_secret, state="connecting")
+    if await svc.commands.send(instance.name, "connect") is None:
+        await svc.instances.update(instance.name, state="close")
+    return json_response(await _status(request, await svc.instances.get(instance.name)), status=201)
+
+
+async def get_qr(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    if instance.state == "open":
+        raise InvalidState("instance is already open; it needs no QR code")
+    if instance.qr_is_fresh(datetime.now(UTC)):
+        code, expires_at = instance.qr, instance.qr_expires_at
+    else:
+        result = await services(request).commands.call(instance.name, "qr")
+        code, expires_at = result["code"], result["expiresAt"]
+    assert code is not None and expires_at is not None
+    return json_response(QrOut(qrcode=qr_data_uri(code), expires_at=expires_at))
+
+
+async def request_pairing_code(request: web.Request, body: PairingRequest) -> web.Response:
+    instance = await accessible(request)
+    if instance.state == "open":
+        raise InvalidState("instance is already open; it needs no pairing code")
+    result = await services(request).commands.call(instance.name, "pair", {"phoneNumber": body.phone_number})
+    return json_response(PairingOut(pairing_code=result["pairingCode"]))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return json_response(await _status(request, await accessible(request)))
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    return json_response(QueueOut(**await services(request).instances.queue_counts(instance.name)))
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    svc = services(request)
+    if instance.owner is not None:
+        await svc.commands.call(instance.name, "delete")
+    await svc.instances.delete(instance.name)
+    return web.Response(status=204)
+
+
+async def _listing(request: web.Request, client_id: str | None) -> web.Response:
+    tenant_id = request.match_info["tenantId"]
+    require_tenant_access(request, tenant_id)
+    svc = services(request)
+    if not await svc.tenants.exists(tenant_id):
+        raise NotFound(f"no tenant {tenant_id!r}")
+    instances = await svc.instances.list_for(tenant_id, client_id)
+    return json_response([await _status(request, instance) for instance in instances])
+
+
+async def list_tenant_instances(request: web.Request) -> web.Response:
+    return await _listing(request, None)
+
+
+async def list_client_instances(request: web.Request) -> web.Response:
+    return await _listing(request, request.match_info["clientId"])

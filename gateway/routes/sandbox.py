@@ -1,0 +1,87 @@
+"""Control routes of the sandbox driver: they stand in for the phone and the contacts."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from pydantic import Field, model_validator
+
+from gateway.drivers.base import MessageType
+from gateway.routes.instances import accessible
+from gateway.state import services
+from gateway.validation import ApiModel, PhoneNumber
+from scheduler import keys
+
+
+class LinkBody(ApiModel):
+    phone_number: PhoneNumber | None = None
+
+
+class InboundBody(ApiModel):
+    sender: PhoneNumber = Field(alias="from")
+    text: str | None = None
+    message_type: MessageType = "conversation"
+    push_name: str | None = None
+
+    @model_validator(mode="after")
+    def _text_for_conversation(self) -> InboundBody:
+        if self.message_type == "conversation" and not self.text:
+            raise ValueError("text is required when messageType is conversation")
+        return self
+
+
+class FailNextBody(ApiModel):
+    error: str = Field(min_length=1, max_length=500)
+    count: int = Field(default=1, ge=1, le=10_000)
+
+
+class InboundOut(ApiModel):
+    message_id: str
+
+
+class SentMessage(ApiModel):
+    message_id: str
+    to: str
+    type: str
+    text: str | None
+    caption: str | None
+    media_url: str | None
+    file_name: str | None
+    mimetype: str | None
+    media_bytes: int | None
+    sent_at: str
+
+
+async def link(request: web.Request, body: LinkBody) -> web.Response:
+    instance = await accessible(request)
+    args = {"phoneNumber": body.phone_number} if body.phone_number else {}
+    await services(request).commands.call(instance.name, "sandbox.link", args)
+    return web.json_response({"instanceName": instance.name, "linked": True})
+
+
+async def unlink(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    await services(request).commands.call(instance.name, "sandbox.unlink")
+    return web.json_response({"instanceName": instance.name, "linked": False})
+
+
+async def inbound(request: web.Request, body: InboundBody) -> web.Response:
+    instance = await accessible(request)
+    result = await services(request).commands.call(
+        instance.name, "sandbox.inbound", body.model_dump(by_alias=True, mode="json")
+    )
+    return web.json_response(InboundOut(message_id=result["messageId"]).model_dump(by_alias=True), status=201)
+
+
+async def sent(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    raw = await services(request).redis.lrange(keys.sandbox_sent(instance.name), 0, -1)
+    records = [SentMessage.model_validate(json.loads(item)) for item in raw]
+    return web.json_response([r.model_dump(by_alias=True) for r in records])
+
+
+async def fail_next(request: web.Request, body: FailNextBody) -> web.Response:
+    instance = await accessible(request)
+    await services(request).commands.call(instance.name, "sandbox.fail_next", body.model_dump())
+    return web.json_response({"instanceName": instance.name, "failNext": body.count})

@@ -1,0 +1,222 @@
+"""The worker's side of instances: it hosts the WhatsApp sessions it owns, carries out commands
+from the API, and turns driver events into instance state and webhook events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from gateway.commands import error
+from gateway.drivers.base import (
+    Banned,
+    Connected,
+    Disconnected,
+    Driver,
+    DriverError,
+    DriverEvent,
+    MessageReceived,
+    NotLinkedError,
+    QrCode,
+    QrExpired,
+    Receipt,
+    Session,
+)
+from gateway.drivers.sandbox import SandboxSession
+from gateway.errors import InvalidState, NotFound, WhatsAppError
+from gateway.instances import Instances, iso
+from gateway.redis_client import Redis
+from scheduler import keys, ownership
+from webhooks.outbox import Outbox, now_iso
+
+log = structlog.get_logger(__name__)
+
+QR_WAIT_SECONDS = 20.0
+# WhatsApp redelivers messages after reconnects; remember ids this long to forward each once.
+SEEN_TTL_SECONDS = 7 * 24 * 3600
+
+
+class SessionHost:
+    def __init__(self, worker_id: str, redis: Redis, driver: Driver, instances: Instances, outbox: Outbox) -> None:
+        self.worker_id = worker_id
+        self.redis = redis
+        self.driver = driver
+        self.instances = instances
+        self.outbox = outbox
+        self.sessions: dict[str, Session] = {}
+        self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def session(self, name: str) -> Session:
+        if name not in self.sessions:
+
+            async def sink(event: DriverEvent) -> None:
+                await self.on_event(name, event)
+
+            self.sessions[name] = self.driver.session(name, sink)
+        return self.sessions[name]
+
+    async def adopt(self) -> None:
+        """Take over every instance without a live owner and reconnect the linked ones."""
+        for name in await self.instances.names():
+            instance = await self.instances.find(name)
+            if instance is None:
+                continue
+            mine = instance.owner == self.worker_id
+            if not mine and instance.owner and await ownership.is_alive(self.redis, instance.owner):
+                continue
+            await ownership.claim(self.redis, name, self.worker_id)
+            session = self.session(name)
+            if session.linked:
+                log.info("session.reconnecting", instance=name)
+                await self.instances.update(name, state="connecting")
+                await session.connect()
+            else:
+                await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
+
+    async def close(self) -> None:
+        for name, session in list(self.sessions.items()):
+            try:
+                await session.close()
+            except Exception:
+                log.exception("session.close_failed", instance=name)
+        self.sessions.clear()
+
+    # Commands from the API.
+
+    async def command(self, name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        structlog.contextvars.bind_contextvars(instance=name, op=op)
+        try:
+            return {"ok": await self._command(name, op, args)}
+        except (InvalidState, NotFound, WhatsAppError) as exc:
+            return error(exc.code, exc.message)
+        except NotLinkedError as exc:
+            return error(InvalidState.code, str(exc))
+        except DriverError as exc:
+            return error(WhatsAppError.code, str(exc) or type(exc).__name__)
+        finally:
+            structlog.contextvars.unbind_contextvars("instance", "op")
+
+    async def _command(self, name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "delete":
+            await self._delete(name)
+            return {}
+        instance = await self.instances.get(name)
+        session = self.session(name)
+        if op == "connect":
+            await session.connect()
+            return {}
+        if op == "qr":
+            return await self._linking_started(name, session)
+        if op == "pair":
+            await self._linking_started(name, session)
+            return {"pairingCode": await session.pair_phone(args["phoneNumber"])}
+        if not isinstance(session, SandboxSession):
+            raise NotFound(f"unknown command {op!r}")
+        if op == "sandbox.link":
+            if instance.state == "open":
+                raise InvalidState("instance is already open")
+            await session.link(args.get("phoneNumber") or "5491100000000")
+            return {}
+        if op == "sandbox.unlink":
+            await session.unlink()
+            return {}
+        if op == "sandbox.inbound":
+            message_id = await session.inbound(args["from"], args.get("text"), args["messageType"], args.get("pushName"))
+            return {"messageId": message_id}
+        if op == "sandbox.fail_next":
+            session.fail_next(args["error"], args["count"])
+            return {}
+        raise NotFound(f"unknown command {op!r}")
+
+    async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
+        """Start a QR cycle if none runs and wait for its first code."""
+        instance = await self.instances.get(name)
+        if instance.state == "open":
+            raise InvalidState("instance is already open; it needs no QR code")
+        if instance.state == "connecting" and instance.qr:
+            return {"code": instance.qr, "expiresAt": instance.qr_expires_at}
+        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
+        await session.connect()
+        try:
+            result = await asyncio.wait_for(asyncio.shield(waiter), QR_WAIT_SECONDS)
+        except TimeoutError:
+            raise WhatsAppError(f"WhatsApp sent no QR code within {QR_WAIT_SECONDS:g} s") from None
+        if result.get("state") == "open":
+            raise InvalidState("instance is linked and reconnected; it needs no QR code")
+        return result
+
+    def _resolve_linking(self, name: str, result: dict[str, Any]) -> None:
+        waiter = self._linking.pop(name, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    async def _delete(self, name: str) -> None:
+        session = self.session(name)
+        del self.sessions[name]
+        try:
+            await session.logout()
+        except Exception:  # logging out of an unlinked or offline session: the store goes anyway
+            log.warning("session.logout_failed", instance=name, exc_info=True)
+        await session.close()
+        self.driver.remove_store(name)
+        await ownership.release(self.redis, name, self.worker_id)
+
+    # Events from the driver.
+
+    async def on_event(self, name: str, event: DriverEvent) -> None:
+        try:
+            await self._apply(name, event)
+        except Exception:  # neonize drops exceptions raised in its callbacks: never lose one silently
+            log.exception("session.event_failed", instance=name, event=type(event).__name__)
+
+    async def _apply(self, name: str, event: DriverEvent) -> None:
+        if await self.instances.find(name) is None:
+            return  # deleted meanwhile
+        match event:
+            case QrCode(code=code, expires_at=expires_at):
+                await self.instances.update(name, state="connecting", qr=code, qrExpiresAt=iso(expires_at))
+                self._resolve_linking(name, {"code": code, "expiresAt": iso(expires_at)})
+            case Connected(phone_number=phone):
+                await self.instances.update(
+                    name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
+                )
+                self._resolve_linking(name, {"state": "open"})
+                await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
+            case Disconnected(reason=reason, logged_out=logged_out):
+                fields: dict[str, str | None] = {"state": "close", "qr": None, "qrExpiresAt": None}
+                if logged_out:
+                    fields.update(linked="0", phoneNumber=None, connectedAt=None)
+                await self.instances.update(name, **fields)
+                await self.outbox.publish(name, "instance.disconnected", {"reason": reason, "loggedOut": logged_out})
+            case QrExpired():
+                await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
+                await self.outbox.publish(name, "instance.qr_expired", {})
+            case Banned(reason=reason, expires_at=expires_at):
+                until = iso(expires_at) if expires_at else None
+                await self.instances.update(name, state="close", bannedUntil=until or "permanent")
+                await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
+            case MessageReceived() as message:
+                await self._received(name, message)
+            case Receipt():
+                log.debug("receipt.ignored", instance=name)  # receipts map to message records once sending exists
+
+    async def _received(self, name: str, message: MessageReceived) -> None:
+        if message.from_me:
+            return
+        first = await self.redis.set(keys.inbound_seen(name, message.message_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
+        if not first:
+            log.info("message.duplicate_dropped", instance=name, message_id=message.message_id)
+            return
+        await self.outbox.publish(
+            name,
+            "message.received",
+            {
+                "from": message.sender,
+                "pushName": message.push_name,
+                "messageType": message.message_type,
+                "text": message.text if message.message_type == "conversation" else None,
+                "messageId": message.message_id,
+                "timestamp": iso(message.timestamp),
+            },
+        )

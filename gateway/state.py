@@ -1,0 +1,52 @@
+"""Typed application state: one `Services` object opened and closed in the app's cleanup_ctx."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from config import Settings
+from gateway.commands import Commands
+from gateway.errors import ForbiddenTenant, InvalidApiKey
+from gateway.idempotency import Idempotency
+from gateway.instances import Instances
+from gateway.ratelimit import RateLimiter
+from gateway.redis_client import Redis
+from gateway.tenants import Principal, Tenants
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    tenants: Tenants
+    limiter: RateLimiter
+    idempotency: Idempotency
+    instances: Instances
+    commands: Commands
+
+
+SERVICES = web.AppKey("services", Services)
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
+EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    found = request.get(PRINCIPAL)
+    if found is None:
+        raise InvalidApiKey("missing apikey header")
+    return found
+
+
+def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:
+    """The caller must be the admin or a key of `tenant_id`."""
+    caller = principal(request)
+    if not caller.is_admin and caller.tenant_id != tenant_id:
+        raise ForbiddenTenant(f"this API key belongs to tenant {caller.tenant_id!r}, not {tenant_id!r}")
+    return caller

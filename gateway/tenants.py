@@ -1,0 +1,132 @@
+"""Tenants and their API keys. Keys are stored as SHA-256 digests; the plain key is shown once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from gateway.errors import AlreadyExists, NotFound
+from gateway.redis_client import Redis
+from scheduler import keys
+
+KEY_PREFIX = "wag"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, or one tenant through one of its keys."""
+
+    key_id: str
+    tenant_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+
+ADMIN = Principal(key_id="admin", tenant_id=None)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    created_at: str
+    key_ids: list[str]
+
+
+def _digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _split(api_key: str) -> str | None:
+    """The key id inside a key of the form wag_<keyId>_<secret>, or None."""
+    parts = api_key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Tenants:
+    def __init__(self, redis: Redis, admin_key: str) -> None:
+        self.redis = redis
+        self._admin_digest = _digest(admin_key)
+
+    async def authenticate(self, api_key: str) -> Principal | None:
+        if hmac.compare_digest(_digest(api_key), self._admin_digest):
+            return ADMIN
+        key_id = _split(api_key)
+        if key_id is None:
+            return None
+        stored = await self.redis.hmget(keys.api_key(key_id), ["tenantId", "hash"])
+        tenant_id, digest = stored
+        if tenant_id is None or digest is None:
+            return None
+        if not hmac.compare_digest(_digest(api_key), digest):
+            return None
+        return Principal(key_id=key_id, tenant_id=tenant_id)
+
+    async def create(self, tenant_id: str, name: str | None) -> tuple[Tenant, IssuedKey]:
+        created_at = _now_iso()
+        added = await self.redis.hsetnx(keys.tenant(tenant_id), "createdAt", created_at)
+        if not added:
+            raise AlreadyExists(f"tenant {tenant_id!r} already exists")
+        await self.redis.hset(keys.tenant(tenant_id), "name", name or tenant_id)
+        await self.redis.sadd(keys.TENANTS, tenant_id)
+        issued = await self.issue_key(tenant_id)
+        return Tenant(tenant_id, name or tenant_id, created_at, [issued.key_id]), issued
+
+    async def exists(self, tenant_id: str) -> bool:
+        return bool(await self.redis.exists(keys.tenant(tenant_id)))
+
+    async def issue_key(self, tenant_id: str) -> IssuedKey:
+        if not await self.exists(tenant_id):
+            raise NotFound(f"no tenant {tenant_id!r}")
+        key_id = secrets.token_hex(8)
+        api_key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.api_key(key_id),
+                mapping={"tenantId": tenant_id, "hash": _digest(api_key), "createdAt": _now_iso()},
+            )
+            pipe.sadd(keys.tenant_keys(tenant_id), key_id)
+            await pipe.execute()
+        return IssuedKey(key_id=key_id, api_key=api_key)
+
+    async def revoke_key(self, key_id: str) -> None:
+        tenant_id = await self.redis.hget(keys.api_key(key_id), "tenantId")
+        if tenant_id is None:
+            raise NotFound(f"no key {key_id!r}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.api_key(key_id))
+            pipe.srem(keys.tenant_keys(tenant_id), key_id)
+            await pipe.execute()
+
+    async def list(self) -> list[Tenant]:
+        ids = sorted(await self.redis.smembers(keys.TENANTS))
+        tenants = []
+        for tenant_id in ids:
+            record = await self.redis.hgetall(keys.tenant(tenant_id))
+            key_ids = sorted(await self.redis.smembers(keys.tenant_keys(tenant_id)))
+            tenants.append(
+                Tenant(
+                    tenant_id=tenant_id,
+                    name=record.get("name", tenant_id),
+                    created_at=record.get("createdAt", ""),
+                    key_ids=key_ids,
+                )
+            )
+        return tenants

@@ -1,0 +1,95 @@
+"""Request parsing with pydantic: every problem becomes an `Issue` with its path."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from gateway.errors import Issue, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+PART_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
+
+
+class ApiModel(BaseModel):
+    """Base of every request and response body: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
+    )
+
+
+def _name_part(value: str) -> str:
+    if not PART_RE.match(value):
+        raise ValueError("use lowercase letters and digits, with single underscores inside (e.g. acme or acme_2)")
+    if len(value) > 40:
+        raise ValueError("must be at most 40 characters")
+    return value
+
+
+def _phone(value: str) -> str:
+    if PHONE_RE.match(value):
+        return value
+    digits = re.sub(r"\D", "", value)
+    if PHONE_RE.match(digits):
+        raise ValueError(f"use international digits only, without '+', spaces or dashes: send {digits!r}")
+    raise ValueError("must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678")
+
+
+NamePart = Annotated[str, AfterValidator(_name_part)]
+PhoneNumber = Annotated[str, AfterValidator(_phone)]
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "field required",
+}
+
+
+def issues_from(error: ValidationError) -> list[Issue]:
+    issues = []
+    for err in error.errors(include_url=False):
+        message = _MESSAGES.get(err["type"], err["msg"])
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        issues.append(Issue(tuple(err["loc"]), message))
+    return issues
+
+
+def validate(model: type[M], data: object) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(issues_from(exc)) from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, a 413 in the middleware
+    if not raw.strip():
+        raise ValidationFailed.at([], "request body is empty: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed.at([], "request body must be a JSON object")
+    return validate(model, data)
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if len(value) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    return value
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]

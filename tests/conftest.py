@@ -1,0 +1,76 @@
+"""Tests run against a real redis-server that this test session starts itself (never a fake)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config import Settings, load_settings
+from gateway.app import create_app
+from gateway.redis_server import EmbeddedRedis
+
+ADMIN_KEY = "test-admin-key-0123456789"
+FAST_LANES = '{"urgent": {"gap": [0.01, 0.02]}, "normal": {"gap": [0.02, 0.04]}, "bulk": {"gap": [0.04, 0.06]}}'
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    asyncio.run(server.start())
+    yield server
+    asyncio.run(server.stop())
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+def make_settings(redis_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "admin_key": ADMIN_KEY,
+        "secret_key": "test-secret-key-0123456789",
+        "data_dir": data_dir,
+        "driver": "sandbox",
+        "lanes": FAST_LANES,
+        "worker_id": "test-worker",
+        "allow_private_urls": True,
+    }
+    values.update(overrides)
+    return load_settings({}, **values)
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return make_settings(redis_url, tmp_path / "data")
+
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(app)
+
+
+ADMIN = {"apikey": ADMIN_KEY}
+
+
+@pytest.fixture
+async def tenant_key(client: TestClient) -> AsyncIterator[str]:
+    """The API key of a fresh tenant `acme`."""
+    response = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
+    assert response.status == 201, await response.text()
+    yield (await response.json())["apiKey"]
