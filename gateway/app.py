@@ -100,7 +100,7 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             commands=Commands(redis, arq),
         )
         yield
-        await arq.aclose()
+        await arq.aclose(close_connection_pool=True)
         await redis.aclose()
 
     return context

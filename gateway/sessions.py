@@ -122,7 +122,9 @@ class SessionHost:
             await session.unlink()
             return {}
         if op == "sandbox.inbound":
-            message_id = await session.inbound(args["from"], args.get("text"), args["messageType"], args.get("pushName"))
+            message_id = await session.inbound(
+                args["from"], args.get("text"), args["messageType"], args.get("pushName")
+            )
             return {"messageId": message_id}
         if op == "sandbox.fail_next":
             session.fail_next(args["error"], args["count"])

@@ -12,13 +12,14 @@ from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
 from arq.worker import Worker, func
+from redis.asyncio import ConnectionPool
 
 from config import Settings
 from gateway.commands import COMMAND_JOB
 from gateway.crypto import SecretBox
 from gateway.drivers import make_driver
+from gateway.drivers.neonize import NeonizeDriver
 from gateway.instances import Instances
 from gateway.keyfiles import read_or_create
 from gateway.redis_client import connect
@@ -70,10 +71,11 @@ class GatewayWorker:
         self.worker_id = resolve_worker_id(settings)
         self.redis = arq_pool(settings)
         self.store = connect(settings.redis_url)
+        self.driver = make_driver(settings, self.store)
         self.host = SessionHost(
             self.worker_id,
             self.store,
-            make_driver(settings, self.store),
+            self.driver,
             Instances(self.store, SecretBox(settings.secret_key.get_secret_value())),
             Outbox(self.store),
         )
@@ -91,6 +93,8 @@ class GatewayWorker:
         )
 
     async def start(self) -> None:
+        if isinstance(self.driver, NeonizeDriver):
+            self.driver.install_executor(asyncio.get_running_loop())
         await self._heartbeat_once()
         await self.redis.hset(
             keys.worker(self.worker_id),
@@ -112,7 +116,7 @@ class GatewayWorker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.host.close()
         await self.redis.zrem(keys.WORKERS, self.worker_id)
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
         await self.store.aclose()
         log.info("worker.stopped", worker_id=self.worker_id)
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from config import Settings, load_settings
 from gateway.app import create_app
 from gateway.redis_server import EmbeddedRedis
+from scheduler.worker import worker_context
 
 ADMIN_KEY = "test-admin-key-0123456789"
 FAST_LANES = '{"urgent": {"gap": [0.01, 0.02]}, "normal": {"gap": [0.02, 0.04]}, "bulk": {"gap": [0.04, 0.06]}}'
@@ -74,3 +75,28 @@ async def tenant_key(client: TestClient) -> AsyncIterator[str]:
     response = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
     assert response.status == 201, await response.text()
     yield (await response.json())["apiKey"]
+
+
+@pytest.fixture
+async def gateway(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+    """The API with one in-process worker hosting sandbox sessions, as `wa-gateway serve` runs."""
+    app = create_app(settings)
+    app.cleanup_ctx.append(worker_context(settings))
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def acme(gateway: TestClient) -> dict[str, str]:
+    """Headers carrying the API key of a fresh tenant `acme`."""
+    response = await gateway.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
+    assert response.status == 201, await response.text()
+    return {"apikey": (await response.json())["apiKey"]}
+
+
+def instance_body(name: str = "acme__shop1__sales", **overrides: str) -> dict[str, str]:
+    return {
+        "instanceName": name,
+        "webhookUrl": "http://127.0.0.1:9/hook",
+        "webhookSecret": "0123456789abcdef-secret",
+        **overrides,
+    }

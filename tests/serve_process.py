@@ -44,7 +44,9 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+                raise RuntimeError(
+                    f"serve exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
+                )
             try:
                 if self.request("GET", "/health")[0] == 200:
                     return

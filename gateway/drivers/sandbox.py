@@ -50,7 +50,9 @@ class _Store:
 
 
 class SandboxSession:
-    def __init__(self, name: str, store_path: Path, redis: Redis, sink: EventSink, qr_schedule: Sequence[float]) -> None:
+    def __init__(
+        self, name: str, store_path: Path, redis: Redis, sink: EventSink, qr_schedule: Sequence[float]
+    ) -> None:
         self.name = name
         self.store_path = store_path
         self.redis = redis

@@ -1,0 +1,685 @@
+"""The neonize driver, offline: real neonize protobuf events, real (never connected) clients."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.drivers import neonize as nd
+from gateway.drivers.base import (
+    Banned,
+    Connected,
+    Disconnected,
+    DriverError,
+    DriverEvent,
+    MessageReceived,
+    NotLinkedError,
+    OutcomeUnknownError,
+    OutgoingMessage,
+    QrCode,
+    QrExpired,
+    Receipt,
+    SendResult,
+    TransientDriverError,
+)
+
+pb = nd._pb()
+e2e = nd._e2e()
+exc_module = nd._import("neonize.exc")
+
+PHONE = "5491112345678"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def wire(event: Any) -> Any:
+    """What neonize hands a handler: the event parsed back from its bytes."""
+    return type(event).FromString(event.SerializeToString())
+
+
+def jid(user: str, server: str = "s.whatsapp.net") -> Any:
+    return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=not user)
+
+
+NO_JID = jid("", "")
+
+
+def source(sender: Any, *, chat: Any = None, from_me: bool = False, is_group: bool = False, alt: Any = None) -> Any:
+    # Every required field set, as neonize's Go side always does.
+    return pb.MessageSource(
+        Chat=chat or sender,
+        Sender=sender,
+        IsFromMe=from_me,
+        IsGroup=is_group,
+        SenderAlt=alt or NO_JID,
+        RecipientAlt=NO_JID,
+        BroadcastListOwner=NO_JID,
+    )
+
+
+def message_event(
+    content: Any,
+    *,
+    from_me: bool = False,
+    sender: Any = None,
+    chat: Any = None,
+    sender_alt: Any = None,
+    is_group: bool = False,
+    timestamp_ms: int = 1_740_830_400_000,
+) -> Any:
+    info = pb.MessageInfo(
+        MessageSource=source(sender or jid(PHONE), chat=chat, from_me=from_me, is_group=is_group, alt=sender_alt),
+        ID="3EB0C0FFEE",
+        ServerID=0,
+        Type="text",
+        Pushname="Ana",
+        Timestamp=timestamp_ms,  # neonize sends milliseconds here
+        Category="",
+        Multicast=False,
+        MediaType="",
+        Edit="",
+    )
+    flags = dict.fromkeys(
+        ("IsEphemeral", "IsViewOnce", "IsViewOnceV2", "IsViewOnceV2Extension", "IsDocumentWithCaption"), False
+    )
+    return wire(
+        pb.Message(
+            Info=info,
+            Message=content,
+            IsLottieSticker=False,
+            IsEdit=False,
+            UnavailableRequestID="",
+            RetryCount=0,
+            **flags,
+        )
+    )
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[DriverEvent] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, event: DriverEvent) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    async def wait_for(self, kind: type, timeout: float = 10.0) -> Any:
+        async def first() -> Any:
+            while True:
+                for event in self.events:
+                    if isinstance(event, kind):
+                        return event
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        return await asyncio.wait_for(first(), timeout)
+
+
+class FakeClient:
+    """Stands in for a running NewAClient where WhatsApp itself would be needed."""
+
+    def __init__(self, *, send_delay: float = 0.0, on_whatsapp: bool = True) -> None:
+        self.stopped = 0
+        self.sent: list[tuple[str, Any]] = []
+        self.paired: list[str] = []
+        self.built: list[tuple[str, bytes, dict[str, Any]]] = []
+        self.send_delay = send_delay
+        self.on_whatsapp = on_whatsapp
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+    async def send_message(self, to: str, message: Any) -> Any:
+        await asyncio.sleep(self.send_delay)
+        self.sent.append((to, message))
+        return pb.SendResponse(ID="3EB0SENT", Timestamp=1_740_830_400)
+
+    async def build_image_message(self, media: bytes, **kwargs: Any) -> Any:
+        self.built.append(("image", media, kwargs))
+        return e2e.Message(imageMessage=e2e.ImageMessage(caption=kwargs.get("caption")))
+
+    async def is_on_whatsapp(self, *numbers: str) -> list[Any]:
+        return [pb.IsOnWhatsAppResponse(Query=n, IsIn=self.on_whatsapp) for n in numbers]
+
+    async def PairPhone(self, phone: str, show_push_notification: bool) -> str:
+        self.paired.append(phone)
+        return "WXYZ1234"
+
+
+def make_store(path: Path, jids: list[str]) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY)")
+        db.executemany("INSERT INTO whatsmeow_device VALUES (?)", [(j,) for j in jids])
+    db.close()
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> nd.NeonizeDriver:
+    return nd.NeonizeDriver(tmp_path / "sessions", max_sessions=4)
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def test_conversation_maps_to_message_received_with_its_text() -> None:
+    event = nd.map_event(message_event(e2e.Message(conversation="hola")))
+    assert event == MessageReceived(
+        message_id="3EB0C0FFEE",
+        sender=PHONE,
+        push_name="Ana",
+        message_type="conversation",
+        text="hola",
+        timestamp=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        from_me=False,
+    )
+
+
+def test_extended_text_maps_to_conversation_with_its_text() -> None:
+    content = e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text="see https://example.com"))
+    event = nd.map_event(message_event(content))
+    assert isinstance(event, MessageReceived)
+    assert (event.message_type, event.text) == ("conversation", "see https://example.com")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        e2e.Message(imageMessage=e2e.ImageMessage(caption="a caption is not text", mimetype="image/jpeg")),
+        e2e.Message(documentMessage=e2e.DocumentMessage(caption="invoice", fileName="a.pdf")),
+        e2e.Message(audioMessage=e2e.AudioMessage(PTT=True, seconds=3)),
+        e2e.Message(videoMessage=e2e.VideoMessage(caption="clip", seconds=5)),
+    ],
+    ids=["imageMessage", "documentMessage", "audioMessage", "videoMessage"],
+)
+def test_media_message_maps_to_its_type_with_text_none(content: Any, request: pytest.FixtureRequest) -> None:
+    event = nd.map_event(message_event(content))
+    assert isinstance(event, MessageReceived)
+    assert event.message_type == request.node.callspec.id
+    assert event.text is None
+
+
+def test_empty_media_submessage_is_detected_by_presence_not_truthiness() -> None:
+    # An image whose every field is empty is falsy-looking but present.
+    event = nd.map_event(message_event(e2e.Message(imageMessage=e2e.ImageMessage())))
+    assert isinstance(event, MessageReceived)
+    assert event.message_type == "imageMessage"
+
+
+def test_empty_conversation_is_still_a_text_message() -> None:
+    event = nd.map_event(message_event(e2e.Message(conversation="")))
+    assert isinstance(event, MessageReceived)
+    assert (event.message_type, event.text) == ("conversation", "")
+
+
+def test_ephemeral_wrapper_is_unwrapped() -> None:
+    inner = e2e.Message(conversation="disappearing")
+    content = e2e.Message(ephemeralMessage=e2e.FutureProofMessage(message=inner))
+    event = nd.map_event(message_event(content))
+    assert isinstance(event, MessageReceived)
+    assert event.text == "disappearing"
+
+
+def test_own_message_is_flagged_from_me() -> None:
+    event = nd.map_event(message_event(e2e.Message(conversation="sent from my phone"), from_me=True))
+    assert isinstance(event, MessageReceived)
+    assert event.from_me is True
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        e2e.Message(stickerMessage=e2e.StickerMessage(mimetype="image/webp")),
+        e2e.Message(reactionMessage=e2e.ReactionMessage(text="👍")),
+        e2e.Message(protocolMessage=e2e.ProtocolMessage()),
+        e2e.Message(),
+    ],
+    ids=["sticker", "reaction", "protocol", "empty"],
+)
+def test_unsupported_message_type_maps_to_none(content: Any) -> None:
+    assert nd.map_event(message_event(content)) is None
+
+
+def test_group_and_status_messages_are_skipped() -> None:
+    text = e2e.Message(conversation="hi all")
+    assert nd.map_event(message_event(text, chat=jid("1203630", "g.us"), is_group=True)) is None
+    assert nd.map_event(message_event(text, chat=jid("status", "broadcast"))) is None
+
+
+def test_lid_sender_is_reported_by_its_phone_number() -> None:
+    event = nd.map_event(
+        message_event(e2e.Message(conversation="hi"), sender=jid("123456789012345", "lid"), sender_alt=jid(PHONE))
+    )
+    assert isinstance(event, MessageReceived)
+    assert event.sender == PHONE
+
+
+# -- receipts -------------------------------------------------------------------------------------
+
+
+def receipt_event(kind: int, ids: list[str], *, from_me: bool = False) -> Any:
+    return wire(
+        pb.Receipt(
+            MessageSource=source(jid(PHONE), from_me=from_me), MessageIDs=ids, Timestamp=1_740_830_460, Type=kind
+        )
+    )
+
+
+def test_delivered_receipt_lists_every_message_id() -> None:
+    event = nd.map_event(receipt_event(pb.Receipt.DELIVERED, ["A1", "B2", "C3"]))
+    assert event == Receipt(
+        message_ids=("A1", "B2", "C3"), status="delivered", timestamp=datetime(2025, 3, 1, 12, 1, tzinfo=UTC)
+    )
+
+
+def test_read_receipt_with_several_ids_maps_to_read() -> None:
+    event = nd.map_event(receipt_event(pb.Receipt.READ, ["A1", "B2"]))
+    assert isinstance(event, Receipt)
+    assert (event.status, event.message_ids) == ("read", ("A1", "B2"))
+
+
+def test_played_voice_note_counts_as_read() -> None:
+    event = nd.map_event(receipt_event(pb.Receipt.PLAYED, ["A1"]))
+    assert isinstance(event, Receipt)
+    assert event.status == "read"
+
+
+def test_receipts_that_say_nothing_about_the_recipient_are_skipped() -> None:
+    assert nd.map_event(receipt_event(pb.Receipt.RETRY, ["A1"])) is None
+    assert nd.map_event(receipt_event(pb.Receipt.READ_SELF, ["A1"])) is None
+    assert nd.map_event(receipt_event(pb.Receipt.DELIVERED, ["A1"], from_me=True)) is None
+
+
+# -- connection events ----------------------------------------------------------------------------
+
+
+def test_connected_reports_own_phone_digits() -> None:
+    assert nd.map_event(wire(pb.Connected(status=True)), own_phone=PHONE) == Connected(phone_number=PHONE)
+
+
+def test_logged_out_maps_to_disconnected_logged_out() -> None:
+    event = nd.map_event(wire(pb.LoggedOut(OnConnect=True, Reason=pb.MAIN_DEVICE_GONE)))
+    assert isinstance(event, Disconnected)
+    assert event.logged_out is True
+    assert "main_device_gone" in event.reason
+
+
+def test_stream_replaced_maps_to_disconnected_not_logged_out() -> None:
+    event = nd.map_event(wire(pb.StreamReplaced()))
+    assert isinstance(event, Disconnected)
+    assert event.logged_out is False
+    assert "replaced" in event.reason
+
+
+def test_plain_disconnect_is_not_a_logout() -> None:
+    assert nd.map_event(wire(pb.Disconnected(status=True))) == Disconnected(reason="connection lost")
+
+
+def test_temporary_ban_expires_after_its_duration() -> None:
+    ban = wire(pb.TemporaryBan(Code=pb.TemporaryBan.SEND_TO_TOO_MANY_PEOPLE, Expire=3600))
+    assert nd.map_event(ban, now=NOW) == Banned(reason="send_to_too_many_people", expires_at=NOW + timedelta(hours=1))
+
+
+def test_temporary_ban_without_duration_has_no_expiry() -> None:
+    event = nd.map_event(wire(pb.TemporaryBan(Code=pb.TemporaryBan.BLOCKED_BY_USERS, Expire=0)), now=NOW)
+    assert event == Banned(reason="blocked_by_users", expires_at=None)
+
+
+def test_connect_failure_for_a_logout_reason_is_a_logout() -> None:
+    event = nd.map_event(wire(pb.ConnectFailure(Reason=pb.LOGGED_OUT, Message="401", Raw=pb.Node(Tag="failure"))))
+    assert isinstance(event, Disconnected)
+    assert event.logged_out is True
+
+
+def test_connect_failure_for_a_server_problem_is_not_a_logout() -> None:
+    event = nd.map_event(
+        wire(pb.ConnectFailure(Reason=pb.SERVICE_UNAVAILABLE, Message="503", Raw=pb.Node(Tag="failure")))
+    )
+    assert isinstance(event, Disconnected)
+    assert event.logged_out is False
+
+
+def test_events_we_do_not_report_map_to_none() -> None:
+    assert nd.map_event(wire(pb.KeepAliveTimeout(ErrorCount=1, LastSuccess=1_740_830_400))) is None
+    assert (
+        nd.map_event(
+            wire(pb.PairStatus(ID=jid(PHONE), BusinessName="", Platform="android", Status=pb.PairStatus.SUCCESS))
+        )
+        is None
+    )
+
+
+# -- errors, pairing codes, executor --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (TimeoutError(), OutcomeUnknownError),
+        (exc_module.SendMessageError("info query timed out"), OutcomeUnknownError),
+        (
+            exc_module.SendMessageError("websocket disconnected before info query returned response"),
+            OutcomeUnknownError,
+        ),
+        (exc_module.SendMessageError("client is nil"), TransientDriverError),
+        (exc_module.SendMessageError("failed to send message node: websocket not connected"), TransientDriverError),
+        (exc_module.NeonizeError("failed to dial whatsapp web websocket: i/o timeout"), TransientDriverError),
+        (ConnectionResetError("peer went away"), TransientDriverError),
+        (exc_module.UploadError("upload returned 500"), TransientDriverError),
+        (exc_module.SendMessageError("not logged in"), NotLinkedError),
+    ],
+)
+def test_classify_error_maps_to_our_tree(raised: Exception, expected: type[DriverError]) -> None:
+    assert type(nd.classify_error(raised)) is expected
+
+
+def test_classify_error_keeps_other_errors_generic_with_the_cause_in_the_message() -> None:
+    error = nd.classify_error(exc_module.SendMessageError("server returned error 479"))
+    assert type(error) is DriverError
+    assert "479" in str(error)
+    assert "SendMessageError" in str(error)
+
+
+def test_classify_error_passes_driver_errors_through() -> None:
+    original = NotLinkedError("no device")
+    assert nd.classify_error(original) is original
+
+
+@pytest.mark.parametrize("raw", ["ABCDEFGH", "abcd-efgh", "ABCD EFGH"])
+def test_pairing_code_is_formatted_in_two_groups_of_four(raw: str) -> None:
+    assert nd.format_pairing_code(raw) == "ABCD-EFGH"
+
+
+def test_pairing_code_of_the_wrong_length_is_rejected() -> None:
+    with pytest.raises(DriverError):
+        nd.format_pairing_code("ABC-123")
+
+
+def test_executor_has_one_thread_per_session_plus_margin() -> None:
+    executor = nd.executor_for(50)
+    try:
+        assert executor._max_workers == 50 + nd.EXECUTOR_MARGIN
+    finally:
+        executor.shutdown()
+
+
+def test_executor_for_no_sessions_is_refused() -> None:
+    with pytest.raises(ValueError):
+        nd.executor_for(0)
+
+
+async def test_install_executor_makes_to_thread_use_it() -> None:
+    executor = nd.install_executor(asyncio.get_running_loop(), 2)
+    name = await asyncio.to_thread(lambda: threading.current_thread().name)
+    assert name.startswith("neonize")
+    assert executor._max_workers == 2 + nd.EXECUTOR_MARGIN
+
+
+# -- store and driver -----------------------------------------------------------------------------
+
+
+def test_store_is_one_sqlite_file_per_instance(driver: nd.NeonizeDriver) -> None:
+    assert driver.store_path("acme__shop1__sales") == driver.sessions_dir / "acme__shop1__sales.sqlite3"
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden"])
+def test_instance_names_that_are_not_file_names_are_refused(driver: nd.NeonizeDriver, name: str) -> None:
+    with pytest.raises(ValueError):
+        driver.store_path(name)
+
+
+def test_fresh_session_is_not_linked(driver: nd.NeonizeDriver) -> None:
+    assert driver.session("acme__shop1__sales", Recorder()).linked is False
+
+
+def test_store_without_device_row_is_not_linked(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    make_store(store, [])
+    assert nd.store_has_device(store) is False
+
+
+def test_store_with_device_row_is_linked_and_knows_its_phone(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    make_store(store, [f"{PHONE}:12@s.whatsapp.net"])
+    assert nd.store_has_device(store) is True
+    assert nd.store_phone(store) == PHONE
+
+
+def test_store_that_is_not_a_database_is_not_linked(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    store.write_bytes(b"definitely not sqlite" * 100)
+    assert nd.store_has_device(store) is False
+
+
+def test_remove_store_deletes_the_database_and_its_side_files(driver: nd.NeonizeDriver) -> None:
+    path = driver.store_path("acme__shop1__sales")
+    path.parent.mkdir(parents=True)
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    for file in files:
+        file.write_bytes(b"x")
+    driver.remove_store("acme__shop1__sales")
+    assert [file.exists() for file in files] == [False, False, False]
+
+
+def test_remove_store_of_an_unknown_instance_is_a_no_op(driver: nd.NeonizeDriver) -> None:
+    driver.remove_store("nobody")
+    assert not driver.store_path("nobody").exists()
+
+
+async def test_remove_store_is_refused_while_the_session_is_open(driver: nd.NeonizeDriver) -> None:
+    session = driver.session("acme__shop1__sales", Recorder())
+    with pytest.raises(DriverError):
+        driver.remove_store("acme__shop1__sales")
+    await session.close()
+    driver.remove_store("acme__shop1__sales")
+
+
+async def test_driver_refuses_more_sessions_than_it_is_sized_for(tmp_path: Path) -> None:
+    driver = nd.NeonizeDriver(tmp_path, max_sessions=1)
+    first = driver.session("one", Recorder())
+    with pytest.raises(TransientDriverError):
+        driver.session("two", Recorder())
+    await first.close()
+    await driver.session("two", Recorder()).close()
+
+
+# -- sessions on real (offline) neonize clients ---------------------------------------------------
+
+
+async def test_session_builds_a_client_on_its_store_and_tears_it_down(driver: nd.NeonizeDriver) -> None:
+    session = driver.session("acme__shop1__sales", Recorder())
+    client = session._new_client()
+    other = session._new_client()
+    assert client.name == str(driver.store_path("acme__shop1__sales"))
+    # A unique Go-side id: a collected client's finalizer must not stop a newer one.
+    assert client.uuid != other.uuid
+    assert client.uuid != client.name.encode()
+    registered = set(client.event.list_func)
+    codes = nd._import("neonize.events").EVENT_TO_INT
+    assert {codes[pb.Connected], codes[pb.Message], codes[pb.Receipt], codes[pb.LoggedOut]} <= registered
+    assert client.event._qr.__wrapped__ == session._on_qr
+    session._client = client
+    await session.close()
+    assert session._client is None
+
+
+async def test_handler_exceptions_are_logged_not_lost(
+    driver: nd.NeonizeDriver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken_sink(event: DriverEvent) -> None:
+        raise RuntimeError("sink exploded")
+
+    session = driver.session("acme__shop1__sales", broken_sink)
+    client = session._new_client()
+    session._client = client
+    make_store(session.store_path, [f"{PHONE}@s.whatsapp.net"])
+    handler = client.event.list_func[nd._import("neonize.events").EVENT_TO_INT[pb.Connected]]
+    with caplog.at_level(logging.ERROR, logger=nd.__name__):
+        await handler(client, wire(pb.Connected(status=True)))  # must not raise
+    assert any(r.exc_info and "sink exploded" in str(r.exc_info[1]) for r in caplog.records)
+    await session.close()
+
+
+async def test_offline_connect_creates_the_store_unlinked_and_reports_the_failure(tmp_path: Path) -> None:
+    # A refused proxy makes the dial fail at once, with or without internet.
+    driver = nd.NeonizeDriver(tmp_path, max_sessions=2, proxy="socks5://127.0.0.1:9")
+    sink = Recorder()
+    session = driver.session("acme__shop1__sales", sink)
+    await session.connect()
+    event = await sink.wait_for(Disconnected)
+    assert "connection refused" in event.reason
+    with sqlite3.connect(session.store_path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert "whatsmeow_device" in tables
+    assert session.linked is False
+    await session.close()
+
+
+# -- QR cycle, pairing, sending -------------------------------------------------------------------
+
+
+def qr_session(driver: nd.NeonizeDriver, sink: Recorder, **options: Any) -> tuple[nd.NeonizeSession, FakeClient]:
+    session = nd.NeonizeSession("acme__shop1__sales", driver.store_path("acme__shop1__sales"), sink, **options)
+    client = FakeClient()
+    session._client = client
+    return session, client
+
+
+async def test_qr_codes_carry_their_expiry_and_each_resets_the_deadline(driver: nd.NeonizeDriver) -> None:
+    sink = Recorder()
+    session, client = qr_session(driver, sink, qr_first_ttl=60, qr_next_ttl=20, qr_grace=5)
+    loop = asyncio.get_running_loop()
+    before = datetime.now(UTC)
+    await session._on_qr(client, b"2@first")
+    first_deadline = session.qr_deadline
+    assert first_deadline == pytest.approx(loop.time() + 65, abs=1)
+    await session._on_qr(client, b"2@second")
+    assert session.qr_deadline == pytest.approx(loop.time() + 25, abs=1)
+    first, second = sink.events
+    assert isinstance(first, QrCode) and isinstance(second, QrCode)
+    assert first.code == "2@first"
+    assert first.expires_at - before == pytest.approx(timedelta(seconds=60), abs=timedelta(seconds=1))
+    assert second.expires_at - before == pytest.approx(timedelta(seconds=20), abs=timedelta(seconds=1))
+    await session.close()
+
+
+async def test_qr_cycle_without_new_codes_expires_and_stops_the_client(driver: nd.NeonizeDriver) -> None:
+    sink = Recorder()
+    session, client = qr_session(driver, sink, qr_first_ttl=0.05, qr_next_ttl=0.05, qr_grace=0)
+    await session._on_qr(client, b"2@only")
+    await sink.wait_for(QrExpired, timeout=5)
+    assert [type(e) for e in sink.events] == [QrCode, QrExpired]
+    assert client.stopped == 1
+    assert session._client is None
+
+
+async def test_connected_cancels_the_qr_deadline(driver: nd.NeonizeDriver) -> None:
+    sink = Recorder()
+    session, client = qr_session(driver, sink, qr_first_ttl=60, qr_next_ttl=20, qr_grace=5)
+    session.store_path.parent.mkdir(parents=True, exist_ok=True)
+    make_store(session.store_path, [f"{PHONE}:3@s.whatsapp.net"])
+    await session._on_qr(client, b"2@code")
+    await session._on_connected(client, wire(pb.Connected(status=True)))
+    assert session.qr_deadline is None
+    assert sink.events[-1] == Connected(phone_number=PHONE)
+    await session.close()
+
+
+async def test_pair_phone_without_a_qr_is_a_transient_error(driver: nd.NeonizeDriver) -> None:
+    session, client = qr_session(driver, Recorder(), pair_qr_wait=0.01)
+    session._task = asyncio.get_running_loop().create_future()
+    with pytest.raises(TransientDriverError):
+        await session.pair_phone(PHONE)
+    assert client.paired == []
+    session._task = None
+    await session.close()
+
+
+async def test_pair_phone_after_the_first_qr_returns_a_formatted_code(driver: nd.NeonizeDriver) -> None:
+    session, client = qr_session(driver, Recorder())
+    session._task = asyncio.get_running_loop().create_future()
+    await session._on_qr(client, b"2@code")
+    assert await session.pair_phone("+54 9 11 1234-5678") == "WXYZ-1234"
+    assert client.paired == [PHONE]
+    session._task = None
+    await session.close()
+
+
+async def test_send_when_not_connected_is_transient(driver: nd.NeonizeDriver) -> None:
+    session = driver.session("acme__shop1__sales", Recorder())
+    with pytest.raises(TransientDriverError):
+        await session.send(OutgoingMessage(to=PHONE, type="text", text="hi"))
+    await session.close()
+
+
+async def test_send_text_sends_a_plain_conversation(driver: nd.NeonizeDriver) -> None:
+    session, client = qr_session(driver, Recorder())
+    session._connected = True
+    result = await session.send(OutgoingMessage(to=PHONE, type="text", text="hola @123"))
+    assert result == SendResult(message_id="3EB0SENT", sent_at=datetime(2025, 3, 1, 12, tzinfo=UTC))
+    assert result.sent_at == datetime(2025, 3, 1, 12, tzinfo=UTC)
+    ((to, message),) = client.sent
+    assert to == PHONE
+    assert message.HasField("conversation") and message.conversation == "hola @123"
+    await session.close()
+
+
+async def test_send_image_builds_from_the_bytes_then_sends(driver: nd.NeonizeDriver) -> None:
+    session, client = qr_session(driver, Recorder())
+    session._connected = True
+    await session.send(OutgoingMessage(to=PHONE, type="image", media=b"\x89PNG", caption="look"))
+    assert client.built == [("image", b"\x89PNG", {"caption": "look"})]
+    ((_, message),) = client.sent
+    assert message.HasField("imageMessage")
+    await session.close()
+
+
+async def test_send_media_without_bytes_is_refused(driver: nd.NeonizeDriver) -> None:
+    session, client = qr_session(driver, Recorder())
+    session._connected = True
+    with pytest.raises(DriverError):
+        await session.send(OutgoingMessage(to=PHONE, type="video", media_url="https://example.com/v.mp4"))
+    assert client.sent == []
+    await session.close()
+
+
+async def test_send_that_times_out_has_an_unknown_outcome(driver: nd.NeonizeDriver) -> None:
+    session = nd.NeonizeSession("x", driver.store_path("x"), Recorder(), send_timeout=0.01)
+    session._client = FakeClient(send_delay=5)
+    session._connected = True
+    with pytest.raises(OutcomeUnknownError):
+        await session.send(OutgoingMessage(to=PHONE, type="text", text="hi"))
+    await session.close()
+
+
+async def test_is_on_whatsapp_reports_what_whatsapp_says(driver: nd.NeonizeDriver) -> None:
+    session, _ = qr_session(driver, Recorder())
+    session._connected = True
+    assert await session.is_on_whatsapp(PHONE) is True
+    session._client = FakeClient(on_whatsapp=False)
+    assert await session.is_on_whatsapp(PHONE) is False
+    await session.close()
+
+
+async def test_logout_event_stops_the_client_before_telling_the_sink(driver: nd.NeonizeDriver) -> None:
+    seen: list[tuple[DriverEvent, int]] = []
+    client = FakeClient()
+
+    async def sink(event: DriverEvent) -> None:
+        seen.append((event, client.stopped))
+
+    session = nd.NeonizeSession("x", driver.store_path("x"), sink)
+    session._client = client
+    session._connected = True
+    await session._on_event(client, wire(pb.LoggedOut(OnConnect=False, Reason=pb.LOGGED_OUT)))
+    ((event, stopped_before_sink),) = seen
+    assert isinstance(event, Disconnected) and event.logged_out
+    assert stopped_before_sink == 1
+    assert session.connected is False
