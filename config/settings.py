@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -42,6 +42,10 @@ DEFAULT_LANES: dict[LaneName, LaneConfig] = {
     "bulk": LaneConfig(gap=(8, 15), perHour=30, perDay=200),
 }
 
+# API.md, "Webhooks": a failed delivery is retried 3 more times, at 1 s, 5 s and 30 s (each
+# counted from the previous failure); after the last one it is dead-lettered.
+WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (1, 5, 30)
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,6 +59,8 @@ class Settings(BaseModel):
     secret_key: SecretStr | None = None
     lanes: dict[LaneName, LaneConfig] = Field(default_factory=lambda: dict(DEFAULT_LANES))
     allow_private_urls: bool = False
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds one webhook attempt may take")
+    webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = WEBHOOK_RETRY_DELAYS
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -62,6 +68,8 @@ class Settings(BaseModel):
     worker_id: str | None = None
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     worker_poll_delay: float = Field(default=0.05, gt=0)
+    message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
+    message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
 
     @field_validator("lanes", mode="before")
     @classmethod
@@ -86,6 +94,15 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown lane(s) {sorted(unknown)}; lanes are {list(LANES)}")
         return merged
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _delay_list(cls, value: object) -> object:
+        # From the environment: "1,5,30" or the JSON list "[1, 5, 30]".
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -16,13 +16,16 @@ from gateway.middleware import auth_middleware, errors_middleware, idempotency_m
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import connect
-from gateway.routes import admin, instances, meta, sandbox
+from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, Services
 from gateway.tenants import Tenants
+from scheduler.lanes import Lanes
+from scheduler.messages import Messages
 from scheduler.worker import arq_pool
+from webhooks.outbox import Outbox
 
-I = instances  # noqa: E741  (keeps the table below on one line a route)
+I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/openapi.json", meta.openapi, "This document", access="public", in_docs=False),
@@ -44,6 +47,36 @@ ROUTES: list[Route] = [
           response=I.InstanceStatus, many=True, tag="instances"),
     Route("GET", "/tenant/{tenantId}/client/{clientId}/instances", I.list_client_instances,
           "One client's instances", response=I.InstanceStatus, many=True, tag="instances"),
+    # Webhooks: the instance's endpoint, its recent deliveries, replays and test events.
+    Route("PATCH", "/instance/{name}/webhook", W.update_webhook, "Change the webhook URL and/or rotate its secret",
+          body=W.WebhookUpdate, response=W.WebhookOut, tag="webhooks"),
+    Route("GET", "/instance/{name}/webhooks/deliveries", W.list_deliveries,
+          "Recent deliveries with their attempts, newest first (?limit=&cursor=)", response=W.DeliveryPage,
+          tag="webhooks"),
+    Route("POST", "/instance/{name}/webhooks/deliveries/{id}/replay", W.replay_delivery,
+          "Deliver a delivered or dead-lettered event again", response=W.DeliveryQueued, status=202, tag="webhooks"),
+    Route("POST", "/instance/{name}/webhooks/test", W.send_test, "Send a webhook.test event",
+          response=W.DeliveryQueued, status=202, tag="webhooks"),
+    # Sending: every send is queued (202) into one of the instance's lanes.
+    Route("POST", "/message/text", M.send_text, "Queue a text", body=M.SendText, response=M.Queued,
+          status=202, tag="messages"),
+    Route("POST", "/message/image", M.send_image, "Queue an image", body=M.SendImage, response=M.Queued,
+          status=202, tag="messages"),
+    Route("POST", "/message/document", M.send_document, "Queue a document", body=M.SendDocument,
+          response=M.Queued, status=202, tag="messages"),
+    Route("POST", "/message/audio", M.send_audio, "Queue a voice note", body=M.SendAudio, response=M.Queued,
+          status=202, tag="messages"),
+    Route("POST", "/message/video", M.send_video, "Queue a video", body=M.SendVideo, response=M.Queued,
+          status=202, tag="messages"),
+    Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
+          body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
+    Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
+          tag="messages"),
+    # Admin: stats and queues.
+    Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
+          tag="admin"),
+    Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
+          response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).
     Route("POST", "/admin/tenants", admin.create_tenant, "Create a tenant and its first API key",
           body=admin.CreateTenant, response=admin.TenantCreated, status=201, access="admin", tag="admin"),
@@ -98,6 +131,9 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             idempotency=Idempotency(redis),
             instances=Instances(redis, SecretBox(settings.secret_key.get_secret_value())),
             commands=Commands(redis, arq),
+            lanes=Lanes.from_settings(redis, settings),
+            messages=Messages(redis, settings.message_retention),
+            outbox=Outbox(redis, arq),
         )
         yield
         await arq.aclose(close_connection_pool=True)

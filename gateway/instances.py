@@ -122,6 +122,14 @@ class Instances:
         found = [await self.find(n) for n in names]
         return [i for i in found if i is not None]
 
+    async def next_open(self, tenant_id: str, client_id: str) -> str | None:
+        """One of the client's open instances, round-robin; None when none is open."""
+        candidates = sorted(i.name for i in await self.list_for(tenant_id, client_id) if i.state == "open")
+        if not candidates:
+            return None
+        turn = await self.redis.incr(keys.round_robin(tenant_id, client_id))
+        return candidates[(turn - 1) % len(candidates)]
+
     async def update(self, name: str, **fields: str | None) -> None:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
         key = keys.instance(name)
@@ -135,6 +143,11 @@ class Instances:
             if cleared:
                 pipe.hdel(key, *cleared)
             await pipe.execute()
+
+    async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
+        """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""
+        fields = {"webhookUrl": url, "webhookSecret": self.box.seal(secret) if secret is not None else None}
+        await self.update(name, **{k: v for k, v in fields.items() if v is not None})  # None would clear it
 
     async def webhook_secret(self, name: str) -> str:
         sealed = await self.redis.hget(keys.instance(name), "webhookSecret")
@@ -151,9 +164,17 @@ class Instances:
 
     async def delete(self, name: str) -> None:
         instance = await self.get(name)
+        deliveries = await self.redis.zrange(keys.webhook_log(name), 0, -1)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.instance(name), keys.outbox(name), keys.sandbox_sent(name))
-            pipe.delete(*(keys.lane(name, lane) for lane in LANE_NAMES))
+            pipe.delete(
+                keys.webhook_log(name),
+                keys.webhook_seq(name),
+                keys.webhook_wake(name),
+                *(keys.webhook_delivery(name, d) for d in deliveries),
+            )
+            pipe.delete(*(keys.lane(name, lane) for lane in LANE_NAMES), keys.pump(name))
+            pipe.delete(*(keys.sent_times(name, lane) for lane in LANE_NAMES))
             pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
             pipe.srem(keys.INSTANCES, name)
             if instance.owner:

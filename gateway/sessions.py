@@ -28,6 +28,8 @@ from gateway.errors import InvalidState, NotFound, WhatsAppError
 from gateway.instances import Instances, iso
 from gateway.redis_client import Redis
 from scheduler import keys, ownership
+from scheduler.lanes import Lanes
+from scheduler.messages import Messages
 from webhooks.outbox import Outbox, now_iso
 
 log = structlog.get_logger(__name__)
@@ -38,13 +40,25 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SessionHost:
-    def __init__(self, worker_id: str, redis: Redis, driver: Driver, instances: Instances, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        redis: Redis,
+        driver: Driver,
+        instances: Instances,
+        outbox: Outbox,
+        lanes: Lanes,
+        messages: Messages,
+    ) -> None:
         self.worker_id = worker_id
         self.redis = redis
         self.driver = driver
         self.instances = instances
         self.outbox = outbox
+        self.lanes = lanes
+        self.messages = messages
         self.sessions: dict[str, Session] = {}
+        self.connected: set[str] = set()
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def session(self, name: str) -> Session:
@@ -56,6 +70,9 @@ class SessionHost:
             self.sessions[name] = self.driver.session(name, sink)
         return self.sessions[name]
 
+    def connected_session(self, name: str) -> Session | None:
+        return self.sessions.get(name) if name in self.connected else None
+
     async def adopt(self) -> None:
         """Take over every instance without a live owner and reconnect the linked ones."""
         for name in await self.instances.names():
@@ -65,7 +82,11 @@ class SessionHost:
             mine = instance.owner == self.worker_id
             if not mine and instance.owner and await ownership.is_alive(self.redis, instance.owner):
                 continue
-            await ownership.claim(self.redis, name, self.worker_id)
+            if await ownership.claim(self.redis, name, self.worker_id, instance.owner) is None:
+                continue  # another worker adopted it first
+            requeued = await self.lanes.kick(name, reset=True)
+            if requeued:
+                log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
             session = self.session(name)
             if session.linked:
                 log.info("session.reconnecting", instance=name)
@@ -81,6 +102,7 @@ class SessionHost:
             except Exception:
                 log.exception("session.close_failed", instance=name)
         self.sessions.clear()
+        self.connected.clear()
 
     # Commands from the API.
 
@@ -156,6 +178,7 @@ class SessionHost:
     async def _delete(self, name: str) -> None:
         session = self.session(name)
         del self.sessions[name]
+        self.connected.discard(name)
         try:
             await session.logout()
         except Exception:  # logging out of an unlinked or offline session: the store goes anyway
@@ -183,9 +206,12 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
+                self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
+                await self.lanes.kick(name)  # messages waiting for the instance to open go now
             case Disconnected(reason=reason, logged_out=logged_out):
+                self.connected.discard(name)
                 fields: dict[str, str | None] = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
                     fields.update(linked="0", phoneNumber=None, connectedAt=None)
@@ -195,13 +221,16 @@ class SessionHost:
                 await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
                 await self.outbox.publish(name, "instance.qr_expired", {})
             case Banned(reason=reason, expires_at=expires_at):
+                self.connected.discard(name)
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
             case MessageReceived() as message:
                 await self._received(name, message)
-            case Receipt():
-                log.debug("receipt.ignored", instance=name)  # receipts map to message records once sending exists
+            case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
+                for moved in await self.messages.apply_receipt(name, wa_ids, status):
+                    data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
+                    await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
 
     async def _received(self, name: str, message: MessageReceived) -> None:
         if message.from_me:

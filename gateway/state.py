@@ -14,6 +14,9 @@ from gateway.instances import Instances
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import Redis
 from gateway.tenants import Principal, Tenants
+from scheduler.lanes import Lanes
+from scheduler.messages import Messages
+from webhooks.outbox import Outbox
 
 
 @dataclass
@@ -25,6 +28,9 @@ class Services:
     idempotency: Idempotency
     instances: Instances
     commands: Commands
+    lanes: Lanes
+    messages: Messages
+    outbox: Outbox
 
 
 SERVICES = web.AppKey("services", Services)

@@ -54,11 +54,32 @@ def worker_instances(worker_id: str) -> str:
 
 
 def worker_queue(worker_id: str) -> str:
-    return f"{PREFIX}q:worker:{worker_id}"  # arq queue polled only by that worker
+    return f"{WORKER_QUEUE_PREFIX}{worker_id}"  # arq queue polled only by that worker
 
 
 # Webhook outbox.
 OUTBOX_QUEUE = f"{PREFIX}q:webhooks"  # arq queue any worker polls
+WEBHOOK_STATS = f"{PREFIX}webhooks:stats"  # hash: delivered, failed (attempts), deadLettered
+
+
+def webhook_delivery(name: str, delivery_id: str) -> str:
+    return f"{PREFIX}whd:{name}:{delivery_id}"  # JSON: the delivery record and the body it signs
+
+
+def webhook_log(name: str) -> str:
+    return f"{PREFIX}whlog:{name}"  # sorted set: delivery id -> its number in publication order
+
+
+def webhook_seq(name: str) -> str:
+    return f"{PREFIX}whseq:{name}"  # counter numbering the instance's deliveries (the listing's cursor)
+
+
+def webhook_lock(name: str) -> str:
+    return f"{PREFIX}whlock:{name}"  # held by the one worker delivering the instance's head event
+
+
+def webhook_wake(name: str) -> str:
+    return f"{PREFIX}whwake:{name}"  # "deliveries to look at": the lock holder drains again while set
 
 
 # Sandbox driver.
@@ -67,7 +88,7 @@ def sandbox_sent(name: str) -> str:
 
 
 def outbox(name: str) -> str:
-    return f"{PREFIX}outbox:{name}"  # list of events waiting for delivery, oldest first
+    return f"{PREFIX}outbox:{name}"  # list of delivery ids not yet settled, oldest first; the head goes next
 
 
 def inbound_seen(name: str, message_id: str) -> str:
@@ -76,3 +97,31 @@ def inbound_seen(name: str, message_id: str) -> str:
 
 def lane(name: str, lane_name: str) -> str:
     return f"{PREFIX}inst:{name}:lane:{lane_name}"  # list of message ids waiting in that lane
+
+
+def pump(name: str) -> str:
+    return f"{PREFIX}inst:{name}:pump"  # hash: due, token, inflight, last send, drawn gaps, retry times
+
+
+def sent_times(name: str, lane_name: str) -> str:
+    return f"{PREFIX}inst:{name}:sent:{lane_name}"  # sorted set of sends in the last day (rolling quotas)
+
+
+MESSAGE_PREFIX = f"{PREFIX}msg:"
+
+
+def message(message_id: str) -> str:
+    return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
+
+
+def whatsapp_id(name: str, wa_message_id: str) -> str:
+    return f"{PREFIX}wamid:{name}:{wa_message_id}"  # our message id, for receipts
+
+
+def round_robin(tenant_id: str, client_id: str) -> str:
+    return f"{PREFIX}rr:{tenant_id}:{client_id}"  # counter for /message/route
+
+
+WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
+STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
+WEBHOOK_STATS = f"{PREFIX}stats:webhooks"  # hash: delivered, failed, dead-lettered counters

@@ -25,7 +25,13 @@ from gateway.keyfiles import read_or_create
 from gateway.redis_client import connect
 from gateway.sessions import SessionHost
 from scheduler import keys
-from webhooks.outbox import Outbox
+from scheduler.lanes import Lanes
+from scheduler.media import MediaFetcher
+from scheduler.messages import Messages
+from scheduler.outgoing import Outgoing
+from scheduler.pump import Pump
+from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
+from webhooks.outbox import DELIVER_JOB, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -56,9 +62,27 @@ def arq_pool(settings: Settings) -> ArqRedis:
     return ArqRedis(pool, job_serializer=dumps, job_deserializer=loads)
 
 
+async def close_arq(worker: Worker) -> None:
+    """Cancel the jobs under way (arq runs them again later) and close the worker's pool; call it
+    once its poll loop is stopped.
+
+    Not arq's close(): that re-raises the cancellation of a job stopped before the job's own code
+    ran, and then leaves its pool open."""
+    for job in worker.tasks.values():
+        job.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    await worker.pool.delete(worker.health_check_key)
+    await worker.pool.aclose(close_connection_pool=True)
+
+
 async def instance_command(ctx: dict[str, Any], name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
     worker: GatewayWorker = ctx["gateway"]
     return await worker.host.command(name, op, args)
+
+
+async def pump(ctx: dict[str, Any], name: str, token: int) -> None:
+    worker: GatewayWorker = ctx["gateway"]
+    await worker.pump.run(name, str(token))
 
 
 class GatewayWorker:
@@ -72,16 +96,25 @@ class GatewayWorker:
         self.redis = arq_pool(settings)
         self.store = connect(settings.redis_url)
         self.driver = make_driver(settings, self.store)
+        lanes = Lanes.from_settings(self.store, settings)
+        messages = Messages(self.store, settings.message_retention)
+        outbox = Outbox(self.store, self.redis)
         self.host = SessionHost(
             self.worker_id,
             self.store,
             self.driver,
             Instances(self.store, SecretBox(settings.secret_key.get_secret_value())),
-            Outbox(self.store),
+            outbox,
+            lanes,
+            messages,
         )
+        self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
+        self.pump = Pump(lanes, messages, self.host, Outgoing(self.fetcher), outbox)
         self._tasks: list[asyncio.Task[None]] = []
         self._arq = Worker(
-            functions=[func(instance_command, name=COMMAND_JOB)],
+            # A pump job per instance may be mid-send at once: one slot per hosted session.
+            functions=[func(instance_command, name=COMMAND_JOB), func(pump, name="pump", keep_result=0)],
+            max_jobs=settings.max_sessions + 10,
             queue_name=keys.worker_queue(self.worker_id),
             redis_pool=self.redis,
             handle_signals=False,
@@ -90,6 +123,21 @@ class GatewayWorker:
             job_serializer=dumps,
             job_deserializer=loads,
             ctx={"gateway": self},
+        )
+        self.deliverer = Deliverer(settings, self.store, outbox, self.host.instances)
+        # Webhooks go through a queue that every worker polls. A Worker of their own keeps the long
+        # delivery timeout from stretching the in-progress keys of commands (arq sizes them by the
+        # largest timeout among a worker's functions).
+        self._webhooks = Worker(
+            functions=[func(deliver_webhooks, name=DELIVER_JOB, timeout=job_timeout(settings), keep_result=0)],
+            queue_name=keys.OUTBOX_QUEUE,
+            redis_pool=arq_pool(settings),
+            handle_signals=False,
+            poll_delay=settings.worker_poll_delay,
+            keep_result=0,
+            job_serializer=dumps,
+            job_deserializer=loads,
+            ctx={"deliverer": self.deliverer},
         )
 
     async def start(self) -> None:
@@ -105,16 +153,26 @@ class GatewayWorker:
                 "startedAt": int(time.time() * 1000),
             },
         )
+        await self.fetcher.open()
         await self.host.adopt()
-        self._tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._arq.main())]
+        await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
+        self._tasks = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._arq.main()),
+            asyncio.create_task(self._webhooks.main()),
+            asyncio.create_task(self.deliverer.sweep_forever()),
+        ]
         log.info("worker.started", worker_id=self.worker_id, instances=len(self.host.sessions))
 
     async def stop(self) -> None:
-        await self._arq.close()
-        for task in self._tasks:
+        for task in self._tasks:  # the arq workers' poll loops among them
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await close_arq(self._arq)
+        await close_arq(self._webhooks)
         await self.host.close()
+        await self.fetcher.close()
+        await self.deliverer.close()
         await self.redis.zrem(keys.WORKERS, self.worker_id)
         await self.redis.aclose(close_connection_pool=True)
         await self.store.aclose()

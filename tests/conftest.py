@@ -100,3 +100,29 @@ def instance_body(name: str = "acme__shop1__sales", **overrides: str) -> dict[st
         "webhookSecret": "0123456789abcdef-secret",
         **overrides,
     }
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll `check` (sync or async) until it returns something truthy; fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def open_instance(
+    client: TestClient, headers: dict[str, str], name: str = "acme__shop1__sales", **body: str
+) -> str:
+    """Create an instance and link it through the sandbox; returns its name once it is open."""
+    created = await client.post("/instance/create", json=instance_body(name, **body), headers=headers)
+    assert created.status == 201, await created.text()
+    linked = await client.post(f"/sandbox/instance/{name}/link", json={"phoneNumber": "5491100000000"}, headers=headers)
+    assert linked.status == 200, await linked.text()
+    return name

@@ -38,8 +38,8 @@ class ServeProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
-        command = [sys.executable, "-m", "gateway", "serve"]
+    def start(self, timeout: float = 30, extra_args: tuple[str, ...] = ()) -> None:
+        command = [sys.executable, "-m", "gateway", "serve", *extra_args]
         self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -78,6 +78,8 @@ class SandboxSession:
         return self._load().linked
 
     async def connect(self) -> None:
+        if self._connected:
+            return
         store = self._load()
         if store.linked and store.phone_number:
             self._connected = True

@@ -5,6 +5,7 @@ from aiohttp import web
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import ApiModel, NamePart
+from scheduler import keys, ownership
 
 
 class CreateTenant(ApiModel):
@@ -52,3 +53,56 @@ async def issue_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     await services(request).tenants.revoke_key(request.match_info["keyId"])
     return web.Response(status=204)
+
+
+class Flushed(ApiModel):
+    instance_name: str
+    flushed: int
+
+
+class LaneCounts(ApiModel):
+    urgent: int
+    normal: int
+    bulk: int
+
+
+class Stats(ApiModel):
+    instances: dict[str, int]
+    waiting: LaneCounts
+    messages: dict[str, int]
+    webhooks: dict[str, int]
+    workers_alive: int
+
+
+async def flush_queue(request: web.Request) -> web.Response:
+    name = request.match_info["instanceName"]
+    svc = services(request)
+    await svc.instances.get(name)
+    cancelled = await svc.lanes.flush(name, {"status": "cancelled", "error": "cancelled: the queue was flushed"})
+    return json_response(Flushed(instance_name=name, flushed=len(cancelled)))
+
+
+async def stats(request: web.Request) -> web.Response:
+    svc = services(request)
+    by_state = {"open": 0, "connecting": 0, "close": 0}
+    waiting = {"urgent": 0, "normal": 0, "bulk": 0}
+    for name in await svc.instances.names():
+        instance = await svc.instances.find(name)
+        if instance is None:
+            continue
+        by_state[instance.state] = by_state.get(instance.state, 0) + 1
+        counts = await svc.instances.queue_counts(name)
+        for lane in waiting:
+            waiting[lane] += counts[lane]
+    counters = await svc.redis.hgetall(keys.STATS)
+    messages = {k: int(counters.get(k, 0)) for k in ("accepted", "sent", "failed", "cancelled")}
+    webhooks = {k: int(v) for k, v in (await svc.redis.hgetall(keys.WEBHOOK_STATS)).items()}
+    workers = await ownership.live_workers(svc.redis)
+    out = Stats(
+        instances=by_state,
+        waiting=LaneCounts(**waiting),
+        messages=messages,
+        webhooks=webhooks,
+        workers_alive=len(workers),
+    )
+    return json_response(out)

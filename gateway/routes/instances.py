@@ -6,12 +6,15 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import AfterValidator, Field
 
-from gateway.errors import InvalidState, NotFound
+from config import Settings
+from gateway.errors import InvalidState, NotFound, ValidationFailed
 from gateway.instances import Instance, InstanceName, check_access
+from gateway.netguard import BlockedUrl
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
 from gateway.state import principal, require_tenant_access, services
 from gateway.validation import PART_RE, ApiModel, PhoneNumber, WebUrl
+from webhooks.delivery import check_webhook_url
 
 
 def _instance_name(value: str) -> str:
@@ -27,6 +30,7 @@ def _instance_name(value: str) -> str:
 
 
 InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
+CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
 
 
 class CreateInstance(ApiModel):
@@ -85,6 +89,14 @@ async def accessible(request: web.Request) -> Instance:
     return await services(request).instances.get(name)
 
 
+async def admitted_webhook_url(settings: Settings, url: str) -> None:
+    """A 400 on `webhookUrl` for a URL the private-address guard would refuse at delivery."""
+    try:
+        await check_webhook_url(url, settings.allow_private_urls)
+    except BlockedUrl as exc:
+        raise ValidationFailed.at(["webhookUrl"], f"not allowed: {exc}") from None
+
+
 async def create_instance(request: web.Request, body: CreateInstance) -> web.Response:
     caller = principal(request)
     check_access(caller, body.instance_name)
@@ -92,6 +104,7 @@ async def create_instance(request: web.Request, body: CreateInstance) -> web.Res
     name = InstanceName.parse(body.instance_name)
     if caller.is_admin and not await svc.tenants.exists(name.tenant_id):
         raise NotFound(f"no tenant {name.tenant_id!r}")
+    await admitted_webhook_url(svc.settings, body.webhook_url)
     instance = await svc.instances.create(name, str(body.webhook_url), body.webhook_secret, state="connecting")
     if await svc.commands.send(instance.name, "connect") is None:
         await svc.instances.update(instance.name, state="close")
@@ -131,6 +144,7 @@ async def get_queue(request: web.Request) -> web.Response:
 async def delete_instance(request: web.Request) -> web.Response:
     instance = await accessible(request)
     svc = services(request)
+    await svc.lanes.flush(instance.name, CANCELLED_BY_DELETE)
     if instance.owner is not None:
         await svc.commands.call(instance.name, "delete")
     await svc.instances.delete(instance.name)

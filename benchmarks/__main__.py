@@ -1,0 +1,301 @@
+"""`make bench`: the send path's figures on this machine, printed as one report.
+
+1. Accepted sends per second on POST /message/text (the real gateway in its own process, with
+   its embedded Redis) beside a bare aiohttp handler measured the same way, and their ratio.
+2. With many sandbox instances and gaps compressed to tens of milliseconds: lateness of each send
+   (when it went out minus when its lanes first allowed it) at p50 / p99 / max.
+3. Redis round trips per sent message during that run (every command or pipeline sent by the
+   worker and API in this process, arq's polling included).
+4. Memory per idle sandbox instance: worker process RSS and Redis memory.
+
+Options: `python -m benchmarks --instances 1000 --messages 5 --requests 5000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio.connection import AbstractConnection
+
+from benchmarks.roundtrips import RoundTrips
+from config import load_settings
+from gateway.app import create_app
+from gateway.redis_server import EmbeddedRedis
+from scheduler import keys
+from scheduler.worker import worker_context
+from tests.serve_process import ServeProcess, free_port
+
+ADMIN = "bench-admin-key-0123456789"
+COMPRESSED_LANES = {
+    "urgent": {"gap": [0.01, 0.02], "perHour": 100000, "perDay": 100000},
+    "normal": {"gap": [0.02, 0.04], "perHour": 100000, "perDay": 100000},
+    "bulk": {"gap": [0.04, 0.06], "perHour": 100000, "perDay": 100000},
+}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def load(url: str, body: dict[str, Any], headers: dict[str, str], total: int, concurrency: int) -> float:
+    """Requests per second for `total` POSTs from `concurrency` connections; all must answer 202."""
+    sent = 0
+    statuses: dict[int, int] = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal sent
+            while sent < total:
+                sent += 1
+                async with session.post(url, json=body, headers=headers) as response:
+                    await response.read()
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    if set(statuses) != {202}:
+        raise RuntimeError(f"unexpected answers: {statuses}")
+    return total / elapsed
+
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+async def handler(request):
+    await request.json()
+    return web.json_response({"id": "x", "status": "pending"}, status=202)
+app = web.Application()
+app.router.add_post("/message/text", handler)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+async def wait_until_up(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def accept_rate(requests: int, concurrency: int) -> tuple[float, float]:
+    body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    try:
+        await wait_until_up(f"http://127.0.0.1:{port}/")
+        await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests // 5, concurrency)  # warm-up
+        bare_rate = await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests, concurrency)
+    finally:
+        bare.terminate()
+        bare.wait()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        serve = ServeProcess(
+            Path(tmp) / "data", GATEWAY_ADMIN_KEY=ADMIN, GATEWAY_RATE_LIMIT="100000000", GATEWAY_LOG_LEVEL="warning"
+        )
+        # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
+        serve.start(extra_args=("--no-worker",))
+        try:
+            _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
+            key = tenant["apiKey"]
+            instance = {"instanceName": "bench__c1__n1", "webhookUrl": "http://127.0.0.1:9/", "webhookSecret": "x" * 16}
+            status, _ = serve.request("POST", "/instance/create", instance, key=key)
+            assert status == 201
+            url = f"{serve.base}/message/text"
+            await load(url, body, {"apikey": key}, requests // 5, concurrency)  # warm-up
+            gateway_rate = await load(url, body, {"apikey": key}, requests, concurrency)
+        finally:
+            serve.stop()
+    return gateway_rate, bare_rate
+
+
+async def paced_run(instances: int, messages: int, round_trips: RoundTrips) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_server = EmbeddedRedis(Path(tmp) / "redis")
+        await redis_server.start()
+        settings = load_settings(
+            {},
+            redis_url=redis_server.url,
+            admin_key=ADMIN,
+            secret_key="bench-secret-key-0123456789",
+            data_dir=Path(tmp) / "data",
+            driver="sandbox",
+            lanes=json.dumps(COMPRESSED_LANES),
+            rate_limit=100_000_000,
+            worker_id="bench",
+            log_level="warning",
+            max_sessions=instances + 10,
+        )
+        app = create_app(settings)
+        app.cleanup_ctx.append(worker_context(settings))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession(base_url=base) as http:
+                call = _caller(http)
+                tenant = await call("POST", "/admin/tenants", {"tenantId": "bench"}, ADMIN)
+                key = tenant["apiKey"]
+                names = [f"bench__c{i % 10}__n{i}" for i in range(instances)]
+                rss_before = rss_bytes()
+                redis_before = await _redis_memory(redis_server.url)
+                for name in names:
+                    await call(
+                        "POST",
+                        "/instance/create",
+                        {"instanceName": name, "webhookUrl": "http://127.0.0.1:9/", "webhookSecret": "x" * 16},
+                        key,
+                    )
+                    await call("POST", f"/sandbox/instance/{name}/link", {}, key)
+                memory = {
+                    "rss_per_instance": (rss_bytes() - rss_before) / instances,
+                    "redis_per_instance": (await _redis_memory(redis_server.url) - redis_before) / instances,
+                }
+                lanes = ["urgent", "normal", "bulk"]
+                total = instances * messages
+                with round_trips.counting() as counted:
+                    started = time.perf_counter()
+                    ids = []
+                    for i in range(messages):
+                        batch = [
+                            call(
+                                "POST",
+                                "/message/text",
+                                {
+                                    "instanceName": name,
+                                    "to": "5491112345678",
+                                    "text": f"{{Hi|Hello}} {i}",
+                                    "lane": lanes[i % 3],
+                                },
+                                key,
+                            )
+                            for name in names
+                        ]
+                        ids += [answer["id"] for answer in await asyncio.gather(*batch)]
+                    accepted_trips = counted()
+                    await _until_all_sent(redis_server.url, total)
+                    elapsed = time.perf_counter() - started
+                    trips = counted() - accepted_trips
+                lateness = await _lateness(redis_server.url, ids)
+        finally:
+            await runner.cleanup()
+            await redis_server.stop()
+    return {
+        "sent": total,
+        "elapsed": elapsed,
+        "lateness": lateness,
+        "trips_per_message": trips / total,
+        "accept_trips_per_message": accepted_trips / total,
+        **memory,
+    }
+
+
+def _caller(http: aiohttp.ClientSession) -> Callable[..., Awaitable[Any]]:
+    async def call(method: str, path: str, body: Any, key: str) -> Any:
+        async with http.request(method, path, json=body, headers={"apikey": key}) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
+            return await response.json()
+
+    return call
+
+
+async def _redis_memory(url: str) -> int:
+    from gateway.redis_client import connect
+
+    client = connect(url)
+    try:
+        return int((await client.info("memory"))["used_memory"])
+    finally:
+        await client.aclose()
+
+
+async def _until_all_sent(url: str, total: int) -> None:
+    from gateway.redis_client import connect
+
+    client = connect(url)
+    try:
+        while int(await client.hget(keys.STATS, "sent") or 0) < total:
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def _lateness(url: str, ids: list[str]) -> list[float]:
+    from datetime import datetime
+
+    from gateway.redis_client import connect
+
+    client = connect(url)
+    try:
+        late = []
+        for message_id in ids:
+            sent_at, eligible = await client.hmget(keys.message(message_id), ["sentAt", "eligibleMs"])
+            late.append(datetime.fromisoformat(sent_at).timestamp() * 1000 - int(eligible))
+        return late
+    finally:
+        await client.aclose()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=5, help="messages per instance in the paced run")
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+
+    gateway_rate, bare_rate = await accept_rate(args.requests, args.concurrency)
+    print(
+        f"1. accepted sends/s  gateway {gateway_rate:8.0f}   bare aiohttp {bare_rate:8.0f}   "
+        f"ratio {gateway_rate / bare_rate:.2f}   (target >= 0.5; {args.requests} requests, "
+        f"{args.concurrency} connections)"
+    )
+    round_trips = RoundTrips(AbstractConnection)
+    paced = await paced_run(args.instances, args.messages, round_trips)
+    late = paced["lateness"]
+    print(
+        f"2. lateness over {paced['sent']} sends on {args.instances} instances  "
+        f"p50 {percentile(late, 0.5):6.1f} ms   p99 {percentile(late, 0.99):6.1f} ms   max {max(late):6.1f} ms   "
+        f"mean {statistics.fmean(late):6.1f} ms   (target p99 <= 100 ms; run took {paced['elapsed']:.1f} s)"
+    )
+    print(
+        f"3. Redis round trips per sent message  {paced['trips_per_message']:.1f} to send "
+        f"+ {paced['accept_trips_per_message']:.1f} to accept   (target <= 10)"
+    )
+    print(
+        f"4. memory per idle sandbox instance  worker RSS {paced['rss_per_instance'] / 1024:.1f} KiB   "
+        f"Redis {paced['redis_per_instance'] / 1024:.1f} KiB"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

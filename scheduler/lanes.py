@@ -1,0 +1,109 @@
+"""The per-instance lanes in Redis: accept, pick, finish, flush and kick, each one Lua script
+(see lua/), so concurrent senders, pumps and flushes can never see each other half-done."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from redis.commands.core import AsyncScript
+
+from config import LaneConfig, Settings
+from config.settings import LANES, LaneName
+from gateway.redis_client import Redis
+from scheduler import keys
+
+Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
+
+
+def _script(name: str) -> str:
+    lua = resources.files("scheduler") / "lua"
+    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Pick:
+    kind: Literal["stale", "closed", "idle", "wait", "send"]
+    message_id: str | None = None
+    lane: LaneName | None = None
+    expired: tuple[str, ...] = ()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Lanes:
+    def __init__(
+        self,
+        redis: Redis,
+        lanes: dict[LaneName, LaneConfig],
+        retention_seconds: int,
+        max_wait_ms: int,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.lanes = lanes
+        self.retention = retention_seconds
+        self.max_wait_ms = max_wait_ms
+        self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(_script(name)) for name in ("accept", "pick", "finish", "flush", "kick")
+        }
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
+        return cls(redis, settings.lanes, settings.message_retention, settings.message_max_wait * 1000)
+
+    async def _run(self, script: str, name: str, extra_keys: list[str], *args: Any) -> Any:
+        script_keys = [
+            keys.instance(name),
+            keys.pump(name),
+            *(keys.lane(name, lane) for lane in LANES),
+            *(keys.sent_times(name, lane) for lane in LANES),
+            *extra_keys,
+        ]
+        common: list[Any] = [
+            self.clock(),
+            name,
+            keys.WORKER_QUEUE_PREFIX,
+            keys.MESSAGE_PREFIX,
+            self._limits,
+            keys.STATS,
+        ]
+        return await self._scripts[script](keys=script_keys, args=[*common, *args])
+
+    async def accept(self, name: str, message_id: str, lane: LaneName, record: dict[str, Any]) -> bool:
+        """Record the message, queue it and wake the instance's pump: one atomic step."""
+        return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
+
+    async def pick(self, name: str, token: str, expired_fields: dict[str, Any]) -> Pick:
+        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, json.dumps(expired_fields))
+        kind = result[0]
+        if kind == "send":
+            return Pick(kind, message_id=result[1], lane=result[2], expired=tuple(result[3:]))
+        if kind == "wait":
+            return Pick(kind, expired=tuple(result[2:]))
+        return Pick(kind, expired=tuple(result[1:]))
+
+    async def finish(
+        self, name: str, message_id: str, outcome: Outcome, fields: dict[str, Any], retry_at_ms: int = 0
+    ) -> None:
+        gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
+        await self._run(
+            "finish", name, [], message_id, outcome, json.dumps(fields), json.dumps(gaps), retry_at_ms, self.retention
+        )
+
+    async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
+        return list(await self._run("flush", name, [], self.retention, json.dumps(fields)))
+
+    async def kick(self, name: str, reset: bool = False) -> str | None:
+        """Wake the pump now if it has work; with `reset`, first take back a dead owner's in-flight message."""
+        requeued = await self._run("kick", name, [], "1" if reset else "0")
+        return requeued or None

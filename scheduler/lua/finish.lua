@@ -1,0 +1,26 @@
+-- The pump's last step: record the outcome of the in-flight message and schedule what follows.
+-- ARGV 7 message id, 8 outcome (sent | failed | failed_uncounted | requeue), 9 record fields JSON,
+-- 10 next gaps JSON {lane: ms} (sent only), 11 retry-not-before ms (requeue only), 12 retention (s).
+local id, outcome = ARGV[7], ARGV[8]
+local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
+redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
+local msg = msg_prefix .. id
+local exists = redis.call('EXISTS', msg) == 1
+local cancelled = exists and redis.call('HGET', msg, 'status') == 'cancelled'
+if exists and not cancelled then hset_json(msg, ARGV[9]) end
+if outcome == 'sent' then
+  local gaps = cjson.decode(ARGV[10])
+  redis.call('HSET', pump, 'last', now, 'gap:urgent', gaps.urgent, 'gap:normal', gaps.normal, 'gap:bulk', gaps.bulk)
+  redis.call('HINCRBY', stats, 'sent', 1)
+elseif lane and (outcome ~= 'failed' or not exists) then
+  redis.call('ZREM', sent_key(lane), id) -- nothing went out: give the quota back
+end
+if outcome == 'requeue' and exists and not cancelled and lane then
+  redis.call('LPUSH', lane_key(lane), id)
+  redis.call('HSET', pump, 'retry:' .. LANES[lane], ARGV[11])
+elseif exists and not cancelled then
+  redis.call('EXPIRE', msg, tonumber(ARGV[12]))
+  if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
+end
+wake_if_open()
+return 1

@@ -1,0 +1,140 @@
+"""The pump: one arq job per wake-up of an instance. It takes the next message its lanes allow,
+sends it through the instance's WhatsApp session, records what happened and schedules the next
+wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from gateway.drivers.base import (
+    DriverError,
+    NotLinkedError,
+    NotOnWhatsAppError,
+    OutcomeUnknownError,
+    OutgoingMessage,
+    Session,
+    TransientDriverError,
+)
+from scheduler import spintax
+from scheduler.lanes import Lanes, Outcome
+from scheduler.media import MediaError
+from scheduler.messages import Message, Messages, iso_now
+from webhooks.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+# Transient failures (not connected, network blips) retry after these delays, then give up.
+RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
+EXPIRED = "expired: waited longer than the configured limit to be sent"
+
+
+class SessionSource(Protocol):
+    def connected_session(self, name: str) -> Session | None: ...
+
+
+class MediaSource(Protocol):
+    async def outgoing(self, message: Message, text_caption: str | None) -> OutgoingMessage:
+        """Raises MediaError when the message's media cannot be fetched or converted."""
+        ...
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    fields: dict[str, Any]
+    retry_at_ms: int = 0
+
+
+class Pump:
+    def __init__(
+        self, lanes: Lanes, messages: Messages, sessions: SessionSource, media: MediaSource, outbox: Outbox
+    ) -> None:
+        self.lanes = lanes
+        self.messages = messages
+        self.sessions = sessions
+        self.media = media
+        self.outbox = outbox
+
+    async def run(self, name: str, token: str) -> None:
+        pick = await self.lanes.pick(name, token, {"status": "failed", "error": EXPIRED})
+        for message_id in pick.expired:
+            await self._publish(name, message_id)
+        if pick.kind != "send" or pick.message_id is None:
+            return
+        message = await self.messages.get(pick.message_id)
+        if message is None:  # deleted with its instance while we picked it
+            await self.lanes.finish(name, pick.message_id, "failed_uncounted", {})
+            return
+        structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
+        try:
+            result = await self._send(name, message)
+        except Exception as exc:  # a bug must not wedge the instance: record it and carry on
+            log.exception("pump.send_crashed")
+            result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
+        finally:
+            structlog.contextvars.unbind_contextvars("instance", "message_id")
+        await self.lanes.finish(name, message.id, result.outcome, result.fields, result.retry_at_ms)
+        if result.outcome != "requeue":
+            await self._publish(name, message.id)
+
+    async def _send(self, name: str, message: Message) -> Result:
+        attempts = message.attempts + 1
+        session = self.sessions.connected_session(name)
+        if session is None:
+            return self._retry(message, attempts, "the WhatsApp session is not connected on this worker")
+        text = spintax.resolve(message.text) if message.text is not None else None
+        caption = spintax.resolve(message.caption) if message.caption is not None else None
+        try:
+            if not await session.is_on_whatsapp(message.to):
+                raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
+            outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
+            sent = await session.send(outgoing)
+        except NotOnWhatsAppError:
+            return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})
+        except OutcomeUnknownError as exc:
+            # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
+            error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
+            return Result("failed", {"status": "failed", "error": error, "attempts": attempts})
+        except (TransientDriverError, NotLinkedError) as exc:
+            return self._retry(message, attempts, str(exc))
+        except DriverError as exc:
+            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
+        except MediaError as exc:
+            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
+        await self.messages.remember_whatsapp_id(name, sent.message_id, message.id)
+        fields: dict[str, Any] = {
+            "status": "sent",
+            "sentAt": iso_now(),
+            "waMessageId": sent.message_id,
+            "attempts": attempts,
+            "text": text,
+            "caption": caption,
+        }
+        return Result("sent", fields)
+
+    def _retry(self, message: Message, attempts: int, reason: str) -> Result:
+        if attempts > len(RETRY_BACKOFF_SECONDS):
+            error = f"gave up after {attempts} attempts: {reason}"
+            return Result("failed_uncounted", {"status": "failed", "error": error, "attempts": attempts})
+        retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
+        return Result("requeue", {"status": "pending", "error": reason, "attempts": attempts}, retry_at)
+
+    async def _publish(self, name: str, message_id: str) -> None:
+        message = await self.messages.get(message_id)
+        if message is None or message.status not in ("sent", "failed"):
+            return
+        data = {
+            "messageId": message.id,
+            "to": message.to,
+            "lane": message.lane,
+            "type": message.type,
+            "status": message.status,
+            "sentAt": message.sent_at,
+            "waMessageId": message.wa_message_id,
+            "error": message.error,
+        }
+        await self.outbox.publish(name, f"message.{message.status}", data)

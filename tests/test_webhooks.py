@@ -1,0 +1,482 @@
+"""Webhooks end to end: a real gateway (API + in-process worker + sandbox WhatsApp) posting to a
+real local receiver (tests/receiver.py) over loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from config import Settings, SettingsError, load_settings
+from gateway.app import create_app
+from gateway.drivers.base import MessageReceived
+from gateway.state import SERVICES
+from scheduler import keys
+from scheduler.worker import GatewayWorker, worker_context
+from tests.conftest import ADMIN, eventually, instance_body, make_settings
+from tests.receiver import Receiver
+from webhooks import verify_signature
+
+NAME = "acme__shop1__sales"
+SECRET = instance_body()["webhookSecret"]
+DELAYS = (0.05, 0.1, 0.2)
+PUBLIC_URL = "https://93.184.216.34/hook"  # a literal public address: no DNS needed to admit it
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Settings:
+    """Fast retries; a test changes any setting with `@pytest.mark.parametrize("settings", [{...}], indirect=True)`."""
+    overrides = getattr(request, "param", {})
+    return make_settings(
+        redis_url, tmp_path / "data", **{"webhook_retry_delays": DELAYS, "webhook_timeout": 2.0, **overrides}
+    )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    await found.start()
+    yield found
+    await found.close()
+
+
+@pytest.fixture
+async def hooked(gateway: TestClient, acme: dict[str, str], receiver: Receiver) -> str:
+    """An open instance whose webhook is the receiver, its instance.connected already delivered."""
+    created = await gateway.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+    assert created.status == 201, await created.text()
+
+    # Link once the connect command has run (its first QR is out): run after the link, it would
+    # reconnect the freshly linked session and fire a second instance.connected.
+    async def first_qr_out() -> bool:
+        instance = await gateway.app[SERVICES].instances.find(NAME)
+        return instance is not None and instance.qr is not None
+
+    await eventually(first_qr_out)
+    linked = await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": "5491100000000"}, headers=acme)
+    assert linked.status == 200
+    await receiver.wait_for(1)
+    return NAME
+
+
+async def started(app_settings: Settings, worker_settings: Settings | None = None) -> TestClient:
+    """A gateway (API + worker) on a real port; the caller closes it, which stops the worker too."""
+    app = create_app(app_settings)
+    app.cleanup_ctx.append(worker_context(worker_settings or app_settings))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+async def new_tenant(client: TestClient, tenant_id: str = "acme") -> dict[str, str]:
+    response = await client.post("/admin/tenants", json={"tenantId": tenant_id}, headers=ADMIN)
+    assert response.status == 201
+    return {"apikey": (await response.json())["apiKey"]}
+
+
+async def send_test(client: TestClient, headers: dict[str, str], name: str = NAME) -> str:
+    response = await client.post(f"/instance/{name}/webhooks/test", headers=headers)
+    assert response.status == 202, await response.text()
+    body = await response.json()
+    assert body["event"] == "webhook.test" and body["status"] == "pending"
+    return str(body["deliveryId"])
+
+
+async def delivery(client: TestClient, headers: dict[str, str], delivery_id: str) -> dict[str, Any]:
+    page = await (await client.get(f"/instance/{NAME}/webhooks/deliveries?limit=100", headers=headers)).json()
+    [found] = [d for d in page["deliveries"] if d["id"] == delivery_id]
+    return dict(found)
+
+
+async def settled(client: TestClient, headers: dict[str, str], delivery_id: str, status: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        found = await delivery(client, headers, delivery_id)
+        return found if found["status"] == status else None
+
+    return dict(await eventually(reached, timeout=5))
+
+
+async def stats(redis_url: str) -> dict[str, str]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return dict(await redis.hgetall(keys.WEBHOOK_STATS))
+    finally:
+        await redis.aclose()
+
+
+def test_verify_signature_accepts_only_the_right_secret_and_body() -> None:
+    body = b'{"event":"webhook.test"}'
+    good = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert verify_signature(body, good, SECRET)
+    assert verify_signature(body, good.upper(), SECRET)
+    assert not verify_signature(body, good, "another-secret-0123456789")
+    assert not verify_signature(body + b" ", good, SECRET)
+    assert not verify_signature(body, "6f0c1a2b", SECRET)
+    assert not verify_signature(body, "é" * 64, SECRET)
+
+
+async def test_webhook_is_the_envelope_posted_as_json_and_signed_with_the_instance_secret(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    [request] = receiver.requests
+    assert request.path == "/hook"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["x-gateway-event"] == "instance.connected"
+    assert request.headers["x-gateway-delivery"].startswith("evt_")
+    assert abs(int(request.headers["x-gateway-timestamp"]) - time.time()) < 10
+    assert verify_signature(request.body, request.headers["x-gateway-signature"], SECRET)
+    assert not verify_signature(request.body, request.headers["x-gateway-signature"], "another-secret-0123456789")
+    assert not verify_signature(request.body.replace(b"5491100000000", b"5491100000001"),
+                                request.headers["x-gateway-signature"], SECRET)  # fmt: skip
+    envelope = request.json()
+    assert set(envelope) == {"event", "instanceName", "data", "timestamp"}
+    assert envelope["event"] == "instance.connected"
+    assert envelope["instanceName"] == NAME
+    assert envelope["data"] == {"phoneNumber": "5491100000000"}
+    assert abs(datetime.fromisoformat(envelope["timestamp"]) - datetime.now(UTC)).total_seconds() < 10
+
+
+async def test_link_and_unlink_fire_instance_connected_then_disconnected(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=acme)).status == 200
+    connected, disconnected = await receiver.wait_for(2)
+    assert connected.json()["data"] == {"phoneNumber": "5491100000000"}
+    assert disconnected.headers["x-gateway-event"] == "instance.disconnected"
+    assert disconnected.json()["data"] == {"reason": "logged_out", "loggedOut": True}
+
+
+@pytest.mark.parametrize(
+    "message_type", ["conversation", "imageMessage", "documentMessage", "audioMessage", "videoMessage"]
+)
+async def test_message_received_carries_every_field_and_null_text_for_media(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, message_type: str
+) -> None:
+    inbound = {"from": "5491155554444", "pushName": "Ana", "messageType": message_type, "text": "hola"}
+    response = await gateway.post(f"/sandbox/instance/{NAME}/inbound", json=inbound, headers=acme)
+    assert response.status == 201
+    message_id = (await response.json())["messageId"]
+    _, request = await receiver.wait_for(2)
+    envelope = request.json()
+    assert envelope["event"] == "message.received" and envelope["instanceName"] == NAME
+    data = envelope["data"]
+    assert set(data) == {"from", "pushName", "messageType", "text", "messageId", "timestamp"}
+    assert data["from"] == "5491155554444"
+    assert data["pushName"] == "Ana"
+    assert data["messageType"] == message_type
+    assert data["text"] == ("hola" if message_type == "conversation" else None)
+    assert data["messageId"] == message_id
+    assert abs(datetime.fromisoformat(data["timestamp"]) - datetime.now(UTC)).total_seconds() < 10
+
+
+async def test_failed_delivery_is_retried_on_the_schedule_then_dead_lettered_and_listed(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, redis_url: str
+) -> None:
+    receiver.fail_next(4, status=500)
+    delivery_id = await send_test(gateway, acme)
+    dead = await settled(gateway, acme, delivery_id, "dead")
+
+    tries = receiver.of("webhook.test")
+    assert [r.delivery_id for r in tries] == [delivery_id] * 4
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(tries)]
+    for gap, delay in zip(gaps, DELAYS, strict=True):
+        assert delay <= gap < delay + 0.5, (gaps, DELAYS)
+    assert len({r.body for r in tries}) == 1  # serialized once, sent as is every time
+
+    assert dead["event"] == "webhook.test" and dead["tries"] == 4
+    assert dead["deliveredAt"] is None and dead["nextAttemptAt"] is None
+    assert [a["statusCode"] for a in dead["attempts"]] == [500] * 4
+    assert all(a["durationMs"] >= 0 and a["at"] for a in dead["attempts"])
+    assert "body" not in dead
+    assert await stats(redis_url) == {"delivered": "1", "failed": "4", "deadLettered": "1"}
+
+
+async def test_replaying_a_dead_letter_delivers_it_with_the_same_delivery_id(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    receiver.fail_next(4)
+    delivery_id = await send_test(gateway, acme)
+    await settled(gateway, acme, delivery_id, "dead")
+
+    response = await gateway.post(f"/instance/{NAME}/webhooks/deliveries/{delivery_id}/replay", headers=acme)
+    assert response.status == 202
+    assert await response.json() == {"deliveryId": delivery_id, "event": "webhook.test", "status": "pending"}
+    delivered = await settled(gateway, acme, delivery_id, "delivered")
+    assert [a["statusCode"] for a in delivered["attempts"]] == [500, 500, 500, 500, 204]
+    assert delivered["tries"] == 1 and delivered["deliveredAt"] == delivered["attempts"][-1]["at"]
+    assert [r.delivery_id for r in receiver.of("webhook.test")] == [delivery_id] * 5
+
+
+async def test_replay_is_refused_while_queued_and_unknown_ids_are_404(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    receiver.hang_next(1)
+    delivery_id = await send_test(gateway, acme)
+    await receiver.wait_for(2)
+    queued = await gateway.post(f"/instance/{NAME}/webhooks/deliveries/{delivery_id}/replay", headers=acme)
+    assert queued.status == 409
+    assert (await queued.json())["error"]["code"] == "invalid_state"
+    unknown = await gateway.post(f"/instance/{NAME}/webhooks/deliveries/evt_nothing/replay", headers=acme)
+    assert unknown.status == 404
+
+
+async def test_events_of_an_instance_arrive_in_order_while_the_receiver_fails_then_recovers(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    receiver.fail_next(2, status=503)
+    sent = []
+    for text in ("first", "second", "third"):
+        response = await gateway.post(
+            f"/sandbox/instance/{NAME}/inbound", json={"from": "5491155554444", "text": text}, headers=acme
+        )
+        sent.append((await response.json())["messageId"])
+    await receiver.wait_for(1 + 5)
+    arrived = receiver.of("message.received")
+    assert [r.json()["data"]["text"] for r in arrived] == ["first", "first", "first", "second", "third"]
+    assert [r.json()["data"]["messageId"] for r in arrived[2:]] == sent
+
+
+@pytest.mark.parametrize("settings", [{"webhook_timeout": 0.3}], indirect=True, ids=["timeout=0.3s"])
+async def test_hanging_receiver_is_cut_off_by_the_timeout_and_retried(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    receiver.hang_next(1)
+    delivery_id = await send_test(gateway, acme)
+    delivered = await settled(gateway, acme, delivery_id, "delivered")
+    cut, answered = delivered["attempts"]
+    assert cut["statusCode"] is None and cut["error"] == "no answer within 0.3 s"
+    assert 300 <= cut["durationMs"] < 1500
+    assert answered["statusCode"] == 204
+    assert [r.delivery_id for r in receiver.of("webhook.test")] == [delivery_id] * 2
+
+
+async def test_pending_retry_is_delivered_after_a_full_gateway_restart(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = make_settings(redis_url, tmp_path / "data", webhook_retry_delays=(1.0,))
+    first = await started(settings)
+    try:
+        acme = await new_tenant(first)
+        created = await first.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+        assert created.status == 201
+        receiver.fail_next(1)
+        delivery_id = await send_test(first, acme)
+        await settled(first, acme, delivery_id, "retrying")
+    finally:
+        await first.close()
+    restarted_at = time.monotonic()
+    assert len(receiver.requests) == 1
+
+    second = await started(settings)
+    try:
+        _, retry = await receiver.wait_for(2)
+        assert retry.delivery_id == delivery_id and retry.at > restarted_at
+        delivered = await settled(second, acme, delivery_id, "delivered")
+        assert [a["statusCode"] for a in delivered["attempts"]] == [500, 204]
+    finally:
+        await second.close()
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[GatewayWorker]:
+    """A worker run by hand, beside the API-only `client`, to feed driver events straight in."""
+    started_worker = GatewayWorker(settings)
+    await started_worker.start()
+    yield started_worker
+    await started_worker.stop()
+
+
+async def test_message_redelivered_by_whatsapp_fires_one_webhook_and_own_messages_none(
+    client: TestClient, tenant_key: str, worker: GatewayWorker, receiver: Receiver
+) -> None:
+    acme = {"apikey": tenant_key}
+    created = await client.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+    assert created.status == 201
+    message = MessageReceived(
+        message_id="3AREDELIVERED0001", sender="5491155554444", push_name="Ana", message_type="conversation",
+        text="hola", timestamp=datetime.now(UTC),
+    )  # fmt: skip
+    own = MessageReceived(
+        message_id="3AOWNMESSAGE00001", sender="5491100000000", push_name=None, message_type="conversation",
+        text="sent from the phone", timestamp=datetime.now(UTC), from_me=True,
+    )  # fmt: skip
+    for event in (message, own, message):
+        await worker.host.on_event(NAME, event)
+    marker = await send_test(client, acme)  # events arrive in order: once it is in, so is the rest
+
+    await eventually(lambda: any(r.delivery_id == marker for r in receiver.requests))
+    [received] = receiver.of("message.received")
+    assert received.json()["data"]["messageId"] == "3AREDELIVERED0001"
+
+
+@pytest.mark.parametrize("settings", [{"allow_private_urls": False}], indirect=True, ids=["guard on"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/hook", "http://localhost:8080/hook", "http://10.1.2.3/hook", "http://169.254.169.254/x",
+     "http://[::1]/hook", "http://192.168.0.10/hook"],
+)  # fmt: skip
+async def test_private_webhook_url_is_refused_at_create_with_the_guard_on(
+    gateway: TestClient, acme: dict[str, str], url: str
+) -> None:
+    response = await gateway.post("/instance/create", json=instance_body(webhookUrl=url), headers=acme)
+    assert response.status == 400
+    [issue] = (await response.json())["error"]["issues"]
+    assert issue["path"] == ["webhookUrl"] and issue["message"].startswith("not allowed:")
+    assert (await gateway.get(f"/instance/{NAME}/status", headers=acme)).status == 404
+
+
+@pytest.mark.parametrize("settings", [{"allow_private_urls": False}], indirect=True, ids=["guard on"])
+async def test_patch_to_a_private_webhook_url_is_refused_with_the_guard_on(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    created = await gateway.post("/instance/create", json=instance_body(webhookUrl=PUBLIC_URL), headers=acme)
+    assert created.status == 201
+    response = await gateway.patch(f"/instance/{NAME}/webhook", json={"webhookUrl": "http://127.0.0.1/x"}, headers=acme)
+    assert response.status == 400
+    [issue] = (await response.json())["error"]["issues"]
+    assert issue["path"] == ["webhookUrl"]
+    status = await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json()
+    assert status["webhookUrl"] == PUBLIC_URL
+
+
+async def test_delivery_to_a_private_address_is_refused_when_the_guard_is_on_by_then(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    allowed = make_settings(redis_url, tmp_path / "data", webhook_retry_delays=DELAYS)
+    guarded = make_settings(redis_url, tmp_path / "data", webhook_retry_delays=DELAYS, allow_private_urls=False)
+    gateway = await started(allowed, worker_settings=guarded)  # the URL is admitted, its delivery is not
+    try:
+        acme = await new_tenant(gateway)
+        created = await gateway.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+        assert created.status == 201
+        delivery_id = await send_test(gateway, acme)
+        dead = await settled(gateway, acme, delivery_id, "dead")
+        [attempt] = dead["attempts"]  # retrying cannot help: dead-lettered at once
+        assert attempt["statusCode"] is None
+        assert attempt["error"] == "refused by the private-address guard: 127.0.0.1 is a private or reserved address"
+        assert receiver.requests == []
+    finally:
+        await gateway.close()
+
+
+async def test_patch_rotates_the_secret_and_moves_the_url_for_the_next_delivery(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    new_secret = "a-brand-new-secret-0123456789"
+    patch = {"webhookUrl": receiver.url("/moved"), "webhookSecret": new_secret}
+    response = await gateway.patch(f"/instance/{NAME}/webhook", json=patch, headers=acme)
+    assert response.status == 200
+    assert await response.json() == {"instanceName": NAME, "webhookUrl": receiver.url("/moved"), "secretRotated": True}
+
+    delivery_id = await send_test(gateway, acme)
+    _, request = await receiver.wait_for(2)
+    assert request.delivery_id == delivery_id and request.path == "/moved"
+    assert verify_signature(request.body, request.headers["x-gateway-signature"], new_secret)
+    assert not verify_signature(request.body, request.headers["x-gateway-signature"], SECRET)
+
+
+async def test_patch_body_is_validated(gateway: TestClient, acme: dict[str, str], hooked: str) -> None:
+    for body, path in (
+        ({}, []),
+        ({"webhookSecret": "short"}, ["webhookSecret"]),
+        ({"webhookUrl": "ftp://x"}, ["webhookUrl"]),
+    ):
+        response = await gateway.patch(f"/instance/{NAME}/webhook", json=body, headers=acme)
+        assert response.status == 400, body
+        assert [i["path"] for i in (await response.json())["error"]["issues"]] == [path]
+
+
+async def test_deliveries_are_listed_newest_first_page_by_page(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    sent = [await send_test(gateway, acme) for _ in range(4)]
+    await receiver.wait_for(5)
+    connected = receiver.requests[0].delivery_id
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "?limit=2" if cursor is None else f"?limit=2&cursor={cursor}"
+        response = await gateway.get(f"/instance/{NAME}/webhooks/deliveries{query}", headers=acme)
+        assert response.status == 200
+        page = await response.json()
+        seen += [d["id"] for d in page["deliveries"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [*reversed(sent), connected]
+    assert pages == 3
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=many", "cursor=nope", "offset=3"])
+async def test_bad_deliveries_query_is_a_400_naming_the_parameter(
+    gateway: TestClient, acme: dict[str, str], hooked: str, query: str
+) -> None:
+    response = await gateway.get(f"/instance/{NAME}/webhooks/deliveries?{query}", headers=acme)
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] == "validation_error"
+    assert [i["path"] for i in body["error"]["issues"]] == [[query.split("=")[0]]]
+
+
+async def test_webhook_routes_are_closed_to_other_tenants_and_404_for_unknown_instances(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    globex = await new_tenant(gateway, "globex")
+    delivery_id = receiver.requests[0].delivery_id
+    calls = [
+        ("GET", "/instance/{name}/webhooks/deliveries", None),
+        ("POST", f"/instance/{{name}}/webhooks/deliveries/{delivery_id}/replay", None),
+        ("POST", "/instance/{name}/webhooks/test", None),
+        ("PATCH", "/instance/{name}/webhook", {"webhookSecret": "stolen-secret-0123456789"}),
+    ]
+    for method, path, body in calls:
+        forbidden = await gateway.request(method, path.format(name=NAME), json=body, headers=globex)
+        assert forbidden.status == 403, path
+        assert (await forbidden.json())["error"]["code"] == "forbidden_tenant"
+        unknown = await gateway.request(method, path.format(name="acme__shop1__nope"), json=body, headers=acme)
+        assert unknown.status == 404, path
+    assert len(receiver.requests) == 1  # nothing was sent or replayed for globex
+
+
+async def test_deleting_an_instance_drops_its_pending_deliveries(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, redis_url: str
+) -> None:
+    receiver.fail_next(100)
+    await send_test(gateway, acme)
+    await receiver.wait_for(2)
+    assert (await gateway.delete(f"/instance/{NAME}", headers=acme)).status == 204
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert [key async for key in redis.scan_iter(match=keys.webhook_delivery(NAME, "*"))] == []
+        assert not await redis.exists(keys.outbox(NAME), keys.webhook_log(NAME), keys.webhook_wake(NAME))
+    finally:
+        await redis.aclose()
+
+
+def test_retry_delays_come_from_the_environment_as_a_list() -> None:
+    assert load_settings({"GATEWAY_WEBHOOK_RETRY_DELAYS": "1,5,30"}).webhook_retry_delays == (1, 5, 30)
+    assert load_settings({"GATEWAY_WEBHOOK_RETRY_DELAYS": "[0.5, 2]"}).webhook_retry_delays == (0.5, 2)
+    assert load_settings({}).webhook_retry_delays == (1, 5, 30)
+    with pytest.raises(SettingsError, match="GATEWAY_WEBHOOK_RETRY_DELAYS"):
+        load_settings({"GATEWAY_WEBHOOK_RETRY_DELAYS": "1,-5"})
+
+
+async def test_only_the_latest_settled_deliveries_are_kept(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("webhooks.outbox.HISTORY", 3)
+    sent = [await send_test(gateway, acme) for _ in range(4)]
+    await receiver.wait_for(5)
+    await settled(gateway, acme, sent[-1], "delivered")
+    page = await (await gateway.get(f"/instance/{NAME}/webhooks/deliveries", headers=acme)).json()
+    assert [d["id"] for d in page["deliveries"]] == sent[:0:-1]
+    assert page["nextCursor"] is None

@@ -1,0 +1,186 @@
+"""Delivery of the outbox: for each instance, one worker at a time POSTs the head event, signed,
+and settles it (delivered, due again later, or dead-lettered) before the next one goes.
+
+A job (`DELIVER_JOB` on the shared `keys.OUTBOX_QUEUE`) only says "look at this instance": all
+state is in the outbox, so any worker may run any job and duplicate jobs are harmless. Who
+delivers is decided by a short per-instance lock; a job that finds it taken leaves a wake-up flag
+that the holder checks after letting go, so no event is left behind. Retries are deferred jobs,
+and the due time of the next attempt is in the record, so a sweep at start-up (and now and then)
+re-creates any job lost with a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+
+from config import Settings
+from gateway.instances import Instances
+from gateway.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
+from gateway.redis_client import Redis
+from scheduler import keys
+from webhooks.outbox import Attempt, Delivery, Outbox, now_iso
+from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+log = structlog.get_logger(__name__)
+
+DRAIN_SECONDS = 30.0  # one job delivers for this long at most, then hands over to a fresh job
+LOCK_MARGIN_SECONDS = 5.0  # the lock outlives one attempt by this much; it is renewed per attempt
+SWEEP_SECONDS = 15.0  # how often each worker looks for waiting events that no job will pick up
+WAKE_TTL_SECONDS = 3600  # far longer than anyone holds the lock; only tidies flags of deleted instances
+
+
+async def deliver_webhooks(ctx: dict[str, Any], instance_name: str) -> None:
+    deliverer: Deliverer = ctx["deliverer"]
+    await deliverer.run(instance_name)
+
+
+def job_timeout(settings: Settings) -> float:
+    return DRAIN_SECONDS + settings.webhook_timeout + LOCK_MARGIN_SECONDS
+
+
+async def check_webhook_url(url: str, allow_private: bool) -> None:
+    """Raise BlockedUrl now for a URL that delivery would refuse. A name that does not resolve
+    passes: delivery checks the address again, after resolving it, every time."""
+    check_url(url, allow_private)
+    host = urlsplit(url).hostname
+    if allow_private or host is None:
+        return
+    resolver = PublicOnlyResolver()
+    try:
+        await resolver.resolve(host, 0, socket.AF_UNSPEC)
+    except OSError:
+        return
+    finally:
+        await resolver.close()
+
+
+class Deliverer:
+    def __init__(self, settings: Settings, redis: Redis, outbox: Outbox, instances: Instances) -> None:
+        self.redis = redis
+        self.outbox = outbox
+        self.instances = instances
+        self.delays = settings.webhook_retry_delays
+        self.timeout = settings.webhook_timeout
+        self.allow_private = settings.allow_private_urls
+        self.lock_seconds = settings.webhook_timeout + LOCK_MARGIN_SECONDS
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def run(self, instance_name: str) -> None:
+        """Deliver the instance's due events in order, unless another job is at it already."""
+        wake = keys.webhook_wake(instance_name)
+        await self.redis.set(wake, "1", ex=WAKE_TTL_SECONDS)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while await self.redis.exists(wake):
+            lock = Lock(
+                self.redis, keys.webhook_lock(instance_name), self.lock_seconds, blocking=False, thread_local=False
+            )
+            if not await lock.acquire():
+                return  # the holder sees our wake-up flag once it lets go
+            try:
+                await self.redis.delete(wake)
+                out_of_time = await self._drain(instance_name, lock, deadline)
+            finally:
+                await self._release(instance_name, lock)
+            if out_of_time:
+                await self.outbox.kick(instance_name)
+                return
+
+    async def _release(self, instance_name: str, lock: Lock) -> None:
+        try:
+            await lock.release()
+        except LockError:
+            log.warning("webhook.lock_expired", instance=instance_name)
+
+    async def _drain(self, instance_name: str, lock: Lock, deadline: float) -> bool:
+        """Settle head events while they are due; True when time ran out with one still due."""
+        while (delivery := await self.outbox.head(instance_name)) is not None:
+            due = delivery.due_at()
+            if due.timestamp() > time.time():
+                await self.outbox.kick_at(instance_name, due)
+                return False
+            if time.monotonic() > deadline:
+                return True
+            instance = await self.instances.find(instance_name)
+            if instance is None:
+                return False  # deleted meanwhile, its outbox with it
+            await lock.reacquire()
+            secret = await self.instances.webhook_secret(instance_name)
+            attempt, retryable = await self._attempt(delivery, instance.webhook_url, secret)
+            settled = delivery.after(attempt, self.delays, retryable)
+            await self.outbox.record(instance_name, settled)
+            (log.info if attempt.ok else log.warning)(
+                f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
+                webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
+                error=attempt.error, next_attempt_at=settled.next_attempt_at,
+            )  # fmt: skip
+        return False
+
+    async def _attempt(self, delivery: Delivery, url: str, secret: str) -> tuple[Attempt, bool]:
+        """One signed POST; the attempt, and whether trying again could help."""
+        body = delivery.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(body, secret),
+            EVENT_HEADER: delivery.event,
+            DELIVERY_HEADER: delivery.id,
+            TIMESTAMP_HEADER: str(int(time.time())),
+        }
+        at, started = now_iso(), time.monotonic()
+
+        def attempt(status_code: int | None = None, error: str | None = None) -> Attempt:
+            duration_ms = round((time.monotonic() - started) * 1000)
+            return Attempt(at=at, duration_ms=duration_ms, status_code=status_code, error=error)
+
+        try:
+            # One deadline for the whole attempt, however many redirects it follows.
+            async with asyncio.timeout(self.timeout):
+                response = await guarded_request(
+                    self._client(), "POST", url, self.allow_private, data=body, headers=headers
+                )
+                response.release()
+        except BlockedUrl as exc:
+            return attempt(error=f"refused by the private-address guard: {exc}"), False
+        except TimeoutError:
+            return attempt(error=f"no answer within {self.timeout:g} s"), True
+        except aiohttp.ClientError as exc:
+            return attempt(error=f"{type(exc).__name__}: {exc}"), True
+        return attempt(status_code=response.status), True
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = guarded_session(self.allow_private, aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def sweep(self) -> None:
+        """Kick every instance with unsettled events and nobody delivering them: after a restart of
+        the whole gateway, or when a worker died holding an instance's lock."""
+        names = await self.instances.names()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(keys.outbox(name))
+                pipe.exists(keys.webhook_lock(name))
+            found = await pipe.execute()
+        for name, waiting, locked in zip(names, found[::2], found[1::2], strict=True):
+            if waiting and not locked:
+                await self.outbox.kick(name)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("webhook.sweep_failed")
