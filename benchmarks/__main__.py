@@ -33,9 +33,11 @@ from redis.asyncio.connection import AbstractConnection
 from benchmarks.roundtrips import RoundTrips
 from config import load_settings
 from gateway.app import create_app
+from gateway.logs import configure_logging
 from gateway.redis_server import EmbeddedRedis
 from scheduler import keys
 from scheduler.worker import worker_context
+from tests.receiver import Receiver
 from tests.serve_process import ServeProcess, free_port
 
 ADMIN = "bench-admin-key-0123456789"
@@ -119,7 +121,8 @@ async def accept_rate(requests: int, concurrency: int) -> tuple[float, float]:
         try:
             _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
             key = tenant["apiKey"]
-            instance = {"instanceName": "bench__c1__n1", "webhookUrl": "http://127.0.0.1:9/", "webhookSecret": "x" * 16}
+            hook = "https://hooks.invalid/wa"  # never resolves: passes the guard, and no worker delivers here
+            instance = {"instanceName": "bench__c1__n1", "webhookUrl": hook, "webhookSecret": "x" * 16}
             status, _ = serve.request("POST", "/instance/create", instance, key=key)
             assert status == 201
             url = f"{serve.base}/message/text"
@@ -146,7 +149,10 @@ async def paced_run(instances: int, messages: int, round_trips: RoundTrips) -> d
             worker_id="bench",
             log_level="warning",
             max_sessions=instances + 10,
+            allow_private_urls=True,  # webhooks go to the local receiver below
         )
+        receiver = Receiver()
+        await receiver.start()
         app = create_app(settings)
         app.cleanup_ctx.append(worker_context(settings))
         runner = web.AppRunner(app, access_log=None)
@@ -166,7 +172,7 @@ async def paced_run(instances: int, messages: int, round_trips: RoundTrips) -> d
                     await call(
                         "POST",
                         "/instance/create",
-                        {"instanceName": name, "webhookUrl": "http://127.0.0.1:9/", "webhookSecret": "x" * 16},
+                        {"instanceName": name, "webhookUrl": receiver.url(), "webhookSecret": "x" * 16},
                         key,
                     )
                     await call("POST", f"/sandbox/instance/{name}/link", {}, key)
@@ -202,6 +208,7 @@ async def paced_run(instances: int, messages: int, round_trips: RoundTrips) -> d
                 lateness = await _lateness(redis_server.url, ids)
         finally:
             await runner.cleanup()
+            await receiver.close()
             await redis_server.stop()
     return {
         "sent": total,
@@ -266,6 +273,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def main() -> None:
+    configure_logging(load_settings({}, log_level="error"))
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=5, help="messages per instance in the paced run")

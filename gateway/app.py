@@ -14,7 +14,7 @@ from gateway.idempotency import Idempotency
 from gateway.instances import Instances
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Gatekeeper
 from gateway.redis_client import connect
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
@@ -126,8 +126,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         app[SERVICES] = Services(
             settings=settings,
             redis=redis,
-            tenants=Tenants(redis, settings.admin_key.get_secret_value()),
-            limiter=RateLimiter(redis, settings.rate_limit),
+            tenants=Tenants(redis),
+            gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
             idempotency=Idempotency(redis),
             instances=Instances(redis, SecretBox(settings.secret_key.get_secret_value())),
             commands=Commands(redis, arq),

@@ -92,7 +92,7 @@ async def _with_tenants(settings: Settings, action: Callable[[Tenants], Awaitabl
     async with redis_url(settings) as url:
         redis: Redis = connect(url)
         try:
-            return await action(Tenants(redis, admin_key=""))
+            return await action(Tenants(redis))
         finally:
             await redis.aclose()
 

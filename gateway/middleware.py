@@ -86,11 +86,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = route_of(handler)
     if route is None or route.access == "public":
         return await handler(request)
-    svc = services(request)
     api_key = request.headers.get("apikey", "")
-    caller = await svc.tenants.authenticate(api_key) if api_key else None
-    subject = caller.key_id if caller else f"ip:{request.remote}"
-    allowance = await svc.limiter.hit(subject)
+    caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
         raise RateLimited(

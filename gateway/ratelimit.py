@@ -1,11 +1,15 @@
-"""Per-key request limit: a fixed one-minute window counted in Redis, one round trip a request."""
+"""Who is calling, and whether they may: API-key authentication and the per-key request limit
+(a fixed one-minute window) checked together in one Redis round trip."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass
+from importlib import resources
 
 from gateway.redis_client import Redis
+from gateway.tenants import ADMIN, Principal, digest, key_id_of
 from scheduler import keys
 
 WINDOW_SECONDS = 60
@@ -29,18 +33,27 @@ class Allowance:
         }
 
 
-class RateLimiter:
-    def __init__(self, redis: Redis, per_minute: int) -> None:
-        self.redis = redis
+class Gatekeeper:
+    def __init__(self, redis: Redis, admin_key: str, per_minute: int) -> None:
         self.per_minute = per_minute
+        self._admin_digest = digest(admin_key)
+        self._script = redis.register_script((resources.files("scheduler") / "lua" / "authorize.lua").read_text())
 
-    async def hit(self, subject: str) -> Allowance:
+    async def check(self, api_key: str, remote: str) -> tuple[Principal | None, Allowance]:
+        """The caller behind `api_key` (None if unknown) and its allowance after this request."""
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        key = keys.rate_limit(subject, window)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS + 1)
-            count, _ = await pipe.execute()
+        presented = digest(api_key) if api_key else ""
+        is_admin = bool(api_key) and hmac.compare_digest(presented, self._admin_digest)
+        key_id = ADMIN.key_id if is_admin else key_id_of(api_key)
+        tenant, count = await self._script(
+            keys=[
+                keys.api_key(key_id or "-"),
+                keys.rate_limit(key_id or "-", window),
+                keys.rate_limit(f"ip:{remote}", window),
+            ],
+            args=["" if is_admin else (presented if key_id else "-"), WINDOW_SECONDS + 1],
+        )
+        caller = ADMIN if is_admin else (Principal(key_id=key_id, tenant_id=tenant) if key_id and tenant else None)
         reset_in = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-        return Allowance(limit=self.per_minute, remaining=self.per_minute - int(count), reset_in=reset_in)
+        return caller, Allowance(limit=self.per_minute, remaining=self.per_minute - int(count), reset_in=reset_in)

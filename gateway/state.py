@@ -11,7 +11,7 @@ from gateway.commands import Commands
 from gateway.errors import ForbiddenTenant, InvalidApiKey
 from gateway.idempotency import Idempotency
 from gateway.instances import Instances
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Gatekeeper
 from gateway.redis_client import Redis
 from gateway.tenants import Principal, Tenants
 from scheduler.lanes import Lanes
@@ -24,7 +24,7 @@ class Services:
     settings: Settings
     redis: Redis
     tenants: Tenants
-    limiter: RateLimiter
+    gatekeeper: Gatekeeper
     idempotency: Idempotency
     instances: Instances
     commands: Commands

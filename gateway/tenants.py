@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -44,11 +43,11 @@ class Tenant:
     key_ids: list[str]
 
 
-def _digest(api_key: str) -> str:
+def digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def _split(api_key: str) -> str | None:
+def key_id_of(api_key: str) -> str | None:
     """The key id inside a key of the form wag_<keyId>_<secret>, or None."""
     parts = api_key.split("_")
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
@@ -61,23 +60,8 @@ def _now_iso() -> str:
 
 
 class Tenants:
-    def __init__(self, redis: Redis, admin_key: str) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._admin_digest = _digest(admin_key)
-
-    async def authenticate(self, api_key: str) -> Principal | None:
-        if hmac.compare_digest(_digest(api_key), self._admin_digest):
-            return ADMIN
-        key_id = _split(api_key)
-        if key_id is None:
-            return None
-        stored = await self.redis.hmget(keys.api_key(key_id), ["tenantId", "hash"])
-        tenant_id, digest = stored
-        if tenant_id is None or digest is None:
-            return None
-        if not hmac.compare_digest(_digest(api_key), digest):
-            return None
-        return Principal(key_id=key_id, tenant_id=tenant_id)
 
     async def create(self, tenant_id: str, name: str | None) -> tuple[Tenant, IssuedKey]:
         created_at = _now_iso()
@@ -100,7 +84,7 @@ class Tenants:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.api_key(key_id),
-                mapping={"tenantId": tenant_id, "hash": _digest(api_key), "createdAt": _now_iso()},
+                mapping={"tenantId": tenant_id, "hash": digest(api_key), "createdAt": _now_iso()},
             )
             pipe.sadd(keys.tenant_keys(tenant_id), key_id)
             await pipe.execute()

@@ -17,6 +17,7 @@ from config import LaneConfig, Settings
 from config.settings import LANES, LaneName
 from gateway.redis_client import Redis
 from scheduler import keys
+from scheduler.messages import Message
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 
@@ -29,8 +30,7 @@ def _script(name: str) -> str:
 @dataclass(frozen=True)
 class Pick:
     kind: Literal["stale", "closed", "idle", "wait", "send"]
-    message_id: str | None = None
-    lane: LaneName | None = None
+    message: Message | None = None  # the message to send, already marked `sending`
     expired: tuple[str, ...] = ()
 
 
@@ -87,7 +87,8 @@ class Lanes:
         result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, json.dumps(expired_fields))
         kind = result[0]
         if kind == "send":
-            return Pick(kind, message_id=result[1], lane=result[2], expired=tuple(result[3:]))
+            record = dict(zip(result[2::2], result[3::2], strict=True))
+            return Pick(kind, message=Message.from_hash(record), expired=tuple(json.loads(result[1])))
         if kind == "wait":
             return Pick(kind, expired=tuple(result[2:]))
         return Pick(kind, expired=tuple(result[1:]))
@@ -96,9 +97,9 @@ class Lanes:
         self, name: str, message_id: str, outcome: Outcome, fields: dict[str, Any], retry_at_ms: int = 0
     ) -> None:
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
-        await self._run(
-            "finish", name, [], message_id, outcome, json.dumps(fields), json.dumps(gaps), retry_at_ms, self.retention
-        )
+        wa_key = keys.whatsapp_id(name, fields["waMessageId"]) if outcome == "sent" else ""
+        args = [message_id, outcome, json.dumps(fields), json.dumps(gaps), retry_at_ms, self.retention, wa_key]
+        await self._run("finish", name, [], *args)
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         return list(await self._run("flush", name, [], self.retention, json.dumps(fields)))

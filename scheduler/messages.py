@@ -110,9 +110,6 @@ class Messages:
         data = await self.redis.hgetall(keys.message(message_id))
         return Message.from_hash(data) if data.get("id") else None
 
-    async def remember_whatsapp_id(self, instance_name: str, wa_message_id: str, message_id: str) -> None:
-        await self.redis.set(keys.whatsapp_id(instance_name, wa_message_id), message_id, ex=self.retention)
-
     async def apply_receipt(self, instance_name: str, wa_message_ids: tuple[str, ...], status: str) -> list[Message]:
         """Move the messages a receipt names to `status`; returns those that moved."""
         moved = []

@@ -62,13 +62,12 @@ class Pump:
     async def run(self, name: str, token: str) -> None:
         pick = await self.lanes.pick(name, token, {"status": "failed", "error": EXPIRED})
         for message_id in pick.expired:
-            await self._publish(name, message_id)
-        if pick.kind != "send" or pick.message_id is None:
+            expired = await self.messages.get(message_id)
+            if expired is not None:
+                await self._publish(name, expired, {})
+        if pick.message is None:
             return
-        message = await self.messages.get(pick.message_id)
-        if message is None:  # deleted with its instance while we picked it
-            await self.lanes.finish(name, pick.message_id, "failed_uncounted", {})
-            return
+        message = pick.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
             result = await self._send(name, message)
@@ -79,7 +78,7 @@ class Pump:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         await self.lanes.finish(name, message.id, result.outcome, result.fields, result.retry_at_ms)
         if result.outcome != "requeue":
-            await self._publish(name, message.id)
+            await self._publish(name, message, result.fields)
 
     async def _send(self, name: str, message: Message) -> Result:
         attempts = message.attempts + 1
@@ -105,7 +104,6 @@ class Pump:
             return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
         except MediaError as exc:
             return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
-        await self.messages.remember_whatsapp_id(name, sent.message_id, message.id)
         fields: dict[str, Any] = {
             "status": "sent",
             "sentAt": iso_now(),
@@ -123,18 +121,13 @@ class Pump:
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
         return Result("requeue", {"status": "pending", "error": reason, "attempts": attempts}, retry_at)
 
-    async def _publish(self, name: str, message_id: str) -> None:
-        message = await self.messages.get(message_id)
-        if message is None or message.status not in ("sent", "failed"):
-            return
-        data = {
-            "messageId": message.id,
-            "to": message.to,
-            "lane": message.lane,
-            "type": message.type,
+    async def _publish(self, name: str, message: Message, changes: dict[str, Any]) -> None:
+        """message.sent or message.failed, from the record as it was picked plus what changed since."""
+        ended = {
             "status": message.status,
             "sentAt": message.sent_at,
             "waMessageId": message.wa_message_id,
             "error": message.error,
-        }
-        await self.outbox.publish(name, f"message.{message.status}", data)
+        } | {key: changes[key] for key in ("status", "sentAt", "waMessageId", "error") if key in changes}
+        data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
+        await self.outbox.publish(name, f"message.{ended['status']}", data)

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from config.settings import LaneName
 from gateway.errors import ForbiddenTenant, InvalidState, NotFound
-from gateway.instances import check_access
+from gateway.instances import InstanceName, check_access
 from gateway.responses import json_response
 from gateway.routes.instances import InstanceNameStr
 from gateway.state import principal, require_tenant_access, services
@@ -125,12 +125,11 @@ def _media_url(content: Content) -> str | None:
 
 async def _enqueue(request: web.Request, instance_name: str, type_: SendType, content: Content) -> web.Response:
     svc = services(request)
-    instance = await svc.instances.get(instance_name)
     message_id = new_message_id()
     record = new_record(
         message_id,
-        instance.name,
-        instance.tenant_id,
+        instance_name,
+        InstanceName.parse(instance_name).tenant_id,
         content.lane,
         content.to,
         type_,
@@ -139,14 +138,14 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
         media_url=_media_url(content),
         file_name=getattr(content, "file_name", None),
     )
-    if not await svc.lanes.accept(instance.name, message_id, content.lane, record):
-        raise NotFound(f"no instance {instance.name!r}")
+    if not await svc.lanes.accept(instance_name, message_id, content.lane, record):
+        raise NotFound(f"no instance {instance_name!r}")
     queued = Queued(
         id=message_id,
         status="pending",
         lane=content.lane,
         queued_at=str(record["createdAt"]),
-        instance_name=instance.name,
+        instance_name=instance_name,
     )
     return json_response(queued, status=202)
 

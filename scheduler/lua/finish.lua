@@ -1,6 +1,7 @@
 -- The pump's last step: record the outcome of the in-flight message and schedule what follows.
 -- ARGV 7 message id, 8 outcome (sent | failed | failed_uncounted | requeue), 9 record fields JSON,
--- 10 next gaps JSON {lane: ms} (sent only), 11 retry-not-before ms (requeue only), 12 retention (s).
+-- 10 next gaps JSON {lane: ms} (sent only), 11 retry-not-before ms (requeue only), 12 retention (s),
+-- 13 the key mapping WhatsApp's message id to ours (sent only).
 local id, outcome = ARGV[7], ARGV[8]
 local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
@@ -9,6 +10,8 @@ local exists = redis.call('EXISTS', msg) == 1
 local cancelled = exists and redis.call('HGET', msg, 'status') == 'cancelled'
 if exists and not cancelled then hset_json(msg, ARGV[9]) end
 if outcome == 'sent' then
+  -- receipts name WhatsApp's id: remember which message it was
+  redis.call('SET', ARGV[13], id, 'EX', tonumber(ARGV[12]))
   local gaps = cjson.decode(ARGV[10])
   redis.call('HSET', pump, 'last', now, 'gap:urgent', gaps.urgent, 'gap:normal', gaps.normal, 'gap:bulk', gaps.bulk)
   redis.call('HINCRBY', stats, 'sent', 1)

@@ -1,7 +1,8 @@
 -- The pump's first step: take the next message to send, or decide when to look again.
 -- ARGV 7 token of this wake-up, 8 longest wait (ms) before a message expires, 9 retention (s),
 -- 10 JSON fields of an expired message.
--- Returns {'stale'} | {'closed'} | {'idle', expired...} | {'wait', at, expired...} | {'send', id, lane, expired...}
+-- Returns {'stale'} | {'closed'} | {'idle', expired...} | {'wait', at, expired...} |
+-- {'send', expired ids JSON, the message record's fields and values...}
 if redis.call('HGET', pump, 'token') ~= ARGV[7] then return {'stale'} end
 if redis.call('HGET', inst, 'state') ~= 'open' then
   redis.call('HDEL', pump, 'due')
@@ -31,7 +32,7 @@ while true do
       redis.call('HSET', pump, 'due', 0, 'inflight', id, 'inflightLane', LANES[lane])
       -- eligibleMs: when the lanes first allowed this message to go (for lateness figures)
       redis.call('HSET', msg, 'status', 'sending', 'eligibleMs', math.max(at, created))
-      return {'send', id, LANES[lane], unpack(expired)}
+      return {'send', cjson.encode(expired), unpack(redis.call('HGETALL', msg))}
     end
   end
 end
