@@ -22,6 +22,7 @@ from gateway.state import SERVICES, Services
 from gateway.tenants import Tenants
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
+from scheduler.ownership import Ownership
 from scheduler.worker import arq_pool
 from webhooks.outbox import Outbox
 
@@ -75,6 +76,8 @@ ROUTES: list[Route] = [
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),
+    Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
+          response=admin.WorkerOut, many=True, access="admin", tag="admin"),
     Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
           response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).
@@ -123,6 +126,7 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         assert settings.redis_url is not None and settings.admin_key is not None and settings.secret_key is not None
         redis = connect(settings.redis_url)
         arq = arq_pool(settings)
+        ownership = Ownership(redis, int(settings.lease_timeout * 1000))
         app[SERVICES] = Services(
             settings=settings,
             redis=redis,
@@ -130,7 +134,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
             idempotency=Idempotency(redis),
             instances=Instances(redis, SecretBox(settings.secret_key.get_secret_value())),
-            commands=Commands(redis, arq),
+            commands=Commands(ownership, arq),
+            ownership=ownership,
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
             outbox=Outbox(redis, arq),

@@ -8,8 +8,8 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from gateway.errors import ApiError, InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
-from gateway.redis_client import Redis
-from scheduler import keys, ownership
+from scheduler import keys
+from scheduler.ownership import Ownership
 
 COMMAND_JOB = "instance_command"
 ERRORS: dict[str, type[ApiError]] = {
@@ -24,21 +24,24 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 
 class Commands:
-    def __init__(self, redis: Redis, arq: ArqRedis, timeout: float = 20.0) -> None:
-        self.redis = redis
+    def __init__(self, ownership: Ownership, arq: ArqRedis, timeout: float = 20.0) -> None:
+        self.ownership = ownership
         self.arq = arq
         self.timeout = timeout
 
     async def send(self, name: str, op: str, args: dict[str, Any] | None = None) -> str | None:
         """Hand `op` to the instance's live owner without waiting; returns the owner, or None if no
         worker is alive."""
-        owner = await ownership.live_owner(self.redis, name)
+        owner = await self.ownership.live_owner(name)
         if owner is not None:
-            await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))
+            await self.enqueue(owner, name, op, args)
         return owner
 
+    async def enqueue(self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None) -> None:
+        await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(worker_id))
+
     async def call(self, name: str, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        owner = await ownership.live_owner(self.redis, name)
+        owner = await self.ownership.live_owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
         job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))

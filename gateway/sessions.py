@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from gateway.commands import error
+from gateway.commands import Commands, error
 from gateway.drivers.base import (
     Banned,
     Connected,
@@ -27,9 +27,10 @@ from gateway.drivers.sandbox import SandboxSession
 from gateway.errors import InvalidState, NotFound, WhatsAppError
 from gateway.instances import Instances, iso
 from gateway.redis_client import Redis
-from scheduler import keys, ownership
+from scheduler import keys
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
+from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox, now_iso
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class SessionHost:
         outbox: Outbox,
         lanes: Lanes,
         messages: Messages,
+        ownership: Ownership,
     ) -> None:
         self.worker_id = worker_id
         self.redis = redis
@@ -57,6 +59,7 @@ class SessionHost:
         self.outbox = outbox
         self.lanes = lanes
         self.messages = messages
+        self.ownership = ownership
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -73,36 +76,90 @@ class SessionHost:
     def connected_session(self, name: str) -> Session | None:
         return self.sessions.get(name) if name in self.connected else None
 
-    async def adopt(self) -> None:
-        """Take over every instance without a live owner and reconnect the linked ones."""
-        for name in await self.instances.names():
-            instance = await self.instances.find(name)
-            if instance is None:
-                continue
-            mine = instance.owner == self.worker_id
-            if not mine and instance.owner and await ownership.is_alive(self.redis, instance.owner):
-                continue
-            if await ownership.claim(self.redis, name, self.worker_id, instance.owner) is None:
-                continue  # another worker adopted it first
-            requeued = await self.lanes.kick(name, reset=True)
-            if requeued:
-                log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
-            session = self.session(name)
-            if session.linked:
-                log.info("session.reconnecting", instance=name)
-                await self.instances.update(name, state="connecting")
-                await session.connect()
-            else:
-                await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
+    async def still_owns(self, name: str) -> bool:
+        return await self.redis.hget(keys.instance(name), "owner") == self.worker_id
 
-    async def close(self) -> None:
-        for name, session in list(self.sessions.items()):
+    async def adopt(self) -> None:
+        """At start: take over every instance without a live owner, and our own from a previous run."""
+        for name in await self.instances.names():
+            owner = await self.redis.hget(keys.instance(name), "owner")
+            if owner == self.worker_id or not owner or not await self.ownership.is_alive(owner):
+                await self.adopt_one(name, owner)
+
+    async def adopt_orphans(self, capacity: int) -> int:
+        """Take a fair share of the instances of workers whose lease ran out; returns how many."""
+        adopted = 0
+        live = max(1, len(await self.ownership.live_workers()))
+        for dead in await self.ownership.dead_workers():
+            orphans = await self.ownership.owned_by(dead)
+            share = -(-len(orphans) // live)  # ceil: the live workers split them, racing on each claim
+            for name in orphans[:share]:
+                if len(self.sessions) >= capacity:
+                    return adopted
+                adopted += await self.adopt_one(name, dead)
+            if not await self.ownership.owned_by(dead):
+                await self.ownership.forget_worker(dead)
+        return adopted
+
+    async def adopt_one(self, name: str, expected_owner: str | None) -> bool:
+        if await self.ownership.claim(name, self.worker_id, expected_owner) is None:
+            return False  # another worker adopted it first, or it was deleted
+        log.info("instance.adopted", instance=name, previous_owner=expected_owner)
+        await self.take_over(name)
+        return True
+
+    async def take_over(self, name: str) -> None:
+        """Start hosting an instance we now own: take back the message a dead owner had in flight
+        and reconnect a linked session from the shared store."""
+        requeued = await self.lanes.kick(name, reset=True)
+        if requeued:
+            log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
+        session = self.session(name)
+        if session.linked:
+            await self.instances.update(name, state="connecting")
+            await session.connect()
+        else:
+            await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
+
+    async def drop_lost(self) -> list[str]:
+        """Close the sessions of instances another worker owns now (we were fenced off)."""
+        names = list(self.sessions)
+        if not names:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.instance(name), "owner")
+            owners = await pipe.execute()
+        lost = [name for name, owner in zip(names, owners, strict=True) if owner != self.worker_id]
+        for name in lost:
+            log.warning("instance.lost", instance=name, owner=owners[names.index(name)])
+            await self.forget(name)
+        return lost
+
+    async def forget(self, name: str) -> None:
+        session = self.sessions.pop(name, None)
+        self.connected.discard(name)
+        if session is not None:
             try:
                 await session.close()
             except Exception:
                 log.exception("session.close_failed", instance=name)
-        self.sessions.clear()
-        self.connected.clear()
+
+    async def hand_over(self, commands: Commands) -> None:
+        """Graceful shutdown: close our sessions, then give each instance to another live worker at
+        once rather than after the lease timeout."""
+        await self.close()
+        for name in await self.ownership.owned_by(self.worker_id):
+            target = await self.ownership.least_loaded(exclude=self.worker_id)
+            if target is None:
+                return  # nobody to hand to: whoever starts next adopts them
+            if await self.ownership.claim(name, target, self.worker_id) is not None:
+                await commands.enqueue(target, name, "adopt")
+                log.info("instance.handed_over", instance=name, to=target)
+
+    async def close(self) -> None:
+        for name in list(self.sessions):
+            await self.forget(name)
 
     # Commands from the API.
 
@@ -122,6 +179,9 @@ class SessionHost:
     async def _command(self, name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op == "delete":
             await self._delete(name)
+            return {}
+        if op == "adopt":
+            await self.take_over(name)
             return {}
         instance = await self.instances.get(name)
         session = self.session(name)
@@ -185,7 +245,7 @@ class SessionHost:
             log.warning("session.logout_failed", instance=name, exc_info=True)
         await session.close()
         self.driver.remove_store(name)
-        await ownership.release(self.redis, name, self.worker_id)
+        await self.ownership.release(name, self.worker_id)
 
     # Events from the driver.
 

@@ -16,6 +16,7 @@ from gateway.redis_client import Redis
 from gateway.tenants import Principal, Tenants
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
+from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox
 
 
@@ -29,6 +30,7 @@ class Services:
     instances: Instances
     commands: Commands
     lanes: Lanes
+    ownership: Ownership
     messages: Messages
     outbox: Outbox
 

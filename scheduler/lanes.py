@@ -29,7 +29,7 @@ def _script(name: str) -> str:
 
 @dataclass(frozen=True)
 class Pick:
-    kind: Literal["stale", "closed", "idle", "wait", "send"]
+    kind: Literal["fenced", "stale", "closed", "idle", "wait", "send"]
     message: Message | None = None  # the message to send, already marked `sending`
     expired: tuple[str, ...] = ()
 
@@ -54,7 +54,8 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_script(name)) for name in ("accept", "pick", "finish", "flush", "kick")
+            name: redis.register_script(_script(name))
+            for name in ("accept", "pick", "finish", "flush", "kick", "sweep")
         }
 
     @classmethod
@@ -83,8 +84,9 @@ class Lanes:
         """Record the message, queue it and wake the instance's pump: one atomic step."""
         return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
 
-    async def pick(self, name: str, token: str, expired_fields: dict[str, Any]) -> Pick:
-        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, json.dumps(expired_fields))
+    async def pick(self, name: str, token: str, worker_id: str, expired_fields: dict[str, Any]) -> Pick:
+        expired_json = json.dumps(expired_fields)
+        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, expired_json, worker_id)
         kind = result[0]
         if kind == "send":
             record = dict(zip(result[2::2], result[3::2], strict=True))
@@ -94,11 +96,26 @@ class Lanes:
         return Pick(kind, expired=tuple(result[1:]))
 
     async def finish(
-        self, name: str, message_id: str, outcome: Outcome, fields: dict[str, Any], retry_at_ms: int = 0
+        self,
+        name: str,
+        worker_id: str,
+        message_id: str,
+        outcome: Outcome,
+        fields: dict[str, Any],
+        retry_at_ms: int = 0,
     ) -> None:
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
         wa_key = keys.whatsapp_id(name, fields["waMessageId"]) if outcome == "sent" else ""
-        args = [message_id, outcome, json.dumps(fields), json.dumps(gaps), retry_at_ms, self.retention, wa_key]
+        args = [
+            message_id,
+            outcome,
+            json.dumps(fields),
+            json.dumps(gaps),
+            retry_at_ms,
+            self.retention,
+            wa_key,
+            worker_id,
+        ]
         await self._run("finish", name, [], *args)
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
@@ -108,3 +125,7 @@ class Lanes:
         """Wake the pump now if it has work; with `reset`, first take back a dead owner's in-flight message."""
         requeued = await self._run("kick", name, [], "1" if reset else "0")
         return requeued or None
+
+    async def sweep(self, name: str, queue: str) -> bool:
+        """Wake `name` if it has waiting messages but no wake-up that will run; True if it had to."""
+        return bool(await self._run("sweep", name, [], queue))

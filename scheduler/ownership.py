@@ -1,17 +1,15 @@
-"""Which worker owns which instance. A worker is alive while its heartbeat is fresh; an instance
-is owned by one live worker, and every change of owner bumps the instance's epoch (fencing token),
-so a worker that lost an instance can tell, and stops sending for it."""
+"""Which worker owns which instance. A worker is alive while its heartbeat is fresh (its lease);
+an instance is owned by one live worker, and every change of owner bumps the instance's epoch (the
+fencing token), so a worker that lost an instance can tell, and stops sending for it."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib import resources
 
 from gateway.redis_client import Redis
 from scheduler import keys
-
-# A worker that has not heartbeated for this long has lost its instances (DESIGN.md, Ownership).
-LEASE_TIMEOUT_MS = 15_000
 
 _CLAIM = (resources.files("scheduler") / "lua" / "claim.lua").read_text()
 
@@ -20,63 +18,98 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def live_workers(redis: Redis, lease_timeout_ms: int = LEASE_TIMEOUT_MS) -> list[str]:
-    return list(await redis.zrangebyscore(keys.WORKERS, now_ms() - lease_timeout_ms, "+inf"))
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    alive: bool
+    last_heartbeat_ms: int
+    details: dict[str, str]
+    instances: list[str]
 
 
-async def dead_workers(redis: Redis, lease_timeout_ms: int = LEASE_TIMEOUT_MS) -> list[str]:
-    return list(await redis.zrangebyscore(keys.WORKERS, "-inf", f"({now_ms() - lease_timeout_ms}"))
+class Ownership:
+    def __init__(self, redis: Redis, lease_timeout_ms: int) -> None:
+        self.redis = redis
+        self.lease_timeout_ms = lease_timeout_ms
 
+    async def live_workers(self) -> list[str]:
+        return list(await self.redis.zrangebyscore(keys.WORKERS, now_ms() - self.lease_timeout_ms, "+inf"))
 
-async def is_alive(redis: Redis, worker_id: str, lease_timeout_ms: int = LEASE_TIMEOUT_MS) -> bool:
-    beat = await redis.zscore(keys.WORKERS, worker_id)
-    return beat is not None and beat >= now_ms() - lease_timeout_ms
+    async def dead_workers(self) -> list[str]:
+        return list(await self.redis.zrangebyscore(keys.WORKERS, "-inf", f"({now_ms() - self.lease_timeout_ms}"))
 
+    async def is_alive(self, worker_id: str) -> bool:
+        beat = await self.redis.zscore(keys.WORKERS, worker_id)
+        return beat is not None and beat >= now_ms() - self.lease_timeout_ms
 
-async def claim(redis: Redis, name: str, worker_id: str, expected: str | None) -> int | None:
-    """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""
-    previous = expected or ""
-    epoch = await redis.eval(
-        _CLAIM,
-        3,
-        keys.instance(name),
-        keys.worker_instances(previous),
-        keys.worker_instances(worker_id),
-        previous,
-        worker_id,
-        name,
-    )
-    return int(epoch) if epoch else None
+    async def owned_by(self, worker_id: str) -> list[str]:
+        return sorted(await self.redis.smembers(keys.worker_instances(worker_id)))
 
+    async def claim(self, name: str, worker_id: str, expected: str | None) -> int | None:
+        """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""
+        previous = expected or ""
+        epoch = await self.redis.eval(
+            _CLAIM,
+            3,
+            keys.instance(name),
+            keys.worker_instances(previous),
+            keys.worker_instances(worker_id),
+            previous,
+            worker_id,
+            name,
+        )
+        return int(epoch) if epoch else None
 
-async def least_loaded(redis: Redis) -> str | None:
-    workers = await live_workers(redis)
-    if not workers:
-        return None
-    async with redis.pipeline(transaction=False) as pipe:
-        for worker_id in workers:
-            pipe.scard(keys.worker_instances(worker_id))
-            pipe.hget(keys.worker(worker_id), "capacity")
-        answers = await pipe.execute()
-    room = []
-    for worker_id, load, capacity in zip(workers, answers[::2], answers[1::2], strict=True):
-        if capacity is None or load < int(capacity):
-            room.append((load, worker_id))
-    return min(room)[1] if room else None
+    async def least_loaded(self, exclude: str | None = None) -> str | None:
+        """The live worker with the fewest instances and room for one more."""
+        workers = [w for w in await self.live_workers() if w != exclude]
+        if not workers:
+            return None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in workers:
+                pipe.scard(keys.worker_instances(worker_id))
+                pipe.hget(keys.worker(worker_id), "capacity")
+            answers = await pipe.execute()
+        room = [
+            (load, worker_id)
+            for worker_id, load, capacity in zip(workers, answers[::2], answers[1::2], strict=True)
+            if capacity is None or load < int(capacity)
+        ]
+        return min(room)[1] if room else None
 
+    async def live_owner(self, name: str) -> str | None:
+        """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker."""
+        owner = await self.redis.hget(keys.instance(name), "owner")
+        if owner and await self.is_alive(owner):
+            return str(owner)
+        chosen = await self.least_loaded()
+        if chosen is None:
+            return None
+        if await self.claim(name, chosen, owner) is None:
+            return await self.redis.hget(keys.instance(name), "owner")  # someone else just claimed it
+        return chosen
 
-async def live_owner(redis: Redis, name: str) -> str | None:
-    """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker."""
-    owner = await redis.hget(keys.instance(name), "owner")
-    if owner and await is_alive(redis, owner):
-        return str(owner)
-    chosen = await least_loaded(redis)
-    if chosen is None:
-        return None
-    if await claim(redis, name, chosen, owner) is None:
-        return await redis.hget(keys.instance(name), "owner")  # someone else just claimed it
-    return chosen
+    async def release(self, name: str, worker_id: str) -> None:
+        await self.redis.srem(keys.worker_instances(worker_id), name)
 
+    async def forget_worker(self, worker_id: str) -> None:
+        """Drop a dead worker's membership once none of its instances is left to adopt."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.WORKERS, worker_id)
+            pipe.delete(keys.worker(worker_id), keys.worker_instances(worker_id))
+            await pipe.execute()
 
-async def release(redis: Redis, name: str, worker_id: str) -> None:
-    await redis.srem(keys.worker_instances(worker_id), name)
+    async def workers(self) -> list[WorkerInfo]:
+        beats = await self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)
+        found = []
+        for worker_id, beat in beats:
+            found.append(
+                WorkerInfo(
+                    worker_id=worker_id,
+                    alive=beat >= now_ms() - self.lease_timeout_ms,
+                    last_heartbeat_ms=int(beat),
+                    details=await self.redis.hgetall(keys.worker(worker_id)),
+                    instances=await self.owned_by(worker_id),
+                )
+            )
+        return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -35,6 +35,12 @@ EXPIRED = "expired: waited longer than the configured limit to be sent"
 class SessionSource(Protocol):
     def connected_session(self, name: str) -> Session | None: ...
 
+    async def forget(self, name: str) -> None:
+        """Close the instance's session here: another worker owns it now."""
+        ...
+
+    async def still_owns(self, name: str) -> bool: ...
+
 
 class MediaSource(Protocol):
     async def outgoing(self, message: Message, text_caption: str | None) -> OutgoingMessage:
@@ -44,15 +50,22 @@ class MediaSource(Protocol):
 
 @dataclass(frozen=True)
 class Result:
-    outcome: Outcome
+    outcome: Outcome | Literal["fenced"]
     fields: dict[str, Any]
     retry_at_ms: int = 0
 
 
 class Pump:
     def __init__(
-        self, lanes: Lanes, messages: Messages, sessions: SessionSource, media: MediaSource, outbox: Outbox
+        self,
+        worker_id: str,
+        lanes: Lanes,
+        messages: Messages,
+        sessions: SessionSource,
+        media: MediaSource,
+        outbox: Outbox,
     ) -> None:
+        self.worker_id = worker_id
         self.lanes = lanes
         self.messages = messages
         self.sessions = sessions
@@ -60,7 +73,11 @@ class Pump:
         self.outbox = outbox
 
     async def run(self, name: str, token: str) -> None:
-        pick = await self.lanes.pick(name, token, {"status": "failed", "error": EXPIRED})
+        pick = await self.lanes.pick(name, token, self.worker_id, {"status": "failed", "error": EXPIRED})
+        if pick.kind == "fenced":
+            log.warning("pump.fenced", instance=name)  # another worker owns it now: its sends are not ours
+            await self.sessions.forget(name)
+            return
         for message_id in pick.expired:
             expired = await self.messages.get(message_id)
             if expired is not None:
@@ -76,7 +93,11 @@ class Pump:
             result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
-        await self.lanes.finish(name, message.id, result.outcome, result.fields, result.retry_at_ms)
+        if result.outcome == "fenced":
+            log.warning("pump.fenced", instance=name, message_id=message.id)
+            await self.sessions.forget(name)
+            return
+        await self.lanes.finish(name, self.worker_id, message.id, result.outcome, result.fields, result.retry_at_ms)
         if result.outcome != "requeue":
             await self._publish(name, message, result.fields)
 
@@ -91,6 +112,10 @@ class Pump:
             if not await session.is_on_whatsapp(message.to):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
+            # Media can take a while: if we lost the instance meanwhile (a pause past our lease),
+            # the new owner has taken this message back, and sending it here would duplicate it.
+            if not await self.sessions.still_owns(name):
+                return Result("fenced", {})
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
             return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})

@@ -7,16 +7,17 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from config import Settings
-from gateway.commands import COMMAND_JOB
+from gateway.commands import COMMAND_JOB, Commands
 from gateway.crypto import SecretBox
 from gateway.drivers import make_driver
 from gateway.drivers.neonize import NeonizeDriver
@@ -29,13 +30,17 @@ from scheduler.lanes import Lanes
 from scheduler.media import MediaFetcher
 from scheduler.messages import Messages
 from scheduler.outgoing import Outgoing
+from scheduler.ownership import Ownership
 from scheduler.pump import Pump
 from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
 from webhooks.outbox import DELIVER_JOB, Outbox
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 2.0  # at most; a short lease timeout beats faster
+# A pump may fetch media (up to 2 min) and wait on WhatsApp (up to 1 min) before it finishes.
+PUMP_TIMEOUT_SECONDS = 300
+SWEEP_EVERY = 2  # watch rounds between two recovery sweeps
 WORKER_ID_FILE = "worker.id"
 
 
@@ -95,25 +100,31 @@ class GatewayWorker:
         self.worker_id = resolve_worker_id(settings)
         self.redis = arq_pool(settings)
         self.store = connect(settings.redis_url)
-        self.driver = make_driver(settings, self.store)
-        lanes = Lanes.from_settings(self.store, settings)
+        self.driver = make_driver(settings, self.store, self.worker_id)
+        self.lanes = Lanes.from_settings(self.store, settings)
         messages = Messages(self.store, settings.message_retention)
         outbox = Outbox(self.store, self.redis)
+        self.ownership = Ownership(self.store, int(settings.lease_timeout * 1000))
         self.host = SessionHost(
             self.worker_id,
             self.store,
             self.driver,
             Instances(self.store, SecretBox(settings.secret_key.get_secret_value())),
             outbox,
-            lanes,
+            self.lanes,
             messages,
+            self.ownership,
         )
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        self.pump = Pump(lanes, messages, self.host, Outgoing(self.fetcher), outbox)
+        self.pump = Pump(self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox)
+        self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
         self._arq = Worker(
             # A pump job per instance may be mid-send at once: one slot per hosted session.
-            functions=[func(instance_command, name=COMMAND_JOB), func(pump, name="pump", keep_result=0)],
+            functions=[
+                func(instance_command, name=COMMAND_JOB),
+                func(pump, name="pump", keep_result=0, timeout=PUMP_TIMEOUT_SECONDS),
+            ],
             max_jobs=settings.max_sessions + 10,
             queue_name=keys.worker_queue(self.worker_id),
             redis_pool=self.redis,
@@ -158,22 +169,31 @@ class GatewayWorker:
         await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
         self._tasks = [
             asyncio.create_task(self._heartbeat()),
-            asyncio.create_task(self._arq.main()),
-            asyncio.create_task(self._webhooks.main()),
+            asyncio.create_task(self._watch()),
+            asyncio.create_task(supervised(self._arq.main, "arq.instances")),
+            asyncio.create_task(supervised(self._webhooks.main, "arq.webhooks")),
             asyncio.create_task(self.deliverer.sweep_forever()),
         ]
         log.info("worker.started", worker_id=self.worker_id, instances=len(self.host.sessions))
 
     async def stop(self) -> None:
+        """Graceful shutdown: stop taking jobs, leave the membership and hand every instance to
+        another live worker at once (a message cut off mid-send is re-queued by the new owner)."""
         for task in self._tasks:  # the arq workers' poll loops among them
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await close_arq(self._arq)
         await close_arq(self._webhooks)
-        await self.host.close()
+        # Our lease ends now (score 0): nobody picks us for new work, and if the hand-over below is
+        # cut short, the others adopt what is left as from any dead worker.
+        await self.store.zadd(keys.WORKERS, {self.worker_id: 0})
+        try:
+            await self.host.hand_over(Commands(self.ownership, self.redis))
+        except RedisError:
+            log.warning("worker.hand_over_failed", worker_id=self.worker_id, exc_info=True)
+            await self.host.close()  # the others adopt our instances when our lease runs out
         await self.fetcher.close()
         await self.deliverer.close()
-        await self.redis.zrem(keys.WORKERS, self.worker_id)
         await self.redis.aclose(close_connection_pool=True)
         await self.store.aclose()
         log.info("worker.stopped", worker_id=self.worker_id)
@@ -183,11 +203,32 @@ class GatewayWorker:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat_seconds)
             try:
                 await self._heartbeat_once()
-            except Exception:
-                log.exception("worker.heartbeat_failed", worker_id=self.worker_id)
+            except RedisError as exc:
+                log.warning("worker.heartbeat_failed", worker_id=self.worker_id, error=str(exc))
+
+    async def _watch(self) -> None:
+        """Every heartbeat: drop what we lost, adopt what dead workers left; now and then, unstick pumps."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.host.drop_lost()
+                await self.host.adopt_orphans(self.settings.max_sessions)
+                rounds += 1
+                if rounds % SWEEP_EVERY == 0:
+                    await self.sweep()
+            except RedisError as exc:
+                log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
+
+    async def sweep(self) -> None:
+        """Re-schedule any of our instances whose waiting messages have no wake-up that will run."""
+        queue = keys.worker_queue(self.worker_id)
+        for name in await self.ownership.owned_by(self.worker_id):
+            if await self.lanes.sweep(name, queue):
+                log.info("pump.swept", instance=name)
 
 
 def worker_context(settings: Settings) -> Callable[[Any], AsyncIterator[None]]:
@@ -200,3 +241,14 @@ def worker_context(settings: Settings) -> Callable[[Any], AsyncIterator[None]]:
         await worker.stop()
 
     return context
+
+
+async def supervised(main: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run an arq poll loop, starting it again after a Redis outage instead of dying with it."""
+    while True:
+        try:
+            await main()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker.loop_restarting", loop=what, error=str(exc))
+            await asyncio.sleep(1)

@@ -22,8 +22,11 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    """`python -m gateway serve` (or `worker`) as its own process; its log goes to `log_path`."""
+
+    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
         self.data_dir = data_dir
+        self.args = args or ("serve",)
         self.port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
@@ -32,37 +35,47 @@ class ServeProcess:
             "GATEWAY_DRIVER": "sandbox",
             **env,
         }
+        self.log_path = data_dir.parent / f"{'-'.join(self.args)}-{env.get('GATEWAY_WORKER_ID', self.port)}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30, extra_args: tuple[str, ...] = ()) -> None:
-        command = [sys.executable, "-m", "gateway", "serve", *extra_args]
-        self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 30, extra_args: tuple[str, ...] = (), wait_healthy: bool = True) -> None:
+        command = [sys.executable, "-m", "gateway", *self.args, *extra_args]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        if not wait_healthy:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"serve exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
-                )
+                raise RuntimeError(f"{' '.join(self.args)} exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if self.request("GET", "/health")[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError("serve did not become healthy")
+        raise TimeoutError(f"{' '.join(self.args)} did not become healthy")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
         self.process.send_signal(sig)
         code = self.process.wait(timeout=30)
-        if self.process.stderr:
-            self.process.stderr.close()
         self.process = None
         return code
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
 
     def request(self, method: str, path: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -5,13 +5,13 @@ from gateway.drivers.base import Driver
 from gateway.redis_client import Redis
 
 
-def make_driver(settings: Settings, redis: Redis) -> Driver:
+def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
     sessions_dir = settings.data_dir / "sessions"
     sessions_dir.mkdir(parents=True, exist_ok=True)
     if settings.driver == "sandbox":
         from gateway.drivers.sandbox import SandboxDriver
 
-        return SandboxDriver(sessions_dir, redis)
+        return SandboxDriver(sessions_dir, redis, worker_id)
     from gateway.drivers.neonize import NeonizeDriver
 
     return NeonizeDriver(sessions_dir, settings.max_sessions)

@@ -51,9 +51,10 @@ class _Store:
 
 class SandboxSession:
     def __init__(
-        self, name: str, store_path: Path, redis: Redis, sink: EventSink, qr_schedule: Sequence[float]
+        self, name: str, store_path: Path, redis: Redis, sink: EventSink, qr_schedule: Sequence[float], worker_id: str
     ) -> None:
         self.name = name
+        self.worker_id = worker_id
         self.store_path = store_path
         self.redis = redis
         self.sink = sink
@@ -126,6 +127,7 @@ class SandboxSession:
             "mimetype": message.mimetype,
             "mediaBytes": len(message.media) if message.media is not None else None,
             "sentAt": sent_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "sentBy": self.worker_id,
         }
         await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))
         return SendResult(message_id=message_id, sent_at=sent_at)
@@ -172,8 +174,11 @@ class SandboxSession:
 
 
 class SandboxDriver:
-    def __init__(self, sessions_dir: Path, redis: Redis, qr_schedule: Sequence[float] = QR_SCHEDULE) -> None:
+    def __init__(
+        self, sessions_dir: Path, redis: Redis, worker_id: str, qr_schedule: Sequence[float] = QR_SCHEDULE
+    ) -> None:
         self.sessions_dir = sessions_dir
+        self.worker_id = worker_id
         self.redis = redis
         self.qr_schedule = qr_schedule
 
@@ -181,7 +186,8 @@ class SandboxDriver:
         return self.sessions_dir / f"{instance_name}.sandbox.json"
 
     def session(self, instance_name: str, sink: EventSink) -> SandboxSession:
-        return SandboxSession(instance_name, self._store(instance_name), self.redis, sink, self.qr_schedule)
+        store = self._store(instance_name)
+        return SandboxSession(instance_name, store, self.redis, sink, self.qr_schedule, self.worker_id)
 
     def remove_store(self, instance_name: str) -> None:
         self._store(instance_name).unlink(missing_ok=True)

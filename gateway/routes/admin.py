@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import ApiModel, NamePart
-from scheduler import keys, ownership
+from scheduler import keys
 
 
 class CreateTenant(ApiModel):
@@ -97,7 +99,7 @@ async def stats(request: web.Request) -> web.Response:
     counters = await svc.redis.hgetall(keys.STATS)
     messages = {k: int(counters.get(k, 0)) for k in ("accepted", "sent", "failed", "cancelled")}
     webhooks = {k: int(v) for k, v in (await svc.redis.hgetall(keys.WEBHOOK_STATS)).items()}
-    workers = await ownership.live_workers(svc.redis)
+    workers = await svc.ownership.live_workers()
     out = Stats(
         instances=by_state,
         waiting=LaneCounts(**waiting),
@@ -106,3 +108,37 @@ async def stats(request: web.Request) -> web.Response:
         workers_alive=len(workers),
     )
     return json_response(out)
+
+
+class WorkerOut(ApiModel):
+    worker_id: str
+    alive: bool
+    last_heartbeat: str
+    host: str | None
+    pid: int | None
+    capacity: int | None
+    started_at: str | None
+    instances: list[str]
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    found = await services(request).ownership.workers()
+    return json_response(
+        [
+            WorkerOut(
+                worker_id=w.worker_id,
+                alive=w.alive,
+                last_heartbeat=_iso_ms(w.last_heartbeat_ms),
+                host=w.details.get("host"),
+                pid=int(w.details["pid"]) if "pid" in w.details else None,
+                capacity=int(w.details["capacity"]) if "capacity" in w.details else None,
+                started_at=_iso_ms(int(w.details["startedAt"])) if "startedAt" in w.details else None,
+                instances=w.instances,
+            )
+            for w in found
+        ]
+    )

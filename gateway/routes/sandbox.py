@@ -51,6 +51,7 @@ class SentMessage(ApiModel):
     mimetype: str | None
     media_bytes: int | None
     sent_at: str
+    sent_by: str
 
 
 async def link(request: web.Request, body: LinkBody) -> web.Response:

@@ -93,3 +93,23 @@ local function hset_json(key, json)
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
+
+-- Take the pump back from a worker that died or lost it: a message it had in flight goes back to
+-- the head of its lane, marked as possibly sent, and its scheduled wake-up is forgotten.
+-- Returns the re-queued id or false.
+local function reset_pump()
+  local requeued = false
+  local inflight = redis.call('HGET', pump, 'inflight')
+  local lane = lane_index(redis.call('HGET', pump, 'inflightLane') or '')
+  if inflight and lane then
+    local msg = msg_prefix .. inflight
+    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, 'status') == 'sending' then
+      redis.call('HSET', msg, 'status', 'pending', 'possiblyDuplicated', '1')
+      redis.call('ZREM', sent_key(lane), inflight)
+      redis.call('LPUSH', lane_key(lane), inflight)
+      requeued = inflight
+    end
+  end
+  redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
+  return requeued
+end

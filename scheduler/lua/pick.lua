@@ -1,8 +1,10 @@
 -- The pump's first step: take the next message to send, or decide when to look again.
 -- ARGV 7 token of this wake-up, 8 longest wait (ms) before a message expires, 9 retention (s),
 -- 10 JSON fields of an expired message.
--- Returns {'stale'} | {'closed'} | {'idle', expired...} | {'wait', at, expired...} |
+-- Returns {'fenced'} | {'stale'} | {'closed'} | {'idle', expired...} | {'wait', at, expired...} |
 -- {'send', expired ids JSON, the message record's fields and values...}
+-- 11 the worker running this pump: only the instance's owner may send for it (fencing).
+if redis.call('HGET', inst, 'owner') ~= ARGV[11] then return {'fenced'} end
 if redis.call('HGET', pump, 'token') ~= ARGV[7] then return {'stale'} end
 if redis.call('HGET', inst, 'state') ~= 'open' then
   redis.call('HDEL', pump, 'due')
