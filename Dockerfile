@@ -12,7 +12,7 @@ COPY gateway ./gateway
 COPY scheduler ./scheduler
 COPY webhooks ./webhooks
 COPY config ./config
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[postgres]'
 
 USER gateway
 ENV GATEWAY_HOST=0.0.0.0 \

@@ -67,6 +67,7 @@ class Settings(BaseModel):
     log_format: Literal["console", "json"] = "console"
     worker_id: str | None = None
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
+    session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
     worker_poll_delay: float = Field(default=0.05, gt=0)
     lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
@@ -110,6 +111,13 @@ class Settings(BaseModel):
     def _url_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+    @field_validator("session_database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgres:// or postgresql://")
         return url
 
     @property

@@ -192,6 +192,8 @@ class GatewayWorker:
         except RedisError:
             log.warning("worker.hand_over_failed", worker_id=self.worker_id, exc_info=True)
             await self.host.close()  # the others adopt our instances when our lease runs out
+        if isinstance(self.driver, NeonizeDriver):
+            self.driver.close()
         await self.fetcher.close()
         await self.deliverer.close()
         await self.redis.aclose(close_connection_pool=True)

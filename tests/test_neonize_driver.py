@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import sys
 import threading
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from config import SettingsError, load_settings
+from gateway.drivers import make_driver
 from gateway.drivers import neonize as nd
 from gateway.drivers.base import (
     Banned,
@@ -683,3 +690,214 @@ async def test_logout_event_stops_the_client_before_telling_the_sink(driver: nd.
     assert isinstance(event, Disconnected) and event.logged_out
     assert stopped_before_sink == 1
     assert session.connected is False
+
+
+# -- session stores in PostgreSQL -----------------------------------------------------------------
+
+# A PostgreSQL these tests may create (and drop) schemas in; they skip when it is unreachable.
+PG_URL = os.environ.get("WA_GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def test_schema_per_instance_is_a_short_identifier_unique_per_exact_name() -> None:
+    names = ["acme__shop1__sales", "Shop-1", "shop_1", "x" * 200]
+    schemas = [nd.store_schema(name) for name in names]
+    assert len(set(schemas)) == len(names)
+    assert schemas[0].startswith("wa_acme__shop1__sales_")
+    assert all(len(schema) <= 38 and schema.replace("_", "").isalnum() and schema.islower() for schema in schemas)
+    assert nd.store_schema("Shop-1") == nd.store_schema("Shop-1")
+
+
+def test_client_url_puts_the_schema_on_the_search_path_and_names_the_connections() -> None:
+    url = nd.client_url(
+        "postgresql://gw:p%40ss@db.internal:5433/wa?search_path=public&application_name=x", "wa_a_0123456789", "c" * 32
+    )
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("postgresql", "gw:p%40ss@db.internal:5433", "/wa")
+    query = parse_qs(parts.query)
+    assert query["search_path"] == ["wa_a_0123456789"]
+    assert query["application_name"] == ["wa-gateway wa_a_0123456789 cccccccccccc"]
+    assert query["sslmode"] == ["prefer"]  # libpq's default; lib/pq's own would be "require"
+    given = parse_qs(urlsplit(nd.client_url("postgres://h/db?sslmode=verify-full", "s", "c")).query)
+    assert given["sslmode"] == ["verify-full"]
+    longest = nd._application_name(nd.store_schema("x" * 200), uuid.uuid4().hex)
+    assert len(longest) <= 63  # PostgreSQL cuts longer names, and the cut would mix up instances
+
+
+def test_database_url_without_psycopg_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+    with pytest.raises(RuntimeError, match=r"GATEWAY_SESSION_DATABASE_URL.*wa-gateway\[postgres\]"):
+        nd.NeonizeDriver(tmp_path, max_sessions=1, database_url=PG_URL)
+
+
+def test_session_database_url_setting_must_be_postgres() -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_SESSION_DATABASE_URL"):
+        load_settings({"GATEWAY_SESSION_DATABASE_URL": "mysql://db/wa"})
+    assert load_settings({}).session_database_url is None
+    url = "postgres://gw@db/wa"
+    assert load_settings({"GATEWAY_SESSION_DATABASE_URL": url}).session_database_url == url
+
+
+def test_make_driver_hands_the_database_url_to_the_neonize_driver(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    settings = load_settings({}, data_dir=tmp_path, session_database_url=PG_URL)
+    driver = make_driver(settings, None, "w1")  # type: ignore[arg-type]  # neonize needs no Redis
+    assert isinstance(driver, nd.NeonizeDriver) and driver.postgres is not None
+    assert driver.postgres.database_url == PG_URL
+    assert driver.store("acme__shop1__sales").client_name("c").startswith("postgresql://")
+
+
+def test_unreachable_database_is_a_transient_error(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    driver = nd.NeonizeDriver(tmp_path, 1, database_url="postgresql://postgres@127.0.0.1:9/none?connect_timeout=2")
+    with pytest.raises(TransientDriverError, match="unreachable"):
+        driver.store("acme__shop1__sales").has_device()
+
+
+class Postgres:
+    """The test database, through psycopg, plus the instance names a test used (dropped after it)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.run = uuid.uuid4().hex[:8]
+        self.used: list[str] = []
+
+    def name(self, suffix: str) -> str:
+        name = f"pgtest-{self.run}-{suffix}"
+        self.used.append(name)
+        return name
+
+    def tables(self, instance_name: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (nd.store_schema(instance_name),),
+        )
+        return {row[0] for row in rows}
+
+    def schema_exists(self, instance_name: str) -> bool:
+        row = self.conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (nd.store_schema(instance_name),)).fetchone()
+        return bool(row[0])
+
+    def connections(self, instance_name: str) -> int:
+        prefix = nd._application_name(nd.store_schema(instance_name))
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE left(application_name, char_length(%(p)s)) = %(p)s",
+            {"p": prefix},
+        ).fetchone()
+        return int(row[0])
+
+    def insert_device(self, instance_name: str, jid: str) -> None:
+        """A device row as whatsmeow writes it once a phone has linked the session."""
+        sql = nd._psycopg().sql
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.whatsmeow_device (jid, registration_id, noise_key, identity_key, signed_pre_key,"
+                " signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details, adv_account_sig, adv_account_sig_key,"
+                " adv_device_sig) VALUES (%(jid)s, 1, %(k32)s, %(k32)s, %(k32)s, 1, %(k64)s, %(k32)s, %(k32)s,"
+                " %(k64)s, %(k32)s, %(k64)s)"
+            ).format(sql.Identifier(nd.store_schema(instance_name))),
+            {"jid": jid, "k32": bytes(32), "k64": bytes(64)},
+        )
+
+
+@pytest.fixture
+def postgres() -> Any:
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=2)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+    db = Postgres(conn)
+    try:
+        yield db
+    finally:
+        for name in db.used:
+            conn.execute(
+                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    psycopg.sql.Identifier(nd.store_schema(name))
+                )
+            )
+        conn.close()
+
+
+@pytest.fixture
+def pg_driver(tmp_path: Path, postgres: Postgres) -> Any:
+    # A refused proxy makes WhatsApp unreachable at once; the store is set up before that.
+    driver = nd.NeonizeDriver(tmp_path, max_sessions=4, database_url=PG_URL, proxy="socks5://127.0.0.1:9")
+    yield driver
+    driver.close()
+
+
+async def offline_connect(driver: nd.NeonizeDriver, instance_name: str) -> nd.NeonizeSession:
+    sink = Recorder()
+    session = driver.session(instance_name, sink)
+    await session.connect()
+    event = await sink.wait_for(Disconnected)
+    assert "connection refused" in event.reason
+    return session
+
+
+async def eventually(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_two_instances_keep_their_stores_apart_in_one_database(
+    pg_driver: nd.NeonizeDriver, postgres: Postgres, tmp_path: Path
+) -> None:
+    one, two = postgres.name("one"), postgres.name("two")
+    fresh = pg_driver.session(one, Recorder())
+    assert fresh.linked is False  # not even a schema yet
+    await fresh.close()
+    first = await offline_connect(pg_driver, one)
+    second = await offline_connect(pg_driver, two)  # the second schema is where whatsmeow alone would fail
+    for name in (one, two):
+        assert {"whatsmeow_version", "whatsmeow_device", "whatsmeow_sessions"} <= postgres.tables(name)
+    assert first.linked is False and second.linked is False
+    assert await asyncio.to_thread(os.listdir, tmp_path) == []  # no sqlite files
+    # neonize leaves each stopped client's connections open; the session ends them.
+    assert await eventually(lambda: postgres.connections(one) == 0 and postgres.connections(two) == 0)
+    await first.close()
+    await second.close()
+    # Another worker (another machine) picks the instance up from the same database.
+    other = nd.NeonizeDriver(tmp_path / "other", max_sessions=1, database_url=PG_URL, proxy="socks5://127.0.0.1:9")
+    again = await offline_connect(other, one)
+    assert again.linked is False
+    await again.close()
+    other.close()
+
+
+async def test_linked_once_the_instance_schema_holds_a_device(pg_driver: nd.NeonizeDriver, postgres: Postgres) -> None:
+    one, two = postgres.name("one"), postgres.name("two")
+    for name in (one, two):
+        await (await offline_connect(pg_driver, name)).close()
+    postgres.insert_device(one, f"{PHONE}:12@s.whatsapp.net")
+    first, second = pg_driver.session(one, Recorder()), pg_driver.session(two, Recorder())
+    assert first.linked is True and second.linked is False
+    assert first.store.phone() == PHONE and second.store.phone() is None
+    # The own number reaches Connected from the store, as with sqlite.
+    first._client = client = FakeClient()
+    await first._on_connected(client, wire(pb.Connected(status=True)))
+    assert first._sink.events[-1] == Connected(phone_number=PHONE)  # type: ignore[attr-defined]
+    first._client = None
+    await first.close()
+    await second.close()
+
+
+async def test_remove_store_drops_only_that_instance(pg_driver: nd.NeonizeDriver, postgres: Postgres) -> None:
+    one, two = postgres.name("one"), postgres.name("two")
+    for name in (one, two):
+        await (await offline_connect(pg_driver, name)).close()
+    postgres.insert_device(two, f"{PHONE}@s.whatsapp.net")
+    session = pg_driver.session(one, Recorder())
+    with pytest.raises(DriverError):
+        pg_driver.remove_store(one)  # still open
+    await session.close()
+    pg_driver.remove_store(one)
+    assert not postgres.schema_exists(one)
+    assert postgres.schema_exists(two) and pg_driver.store(two).has_device()
+    pg_driver.remove_store(one)  # already gone: a no-op
+    pg_driver.remove_store(postgres.name("never-connected"))
