@@ -35,6 +35,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.scale_out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
