@@ -1,16 +1,26 @@
-"""Counts Redis round trips in this process: every command or pipeline a connection sends."""
+"""Counts Redis round trips in this process: every command or pipeline a connection sends, and
+which command (or the first of a pipeline) it was."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+
+def _name(packed: Any) -> str:
+    first = packed[0] if isinstance(packed, list) and packed else packed
+    text = bytes(first[:64]) if isinstance(first, bytes | bytearray | memoryview) else b""
+    parts = text.split(b"\r\n")
+    return parts[2].decode(errors="replace").upper() if len(parts) > 2 else "?"
 
 
 class RoundTrips:
     def __init__(self, connection_class: type) -> None:
         self.connection_class = connection_class
         self.count = 0
+        self.by_command: Counter[str] = Counter()
 
     @contextmanager
     def counting(self) -> Iterator[Callable[[], int]]:
@@ -19,6 +29,7 @@ class RoundTrips:
 
         async def send_packed_command(connection: Any, command: Any, check_health: bool = True) -> None:
             self.count += 1
+            self.by_command[_name(command)] += 1
             await original(connection, command, check_health)
 
         self.connection_class.send_packed_command = send_packed_command

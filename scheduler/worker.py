@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -40,7 +41,9 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 2.0  # at most; a short lease timeout beats faster
 # A pump may fetch media (up to 2 min) and wait on WhatsApp (up to 1 min) before it finishes.
 PUMP_TIMEOUT_SECONDS = 300
-SWEEP_EVERY = 2  # watch rounds between two recovery sweeps
+# The recovery sweep costs a script call per hosted instance: often enough to matter after a crash
+# or an outage (it also runs when the arq loop comes back), rarely enough to cost little.
+SWEEP_SECONDS = 10.0
 WORKER_ID_FILE = "worker.id"
 
 
@@ -170,7 +173,7 @@ class GatewayWorker:
         self._tasks = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._watch()),
-            asyncio.create_task(supervised(self._arq.main, "arq.instances")),
+            asyncio.create_task(supervised(self._arq.main, "arq.instances", self.sweep)),
             asyncio.create_task(supervised(self._webhooks.main, "arq.webhooks")),
             asyncio.create_task(self.deliverer.sweep_forever()),
         ]
@@ -220,7 +223,7 @@ class GatewayWorker:
                 await self.host.drop_lost()
                 await self.host.adopt_orphans(self.settings.max_sessions)
                 rounds += 1
-                if rounds % SWEEP_EVERY == 0:
+                if rounds % max(1, round(SWEEP_SECONDS / self.heartbeat_seconds)) == 0:
                     await self.sweep()
             except RedisError as exc:
                 log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
@@ -245,8 +248,11 @@ def worker_context(settings: Settings) -> Callable[[Any], AsyncIterator[None]]:
     return context
 
 
-async def supervised(main: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run an arq poll loop, starting it again after a Redis outage instead of dying with it."""
+async def supervised(
+    main: Callable[[], Awaitable[None]], what: str, recover: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run an arq poll loop, starting it again after a Redis outage instead of dying with it; then
+    `recover` what the outage may have cut short."""
     while True:
         try:
             await main()
@@ -254,3 +260,6 @@ async def supervised(main: Callable[[], Awaitable[None]], what: str) -> None:
         except (RedisError, OSError) as exc:
             log.warning("worker.loop_restarting", loop=what, error=str(exc))
             await asyncio.sleep(1)
+            if recover is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await recover()
