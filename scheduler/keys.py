@@ -79,7 +79,7 @@ def webhook_lock(name: str) -> str:
 
 
 def webhook_wake(name: str) -> str:
-    return f"{PREFIX}whwake:{name}"  # "deliveries to look at": the lock holder drains again while set
+    return f"{PREFIX}whwake:{name}"  # job-pending flag: someone must still look (webhooks/scripts.py)
 
 
 # Sandbox driver.
@@ -124,4 +124,3 @@ def round_robin(tenant_id: str, client_id: str) -> str:
 
 WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
-WEBHOOK_STATS = f"{PREFIX}stats:webhooks"  # hash: delivered, failed, dead-lettered counters

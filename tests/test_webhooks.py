@@ -3,12 +3,14 @@ real local receiver (tests/receiver.py) over loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,17 @@ from redis.asyncio import Redis
 
 from config import Settings, SettingsError, load_settings
 from gateway.app import create_app
+from gateway.crypto import SecretBox
 from gateway.drivers.base import MessageReceived
+from gateway.instances import InstanceName, Instances
+from gateway.redis_client import connect
 from gateway.state import SERVICES
 from scheduler import keys
-from scheduler.worker import GatewayWorker, worker_context
+from scheduler.worker import GatewayWorker, arq_pool, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from webhooks import verify_signature
+from webhooks.outbox import Attempt, LockLost, Outbox
 
 NAME = "acme__shop1__sales"
 SECRET = instance_body()["webhookSecret"]
@@ -480,3 +486,72 @@ async def test_only_the_latest_settled_deliveries_are_kept(
     page = await (await gateway.get(f"/instance/{NAME}/webhooks/deliveries", headers=acme)).json()
     assert [d["id"] for d in page["deliveries"]] == sent[:0:-1]
     assert page["nextCursor"] is None
+
+
+async def test_a_burst_of_events_arrives_once_each_in_publication_order(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    sent = await asyncio.gather(*(send_test(gateway, acme) for _ in range(30)))
+    await receiver.wait_for(1 + len(sent))
+    page = await (await gateway.get(f"/instance/{NAME}/webhooks/deliveries?limit=100", headers=acme)).json()
+    published = [d["id"] for d in reversed(page["deliveries"]) if d["id"] in sent]
+    assert [r.delivery_id for r in receiver.of("webhook.test")] == published
+    assert sorted(published) == sorted(sent)
+
+
+@pytest.fixture
+async def outbox(settings: Settings) -> AsyncIterator[Outbox]:
+    """The outbox of an instance `NAME`, with no worker running any job it queues."""
+    assert settings.redis_url is not None and settings.secret_key is not None
+    store, arq = connect(settings.redis_url), arq_pool(settings)
+    instances = Instances(store, SecretBox(settings.secret_key.get_secret_value()))
+    await instances.create(InstanceName.parse(NAME), "http://127.0.0.1:9/hook", SECRET, "open")
+    yield Outbox(store, arq)
+    await store.aclose()
+    await arq.aclose()
+
+
+async def queued_jobs(outbox: Outbox) -> list[tuple[str, float]]:
+    return list(await outbox.redis.zrange(keys.OUTBOX_QUEUE, 0, -1, withscores=True))
+
+
+async def test_publishing_queues_a_delivery_job_only_when_none_is_pending(outbox: Outbox) -> None:
+    first = await outbox.publish(NAME, "webhook.test", {})
+    await outbox.publish(NAME, "webhook.test", {})
+    [(job_id, _)] = await queued_jobs(outbox)
+    job = json.loads(await outbox.redis.get(f"arq:job:{job_id}"))
+    assert job["f"] == "deliver_webhooks" and job["a"] == [NAME] and job["k"] == {} and job["t"] is None
+
+    head = await outbox.next(NAME, "holder", 5, claim=True)  # the job starts: no longer pending
+    assert head is not None and head.delivery.id == first
+    await outbox.publish(NAME, "webhook.test", {})
+    assert len(await queued_jobs(outbox)) == 2
+
+
+async def test_the_holder_letting_go_queues_a_job_for_one_that_found_the_lock_taken(outbox: Outbox) -> None:
+    await outbox.publish(NAME, "webhook.test", {})
+    await outbox.redis.delete(keys.OUTBOX_QUEUE)  # its job has run: it is the holder below
+    assert await outbox.next(NAME, "holder", 5, claim=True) is not None
+    assert await outbox.next(NAME, "late", 5, claim=True) is None  # say the head's retry, due meanwhile
+    retry_at = datetime.now(UTC) + timedelta(seconds=30)
+    await outbox.kick(NAME, at=retry_at, token="holder")  # the holder saw the head not due yet
+
+    assert not await outbox.redis.exists(keys.webhook_lock(NAME))
+    (_, now), (retry_job, retry) = await queued_jobs(outbox)
+    assert now <= time.time() * 1000 < retry and retry_job == f"webhooks:{NAME}:{int(retry)}"
+    await outbox.kick(NAME, at=retry_at)  # the same retry again (a sweep): nothing new
+    assert len(await queued_jobs(outbox)) == 2
+
+
+async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None:
+    await outbox.publish(NAME, "webhook.test", {})
+    head = await outbox.next(NAME, "holder", 5, claim=True)
+    assert head is not None and head.url == "http://127.0.0.1:9/hook"
+    assert await outbox.next(NAME, "late", 5, claim=True) is None
+    attempt = Attempt(at=head.delivery.created_at, duration_ms=1, status_code=204)
+    assert await outbox.next(NAME, "holder", 5, attempted=head.delivery.after(attempt, DELAYS, True)) is None
+
+    assert not await outbox.redis.exists(keys.webhook_lock(NAME), keys.webhook_wake(NAME), keys.outbox(NAME))
+    assert await outbox.stats() == {"delivered": 1, "failed": 0, "deadLettered": 0}
+    with pytest.raises(LockLost):
+        await outbox.next(NAME, "holder", 5)

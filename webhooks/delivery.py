@@ -3,15 +3,18 @@ and settles it (delivered, due again later, or dead-lettered) before the next on
 
 A job (`DELIVER_JOB` on the shared `keys.OUTBOX_QUEUE`) only says "look at this instance": all
 state is in the outbox, so any worker may run any job and duplicate jobs are harmless. Who
-delivers is decided by a short per-instance lock; a job that finds it taken leaves a wake-up flag
-that the holder checks after letting go, so no event is left behind. Retries are deferred jobs,
-and the due time of the next attempt is in the record, so a sweep at start-up (and now and then)
-re-creates any job lost with a worker.
+delivers is decided by a short per-instance lock; its holder delivers head after head until the
+FIFO is empty, so a burst of events costs one job, and publishing queues a job only when none is
+pending (webhooks/scripts.py tells how no wake-up is lost). Each event costs one round trip to
+Redis besides the POST: storing the attempt and fetching the next head are one script. Retries
+are deferred jobs, and the due time of the next attempt is in the record, so a sweep at start-up
+(and now and then) re-creates any job lost with a worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from typing import Any
@@ -19,15 +22,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
-from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
 
 from config import Settings
 from gateway.instances import Instances
 from gateway.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
 from gateway.redis_client import Redis
 from scheduler import keys
-from webhooks.outbox import Attempt, Delivery, Outbox, now_iso
+from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox, now_iso
 from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = structlog.get_logger(__name__)
@@ -35,7 +36,6 @@ log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 30.0  # one job delivers for this long at most, then hands over to a fresh job
 LOCK_MARGIN_SECONDS = 5.0  # the lock outlives one attempt by this much; it is renewed per attempt
 SWEEP_SECONDS = 15.0  # how often each worker looks for waiting events that no job will pick up
-WAKE_TTL_SECONDS = 3600  # far longer than anyone holds the lock; only tidies flags of deleted instances
 
 
 async def deliver_webhooks(ctx: dict[str, Any], instance_name: str) -> None:
@@ -79,54 +79,42 @@ class Deliverer:
             await self._session.close()
 
     async def run(self, instance_name: str) -> None:
-        """Deliver the instance's due events in order, unless another job is at it already."""
-        wake = keys.webhook_wake(instance_name)
-        await self.redis.set(wake, "1", ex=WAKE_TTL_SECONDS)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while await self.redis.exists(wake):
-            lock = Lock(
-                self.redis, keys.webhook_lock(instance_name), self.lock_seconds, blocking=False, thread_local=False
-            )
-            if not await lock.acquire():
-                return  # the holder sees our wake-up flag once it lets go
-            try:
-                await self.redis.delete(wake)
-                out_of_time = await self._drain(instance_name, lock, deadline)
-            finally:
-                await self._release(instance_name, lock)
-            if out_of_time:
-                await self.outbox.kick(instance_name)
-                return
-
-    async def _release(self, instance_name: str, lock: Lock) -> None:
+        """Deliver the instance's due events in order, unless another worker is at it already."""
+        token = secrets.token_hex(8)
         try:
-            await lock.release()
-        except LockError:
+            head = await self.outbox.next(instance_name, token, self.lock_seconds, claim=True)
+            await self._drain(instance_name, token, head)
+        except LockLost:
             log.warning("webhook.lock_expired", instance=instance_name)
 
-    async def _drain(self, instance_name: str, lock: Lock, deadline: float) -> bool:
-        """Settle head events while they are due; True when time ran out with one still due."""
-        while (delivery := await self.outbox.head(instance_name)) is not None:
-            due = delivery.due_at()
-            if due.timestamp() > time.time():
-                await self.outbox.kick_at(instance_name, due)
-                return False
-            if time.monotonic() > deadline:
-                return True
-            instance = await self.instances.find(instance_name)
-            if instance is None:
-                return False  # deleted meanwhile, its outbox with it
-            await lock.reacquire()
-            secret = await self.instances.webhook_secret(instance_name)
-            attempt, retryable = await self._attempt(delivery, instance.webhook_url, secret)
-            settled = delivery.after(attempt, self.delays, retryable)
-            await self.outbox.record(instance_name, settled)
-            (log.info if attempt.ok else log.warning)(
-                f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
-                webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
-                error=attempt.error, next_attempt_at=settled.next_attempt_at,
-            )  # fmt: skip
-        return False
+    async def _drain(self, instance_name: str, token: str, head: Head | None) -> None:
+        """Settle head after head while they are due; hand over to a job for the head's due time,
+        or to a fresh one once this job has delivered for DRAIN_SECONDS. `head` is None once the
+        lock is let go."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            while head is not None:
+                delivery = head.delivery
+                due = delivery.due_at()
+                if due.timestamp() > time.time():
+                    await self.outbox.kick(instance_name, at=due, token=token)  # its retry goes then
+                    return
+                if time.monotonic() > deadline:
+                    await self.outbox.kick(instance_name, token=token)  # a fresh job carries on
+                    return
+                secret = self.instances.box.open(head.sealed_secret)
+                attempt, retryable = await self._attempt(delivery, head.url, secret)
+                settled = delivery.after(attempt, self.delays, retryable)
+                (log.info if attempt.ok else log.warning)(
+                    f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
+                    webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
+                    error=attempt.error, next_attempt_at=settled.next_attempt_at,
+                )  # fmt: skip
+                head = await self.outbox.next(instance_name, token, self.lock_seconds, attempted=settled)
+        except BaseException:
+            if head is not None:
+                await self.outbox.release(instance_name, token)
+            raise
 
     async def _attempt(self, delivery: Delivery, url: str, secret: str) -> tuple[Attempt, bool]:
         """One signed POST; the attempt, and whether trying again could help."""

@@ -4,17 +4,26 @@ Each instance has a FIFO of delivery ids (`keys.outbox`). Its head is delivered,
 included, before the next one goes, so a receiver sees an instance's events in the order they
 happened. A delivery is one JSON record holding the exact body that gets signed, its status and
 its attempts; a log of ids keeps recent deliveries listable and replayable after they settle.
+
+Publishing, each delivery step and handing over are one Lua script each (webhooks/scripts.py),
+delivery jobs included: one round trip apiece, and never half-done.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from uuid import uuid4
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import WatchError
@@ -24,9 +33,11 @@ from gateway.instances import iso
 from gateway.redis_client import Redis
 from gateway.validation import ApiModel
 from scheduler import keys
+from webhooks import scripts
 
 DELIVER_JOB = "deliver_webhooks"
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
+PENDING_TTL_SECONDS = 3600  # the job-pending flag: far longer than any job waits or lock is held
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
 
@@ -99,84 +110,121 @@ def _load(raw: str) -> Delivery:
     return Delivery.model_validate_json(raw)
 
 
+@dataclass(frozen=True)
+class Head:
+    """The delivery to attempt next, where it goes, and the instance's sealed webhook secret."""
+
+    delivery: Delivery
+    url: str
+    sealed_secret: str
+
+
+class LockLost(Exception):
+    """The delivery lock expired under its holder: another worker may be delivering by now."""
+
+
 class Outbox:
     def __init__(self, redis: Redis, arq: ArqRedis) -> None:
         self.redis = redis
         self.arq = arq
+        self._publish = redis.register_script(scripts.PUBLISH)
+        self._hand_over = redis.register_script(scripts.HAND_OVER)
+        self._next = redis.register_script(scripts.NEXT)
+
+    def _job_args(self, instance_name: str, now: int) -> list[Any]:
+        """The arguments every job-queueing script starts with (see scripts._ENQUEUE)."""
+        job = serialize_job(DELIVER_JOB, (instance_name,), {}, None, now, serializer=self.arq.job_serializer)
+        return [job_key_prefix, job, now, self.arq.expires_extra_ms, uuid4().hex]
 
     async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
-        """Record `event` for `instance_name`'s webhook, then wake a delivery job; returns the
-        delivery id (the `x-gateway-delivery` header)."""
+        """Record `event` for `instance_name`'s webhook and, unless one is pending already, queue
+        a delivery job, in one step; returns the delivery id (the `x-gateway-delivery` header)."""
         created_at = now_iso()
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
             id=_new_id(), event=event, status="pending", created_at=created_at, body=json.dumps(envelope)
         )
-        number = await self.redis.incr(keys.webhook_seq(instance_name))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.webhook_delivery(instance_name, delivery.id), _dump(delivery))
-            pipe.rpush(keys.outbox(instance_name), delivery.id)
-            pipe.zadd(keys.webhook_log(instance_name), {delivery.id: number})
-            await pipe.execute()
-        await self.kick(instance_name)
+        await self._publish(
+            keys=[
+                keys.webhook_delivery(instance_name, delivery.id),
+                keys.outbox(instance_name),
+                keys.webhook_log(instance_name),
+                keys.webhook_seq(instance_name),
+                keys.webhook_wake(instance_name),
+                keys.OUTBOX_QUEUE,
+            ],
+            args=[*self._job_args(instance_name, timestamp_ms()), delivery.id, _dump(delivery), PENDING_TTL_SECONDS],
+        )
         return delivery.id
 
-    async def kick(self, instance_name: str) -> None:
-        """Have some worker look at the instance's deliveries now."""
-        await self.arq.enqueue_job(DELIVER_JOB, instance_name, _queue_name=keys.OUTBOX_QUEUE)
+    async def kick(self, instance_name: str, at: datetime | None = None, token: str = "") -> None:
+        """Queue a job to look at the instance's deliveries now, or at `at`: one job per due
+        time, so scheduling the same retry again (after a sweep, say) adds nothing. The lock
+        holder passes its `token` to let go of the lock in the same step (see scripts.HAND_OVER)."""
+        now = timestamp_ms()
+        if at is None:
+            await self._let_go(instance_name, now, token, uuid4().hex, now)
+        else:
+            # arq rounds its clock to the millisecond: this job cannot start before `at`.
+            due = math.ceil(at.timestamp() * 1000) + 1
+            await self._let_go(instance_name, now, token, f"webhooks:{instance_name}:{due}", due)
 
-    async def kick_at(self, instance_name: str, when: datetime) -> None:
-        # One job per due time: scheduling the same retry again (after a sweep, say) adds nothing.
-        job_id = f"webhooks:{instance_name}:{int(when.timestamp() * 1000)}"
-        await self.arq.enqueue_job(
-            DELIVER_JOB, instance_name, _queue_name=keys.OUTBOX_QUEUE, _job_id=job_id, _defer_until=when
+    async def release(self, instance_name: str, token: str) -> None:
+        """The lock holder lets go after an error; nothing is queued unless a job asked meanwhile."""
+        await self._let_go(instance_name, timestamp_ms(), token, "", "")
+
+    async def _let_go(self, instance_name: str, now: int, token: str, job_id: str, due: int | str) -> None:
+        await self._hand_over(
+            keys=[keys.webhook_lock(instance_name), keys.webhook_wake(instance_name), keys.OUTBOX_QUEUE],
+            args=[*self._job_args(instance_name, now), token, job_id, due],
         )
 
-    async def get(self, instance_name: str, delivery_id: str) -> Delivery | None:
-        raw = await self.redis.get(keys.webhook_delivery(instance_name, delivery_id))
-        return _load(raw) if raw is not None else None
-
-    async def head(self, instance_name: str) -> Delivery | None:
-        """The instance's oldest unsettled delivery: the only one that may be attempted."""
-        while (delivery_id := await self.redis.lindex(keys.outbox(instance_name), 0)) is not None:
-            found = await self.get(instance_name, delivery_id)
-            if found is not None:
-                return found
-            # Its record was trimmed while a replay queued it again: nothing is left to send.
-            await self.redis.lrem(keys.outbox(instance_name), 1, delivery_id)
-        return None
-
-    async def record(self, instance_name: str, delivery: Delivery) -> None:
-        """Store `delivery` after an attempt; once settled it leaves the FIFO. Counts the attempt."""
-        last = delivery.attempts[-1]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # xx: the instance may have been deleted during the attempt; its deliveries stay deleted.
-            pipe.set(keys.webhook_delivery(instance_name, delivery.id), _dump(delivery), xx=True)
-            if delivery.status in SETTLED:
-                pipe.lrem(keys.outbox(instance_name), 1, delivery.id)
-            if not last.ok:
-                pipe.hincrby(keys.WEBHOOK_STATS, "failed", 1)
-            if delivery.status == "delivered":
-                pipe.hincrby(keys.WEBHOOK_STATS, "delivered", 1)
-            elif delivery.status == "dead":
-                pipe.hincrby(keys.WEBHOOK_STATS, "deadLettered", 1)
-            await pipe.execute()
-        if delivery.status in SETTLED:
-            await self._trim(instance_name)
-
-    async def _trim(self, instance_name: str) -> None:
-        log = keys.webhook_log(instance_name)
-        excess = await self.redis.zcard(log) - HISTORY
-        if excess <= 0:
-            return
-        oldest = await self.redis.zrange(log, 0, excess - 1)
-        records = await self.redis.mget([keys.webhook_delivery(instance_name, i) for i in oldest])
-        gone = [i for i, raw in zip(oldest, records, strict=True) if raw is None or _load(raw).status in SETTLED]
-        if gone:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(log, *gone)
-                pipe.delete(*(keys.webhook_delivery(instance_name, i) for i in gone))
-                await pipe.execute()
+    async def next(
+        self,
+        instance_name: str,
+        token: str,
+        lock_seconds: float,
+        *,
+        claim: bool = False,
+        attempted: Delivery | None = None,
+    ) -> Head | None:
+        """One step of the delivering worker (scripts.NEXT): store the `attempted` delivery, then
+        the head to attempt next, the lock renewed for it; None once the FIFO is empty (the lock
+        is let go then), or when `claim`ing a lock another worker holds. Raises LockLost."""
+        record: list[Any] = []
+        if attempted is not None:
+            counted = {
+                "failed": not attempted.attempts[-1].ok,
+                "delivered": attempted.status == "delivered",
+                "deadLettered": attempted.status == "dead",
+            }
+            settled = int(attempted.status in SETTLED)
+            record = [attempted.id, _dump(attempted), settled, *(field for field, yes in counted.items() if yes)]
+        found = await self._next(
+            keys=[
+                keys.webhook_lock(instance_name),
+                keys.webhook_wake(instance_name),
+                keys.outbox(instance_name),
+                keys.webhook_log(instance_name),
+                keys.WEBHOOK_STATS,
+                keys.instance(instance_name),
+            ],
+            args=[
+                token,
+                math.ceil(lock_seconds * 1000),
+                int(claim),
+                PENDING_TTL_SECONDS,
+                keys.webhook_delivery(instance_name, ""),
+                HISTORY,
+                *record,
+            ],
+        )
+        if found == "lost":
+            raise LockLost(instance_name)
+        if found is None:
+            return None
+        raw, url, sealed_secret = found
+        return Head(_load(raw), url, sealed_secret)
 
     async def page(self, instance_name: str, limit: int, cursor: int | None) -> tuple[list[Delivery], int | None]:
         """Recent deliveries, newest first: up to `limit` published before `cursor`, and the
