@@ -1,7 +1,8 @@
 """Spintax: `{Hi|Hello} {there|{dear|good} friend}` resolved at random when a message is sent.
 
 A group needs at least one `|` to be spintax: `{name}` stays literal (it is probably a template
-placeholder), and so does any brace that is not closed. Never raises.
+placeholder), and so does any brace that is not closed. Never raises, and takes linear time:
+braces are matched in one pass first, so an unclosed `{` is known to be literal up front.
 """
 
 from __future__ import annotations
@@ -12,43 +13,35 @@ _rng = random.SystemRandom()
 
 
 def resolve(text: str, rng: random.Random = _rng) -> str:
-    try:
-        resolved, _ = _sequence(text, 0, inside=False, rng=rng)
-    except RecursionError:  # absurdly deep nesting: send the text as written rather than fail
-        return text
-    return resolved
-
-
-def _sequence(text: str, i: int, *, inside: bool, rng: random.Random) -> tuple[str, int]:
+    closing = _matching_braces(text)
     out: list[str] = []
-    while i < len(text):
-        char = text[i]
-        if inside and char in "|}":
-            break
+    # Each frame is one open group: where its options start in `out`, and the options so far.
+    # Inside a group every `}` closes a group (matching is by nesting), so `|` and `}` there are ours.
+    groups: list[tuple[int, list[str]]] = []
+    for i, char in enumerate(text):
+        if char == "{" and i in closing:
+            groups.append((len(out), []))
+        elif groups and char == "|":
+            start, options = groups[-1]
+            options.append("".join(out[start:]))
+            del out[start:]
+        elif groups and char == "}":
+            start, options = groups.pop()
+            options.append("".join(out[start:]))
+            del out[start:]
+            out.append(rng.choice(options) if len(options) > 1 else "{" + options[0] + "}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each `{` that has a matching `}` -> index of that `}`."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for i, char in enumerate(text):
         if char == "{":
-            group = _group(text, i, rng)
-            if group is not None:
-                chosen, i = group
-                out.append(chosen)
-                continue
-        out.append(char)
-        i += 1
-    return "".join(out), i
-
-
-def _group(text: str, start: int, rng: random.Random) -> tuple[str, int] | None:
-    """The resolved group opening at `start` and the index after it, or None if it never closes."""
-    options: list[str] = []
-    i = start + 1
-    while True:
-        option, i = _sequence(text, i, inside=True, rng=rng)
-        options.append(option)
-        if i >= len(text):
-            return None
-        if text[i] == "}":
-            break
-        i += 1  # past "|"
-    end = i + 1
-    if len(options) == 1:
-        return "{" + options[0] + "}", end
-    return rng.choice(options), end
+            stack.append(i)
+        elif char == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
