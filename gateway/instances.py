@@ -162,8 +162,8 @@ class Instances:
             counts = dict(zip(LANE_NAMES, await pipe.execute(), strict=True))
         return {**counts, "total": sum(counts.values())}
 
-    async def delete(self, name: str) -> None:
-        instance = await self.get(name)
+    async def delete(self, instance: Instance) -> None:
+        name = instance.name
         deliveries = await self.redis.zrange(keys.webhook_log(name), 0, -1)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.instance(name), keys.outbox(name), keys.sandbox_sent(name))

@@ -209,7 +209,7 @@ class SessionHost:
             )
             return {"messageId": message_id}
         if op == "sandbox.fail_next":
-            session.fail_next(args["error"], args["count"])
+            session.fail_next(args["error"], args["count"], args["transient"])
             return {}
         raise NotFound(f"unknown command {op!r}")
 

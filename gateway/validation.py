@@ -78,6 +78,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationFailed.at([], "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationFailed.at([], "request body must be a JSON object")
     return validate(model, data)
@@ -87,6 +89,10 @@ def _web_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"{parts.hostname!r} is not a valid host name") from None
     if len(value) > 2048:
         raise ValueError("must be at most 2048 characters")
     return value

@@ -119,7 +119,12 @@ class Lanes:
         await self._run("finish", name, [], *args)
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
-        return list(await self._run("flush", name, [], self.retention, json.dumps(fields)))
+        """Cancel what waits in the instance's lanes; returns the cancelled ids."""
+        return list(await self._run("flush", name, [], self.retention, json.dumps(fields), "0", ""))
+
+    async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
+        """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
+        return list(await self._run("flush", name, [], self.retention, json.dumps(fields), "1", inflight_error))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:
         """Wake the pump now if it has work; with `reset`, first take back a dead owner's in-flight message."""

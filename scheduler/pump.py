@@ -131,6 +131,7 @@ class Pump:
             return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
         fields: dict[str, Any] = {
             "status": "sent",
+            "error": None,  # a transient failure before this attempt is history now
             "sentAt": iso_now(),
             "waMessageId": sent.message_id,
             "attempts": attempts,

@@ -64,3 +64,9 @@ async def test_wrong_method_is_405_in_the_error_shape(client: TestClient) -> Non
     assert response.status == 405
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     assert "POST" in response.headers["Allow"]
+
+
+async def test_deeply_nested_body_is_a_400_not_a_crash(client: TestClient) -> None:
+    response = await client.post("/admin/tenants", data=b"[" * 100_000, headers=ADMIN)
+    [issue] = await issues_of(response)
+    assert "nested too deeply" in issue["message"]

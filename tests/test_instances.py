@@ -208,3 +208,10 @@ async def test_admin_sees_any_tenant_and_unknown_tenant_is_404(gateway: TestClie
     assert (await gateway.get("/tenant/nobody/instances", headers=ADMIN)).status == 404
     missing = await gateway.post("/instance/create", json=instance_body("nobody__a__b"), headers=ADMIN)
     assert missing.status == 404
+
+
+@pytest.mark.parametrize("url", ["http://a..b/hook", f"http://{'x' * 64}.example/hook"])
+async def test_webhook_url_with_an_unusable_host_is_a_400(gateway: TestClient, acme: dict[str, str], url: str) -> None:
+    response = await gateway.post("/instance/create", json=instance_body(webhookUrl=url), headers=acme)
+    assert response.status == 400
+    assert [i["path"] for i in (await response.json())["error"]["issues"]] == [["webhookUrl"]]

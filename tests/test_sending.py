@@ -7,8 +7,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from config import Settings
 from gateway.app import create_app
+from gateway.routes.instances import CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE
 from scheduler import keys
+from scheduler.lanes import Lanes
 from scheduler.worker import worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings, open_instance
 
@@ -335,3 +338,43 @@ async def test_admin_stats_count_instances_waiting_and_sent(gateway: TestClient,
     assert stats["messages"]["sent"] == 1 and stats["messages"]["accepted"] == 2
     assert stats["workersAlive"] == 1
     assert (await gateway.get("/admin/stats", headers=acme)).status == 403
+
+
+async def test_passing_failure_is_retried_and_the_sent_message_carries_no_error(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    await open_instance(gateway, acme)
+    fail = {"error": "network blip", "transient": True}
+    await gateway.post(f"/sandbox/instance/{NAME}/fail-next", json=fail, headers=acme)
+    queued = await send(gateway, acme)
+    waiting = await eventually(lambda: _retrying(gateway, acme, queued["id"]))
+    assert (waiting["status"], waiting["error"]) == ("pending", "network blip")
+    done = await finished(gateway, acme, queued["id"])
+    assert (done["status"], done["error"], done["attempts"]) == ("sent", None, 2)
+
+
+async def _retrying(client: TestClient, headers: dict[str, str], message_id: str) -> dict | None:
+    found = await message(client, headers, message_id)
+    return found if found["attempts"] == 1 else None
+
+
+async def test_deletion_refuses_new_sends_at_once_and_fails_the_one_in_flight(
+    gateway: TestClient, acme: dict[str, str], redis_url: str, settings: Settings
+) -> None:
+    await gateway.post("/instance/create", json=instance_body(), headers=acme)
+    waiting, in_flight = await send(gateway, acme, text="waiting"), await send(gateway, acme, text="in flight")
+    store = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    # as if a pump had picked the second message and were sending it right now
+    await store.lrem(keys.lane(NAME, "normal"), 0, in_flight["id"])
+    await store.hset(keys.pump(NAME), mapping={"inflight": in_flight["id"], "inflightLane": "normal", "due": 0})
+    await store.hset(keys.message(in_flight["id"]), "status", "sending")
+
+    lanes = Lanes.from_settings(store, settings)
+    assert await lanes.retire(NAME, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE) == [waiting["id"]]
+    late = {"instanceName": NAME, "to": "5491112345678", "text": "too late"}
+    assert (await gateway.post("/message/text", json=late, headers=acme)).status == 404
+    assert (await message(gateway, acme, waiting["id"]))["status"] == "cancelled"
+    failed = await message(gateway, acme, in_flight["id"])
+    assert (failed["status"], failed["error"]) == ("failed", INFLIGHT_AT_DELETE)
+    assert await store.ttl(keys.message(in_flight["id"])) > 0
+    await store.aclose()

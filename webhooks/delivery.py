@@ -57,6 +57,8 @@ async def check_webhook_url(url: str, allow_private: bool) -> None:
     resolver = PublicOnlyResolver()
     try:
         await resolver.resolve(host, 0, socket.AF_UNSPEC)
+    except UnicodeError as exc:
+        raise BlockedUrl(f"{host!r} is not a valid host name") from exc
     except OSError:
         return
     finally:
@@ -141,6 +143,8 @@ class Deliverer:
                 response.release()
         except BlockedUrl as exc:
             return attempt(error=f"refused by the private-address guard: {exc}"), False
+        except ValueError as exc:  # a URL no client can use (a host name that fails IDNA): retrying cannot help
+            return attempt(error=f"unusable webhook URL: {exc}"), False
         except TimeoutError:
             return attempt(error=f"no answer within {self.timeout:g} s"), True
         except aiohttp.ClientError as exc:

@@ -31,6 +31,7 @@ from gateway.drivers.base import (
     QrCode,
     QrExpired,
     SendResult,
+    TransientDriverError,
 )
 from gateway.redis_client import Redis
 from scheduler import keys
@@ -60,7 +61,7 @@ class SandboxSession:
         self.sink = sink
         self.qr_schedule = qr_schedule
         self._qr_task: asyncio.Task[None] | None = None
-        self._fail: list[str] = []
+        self._fail: list[tuple[str, bool]] = []
         self._connected = False
 
     def _load(self) -> _Store:
@@ -113,7 +114,8 @@ class SandboxSession:
         if not self._connected:
             raise NotLinkedError("the sandbox session is not connected")
         if self._fail:
-            raise DriverError(self._fail.pop(0))
+            error, transient = self._fail.pop(0)
+            raise (TransientDriverError if transient else DriverError)(error)
         sent_at = datetime.now(UTC)
         message_id = "3EB0" + secrets.token_hex(8).upper()
         record = {
@@ -169,8 +171,8 @@ class SandboxSession:
         )
         return message_id
 
-    def fail_next(self, error: str, count: int) -> None:
-        self._fail.extend([error] * count)
+    def fail_next(self, error: str, count: int, transient: bool = False) -> None:
+        self._fail.extend([(error, transient)] * count)
 
 
 class SandboxDriver:

@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import structlog
 from aiohttp import web
 from pydantic import AfterValidator, Field
 
 from config import Settings
-from gateway.errors import InvalidState, NotFound, ValidationFailed
+from gateway.errors import InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
 from gateway.instances import Instance, InstanceName, check_access
 from gateway.netguard import BlockedUrl
 from gateway.qr import qr_data_uri
@@ -15,6 +16,8 @@ from gateway.responses import json_response
 from gateway.state import principal, require_tenant_access, services
 from gateway.validation import PART_RE, ApiModel, PhoneNumber, WebUrl
 from webhooks.delivery import check_webhook_url
+
+log = structlog.get_logger(__name__)
 
 
 def _instance_name(value: str) -> str:
@@ -31,6 +34,7 @@ def _instance_name(value: str) -> str:
 
 InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
 CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
+INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 
 class CreateInstance(ApiModel):
@@ -144,10 +148,14 @@ async def get_queue(request: web.Request) -> web.Response:
 async def delete_instance(request: web.Request) -> web.Response:
     instance = await accessible(request)
     svc = services(request)
-    await svc.lanes.flush(instance.name, CANCELLED_BY_DELETE)
+    await svc.lanes.retire(instance.name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
     if instance.owner is not None:
-        await svc.commands.call(instance.name, "delete")
-    await svc.instances.delete(instance.name)
+        try:
+            await svc.commands.call(instance.name, "delete")
+        except (Unavailable, WhatsAppError) as exc:
+            # The records go anyway: a half-deleted instance could not be deleted again.
+            log.warning("instance.logout_failed", instance=instance.name, error=exc.message)
+    await svc.instances.delete(instance)
     return web.Response(status=204)
 
 

@@ -34,6 +34,7 @@ class InboundBody(ApiModel):
 class FailNextBody(ApiModel):
     error: str = Field(min_length=1, max_length=500)
     count: int = Field(default=1, ge=1, le=10_000)
+    transient: bool = False  # a passing failure (the gateway retries) rather than a refusal
 
 
 class InboundOut(ApiModel):
