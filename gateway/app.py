@@ -127,13 +127,14 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         redis = connect(settings.redis_url)
         arq = arq_pool(settings)
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
+        box = SecretBox(settings.secret_key.get_secret_value())
         app[SERVICES] = Services(
             settings=settings,
             redis=redis,
             tenants=Tenants(redis),
             gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
-            idempotency=Idempotency(redis),
-            instances=Instances(redis, SecretBox(settings.secret_key.get_secret_value())),
+            idempotency=Idempotency(redis, box),
+            instances=Instances(redis, box),
             commands=Commands(ownership, arq),
             ownership=ownership,
             lanes=Lanes.from_settings(redis, settings),

@@ -24,7 +24,9 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 
 class Commands:
-    def __init__(self, ownership: Ownership, arq: ArqRedis, timeout: float = 20.0) -> None:
+    # Longer than any wait inside a command (a QR code may take sessions.QR_WAIT_SECONDS to come),
+    # so the worker's own, clearer answer arrives before this gives up.
+    def __init__(self, ownership: Ownership, arq: ArqRedis, timeout: float = 30.0) -> None:
         self.ownership = ownership
         self.arq = arq
         self.timeout = timeout
@@ -32,16 +34,22 @@ class Commands:
     async def send(self, name: str, op: str, args: dict[str, Any] | None = None) -> str | None:
         """Hand `op` to the instance's live owner without waiting; returns the owner, or None if no
         worker is alive."""
-        owner = await self.ownership.live_owner(name)
+        owner = await self._owner(name)
         if owner is not None:
             await self.enqueue(owner, name, op, args)
+        return owner
+
+    async def _owner(self, name: str) -> str | None:
+        owner, taken_from_dead = await self.ownership.live_owner(name)
+        if owner is not None and taken_from_dead:
+            await self.enqueue(owner, name, "adopt")  # before the command: the in-flight message, the session
         return owner
 
     async def enqueue(self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None) -> None:
         await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(worker_id))
 
     async def call(self, name: str, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        owner = await self.ownership.live_owner(name)
+        owner = await self._owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
         job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))

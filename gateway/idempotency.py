@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from gateway.crypto import SecretBox
 from gateway.errors import IdempotencyConflict, ValidationFailed
 from gateway.redis_client import Redis
 from scheduler import keys
@@ -33,8 +34,10 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, box: SecretBox) -> None:
         self.redis = redis
+        # Stored answers are sealed: some carry secrets shown only once (a new tenant's API key).
+        self.box = box
 
     async def begin(self, scope: str, key: str, print_: str) -> StoredAnswer | None:
         """Claim `key` for this request, or return the answer already stored for it."""
@@ -54,10 +57,10 @@ class Idempotency:
             raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
         if stored["state"] == PENDING:
             raise IdempotencyConflict("a request with this Idempotency-Key is still being processed; retry shortly")
-        return StoredAnswer(status=stored["status"], body=stored["body"])
+        return StoredAnswer(status=stored["status"], body=self.box.open(stored["body"]))
 
     async def finish(self, scope: str, key: str, print_: str, answer: StoredAnswer) -> None:
-        record = {"print": print_, "state": "done", "status": answer.status, "body": answer.body}
+        record = {"print": print_, "state": "done", "status": answer.status, "body": self.box.seal(answer.body)}
         await self.redis.set(keys.idempotency(scope, key), json.dumps(record), ex=TTL_SECONDS)
 
     async def release(self, scope: str, key: str) -> None:

@@ -28,7 +28,7 @@ from gateway.errors import InvalidState, NotFound, WhatsAppError
 from gateway.instances import Instances, iso
 from gateway.redis_client import Redis
 from scheduler import keys
-from scheduler.lanes import Lanes
+from scheduler.lanes import Lanes, Owner
 from scheduler.messages import Messages
 from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox, now_iso
@@ -62,6 +62,7 @@ class SessionHost:
         self.ownership = ownership
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
+        self.epochs: dict[str, int] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def session(self, name: str) -> Session:
@@ -76,8 +77,17 @@ class SessionHost:
     def connected_session(self, name: str) -> Session | None:
         return self.sessions.get(name) if name in self.connected else None
 
-    async def still_owns(self, name: str) -> bool:
-        return await self.redis.hget(keys.instance(name), "owner") == self.worker_id
+    async def epoch(self, name: str) -> int | None:
+        if name not in self.epochs:
+            owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+            if owner != self.worker_id or epoch is None:
+                return None
+            self.epochs[name] = int(epoch)  # learnt on first use: it fences every change after
+        return self.epochs[name]
+
+    async def still_owns(self, name: str, owner: Owner) -> bool:
+        current = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+        return current == [owner[0], str(owner[1])]
 
     async def adopt(self) -> None:
         """At start: take over every instance without a live owner, and our own from a previous run."""
@@ -102,9 +112,11 @@ class SessionHost:
         return adopted
 
     async def adopt_one(self, name: str, expected_owner: str | None) -> bool:
-        if await self.ownership.claim(name, self.worker_id, expected_owner) is None:
+        epoch = await self.ownership.claim(name, self.worker_id, expected_owner)
+        if epoch is None:
             return False  # another worker adopted it first, or it was deleted
-        log.info("instance.adopted", instance=name, previous_owner=expected_owner)
+        self.epochs[name] = epoch
+        log.info("instance.adopted", instance=name, previous_owner=expected_owner, epoch=epoch)
         await self.take_over(name)
         return True
 
@@ -114,12 +126,15 @@ class SessionHost:
         requeued = await self.lanes.kick(name, reset=True)
         if requeued:
             log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
-        session = self.session(name)
-        if session.linked:
-            await self.instances.update(name, state="connecting")
-            await session.connect()
-        else:
-            await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
+        try:
+            session = self.session(name)
+            if session.linked:
+                await self.instances.update(name, state="connecting")
+                await session.connect()
+                return
+        except DriverError as exc:  # one unusable session store must not stop the others
+            log.error("session.reconnect_failed", instance=name, error=str(exc))
+        await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
 
     async def drop_lost(self) -> list[str]:
         """Close the sessions of instances another worker owns now (we were fenced off)."""
@@ -139,6 +154,7 @@ class SessionHost:
     async def forget(self, name: str) -> None:
         session = self.sessions.pop(name, None)
         self.connected.discard(name)
+        self.epochs.pop(name, None)
         if session is not None:
             try:
                 await session.close()
@@ -180,7 +196,8 @@ class SessionHost:
         if op == "delete":
             await self._delete(name)
             return {}
-        if op == "adopt":
+        if op == "adopt":  # handed to us by a leaving worker or by the API: learn the new epoch
+            self.epochs.pop(name, None)
             await self.take_over(name)
             return {}
         instance = await self.instances.get(name)
@@ -239,6 +256,7 @@ class SessionHost:
         session = self.session(name)
         del self.sessions[name]
         self.connected.discard(name)
+        self.epochs.pop(name, None)
         try:
             await session.logout()
         except Exception:  # logging out of an unlinked or offline session: the store goes anyway

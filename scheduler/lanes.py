@@ -20,6 +20,7 @@ from scheduler import keys
 from scheduler.messages import Message
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
+Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
 
 
 def _script(name: str) -> str:
@@ -84,9 +85,9 @@ class Lanes:
         """Record the message, queue it and wake the instance's pump: one atomic step."""
         return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
 
-    async def pick(self, name: str, token: str, worker_id: str, expired_fields: dict[str, Any]) -> Pick:
-        expired_json = json.dumps(expired_fields)
-        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, expired_json, worker_id)
+    async def pick(self, name: str, token: str, owner: Owner, expired_fields: dict[str, Any]) -> Pick:
+        expired = json.dumps(expired_fields)
+        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, expired, *owner)
         kind = result[0]
         if kind == "send":
             record = dict(zip(result[2::2], result[3::2], strict=True))
@@ -98,7 +99,7 @@ class Lanes:
     async def finish(
         self,
         name: str,
-        worker_id: str,
+        owner: Owner,
         message_id: str,
         outcome: Outcome,
         fields: dict[str, Any],
@@ -114,7 +115,7 @@ class Lanes:
             retry_at_ms,
             self.retention,
             wa_key,
-            worker_id,
+            *owner,
         ]
         await self._run("finish", name, [], *args)
 
@@ -131,6 +132,6 @@ class Lanes:
         requeued = await self._run("kick", name, [], "1" if reset else "0")
         return requeued or None
 
-    async def sweep(self, name: str, queue: str) -> bool:
+    async def sweep(self, name: str, queue: str, running_jobs: list[str]) -> bool:
         """Wake `name` if it has waiting messages but no wake-up that will run; True if it had to."""
-        return bool(await self._run("sweep", name, [], queue))
+        return bool(await self._run("sweep", name, [], queue, json.dumps(running_jobs)))

@@ -77,17 +77,18 @@ class Ownership:
         ]
         return min(room)[1] if room else None
 
-    async def live_owner(self, name: str) -> str | None:
-        """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker."""
+    async def live_owner(self, name: str) -> tuple[str | None, bool]:
+        """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker.
+        Also says whether it was just taken from a dead owner (the new one must take it over)."""
         owner = await self.redis.hget(keys.instance(name), "owner")
         if owner and await self.is_alive(owner):
-            return str(owner)
+            return str(owner), False
         chosen = await self.least_loaded()
         if chosen is None:
-            return None
+            return None, False
         if await self.claim(name, chosen, owner) is None:
-            return await self.redis.hget(keys.instance(name), "owner")  # someone else just claimed it
-        return chosen
+            return await self.redis.hget(keys.instance(name), "owner"), False  # someone else just claimed it
+        return chosen, bool(owner)
 
     async def release(self, name: str, worker_id: str) -> None:
         await self.redis.srem(keys.worker_instances(worker_id), name)

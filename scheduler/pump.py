@@ -4,11 +4,13 @@ wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from gateway.drivers.base import (
     DriverError,
@@ -20,7 +22,7 @@ from gateway.drivers.base import (
     TransientDriverError,
 )
 from scheduler import spintax
-from scheduler.lanes import Lanes, Outcome
+from scheduler.lanes import Lanes, Outcome, Owner
 from scheduler.media import MediaError
 from scheduler.messages import Message, Messages, iso_now
 from webhooks.outbox import Outbox
@@ -30,6 +32,9 @@ log = structlog.get_logger(__name__)
 # Transient failures (not connected, network blips) retry after these delays, then give up.
 RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
 EXPIRED = "expired: waited longer than the configured limit to be sent"
+# How long a pump keeps trying to record an outcome while Redis is away; past it the recovery
+# sweep takes the message back (marked possibly duplicated).
+FINISH_PATIENCE_SECONDS = 120
 
 
 class SessionSource(Protocol):
@@ -39,7 +44,11 @@ class SessionSource(Protocol):
         """Close the instance's session here: another worker owns it now."""
         ...
 
-    async def still_owns(self, name: str) -> bool: ...
+    async def epoch(self, name: str) -> int | None:
+        """The epoch we own the instance under, or None if we do not own it."""
+        ...
+
+    async def still_owns(self, name: str, owner: Owner) -> bool: ...
 
 
 class MediaSource(Protocol):
@@ -50,7 +59,7 @@ class MediaSource(Protocol):
 
 @dataclass(frozen=True)
 class Result:
-    outcome: Outcome | Literal["fenced"]
+    outcome: Outcome
     fields: dict[str, Any]
     retry_at_ms: int = 0
 
@@ -73,7 +82,9 @@ class Pump:
         self.outbox = outbox
 
     async def run(self, name: str, token: str) -> None:
-        pick = await self.lanes.pick(name, token, self.worker_id, {"status": "failed", "error": EXPIRED})
+        epoch = await self.sessions.epoch(name)
+        owner = (self.worker_id, epoch or 0)
+        pick = await self.lanes.pick(name, token, owner, {"status": "failed", "error": EXPIRED})
         if pick.kind == "fenced":
             log.warning("pump.fenced", instance=name)  # another worker owns it now: its sends are not ours
             await self.sessions.forget(name)
@@ -87,21 +98,24 @@ class Pump:
         message = pick.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
-            result = await self._send(name, message)
+            result = await self._send(name, owner, message)
+        except RedisError:
+            raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
             result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
-        if result.outcome == "fenced":
+        if result is None:
             log.warning("pump.fenced", instance=name, message_id=message.id)
             await self.sessions.forget(name)
             return
-        await self.lanes.finish(name, self.worker_id, message.id, result.outcome, result.fields, result.retry_at_ms)
+        await self._finish(name, owner, message, result)
         if result.outcome != "requeue":
             await self._publish(name, message, result.fields)
 
-    async def _send(self, name: str, message: Message) -> Result:
+    async def _send(self, name: str, owner: Owner, message: Message) -> Result | None:
+        """What happened to the message, or None if we were fenced off before sending it."""
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
         if session is None:
@@ -114,8 +128,8 @@ class Pump:
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
             # Media can take a while: if we lost the instance meanwhile (a pause past our lease),
             # the new owner has taken this message back, and sending it here would duplicate it.
-            if not await self.sessions.still_owns(name):
-                return Result("fenced", {})
+            if not await self.sessions.still_owns(name, owner):
+                return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
             return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})
@@ -139,6 +153,19 @@ class Pump:
             "caption": caption,
         }
         return Result("sent", fields)
+
+    async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
+        # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
+        deadline = time.monotonic() + FINISH_PATIENCE_SECONDS
+        while True:
+            try:
+                await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
+                return
+            except RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("pump.finish_retrying", instance=name, message_id=message.id)
+                await asyncio.sleep(1)
 
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):

@@ -227,12 +227,16 @@ class GatewayWorker:
                     await self.sweep()
             except RedisError as exc:
                 log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
+            except Exception:  # a bug here must not end adoption and sweeps for good
+                log.exception("worker.watch_failed", worker_id=self.worker_id)
 
     async def sweep(self) -> None:
         """Re-schedule any of our instances whose waiting messages have no wake-up that will run."""
         queue = keys.worker_queue(self.worker_id)
+        running = [job_id for job_id, task in self._arq.tasks.items() if not task.done()]
         for name in await self.ownership.owned_by(self.worker_id):
-            if await self.lanes.sweep(name, queue):
+            mine = [job_id for job_id in running if job_id.startswith(f"pump:{name}:")]
+            if await self.lanes.sweep(name, queue, mine):
                 log.info("pump.swept", instance=name)
 
 

@@ -2,11 +2,12 @@
 -- ARGV 7 message id, 8 outcome (sent | failed | failed_uncounted | requeue), 9 record fields JSON,
 -- 10 next gaps JSON {lane: ms} (sent only), 11 retry-not-before ms (requeue only), 12 retention (s),
 -- 13 the key mapping WhatsApp's message id to ours (sent only).
--- 14 the worker that ran the pump. If it is no longer the owner, the new owner has taken the
--- message back (kick.lua) and it is not ours to record: the send, if it happened, is the one
--- possible duplicate that adoption allows, flagged on the message.
+-- 14 the worker that ran the pump, 15 its epoch. If it no longer owns the instance under that
+-- epoch, the new owner has taken the message back (kick.lua) and it is not ours to record: the
+-- send, if it happened, is the one possible duplicate that adoption allows, flagged on the message.
 local id, outcome = ARGV[7], ARGV[8]
-if redis.call('HGET', inst, 'owner') ~= ARGV[14] then return 0 end
+local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
+if owner ~= ARGV[14] or epoch ~= ARGV[15] then return 0 end
 local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
 local msg = msg_prefix .. id

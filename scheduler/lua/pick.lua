@@ -3,8 +3,10 @@
 -- 10 JSON fields of an expired message.
 -- Returns {'fenced'} | {'stale'} | {'closed'} | {'idle', expired...} | {'wait', at, expired...} |
 -- {'send', expired ids JSON, the message record's fields and values...}
--- 11 the worker running this pump: only the instance's owner may send for it (fencing).
-if redis.call('HGET', inst, 'owner') ~= ARGV[11] then return {'fenced'} end
+-- 11 the worker running this pump and 12 the epoch it owns the instance under: only the owner,
+-- under the same epoch as when this pump started, may send for it (fencing).
+local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
+if owner ~= ARGV[11] or epoch ~= ARGV[12] then return {'fenced'} end
 if redis.call('HGET', pump, 'token') ~= ARGV[7] then return {'stale'} end
 if redis.call('HGET', inst, 'state') ~= 'open' then
   redis.call('HDEL', pump, 'due')
