@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from gateway.errors import AlreadyExists, ForbiddenTenant, NotFound
 from gateway.redis_client import Redis
 from gateway.tenants import Principal
 from scheduler import keys
+from scheduler.scripts import lua
 
 LANE_NAMES = ("urgent", "normal", "bulk")
 
@@ -79,6 +81,7 @@ class Instances:
     def __init__(self, redis: Redis, box: SecretBox) -> None:
         self.redis = redis
         self.box = box
+        self._update = redis.register_script(lua("fields", "update_instance"))
 
     async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
         key = keys.instance(str(name))
@@ -132,17 +135,7 @@ class Instances:
 
     async def update(self, name: str, **fields: str | None) -> None:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
-        key = keys.instance(name)
-        if not await self.redis.exists(key):
-            return
-        present = {k: v for k, v in fields.items() if v is not None}
-        cleared = [k for k, v in fields.items() if v is None]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if present:
-                pipe.hset(key, mapping=present)
-            if cleared:
-                pipe.hdel(key, *cleared)
-            await pipe.execute()
+        await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
 
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""

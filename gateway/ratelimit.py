@@ -6,11 +6,11 @@ from __future__ import annotations
 import hmac
 import time
 from dataclasses import dataclass
-from importlib import resources
 
 from gateway.redis_client import Redis
 from gateway.tenants import ADMIN, Principal, digest, key_id_of
 from scheduler import keys
+from scheduler.scripts import lua
 
 WINDOW_SECONDS = 60
 
@@ -37,7 +37,7 @@ class Gatekeeper:
     def __init__(self, redis: Redis, admin_key: str, per_minute: int) -> None:
         self.per_minute = per_minute
         self._admin_digest = digest(admin_key)
-        self._script = redis.register_script((resources.files("scheduler") / "lua" / "authorize.lua").read_text())
+        self._script = redis.register_script(lua("authorize"))
 
     async def check(self, api_key: str, remote: str) -> tuple[Principal | None, Allowance]:
         """The caller behind `api_key` (None if unknown) and its allowance after this request."""

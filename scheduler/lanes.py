@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
@@ -18,14 +17,10 @@ from config.settings import LANES, LaneName
 from gateway.redis_client import Redis
 from scheduler import keys
 from scheduler.messages import Message
+from scheduler.scripts import lua
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
-
-
-def _script(name: str) -> str:
-    lua = resources.files("scheduler") / "lua"
-    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_script(name))
+            name: redis.register_script(lua("fields", "common", name))
             for name in ("accept", "pick", "finish", "flush", "kick", "sweep")
         }
 

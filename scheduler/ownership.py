@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 
 from gateway.redis_client import Redis
 from scheduler import keys
+from scheduler.scripts import lua
 
-_CLAIM = (resources.files("scheduler") / "lua" / "claim.lua").read_text()
+_CLAIM = lua("claim")
 
 
 def now_ms() -> int:

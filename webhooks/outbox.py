@@ -138,7 +138,8 @@ class Outbox:
 
     async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
         """Record `event` for `instance_name`'s webhook and, unless one is pending already, queue
-        a delivery job, in one step; returns the delivery id (the `x-gateway-delivery` header)."""
+        a delivery job, in one step; returns the delivery id (the `x-gateway-delivery` header).
+        An event of an instance that is gone, or going, is dropped."""
         created_at = now_iso()
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
@@ -152,6 +153,7 @@ class Outbox:
                 keys.webhook_seq(instance_name),
                 keys.webhook_wake(instance_name),
                 keys.OUTBOX_QUEUE,
+                keys.instance(instance_name),
             ],
             args=[*self._job_args(instance_name, timestamp_ms()), delivery.id, _dump(delivery), PENDING_TTL_SECONDS],
         )
