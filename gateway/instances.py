@@ -6,14 +6,14 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from config.settings import LANES
+from gateway.clock import iso
 from gateway.crypto import SecretBox
 from gateway.errors import AlreadyExists, ForbiddenTenant, NotFound
 from gateway.redis_client import Redis
 from gateway.tenants import Principal
 from scheduler import keys
 from scheduler.scripts import lua
-
-LANE_NAMES = ("urgent", "normal", "bulk")
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,6 @@ class Instance:
 
     def qr_is_fresh(self, now: datetime) -> bool:
         return bool(self.qr and self.qr_expires_at and datetime.fromisoformat(self.qr_expires_at) > now)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_access(caller: Principal, name: str) -> None:
@@ -150,9 +146,9 @@ class Instances:
 
     async def queue_counts(self, name: str) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in LANE_NAMES:
+            for lane in LANES:
                 pipe.llen(keys.lane(name, lane))
-            counts = dict(zip(LANE_NAMES, await pipe.execute(), strict=True))
+            counts = dict(zip(LANES, await pipe.execute(), strict=True))
         return {**counts, "total": sum(counts.values())}
 
     async def delete(self, instance: Instance) -> None:
@@ -166,8 +162,8 @@ class Instances:
                 keys.webhook_wake(name),
                 *(keys.webhook_delivery(name, d) for d in deliveries),
             )
-            pipe.delete(*(keys.lane(name, lane) for lane in LANE_NAMES), keys.pump(name))
-            pipe.delete(*(keys.sent_times(name, lane) for lane in LANE_NAMES))
+            pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))
+            pipe.delete(*(keys.sent_times(name, lane) for lane in LANES))
             pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
             pipe.srem(keys.INSTANCES, name)
             if instance.owner:

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from gateway.clock import iso, now_iso
 from gateway.commands import Commands, error
 from gateway.drivers.base import (
     Banned,
@@ -25,13 +26,13 @@ from gateway.drivers.base import (
 )
 from gateway.drivers.sandbox import SandboxSession
 from gateway.errors import InvalidState, NotFound, WhatsAppError
-from gateway.instances import Instances, iso
+from gateway.instances import Instances
 from gateway.redis_client import Redis
 from scheduler import keys
 from scheduler.lanes import Lanes, Owner
 from scheduler.messages import Messages
 from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox, now_iso
+from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 
+from gateway.clock import now_iso
 from gateway.errors import AlreadyExists, NotFound
 from gateway.redis_client import Redis
 from scheduler import keys
@@ -55,16 +55,12 @@ def key_id_of(api_key: str) -> str | None:
     return parts[1]
 
 
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 class Tenants:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def create(self, tenant_id: str, name: str | None) -> tuple[Tenant, IssuedKey]:
-        created_at = _now_iso()
+        created_at = now_iso()
         added = await self.redis.hsetnx(keys.tenant(tenant_id), "createdAt", created_at)
         if not added:
             raise AlreadyExists(f"tenant {tenant_id!r} already exists")
@@ -84,7 +80,7 @@ class Tenants:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.api_key(key_id),
-                mapping={"tenantId": tenant_id, "hash": digest(api_key), "createdAt": _now_iso()},
+                mapping={"tenantId": tenant_id, "hash": digest(api_key), "createdAt": now_iso()},
             )
             pipe.sadd(keys.tenant_keys(tenant_id), key_id)
             await pipe.execute()

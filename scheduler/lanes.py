@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,6 +13,7 @@ from redis.commands.core import AsyncScript
 
 from config import LaneConfig, Settings
 from config.settings import LANES, LaneName
+from gateway.clock import now_ms
 from gateway.redis_client import Redis
 from scheduler import keys
 from scheduler.messages import Message
@@ -28,10 +28,6 @@ class Pick:
     kind: Literal["fenced", "stale", "closed", "idle", "wait", "send"]
     message: Message | None = None  # the message to send, already marked `sending`
     expired: tuple[str, ...] = ()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Lanes:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 from config.settings import LaneName
+from gateway.clock import now_iso
 from gateway.redis_client import Redis
 from scheduler import keys
 
@@ -21,10 +21,6 @@ RECEIPT_ORDER = {"sent": 0, "delivered": 1, "read": 2}
 
 def new_message_id() -> str:
     return f"msg_{int(time.time() * 1000):x}{secrets.token_hex(8)}"
-
-
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ def new_record(
         "caption": caption,
         "mediaUrl": media_url,
         "fileName": file_name,
-        "createdAt": iso_now(),
+        "createdAt": now_iso(),
         "createdMs": int(time.time() * 1000),
         "attempts": 0,
     }

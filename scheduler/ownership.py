@@ -4,18 +4,14 @@ fencing token), so a worker that lost an instance can tell, and stops sending fo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from gateway.clock import now_ms
 from gateway.redis_client import Redis
 from scheduler import keys
 from scheduler.scripts import lua
 
 _CLAIM = lua("claim")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.clock import now_iso
 from gateway.drivers.base import (
     DriverError,
     NotLinkedError,
@@ -24,7 +25,7 @@ from gateway.drivers.base import (
 from scheduler import spintax
 from scheduler.lanes import Lanes, Outcome, Owner
 from scheduler.media import MediaError
-from scheduler.messages import Message, Messages, iso_now
+from scheduler.messages import Message, Messages
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -146,7 +147,7 @@ class Pump:
         fields: dict[str, Any] = {
             "status": "sent",
             "error": None,  # a transient failure before this attempt is history now
-            "sentAt": iso_now(),
+            "sentAt": now_iso(),
             "waMessageId": sent.message_id,
             "attempts": attempts,
             "text": text,

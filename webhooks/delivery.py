@@ -24,11 +24,12 @@ import aiohttp
 import structlog
 
 from config import Settings
+from gateway.clock import now_iso
 from gateway.instances import Instances
 from gateway.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
 from gateway.redis_client import Redis
 from scheduler import keys
-from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox, now_iso
+from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox
 from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = structlog.get_logger(__name__)

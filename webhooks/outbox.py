@@ -28,8 +28,8 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import WatchError
 
+from gateway.clock import iso, now_iso
 from gateway.errors import InvalidState, NotFound
-from gateway.instances import iso
 from gateway.redis_client import Redis
 from gateway.validation import ApiModel
 from scheduler import keys
@@ -43,10 +43,6 @@ STAT_FIELDS = ("delivered", "failed", "deadLettered")
 
 Status = Literal["pending", "retrying", "delivered", "dead"]
 SETTLED: tuple[Status, ...] = ("delivered", "dead")
-
-
-def now_iso() -> str:
-    return iso(datetime.now(UTC))
 
 
 def _new_id() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from gateway.clock import iso
 from gateway.drivers.base import (
     Connected,
     Disconnected,
@@ -128,7 +129,7 @@ class SandboxSession:
             "fileName": message.file_name,
             "mimetype": message.mimetype,
             "mediaBytes": len(message.media) if message.media is not None else None,
-            "sentAt": sent_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "sentAt": iso(sent_at),
             "sentBy": self.worker_id,
         }
         await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 
+from gateway.clock import iso_from_ms
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import ApiModel, NamePart
@@ -98,7 +97,7 @@ async def stats(request: web.Request) -> web.Response:
             waiting[lane] += counts[lane]
     counters = await svc.redis.hgetall(keys.STATS)
     messages = {k: int(counters.get(k, 0)) for k in ("accepted", "sent", "failed", "cancelled")}
-    webhooks = {k: int(v) for k, v in (await svc.redis.hgetall(keys.WEBHOOK_STATS)).items()}
+    webhooks = await svc.outbox.stats()
     workers = await svc.ownership.live_workers()
     out = Stats(
         instances=by_state,
@@ -121,10 +120,6 @@ class WorkerOut(ApiModel):
     instances: list[str]
 
 
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def list_workers(request: web.Request) -> web.Response:
     found = await services(request).ownership.workers()
     return json_response(
@@ -132,11 +127,11 @@ async def list_workers(request: web.Request) -> web.Response:
             WorkerOut(
                 worker_id=w.worker_id,
                 alive=w.alive,
-                last_heartbeat=_iso_ms(w.last_heartbeat_ms),
+                last_heartbeat=iso_from_ms(w.last_heartbeat_ms),
                 host=w.details.get("host"),
                 pid=int(w.details["pid"]) if "pid" in w.details else None,
                 capacity=int(w.details["capacity"]) if "capacity" in w.details else None,
-                started_at=_iso_ms(int(w.details["startedAt"])) if "startedAt" in w.details else None,
+                started_at=iso_from_ms(int(w.details["startedAt"])) if "startedAt" in w.details else None,
                 instances=w.instances,
             )
             for w in found
