@@ -3,6 +3,7 @@ per-key rate limiting and Idempotency-Key replay."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 
@@ -84,9 +85,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = route_of(handler)
-    if route is None or route.access == "public":
+    if route is None:  # unknown paths (404) and the docs page's static files
         return await handler(request)
-    api_key = request.headers.get("apikey", "")
+    if route.access == "public" and route.path == "/health":
+        # Health must answer from here whatever Redis does; the limit is counted only when it can be.
+        with contextlib.suppress(redis.exceptions.RedisError):
+            _, allowance = await services(request).gatekeeper.check("", request.remote or "-")
+            request[EXTRA_HEADERS].update(allowance.headers())
+        return await handler(request)
+    api_key = request.headers.get("apikey", "") if route.access != "public" else ""
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
@@ -94,6 +101,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             f"more than {allowance.limit} requests a minute; retry in {allowance.reset_in} s",
             headers={"Retry-After": str(allowance.reset_in)},
         )
+    if route.access == "public":
+        return await handler(request)
     if caller is None:
         raise InvalidApiKey("missing apikey header" if not api_key else "unknown or revoked API key")
     if route.access == "admin" and not caller.is_admin:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import redis
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
@@ -59,3 +60,21 @@ async def test_failed_request_does_not_burn_the_idempotency_key(client: TestClie
     assert bad.status == 400
     good = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=headers)
     assert good.status == 201
+
+
+async def test_public_routes_carry_rate_limit_headers_too(client: TestClient) -> None:
+    for path in ("/health", "/openapi.json"):
+        response = await client.get(path)
+        assert response.status == 200
+        assert int(response.headers["X-RateLimit-Remaining"]) < int(response.headers["X-RateLimit-Limit"])
+
+
+async def test_a_replayed_answer_is_not_kept_in_plain_text(client: TestClient, redis_url: str) -> None:
+    headers = {**ADMIN, "Idempotency-Key": "create-acme"}
+    created = await (await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=headers)).json()
+    store = redis.Redis.from_url(redis_url)
+    stored = b"".join(store.get(key) or b"" for key in store.scan_iter("wa:idem:*"))
+    store.close()
+    assert stored and created["apiKey"].encode() not in stored
+    again = await (await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=headers)).json()
+    assert again["apiKey"] == created["apiKey"]
