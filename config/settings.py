@@ -69,6 +69,7 @@ class Settings(BaseModel):
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
     worker_poll_delay: float = Field(default=0.05, gt=0)
+    whatsapp_proxy: str | None = Field(default=None, description="proxy URL the neonize driver dials WhatsApp through")
     lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
     message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")

@@ -246,6 +246,8 @@ class SessionHost:
             raise WhatsAppError(f"WhatsApp sent no QR code within {QR_WAIT_SECONDS:g} s") from None
         if result.get("state") == "open":
             raise InvalidState("instance is linked and reconnected; it needs no QR code")
+        if "failed" in result:
+            raise WhatsAppError(f"could not reach WhatsApp to get a QR code: {result['failed']}")
         return result
 
     def _resolve_linking(self, name: str, result: dict[str, Any]) -> None:
@@ -291,6 +293,7 @@ class SessionHost:
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
+                self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
                 fields: dict[str, str | None] = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
                     fields.update(linked="0", phoneNumber=None, connectedAt=None)

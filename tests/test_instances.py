@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import io
 from datetime import UTC, datetime
@@ -215,3 +216,26 @@ async def test_webhook_url_with_an_unusable_host_is_a_400(gateway: TestClient, a
     response = await gateway.post("/instance/create", json=instance_body(webhookUrl=url), headers=acme)
     assert response.status == 400
     assert [i["path"] for i in (await response.json())["error"]["issues"]] == [["webhookUrl"]]
+
+
+async def test_qr_request_fails_fast_with_the_reason_when_whatsapp_cannot_be_reached(
+    aiohttp_client, redis_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from gateway.app import create_app
+    from scheduler.worker import worker_context
+    from tests.conftest import make_settings
+
+    # The real driver, offline: through a refused local proxy the dial fails at once (and nothing
+    # leaves this machine), and the answer says so without waiting out the QR timeout.
+    settings = make_settings(redis_url, tmp_path / "data", driver="neonize", whatsapp_proxy="socks5://127.0.0.1:9")
+    app = create_app(settings)
+    app.cleanup_ctx.append(worker_context(settings))
+    client = await aiohttp_client(app)
+    created = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
+    acme = {"apikey": (await created.json())["apiKey"]}
+    assert (await client.post("/instance/create", json=instance_body(), headers=acme)).status == 201
+    started = asyncio.get_running_loop().time()
+    response = await client.get(f"/instance/{NAME}/qr", headers=acme)
+    assert response.status == 502
+    assert (await response.json())["error"]["code"] == "whatsapp_error"
+    assert asyncio.get_running_loop().time() - started < 15

@@ -14,4 +14,9 @@ def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
         return SandboxDriver(sessions_dir, redis, worker_id)
     from gateway.drivers.neonize import NeonizeDriver
 
-    return NeonizeDriver(sessions_dir, settings.max_sessions, database_url=settings.session_database_url)
+    return NeonizeDriver(
+        sessions_dir,
+        settings.max_sessions,
+        database_url=settings.session_database_url,
+        proxy=settings.whatsapp_proxy,
+    )
