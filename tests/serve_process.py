@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy, and return that; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

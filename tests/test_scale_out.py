@@ -19,20 +19,10 @@ import pytest
 
 from gateway.redis_server import EmbeddedRedis
 from tests.conftest import ADMIN_KEY
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, wait_for
 
 LANES = {lane: {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000} for lane in ("urgent", "normal", "bulk")}
 INSTANCES = [f"acme__c{i % 3}__n{i}" for i in range(9)]
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 class Cluster:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, wait_for
 
 
 @pytest.fixture
@@ -35,3 +35,32 @@ def test_embedded_redis_keeps_tenants_and_keys_across_a_restart(serve: ServeProc
     status, tenants = serve.request("GET", "/admin/tenants", key=serve.admin_key())
     assert [t["tenantId"] for t in tenants] == ["acme"]
     assert list((serve.data_dir / "redis").glob("appendonly*"))  # AOF is on
+
+
+def test_linked_instance_reconnects_by_itself_after_a_restart_of_serve(serve: ServeProcess) -> None:
+    serve.start()
+    _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "acme"}, key=serve.admin_key())
+    key = tenant["apiKey"]
+    name = "acme__shop1__sales"
+    body = {"instanceName": name, "webhookUrl": "https://hooks.invalid/wa", "webhookSecret": "s" * 16}
+    assert serve.request("POST", "/instance/create", body, key=key)[0] == 201
+    assert serve.request("POST", f"/sandbox/instance/{name}/link", {"phoneNumber": "5491112345678"}, key=key)[0] == 200
+    assert serve.stop() == 0
+
+    serve.start()
+    status = wait_for(lambda: _open(serve, name, key), 15, "reconnected")
+    assert status["phoneNumber"] == "5491112345678"
+    sent = {"instanceName": name, "to": "5491100000001", "text": "after the restart"}
+    message_id = serve.request("POST", "/message/text", sent, key=key)[1]["id"]
+    done = wait_for(lambda: _sent(serve, message_id, key), 15, "sent")
+    assert done["text"] == "after the restart"
+
+
+def _open(serve: ServeProcess, name: str, key: str) -> dict | None:
+    status = serve.request("GET", f"/instance/{name}/status", key=key)[1]
+    return status if status["state"] == "open" else None
+
+
+def _sent(serve: ServeProcess, message_id: str, key: str) -> dict | None:
+    message = serve.request("GET", f"/message/{message_id}", key=key)[1]
+    return message if message["status"] == "sent" else None
