@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from tests.test_sending import NAME, finished, gateway_with, open_instance, sent
@@ -56,6 +56,14 @@ async def media_server() -> AsyncIterator[TestServer]:
     await server.close()
 
 
+@pytest.fixture
+async def client(aiohttp_client, redis_url: str, tmp_path: Path) -> TestClient:  # type: ignore[no-untyped-def]
+    """The gateway with one open sandbox instance; `client.acme` holds its tenant's headers."""
+    client = await gateway_with(aiohttp_client, redis_url, tmp_path)
+    await open_instance(client, client.acme)
+    return client
+
+
 async def send_media(client, path: str, body: dict) -> dict:  # type: ignore[no-untyped-def]
     response = await client.post(path, json={"instanceName": NAME, "to": "5491112345678", **body}, headers=client.acme)
     assert response.status == 202, await response.text()
@@ -63,10 +71,8 @@ async def send_media(client, path: str, body: dict) -> dict:  # type: ignore[no-
 
 
 async def test_image_is_fetched_at_send_time_and_sent_with_its_caption(
-    aiohttp_client, redis_url: str, tmp_path: Path, media_server: TestServer
-) -> None:  # type: ignore[no-untyped-def]
-    client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+    client: TestClient, media_server: TestServer
+) -> None:
     url = str(media_server.make_url("/cat.png"))
     done = await send_media(client, "/message/image", {"imageUrl": url, "caption": "{a|b} cat"})
     assert done["status"] == "sent", done
@@ -76,22 +82,14 @@ async def test_image_is_fetched_at_send_time_and_sent_with_its_caption(
     assert record["caption"] in ("a cat", "b cat") and record["caption"] == done["caption"]
 
 
-async def test_audio_goes_out_as_an_ogg_opus_voice_note(
-    aiohttp_client, redis_url: str, tmp_path: Path, media_server: TestServer
-) -> None:  # type: ignore[no-untyped-def]
-    client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+async def test_audio_goes_out_as_an_ogg_opus_voice_note(client: TestClient, media_server: TestServer) -> None:
     done = await send_media(client, "/message/audio", {"audioUrl": str(media_server.make_url("/hello.wav"))})
     assert done["status"] == "sent", done
     [record] = await sent(client, client.acme)
     assert record["mimetype"] == "audio/ogg; codecs=opus"
 
 
-async def test_document_keeps_the_file_name_given(
-    aiohttp_client, redis_url: str, tmp_path: Path, media_server: TestServer
-) -> None:  # type: ignore[no-untyped-def]
-    client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+async def test_document_keeps_the_file_name_given(client: TestClient, media_server: TestServer) -> None:
     url = str(media_server.make_url("/report"))
     done = await send_media(client, "/message/document", {"documentUrl": url, "fileName": "q3.pdf"})
     assert done["status"] == "sent", done
@@ -104,10 +102,8 @@ async def test_document_keeps_the_file_name_given(
     [("/huge.png", "over the 5 MB image limit"), ("/page.png", "is not an image"), ("/missing.png", "404")],
 )
 async def test_media_that_cannot_be_used_fails_the_message_and_the_worker_goes_on(
-    aiohttp_client, redis_url: str, tmp_path: Path, media_server: TestServer, path: str, error: str
-) -> None:  # type: ignore[no-untyped-def]
-    client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+    client: TestClient, media_server: TestServer, path: str, error: str
+) -> None:
     done = await send_media(client, "/message/image", {"imageUrl": str(media_server.make_url(path))})
     assert done["status"] == "failed"
     assert done["error"].startswith("imageUrl: ") and error in done["error"]
