@@ -121,10 +121,6 @@ class Settings(BaseModel):
             raise ValueError("must start with postgres:// or postgresql://")
         return url
 
-    @property
-    def embedded_redis(self) -> bool:
-        return self.redis_url is None
-
 
 def _variable(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"

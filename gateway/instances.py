@@ -144,6 +144,26 @@ class Instances:
             raise NotFound(f"no instance {name!r}")
         return self.box.open(sealed)
 
+    async def census(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Instances by state and waiting messages by lane, over the whole gateway, in one pipeline."""
+        names = await self.names()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(keys.instance(name), ["state", "createdAt"])
+                for lane in LANES:
+                    pipe.llen(keys.lane(name, lane))
+            answers = await pipe.execute()
+        by_state = {"open": 0, "connecting": 0, "close": 0}
+        waiting: dict[str, int] = dict.fromkeys(LANES, 0)
+        for index in range(len(names)):
+            (state, created_at), *lengths = answers[index * 4 : index * 4 + 4]
+            if created_at is None:
+                continue  # being deleted
+            by_state[state or "close"] = by_state.get(state or "close", 0) + 1
+            for lane, length in zip(LANES, lengths, strict=True):
+                waiting[lane] += length
+        return by_state, waiting
+
     async def queue_counts(self, name: str) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for lane in LANES:

@@ -110,13 +110,6 @@ class EmbeddedRedis:
             await asyncio.to_thread(process.wait)
         log.info("embedded_redis.stopped", pid=process.pid)
 
-    def kill(self) -> None:
-        """Stop at once, as a crash would (tests)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
     async def answers(self) -> bool:
         if not self.socket.exists():
             return False

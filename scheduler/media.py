@@ -77,10 +77,6 @@ class Media:
     mimetype: str
     file_name: str | None = None
 
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
 
 class MediaError(Exception):
     """A media URL could not be fetched or used; `str(error)` is meant for the API user."""

@@ -85,16 +85,7 @@ async def flush_queue(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     svc = services(request)
-    by_state = {"open": 0, "connecting": 0, "close": 0}
-    waiting = {"urgent": 0, "normal": 0, "bulk": 0}
-    for name in await svc.instances.names():
-        instance = await svc.instances.find(name)
-        if instance is None:
-            continue
-        by_state[instance.state] = by_state.get(instance.state, 0) + 1
-        counts = await svc.instances.queue_counts(name)
-        for lane in waiting:
-            waiting[lane] += counts[lane]
+    by_state, waiting = await svc.instances.census()
     counters = await svc.redis.hgetall(keys.STATS)
     messages = {k: int(counters.get(k, 0)) for k in ("accepted", "sent", "failed", "cancelled")}
     webhooks = await svc.outbox.stats()
