@@ -4,6 +4,7 @@ from the API, and turns driver events into instance state and webhook events."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -64,6 +65,7 @@ class SessionHost:
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
+        self._after_ban: dict[str, asyncio.Task[None]] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def session(self, name: str) -> Session:
@@ -153,6 +155,8 @@ class SessionHost:
         return lost
 
     async def forget(self, name: str) -> None:
+        if (waiting := self._after_ban.pop(name, None)) is not None:
+            waiting.cancel()
         session = self.sessions.pop(name, None)
         self.connected.discard(name)
         self.epochs.pop(name, None)
@@ -226,6 +230,9 @@ class SessionHost:
                 args["from"], args.get("text"), args["messageType"], args.get("pushName")
             )
             return {"messageId": message_id}
+        if op == "sandbox.ban":
+            await session.ban(args["seconds"])
+            return {}
         if op == "sandbox.fail_next":
             session.fail_next(args["error"], args["count"], args["transient"])
             return {}
@@ -307,12 +314,23 @@ class SessionHost:
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
+                if expires_at is not None:
+                    self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
             case MessageReceived() as message:
                 await self._received(name, message)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
+
+    async def _reconnect_at(self, name: str, when: datetime) -> None:
+        """A temporary ban is over: connect again (the messages waiting go once it is open)."""
+        await asyncio.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
+        self._after_ban.pop(name, None)
+        if name in self.sessions and await self.epoch(name) is not None:
+            log.info("session.ban_over", instance=name)
+            await self.instances.update(name, state="connecting", bannedUntil=None)
+            await self.sessions[name].connect()
 
     async def _received(self, name: str, message: MessageReceived) -> None:
         if message.from_me:

@@ -378,3 +378,18 @@ async def test_deletion_refuses_new_sends_at_once_and_fails_the_one_in_flight(
     assert (failed["status"], failed["error"]) == ("failed", INFLIGHT_AT_DELETE)
     assert await store.ttl(keys.message(in_flight["id"])) > 0
     await store.aclose()
+
+
+async def test_temporarily_banned_number_sends_nothing_until_the_ban_is_over(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    await open_instance(gateway, acme)
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 0.5}, headers=acme)).status == 200
+    status = await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json()
+    assert status["state"] == "close"
+    queued = await send(gateway, acme, text="after the ban")
+    assert (await message(gateway, acme, queued["id"]))["status"] == "pending"
+    assert await sent(gateway, acme) == []
+    done = await finished(gateway, acme, queued["id"])
+    assert done["status"] == "sent"
+    assert (await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json())["state"] == "open"

@@ -21,6 +21,7 @@ import structlog
 
 from gateway.clock import iso
 from gateway.drivers.base import (
+    Banned,
     Connected,
     Disconnected,
     DriverError,
@@ -171,6 +172,14 @@ class SandboxSession:
             )
         )
         return message_id
+
+    async def ban(self, seconds: float) -> None:
+        """As if WhatsApp banned the number for a while: disconnected until then."""
+        self._stop_qr()
+        self._connected = False
+        await self.sink(
+            Banned(reason="temporary ban (sandbox)", expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
+        )
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)

@@ -37,6 +37,10 @@ class FailNextBody(ApiModel):
     transient: bool = False  # a passing failure (the gateway retries) rather than a refusal
 
 
+class BanBody(ApiModel):
+    seconds: float = Field(gt=0, le=7 * 24 * 3600)
+
+
 class InboundOut(ApiModel):
     message_id: str
 
@@ -87,3 +91,9 @@ async def fail_next(request: web.Request, body: FailNextBody) -> web.Response:
     instance = await accessible(request)
     await services(request).commands.call(instance.name, "sandbox.fail_next", body.model_dump())
     return web.json_response({"instanceName": instance.name, "failNext": body.count})
+
+
+async def ban(request: web.Request, body: BanBody) -> web.Response:
+    instance = await accessible(request)
+    await services(request).commands.call(instance.name, "sandbox.ban", {"seconds": body.seconds})
+    return web.json_response({"instanceName": instance.name, "bannedFor": body.seconds})
