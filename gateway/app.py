@@ -100,6 +100,8 @@ SANDBOX_ROUTES: list[Route] = [
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",
+          body=sandbox.ReceiptBody, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/ban", sandbox.ban, "As if WhatsApp banned the number for a while",
           body=sandbox.BanBody, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/fail-next", sandbox.fail_next, "Make the next sends fail",

@@ -230,6 +230,9 @@ class SessionHost:
                 args["from"], args.get("text"), args["messageType"], args.get("pushName")
             )
             return {"messageId": message_id}
+        if op == "sandbox.receipt":
+            await session.receipt(tuple(args["messageIds"]), args["status"])
+            return {}
         if op == "sandbox.ban":
             await session.ban(args["seconds"])
             return {}

@@ -555,3 +555,23 @@ async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None
     assert await outbox.stats() == {"delivered": 1, "failed": 0, "deadLettered": 0}
     with pytest.raises(LockLost):
         await outbox.next(NAME, "holder", 5)
+
+
+async def test_sent_then_delivered_then_read_arrive_in_order_and_move_the_message(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    body = {"instanceName": NAME, "to": "5491112345678", "text": "hello"}
+    message_id = (await (await gateway.post("/message/text", json=body, headers=acme)).json())["id"]
+    await receiver.wait_for(2)  # instance.connected, message.sent
+    wa_id = (await (await gateway.get(f"/message/{message_id}", headers=acme)).json())["waMessageId"]
+    for status in ("delivered", "read", "delivered"):  # a late "delivered" must not undo "read"
+        receipt = {"messageIds": [wa_id], "status": status}
+        assert (await gateway.post(f"/sandbox/instance/{NAME}/receipt", json=receipt, headers=acme)).status == 200
+    events = await receiver.wait_for(4)
+    assert [e.headers["x-gateway-event"] for e in events] == [
+        "instance.connected", "message.sent", "message.delivered", "message.read",
+    ]  # fmt: skip
+    assert events[3].json()["data"]["messageId"] == message_id
+    assert events[3].json()["data"]["waMessageId"] == wa_id
+    assert (await (await gateway.get(f"/message/{message_id}", headers=acme)).json())["status"] == "read"
+    assert len(receiver.requests) == 4

@@ -32,6 +32,8 @@ from gateway.drivers.base import (
     OutgoingMessage,
     QrCode,
     QrExpired,
+    Receipt,
+    ReceiptStatus,
     SendResult,
     TransientDriverError,
 )
@@ -172,6 +174,10 @@ class SandboxSession:
             )
         )
         return message_id
+
+    async def receipt(self, wa_message_ids: tuple[str, ...], status: ReceiptStatus) -> None:
+        """As if the recipient's phone acknowledged messages: delivered, or read."""
+        await self.sink(Receipt(message_ids=wa_message_ids, status=status, timestamp=datetime.now(UTC)))
 
     async def ban(self, seconds: float) -> None:
         """As if WhatsApp banned the number for a while: disconnected until then."""

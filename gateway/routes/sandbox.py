@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 from pydantic import Field, model_validator
 
-from gateway.drivers.base import MessageType
+from gateway.drivers.base import MessageType, ReceiptStatus
 from gateway.routes.instances import accessible
 from gateway.state import services
 from gateway.validation import ApiModel, PhoneNumber
@@ -35,6 +35,11 @@ class FailNextBody(ApiModel):
     error: str = Field(min_length=1, max_length=500)
     count: int = Field(default=1, ge=1, le=10_000)
     transient: bool = False  # a passing failure (the gateway retries) rather than a refusal
+
+
+class ReceiptBody(ApiModel):
+    message_ids: list[str] = Field(min_length=1, max_length=100, description="WhatsApp message ids (waMessageId)")
+    status: ReceiptStatus
 
 
 class BanBody(ApiModel):
@@ -97,3 +102,10 @@ async def ban(request: web.Request, body: BanBody) -> web.Response:
     instance = await accessible(request)
     await services(request).commands.call(instance.name, "sandbox.ban", {"seconds": body.seconds})
     return web.json_response({"instanceName": instance.name, "bannedFor": body.seconds})
+
+
+async def receipt(request: web.Request, body: ReceiptBody) -> web.Response:
+    instance = await accessible(request)
+    args = {"messageIds": body.message_ids, "status": body.status}
+    await services(request).commands.call(instance.name, "sandbox.receipt", args)
+    return web.json_response({"instanceName": instance.name, "status": body.status})
