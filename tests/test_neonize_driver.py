@@ -36,10 +36,12 @@ from gateway.drivers.base import (
     SendResult,
     TransientDriverError,
 )
+from gateway.drivers.neonize.loading import _e2e, _import, _pb
+from gateway.drivers.neonize.stores import _application_name, _psycopg
 
-pb = nd._pb()
-e2e = nd._e2e()
-exc_module = nd._import("neonize.exc")
+pb = _pb()
+e2e = _e2e()
+exc_module = _import("neonize.exc")
 
 PHONE = "5491112345678"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -508,7 +510,7 @@ async def test_session_builds_a_client_on_its_store_and_tears_it_down(driver: nd
     assert client.uuid != other.uuid
     assert client.uuid != client.name.encode()
     registered = set(client.event.list_func)
-    codes = nd._import("neonize.events").EVENT_TO_INT
+    codes = _import("neonize.events").EVENT_TO_INT
     assert {codes[pb.Connected], codes[pb.Message], codes[pb.Receipt], codes[pb.LoggedOut]} <= registered
     assert client.event._qr.__wrapped__ == session._on_qr
     session._client = client
@@ -526,7 +528,7 @@ async def test_handler_exceptions_are_logged_not_lost(
     client = session._new_client()
     session._client = client
     make_store(session.store_path, [f"{PHONE}@s.whatsapp.net"])
-    handler = client.event.list_func[nd._import("neonize.events").EVENT_TO_INT[pb.Connected]]
+    handler = client.event.list_func[_import("neonize.events").EVENT_TO_INT[pb.Connected]]
     with caplog.at_level(logging.ERROR, logger=nd.__name__):
         await handler(client, wire(pb.Connected(status=True)))  # must not raise
     assert any(r.exc_info and "sink exploded" in str(r.exc_info[1]) for r in caplog.records)
@@ -719,7 +721,7 @@ def test_client_url_puts_the_schema_on_the_search_path_and_names_the_connections
     assert query["sslmode"] == ["prefer"]  # libpq's default; lib/pq's own would be "require"
     given = parse_qs(urlsplit(nd.client_url("postgres://h/db?sslmode=verify-full", "s", "c")).query)
     assert given["sslmode"] == ["verify-full"]
-    longest = nd._application_name(nd.store_schema("x" * 200), uuid.uuid4().hex)
+    longest = _application_name(nd.store_schema("x" * 200), uuid.uuid4().hex)
     assert len(longest) <= 63  # PostgreSQL cuts longer names, and the cut would mix up instances
 
 
@@ -778,7 +780,7 @@ class Postgres:
         return bool(row[0])
 
     def connections(self, instance_name: str) -> int:
-        prefix = nd._application_name(nd.store_schema(instance_name))
+        prefix = _application_name(nd.store_schema(instance_name))
         row = self.conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE left(application_name, char_length(%(p)s)) = %(p)s",
             {"p": prefix},
@@ -787,7 +789,7 @@ class Postgres:
 
     def insert_device(self, instance_name: str, jid: str) -> None:
         """A device row as whatsmeow writes it once a phone has linked the session."""
-        sql = nd._psycopg().sql
+        sql = _psycopg().sql
         self.conn.execute(
             sql.SQL(
                 "INSERT INTO {}.whatsmeow_device (jid, registration_id, noise_key, identity_key, signed_pre_key,"

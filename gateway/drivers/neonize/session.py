@@ -1,0 +1,452 @@
+"""`NeonizeSession`: one WhatsApp number on top of one neonize `NewAClient` per connect cycle.
+
+Facts about neonize 0.5.2 this module is built around (see DESIGN.md, "WhatsApp drivers"):
+
+- `NewAClient(name)`: `name` is the session database: one sqlite file per instance, or a
+  PostgreSQL URL (`stores`). Its `uuid` (the key of the Go-side client table) defaults to `name`,
+  and a garbage-collected client calls `Stop(uuid)` from a finalizer, so every client here gets
+  a unique uuid.
+- `connect()` returns a task running the blocking Go `Neonize()` call in a thread of the loop's
+  default executor for the whole life of the client (`install_executor` sizes that executor).
+- QR codes come through the `qr` callback as raw bytes; when they run out nothing fires, so a
+  session keeps its own deadline and reports `QrExpired`.
+- Exceptions raised inside event handlers vanish (`run_coroutine_threadsafe` futures are never
+  looked at): every handler is wrapped by `guard`.
+- `get_me()` on a client that is not running dereferences a nil pointer in Go and kills the
+  process; this module never calls it. The own phone number is read from the session store.
+- `is_connected` / `is_logged_in` are properties returning an un-awaited coroutine (always
+  truthy): not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gateway.drivers.base import (
+    Banned,
+    Disconnected,
+    DriverError,
+    DriverEvent,
+    EventSink,
+    OutcomeUnknownError,
+    OutgoingMessage,
+    QrCode,
+    QrExpired,
+    SendResult,
+    TransientDriverError,
+)
+from gateway.drivers.neonize.loading import _e2e, _import, _pb
+from gateway.drivers.neonize.mapping import (
+    _enum_name,
+    classify_error,
+    digits,
+    format_pairing_code,
+    from_epoch,
+    map_event,
+)
+from gateway.drivers.neonize.stores import SessionStore, SqliteStore
+
+log = logging.getLogger(__name__)
+
+# whatsmeow's QR rotation: the first code lives 60 s, the next ones 20 s each.
+QR_FIRST_TTL = 60.0
+QR_NEXT_TTL = 20.0
+# Slack after a code's expiry before declaring the QR cycle over (the next code may be late).
+QR_GRACE = 5.0
+# How long pair_phone waits for the first QR of the cycle (PairPhone fails before it).
+PAIR_QR_WAIT = 30.0
+# whatsmeow waits up to 75 s for the server's ack of a send; past our limit the outcome is unknown.
+SEND_TIMEOUT = 60.0
+MEDIA_TIMEOUT = 120.0
+LOOKUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def guard(handler: Handler, what: str) -> Callable[..., Coroutine[Any, Any, None]]:
+    """Wrap an event handler so its exceptions are logged instead of vanishing inside neonize."""
+
+    @functools.wraps(handler)
+    async def guarded(*args: Any) -> None:
+        try:
+            await handler(*args)
+        except Exception:
+            log.exception("neonize %s handler failed", what)
+
+    return guarded
+
+
+def _adopt_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # neonize routes every callback to one module-global loop, set only the first time any
+    # client connects; a later loop (a restarted worker, tests) would never see an event.
+    events_module = _import("neonize.aioze.events")
+    current = getattr(events_module, "event_global_loop", None)
+    if current is None or current.is_closed():
+        setattr(events_module, "event_global_loop", loop)  # noqa: B010
+    elif current is not loop:
+        log.warning("neonize delivers events to another running event loop; this session will miss them")
+
+
+class NeonizeSession:
+    """One WhatsApp number on top of one `NewAClient` per connect cycle."""
+
+    def __init__(
+        self,
+        instance_name: str,
+        store: Path | SessionStore,
+        sink: EventSink,
+        *,
+        proxy: str | None = None,
+        qr_first_ttl: float = QR_FIRST_TTL,
+        qr_next_ttl: float = QR_NEXT_TTL,
+        qr_grace: float = QR_GRACE,
+        pair_qr_wait: float = PAIR_QR_WAIT,
+        send_timeout: float = SEND_TIMEOUT,
+        media_timeout: float = MEDIA_TIMEOUT,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
+        on_close: Callable[[NeonizeSession], None] | None = None,
+    ) -> None:
+        self.instance_name = instance_name
+        self.store: SessionStore = SqliteStore(store) if isinstance(store, Path) else store
+        self.store_path: Path | None = self.store.path if isinstance(self.store, SqliteStore) else None
+        self._sink = sink
+        self._proxy = proxy
+        self._qr_first_ttl = qr_first_ttl
+        self._qr_next_ttl = qr_next_ttl
+        self._qr_grace = qr_grace
+        self._pair_qr_wait = pair_qr_wait
+        self._send_timeout = send_timeout
+        self._media_timeout = media_timeout
+        self._lookup_timeout = lookup_timeout
+        self._stop_timeout = stop_timeout
+        self._on_close = on_close
+        self._client: Any = None
+        self._cycle: str | None = None  # tags the store's resources of the current client
+        self._task: asyncio.Future[Any] | None = None
+        self._connected = False
+        self._closing = False
+        self._own_phone: str | None = None
+        self._qr_count = 0
+        self._qr_seen = asyncio.Event()
+        self._qr_timer: asyncio.TimerHandle | None = None
+        self.qr_deadline: float | None = None  # loop time at which the QR cycle counts as expired
+        self._emit_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def linked(self) -> bool:
+        # Blocks for one query with a PostgreSQL store; raises TransientDriverError if unreachable.
+        return self.store.has_device()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- lifecycle
+
+    async def connect(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        await self._shutdown_client()
+        self._closing = False
+        self._qr_count = 0
+        self._qr_seen = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        _adopt_event_loop(loop)
+        try:
+            await asyncio.to_thread(self.store.prepare)
+        except OSError as exc:
+            raise DriverError(f"session store not usable: {exc}") from exc
+        cycle = uuid.uuid4().hex
+        client = self._new_client(cycle)
+        proxy = None
+        if self._proxy:
+            proxy = _import("neonize._binder").ProxySettings(proxy_address=self._proxy)
+        self._client = client
+        self._cycle = cycle
+        try:
+            task = await client.connect_with_proxy(proxy)
+        except Exception as exc:
+            self._client = None
+            self._cycle = None
+            raise classify_error(exc) from exc
+        self._task = task
+        task.add_done_callback(functools.partial(self._on_run_done, client))
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._shutdown_client()
+        for task in list(self._background):
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    async def logout(self) -> None:
+        client = self._client
+        try:
+            if client is not None and self._connected:
+                try:
+                    await asyncio.wait_for(client.logout(), self._lookup_timeout)
+                except Exception as exc:
+                    raise classify_error(exc) from exc
+            else:
+                log.info("%s: not connected, logout only forgets the local store", self.instance_name)
+        finally:
+            await self.close()
+
+    # -- pairing and sending
+
+    async def pair_phone(self, phone_number: str) -> str:
+        phone = digits(phone_number)
+        if not phone:
+            raise DriverError("pairing needs a phone number in international digits")
+        if self._connected:
+            raise DriverError("session is already linked")
+        client = self._client
+        if client is None or self._task is None or self._task.done():
+            raise TransientDriverError("not connected: call connect() before asking for a pairing code")
+        try:
+            await asyncio.wait_for(self._qr_seen.wait(), self._pair_qr_wait)
+        except TimeoutError as exc:
+            raise TransientDriverError("WhatsApp produced no QR yet; a pairing code cannot be requested") from exc
+        try:
+            code = await asyncio.wait_for(client.PairPhone(phone, True), self._lookup_timeout)
+        except Exception as exc:
+            error = classify_error(exc)
+            raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
+        return format_pairing_code(code)
+
+    async def is_on_whatsapp(self, phone_number: str) -> bool:
+        client = self._require_client()
+        try:
+            answers = await asyncio.wait_for(client.is_on_whatsapp(digits(phone_number)), self._lookup_timeout)
+        except Exception as exc:
+            error = classify_error(exc)
+            # A lookup changes nothing: "outcome unknown" only means "try again".
+            raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
+        return any(answer.IsIn for answer in answers)
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Send as is: the caller checks `is_on_whatsapp` first (neonize raises nothing otherwise)."""
+        client = self._require_client()
+        to = digits(message.to)
+        if not to:
+            raise DriverError("recipient must be a phone number in international digits")
+        try:
+            payload = await asyncio.wait_for(self._build(client, message), self._media_timeout)
+        except TimeoutError as exc:
+            raise TransientDriverError(f"preparing the {message.type} timed out; nothing was sent") from exc
+        except Exception as exc:
+            raise classify_error(exc) from exc
+        try:
+            response = await asyncio.wait_for(client.send_message(to, payload), self._send_timeout)
+        except Exception as exc:
+            raise classify_error(exc) from exc
+        return SendResult(message_id=response.ID, sent_at=from_epoch(response.Timestamp))
+
+    async def _build(self, client: Any, message: OutgoingMessage) -> Any:
+        if message.type == "text":
+            if not message.text:
+                raise DriverError("a text message needs text")
+            # A proto, not a str: neonize would otherwise parse "@digits" into mentions.
+            return _e2e().Message(conversation=message.text)
+        media = message.media
+        if media is None:
+            raise DriverError(f"an {message.type} message needs its media bytes (download media_url first)")
+        if message.type == "image":
+            return await client.build_image_message(media, caption=message.caption)
+        if message.type == "document":
+            return await client.build_document_message(
+                media,
+                caption=message.caption,
+                title=message.file_name,
+                filename=message.file_name,
+                mimetype=message.mimetype,
+            )
+        if message.type == "audio":
+            return await client.build_audio_message(media, ptt=True)
+        if message.type == "video":
+            return await client.build_video_message(media, caption=message.caption)
+        raise DriverError(f"unsupported message type {message.type!r}")
+
+    def _require_client(self) -> Any:
+        if self._client is None or not self._connected:
+            raise TransientDriverError("not connected to WhatsApp")
+        return self._client
+
+    # -- the neonize client
+
+    def _new_client(self, cycle: str | None = None) -> Any:
+        cycle = cycle or uuid.uuid4().hex
+        client_module = _import("neonize.aioze.client")
+        client = client_module.NewAClient(self.store.client_name(cycle), uuid=f"{self.instance_name}:{cycle}")
+        pb = _pb()
+        client.qr(guard(self._on_qr, "qr"))
+        handlers: tuple[tuple[type[Any], Handler, str], ...] = (
+            (pb.PairStatus, self._on_pair_status, "pair status"),
+            (pb.Connected, self._on_connected, "connected"),
+            (pb.Message, self._on_event, "message"),
+            (pb.Receipt, self._on_event, "receipt"),
+            (pb.Disconnected, self._on_event, "disconnected"),
+            (pb.LoggedOut, self._on_event, "logged out"),
+            (pb.StreamReplaced, self._on_event, "stream replaced"),
+            (pb.TemporaryBan, self._on_event, "temporary ban"),
+            (pb.ConnectFailure, self._on_event, "connect failure"),
+            (pb.ClientOutdated, self._on_event, "client outdated"),
+            (pb.StreamError, self._on_event, "stream error"),
+        )
+        for event_type, handler, what in handlers:
+            client.event(event_type)(guard(handler, what))
+        return client
+
+    async def _shutdown_client(self) -> None:
+        client, task, cycle = self._client, self._task, self._cycle
+        self._client = None
+        self._task = None
+        self._cycle = None
+        self._connected = False
+        self._cancel_qr_timer()
+        if client is None:
+            return
+        try:
+            # Stop = disconnect + forget the Go-side client + end the blocking Neonize() call.
+            await asyncio.wait_for(client.stop(), self._stop_timeout)
+        except Exception:
+            log.warning("%s: stopping the neonize client failed", self.instance_name, exc_info=True)
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self._stop_timeout)
+            except TimeoutError:
+                log.warning("%s: neonize connect thread still running after stop", self.instance_name)
+            except Exception:
+                pass  # reported by _on_run_done
+        if cycle is not None:
+            try:
+                await asyncio.to_thread(self.store.release, cycle)
+            except Exception:
+                log.warning("%s: releasing the session store failed", self.instance_name, exc_info=True)
+
+    def _on_run_done(self, client: Any, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or client is not self._client or self._closing:
+            if exc is not None:
+                log.debug("%s: neonize run ended: %s", self.instance_name, exc)
+            return
+        log.warning("%s: neonize connection failed: %s", self.instance_name, exc)
+        self._spawn(self._fail_run(Disconnected(reason=f"connection failed: {exc}")))
+
+    async def _fail_run(self, event: Disconnected) -> None:
+        await self._shutdown_client()
+        await self._emit(event)
+
+    # -- handlers (registered through `guard`)
+
+    async def _on_qr(self, client: Any, data: bytes | str) -> None:
+        if client is not self._client or self._closing:
+            return
+        code = data.decode() if isinstance(data, bytes) else data
+        self._qr_count += 1
+        ttl = self._qr_first_ttl if self._qr_count == 1 else self._qr_next_ttl
+        self._arm_qr_timer(ttl + self._qr_grace)
+        self._qr_seen.set()
+        await self._emit(QrCode(code=code, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)))
+
+    async def _on_pair_status(self, client: Any, event: Any) -> None:
+        if client is not self._client:
+            return
+        if _enum_name(event, "Status", "") == "SUCCESS":
+            self._own_phone = digits(event.ID.User) or self._own_phone
+            self._cancel_qr_timer()
+        else:
+            log.warning("%s: pairing failed: %s", self.instance_name, event.Error)
+
+    async def _on_connected(self, client: Any, event: Any) -> None:
+        if client is not self._client or self._closing:
+            return
+        self._cancel_qr_timer()
+        self._connected = True
+        phone = self._own_phone
+        if not phone:
+            try:
+                phone = await asyncio.to_thread(self.store.phone)
+            except DriverError as exc:
+                log.warning("%s: reading the own number from the session store failed: %s", self.instance_name, exc)
+        if not phone:
+            log.warning("%s: connected but the store has no device JID", self.instance_name)
+        self._own_phone = phone
+        mapped = map_event(event, own_phone=phone or "")
+        if mapped is not None:
+            await self._emit(mapped)
+
+    async def _on_event(self, client: Any, event: Any) -> None:
+        if client is not self._client:
+            return
+        mapped = map_event(event, own_phone=self._own_phone or "")
+        if mapped is None:
+            return
+        if isinstance(mapped, Disconnected):
+            self._connected = False
+        pb = _pb()
+        # whatsmeow does not reconnect after these: end the client (freeing its thread) before
+        # telling the sink, which may well call connect() again.
+        if (
+            isinstance(mapped, Banned)
+            or (isinstance(mapped, Disconnected) and mapped.logged_out)
+            or isinstance(event, (pb.StreamReplaced, pb.ClientOutdated))
+        ):
+            await self._shutdown_client()
+        await self._emit(mapped)
+
+    # -- QR deadline
+
+    def _arm_qr_timer(self, delay: float) -> None:
+        self._cancel_qr_timer()
+        loop = asyncio.get_running_loop()
+        self.qr_deadline = loop.time() + delay
+        self._qr_timer = loop.call_later(delay, lambda: self._spawn(self._expire_qr()))
+
+    def _cancel_qr_timer(self) -> None:
+        if self._qr_timer is not None:
+            self._qr_timer.cancel()
+        self._qr_timer = None
+        self.qr_deadline = None
+
+    async def _expire_qr(self) -> None:
+        self._qr_timer = None
+        self.qr_deadline = None
+        if self._closing or self._connected or self._client is None:
+            return
+        await self._shutdown_client()
+        await self._emit(QrExpired())
+
+    # -- plumbing
+
+    async def _emit(self, event: DriverEvent) -> None:
+        # neonize schedules one task per callback; the lock keeps the sink's view in order.
+        async with self._emit_lock:
+            await self._sink(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: neonize session task failed", self.instance_name, exc_info=task.exception())
