@@ -194,6 +194,9 @@ class SessionHost:
             return error(InvalidState.code, str(exc))
         except DriverError as exc:
             return error(WhatsAppError.code, str(exc) or type(exc).__name__)
+        except Exception:  # the API waits for an answer: give it one it can show, not a lost job
+            log.exception("command.failed")
+            return error(WhatsAppError.code, f"the worker could not carry out {op!r}; its log says why")
         finally:
             structlog.contextvars.unbind_contextvars("instance", "op")
 
