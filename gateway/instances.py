@@ -118,8 +118,23 @@ class Instances:
         names = await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1)
         if client_id is not None:
             names = [n for n in names if InstanceName.parse(n).client_id == client_id]
-        found = [await self.find(n) for n in names]
-        return [i for i in found if i is not None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(keys.instance(name))
+            records = await pipe.execute()
+        return [Instance.from_hash(data) for data in records if data.get("createdAt")]
+
+    async def queued_totals(self, names: list[str]) -> dict[str, int]:
+        """Messages waiting in all lanes, for each of `names`, in one round trip."""
+        return {name: sum(counts.values()) for name, counts in zip(names, await self._lanes(names), strict=True)}
+
+    async def _lanes(self, names: list[str]) -> list[dict[str, int]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                for lane in LANES:
+                    pipe.llen(keys.lane(name, lane))
+            lengths = await pipe.execute()
+        return [dict(zip(LANES, lengths[i * len(LANES) :], strict=False)) for i in range(len(names))]
 
     async def next_open(self, tenant_id: str, client_id: str) -> str | None:
         """One of the client's open instances, round-robin; None when none is open."""
@@ -165,10 +180,7 @@ class Instances:
         return by_state, waiting
 
     async def queue_counts(self, name: str) -> dict[str, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in LANES:
-                pipe.llen(keys.lane(name, lane))
-            counts = dict(zip(LANES, await pipe.execute(), strict=True))
+        [counts] = await self._lanes([name])
         return {**counts, "total": sum(counts.values())}
 
     async def delete(self, instance: Instance) -> None:

@@ -75,12 +75,16 @@ class QueueOut(ApiModel):
 
 async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
     counts = await services(request).instances.queue_counts(instance.name)
+    return _status_of(instance, counts["total"])
+
+
+def _status_of(instance: Instance, queued: int) -> InstanceStatus:
     return InstanceStatus(
         instance_name=instance.name,
         state=instance.state,
         phone_number=instance.phone_number,
         connected_at=instance.connected_at,
-        messages_queued_count=counts["total"],
+        messages_queued_count=queued,
         webhook_url=instance.webhook_url,
         created_at=instance.created_at,
     )
@@ -166,7 +170,8 @@ async def _listing(request: web.Request, client_id: str | None) -> web.Response:
     if not await svc.tenants.exists(tenant_id):
         raise NotFound(f"no tenant {tenant_id!r}")
     instances = await svc.instances.list_for(tenant_id, client_id)
-    return json_response([await _status(request, instance) for instance in instances])
+    queued = await svc.instances.queued_totals([instance.name for instance in instances])
+    return json_response([_status_of(instance, queued[instance.name]) for instance in instances])
 
 
 async def list_tenant_instances(request: web.Request) -> web.Response:
