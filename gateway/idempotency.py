@@ -7,10 +7,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from gateway.crypto import SecretBox
-from gateway.errors import IdempotencyConflict, ValidationFailed
-from gateway.redis_client import Redis
-from scheduler import keys
+from core import keys
+from core.crypto import SecretBox
+from core.errors import IdempotencyConflict, ValidationFailed
+from core.redis_client import Redis
 
 TTL_SECONDS = 24 * 3600
 # How long a first request may run before a retry with the same key may run it again.

@@ -12,9 +12,9 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import (
-    ApiError,
+from core.errors import (
     ForbiddenTenant,
+    GatewayError,
     InvalidApiKey,
     MethodNotAllowed,
     NotFound,
@@ -22,6 +22,7 @@ from gateway.errors import (
     RateLimited,
     Unavailable,
 )
+from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
 from gateway.routing import route_of
 from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
@@ -36,13 +37,13 @@ def _request_id(request: web.Request) -> str:
     return given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(12)}"
 
 
-def error_response(exc: ApiError, request_id: str) -> web.Response:
-    response = web.json_response({"error": exc.body(), "requestId": request_id}, status=exc.status)
+def error_response(exc: GatewayError, request_id: str) -> web.Response:
+    response = web.json_response({"error": exc.body(), "requestId": request_id}, status=status_of(exc))
     response.headers.update(exc.headers)
     return response
 
 
-def _as_api_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+def _as_api_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
     if isinstance(exc, web.HTTPNotFound):
         return NotFound(f"no route for {request.method} {request.path}")
     if isinstance(exc, web.HTTPMethodNotAllowed):
@@ -51,9 +52,7 @@ def _as_api_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = services(request).settings.max_body_bytes
         return PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
-    error = ApiError(exc.reason)
-    error.status, error.code = exc.status, re.sub(r"\W+", "_", exc.reason.lower())
-    return error
+    return HttpError(exc.status, re.sub(r"\W+", "_", exc.reason.lower()), exc.reason)
 
 
 @web.middleware
@@ -65,7 +64,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await handler(request)
-    except ApiError as exc:
+    except GatewayError as exc:
         response = error_response(exc, request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -76,7 +75,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(Unavailable("the gateway's store is unavailable; retry shortly"), request_id)
     except Exception:
         log.exception("request.failed", method=request.method, path=request.path)
-        response = error_response(ApiError("internal error; quote the requestId when reporting it"), request_id)
+        response = error_response(GatewayError("internal error; quote the requestId when reporting it"), request_id)
     response.headers.update(request[EXTRA_HEADERS])
     response.headers["x-request-id"] = request_id
     return response

@@ -7,10 +7,10 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from gateway.redis_client import Redis
-from gateway.tenants import ADMIN, Principal, digest, key_id_of
-from scheduler import keys
-from scheduler.scripts import lua
+from core import keys
+from core.redis_client import Redis
+from core.scripts import lua
+from core.tenants import ADMIN, Principal, digest, key_id_of
 
 WINDOW_SECONDS = 60
 

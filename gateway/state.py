@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from config import Settings
-from gateway.commands import Commands
-from gateway.errors import ForbiddenTenant, InvalidApiKey
+from core.errors import ForbiddenTenant, InvalidApiKey
+from core.instances import Instances
+from core.redis_client import Redis
+from core.tenants import Principal, Tenants
 from gateway.idempotency import Idempotency
-from gateway.instances import Instances
 from gateway.ratelimit import Gatekeeper
-from gateway.redis_client import Redis
-from gateway.tenants import Principal, Tenants
+from scheduler.commands import Commands
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
 from scheduler.ownership import Ownership

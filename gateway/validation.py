@@ -8,23 +8,14 @@ from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, BaseModel, ValidationError
 
-from gateway.errors import Issue, ValidationFailed
+from core.errors import Issue, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
 PART_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
-
-
-class ApiModel(BaseModel):
-    """Base of every request and response body: camelCase on the wire, unknown fields refused."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
-    )
 
 
 def _name_part(value: str) -> str:

@@ -13,11 +13,11 @@ from redis.commands.core import AsyncScript
 
 from config import LaneConfig, Settings
 from config.settings import LANES, LaneName
-from gateway.clock import now_ms
-from gateway.redis_client import Redis
-from scheduler import keys
+from core import keys
+from core.clock import now_ms
+from core.redis_client import Redis
+from core.scripts import lua
 from scheduler.messages import Message
-from scheduler.scripts import lua
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts

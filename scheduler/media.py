@@ -1,7 +1,7 @@
 """Media for outgoing messages: fetch `imageUrl` / `documentUrl` / `audioUrl` / `videoUrl` at send
 time, and turn audio into a WhatsApp voice note.
 
-Every fetch goes through the private-address guard (`gateway.netguard`: checked after DNS
+Every fetch goes through the private-address guard (`core.netguard`: checked after DNS
 resolution and on every redirect hop), under one overall deadline, with a size cap per media type
 that is enforced from Content-Length before reading and again while streaming, and with the content
 type sniffed from the bytes (libmagic) rather than trusted from the server.
@@ -31,7 +31,7 @@ import aiohttp
 import magic
 from yarl import URL
 
-from gateway.netguard import BlockedUrl, guarded_request, guarded_session
+from core.netguard import BlockedUrl, guarded_request, guarded_session
 
 MediaKind = Literal["image", "document", "audio", "video"]
 

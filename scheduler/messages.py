@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.settings import LaneName
-from gateway.clock import now_iso
-from gateway.redis_client import Redis
-from scheduler import keys
+from core import keys
+from core.clock import now_iso
+from core.redis_client import Redis
 
 SendType = Literal["text", "image", "document", "audio", "video"]
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gateway.drivers.base import OutgoingMessage
+from scheduler.drivers.base import OutgoingMessage
 from scheduler.media import MediaFetcher, to_voice_note
 from scheduler.messages import Message
 

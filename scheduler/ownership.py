@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.clock import now_ms
-from gateway.redis_client import Redis
-from scheduler import keys
-from scheduler.scripts import lua
-
-_CLAIM = lua("claim")
+from core import keys
+from core.clock import now_ms
+from core.redis_client import Redis
+from core.scripts import lua
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,7 @@ class Ownership:
     def __init__(self, redis: Redis, lease_timeout_ms: int) -> None:
         self.redis = redis
         self.lease_timeout_ms = lease_timeout_ms
+        self._claim = redis.register_script(lua("claim"))
 
     async def live_workers(self) -> list[str]:
         return list(await self.redis.zrangebyscore(keys.WORKERS, now_ms() - self.lease_timeout_ms, "+inf"))
@@ -44,15 +43,9 @@ class Ownership:
     async def claim(self, name: str, worker_id: str, expected: str | None) -> int | None:
         """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""
         previous = expected or ""
-        epoch = await self.redis.eval(
-            _CLAIM,
-            3,
-            keys.instance(name),
-            keys.worker_instances(previous),
-            keys.worker_instances(worker_id),
-            previous,
-            worker_id,
-            name,
+        epoch = await self._claim(
+            keys=[keys.instance(name), keys.worker_instances(previous), keys.worker_instances(worker_id)],
+            args=[previous, worker_id, name],
         )
         return int(epoch) if epoch else None
 

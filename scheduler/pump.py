@@ -12,8 +12,9 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import RedisError
 
-from gateway.clock import now_iso
-from gateway.drivers.base import (
+from core.clock import now_iso
+from scheduler import spintax
+from scheduler.drivers.base import (
     DriverError,
     NotLinkedError,
     NotOnWhatsAppError,
@@ -22,7 +23,6 @@ from gateway.drivers.base import (
     Session,
     TransientDriverError,
 )
-from scheduler import spintax
 from scheduler.lanes import Lanes, Outcome, Owner
 from scheduler.media import MediaError
 from scheduler.messages import Message, Messages

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -12,27 +11,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
-from arq.connections import ArqRedis
 from arq.worker import Worker, func
-from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from config import Settings
-from gateway.commands import COMMAND_JOB, Commands
-from gateway.crypto import SecretBox
-from gateway.drivers import make_driver
-from gateway.drivers.neonize import NeonizeDriver
-from gateway.instances import Instances
-from gateway.keyfiles import read_or_create
-from gateway.redis_client import connect
-from gateway.sessions import SessionHost
-from scheduler import keys
+from core import keys
+from core.crypto import SecretBox
+from core.instances import Instances
+from core.jobs import arq_pool, dumps, loads
+from core.keyfiles import read_or_create
+from core.redis_client import connect
+from scheduler.commands import COMMAND_JOB, Commands
+from scheduler.drivers import make_driver
+from scheduler.drivers.neonize import NeonizeDriver
 from scheduler.lanes import Lanes
 from scheduler.media import MediaFetcher
 from scheduler.messages import Messages
 from scheduler.outgoing import Outgoing
 from scheduler.ownership import Ownership
 from scheduler.pump import Pump
+from scheduler.sessions import SessionHost
 from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
 from webhooks.outbox import DELIVER_JOB, Outbox
 
@@ -53,21 +51,6 @@ def resolve_worker_id(settings: Settings) -> str:
     generated = f"{socket.gethostname().split('.')[0]}-{os.urandom(3).hex()}"
     worker_id, _ = read_or_create(settings.data_dir / WORKER_ID_FILE, generated)
     return worker_id
-
-
-def dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
-
-
-def loads(raw: bytes) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(raw)
-    return result
-
-
-def arq_pool(settings: Settings) -> ArqRedis:
-    assert settings.redis_url is not None
-    pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2)
-    return ArqRedis(pool, job_serializer=dumps, job_deserializer=loads)
 
 
 async def close_arq(worker: Worker) -> None:

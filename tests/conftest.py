@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings, load_settings
+from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
-from gateway.redis_server import EmbeddedRedis
 from scheduler.worker import worker_context
 
 ADMIN_KEY = "test-admin-key-0123456789"

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from gateway import netguard
+from core import netguard
 from scheduler.media import (
     MAX_BYTES,
     MB,

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from config import SettingsError, load_settings
-from gateway.drivers import make_driver
-from gateway.drivers import neonize as nd
-from gateway.drivers.base import (
+from scheduler.drivers import make_driver
+from scheduler.drivers import neonize as nd
+from scheduler.drivers.base import (
     Banned,
     Connected,
     Disconnected,
@@ -36,8 +36,8 @@ from gateway.drivers.base import (
     SendResult,
     TransientDriverError,
 )
-from gateway.drivers.neonize.loading import _e2e, _import, _pb
-from gateway.drivers.neonize.stores import _application_name, _psycopg
+from scheduler.drivers.neonize.loading import _e2e, _import, _pb
+from scheduler.drivers.neonize.stores import _application_name, _psycopg
 
 pb = _pb()
 e2e = _e2e()

@@ -1,4 +1,4 @@
-"""gateway.netguard: literal addresses, names after resolution, and redirects. Nothing here connects
+"""core.netguard: literal addresses, names after resolution, and redirects. Nothing here connects
 anywhere but 127.0.0.1."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway import netguard
-from gateway.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session, is_public
+from core import netguard
+from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session, is_public
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 

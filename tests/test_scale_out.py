@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.redis_server import EmbeddedRedis
+from core.redis_server import EmbeddedRedis
 from tests.conftest import ADMIN_KEY
 from tests.serve_process import ServeProcess, wait_for
 

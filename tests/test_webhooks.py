@@ -19,13 +19,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from config import Settings, SettingsError, load_settings
+from core import keys
+from core.crypto import SecretBox
+from core.instances import InstanceName, Instances
+from core.redis_client import connect
 from gateway.app import create_app
-from gateway.crypto import SecretBox
-from gateway.drivers.base import MessageReceived
-from gateway.instances import InstanceName, Instances
-from gateway.redis_client import connect
 from gateway.state import SERVICES
-from scheduler import keys
+from scheduler.drivers.base import MessageReceived
 from scheduler.worker import GatewayWorker, arq_pool, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver

@@ -5,7 +5,7 @@ A job (`DELIVER_JOB` on the shared `keys.OUTBOX_QUEUE`) only says "look at this 
 state is in the outbox, so any worker may run any job and duplicate jobs are harmless. Who
 delivers is decided by a short per-instance lock; its holder delivers head after head until the
 FIFO is empty, so a burst of events costs one job, and publishing queues a job only when none is
-pending (webhooks/scripts.py tells how no wake-up is lost). Each event costs one round trip to
+pending (core/lua/webhook_next.lua tells how no wake-up is lost). Each event costs one round trip to
 Redis besides the POST: storing the attempt and fetching the next head are one script. Retries
 are deferred jobs, and the due time of the next attempt is in the record, so a sweep at start-up
 (and now and then) re-creates any job lost with a worker.
@@ -24,11 +24,11 @@ import aiohttp
 import structlog
 
 from config import Settings
-from gateway.clock import now_iso
-from gateway.instances import Instances
-from gateway.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
-from gateway.redis_client import Redis
-from scheduler import keys
+from core import keys
+from core.clock import now_iso
+from core.instances import Instances
+from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
+from core.redis_client import Redis
 from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox
 from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 

@@ -5,7 +5,7 @@ included, before the next one goes, so a receiver sees an instance's events in t
 happened. A delivery is one JSON record holding the exact body that gets signed, its status and
 its attempts; a log of ids keeps recent deliveries listable and replayable after they settle.
 
-Publishing, each delivery step and handing over are one Lua script each (webhooks/scripts.py),
+Publishing, each delivery step and handing over are one Lua script each (core/lua/webhook_*.lua),
 delivery jobs included: one round trip apiece, and never half-done.
 """
 
@@ -28,12 +28,12 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import WatchError
 
-from gateway.clock import iso, now_iso
-from gateway.errors import InvalidState, NotFound
-from gateway.redis_client import Redis
-from gateway.validation import ApiModel
-from scheduler import keys
-from webhooks import scripts
+from core import keys
+from core.clock import iso, now_iso
+from core.errors import InvalidState, NotFound
+from core.records import ApiModel
+from core.redis_client import Redis
+from core.scripts import lua
 
 DELIVER_JOB = "deliver_webhooks"
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
@@ -123,12 +123,12 @@ class Outbox:
     def __init__(self, redis: Redis, arq: ArqRedis) -> None:
         self.redis = redis
         self.arq = arq
-        self._publish = redis.register_script(scripts.PUBLISH)
-        self._hand_over = redis.register_script(scripts.HAND_OVER)
-        self._next = redis.register_script(scripts.NEXT)
+        self._publish = redis.register_script(lua("webhook_enqueue", "webhook_publish"))
+        self._hand_over = redis.register_script(lua("webhook_enqueue", "webhook_hand_over"))
+        self._next = redis.register_script(lua("webhook_next"))
 
     def _job_args(self, instance_name: str, now: int) -> list[Any]:
-        """The arguments every job-queueing script starts with (see scripts._ENQUEUE)."""
+        """The arguments every job-queueing script starts with (see core/lua/webhook_enqueue.lua)."""
         job = serialize_job(DELIVER_JOB, (instance_name,), {}, None, now, serializer=self.arq.job_serializer)
         return [job_key_prefix, job, now, self.arq.expires_extra_ms, uuid4().hex]
 
@@ -158,7 +158,7 @@ class Outbox:
     async def kick(self, instance_name: str, at: datetime | None = None, token: str = "") -> None:
         """Queue a job to look at the instance's deliveries now, or at `at`: one job per due
         time, so scheduling the same retry again (after a sweep, say) adds nothing. The lock
-        holder passes its `token` to let go of the lock in the same step (see scripts.HAND_OVER)."""
+        holder passes its `token` to let go of the lock in the same step (core/lua/webhook_hand_over.lua)."""
         now = timestamp_ms()
         if at is None:
             await self._let_go(instance_name, now, token, uuid4().hex, now)
@@ -186,7 +186,7 @@ class Outbox:
         claim: bool = False,
         attempted: Delivery | None = None,
     ) -> Head | None:
-        """One step of the delivering worker (scripts.NEXT): store the `attempted` delivery, then
+        """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted` delivery, then
         the head to attempt next, the lock renewed for it; None once the FIFO is empty (the lock
         is let go then), or when `claim`ing a lock another worker holds. Raises LockLost."""
         record: list[Any] = []

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.clock import iso_from_ms
+from core import keys
+from core.clock import iso_from_ms
+from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import services
-from gateway.validation import ApiModel, NamePart
-from scheduler import keys
+from gateway.validation import NamePart
 
 
 class CreateTenant(ApiModel):

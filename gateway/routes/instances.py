@@ -8,13 +8,14 @@ from aiohttp import web
 from pydantic import AfterValidator, Field
 
 from config import Settings
-from gateway.errors import InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
-from gateway.instances import Instance, InstanceName, check_access
-from gateway.netguard import BlockedUrl
+from core.errors import InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
+from core.instances import Instance, InstanceName, check_access
+from core.netguard import BlockedUrl
+from core.records import ApiModel
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
 from gateway.state import principal, require_tenant_access, services
-from gateway.validation import PART_RE, ApiModel, PhoneNumber, WebUrl
+from gateway.validation import PART_RE, PhoneNumber, WebUrl
 from webhooks.delivery import check_webhook_url
 
 log = structlog.get_logger(__name__)

@@ -6,12 +6,13 @@ from aiohttp import web
 from pydantic import Field
 
 from config.settings import LaneName
-from gateway.errors import ForbiddenTenant, InvalidState, NotFound
-from gateway.instances import InstanceName, check_access
+from core.errors import ForbiddenTenant, InvalidState, NotFound
+from core.instances import InstanceName, check_access
+from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.routes.instances import InstanceNameStr
 from gateway.state import principal, require_tenant_access, services
-from gateway.validation import ApiModel, NamePart, PhoneNumber, WebUrl, validate
+from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
 from scheduler.messages import Message, SendType, new_message_id, new_record
 from scheduler.messages import Status as MessageStatus
 

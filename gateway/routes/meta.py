@@ -8,10 +8,10 @@ import swagger_ui_bundle
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.errors import Unavailable
+from core.errors import Unavailable
+from core.records import ApiModel
 from gateway.openapi import OPENAPI
 from gateway.state import services
-from gateway.validation import ApiModel
 
 DOCS_STATIC = "/docs/static"
 

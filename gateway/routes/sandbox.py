@@ -7,11 +7,12 @@ import json
 from aiohttp import web
 from pydantic import Field, model_validator
 
-from gateway.drivers.base import MessageType, ReceiptStatus
+from core import keys
+from core.records import ApiModel
 from gateway.routes.instances import accessible
 from gateway.state import services
-from gateway.validation import ApiModel, PhoneNumber
-from scheduler import keys
+from gateway.validation import PhoneNumber
+from scheduler.drivers.base import MessageType, ReceiptStatus
 
 
 class LinkBody(ApiModel):

@@ -3,10 +3,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import Field, model_validator
 
+from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.routes.instances import accessible, admitted_webhook_url
 from gateway.state import services
-from gateway.validation import ApiModel, WebUrl, validate
+from gateway.validation import WebUrl, validate
 from webhooks.outbox import Delivery
 
 TEST_EVENT = "webhook.test"

@@ -3,13 +3,13 @@
 `loading` imports neonize lazily, `mapping` turns its events and errors into the driver
 interface's, `stores` keeps the session stores (sqlite files or PostgreSQL schemas), `session`
 runs one number on one client per connect cycle and `driver` hands the sessions out. Nothing here
-imports neonize at import time: `import gateway.drivers.neonize` stays cheap and side-effect free.
+imports neonize at import time: `import scheduler.drivers.neonize` stays cheap and side-effect free.
 """
 
 from __future__ import annotations
 
-from gateway.drivers.neonize.driver import EXECUTOR_MARGIN, NeonizeDriver, executor_for, install_executor
-from gateway.drivers.neonize.mapping import (
+from scheduler.drivers.neonize.driver import EXECUTOR_MARGIN, NeonizeDriver, executor_for, install_executor
+from scheduler.drivers.neonize.mapping import (
     classify_error,
     digits,
     format_pairing_code,
@@ -17,7 +17,7 @@ from gateway.drivers.neonize.mapping import (
     map_event,
     message_content,
 )
-from gateway.drivers.neonize.session import (
+from scheduler.drivers.neonize.session import (
     LOOKUP_TIMEOUT,
     MEDIA_TIMEOUT,
     PAIR_QR_WAIT,
@@ -30,7 +30,7 @@ from gateway.drivers.neonize.session import (
     NeonizeSession,
     guard,
 )
-from gateway.drivers.neonize.stores import (
+from scheduler.drivers.neonize.stores import (
     PostgresStore,
     PostgresStores,
     SessionStore,

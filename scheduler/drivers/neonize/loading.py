@@ -2,7 +2,7 @@
 
 Importing neonize (any of its modules, even a protobuf one) calls `logging.basicConfig` and runs
 `uname`: configure logging first. The package only imports neonize lazily, inside functions and
-through `_import`, so `import gateway.drivers.neonize` stays cheap and side-effect free.
+through `_import`, so `import scheduler.drivers.neonize` stays cheap and side-effect free.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ from types import ModuleType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gateway.drivers.base import DriverError, TransientDriverError
-from gateway.drivers.neonize.mapping import digits
+from scheduler.drivers.base import DriverError, TransientDriverError
+from scheduler.drivers.neonize.mapping import digits
 
 log = logging.getLogger(__name__)
 

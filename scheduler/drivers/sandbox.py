@@ -19,8 +19,10 @@ from pathlib import Path
 
 import structlog
 
-from gateway.clock import iso
-from gateway.drivers.base import (
+from core import keys
+from core.clock import iso
+from core.redis_client import Redis
+from scheduler.drivers.base import (
     Banned,
     Connected,
     Disconnected,
@@ -37,8 +39,6 @@ from gateway.drivers.base import (
     SendResult,
     TransientDriverError,
 )
-from gateway.redis_client import Redis
-from scheduler import keys
 
 log = structlog.get_logger(__name__)
 

@@ -9,9 +9,13 @@ from typing import Any
 
 import structlog
 
-from gateway.clock import iso, now_iso
-from gateway.commands import Commands, error
-from gateway.drivers.base import (
+from core import keys
+from core.clock import iso, now_iso
+from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
+from core.instances import Instances
+from core.redis_client import Redis
+from scheduler.commands import Commands
+from scheduler.drivers.base import (
     Banned,
     Connected,
     Disconnected,
@@ -25,11 +29,7 @@ from gateway.drivers.base import (
     Receipt,
     Session,
 )
-from gateway.drivers.sandbox import SandboxSession
-from gateway.errors import InvalidState, NotFound, WhatsAppError
-from gateway.instances import Instances
-from gateway.redis_client import Redis
-from scheduler import keys
+from scheduler.drivers.sandbox import SandboxSession
 from scheduler.lanes import Lanes, Owner
 from scheduler.messages import Messages
 from scheduler.ownership import Ownership
@@ -188,15 +188,15 @@ class SessionHost:
         structlog.contextvars.bind_contextvars(instance=name, op=op)
         try:
             return {"ok": await self._command(name, op, args)}
-        except (InvalidState, NotFound, WhatsAppError) as exc:
-            return error(exc.code, exc.message)
+        except GatewayError as exc:
+            return {"error": to_wire(exc)}
         except NotLinkedError as exc:
-            return error(InvalidState.code, str(exc))
+            return {"error": to_wire(InvalidState(str(exc)))}
         except DriverError as exc:
-            return error(WhatsAppError.code, str(exc) or type(exc).__name__)
+            return {"error": to_wire(WhatsAppError(str(exc) or type(exc).__name__))}
         except Exception:  # the API waits for an answer: give it one it can show, not a lost job
             log.exception("command.failed")
-            return error(WhatsAppError.code, f"the worker could not carry out {op!r}; its log says why")
+            return {"error": to_wire(WhatsAppError(f"the worker could not carry out {op!r}; its log says why"))}
         finally:
             structlog.contextvars.unbind_contextvars("instance", "op")
 

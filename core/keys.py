@@ -79,7 +79,7 @@ def webhook_lock(name: str) -> str:
 
 
 def webhook_wake(name: str) -> str:
-    return f"{PREFIX}whwake:{name}"  # job-pending flag: someone must still look (webhooks/scripts.py)
+    return f"{PREFIX}whwake:{name}"  # job-pending flag: someone must still look (core/lua/webhook_next.lua)
 
 
 # Sandbox driver.

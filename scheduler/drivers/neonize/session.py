@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.drivers.base import (
+from scheduler.drivers.base import (
     Banned,
     Disconnected,
     DriverError,
@@ -42,8 +42,8 @@ from gateway.drivers.base import (
     SendResult,
     TransientDriverError,
 )
-from gateway.drivers.neonize.loading import _e2e, _import, _pb
-from gateway.drivers.neonize.mapping import (
+from scheduler.drivers.neonize.loading import _e2e, _import, _pb
+from scheduler.drivers.neonize.mapping import (
     _enum_name,
     classify_error,
     digits,
@@ -51,7 +51,7 @@ from gateway.drivers.neonize.mapping import (
     from_epoch,
     map_event,
 )
-from gateway.drivers.neonize.stores import SessionStore, SqliteStore
+from scheduler.drivers.neonize.stores import SessionStore, SqliteStore
 
 log = logging.getLogger(__name__)
 

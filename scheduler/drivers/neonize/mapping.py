@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.drivers.base import (
+from scheduler.drivers.base import (
     Banned,
     Connected,
     Disconnected,
@@ -25,7 +25,7 @@ from gateway.drivers.base import (
     ReceiptStatus,
     TransientDriverError,
 )
-from gateway.drivers.neonize.loading import _pb
+from scheduler.drivers.neonize.loading import _pb
 
 _DIRECT_CHAT_SERVERS = frozenset({"s.whatsapp.net", "lid", "c.us"})
 _MEDIA_FIELDS: tuple[MessageType, ...] = ("imageMessage", "documentMessage", "audioMessage", "videoMessage")

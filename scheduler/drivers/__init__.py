@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 from config import Settings
-from gateway.drivers.base import Driver
-from gateway.redis_client import Redis
+from core.redis_client import Redis
+from scheduler.drivers.base import Driver
 
 
 def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
     sessions_dir = settings.data_dir / "sessions"
     sessions_dir.mkdir(parents=True, exist_ok=True)
     if settings.driver == "sandbox":
-        from gateway.drivers.sandbox import SandboxDriver
+        from scheduler.drivers.sandbox import SandboxDriver
 
         return SandboxDriver(sessions_dir, redis, worker_id)
-    from gateway.drivers.neonize import NeonizeDriver
+    from scheduler.drivers.neonize import NeonizeDriver
 
     return NeonizeDriver(
         sessions_dir,

@@ -6,10 +6,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from gateway.clock import now_iso
-from gateway.errors import AlreadyExists, NotFound
-from gateway.redis_client import Redis
-from scheduler import keys
+from core import keys
+from core.clock import now_iso
+from core.errors import AlreadyExists, NotFound
+from core.redis_client import Redis
 
 KEY_PREFIX = "wag"
 

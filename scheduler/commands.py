@@ -7,20 +7,11 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from gateway.errors import ApiError, InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
-from scheduler import keys
+from core import keys
+from core.errors import Unavailable, from_wire
 from scheduler.ownership import Ownership
 
 COMMAND_JOB = "instance_command"
-ERRORS: dict[str, type[ApiError]] = {
-    InvalidState.code: InvalidState,
-    NotFound.code: NotFound,
-    WhatsAppError.code: WhatsAppError,
-}
-
-
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
 
 
 class Commands:
@@ -59,8 +50,5 @@ class Commands:
         except TimeoutError:
             raise Unavailable(f"worker {owner} did not answer within {self.timeout:g} s; retry shortly") from None
         if "error" in result:
-            code, message = result["error"]["code"], result["error"]["message"]
-            if code == ValidationFailed.code:
-                raise ValidationFailed.at([], message)
-            raise ERRORS.get(code, WhatsAppError)(message)
+            raise from_wire(result["error"])
         return dict(result.get("ok") or {})

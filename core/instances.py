@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from config.settings import LANES
-from gateway.clock import iso
-from gateway.crypto import SecretBox
-from gateway.errors import AlreadyExists, ForbiddenTenant, NotFound
-from gateway.redis_client import Redis
-from gateway.tenants import Principal
-from scheduler import keys
-from scheduler.scripts import lua
+from core import keys
+from core.clock import iso
+from core.crypto import SecretBox
+from core.errors import AlreadyExists, ForbiddenTenant, NotFound
+from core.redis_client import Redis
+from core.scripts import lua
+from core.tenants import Principal
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.drivers.base import DriverError, EventSink, TransientDriverError
-from gateway.drivers.neonize.session import NeonizeSession
-from gateway.drivers.neonize.stores import PostgresStores, SessionStore, SqliteStore
+from scheduler.drivers.base import DriverError, EventSink, TransientDriverError
+from scheduler.drivers.neonize.session import NeonizeSession
+from scheduler.drivers.neonize.stores import PostgresStores, SessionStore, SqliteStore
 
 # Threads beyond one per hosted session: media uploads, sends still running in Go after we gave
 # up waiting, sqlite reads and whatever else uses `asyncio.to_thread`.
