@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from config import Settings
-from core.errors import ForbiddenTenant, InvalidApiKey
-from core.instances import Instances
+from core.errors import InvalidApiKey
+from core.instances import Instance, Instances
 from core.redis_client import Redis
 from core.tenants import Principal, Tenants
 from gateway.idempotency import Idempotency
@@ -55,6 +55,19 @@ def principal(request: web.Request) -> Principal:
 def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:
     """The caller must be the admin or a key of `tenant_id`."""
     caller = principal(request)
-    if not caller.is_admin and caller.tenant_id != tenant_id:
-        raise ForbiddenTenant(f"this API key belongs to tenant {caller.tenant_id!r}, not {tenant_id!r}")
+    caller.require(tenant_id, f"tenant {tenant_id!r}")
     return caller
+
+
+def require_instance_access(request: web.Request, name: str) -> Principal:
+    """A tenant key may only touch instance names that start with its own `tenantId__`."""
+    caller = principal(request)
+    caller.require(name.split("__")[0], f"instance {name!r}")
+    return caller
+
+
+async def accessible_instance(request: web.Request) -> Instance:
+    """The instance named in the path, if the caller may touch it (403 before 404: no probing)."""
+    name = request.match_info["name"]
+    require_instance_access(request, name)
+    return await services(request).instances.get(name)
