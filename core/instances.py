@@ -12,7 +12,7 @@ from core import keys
 from core.clock import iso
 from core.crypto import SecretBox
 from core.errors import AlreadyExists, NotFound
-from core.redis_client import Redis
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
 NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
@@ -188,21 +188,12 @@ class Instances:
         [counts] = await self._lanes([name])
         return {**counts, "total": sum(counts.values())}
 
-    async def delete(self, instance: Instance) -> None:
+    @staticmethod
+    def forget(pipe: Pipeline, instance: Instance) -> None:
+        """Queue the deletion of the instance's own records (the sandbox's record of sends with them)."""
         name = instance.name
-        deliveries = await self.redis.zrange(keys.webhook_log(name), 0, -1)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.instance(name), keys.outbox(name), keys.sandbox_sent(name))
-            pipe.delete(
-                keys.webhook_log(name),
-                keys.webhook_seq(name),
-                keys.webhook_wake(name),
-                *(keys.webhook_delivery(name, d) for d in deliveries),
-            )
-            pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))
-            pipe.delete(*(keys.sent_times(name, lane) for lane in LANES))
-            pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
-            pipe.srem(keys.INSTANCES, name)
-            if instance.owner:
-                pipe.srem(keys.worker_instances(instance.owner), name)
-            await pipe.execute()
+        pipe.delete(keys.instance(name), keys.sandbox_sent(name))
+        pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
+        pipe.srem(keys.INSTANCES, name)
+        if instance.owner:
+            pipe.srem(keys.worker_instances(instance.owner), name)

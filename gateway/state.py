@@ -2,46 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from aiohttp import web
 
-from config import Settings
 from core.errors import InvalidApiKey
-from core.instances import Instance, Instances
-from core.redis_client import Redis
-from core.tenants import Principal, Tenants
+from core.instances import Instance
+from core.tenants import Principal
 from gateway.idempotency import Idempotency
 from gateway.ratelimit import Gatekeeper
-from scheduler.commands import Commands
-from scheduler.lanes import Lanes
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from scheduler.services import Services
 
 
 @dataclass
-class Services:
-    settings: Settings
-    redis: Redis
-    tenants: Tenants
+class ApiServices(Services):
+    """The domain's services plus the API's own: authentication with its rate limit, idempotency."""
+
     gatekeeper: Gatekeeper
     idempotency: Idempotency
-    instances: Instances
-    commands: Commands
-    lanes: Lanes
-    ownership: Ownership
-    messages: Messages
-    outbox: Outbox
+
+    @classmethod
+    def around(cls, domain: Services) -> ApiServices:
+        assert domain.settings.admin_key is not None
+        return cls(
+            **{field.name: getattr(domain, field.name) for field in fields(domain)},
+            gatekeeper=Gatekeeper(
+                domain.redis, domain.settings.admin_key.get_secret_value(), domain.settings.rate_limit
+            ),
+            idempotency=Idempotency(domain.redis, domain.box),
+        )
 
 
-SERVICES = web.AppKey("services", Services)
+SERVICES = web.AppKey("services", ApiServices)
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
 
 
-def services(request: web.Request) -> Services:
+def services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
 
 

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 from pydantic import Field
 
-from core.errors import InvalidState, NotFound, Unavailable, WhatsAppError
+from core.errors import InvalidState, NotFound
 from core.instances import Instance, InstanceName
 from core.records import ApiModel
 from gateway.qr import qr_data_uri
@@ -15,10 +15,6 @@ from gateway.state import accessible_instance, require_instance_access, require_
 from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
 
 log = structlog.get_logger(__name__)
-
-
-CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
-INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 
 class CreateInstance(ApiModel):
@@ -119,15 +115,7 @@ async def get_queue(request: web.Request) -> web.Response:
 
 async def delete_instance(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
-    svc = services(request)
-    await svc.lanes.retire(instance.name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
-    if instance.owner is not None:
-        try:
-            await svc.commands.call(instance.name, "delete")
-        except (Unavailable, WhatsAppError) as exc:
-            # The records go anyway: a half-deleted instance could not be deleted again.
-            log.warning("instance.logout_failed", instance=instance.name, error=exc.message)
-    await svc.instances.delete(instance)
+    await services(request).delete_instance(instance)
     return web.Response(status=204)
 
 
