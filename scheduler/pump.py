@@ -1,5 +1,5 @@
-"""The pump: one arq job per wake-up of an instance. It takes the next message its lanes allow,
-sends it through the instance's WhatsApp session, records what happened and schedules the next
+"""The pump: sends one message the claim loop picked (scheduler/claim_loop.py) through the
+instance's WhatsApp session and records what happened, which also schedules the instance's next
 wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from scheduler.drivers.base import (
     Session,
     TransientDriverError,
 )
-from scheduler.lanes import Lanes, Outcome, Owner
+from scheduler.lanes import Claimed, Lanes, Outcome, Owner
 from scheduler.media import MediaError
 from scheduler.messages import Message, Messages
 from webhooks.outbox import Outbox
@@ -33,9 +33,9 @@ log = structlog.get_logger(__name__)
 # Transient failures (not connected, network blips) retry after these delays, then give up.
 RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
 EXPIRED = "expired: waited longer than the configured limit to be sent"
-# How long a pump keeps trying to record an outcome while Redis is away; past it the recovery
-# sweep takes the message back (marked possibly duplicated).
-FINISH_PATIENCE_SECONDS = 120
+# While Redis is away, recording an outcome is tried again this often, for as long as it takes:
+# the message stays `sending` meanwhile, and no other send starts on its number.
+FINISH_RETRY_SECONDS = 0.5
 
 
 class SessionSource(Protocol):
@@ -43,10 +43,6 @@ class SessionSource(Protocol):
 
     async def forget(self, name: str) -> None:
         """Close the instance's session here: another worker owns it now."""
-        ...
-
-    async def epoch(self, name: str) -> int | None:
-        """The epoch we own the instance under, or None if we do not own it."""
         ...
 
     async def still_owns(self, name: str, owner: Owner) -> bool: ...
@@ -82,21 +78,16 @@ class Pump:
         self.media = media
         self.outbox = outbox
 
-    async def run(self, name: str, token: str) -> None:
-        epoch = await self.sessions.epoch(name)
-        owner = (self.worker_id, epoch or 0)
-        pick = await self.lanes.pick(name, token, owner, {"status": "failed", "error": EXPIRED})
-        if pick.kind == "fenced":
-            log.warning("pump.fenced", instance=name)  # another worker owns it now: its sends are not ours
-            await self.sessions.forget(name)
-            return
-        for message_id in pick.expired:
+    async def run(self, claimed: Claimed) -> None:
+        name = claimed.name
+        owner = (self.worker_id, claimed.epoch)
+        for message_id in claimed.expired:
             expired = await self.messages.get(message_id)
             if expired is not None:
                 await self._publish(name, expired, {})
-        if pick.message is None:
+        if claimed.message is None:
             return
-        message = pick.message
+        message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
             result = await self._send(name, owner, message)
@@ -157,16 +148,14 @@ class Pump:
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
-        deadline = time.monotonic() + FINISH_PATIENCE_SECONDS
+        # Trying again is safe: finish.lua records a message once, and only for its owner.
         while True:
             try:
                 await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
                 return
             except RedisError:
-                if time.monotonic() > deadline:
-                    raise
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
-                await asyncio.sleep(1)
+                await asyncio.sleep(FINISH_RETRY_SECONDS)
 
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):

@@ -1,8 +1,11 @@
--- Accept a message: record + lane entry + wake-up, all or nothing.
--- KEYS[9] message hash. ARGV 7 message id, 8 lane, 9 record JSON. Returns 0 if the instance is gone.
+-- Accept messages for one instance: records + lane entries + wake-up, all or nothing.
+-- ARGV from 8: for each message, its id, its lane and its record as JSON.
+-- Returns 0 if the instance is gone (nothing is recorded then).
 if redis.call('HEXISTS', inst, 'createdAt') == 0 then return 0 end
-hset_json(KEYS[9], ARGV[9])
-redis.call('RPUSH', lane_key(lane_index(ARGV[8])), ARGV[7])
-redis.call('HINCRBY', stats, 'accepted', 1)
+for i = 8, #ARGV, 3 do
+  hset_json(msg_prefix .. ARGV[i], ARGV[i + 2])
+  redis.call('RPUSH', lane_key(lane_index(ARGV[i + 1])), ARGV[i])
+end
+redis.call('HINCRBY', stats, 'accepted', (#ARGV - 7) / 3)
 wake_if_open()
 return 1

@@ -139,7 +139,7 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
         media_url=_media_url(content),
         file_name=getattr(content, "file_name", None),
     )
-    if not await svc.lanes.accept(instance_name, message_id, content.lane, record):
+    if not await svc.lanes.accept(instance_name, [(message_id, content.lane, record)]):
         raise NotFound(f"no instance {instance_name!r}")
     queued = Queued(
         id=message_id,
