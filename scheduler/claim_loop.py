@@ -28,12 +28,20 @@ log = structlog.get_logger(__name__)
 IDLE_SECONDS = 1.0
 # After a Redis error, wait this long before trying again (then sweep: a claim may have been cut).
 RETRY_SECONDS = 0.2
-SWEEP_SECONDS = 10.0
 
 
 class ClaimLoop:
-    def __init__(self, worker_id: str, lanes: Lanes, ownership: Ownership, pump: Pump, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        lanes: Lanes,
+        ownership: Ownership,
+        pump: Pump,
+        max_in_flight: int,
+        sweep_seconds: float,
+    ) -> None:
         self.worker_id = worker_id
+        self.sweep_seconds = sweep_seconds
         self.lanes = lanes
         self.ownership = ownership
         self.pump = pump
@@ -47,12 +55,12 @@ class ClaimLoop:
     async def run(self) -> None:
         """Claim and send until cancelled; a Redis outage only pauses it."""
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time() + SWEEP_SECONDS
+        next_sweep = loop.time() + self.sweep_seconds
         while True:
             try:
                 if self._sweep_due or loop.time() > next_sweep:
                     await self.sweep()
-                    next_sweep = loop.time() + SWEEP_SECONDS
+                    next_sweep = loop.time() + self.sweep_seconds
                 await self._wait(await self._claim())
             except (RedisError, OSError) as exc:
                 log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))

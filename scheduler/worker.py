@@ -99,7 +99,9 @@ class GatewayWorker:
         )
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
         pump = Pump(self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox)
-        self.claims = ClaimLoop(self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT)
+        self.claims = ClaimLoop(
+            self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
+        )
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
         self._record: dict[str, str | int] = {
