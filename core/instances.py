@@ -105,6 +105,13 @@ class Instances:
         data = await self.redis.hgetall(keys.instance(name))
         return Instance.from_hash(data) if data.get("createdAt") else None
 
+    async def exist(self, names: list[str]) -> list[bool]:
+        """Whether each instance exists, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hexists(keys.instance(name), "createdAt")
+            return [bool(found) for found in await pipe.execute()]
+
     async def get(self, name: str) -> Instance:
         found = await self.find(name)
         if found is None:

@@ -124,6 +124,10 @@ def message(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
 
 
+def client_ref(name: str, ref: str) -> str:
+    return f"{PREFIX}cref:{name}:{ref}"  # the message id a batch item's clientRef queued (core/lua/accept.lua)
+
+
 def whatsapp_id(name: str, wa_message_id: str) -> str:
     return f"{PREFIX}wamid:{name}:{wa_message_id}"  # our message id, for receipts
 

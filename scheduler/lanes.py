@@ -24,6 +24,20 @@ Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
 
 
+# How long a batch item's clientRef keeps it from being queued twice.
+CLIENT_REF_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Accepting:
+    """A message to accept: its id, lane and record, and the client's reference for it, if any."""
+
+    message_id: str
+    lane: LaneName
+    record: dict[str, Any]
+    client_ref: str | None = None
+
+
 @dataclass(frozen=True)
 class Claimed:
     """An instance the claim loop took: the message to send (already `sending`), if any, picked
@@ -77,11 +91,19 @@ class Lanes:
         ]
         return await self._scripts[script](args=[*common, *args])
 
-    async def accept(self, name: str, messages: list[tuple[str, LaneName, dict[str, Any]]]) -> bool:
-        """Record the messages (id, lane, record), queue them and wake the instance: one atomic
-        step. False, with nothing recorded, when the instance does not exist."""
-        args = [arg for message_id, lane, record in messages for arg in (message_id, lane, json.dumps(record))]
-        return bool(await self._run("accept", name, *args))
+    async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
+        """Record the messages, queue them and wake the instance: one atomic step. For each
+        message, None when it was queued now, or the id of the message its client reference
+        queued before (then it is not queued again). None, with nothing recorded, when the
+        instance does not exist."""
+        args: list[Any] = [CLIENT_REF_SECONDS]
+        for item in messages:
+            ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
+            args += [item.message_id, item.lane, json.dumps(item.record), ref_key]
+        answers = await self._run("accept", name, *args)
+        if not answers:
+            return None
+        return [earlier or None for earlier in answers[1:]]
 
     async def claim_due(self, worker_id: str, room: int, expired_fields: dict[str, Any]) -> Claim:
         """Take up to `room` of the worker's due instances and pick what each sends now."""
