@@ -198,7 +198,6 @@ class Instances:
             pipe.delete(
                 keys.webhook_log(name),
                 keys.webhook_seq(name),
-                keys.webhook_wake(name),
                 *(keys.webhook_delivery(name, d) for d in deliveries),
             )
             pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
@@ -47,6 +48,7 @@ class Claimed:
     epoch: int
     message: Message | None
     expired: tuple[str, ...]
+    at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
 
 
 @dataclass(frozen=True)

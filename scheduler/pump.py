@@ -70,8 +70,11 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
+        lease_seconds: float,
     ) -> None:
         self.worker_id = worker_id
+        # A claim younger than this cannot have been fenced off: the lease has not run out since.
+        self.recheck_after = lease_seconds / 3
         self.lanes = lanes
         self.messages = messages
         self.sessions = sessions
@@ -90,7 +93,7 @@ class Pump:
         message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
-            result = await self._send(name, owner, message)
+            result = await self._send(name, owner, message, claimed.at)
         except RedisError:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
@@ -106,7 +109,7 @@ class Pump:
         if result.outcome != "requeue":
             await self._publish(name, message, result.fields)
 
-    async def _send(self, name: str, owner: Owner, message: Message) -> Result | None:
+    async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
@@ -118,9 +121,10 @@ class Pump:
             if not await session.is_on_whatsapp(message.to):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
-            # Media can take a while: if we lost the instance meanwhile (a pause past our lease),
-            # the new owner has taken this message back, and sending it here would duplicate it.
-            if not await self.sessions.still_owns(name, owner):
+            # Media can take a while, and the process may have been paused: if we lost the
+            # instance meanwhile (that takes a lease), the new owner has taken this message back,
+            # and sending it here would duplicate it. Sooner than that, we cannot have lost it.
+            if time.monotonic() - claimed_at > self.recheck_after and not await self.sessions.still_owns(name, owner):
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
