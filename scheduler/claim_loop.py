@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from scheduler.lanes import Claimed, Lanes
+from scheduler.messages import changes
 from scheduler.ownership import Ownership
 from scheduler.pump import EXPIRED, Pump
 
@@ -74,7 +75,7 @@ class ClaimLoop:
             room = self.max_in_flight - len(self.running)
             if room <= 0 or not self._claiming:
                 return None
-            claim = await self.lanes.claim_due(self.worker_id, room, {"status": "failed", "error": EXPIRED})
+            claim = await self.lanes.claim_due(self.worker_id, room, changes(status="failed", error=EXPIRED))
             for claimed in claim.taken:
                 self._start(claimed)
         if len(claim.taken) == room:

@@ -19,7 +19,7 @@ from core import keys
 from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.messages import Message
+from scheduler.messages import Message, lua_fields
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -31,11 +31,9 @@ CLIENT_REF_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class Accepting:
-    """A message to accept: its id, lane and record, and the client's reference for it, if any."""
+    """A message to accept, and the client's reference for it, if any."""
 
-    message_id: str
-    lane: LaneName
-    record: dict[str, Any]
+    message: Message
     client_ref: str | None = None
 
 
@@ -73,7 +71,7 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lua("fields", "common", name))
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
             for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep")
         }
 
@@ -101,7 +99,7 @@ class Lanes:
         args: list[Any] = [CLIENT_REF_SECONDS]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
-            args += [item.message_id, item.lane, json.dumps(item.record), ref_key]
+            args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
         answers = await self._run("accept", name, *args)
         if not answers:
             return None

@@ -25,7 +25,7 @@ from scheduler.drivers.base import (
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner
 from scheduler.media import MediaError
-from scheduler.messages import Message, Messages
+from scheduler.messages import FIELDS, Message, Messages, changes
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -98,7 +98,7 @@ class Pump:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
-            result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
+            result = Result("failed_uncounted", changes(status="failed", error=f"internal_error: {type(exc).__name__}"))
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         if result is None:
@@ -128,26 +128,26 @@ class Pump:
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
-            return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error="not_on_whatsapp", attempts=attempts))
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed", changes(status="failed", error=error, attempts=attempts))
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc))
         except DriverError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
         except MediaError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
-        fields: dict[str, Any] = {
-            "status": "sent",
-            "error": None,  # a transient failure before this attempt is history now
-            "sentAt": now_iso(),
-            "waMessageId": sent.message_id,
-            "attempts": attempts,
-            "text": text,
-            "caption": caption,
-        }
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
+        fields = changes(
+            status="sent",
+            error=None,  # a transient failure before this attempt is history now
+            sent_at=now_iso(),
+            wa_message_id=sent.message_id,
+            attempts=attempts,
+            text=text,
+            caption=caption,
+        )
         return Result("sent", fields)
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
@@ -164,17 +164,16 @@ class Pump:
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):
             error = f"gave up after {attempts} attempts: {reason}"
-            return Result("failed_uncounted", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error=error, attempts=attempts))
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
-        return Result("requeue", {"status": "pending", "error": reason, "attempts": attempts}, retry_at)
+        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
-    async def _publish(self, name: str, message: Message, changes: dict[str, Any]) -> None:
+    async def _publish(self, name: str, message: Message, changed: dict[str, Any]) -> None:
         """message.sent or message.failed, from the record as it was picked plus what changed since."""
         ended = {
-            "status": message.status,
-            "sentAt": message.sent_at,
-            "waMessageId": message.wa_message_id,
-            "error": message.error,
-        } | {key: changes[key] for key in ("status", "sentAt", "waMessageId", "error") if key in changes}
+            field: changed.get(FIELDS[attribute], getattr(message, attribute))
+            for attribute in ("status", "sent_at", "wa_message_id", "error")
+            for field in [FIELDS[attribute]]
+        }
         data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
         await self.outbox.publish(name, f"message.{ended['status']}", data)

@@ -26,7 +26,7 @@ local function pick()
     local id = redis.call('LPOP', lane_key(lane))
     local msg = msg_prefix .. id
     if redis.call('EXISTS', msg) == 1 then
-      local created = tonumber(redis.call('HGET', msg, 'createdMs'))
+      local created = tonumber(redis.call('HGET', msg, F.createdMs))
       if now - created > max_wait then
         hset_json(msg, expired_fields)
         redis.call('EXPIRE', msg, retention)
@@ -36,7 +36,7 @@ local function pick()
         redis.call('ZADD', sent_key(lane), now, id)
         redis.call('HSET', pump, 'due', 0, 'inflight', id, 'inflightLane', LANES[lane])
         -- eligibleMs: when the lanes first allowed this message to go (for lateness figures)
-        redis.call('HSET', msg, 'status', 'sending', 'eligibleMs', math.max(at, created))
+        redis.call('HSET', msg, F.status, 'sending', F.eligibleMs, math.max(at, created))
         local fields = {}
         local flat = redis.call('HGETALL', msg)
         for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end

@@ -1,3 +1,4 @@
+-- Message record fields are named through `F`, generated from scheduler/messages.py (lua_fields).
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
 -- here can interleave with another sender, the claim loop or a flush.
 -- ARGV: 1 now (ms), 2 instance name, 3 instance key prefix, 4 due-set key prefix, 5 message key
@@ -99,9 +100,9 @@ local function reset_pump(possibly_sent)
   local lane = lane_index(redis.call('HGET', pump, 'inflightLane') or '')
   if inflight and lane then
     local msg = msg_prefix .. inflight
-    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, 'status') == 'sending' then
-      redis.call('HSET', msg, 'status', 'pending')
-      if possibly_sent then redis.call('HSET', msg, 'possiblyDuplicated', '1') end
+    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, F.status) == 'sending' then
+      redis.call('HSET', msg, F.status, 'pending')
+      if possibly_sent then redis.call('HSET', msg, F.possiblyDuplicated, '1') end
       redis.call('ZREM', sent_key(lane), inflight)
       redis.call('LPUSH', lane_key(lane), inflight)
       requeued = inflight

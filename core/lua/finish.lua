@@ -17,7 +17,7 @@ local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
 local msg = msg_prefix .. id
 local exists = redis.call('EXISTS', msg) == 1
-local cancelled = exists and redis.call('HGET', msg, 'status') == 'cancelled'
+local cancelled = exists and redis.call('HGET', msg, F.status) == 'cancelled'
 if exists and not cancelled then hset_json(msg, ARGV[10]) end
 if outcome == 'sent' then
   -- receipts name WhatsApp's id: remember which message it was
