@@ -1,8 +1,6 @@
 """Temporary bans (sandbox): a banned number stays closed until its latest ban is over, then
 reopens by itself; asking for a QR code meanwhile is refused at once."""
 
-import asyncio
-
 import pytest
 from aiohttp.test_utils import TestClient
 
