@@ -21,6 +21,7 @@ from core.errors import (
     PayloadTooLarge,
     RateLimited,
     Unavailable,
+    ValidationFailed,
 )
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
@@ -29,12 +30,19 @@ from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
 
 log = structlog.get_logger(__name__)
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+# Printable ASCII without spaces: API keys and idempotency keys are tokens, never free text.
+TOKEN = r"[!-~]+"
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
 
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(12)}"
+    return given if re.fullmatch(REQUEST_ID_PATTERN, given) else new_request_id()
 
 
 def error_response(exc: GatewayError, request_id: str) -> web.Response:
@@ -93,6 +101,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
     api_key = request.headers.get("apikey", "") if route.access != "public" else ""
+    if api_key and not re.fullmatch(TOKEN, api_key):
+        raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
@@ -115,6 +125,10 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     key = request.headers.get("Idempotency-Key")
     if request.method != "POST" or key is None or PRINCIPAL not in request:
         return await handler(request)
+    if not re.fullmatch(TOKEN, key) or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationFailed.at(
+            ["headers", "Idempotency-Key"], f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, no spaces"
+        )
     store = services(request).idempotency
     scope = request[PRINCIPAL].key_id
     print_ = fingerprint(request.method, request.path, await request.read())

@@ -1,42 +1,99 @@
-"""Request parsing with pydantic: every problem becomes an `Issue` with its path."""
+"""Request parsing with pydantic: every problem becomes an `Issue` with its path.
+
+Each constrained string is written once, as the body of a regular expression: the validator
+full-matches it (so no trailing newline slips through, as it would past `$`), and the OpenAPI
+document carries the same expression, anchored, with the same length limit."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, WithJsonSchema
 
 from core.errors import Issue, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
-PART_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
-PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
+PART = r"[a-z0-9]+(?:_[a-z0-9]+)*"
+PART_MAX = 40
+INSTANCE_NAME = rf"{PART}__{PART}__{PART}"
+INSTANCE_NAME_MAX = 100
+PHONE = r"[1-9][0-9]{6,14}"
+# http(s), an ASCII host name (punycode for international names), an optional port, then any
+# printable ASCII: exactly what a webhook or media fetch accepts, with no user:password@ part.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://{_LABEL}(?:\.{_LABEL})*(?::{_PORT})?(?:[/?#][!-~]*)?"
+WEB_URL_MAX = 2048
 
 
-def _name_part(value: str) -> str:
-    if not PART_RE.match(value):
-        raise ValueError("use lowercase letters and digits, with single underscores inside (e.g. acme or acme_2)")
-    if len(value) > 40:
-        raise ValueError("must be at most 40 characters")
-    return value
+def string_schema(pattern: str, max_length: int, **extra: Any) -> WithJsonSchema:
+    """The OpenAPI description of a string that must full-match `pattern`."""
+    return WithJsonSchema({"type": "string", "pattern": f"^{pattern}$", "maxLength": max_length, **extra})
 
 
-def _phone(value: str) -> str:
-    if PHONE_RE.match(value):
+def _checked(pattern: str, max_length: int, problem: Callable[[str], str]) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(problem(value))
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
         return value
+
+    return check
+
+
+def _phone_problem(value: str) -> str:
     digits = re.sub(r"\D", "", value)
-    if PHONE_RE.match(digits):
-        raise ValueError(f"use international digits only, without '+', spaces or dashes: send {digits!r}")
-    raise ValueError("must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678")
+    if re.fullmatch(PHONE, digits):
+        return f"use international digits only, without '+', spaces or dashes: send {digits!r}"
+    return "must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678"
 
 
-NamePart = Annotated[str, AfterValidator(_name_part)]
-PhoneNumber = Annotated[str, AfterValidator(_phone)]
+NamePart = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            PART, PART_MAX, lambda _: "use lowercase letters and digits, with single underscores inside (e.g. acme)"
+        )
+    ),
+    string_schema(PART, PART_MAX),
+]
+InstanceNameStr = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            INSTANCE_NAME,
+            INSTANCE_NAME_MAX,
+            lambda _: (
+                "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
+                "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
+            ),
+        )
+    ),
+    string_schema(INSTANCE_NAME, INSTANCE_NAME_MAX),
+]
+PhoneNumber = Annotated[str, AfterValidator(_checked(PHONE, 15, _phone_problem)), string_schema(PHONE, 15)]
+WebUrl = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            WEB_URL,
+            WEB_URL_MAX,
+            lambda _: (
+                "must be an http:// or https:// URL with an ASCII host name (punycode for international "
+                "names), an optional port, and no spaces or user:password@ part"
+            ),
+        )
+    ),
+    string_schema(WEB_URL, WEB_URL_MAX, format="uri"),
+]
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -61,32 +118,20 @@ def validate(model: type[M], data: object) -> M:
         raise ValidationFailed(issues_from(exc)) from None
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, a 413 in the middleware
     if not raw.strip():
         raise ValidationFailed.at([], "request body is empty: send a JSON object")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
+        data = json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         raise ValidationFailed.at([], "request body is nested too deeply") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, NaN/Infinity, an integer of more than 4,300 digits
+        raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationFailed.at([], "request body must be a JSON object")
     return validate(model, data)
-
-
-def _web_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    try:
-        parts.hostname.encode("idna")
-    except UnicodeError:
-        raise ValueError(f"{parts.hostname!r} is not a valid host name") from None
-    if len(value) > 2048:
-        raise ValueError("must be at most 2048 characters")
-    return value
-
-
-WebUrl = Annotated[str, AfterValidator(_web_url)]

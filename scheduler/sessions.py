@@ -246,14 +246,16 @@ class SessionHost:
 
     async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
         """Start a QR cycle if none runs and wait for its first code."""
+        if (until := await self._ban_in_force(name)) is not None:
+            raise InvalidState(f"WhatsApp banned this number {until}; ask for a QR code once the ban is over")
+        # Wait before reading: a code stored after the read but before the wait would resolve
+        # nobody and leave this call waiting for the next one. A waiter left unused is harmless.
+        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         instance = await self.instances.get(name)
         if instance.state == "open":
             raise InvalidState("instance is already open; it needs no QR code")
-        if (until := await self._ban_in_force(name)) is not None:
-            raise InvalidState(f"WhatsApp banned this number {until}; ask for a QR code once the ban is over")
         if instance.state == "connecting" and instance.qr:
             return {"code": instance.qr, "expiresAt": instance.qr_expires_at}
-        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         await session.connect()
         try:
             result = await asyncio.wait_for(asyncio.shield(waiter), QR_WAIT_SECONDS)

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
 import structlog
 from aiohttp import web
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from config import Settings
 from core.errors import InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
@@ -15,25 +14,12 @@ from core.records import ApiModel
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
 from gateway.state import principal, require_tenant_access, services
-from gateway.validation import PART_RE, PhoneNumber, WebUrl
+from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl
 from webhooks.delivery import check_webhook_url
 
 log = structlog.get_logger(__name__)
 
 
-def _instance_name(value: str) -> str:
-    parts = value.split("__")
-    if len(parts) != 3 or not all(PART_RE.match(part) for part in parts):
-        raise ValueError(
-            "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
-            "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
-        )
-    if len(value) > 100:
-        raise ValueError("must be at most 100 characters")
-    return value
-
-
-InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
 CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 

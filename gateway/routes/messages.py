@@ -10,9 +10,8 @@ from core.errors import ForbiddenTenant, InvalidState, NotFound
 from core.instances import InstanceName, check_access
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.instances import InstanceNameStr
 from gateway.state import principal, require_tenant_access, services
-from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
+from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
 from scheduler.messages import Message, SendType, new_message_id, new_record
 from scheduler.messages import Status as MessageStatus
 
