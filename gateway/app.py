@@ -14,7 +14,7 @@ from core.jobs import arq_pool
 from core.redis_client import connect
 from core.tenants import Tenants
 from gateway.idempotency import Idempotency
-from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
+from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import Gatekeeper
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
     for route in routes:

@@ -58,6 +58,7 @@ async def _until_signalled() -> None:
 
 async def _serve(settings: Settings, with_worker: bool) -> None:
     from gateway.app import create_app
+    from gateway.server import GatewayRunner
     from scheduler.worker import worker_context
 
     async with redis_url(settings) as url:
@@ -65,7 +66,7 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
         app = create_app(settings)
         if with_worker:
             app.cleanup_ctx.append(worker_context(settings))
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, settings, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

@@ -3,6 +3,7 @@ per-key rate limiting and Idempotency-Key replay."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -74,10 +75,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except GatewayError as exc:
         response = error_response(exc, request_id)
+        if status_of(exc) == 408:
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = error_response(_as_api_error(exc, request), request_id)
+    except ConnectionError:
+        raise  # the client went away mid-request: nobody to answer (the server logs it quietly)
     except redis.exceptions.ConnectionError:
         log.warning("redis.unavailable", path=request.path)
         response = error_response(Unavailable("the gateway's store is unavailable; retry shortly"), request_id)
@@ -87,6 +92,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     response.headers.update(request[EXTRA_HEADERS])
     response.headers["x-request-id"] = request_id
     return response
+
+
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body within `http_body_timeout` (later reads get it from memory); a client
+    that stalls mid-body gets a 408 and its connection closed."""
+    if request.body_exists:
+        timeout = services(request).settings.http_body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            request.content.feed_eof()  # read no more of it: the 408 goes out and the connection closes
+            raise HttpError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s") from None
+        except web.RequestPayloadError as exc:  # bad chunked framing, a body cut short, bad compression
+            raise ValidationFailed.at([], f"the request body is malformed: {exc}") from None
+    return await handler(request)
 
 
 @web.middleware
