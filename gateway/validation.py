@@ -6,13 +6,14 @@ document carries the same expression, anchored, with the same length limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, RootModel, TypeAdapter, ValidationError, WithJsonSchema
 
 from core.errors import Issue, ValidationFailed
 
@@ -23,11 +24,13 @@ PART_MAX = 40
 INSTANCE_NAME = rf"{PART}__{PART}__{PART}"
 INSTANCE_NAME_MAX = 100
 PHONE = r"[1-9][0-9]{6,14}"
-# http(s), an ASCII host name (punycode for international names), an optional port, then any
-# printable ASCII: exactly what a webhook or media fetch accepts, with no user:password@ part.
+# http(s), an ASCII host name (punycode for international names) or a bracketed IPv6 address, an
+# optional port, then any printable ASCII: what a webhook or media fetch accepts, with no
+# user:password@ part. The one check beyond the pattern: an IPv6 literal must be an address.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_IPV6 = r"\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\]"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://{_LABEL}(?:\.{_LABEL})*(?::{_PORT})?(?:[/?#][!-~]*)?"
+WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}(?:\.{_LABEL})*|{_IPV6})(?::{_PORT})?(?:[/?#][!-~]*)?"
 WEB_URL_MAX = 2048
 
 
@@ -80,6 +83,18 @@ InstanceNameStr = Annotated[
     string_schema(INSTANCE_NAME, INSTANCE_NAME_MAX),
 ]
 PhoneNumber = Annotated[str, AfterValidator(_checked(PHONE, 15, _phone_problem)), string_schema(PHONE, 15)]
+
+
+def _ipv6_literal(value: str) -> str:
+    match = re.fullmatch(WEB_URL, value)
+    if match and match["ipv6"]:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            raise ValueError(f"[{match['ipv6']}] is not an IPv6 address") from None
+    return value
+
+
 WebUrl = Annotated[
     str,
     AfterValidator(
@@ -88,12 +103,36 @@ WebUrl = Annotated[
             WEB_URL_MAX,
             lambda _: (
                 "must be an http:// or https:// URL with an ASCII host name (punycode for international "
-                "names), an optional port, and no spaces or user:password@ part"
+                "names) or a bracketed IPv6 address, an optional port, and no spaces or user:password@ part"
             ),
         )
     ),
+    AfterValidator(_ipv6_literal),
     string_schema(WEB_URL, WEB_URL_MAX, format="uri"),
 ]
+
+# Path parameters with a shape of their own, checked before the handler runs (400 with the
+# parameter's name), and documented with the same schema.
+PATH_PARAMS: dict[str, TypeAdapter[str]] = {
+    "name": TypeAdapter(InstanceNameStr),
+    "instanceName": TypeAdapter(InstanceNameStr),
+    "tenantId": TypeAdapter(NamePart),
+    "clientId": TypeAdapter(NamePart),
+}
+
+
+def check_path(params: Mapping[str, str]) -> None:
+    issues: list[Issue] = []
+    for name, value in params.items():
+        if (adapter := PATH_PARAMS.get(name)) is None:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            issues.extend(Issue(("path", name), issue.message) for issue in issues_from(exc))
+    if issues:
+        raise ValidationFailed(issues)
+
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -101,13 +140,21 @@ _MESSAGES = {
 }
 
 
-def issues_from(error: ValidationError) -> list[Issue]:
+_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+
+
+def issues_from(error: ValidationError, tagged: bool = False) -> list[Issue]:
+    """`tagged`: the body is a union told apart by its `type` field, which pydantic puts first in
+    each location (`("text", "to")`); the client knows that field as `["to"]`."""
     issues = []
     for err in error.errors(include_url=False):
         message = _MESSAGES.get(err["type"], err["msg"])
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        issues.append(Issue(tuple(err["loc"]), message))
+        path = tuple(err["loc"])
+        if tagged:
+            path = ("type",) if err["type"] in _TAG_ERRORS else path[1:]
+        issues.append(Issue(path, message))
     return issues
 
 
@@ -115,7 +162,7 @@ def validate(model: type[M], data: object) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(issues_from(exc)) from None
+        raise ValidationFailed(issues_from(exc, tagged=issubclass(model, RootModel))) from None
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -134,4 +181,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationFailed.at([], "request body must be a JSON object")
+    try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"), which is no Unicode text at all
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValidationFailed.at([], "request body holds a lone UTF-16 surrogate escape: not valid Unicode") from None
     return validate(model, data)
