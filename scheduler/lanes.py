@@ -15,9 +15,13 @@ from config import LaneConfig, Settings
 from config.settings import LANES, LaneName
 from core import keys
 from core.clock import now_ms
+from core.errors import Unavailable
 from core.redis_client import Redis
 from core.scripts import lua
 from scheduler.messages import Message
+
+# How long accepting a message waits for the replicas to confirm it (see Lanes.accept).
+REPLICA_WAIT_MS = 1000
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -38,23 +42,31 @@ class Lanes:
         retention_seconds: int,
         max_wait_ms: int,
         clock: Callable[[], int] = now_ms,
+        replica_acks: int = 0,
     ) -> None:
         self.redis = redis
+        self.replica_acks = replica_acks
         self.clock = clock
         self.lanes = lanes
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lua("fields", "common", name))
+            name: redis.register_script(lua("fields", "metrics", "common", name))
             for name in ("accept", "pick", "finish", "flush", "kick", "sweep")
         }
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
-        return cls(redis, settings.lanes, settings.message_retention, settings.message_max_wait * 1000)
+        return cls(
+            redis,
+            settings.lanes,
+            settings.message_retention,
+            settings.message_max_wait * 1000,
+            replica_acks=settings.replica_acks(),
+        )
 
-    async def _run(self, script: str, name: str, extra_keys: list[str], *args: Any) -> Any:
+    async def _run(self, script: str, name: str, extra_keys: list[str], *args: Any, client: Any = None) -> Any:
         script_keys = [
             keys.instance(name),
             keys.pump(name),
@@ -70,11 +82,25 @@ class Lanes:
             self._limits,
             keys.STATS,
         ]
-        return await self._scripts[script](keys=script_keys, args=[*common, *args])
+        return await self._scripts[script](keys=script_keys, args=[*common, *args], client=client)
 
     async def accept(self, name: str, message_id: str, lane: LaneName, record: dict[str, Any]) -> bool:
-        """Record the message, queue it and wake the instance's pump: one atomic step."""
-        return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
+        """Record the message, queue it and wake the instance's pump: one atomic step. With
+        `replica_acks`, the same round trip waits for that many replicas to hold it (Redis WAIT),
+        so a failover to one of them cannot lose a message the API has answered 202 for."""
+        args = [message_id, lane, json.dumps(record)]
+        if not self.replica_acks:
+            return bool(await self._run("accept", name, [keys.message(message_id)], *args))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._run("accept", name, [keys.message(message_id)], *args, client=pipe)
+            pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
+            accepted, acked = await pipe.execute()
+        if accepted and acked < self.replica_acks:
+            raise Unavailable(
+                f"the message was not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
+                f" (id {message_id}); it may still be sent: check GET /message/{message_id} before sending it again"
+            )
+        return bool(accepted)
 
     async def pick(self, name: str, token: str, owner: Owner, expired_fields: dict[str, Any]) -> Pick:
         expired = json.dumps(expired_fields)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import standardwebhooks
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 

@@ -31,6 +31,7 @@ from redis.exceptions import WatchError
 from core import keys
 from core.clock import iso, now_iso
 from core.errors import InvalidState, NotFound
+from core.instances import InstanceName
 from core.records import ApiModel
 from core.redis_client import Redis
 from core.scripts import lua
@@ -40,6 +41,10 @@ HISTORY = 1000  # settled deliveries kept per instance, for the listing and for 
 PENDING_TTL_SECONDS = 3600  # the job-pending flag: far longer than any job waits or lock is held
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
+# Events kept for GET /events?since= (about: Redis trims streams by whole blocks): how far back a
+# client that was away can catch up.
+TENANT_EVENTS_KEPT = 10_000
+EVENTS_KEPT = 100_000
 
 Status = Literal["pending", "retrying", "delivered", "dead"]
 SETTLED: tuple[Status, ...] = ("delivered", "dead")
@@ -106,6 +111,11 @@ def _load(raw: str) -> Delivery:
     return Delivery.model_validate_json(raw)
 
 
+def _latency_ms(delivery: Delivery) -> int:
+    """From the event's publication to now, when its delivery has just succeeded."""
+    return round((datetime.now(UTC) - datetime.fromisoformat(delivery.created_at)).total_seconds() * 1000)
+
+
 @dataclass(frozen=True)
 class Head:
     """The delivery to attempt next, where it goes, and the instance's sealed webhook secret."""
@@ -125,7 +135,7 @@ class Outbox:
         self.arq = arq
         self._publish = redis.register_script(lua("webhook_enqueue", "webhook_publish"))
         self._hand_over = redis.register_script(lua("webhook_enqueue", "webhook_hand_over"))
-        self._next = redis.register_script(lua("webhook_next"))
+        self._next = redis.register_script(lua("metrics", "webhook_next"))
 
     def _job_args(self, instance_name: str, now: int) -> list[Any]:
         """The arguments every job-queueing script starts with (see core/lua/webhook_enqueue.lua)."""
@@ -150,8 +160,19 @@ class Outbox:
                 keys.webhook_wake(instance_name),
                 keys.OUTBOX_QUEUE,
                 keys.instance(instance_name),
+                keys.tenant_events(InstanceName.parse(instance_name).tenant_id),
+                keys.EVENTS,
             ],
-            args=[*self._job_args(instance_name, timestamp_ms()), delivery.id, _dump(delivery), PENDING_TTL_SECONDS],
+            args=[
+                *self._job_args(instance_name, timestamp_ms()),
+                delivery.id,
+                _dump(delivery),
+                PENDING_TTL_SECONDS,
+                instance_name,
+                delivery.body,
+                TENANT_EVENTS_KEPT,
+                EVENTS_KEPT,
+            ],
         )
         return delivery.id
 
@@ -197,7 +218,9 @@ class Outbox:
                 "deadLettered": attempted.status == "dead",
             }
             settled = int(attempted.status in SETTLED)
-            record = [attempted.id, _dump(attempted), settled, *(field for field, yes in counted.items() if yes)]
+            latency = _latency_ms(attempted) if attempted.status == "delivered" else ""
+            counts = (field for field, yes in counted.items() if yes)
+            record = [attempted.id, _dump(attempted), settled, latency, *counts]
         found = await self._next(
             keys=[
                 keys.webhook_lock(instance_name),

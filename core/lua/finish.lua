@@ -14,6 +14,7 @@ local msg = msg_prefix .. id
 local exists = redis.call('EXISTS', msg) == 1
 local cancelled = exists and redis.call('HGET', msg, 'status') == 'cancelled'
 if exists and not cancelled then hset_json(msg, ARGV[9]) end
+if lane then count_send(stats, LANES[lane], outcome, msg, now) end
 if outcome == 'sent' then
   -- receipts name WhatsApp's id: remember which message it was
   redis.call('SET', ARGV[13], id, 'EX', tonumber(ARGV[12]))

@@ -30,6 +30,7 @@ while true do
       hset_json(msg, ARGV[10])
       redis.call('EXPIRE', msg, retention)
       redis.call('HINCRBY', stats, 'failed', 1)
+      count_send(stats, LANES[lane], 'expired', msg, now)
       table.insert(expired, id)
     else
       redis.call('ZADD', sent_key(lane), now, id)

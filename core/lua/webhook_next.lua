@@ -19,7 +19,8 @@
 -- KEYS: 1 lock, 2 job-pending flag, 3 FIFO, 4 log, 5 stats hash, 6 instance hash
 -- ARGV: 1 lock token, 2 lock expiry (ms), 3 claim ('1' or '0'), 4 flag expiry (s), 5 delivery key
 --       prefix, 6 settled deliveries kept; then, after an attempt: 7 delivery id, 8 its record,
---       9 '1' when settled, 10... stats fields to count
+--       9 '1' when settled, 10 ms from publication to delivery ('' unless delivered now),
+--       11... stats fields to count
 local lock, flag, fifo, log, stats, inst = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local token, prefix = ARGV[1], ARGV[5]
 
@@ -41,7 +42,8 @@ local id = ARGV[7]
 if id then
   -- XX: the instance may have been deleted during the attempt; its deliveries stay deleted.
   redis.call('SET', prefix .. id, ARGV[8], 'XX')
-  for i = 10, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  for i = 11, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  if ARGV[10] ~= '' then observe(stats, 'latency', tonumber(ARGV[10])) end
   if ARGV[9] == '1' then
     redis.call('LREM', fifo, 1, id)
     trim()
