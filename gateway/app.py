@@ -14,10 +14,11 @@ from core.jobs import arq_pool
 from core.redis_client import connect
 from core.tenants import Tenants
 from gateway.idempotency import Idempotency
+from gateway.metrics import Metrics
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import Gatekeeper
-from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
+from gateway.routes import admin, instances, messages, meta, operating, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, Services
 from scheduler.commands import Commands
@@ -78,6 +79,11 @@ ROUTES: list[Route] = [
           tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
+    Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
+          access="admin", tag="admin"),
+    Route("GET", "/events", operating.events,
+          "WebSocket: the caller's events live, as webhook envelopes (?instance=, ?since=cursor)",
+          access="key", key_in_query=True, tag="webhooks"),
     Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
           response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).
@@ -132,18 +138,20 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         arq = arq_pool(settings)
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
         box = SecretBox(settings.secret_key.get_secret_value())
+        instances = Instances(redis, box)
         app[SERVICES] = Services(
             settings=settings,
             redis=redis,
             tenants=Tenants(redis),
             gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
             idempotency=Idempotency(redis, box),
-            instances=Instances(redis, box),
+            instances=instances,
             commands=Commands(ownership, arq),
             ownership=ownership,
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
             outbox=Outbox(redis, arq),
+            metrics=Metrics(redis, instances, settings),
         )
         yield
         await arq.aclose(close_connection_pool=True)

@@ -12,6 +12,7 @@ from core.instances import Instances
 from core.redis_client import Redis
 from core.tenants import Principal, Tenants
 from gateway.idempotency import Idempotency
+from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
 from scheduler.commands import Commands
 from scheduler.lanes import Lanes
@@ -33,6 +34,7 @@ class Services:
     ownership: Ownership
     messages: Messages
     outbox: Outbox
+    metrics: Metrics
 
 
 SERVICES = web.AppKey("services", Services)
