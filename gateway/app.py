@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
@@ -20,7 +21,7 @@ from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import Gatekeeper
 from gateway.routes import admin, instances, messages, meta, operating, sandbox, webhooks
 from gateway.routing import Route
-from gateway.state import SERVICES, Services
+from gateway.state import SERVICES, SOCKETS, Services
 from scheduler.commands import Commands
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages
@@ -128,6 +129,8 @@ def create_app(settings: Settings) -> web.Application:
     meta.add_docs_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
     app.cleanup_ctx.append(_services(settings))
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(operating.close_sockets)
     return app
 
 

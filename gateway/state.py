@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,6 +39,7 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open /events connections
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field, field_validator
 from redis.exceptions import RedisError
@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from core.instances import check_access
 from core.records import ApiModel
 from core.redis_client import Redis
-from gateway.state import principal, services
+from gateway.state import SOCKETS, principal, services
 from gateway.validation import validate
 from webhooks.live import CURSOR, last_cursor, read_after, stream_of
 
@@ -56,6 +56,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     cursor = query.since or await last_cursor(svc.redis, stream)
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     await socket.prepare(request)
+    request.app[SOCKETS].add(socket)
     forwarding = asyncio.create_task(_forward(svc.redis, socket, stream, cursor, query.instance))
     try:
         async for message in socket:  # the client says nothing we act on; this waits for its close
@@ -66,6 +67,13 @@ async def events(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.CancelledError):
             await forwarding
     return socket
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown: say goodbye to every client, which reconnects elsewhere (or here, later) from
+    its own cursor; a handler waiting on its socket would hold the shutdown up."""
+    for socket in set(app[SOCKETS]):
+        await socket.close(code=WSCloseCode.GOING_AWAY, message=b"the gateway is restarting")
 
 
 async def _forward(redis: Redis, socket: web.WebSocketResponse, stream: str, cursor: str, instance: str | None) -> None:
