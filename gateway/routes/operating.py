@@ -72,7 +72,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def close_sockets(app: web.Application) -> None:
     """On shutdown: say goodbye to every client, which reconnects elsewhere (or here, later) from
     its own cursor; a handler waiting on its socket would hold the shutdown up."""
-    for socket in set(app[SOCKETS]):
+    sockets = app[SOCKETS]
+    for socket in list(sockets):
         await socket.close(code=WSCloseCode.GOING_AWAY, message=b"the gateway is restarting")
 
 
