@@ -17,11 +17,14 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from config import load_settings
-from tests.conftest import ADMIN_KEY
+from gateway.app import create_app
+from scheduler.worker import worker_context
+from tests.conftest import ADMIN, ADMIN_KEY, make_settings, open_instance
 from tests.sentinel_cluster import SentinelCluster
 from tests.serve_process import ServeProcess, wait_for
 
@@ -71,6 +74,24 @@ def test_sentinel_urls_are_checked_at_start_up() -> None:
         with pytest.raises(Exception, match=problem) as refused:
             load_settings({"GATEWAY_REDIS_URL": bad})
         assert "GATEWAY_REDIS_URL" in str(refused.value)
+
+
+async def test_a_send_that_no_replica_confirmed_answers_503_naming_the_message(
+    aiohttp_client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(redis_url, tmp_path / "data", redis_replica_acks=1)  # the test Redis has no replica
+    app = create_app(settings)
+    app.cleanup_ctx.append(worker_context(settings))
+    client = await aiohttp_client(app)
+    created = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
+    acme = {"apikey": (await created.json())["apiKey"]}
+    await open_instance(client, acme, NAME)
+    send = {"instanceName": NAME, "to": "5491112345678", "text": "hi"}
+    response = await client.post("/message/text", json=send, headers=acme)
+    assert response.status == 503
+    message = (await response.json())["error"]["message"]
+    assert "not confirmed by 1 Redis replica" in message
+    assert "GET /message/msg_" in message
 
 
 def test_a_master_failover_under_load_loses_no_accepted_message_and_sending_resumes_by_itself(
