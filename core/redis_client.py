@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from config.redis_url import is_sentinel_url, parse_sentinel_url
 
-__all__ = ["Redis", "connect", "connection_pool"]
+__all__ = ["Pipeline", "Redis", "connect", "connection_pool"]
 
 # How long one sentinel may take to answer "who is the master?" before the next one is asked.
 SENTINEL_TIMEOUT_SECONDS = 1.0

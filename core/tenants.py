@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core import keys
 from core.clock import now_iso
-from core.errors import AlreadyExists, NotFound
+from core.errors import AlreadyExists, ForbiddenTenant, NotFound
 from core.redis_client import Redis
 
 KEY_PREFIX = "wag"
@@ -24,6 +24,11 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.tenant_id is None
+
+    def require(self, tenant_id: str | None, what: str) -> None:
+        """The one tenant check: the admin may touch anything, a tenant key only its own tenant's `what`."""
+        if not self.is_admin and self.tenant_id != tenant_id:
+            raise ForbiddenTenant(f"{what} does not belong to tenant {self.tenant_id!r}")
 
 
 ADMIN = Principal(key_id="admin", tenant_id=None)

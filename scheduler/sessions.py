@@ -12,8 +12,6 @@ import structlog
 from core import keys
 from core.clock import iso, now_iso
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
-from core.instances import Instances
-from core.redis_client import Redis
 from scheduler.commands import Commands
 from scheduler.drivers.base import (
     Banned,
@@ -30,10 +28,8 @@ from scheduler.drivers.base import (
     Session,
 )
 from scheduler.drivers.sandbox import SandboxSession
-from scheduler.lanes import Lanes, Owner
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from scheduler.lanes import Owner
+from scheduler.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -43,25 +39,15 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SessionHost:
-    def __init__(
-        self,
-        worker_id: str,
-        redis: Redis,
-        driver: Driver,
-        instances: Instances,
-        outbox: Outbox,
-        lanes: Lanes,
-        messages: Messages,
-        ownership: Ownership,
-    ) -> None:
+    def __init__(self, worker_id: str, services: Services, driver: Driver) -> None:
         self.worker_id = worker_id
-        self.redis = redis
         self.driver = driver
-        self.instances = instances
-        self.outbox = outbox
-        self.lanes = lanes
-        self.messages = messages
-        self.ownership = ownership
+        self.redis = services.redis
+        self.instances = services.instances
+        self.outbox = services.outbox
+        self.lanes = services.lanes
+        self.messages = services.messages
+        self.ownership = services.ownership
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}

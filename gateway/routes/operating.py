@@ -11,10 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field, field_validator
 from redis.exceptions import RedisError
 
-from core.instances import check_access
 from core.records import ApiModel
 from core.redis_client import Redis
-from gateway.state import SOCKETS, principal, services
+from gateway.state import SOCKETS, principal, require_instance_access, services
 from gateway.validation import validate
 from webhooks.live import CURSOR, last_cursor, read_after, stream_of
 
@@ -50,7 +49,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     query = validate(EventsQuery, {k: v for k, v in request.query.items() if k != "apikey"})
     svc = services(request)
     if query.instance is not None:
-        check_access(caller, query.instance)
+        require_instance_access(request, query.instance)
         await svc.instances.get(query.instance)
     stream = stream_of(None if caller.is_admin else caller.tenant_id)
     cursor = query.since or await last_cursor(svc.redis, stream)
