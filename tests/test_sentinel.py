@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from config import load_settings
 from gateway.app import create_app
@@ -147,6 +149,13 @@ def test_a_master_failover_under_load_loses_no_accepted_message_and_sending_resu
     )
     assert sent_after_kill and sent_after_kill[0] < 15, sent_after_kill[:3]
     assert first_accept_after_kill is not None and first_accept_after_kill < 20
+    # The running gateway's metrics, read after the failover from the new master.
+    request = urllib.request.Request(f"{gateway.base}/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    [alive] = families["wa_workers_alive"].samples
+    assert alive.value == 1
+    assert all(sample.value == 0 for sample in families["wa_messages_waiting"].samples)
     print(
         f"\nsentinel failover: {len(accepted)} accepted, answers {dict(answers)}; first send after the kill "
         f"{sent_after_kill[0]:.1f} s, first accept {first_accept_after_kill:.1f} s; "
