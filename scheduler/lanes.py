@@ -53,7 +53,7 @@ class Lanes:
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(lua("fields", "metrics", "common", name))
-            for name in ("accept", "pick", "finish", "flush", "kick", "sweep")
+            for name in ("accept", "withdraw", "pick", "finish", "flush", "kick", "sweep")
         }
 
     @classmethod
@@ -87,7 +87,8 @@ class Lanes:
     async def accept(self, name: str, message_id: str, lane: LaneName, record: dict[str, Any]) -> bool:
         """Record the message, queue it and wake the instance's pump: one atomic step. With
         `replica_acks`, the same round trip waits for that many replicas to hold it (Redis WAIT),
-        so a failover to one of them cannot lose a message the API has answered 202 for."""
+        so a failover to one of them cannot lose a message the API has answered 202 for; one they
+        did not confirm in time is taken back and Unavailable raised."""
         args = [message_id, lane, json.dumps(record)]
         if not self.replica_acks:
             return bool(await self._run("accept", name, [keys.message(message_id)], *args))
@@ -96,10 +97,12 @@ class Lanes:
             pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
             accepted, acked = await pipe.execute()
         if accepted and acked < self.replica_acks:
-            raise Unavailable(
-                f"the message was not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
-                f" (id {message_id}); it may still be sent: check GET /message/{message_id} before sending it again"
-            )
+            unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
+            message_key = [keys.message(message_id)]
+            # Still waiting: taken back, so the 503 means "not queued". Picked meanwhile: it is on
+            # its way to WhatsApp already, and the 202 says so.
+            if await self._run("withdraw", name, message_key, message_id, self.retention, f"cancelled: {unconfirmed}"):
+                raise Unavailable(f"the message was {unconfirmed}, so it was not queued; send it again")
         return bool(accepted)
 
     async def pick(self, name: str, token: str, owner: Owner, expired_fields: dict[str, Any]) -> Pick:

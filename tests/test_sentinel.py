@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config import load_settings
 from gateway.app import create_app
 from scheduler.worker import worker_context
-from tests.conftest import ADMIN, ADMIN_KEY, make_settings, open_instance
+from tests.conftest import ADMIN, ADMIN_KEY, eventually, instance_body, make_settings
 from tests.sentinel_cluster import SentinelCluster
 from tests.serve_process import ServeProcess, wait_for
 
@@ -78,7 +78,7 @@ def test_sentinel_urls_are_checked_at_start_up() -> None:
         assert "GATEWAY_REDIS_URL" in str(refused.value)
 
 
-async def test_a_send_that_no_replica_confirmed_answers_503_naming_the_message(
+async def test_a_send_that_no_replica_confirmed_answers_503_and_is_not_queued(
     aiohttp_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_url, tmp_path / "data", redis_replica_acks=1)  # the test Redis has no replica
@@ -87,13 +87,29 @@ async def test_a_send_that_no_replica_confirmed_answers_503_naming_the_message(
     client = await aiohttp_client(app)
     created = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
     acme = {"apikey": (await created.json())["apiKey"]}
-    await open_instance(client, acme, NAME)
+    # Created, not linked: its messages wait, as they do behind a lane's gap.
+    created = await client.post("/instance/create", json=instance_body(NAME), headers=acme)
+    assert created.status == 201
     send = {"instanceName": NAME, "to": "5491112345678", "text": "hi"}
     response = await client.post("/message/text", json=send, headers=acme)
     assert response.status == 503
     message = (await response.json())["error"]["message"]
-    assert "not confirmed by 1 Redis replica" in message
-    assert "GET /message/msg_" in message
+    assert "not confirmed by 1 Redis replica(s) within 1000 ms, so it was not queued; send it again" in message
+    queue = await client.get(f"/instance/{NAME}/queue", headers=acme)
+    assert (await queue.json())["total"] == 0
+    stats = await client.get("/admin/stats", headers=ADMIN)
+    assert (await stats.json())["messages"]["cancelled"] == 1
+    linked = await client.post(f"/sandbox/instance/{NAME}/link", json={}, headers=acme)
+    assert linked.status == 200
+    # Open, the pump picks a new message during the wait: it is on its way, so the answer is 202.
+    second = await client.post("/message/text", json={**send, "text": "second"}, headers=acme)
+    assert second.status == 202, await second.text()
+
+    async def sent() -> list[dict[str, str]]:
+        return list(await (await client.get(f"/sandbox/instance/{NAME}/sent", headers=acme)).json())
+
+    [only] = await eventually(sent)
+    assert only["text"] == "second"  # the first one, taken back, never went out
 
 
 def test_a_master_failover_under_load_loses_no_accepted_message_and_sending_resumes_by_itself(
