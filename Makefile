@@ -36,6 +36,8 @@ format: install
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scale_out
+	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
+	$(BIN)/python -m benchmarks.redis_capacity
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from config.redis_url import check_redis_url, is_sentinel_url
+
 ENV_PREFIX = "GATEWAY_"
 
 LaneName = Literal["urgent", "normal", "bulk"]
@@ -51,6 +53,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = None
+    # Replicas that must hold an accepted message before the API answers 202 (Redis WAIT, in
+    # the same round trip as the accept); unset: 1 with a Sentinel URL, 0 otherwise.
+    redis_replica_acks: int | None = Field(default=None, ge=0)
     admin_key: SecretStr | None = None
     driver: Literal["neonize", "sandbox"] = "neonize"
     host: str = "127.0.0.1"
@@ -80,6 +85,11 @@ class Settings(BaseModel):
     sweep_interval: float = Field(default=10.0, gt=0, description="seconds between a worker's send-path repair sweeps")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
     message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
+
+    def replica_acks(self) -> int:
+        if self.redis_replica_acks is not None:
+            return self.redis_replica_acks
+        return 1 if self.redis_url is not None and is_sentinel_url(self.redis_url) else 0
 
     @field_validator("lanes", mode="before")
     @classmethod
@@ -117,9 +127,7 @@ class Settings(BaseModel):
     @field_validator("redis_url")
     @classmethod
     def _url_scheme(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return url
+        return None if url is None else check_redis_url(url)
 
     @field_validator("session_database_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
@@ -10,9 +11,9 @@ from aiohttp import web
 from config import Settings
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
+from gateway.routes import admin, instances, messages, meta, operating, sandbox, webhooks
 from gateway.routing import Route, router_paths
-from gateway.state import SERVICES, ApiServices
+from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.services import Services
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
@@ -70,6 +71,11 @@ ROUTES: list[Route] = [
           tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
+    Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
+          access="admin", tag="admin"),
+    Route("GET", "/events", operating.events,
+          "WebSocket: the caller's events live, as webhook envelopes (?instance=, ?since=cursor)",
+          access="key", key_in_query=True, tag="webhooks"),
     Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
           response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).
@@ -115,6 +121,8 @@ def create_app(settings: Settings) -> web.Application:
     meta.add_docs_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
     app.cleanup_ctx.append(_services(settings))
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(operating.close_sockets)
     return app
 
 

@@ -26,7 +26,7 @@ from core.errors import (
 )
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
-from gateway.routing import route_of
+from gateway.routing import Route, route_of
 from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
 
 log = structlog.get_logger(__name__)
@@ -94,6 +94,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
+def presented_key(request: web.Request, route: Route) -> str:
+    """The API key of the request: the `apikey` header, else `Authorization: Bearer` (what
+    Prometheus sends), else, where the route allows it, the `apikey` query parameter."""
+    if "apikey" in request.headers:
+        return request.headers["apikey"]
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("apikey", "") if route.key_in_query else ""
+
+
 @web.middleware
 async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the whole body within `http_body_timeout` (later reads get it from memory); a client
@@ -122,7 +133,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             _, allowance = await services(request).gatekeeper.check("", request.remote or "-")
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
-    api_key = request.headers.get("apikey", "") if route.access != "public" else ""
+    api_key = presented_key(request, route) if route.access != "public" else ""
     if api_key and not re.fullmatch(TOKEN, api_key):
         raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
@@ -135,9 +146,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if route.access == "public":
         return await handler(request)
     if caller is None:
-        raise InvalidApiKey("missing apikey header" if not api_key else "unknown or revoked API key")
+        raise InvalidApiKey(
+            "missing apikey header (or Authorization: Bearer)" if not api_key else "unknown or revoked API key"
+        )
     if route.access == "admin" and not caller.is_admin:
-        raise ForbiddenTenant("only the admin key may use /admin routes")
+        raise ForbiddenTenant(f"only the admin key may use {route.path}")
     request[PRINCIPAL] = caller
     return await handler(request)
 

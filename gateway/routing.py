@@ -31,6 +31,8 @@ class Route:
     access: Access = "key"
     tag: str = "gateway"
     in_docs: bool = True
+    # The key may also come as `?apikey=`: for WebSockets, which browsers open without headers.
+    key_in_query: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler: parses and validates the body, then calls ours with it."""
