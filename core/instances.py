@@ -194,7 +194,7 @@ class Instances:
                 keys.webhook_wake(name),
                 *(keys.webhook_delivery(name, d) for d in deliveries),
             )
-            pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))
+            pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name), keys.recent_messages(name))
             pipe.delete(*(keys.sent_times(name, lane) for lane in LANES))
             pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
             pipe.srem(keys.INSTANCES, name)

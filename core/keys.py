@@ -114,6 +114,10 @@ def message(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
 
 
+def recent_messages(name: str) -> str:
+    return f"{PREFIX}inst:{name}:recent"  # sorted set: the latest message ids, in order of acceptance
+
+
 def whatsapp_id(name: str, wa_message_id: str) -> str:
     return f"{PREFIX}wamid:{name}:{wa_message_id}"  # our message id, for receipts
 

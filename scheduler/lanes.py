@@ -17,7 +17,7 @@ from core import keys
 from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.messages import Message
+from scheduler.messages import RECENT_KEPT, Message
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -74,7 +74,9 @@ class Lanes:
 
     async def accept(self, name: str, message_id: str, lane: LaneName, record: dict[str, Any]) -> bool:
         """Record the message, queue it and wake the instance's pump: one atomic step."""
-        return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
+        script_keys = [keys.message(message_id), keys.recent_messages(name)]
+        args = [message_id, lane, json.dumps(record), RECENT_KEPT]
+        return bool(await self._run("accept", name, script_keys, *args))
 
     async def pick(self, name: str, token: str, owner: Owner, expired_fields: dict[str, Any]) -> Pick:
         expired = json.dumps(expired_fields)

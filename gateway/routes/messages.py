@@ -10,10 +10,10 @@ from core.errors import ForbiddenTenant, InvalidState, NotFound
 from core.instances import InstanceName, check_access
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.instances import InstanceNameStr
+from gateway.routes.instances import InstanceNameStr, accessible
 from gateway.state import principal, require_tenant_access, services
 from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
-from scheduler.messages import Message, SendType, new_message_id, new_record
+from scheduler.messages import RECENT_KEPT, Message, SendType, new_message_id, new_record
 from scheduler.messages import Status as MessageStatus
 
 # WhatsApp's own limits on a text and on a caption.
@@ -198,6 +198,21 @@ async def get_message(request: web.Request) -> web.Response:
     if not caller.is_admin and caller.tenant_id != message.tenant_id:
         raise ForbiddenTenant("this message belongs to another tenant")
     return json_response(_out(message))
+
+
+class RecentQuery(ApiModel):
+    limit: int = Field(default=20, ge=1, le=RECENT_KEPT)
+
+
+class MessageList(ApiModel):
+    messages: list[MessageOut]
+
+
+async def list_recent(request: web.Request) -> web.Response:
+    instance = await accessible(request)
+    query = validate(RecentQuery, dict(request.query))
+    recent = await services(request).messages.recent(instance.name, query.limit)
+    return json_response(MessageList(messages=[_out(message) for message in recent]))
 
 
 def _out(message: Message) -> MessageOut:
