@@ -52,14 +52,6 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    await found.start()
-    yield found
-    await found.close()
-
-
-@pytest.fixture
 def shots(tmp_path: Path) -> Path:
     """Where screenshots go: the README's folder when asked for, else a scratch folder."""
     return Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
