@@ -42,6 +42,8 @@ from webhooks import signing
 NAME = "acme__shop1__sales"
 SECRET = "0123456789abcdef-secret"
 PHONE = "5491112345678"
+HOOK = "http://127.0.0.1:9/hook"  # refused at once: nothing leaves this machine
+MEDIA = "http://127.0.0.1:9/media"
 
 
 def operations() -> dict[tuple[str, str], str]:
@@ -92,7 +94,7 @@ async def test_the_seed_flow_tenant_instance_qr_link_send_status(gateway: TestCl
     me = await acme.whoami()
     assert (me.tenant_id, me.admin) == ("acme", False)
 
-    created = await acme.create_instance(NAME, "http://127.0.0.1:9/hook", SECRET)
+    created = await acme.create_instance(NAME, HOOK, SECRET)
     assert (created.instance_name, created.state) == (NAME, "connecting")
     qr = await acme.get_qr(NAME)
     [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.png)))
@@ -122,10 +124,10 @@ async def test_the_seed_flow_tenant_instance_qr_link_send_status(gateway: TestCl
     routed = await acme.send_routed("acme", "shop1", PHONE, "text", text="Routed {hi|hello}")
     assert routed.instance_name == NAME
     media = [
-        await acme.send_image(NAME, PHONE, "https://example.com/a.png", caption="pic", lane="bulk"),
-        await acme.send_document(NAME, PHONE, "https://example.com/a.pdf", "a.pdf"),
-        await acme.send_audio(NAME, PHONE, "https://example.com/a.ogg"),
-        await acme.send_video(NAME, PHONE, "https://example.com/a.mp4", caption="clip"),
+        await acme.send_image(NAME, PHONE, f"{MEDIA}/a.png", caption="pic", lane="bulk"),
+        await acme.send_document(NAME, PHONE, f"{MEDIA}/a.pdf", "a.pdf"),
+        await acme.send_audio(NAME, PHONE, f"{MEDIA}/a.ogg"),
+        await acme.send_video(NAME, PHONE, f"{MEDIA}/a.mp4", caption="clip"),
     ]
     types = [(await acme.get_message(q.id)).type for q in media]
     assert types == ["image", "document", "audio", "video"]
@@ -145,9 +147,9 @@ async def test_errors_come_back_typed_with_code_message_issues_and_request_id(
     assert {issue.path for issue in error.issues} == {("webhookUrl",), ("webhookSecret",)}
     assert error.request_id and error.request_id.startswith("req_")
 
-    await acme.create_instance(NAME, "http://127.0.0.1:9/hook", SECRET)
+    await acme.create_instance(NAME, HOOK, SECRET)
     with pytest.raises(ConflictError) as taken:
-        await acme.create_instance(NAME, "http://127.0.0.1:9/hook", SECRET)
+        await acme.create_instance(NAME, HOOK, SECRET)
     assert taken.value.code == "already_exists"
     with pytest.raises(ValidationError) as phone:
         await acme.send_text(NAME, "+54 9 11 1234", "hi")
@@ -179,7 +181,7 @@ async def test_the_sync_client_runs_the_admin_routes(gateway: TestClient, base_u
             with pytest.raises(AuthenticationError):
                 Client(base_url, created.api_key).whoami()
             tenant = Client(base_url, extra.api_key)
-            tenant.create_instance(NAME, "http://127.0.0.1:9/hook", SECRET)
+            tenant.create_instance(NAME, HOOK, SECRET)
             tenant.send_text(NAME, PHONE, "waits: the instance is not linked")
             flushed = admin.flush_queue(NAME)
             stats = admin.stats()
@@ -191,7 +193,7 @@ async def test_the_sync_client_runs_the_admin_routes(gateway: TestClient, base_u
 
 
 async def test_sandbox_controls_through_the_client(gateway: TestClient, acme: AsyncClient) -> None:
-    await acme.create_instance(NAME, "http://127.0.0.1:9/hook", SECRET)
+    await acme.create_instance(NAME, HOOK, SECRET)
     await first_qr_out(gateway)
     await acme.sandbox_link(NAME)
     await acme.sandbox_fail_next(NAME, "refused by the test", count=1)
@@ -293,6 +295,33 @@ async def test_the_receiver_helper_refuses_unsigned_and_foreign_bodies(aiohttp_c
     signed = {"x-gateway-signature": sign(body, SECRET).upper(), "x-gateway-delivery": "evt_1"}
     assert (await client.post("/hook", data=body, headers=signed)).status == 204
     assert [(e.event, e.delivery_id, e.data) for e in received] == [("message.received", "evt_1", {})]
+
+
+def readme_flow() -> str:
+    """The Python block of the README's "Python client" section."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return text.split("## Python client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_flow_runs_as_written(
+    gateway: TestClient,
+    base_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    here = tmp_path / "readme"  # (tmp_path/data is the gateway's)
+    (here / "data").mkdir(parents=True)
+    (here / "data" / "admin.key").write_text(ADMIN_KEY + "\n")
+    monkeypatch.chdir(here)
+    code = readme_flow()
+    assert '"http://127.0.0.1:8080"' in code
+    # Nothing may leave this machine: the gateway, and a webhook URL that refuses at once.
+    code = code.replace('"http://127.0.0.1:8080"', repr(base_url)).replace("https://example.com/hook", HOOK)
+    capsys.readouterr()
+    await asyncio.to_thread(exec, code, {})
+    assert capsys.readouterr().out.splitlines()[-1] == "sent"
+    assert zxingcpp.read_barcodes(Image.open(here / "qr.png"))
 
 
 @pytest.mark.parametrize("body", [b"", b"{}", "é€ unicode".encode(), bytes(range(256))])

@@ -123,6 +123,7 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     await test_row.get_by_role("button", name="Replay").click()
     await expect(page.get_by_role("status")).to_contain_text("queued again", timeout=WAIT_MS)
     await eventually(lambda: len(receiver.of("webhook.test")) == 2)
+    await expect(test_row.locator(".badge")).to_have_text("delivered", timeout=WAIT_MS)  # the replay's outcome
     await screenshot(page, shots, "instance-open")
 
     # Everything the page loaded came from the gateway itself (the QR is a data: URI).
