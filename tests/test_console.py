@@ -80,6 +80,9 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     page = await browser.new_page(viewport={"width": 1200, "height": 900})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
+    problems: list[str] = []  # script errors, and anything the browser refused (the CSP, a failed call)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     await sign_in(page, str(gateway.make_url("/dashboard")), acme["apikey"])
     await expect(page.get_by_role("heading", name="Instances", level=1)).to_be_focused()
     await expect(page.get_by_text("tenant acme")).to_be_visible()
@@ -129,6 +132,7 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     # Everything the page loaded came from the gateway itself (the QR is a data: URI).
     origin = str(gateway.make_url("/"))
     assert requested and all(url.startswith((origin, "data:")) for url in requested), requested
+    assert problems == []
 
 
 async def test_admin_creates_a_tenant_issues_and_revokes_keys_and_flushes_a_queue(

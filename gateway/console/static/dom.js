@@ -89,13 +89,13 @@ export function when(iso) {
 }
 
 // Calls `fn` now and then every `ms` until `signal` aborts (the view was left); a failing call
-// shows in `onError` and polling goes on.
+// shows in `onError` and polling goes on. A tab in the background skips its polls.
 export function every(ms, signal, fn, onError) {
   let timer;
   const tick = async () => {
     if (signal.aborted) return;
     try {
-      await fn();
+      if (!document.hidden) await fn();
     } catch (error) {
       if (onError) onError(error);
     }
