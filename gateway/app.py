@@ -8,24 +8,13 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
-from core.crypto import SecretBox
-from core.instances import Instances
-from core.jobs import arq_pool
-from core.redis_client import connect
-from core.tenants import Tenants
 from gateway import console
-from gateway.idempotency import Idempotency
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.ratelimit import Gatekeeper
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
-from gateway.state import SERVICES, Services
-from scheduler.commands import Commands
-from scheduler.lanes import Lanes
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from gateway.state import SERVICES, ApiServices
+from scheduler.services import Services
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
 ROUTES: list[Route] = [
@@ -133,26 +122,8 @@ def create_app(settings: Settings) -> web.Application:
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        assert settings.redis_url is not None and settings.admin_key is not None and settings.secret_key is not None
-        redis = connect(settings.redis_url)
-        arq = arq_pool(settings)
-        ownership = Ownership(redis, int(settings.lease_timeout * 1000))
-        box = SecretBox(settings.secret_key.get_secret_value())
-        app[SERVICES] = Services(
-            settings=settings,
-            redis=redis,
-            tenants=Tenants(redis),
-            gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
-            idempotency=Idempotency(redis, box),
-            instances=Instances(redis, box),
-            commands=Commands(ownership, arq),
-            ownership=ownership,
-            lanes=Lanes.from_settings(redis, settings),
-            messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis, arq),
-        )
+        app[SERVICES] = ApiServices.around(Services.open(settings))
         yield
-        await arq.aclose(close_connection_pool=True)
-        await redis.aclose()
+        await app[SERVICES].close()
 
     return context

@@ -16,23 +16,18 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
-from core.crypto import SecretBox
-from core.instances import Instances
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
-from core.redis_client import connect
-from scheduler.commands import COMMAND_JOB, Commands
+from scheduler.commands import COMMAND_JOB
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
-from scheduler.lanes import Lanes
 from scheduler.media import MediaFetcher
-from scheduler.messages import Messages
 from scheduler.outgoing import Outgoing
-from scheduler.ownership import Ownership
 from scheduler.pump import Pump
+from scheduler.services import Services
 from scheduler.sessions import SessionHost
 from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
-from webhooks.outbox import DELIVER_JOB, Outbox
+from webhooks.outbox import DELIVER_JOB
 
 log = structlog.get_logger(__name__)
 
@@ -80,29 +75,17 @@ class GatewayWorker:
     """One worker process's runtime: membership heartbeat, the sessions it hosts, and the arq
     worker on its own queue."""
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.redis_url is not None and settings.secret_key is not None
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
+        """With `services`, share the API's (one process running both); otherwise open our own."""
         self.settings = settings
         self.worker_id = resolve_worker_id(settings)
-        self.redis = arq_pool(settings)
-        self.store = connect(settings.redis_url)
-        self.driver = make_driver(settings, self.store, self.worker_id)
-        self.lanes = Lanes.from_settings(self.store, settings)
-        messages = Messages(self.store, settings.message_retention)
-        outbox = Outbox(self.store, self.redis)
-        self.ownership = Ownership(self.store, int(settings.lease_timeout * 1000))
-        self.host = SessionHost(
-            self.worker_id,
-            self.store,
-            self.driver,
-            Instances(self.store, SecretBox(settings.secret_key.get_secret_value())),
-            outbox,
-            self.lanes,
-            messages,
-            self.ownership,
-        )
+        self.services = services or Services.open(settings)
+        self._own_services = services is None
+        svc = self.services
+        self.driver = make_driver(settings, svc.redis, self.worker_id)
+        self.host = SessionHost(self.worker_id, svc, self.driver)
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        self.pump = Pump(self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox)
+        self.pump = Pump(self.worker_id, svc.lanes, svc.messages, self.host, Outgoing(self.fetcher), svc.outbox)
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
         self._arq = Worker(
@@ -113,7 +96,7 @@ class GatewayWorker:
             ],
             max_jobs=settings.max_sessions + 10,
             queue_name=keys.worker_queue(self.worker_id),
-            redis_pool=self.redis,
+            redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
             handle_signals=False,
             poll_delay=settings.worker_poll_delay,
             keep_result=60,
@@ -121,7 +104,7 @@ class GatewayWorker:
             job_deserializer=loads,
             ctx={"gateway": self},
         )
-        self.deliverer = Deliverer(settings, self.store, outbox, self.host.instances)
+        self.deliverer = Deliverer(settings, svc.redis, svc.outbox, svc.instances)
         # Webhooks go through a queue that every worker polls. A Worker of their own keeps the long
         # delivery timeout from stretching the in-progress keys of commands (arq sizes them by the
         # largest timeout among a worker's functions).
@@ -141,7 +124,7 @@ class GatewayWorker:
         if isinstance(self.driver, NeonizeDriver):
             self.driver.install_executor(asyncio.get_running_loop())
         await self._heartbeat_once()
-        await self.redis.hset(
+        await self.services.redis.hset(
             keys.worker(self.worker_id),
             mapping={
                 "host": socket.gethostname(),
@@ -172,9 +155,9 @@ class GatewayWorker:
         await close_arq(self._webhooks)
         # Our lease ends now (score 0): nobody picks us for new work, and if the hand-over below is
         # cut short, the others adopt what is left as from any dead worker.
-        await self.store.zadd(keys.WORKERS, {self.worker_id: 0})
+        await self.services.redis.zadd(keys.WORKERS, {self.worker_id: 0})
         try:
-            await self.host.hand_over(Commands(self.ownership, self.redis))
+            await self.host.hand_over(self.services.commands)
         except RedisError:
             log.warning("worker.hand_over_failed", worker_id=self.worker_id, exc_info=True)
             await self.host.close()  # the others adopt our instances when our lease runs out
@@ -182,12 +165,12 @@ class GatewayWorker:
             self.driver.close()
         await self.fetcher.close()
         await self.deliverer.close()
-        await self.redis.aclose(close_connection_pool=True)
-        await self.store.aclose()
+        if self._own_services:
+            await self.services.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
     async def _heartbeat_once(self) -> None:
-        await self.redis.zadd(keys.WORKERS, {self.worker_id: int(time.time() * 1000)})
+        await self.services.redis.zadd(keys.WORKERS, {self.worker_id: int(time.time() * 1000)})
 
     async def _heartbeat(self) -> None:
         while True:
@@ -217,17 +200,20 @@ class GatewayWorker:
         """Re-schedule any of our instances whose waiting messages have no wake-up that will run."""
         queue = keys.worker_queue(self.worker_id)
         running = [job_id for job_id, task in self._arq.tasks.items() if not task.done()]
-        for name in await self.ownership.owned_by(self.worker_id):
+        for name in await self.services.ownership.owned_by(self.worker_id):
             mine = [job_id for job_id in running if job_id.startswith(f"pump:{name}:")]
-            if await self.lanes.sweep(name, queue, mine):
+            if await self.services.lanes.sweep(name, queue, mine):
                 log.info("pump.swept", instance=name)
 
 
-def worker_context(settings: Settings) -> Callable[[Any], AsyncIterator[None]]:
-    """An aiohttp cleanup_ctx running one worker inside the API process."""
+def worker_context(
+    settings: Settings, shared: Callable[[Any], Services] | None = None
+) -> Callable[[Any], AsyncIterator[None]]:
+    """An aiohttp cleanup_ctx running one worker inside the API process; `shared(app)` gives the
+    app's services for the worker to use too."""
 
     async def context(app: Any) -> AsyncIterator[None]:
-        worker = GatewayWorker(settings)
+        worker = GatewayWorker(settings, shared(app) if shared is not None else None)
         await worker.start()
         yield
         await worker.stop()

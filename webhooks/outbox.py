@@ -32,7 +32,7 @@ from core import keys
 from core.clock import iso, now_iso
 from core.errors import InvalidState, NotFound
 from core.records import ApiModel
-from core.redis_client import Redis
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
 DELIVER_JOB = "deliver_webhooks"
@@ -261,6 +261,16 @@ class Outbox:
                 raise InvalidState(f"delivery {delivery_id!r} is being replayed already") from None
         await self.kick(instance_name)
         return queued
+
+    async def delivery_ids(self, instance_name: str) -> list[str]:
+        return list(await self.redis.zrange(keys.webhook_log(instance_name), 0, -1))
+
+    def forget(self, pipe: Pipeline, instance_name: str, delivery_ids: list[str]) -> None:
+        """Queue the deletion of a deleted instance's outbox and deliveries (`delivery_ids`)."""
+        name = instance_name
+        pipe.delete(keys.outbox(name), keys.webhook_log(name), keys.webhook_seq(name), keys.webhook_wake(name))
+        if delivery_ids:
+            pipe.delete(*(keys.webhook_delivery(name, d) for d in delivery_ids))
 
     async def stats(self) -> dict[str, int]:
         """Gateway-wide counters: deliveries delivered, attempts failed, deliveries dead-lettered."""

@@ -6,13 +6,12 @@ from aiohttp import web
 from pydantic import Field
 
 from config.settings import LaneName
-from core.errors import ForbiddenTenant, InvalidState, NotFound
-from core.instances import InstanceName, check_access
+from core.errors import InvalidState, NotFound
+from core.instances import InstanceName
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.instances import InstanceNameStr, accessible
-from gateway.state import principal, require_tenant_access, services
-from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
+from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
+from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
 from scheduler.messages import RECENT_KEPT, Message, SendType, new_message_id, new_record
 from scheduler.messages import Status as MessageStatus
 
@@ -152,7 +151,7 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
-    check_access(principal(request), body.instance_name)
+    require_instance_access(request, body.instance_name)
     assert isinstance(body, Content)
     return await _enqueue(request, body.instance_name, type_, body)
 
@@ -194,9 +193,7 @@ async def get_message(request: web.Request) -> web.Response:
     message = await services(request).messages.get(request.match_info["id"])
     if message is None:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
-    caller = principal(request)
-    if not caller.is_admin and caller.tenant_id != message.tenant_id:
-        raise ForbiddenTenant("this message belongs to another tenant")
+    principal(request).require(message.tenant_id, f"message {message.id!r}")
     return json_response(_out(message))
 
 
@@ -209,7 +206,7 @@ class MessageList(ApiModel):
 
 
 async def list_recent(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     query = validate(RecentQuery, dict(request.query))
     recent = await services(request).messages.recent(instance.name, query.limit)
     return json_response(MessageList(messages=[_out(message) for message in recent]))
