@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 
 import wa_gateway_client
-from gateway.app import ROUTES, SANDBOX_ROUTES
+from gateway.app import ROUTES, SANDBOX_ROUTES, create_app
 from gateway.state import SERVICES
-from tests.conftest import ADMIN_KEY, eventually
+from tests.conftest import ADMIN_KEY, eventually, make_settings
 from tests.test_layers import LAYERS, imports_of
 from wa_gateway_client import (
     AsyncClient,
@@ -29,6 +29,7 @@ from wa_gateway_client import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    RateLimitedError,
     ValidationError,
     WebhookEvent,
     sign,
@@ -168,6 +169,17 @@ async def test_errors_come_back_typed_with_code_message_issues_and_request_id(
         with pytest.raises(AuthenticationError) as unknown:
             await stranger.whoami()
         assert unknown.value.message == "unknown or revoked API key"
+
+
+async def test_over_the_rate_limit_the_error_says_when_to_retry(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=2)))
+    async with AsyncClient(str(server.make_url("/")), ADMIN_KEY) as admin:
+        await admin.whoami()
+        await admin.whoami()
+        with pytest.raises(RateLimitedError) as limited:
+            await admin.whoami()
+    assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+    assert limited.value.retry_after is not None and 0 < limited.value.retry_after <= 60
 
 
 async def test_the_sync_client_runs_the_admin_routes(gateway: TestClient, base_url: str) -> None:
