@@ -5,17 +5,20 @@ webhook helpers verify what the gateway really signs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 import zxingcpp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from pydantic import BaseModel
 
 import wa_gateway_client
 from gateway.app import ROUTES, SANDBOX_ROUTES, create_app
@@ -37,6 +40,7 @@ from wa_gateway_client import (
     webhook_handler,
 )
 from wa_gateway_client.calls import Operation
+from wa_gateway_client.models import Model, camel
 from wa_gateway_client.routes import Routes
 from webhooks import signing
 
@@ -54,6 +58,46 @@ def operations() -> dict[tuple[str, str], str]:
 def test_every_route_of_the_route_table_has_a_client_method_and_no_method_is_stale() -> None:
     served = {(r.method, r.path) for r in ROUTES + SANDBOX_ROUTES if r.in_docs or r.path == "/openapi.json"}
     assert set(operations()) == served
+
+
+def _wire_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """A response model's fields as the API shows them, nested models expanded."""
+    fields = {}
+    for field in model.model_fields.values():
+        if field.exclude:
+            continue
+        kind = get_args(field.annotation)[0] if get_origin(field.annotation) is list else field.annotation
+        nested = isinstance(kind, type) and issubclass(kind, BaseModel)
+        fields[field.alias] = _wire_fields(kind) if nested else None  # type: ignore[arg-type]
+    return fields
+
+
+def _client_fields(model: type[Model]) -> dict[str, Any]:
+    hints = get_type_hints(model)
+    fields = {}
+    for field in dataclasses.fields(model):  # type: ignore[arg-type]
+        kind = hints[field.name]
+        kind = get_args(kind)[0] if get_origin(kind) is list else kind
+        nested = isinstance(kind, type) and issubclass(kind, Model)
+        fields[camel(field.name)] = _client_fields(kind) if nested else None
+    return fields
+
+
+def test_the_client_reads_every_field_each_route_answers() -> None:
+    routes = {(r.method, r.path): r for r in ROUTES + SANDBOX_ROUTES}
+    compared = 0
+    for (method, template), name in operations().items():
+        answer = get_args(get_type_hints(getattr(Routes, name).build)["return"])[0]
+        answer = get_args(answer)[0] if get_origin(answer) is list else answer
+        response = routes[method, template].response
+        if response is None or not (isinstance(answer, type) and issubclass(answer, Model)):
+            continue
+        wire = _wire_fields(response)
+        if len(wire) == 1 and set(wire) != set(_client_fields(answer)):  # a page: {messages: [...]}
+            [wire] = wire.values()
+        assert _client_fields(answer) == wire, name
+        compared += 1
+    assert compared >= 25
 
 
 def test_the_client_imports_nothing_of_the_server() -> None:
