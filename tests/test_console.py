@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -189,12 +190,13 @@ async def _key_id_of(gateway: TestClient, key: str) -> str:
     return str((await (await gateway.get("/whoami", headers={"apikey": key})).json())["keyId"])
 
 
-async def test_on_a_phone_screen_nothing_overflows_and_a_wrong_key_says_why(
+async def test_on_a_phone_nothing_overflows_a_wrong_key_says_why_the_qr_renews_and_pairing_works(
     gateway: TestClient, acme: dict[str, str], browser: Browser, shots: Path
 ) -> None:
     created = await gateway.post("/instance/create", json=instance_body(NAME), headers=acme)
     assert created.status == 201, await created.text()
     page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    await page.clock.install()  # the page's own clock, moved forward below to expire its QR code
 
     await sign_in(page, str(gateway.make_url("/dashboard")), "not-a-key")
     await expect(page.get_by_role("alert")).to_contain_text("unknown or revoked API key")
@@ -210,3 +212,12 @@ async def test_on_a_phone_screen_nothing_overflows_and_a_wrong_key_says_why(
     await expect(page.get_by_role("img", name="WhatsApp QR code")).to_be_visible(timeout=WAIT_MS)
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await screenshot(page, shots, "phone-instance", full_page=False)
+
+    # When the code shown expires (WhatsApp's last 20-60 s), the page fetches the current one.
+    async with page.expect_request(lambda request: request.url.endswith(f"/instance/{NAME}/qr"), timeout=WAIT_MS):
+        await page.clock.fast_forward("01:01")
+
+    # Or link by pairing code: WhatsApp's 8 characters, shown large.
+    await page.get_by_label("Phone number").fill("5491112345678")
+    await page.get_by_role("button", name="Get a pairing code").click()
+    await expect(page.locator("strong.code")).to_have_text(re.compile(r"^[A-Z0-9]{4}-?[A-Z0-9]{4}$"))
