@@ -176,6 +176,17 @@ async def test_the_seed_flow_tenant_instance_qr_link_send_status(gateway: TestCl
     ]
     types = [(await acme.get_message(q.id)).type for q in media]
     assert types == ["image", "document", "audio", "video"]
+    batch = [
+        {"type": "text", "instance_name": NAME, "to": PHONE, "text": "one", "client_ref": "order-1"},
+        {"type": "text", "instanceName": NAME, "to": PHONE, "text": "two", "lane": "bulk"},
+    ]
+    first, second = await acme.send_batch(batch)
+    assert (first.client_ref, first.replayed, second.lane) == ("order-1", False, "bulk")
+    [again] = await acme.send_batch(batch[:1])
+    assert (again.id, again.replayed) == (first.id, True)
+    with pytest.raises(ValidationError) as bad_batch:
+        await acme.send_batch([{"type": "text", "instance_name": NAME, "to": "+54", "text": "x"}])
+    assert bad_batch.value.issues[0].path[:2] == ("messages", 0)
 
     await acme.delete_instance(NAME)
     with pytest.raises(NotFoundError):

@@ -94,3 +94,14 @@ async def test_whoami_without_a_key_is_401(client: TestClient) -> None:
     response = await client.get("/whoami")
     assert response.status == 401
     assert (await response.json())["error"]["message"] == "missing apikey header"
+
+
+async def test_a_batch_is_listed_in_its_order_newest_last_queued_first(client: TestClient, tenant_key: str) -> None:
+    acme = {"apikey": tenant_key}
+    await client.post("/instance/create", json=instance_body(NAME), headers=acme)
+    before = await send(client, acme, "before")
+    items = [{"type": "text", "instanceName": NAME, "to": "5491112345678", "text": f"b{n}"} for n in range(3)]
+    response = await client.post("/message/batch", json={"messages": items}, headers=acme)
+    assert response.status == 202, await response.text()
+    batch = [record["id"] for record in (await response.json())["accepted"]]
+    assert [m["id"] for m in await recent(client, acme)] == [*batch[::-1], before]

@@ -19,6 +19,7 @@ from wa_gateway_client.errors import (
 )
 from wa_gateway_client.models import (
     Attempt,
+    BatchRecord,
     Delivery,
     DeliveryPage,
     DeliveryQueued,
@@ -46,6 +47,7 @@ __all__ = [
     "AsyncClient",
     "Attempt",
     "AuthenticationError",
+    "BatchRecord",
     "Client",
     "ConflictError",
     "Delivery",

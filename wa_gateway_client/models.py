@@ -57,9 +57,11 @@ class Model:
         return cls(**fields)
 
 
-def list_of(cls: type[M]) -> Any:
-    def parse(data: list[dict[str, Any]]) -> list[M]:
-        return [cls.from_json(item) for item in data]
+def list_of(cls: type[M], field: str | None = None) -> Any:
+    """Reads a JSON list of `cls` (or the list under `field` of a JSON object)."""
+
+    def parse(data: Any) -> list[M]:
+        return [cls.from_json(item) for item in (data[field] if field else data)]
 
     return parse
 
@@ -118,6 +120,17 @@ class Queued(Model):
     lane: Lane
     queued_at: str
     instance_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecord(Model):
+    id: str
+    status: MessageStatus
+    lane: Lane
+    queued_at: str
+    instance_name: str
+    client_ref: str | None
+    replayed: bool  # its client_ref had queued this message before: nothing new was queued
 
 
 @dataclasses.dataclass(frozen=True)

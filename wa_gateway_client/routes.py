@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from wa_gateway_client.calls import Call, body, nothing, operation
 from wa_gateway_client.models import (
+    BatchRecord,
     DeliveryPage,
     DeliveryQueued,
     Flushed,
@@ -196,10 +197,19 @@ class Routes:
         fields = body(tenant_id=tenant_id, client_id=client_id, to=to, type=type, lane=lane, **content)
         return _queued(fields, idempotency_key)
 
+    @operation("POST", "/message/batch")
+    def send_batch(messages: list[dict[str, Any]], *, idempotency_key: str | None = None) -> Call[list[BatchRecord]]:
+        """Queue 1 to 1,000 messages at once, validated as a whole (a 400 lists every bad item by
+        index and queues nothing). Each item is `{"type": "text", "instance_name": ..., "to": ...,
+        "text": ..., "client_ref": ...}` (keys in snake_case or camelCase); an item whose
+        `client_ref` was queued on its instance within 24 h is not queued again (`replayed`)."""
+        items = [body(**item) for item in messages]
+        return Call(list_of(BatchRecord, "accepted"), body={"messages": items}, idempotency_key=idempotency_key)
+
     @operation("GET", "/instance/{name}/messages")
     def list_messages(name: str, *, limit: int | None = None) -> Call[list[Message]]:
         """The instance's latest messages still retained, newest first."""
-        return Call(lambda data: list_of(Message)(data["messages"]), path={"name": name}, query={"limit": limit})
+        return Call(list_of(Message, "messages"), path={"name": name}, query={"limit": limit})
 
     @operation("GET", "/message/{id}")
     def get_message(message_id: str) -> Call[Message]:
