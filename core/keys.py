@@ -129,6 +129,10 @@ def message(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
 
 
+def recent_messages(name: str) -> str:
+    return f"{PREFIX}inst:{name}:recent"  # sorted set: the latest message ids, in order of acceptance
+
+
 def client_ref(name: str, ref: str) -> str:
     return f"{PREFIX}cref:{name}:{ref}"  # the message id a batch item's clientRef queued (core/lua/accept.lua)
 

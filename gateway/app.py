@@ -9,6 +9,7 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
+from gateway import console
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import admin, instances, messages, meta, operating, sandbox, webhooks
@@ -19,6 +20,8 @@ from scheduler.services import Services
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
+    Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
+    Route("GET", "/dashboard", console.dashboard, "The web console", access="public", in_docs=False),
     Route("GET", "/openapi.json", meta.openapi, "This document", access="public", in_docs=False),
     Route("GET", "/docs", meta.docs, "API docs page", access="public", in_docs=False),
     # Instances.
@@ -64,6 +67,8 @@ ROUTES: list[Route] = [
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),
     Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
+    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first (?limit=)",
+          response=M.MessageList, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
     # Admin: stats and queues.
@@ -119,6 +124,7 @@ def create_app(settings: Settings) -> web.Application:
     for route in routes:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
+    console.add_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
     app.cleanup_ctx.append(_services(settings))
     app[SOCKETS] = weakref.WeakSet()

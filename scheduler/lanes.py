@@ -20,7 +20,7 @@ from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
-from scheduler.messages import Message, lua_fields
+from scheduler.messages import RECENT_KEPT, Message, lua_fields
 
 # How long accepting a message waits for the replicas to confirm it (see Lanes.accept).
 REPLICA_WAIT_MS = 1000
@@ -112,7 +112,7 @@ class Lanes:
         With `replica_acks`, the same round trip waits for that many replicas to hold them (Redis
         WAIT), so a failover to one of them cannot lose a message the API answered 202 for; when
         they do not confirm in time, what still waits is taken back and Unavailable raised."""
-        args: list[Any] = [CLIENT_REF_SECONDS]
+        args: list[Any] = [CLIENT_REF_SECONDS, RECENT_KEPT]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
             args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
@@ -193,8 +193,8 @@ class Lanes:
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
-        """Queue the deletion of a deleted instance's lanes, wake-up and quota counts."""
-        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name))
+        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts and recent-messages index."""
+        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name), keys.recent_messages(name))
         pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:

@@ -18,6 +18,8 @@ from core.redis_client import Redis
 from scheduler.drivers.base import SendType
 
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+# Message ids an instance's recent-messages index keeps (the console's listing); older ones drop out.
+RECENT_KEPT = 200
 # A receipt only moves a message forward: a late "delivered" never undoes a "read".
 RECEIPT_ORDER = {"sent": 0, "delivered": 1, "read": 2}
 
@@ -120,6 +122,20 @@ class Messages:
     async def get(self, message_id: str) -> Message | None:
         data = await self.redis.hgetall(keys.message(message_id))
         return Message.from_hash(data) if data.get("id") else None
+
+    async def recent(self, instance_name: str, limit: int) -> list[Message]:
+        """The instance's latest messages still retained, newest first."""
+        index = keys.recent_messages(instance_name)
+        while True:
+            ids = await self.redis.zrevrange(index, 0, limit - 1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message_id in ids:
+                    pipe.hgetall(keys.message(message_id))
+                records = await pipe.execute()
+            gone = [message_id for message_id, data in zip(ids, records, strict=True) if not data.get("id")]
+            if not gone:
+                return [Message.from_hash(data) for data in records]
+            await self.redis.zrem(index, *gone)  # their retention ran out: the index forgets them too
 
     async def apply_receipt(self, instance_name: str, wa_message_ids: tuple[str, ...], status: str) -> list[Message]:
         """Move the messages a receipt names to `status`; returns those that moved."""

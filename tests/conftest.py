@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -67,6 +68,20 @@ async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: i
 
 
 ADMIN = {"apikey": ADMIN_KEY}
+
+if TYPE_CHECKING:
+    from tests.receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 that records every request (tests/receiver.py)."""
+    from tests.receiver import Receiver  # it imports this module: import it only once both exist
+
+    found = Receiver()
+    await found.start()
+    yield found
+    await found.close()
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, Validati
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
-from gateway.state import principal, require_instance_access, require_tenant_access, services
-from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl
+from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
+from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
 from scheduler.drivers.base import SendType
 from scheduler.lanes import Accepting
-from scheduler.messages import Message, new_message_id
+from scheduler.messages import RECENT_KEPT, Message, new_message_id
 from scheduler.messages import Status as MessageStatus
 
 # WhatsApp's own limits on a text and on a caption.
@@ -216,6 +216,21 @@ async def get_message(request: web.Request) -> web.Response:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
     principal(request).require(message.tenant_id, f"message {message.id!r}")
     return json_response(_out(message))
+
+
+class RecentQuery(ApiModel):
+    limit: int = Field(default=20, ge=1, le=RECENT_KEPT)
+
+
+class MessageList(ApiModel):
+    messages: list[MessageOut]
+
+
+async def list_recent(request: web.Request) -> web.Response:
+    instance = await accessible_instance(request)
+    query = validate(RecentQuery, dict(request.query))
+    recent = await services(request).messages.recent(instance.name, query.limit)
+    return json_response(MessageList(messages=[_out(message) for message in recent]))
 
 
 def _out(message: Message) -> MessageOut:
