@@ -131,7 +131,8 @@ class SessionHost:
             log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
         try:
             session = self.session(name)
-            if session.linked:
+            # A store read (sqlite, or PostgreSQL): off the event loop.
+            if await asyncio.to_thread(lambda: session.linked):
                 await self.instances.update(name, state="connecting")
                 await session.connect()
                 return
@@ -353,6 +354,7 @@ class SessionHost:
                 "pushName": message.push_name,
                 "messageType": message.message_type,
                 "text": message.text if message.message_type == "conversation" else None,
+                "caption": message.caption,
                 "messageId": message.message_id,
                 "timestamp": iso(message.timestamp),
             },

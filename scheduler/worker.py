@@ -138,8 +138,6 @@ class GatewayWorker:
         )
 
     async def start(self) -> None:
-        if isinstance(self.driver, NeonizeDriver):
-            self.driver.install_executor(asyncio.get_running_loop())
         await self._heartbeat_once()
         await self.redis.hset(
             keys.worker(self.worker_id),
