@@ -138,6 +138,8 @@ class GatewayWorker:
         )
 
     async def start(self) -> None:
+        if isinstance(self.driver, NeonizeDriver):
+            await self.driver.open()
         await self._heartbeat_once()
         await self.redis.hset(
             keys.worker(self.worker_id),

@@ -53,6 +53,8 @@ RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 # Beyond the child's own deadlines: a call still unanswered after them means the child is stuck.
 CALL_MARGIN = 10.0
 CONNECT_TIMEOUT = 60.0
+# How long a session host gets to close its client (a clean websocket goodbye) before it is killed.
+HOST_GRACE = 3.0
 
 
 class SessionProcess:
@@ -148,7 +150,7 @@ class SessionProcess:
         # The socket closed: the child exited, is about to, or is stuck. It gets a moment.
         self._writer.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._dead), STOP_TIMEOUT if self.ending else 1.0)
+            await asyncio.wait_for(asyncio.shield(self._dead), HOST_GRACE if self.ending else 1.0)
         self.kill()
         await self._dead
         os.close(self._pidfd)
@@ -202,7 +204,7 @@ class HostedSession:
 
     async def pair_phone(self, phone_number: str) -> str:
         timeout = PAIR_QR_WAIT + LOOKUP_TIMEOUT + CALL_MARGIN
-        code: str = await self._require_host().call("pair_phone", phone_number, timeout=timeout)
+        code: str = await self._call("pair_phone", phone_number, timeout=timeout)
         return code
 
     async def is_on_whatsapp(self, phone_number: str) -> bool:
@@ -211,10 +213,7 @@ class HostedSession:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         timeout = LOOKUP_TIMEOUT + MEDIA_TIMEOUT + SEND_TIMEOUT + CALL_MARGIN
-        try:
-            result: SendResult = await self._call("send", message, timeout=timeout)
-        except TimeoutError as exc:
-            raise OutcomeUnknownError("the session host did not answer; the message may have been sent") from exc
+        result: SendResult = await self._call("send", message, timeout=timeout)
         return result
 
     async def logout(self) -> None:
@@ -233,7 +232,7 @@ class HostedSession:
             self._restart = None
         host, self._host = self._host, None
         if host is not None:
-            await host.end(STOP_TIMEOUT)
+            await host.end(HOST_GRACE)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._delivery is not None and self._delivery is not asyncio.current_task():
             self._delivery.cancel()
@@ -265,7 +264,11 @@ class HostedSession:
             # session comes back in a fresh one.
             log.error("%s: session host %s did not answer %s; ending it", self.instance_name, host.pid, method)
             host.kill()
-            raise
+            if method == "send":
+                raise OutcomeUnknownError(
+                    "the session host stopped answering; the message may have been sent"
+                ) from None
+            raise TransientDriverError(f"the session host stopped answering {method}") from None
 
     def _require_host(self) -> SessionProcess:
         if self._host is None or self._host.ending:
@@ -291,7 +294,7 @@ class HostedSession:
     def _retire(self, host: SessionProcess) -> None:
         if self._host is host:
             self._host = None
-        task = asyncio.get_running_loop().create_task(host.end(STOP_TIMEOUT))
+        task = asyncio.get_running_loop().create_task(host.end(HOST_GRACE))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
@@ -399,6 +402,10 @@ class NeonizeDriver:
         if instance_name in self._sessions:
             raise DriverError(f"{instance_name} still has an open session; close it before removing its store")
         self.store(instance_name).remove()
+
+    async def open(self) -> None:
+        """Start the zygote now (it preloads while the worker starts), not at the first session."""
+        await asyncio.to_thread(self.zygote.start)
 
     def close(self) -> None:
         """Stop the zygote (once the sessions are closed) and close the worker's own PostgreSQL

@@ -59,6 +59,14 @@ _SHARED = (
     "neonize.builder",
     "neonize.exc",
     "neonize.utils",
+    "neonize.download",
+    "neonize.ext.interactive_message",
+    "neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2",
+    "neonize.proto.waConsumerApplication.WAConsumerApplication_pb2",
+    "neonize.proto.waMsgApplication.WAMsgApplication_pb2",
+    "neonize.aioze.preview.compose",
+    "neonize.aioze.events",
+    "tqdm",
 )
 
 

@@ -54,6 +54,10 @@ class Zygote:
             (pid,) = _PID.unpack(answer)
             return int(pid)
 
+    def start(self) -> None:
+        with self._lock:
+            self._running()
+
     def close(self) -> None:
         with self._lock:
             self._stop()
