@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -1102,3 +1103,73 @@ async def test_remove_store_drops_only_that_instance(pg_driver: nd.NeonizeDriver
     assert postgres.schema_exists(two) and pg_driver.store(two).has_device()
     pg_driver.remove_store(one)  # already gone: a no-op
     pg_driver.remove_store(postgres.name("never-connected"))
+
+
+# -- media built without ffprobe ------------------------------------------------------------------
+
+
+def tone(seconds: float, rate: int = 16000) -> bytes:
+    """A WAV whose second half is silent (so the waveform has a shape)."""
+    import math
+    import struct
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        loud = int(rate * seconds / 2)
+        samples = [int(12000 * math.sin(i / 8)) if i < loud else 0 for i in range(int(rate * seconds))]
+        wav.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return out.getvalue()
+
+
+@pytest.fixture
+def no_ffprobe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A PATH without ffprobe (nor ffmpeg: the imageio-ffmpeg wheel's binary is used)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+
+async def test_a_voice_note_is_built_with_seconds_waveform_and_the_opus_mimetype(
+    driver: nd.NeonizeDriver, no_ffprobe: None
+) -> None:
+    from scheduler.media import Media, to_voice_note
+
+    voice = await to_voice_note(Media(tone(4.0), "audio/wav"))
+    session, client = qr_session(driver, Recorder())
+    session._connected = True
+    await session.send(OutgoingMessage(to=PHONE, type="audio", media=voice.data, mimetype=voice.mimetype))
+    ((_, message),) = client.sent
+    audio = message.audioMessage
+    assert (audio.mimetype, audio.PTT, audio.seconds) == ("audio/ogg; codecs=opus", True, 4)
+    assert len(audio.waveform) == 64
+    assert max(audio.waveform[:28]) == 100 and max(audio.waveform[36:]) == 0  # loud, then silent
+    assert audio.fileLength == len(voice.data)
+    await session.close()
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> bytes:
+    """A 3-second 320x240 MPEG-4 video, made with the ffmpeg the imageio-ffmpeg wheel ships."""
+    from scheduler.media import find_ffmpeg
+
+    path = tmp_path / "clip.mp4"
+    source = "testsrc=duration=3:size=320x240:rate=10"
+    subprocess.run(
+        [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i", source, "-c:v", "mpeg4", str(path)], check=True
+    )
+    return path.read_bytes()
+
+
+async def test_a_video_is_built_with_duration_size_and_thumbnail(
+    driver: nd.NeonizeDriver, clip: bytes, no_ffprobe: None
+) -> None:
+    session, client = qr_session(driver, Recorder())
+    session._connected = True
+    await session.send(OutgoingMessage(to=PHONE, type="video", media=clip, caption="clip"))
+    ((_, message),) = client.sent
+    video = message.videoMessage
+    assert (video.seconds, video.width, video.height, video.caption) == (3, 320, 240, "clip")
+    assert Image.open(io.BytesIO(video.JPEGThumbnail)).format == "JPEG"
+    await session.close()

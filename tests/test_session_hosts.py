@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,8 +28,8 @@ from scheduler.drivers.base import (
     TransientDriverError,
 )
 from scheduler.drivers.neonize import driver as driver_module
+from tests.whatsapp_offline import REFUSED, Blackhole, linked_store
 
-REFUSED = "socks5://127.0.0.1:9"
 PHONE = "5491112345678"
 
 
@@ -75,55 +74,10 @@ async def warm(driver: nd.NeonizeDriver) -> tuple[int, int]:
     return usage()
 
 
-async def linked_store(sessions_dir: Path, name: str) -> None:
-    """A session store holding a (made-up) linked device, schema created by whatsmeow itself."""
-    maker = nd.NeonizeDriver(sessions_dir, 1, proxy=REFUSED)
-    events = Events()
-    session = maker.session(name, events)
-    await session.connect()
-    await eventually(lambda: bool(events.of(Disconnected)), 30, "whatsmeow created its schema")
-    await session.close()
-    maker.close()
-    with sqlite3.connect(maker.store_path(name)) as db:
-        db.execute(
-            "INSERT INTO whatsmeow_device (jid, registration_id, noise_key, identity_key, signed_pre_key,"
-            " signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details, adv_account_sig, adv_account_sig_key,"
-            " adv_device_sig) VALUES (?, 1, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
-            (f"{PHONE}:4@s.whatsapp.net", *(os.urandom(n) for n in (32, 32, 32, 64, 32, 16, 64, 32, 64))),
-        )
-    db.close()
-
-
 @pytest.fixture
 async def blackhole() -> AsyncIterator[str]:
-    """A SOCKS5 proxy that accepts, says yes, and then never answers: a dial that hangs."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        try:
-            _, methods = await reader.readexactly(2)
-            await reader.readexactly(methods)
-            writer.write(b"\x05\x00")
-            header = await reader.readexactly(4)
-            skip = {1: 6, 4: 18}.get(header[3])
-            await reader.readexactly(skip if skip is not None else (await reader.readexactly(1))[0] + 2)
-            writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
-            while await reader.read(65536):
-                pass
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:  # the proxy's own sockets must not count as the worker's
-            held.remove(writer)
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"socks5://127.0.0.1:{port}"
-    server.close()
-    for writer in held:
-        writer.close()
-    await server.wait_closed()
+    async with Blackhole() as proxy:
+        yield proxy.url
 
 
 # -- crash containment -----------------------------------------------------------------------------
@@ -191,15 +145,31 @@ async def test_a_stuck_session_host_is_ended_and_replaced(
     driver.close()
 
 
-async def test_connect_after_a_final_end_starts_a_fresh_host(tmp_path: Path) -> None:
+async def test_each_connect_cycle_runs_in_a_fresh_host_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # neonize leaks a file handle and some memory per connect cycle (and a QR retry is one): in a
+    # host per cycle, the leak goes with the process.
+    pids: list[int] = []
+    start = driver_module.SessionProcess.start
+
+    async def recorded(zygote: Any, spec: Any) -> Any:
+        host = await start(zygote, spec)
+        pids.append(host.pid)
+        return host
+
+    monkeypatch.setattr(driver_module.SessionProcess, "start", staticmethod(recorded))
     driver = nd.NeonizeDriver(tmp_path, 2, proxy=REFUSED)
+    baseline = await warm(driver)
     events = Events()
     session = driver.session("shop", events)
-    for round_ in range(1, 4):
+    for round_ in range(1, 6):
         await session.connect()
         await eventually(lambda r=round_: len(events.of(Disconnected)) == r, 30, "the refused dial is reported")
         await eventually(lambda: driver.host_pids() == {}, 10, "the host is ended")
+    assert len(set(pids)) == 5 and not any(map(alive, pids))
     await session.close()
+    await eventually(lambda: usage() == baseline, 10, f"threads and handles back to {baseline} (now {usage()})")
     driver.close()
 
 
