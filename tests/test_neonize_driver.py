@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -1172,4 +1173,25 @@ async def test_a_video_is_built_with_duration_size_and_thumbnail(
     video = message.videoMessage
     assert (video.seconds, video.width, video.height, video.caption) == (3, 320, 240, "clip")
     assert Image.open(io.BytesIO(video.JPEGThumbnail)).format == "JPEG"
+    await session.close()
+
+
+async def test_image_decoding_and_thumbnails_run_off_the_event_loop(
+    driver: nd.NeonizeDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 12 MP JPEG takes ~150 ms to decode and shrink: never on the loop that carries the events.
+    from scheduler.drivers.neonize import builders
+
+    threads: list[str] = []
+    profile = builders._image_profile
+
+    def recorded(data: bytes, mimetype: str | None) -> Any:
+        threads.append(threading.current_thread().name)
+        return profile(data, mimetype)
+
+    monkeypatch.setattr(builders, "_image_profile", recorded)
+    session, _ = qr_session(driver, Recorder())
+    session._connected = True
+    await session.send(OutgoingMessage(to=PHONE, type="image", media=png(), caption="x"))
+    assert threads and threads[0] != threading.main_thread().name
     await session.close()

@@ -173,6 +173,32 @@ async def test_each_connect_cycle_runs_in_a_fresh_host_and_leaves_nothing_behind
     driver.close()
 
 
+async def test_a_linked_session_whose_run_breaks_is_connected_again_from_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run that ends by itself (the shim's event loop giving up on an event it cannot encode, or a
+    # dial that fails) used to leave the session down until a restart: now a new host reconnects.
+    await linked_store(tmp_path, "shop")
+    started: list[int] = []
+    start = driver_module.SessionProcess.start
+
+    async def recorded(zygote: Any, spec: Any) -> Any:
+        host = await start(zygote, spec)
+        started.append(host.pid)
+        return host
+
+    monkeypatch.setattr(driver_module.SessionProcess, "start", staticmethod(recorded))
+    driver = nd.NeonizeDriver(tmp_path, 2, proxy=REFUSED)
+    events = Events()
+    session = driver.session("shop", events)
+    await session.connect()
+    await eventually(lambda: len(started) >= 2, 15, "a second host, started by the driver itself")
+    assert len(events.of(Disconnected)) >= 1 and events.of(QrCode) == []
+    await session.close()
+    await eventually(lambda: driver.host_pids() == {} and not any(map(alive, started)), 10, "all hosts ended")
+    driver.close()
+
+
 # -- probes (the load probes, bounded) -----------------------------------------------------
 
 

@@ -181,6 +181,7 @@ class HostedSession:
         self._wanted = False  # connect() was asked and neither close() nor a final event came since
         self._attempts = 0
         self._restart: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
         self._delivery: asyncio.Task[None] | None = None
 
@@ -198,8 +199,6 @@ class HostedSession:
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
-        if self._host is not None and not self._host.ending:
-            return
         await self._start()
 
     async def pair_phone(self, phone_number: str) -> str:
@@ -242,18 +241,25 @@ class HostedSession:
     # -- hosts
 
     async def _start(self) -> None:
-        # Never two clients on one store: a host still ending goes first.
-        await asyncio.gather(*self._retiring, return_exceptions=True)
-        host = await SessionProcess.start(self._driver.zygote, self._driver.spec(self.instance_name))
-        host.on_event = self._queue
-        host.on_ended = functools.partial(self._host_ended, host)
-        host.on_exit = functools.partial(self._host_died, host)
-        self._host = host
-        try:
-            await host.call("connect", timeout=CONNECT_TIMEOUT)
-        except BaseException:
-            self._retire(host)
-            raise
+        # One host per session at a time, whoever asks (connect, a restart): the lock orders them.
+        async with self._starting:
+            if self._host is not None and not self._host.ending:
+                return
+            # Never two clients on one store: a host still ending goes first.
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+            host = await SessionProcess.start(self._driver.zygote, self._driver.spec(self.instance_name))
+            host.on_event = self._queue
+            host.on_ended = functools.partial(self._host_ended, host)
+            host.on_exit = functools.partial(self._host_died, host)
+            if not self._wanted:  # closed while the host was starting
+                self._retire(host)
+                return
+            self._host = host
+            try:
+                await host.call("connect", timeout=CONNECT_TIMEOUT)
+            except BaseException:
+                self._retire(host)
+                raise
 
     async def _call(self, method: str, *args: Any, timeout: float) -> Any:
         host = self._require_host()
@@ -307,7 +313,6 @@ class HostedSession:
 
     async def _restart_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._restart = None
         if not self._wanted or self._host is not None:
             return
         try:
@@ -315,10 +320,14 @@ class HostedSession:
                 return  # a linking attempt: a new one starts when someone asks for a QR again
             log.info("%s: reconnecting from the session store", self.instance_name)
             await self._start()
-        except DriverError as exc:
+        except (DriverError, TimeoutError) as exc:
             log.warning("%s: reconnecting failed: %s", self.instance_name, exc)
+            self._restart = None
             if self._wanted and self._host is None:
                 self._schedule_restart()
+        finally:
+            if self._restart is asyncio.current_task():
+                self._restart = None
 
     # -- events, in order, one at a time
 
