@@ -8,23 +8,12 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
-from core.crypto import SecretBox
-from core.instances import Instances
-from core.jobs import arq_pool
-from core.redis_client import connect
-from core.tenants import Tenants
-from gateway.idempotency import Idempotency
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.ratelimit import Gatekeeper
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
-from gateway.state import SERVICES, Services
-from scheduler.commands import Commands
-from scheduler.lanes import Lanes
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from gateway.state import SERVICES, ApiServices
+from scheduler.services import Services
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
 ROUTES: list[Route] = [
@@ -69,6 +58,9 @@ ROUTES: list[Route] = [
           status=202, tag="messages"),
     Route("POST", "/message/video", M.send_video, "Queue a video", body=M.SendVideo, response=M.Queued,
           status=202, tag="messages"),
+    Route("POST", "/message/batch", M.send_batch,
+          "Queue up to 1,000 messages of any type on any of the tenant's instances, validated as a whole",
+          body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),
     Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
@@ -127,26 +119,8 @@ def create_app(settings: Settings) -> web.Application:
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        assert settings.redis_url is not None and settings.admin_key is not None and settings.secret_key is not None
-        redis = connect(settings.redis_url)
-        arq = arq_pool(settings)
-        ownership = Ownership(redis, int(settings.lease_timeout * 1000))
-        box = SecretBox(settings.secret_key.get_secret_value())
-        app[SERVICES] = Services(
-            settings=settings,
-            redis=redis,
-            tenants=Tenants(redis),
-            gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
-            idempotency=Idempotency(redis, box),
-            instances=Instances(redis, box),
-            commands=Commands(ownership, arq),
-            ownership=ownership,
-            lanes=Lanes.from_settings(redis, settings),
-            messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis, arq),
-        )
+        app[SERVICES] = ApiServices.around(Services.open(settings))
         yield
-        await arq.aclose(close_connection_pool=True)
-        await redis.aclose()
+        await app[SERVICES].close()
 
     return context

@@ -10,16 +10,19 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ValidationError
 
+from config import Settings
 from core.errors import Issue, ValidationFailed
+from core.instances import NAME_PART, InstanceName
+from core.netguard import BlockedUrl
+from webhooks.delivery import check_webhook_url
 
 M = TypeVar("M", bound=BaseModel)
 
-PART_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
 
 
 def _name_part(value: str) -> str:
-    if not PART_RE.match(value):
+    if not NAME_PART.fullmatch(value):
         raise ValueError("use lowercase letters and digits, with single underscores inside (e.g. acme or acme_2)")
     if len(value) > 40:
         raise ValueError("must be at most 40 characters")
@@ -90,3 +93,19 @@ def _web_url(value: str) -> str:
 
 
 WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
+def _instance_name(value: str) -> str:
+    InstanceName.parse(value)
+    return value
+
+
+InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
+
+
+async def admitted_webhook_url(settings: Settings, url: str) -> None:
+    """A 400 on `webhookUrl` for a URL the private-address guard would refuse at delivery."""
+    try:
+        await check_webhook_url(url, settings.allow_private_urls)
+    except BlockedUrl as exc:
+        raise ValidationFailed.at(["webhookUrl"], f"not allowed: {exc}") from None

@@ -9,8 +9,7 @@ from pydantic import Field, model_validator
 
 from core import keys
 from core.records import ApiModel
-from gateway.routes.instances import accessible
-from gateway.state import services
+from gateway.state import accessible_instance, services
 from gateway.validation import PhoneNumber
 from scheduler.drivers.base import MessageType, ReceiptStatus
 
@@ -66,20 +65,20 @@ class SentMessage(ApiModel):
 
 
 async def link(request: web.Request, body: LinkBody) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     args = {"phoneNumber": body.phone_number} if body.phone_number else {}
     await services(request).commands.call(instance.name, "sandbox.link", args)
     return web.json_response({"instanceName": instance.name, "linked": True})
 
 
 async def unlink(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.unlink")
     return web.json_response({"instanceName": instance.name, "linked": False})
 
 
 async def inbound(request: web.Request, body: InboundBody) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     result = await services(request).commands.call(
         instance.name, "sandbox.inbound", body.model_dump(by_alias=True, mode="json")
     )
@@ -87,26 +86,26 @@ async def inbound(request: web.Request, body: InboundBody) -> web.Response:
 
 
 async def sent(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     raw = await services(request).redis.lrange(keys.sandbox_sent(instance.name), 0, -1)
     records = [SentMessage.model_validate(json.loads(item)) for item in raw]
     return web.json_response([r.model_dump(by_alias=True) for r in records])
 
 
 async def fail_next(request: web.Request, body: FailNextBody) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.fail_next", body.model_dump())
     return web.json_response({"instanceName": instance.name, "failNext": body.count})
 
 
 async def ban(request: web.Request, body: BanBody) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.ban", {"seconds": body.seconds})
     return web.json_response({"instanceName": instance.name, "bannedFor": body.seconds})
 
 
 async def receipt(request: web.Request, body: ReceiptBody) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     args = {"messageIds": body.message_ids, "status": body.status}
     await services(request).commands.call(instance.name, "sandbox.receipt", args)
     return web.json_response({"instanceName": instance.name, "status": body.status})

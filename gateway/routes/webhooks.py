@@ -5,9 +5,8 @@ from pydantic import Field, model_validator
 
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.instances import accessible, admitted_webhook_url
-from gateway.state import services
-from gateway.validation import WebUrl, validate
+from gateway.state import accessible_instance, services
+from gateway.validation import WebUrl, admitted_webhook_url, validate
 from webhooks.outbox import Delivery
 
 TEST_EVENT = "webhook.test"
@@ -47,7 +46,7 @@ class DeliveryQueued(ApiModel):
 
 
 async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     svc = services(request)
     if body.webhook_url is not None:
         await admitted_webhook_url(svc.settings, body.webhook_url)
@@ -61,20 +60,20 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
 
 
 async def send_test(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     data = {"message": "a test event sent on request"}
     delivery_id = await services(request).outbox.publish(instance.name, TEST_EVENT, data)
     return json_response(DeliveryQueued(delivery_id=delivery_id, event=TEST_EVENT, status="pending"), status=202)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     query = validate(DeliveriesQuery, dict(request.query))
     deliveries, next_cursor = await services(request).outbox.page(instance.name, query.limit, query.cursor)
     return json_response(DeliveryPage(deliveries=deliveries, next_cursor=next_cursor))
 
 
 async def replay_delivery(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     queued = await services(request).outbox.replay(instance.name, request.match_info["id"])
     return json_response(DeliveryQueued(delivery_id=queued.id, event=queued.event, status=queued.status), status=202)

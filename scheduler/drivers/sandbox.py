@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from core import keys
 from core.clock import iso
+from core.errors import InvalidState, NotFound
 from core.redis_client import Redis
 from scheduler.drivers.base import (
     Banned,
@@ -46,6 +48,8 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
+DEFAULT_PHONE = "5491100000000"
+SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 
 
 @dataclass
@@ -147,9 +151,34 @@ class SandboxSession:
         self._stop_qr()
         self._connected = False
 
-    # The control surface standing in for the phone and the contacts.
+    # The control surface standing in for the phone and the contacts: `control` runs the one named
+    # after `sandbox.` in a command from the API (the routes in gateway/routes/sandbox.py).
+
+    async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        match op:
+            case "link":
+                await self.link(args.get("phoneNumber") or DEFAULT_PHONE)
+            case "unlink":
+                await self.unlink()
+            case "inbound":
+                return {
+                    "messageId": await self.inbound(
+                        args["from"], args.get("text"), args["messageType"], args.get("pushName")
+                    )
+                }
+            case "receipt":
+                await self.receipt(tuple(args["messageIds"]), args["status"])
+            case "ban":
+                await self.ban(args["seconds"])
+            case "fail_next":
+                self.fail_next(args["error"], args["count"], args["transient"])
+            case _:
+                raise NotFound(f"unknown sandbox control {op!r}")
+        return {}
 
     async def link(self, phone_number: str) -> None:
+        if self._connected:
+            raise InvalidState("instance is already open")
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
         self._connected = True
