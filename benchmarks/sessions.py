@@ -35,6 +35,16 @@ from tests.whatsapp_offline import REFUSED, Blackhole, linked_store
 PHONE = "5491112345678"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(") ", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pss_mb(pid: int | str = "self") -> float:
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
         for line in rollup:
@@ -90,9 +100,13 @@ async def bring_up(n: int, proxy: str, folder: Path) -> dict[str, Any]:
     seconds = time.monotonic() - started
     hosts = list(driver.host_pids().values())
     hosts_pss = sum(pss_mb(pid) for pid in hosts)
+    cpu = sum(cpu_seconds(pid) for pid in hosts) / max(1, len(hosts))
     row = {
         "sessions": n,
         "seconds_until_all_dialing": round(seconds, 1),
+        # CPU one host used to start and dial: x sessions / cores = the time on an idle machine.
+        "host_cpu_seconds_avg": round(cpu, 3),
+        "idle_machine_estimate_s": round(cpu * n / (os.cpu_count() or 1), 1),
         "hosts_alive": len(hosts),
         "pss_per_session_mb": round(hosts_pss / max(1, len(hosts)), 1),
         "worker_pss_mb": round(pss_mb(), 1),

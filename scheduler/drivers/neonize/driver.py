@@ -107,6 +107,8 @@ class SessionProcess:
             raise TransientDriverError("the session host has ended") from exc
         finally:
             self._calls.pop(call_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by _reap while we were still writing: already told
 
     async def end(self, timeout: float) -> None:
         """Ask the child to close its client, then end it whatever it does."""

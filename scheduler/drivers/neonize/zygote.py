@@ -23,6 +23,8 @@ import struct
 import subprocess
 import sys
 import threading
+from collections import deque
+from concurrent.futures import Future
 
 from scheduler.drivers.neonize.child import HostSpec, serve
 from scheduler.drivers.neonize.loading import preload
@@ -32,27 +34,32 @@ _MAX_REQUEST = 1 << 16
 
 
 class Zygote:
-    """The worker's handle on its zygote process: `spawn(spec, sock)` forks one session host."""
+    """The worker's handle on its zygote process: `spawn(spec, sock)` forks one session host.
+
+    Requests are pipelined: several threads may wait for a pid at once, and a reader thread hands
+    the zygote's answers (which come in request order) to them, so a busy machine's scheduling
+    delays overlap instead of adding up, one fork after the other.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
+        self._answers: threading.Thread | None = None
+        self._waiting: deque[Future[int]] = deque()
 
     def spawn(self, spec: HostSpec, sock: socket.socket) -> int:
         """Fork a session host serving `sock`; its pid. Blocking: call it from a thread."""
+        answer: Future[int] = Future()
         with self._lock:
             control = self._running()
+            self._waiting.append(answer)
             try:
                 socket.send_fds(control, [pickle.dumps(spec)], [sock.fileno()])
-                answer = control.recv(_PID.size)
             except OSError:
-                answer = b""
-            if len(answer) != _PID.size:
                 self._stop()
-                raise OSError("the session host zygote is gone")
-            (pid,) = _PID.unpack(answer)
-            return int(pid)
+                raise OSError("the session host zygote is gone") from None
+        return answer.result()
 
     def start(self) -> None:
         with self._lock:
@@ -74,12 +81,22 @@ class Zygote:
                 stdin=subprocess.DEVNULL,
             )
         self._control = ours
+        self._waiting = deque()
+        self._answers = threading.Thread(
+            target=_hand_out, args=(ours, self._waiting), name="zygote-answers", daemon=True
+        )
+        self._answers.start()
         return ours
 
     def _stop(self) -> None:
         if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.shutdown(socket.SHUT_RDWR)  # wakes the reader thread
             self._control.close()
             self._control = None
+        if self._answers is not None:
+            self._answers.join(5)
+            self._answers = None
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(5)
@@ -87,6 +104,20 @@ class Zygote:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+
+
+def _hand_out(control: socket.socket, waiting: deque[Future[int]]) -> None:
+    """The reader thread: each pid the zygote answers goes to the oldest waiting request."""
+    while True:
+        try:
+            answer = control.recv(_PID.size)
+        except OSError:
+            answer = b""
+        if len(answer) != _PID.size:
+            break
+        waiting.popleft().set_result(int(_PID.unpack(answer)[0]))
+    while waiting:
+        waiting.popleft().set_exception(OSError("the session host zygote is gone"))
 
 
 def _die_with_parent() -> None:
