@@ -199,6 +199,23 @@ async def test_a_linked_session_whose_run_breaks_is_connected_again_from_its_sto
     driver.close()
 
 
+async def test_a_dead_zygote_is_replaced_and_its_hosts_reported(tmp_path: Path, blackhole: str) -> None:
+    driver = nd.NeonizeDriver(tmp_path, 2, proxy=blackhole)
+    events = Events()
+    session = driver.session("shop", events)
+    await session.connect()
+    zygote = driver.zygote._process
+    assert zygote is not None
+    zygote.kill()  # its hosts die with it (PDEATHSIG): each is reported, none is left behind
+    zygote.wait()
+    await eventually(lambda: bool(events.of(Disconnected)), 10, "the host's death is reported")
+    await session.connect()  # a new zygote, a new host
+    assert driver.zygote._process is not None and driver.zygote._process.pid != zygote.pid
+    assert alive(driver.host_pids()["shop"])
+    await session.close()
+    driver.close()
+
+
 # -- probes (the load probes, bounded) -----------------------------------------------------
 
 

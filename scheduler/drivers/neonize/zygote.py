@@ -31,6 +31,7 @@ from scheduler.drivers.neonize.loading import preload
 
 _PID = struct.Struct("!i")
 _MAX_REQUEST = 1 << 16
+SPAWN_TIMEOUT = 30.0  # seconds for the zygote to fork and answer; it is replaced past that
 
 
 class Zygote:
@@ -52,14 +53,23 @@ class Zygote:
         """Fork a session host serving `sock`; its pid. Blocking: call it from a thread."""
         answer: Future[int] = Future()
         with self._lock:
-            control = self._running()
-            self._waiting.append(answer)
-            try:
-                socket.send_fds(control, [pickle.dumps(spec)], [sock.fileno()])
-            except OSError:
-                self._stop()
-                raise OSError("the session host zygote is gone") from None
-        return answer.result()
+            for attempt in (1, 2):  # a zygote found dead is replaced once
+                control = self._running()
+                self._waiting.append(answer)
+                try:
+                    socket.send_fds(control, [pickle.dumps(spec)], [sock.fileno()])
+                    break
+                except OSError:
+                    self._stop()
+                    if attempt == 2:
+                        raise OSError("the session host zygote is gone") from None
+                    answer = Future()
+        try:
+            return answer.result(SPAWN_TIMEOUT)
+        except TimeoutError:
+            with self._lock:
+                self._stop()  # a zygote that stopped answering is replaced at the next spawn
+            raise OSError("the session host zygote did not answer") from None
 
     def start(self) -> None:
         with self._lock:
