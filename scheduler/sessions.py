@@ -126,7 +126,8 @@ class SessionHost:
             log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
         try:
             session = self.session(name)
-            if session.linked:
+            # A store read (sqlite, or PostgreSQL): off the event loop.
+            if await asyncio.to_thread(lambda: session.linked):
                 await self.instances.update(name, state="connecting")
                 await session.connect()
                 return
@@ -354,15 +355,14 @@ class SessionHost:
         if not first:
             log.info("message.duplicate_dropped", instance=name, message_id=message.message_id)
             return
-        await self.outbox.publish(
-            name,
-            "message.received",
-            {
-                "from": message.sender,
-                "pushName": message.push_name,
-                "messageType": message.message_type,
-                "text": message.text if message.message_type == "conversation" else None,
-                "messageId": message.message_id,
-                "timestamp": iso(message.timestamp),
-            },
-        )
+        data = {
+            "from": message.sender,
+            "pushName": message.push_name,
+            "messageType": message.message_type,
+            "text": message.text if message.message_type == "conversation" else None,
+            "messageId": message.message_id,
+            "timestamp": iso(message.timestamp),
+        }
+        if message.caption:  # the fixed fields stay as they are; a media caption comes beside them
+            data["caption"] = message.caption
+        await self.outbox.publish(name, "message.received", data)

@@ -82,6 +82,7 @@ class MessageReceived:
     text: str | None
     timestamp: datetime
     from_me: bool = False
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
