@@ -9,10 +9,10 @@ from aiohttp import web
 
 from config import Settings
 from gateway import console
-from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
+from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
-from gateway.routing import Route
+from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, ApiServices
 from scheduler.services import Services
 
@@ -44,8 +44,8 @@ ROUTES: list[Route] = [
     Route("PATCH", "/instance/{name}/webhook", W.update_webhook, "Change the webhook URL and/or rotate its secret",
           body=W.WebhookUpdate, response=W.WebhookOut, tag="webhooks"),
     Route("GET", "/instance/{name}/webhooks/deliveries", W.list_deliveries,
-          "Recent deliveries with their attempts, newest first (?limit=&cursor=)", response=W.DeliveryPage,
-          tag="webhooks"),
+          "Recent deliveries with their attempts, newest first", response=W.DeliveryPage,
+          query=W.DeliveriesQuery, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/deliveries/{id}/replay", W.replay_delivery,
           "Deliver a delivered or dead-lettered event again", response=W.DeliveryQueued, status=202, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/test", W.send_test, "Send a webhook.test event",
@@ -66,8 +66,8 @@ ROUTES: list[Route] = [
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),
     Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
-    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first (?limit=)",
-          response=M.MessageList, tag="messages"),
+    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first",
+          response=M.MessageList, query=M.RecentQuery, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
     # Admin: stats and queues.
@@ -90,19 +90,19 @@ ROUTES: list[Route] = [
 
 SANDBOX_ROUTES: list[Route] = [
     Route("POST", "/sandbox/instance/{name}/link", sandbox.link, "As if the QR was scanned",
-          body=sandbox.LinkBody, tag="sandbox"),
+          body=sandbox.LinkBody, response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/unlink", sandbox.unlink, "As if the phone removed the device",
-          tag="sandbox"),
+          response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/inbound", sandbox.inbound, "A contact writes in",
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",
-          body=sandbox.ReceiptBody, tag="sandbox"),
+          body=sandbox.ReceiptBody, response=sandbox.ReceiptOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/ban", sandbox.ban, "As if WhatsApp banned the number for a while",
-          body=sandbox.BanBody, tag="sandbox"),
+          body=sandbox.BanBody, response=sandbox.BanOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/fail-next", sandbox.fail_next, "Make the next sends fail",
-          body=sandbox.FailNextBody, tag="sandbox"),
+          body=sandbox.FailNextBody, response=sandbox.FailNextOut, tag="sandbox"),
 ]  # fmt: skip
 
 
@@ -111,11 +111,12 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
+    paths = router_paths(routes)
     for route in routes:
-        app.router.add_route(route.method, route.path, route.endpoint())
+        app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"))

@@ -240,8 +240,10 @@ class SessionHost:
 
     async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
         """Start a QR cycle if none runs and wait for its first code."""
-        # Wait for the next code before reading the record: a code that lands while it is being
-        # read then resolves the waiter, instead of passing unseen between the two.
+        if (until := await self._ban_in_force(name)) is not None:
+            raise InvalidState(f"WhatsApp banned this number {until}; ask for a QR code once the ban is over")
+        # Wait before reading: a code stored after the read but before the wait would resolve
+        # nobody and leave this call waiting for the next one. A waiter left unused is harmless.
         waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         instance = await self.instances.get(name)
         if instance.state == "open":
@@ -258,6 +260,15 @@ class SessionHost:
         if "failed" in result:
             raise WhatsAppError(f"could not reach WhatsApp to get a QR code: {result['failed']}")
         return result
+
+    async def _ban_in_force(self, name: str) -> str | None:
+        """How long the number stays banned ("until <time>" or "for good"), None when it is not."""
+        until = await self.redis.hget(keys.instance(name), "bannedUntil")
+        if not until:
+            return None
+        if until == "permanent":
+            return "for good"
+        return f"until {until}" if datetime.fromisoformat(until) > datetime.now(UTC) else None
 
     def _resolve_linking(self, name: str, result: dict[str, Any]) -> None:
         waiter = self._linking.pop(name, None)
@@ -313,6 +324,8 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.qr_expired", {})
             case Banned(reason=reason, expires_at=expires_at):
                 self.connected.discard(name)
+                if (pending := self._after_ban.pop(name, None)) is not None:
+                    pending.cancel()  # the latest ban decides when the number may connect again
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})

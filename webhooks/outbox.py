@@ -27,7 +27,7 @@ from redis.exceptions import WatchError
 from core import keys
 from core.clock import iso, now_iso, now_ms
 from core.errors import InvalidState, NotFound
-from core.records import ApiModel
+from core.records import ApiModel, Timestamp
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
@@ -44,7 +44,7 @@ def _new_id() -> str:
 
 
 class Attempt(ApiModel):
-    at: str
+    at: Timestamp
     duration_ms: int
     status_code: int | None = None  # None: no answer (network error, timeout, refused URL)
     error: str | None = None
@@ -58,9 +58,9 @@ class Delivery(ApiModel):
     id: str
     event: str
     status: Status
-    created_at: str
-    next_attempt_at: str | None = None
-    delivered_at: str | None = None
+    created_at: Timestamp
+    next_attempt_at: Timestamp | None = None
+    delivered_at: Timestamp | None = None
     tries: int = 0  # attempts since it was queued (or replayed): what the retry schedule counts
     attempts: list[Attempt] = Field(default_factory=list)
     # The envelope, serialized once and signed as is; stored, never shown in the API.
