@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from openapi_spec_validator import validate
 
 from tests.conftest import ADMIN, make_settings
@@ -18,6 +19,9 @@ from tests.http_live import captured_logs, live_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_PER_OPERATION = 20
+# Two schemathesis runs over every operation take about three minutes on a busy 2-core machine:
+# more than the suite's default per-test limit, which is meant for hangs.
+pytestmark = pytest.mark.timeout(600)
 
 
 async def schemathesis_run(base: str, apikey: str, *extra: str) -> tuple[int, str]:
