@@ -32,7 +32,7 @@ class WebhookUpdate(ApiModel):
     def _something_to_change(self) -> WebhookUpdate:
         if self.webhook_url is None and self.webhook_secret is None:
             raise ValueError("send webhookUrl, webhookSecret or both")
-        nulls = [self.model_fields[name].alias for name in self.model_fields_set if getattr(self, name) is None]
+        nulls = [type(self).model_fields[name].alias for name in self.model_fields_set if getattr(self, name) is None]
         if nulls:
             raise ValueError(f"{', '.join(sorted(str(n) for n in nulls))} may not be null: leave it out instead")
         return self
