@@ -142,7 +142,7 @@ async def test_connections_over_the_limit_get_503_and_are_closed(redis_url: str,
             held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(2)]
             response = await raw_request(served.port, b"GET /health HTTP/1.1\r\n" + HEAD + b"\r\n")
             assert response.status == 503
-            assert response.json()["error"]["code"] == "unavailable"
+            assert_error_shape(503, response.headers, response.json(), "unavailable")
             for _, writer in held:
                 writer.close()
     assert logs.errors() == []
