@@ -45,6 +45,8 @@ class Instance:
     qr_expires_at: str | None
     owner: str | None
     linked: bool
+    first_linked_ms: int | None  # warm-up days count from here
+    warmup: float | None  # an admin's warm-up factor, replacing the schedule
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Instance:
@@ -61,6 +63,8 @@ class Instance:
             qr_expires_at=data.get("qrExpiresAt") or None,
             owner=data.get("owner") or None,
             linked=data.get("linked") == "1",
+            first_linked_ms=int(data["firstLinkedMs"]) if data.get("firstLinkedMs") else None,
+            warmup=float(data["warmup"]) if data.get("warmup") else None,
         )
 
     def qr_is_fresh(self, now: datetime) -> bool:
@@ -78,6 +82,7 @@ class Instances:
         self.redis = redis
         self.box = box
         self._update = redis.register_script(lua("fields", "update_instance"))
+        self._first_link = redis.register_script(lua("first_link"))
 
     async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
         key = keys.instance(str(name))
@@ -155,6 +160,10 @@ class Instances:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
         await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
 
+    async def linked(self, name: str, now_ms: int) -> None:
+        """The instance is linked and open: its warm-up counts days from its first link."""
+        await self._first_link(keys=[keys.instance(name)], args=[now_ms])
+
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""
         fields = {"webhookUrl": url, "webhookSecret": self.box.seal(secret) if secret is not None else None}
@@ -202,7 +211,7 @@ class Instances:
                 *(keys.webhook_delivery(name, d) for d in deliveries),
             )
             pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))
-            pipe.delete(*(keys.sent_times(name, lane) for lane in LANES))
+            pipe.delete(*(keys.sent_times(name, lane) for lane in LANES), *keys.deliverability_keys(name))
             pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
             pipe.srem(keys.INSTANCES, name)
             if instance.owner:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from core.clock import now_ms
 from scheduler.lanes import Claimed, Lanes
 from scheduler.ownership import Ownership
-from scheduler.pump import EXPIRED, Pump
+from scheduler.pump import EXPIRED, OPTED_OUT, Pump
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,9 @@ class ClaimLoop:
             room = self.max_in_flight - len(self.running)
             if room <= 0 or not self._claiming:
                 return None
-            claim = await self.lanes.claim_due(self.worker_id, room, {"status": "failed", "error": EXPIRED})
+            claim = await self.lanes.claim_due(
+                self.worker_id, room, {"status": "failed", "error": EXPIRED}, {"status": "failed", "error": OPTED_OUT}
+            )
             for claimed in claim.taken:
                 self._start(claimed)
         if len(claim.taken) == room:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import RedisError
 
-from core.clock import now_iso
+from core.clock import iso_from_ms, now_iso
 from scheduler import spintax
 from scheduler.drivers.base import (
     DriverError,
@@ -23,7 +23,7 @@ from scheduler.drivers.base import (
     Session,
     TransientDriverError,
 )
-from scheduler.lanes import Claimed, Lanes, Outcome, Owner
+from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
 from scheduler.messages import Message, Messages
 from webhooks.outbox import Outbox
@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 # Transient failures (not connected, network blips) retry after these delays, then give up.
 RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
 EXPIRED = "expired: waited longer than the configured limit to be sent"
+OPTED_OUT = "opted_out"
 # While Redis is away, recording an outcome is tried again this often, for as long as it takes:
 # the message stays `sending` meanwhile, and no other send starts on its number.
 FINISH_RETRY_SECONDS = 0.5
@@ -59,6 +60,7 @@ class Result:
     outcome: Outcome
     fields: dict[str, Any]
     retry_at_ms: int = 0
+    signal: Signal = ""
 
 
 class Pump:
@@ -81,10 +83,12 @@ class Pump:
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
         owner = (self.worker_id, claimed.epoch)
-        for message_id in claimed.expired:
-            expired = await self.messages.get(message_id)
-            if expired is not None:
-                await self._publish(name, expired, {})
+        if claimed.unthrottled is not None:
+            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled})
+        for message_id in claimed.ended:
+            ended = await self.messages.get(message_id)
+            if ended is not None:
+                await self._publish(name, ended, {})
         if claimed.message is None:
             return
         message = claimed.message
@@ -124,15 +128,16 @@ class Pump:
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
-            return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})
+            gone = {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts}
+            return Result("failed_uncounted", gone, signal="n")
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed", {"status": "failed", "error": error, "attempts": attempts}, signal="f")
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc))
         except DriverError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
+            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts}, signal="f")
         except MediaError as exc:
             return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
         fields: dict[str, Any] = {
@@ -144,18 +149,25 @@ class Pump:
             "text": text,
             "caption": caption,
         }
-        return Result("sent", fields)
+        return Result("sent", fields, signal="s")
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
         # Trying again is safe: finish.lua records a message once, and only for its owner.
         while True:
             try:
-                await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
-                return
+                throttle = await self.lanes.finish(
+                    name, owner, message.id, result.outcome, result.fields, result.retry_at_ms, result.signal
+                )
             except RedisError:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
+                continue
+            if throttle is not None:
+                log.warning("instance.throttled", instance=name, reason=throttle.reason)
+                data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
+                await self.outbox.publish(name, "instance.throttled", data)
+            return
 
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):

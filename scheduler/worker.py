@@ -22,8 +22,10 @@ from core.instances import Instances
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
 from core.redis_client import connect
+from core.suppressions import Suppressions
 from scheduler.claim_loop import ClaimLoop
 from scheduler.commands import COMMAND_JOB, Commands
+from scheduler.contacts import Contacts
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
 from scheduler.lanes import Lanes
@@ -96,6 +98,8 @@ class GatewayWorker:
             self.lanes,
             messages,
             self.ownership,
+            Contacts(self.store, Suppressions(self.store), outbox, settings.opt_out_keywords),
+            settings.throttle.after_ban,
         )
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
         pump = Pump(self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox)
