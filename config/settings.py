@@ -66,7 +66,9 @@ class ThrottleConfig(BaseModel):
     not_on_whatsapp: float = Field(default=0.3, alias="notOnWhatsapp", gt=0, le=1)
     failures: float = Field(default=0.5, gt=0, le=1)
     pause: float = Field(default=3600, gt=0, description="seconds bulk pauses after a bad window")
-    after_ban: float = Field(default=24 * 3600, ge=0, description="seconds bulk stays paused after a ban ends")
+    after_ban: float = Field(
+        default=24 * 3600, alias="afterBan", ge=0, description="seconds bulk stays paused after a ban ends"
+    )
 
 
 # API.md, "Webhooks": a failed delivery is retried 3 more times, at 1 s, 5 s and 30 s (each

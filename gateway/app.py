@@ -17,7 +17,7 @@ from gateway.idempotency import Idempotency
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.ratelimit import Gatekeeper
-from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
+from gateway.routes import admin, deliverability, instances, messages, meta, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, Services
 from scheduler.commands import Commands
@@ -26,7 +26,7 @@ from scheduler.messages import Messages
 from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox
 
-I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
+I, M, W, D = instances, messages, webhooks, deliverability  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/openapi.json", meta.openapi, "This document", access="public", in_docs=False),
@@ -76,6 +76,19 @@ ROUTES: list[Route] = [
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
+    # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
+    Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
+          response=D.SuppressionsOut, tag="deliverability"),
+    Route("POST", "/tenant/{tenantId}/suppressions", D.add_suppressions, "Add numbers to the opt-out list",
+          body=D.Suppress, response=D.Suppressed, tag="deliverability"),
+    Route("DELETE", "/tenant/{tenantId}/suppressions/{number}", D.remove_suppression,
+          "Take a number off the opt-out list", status=204, tag="deliverability"),
+    Route("PUT", "/admin/instances/{name}/warmup", D.set_warmup, "Override an instance's warm-up",
+          body=D.WarmupOverride, response=D.WarmupOut, access="admin", tag="deliverability"),
+    Route("DELETE", "/admin/instances/{name}/warmup", D.clear_warmup, "Back to the lanes' warm-up schedule",
+          response=D.WarmupOut, access="admin", tag="deliverability"),
+    Route("DELETE", "/admin/instances/{name}/throttle", D.lift_throttle, "Resume a paused bulk lane now",
+          response=D.Unthrottled, access="admin", tag="deliverability"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),

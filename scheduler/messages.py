@@ -42,6 +42,7 @@ class Message:
     wa_message_id: str | None
     attempts: int
     possibly_duplicated: bool
+    transactional: bool  # sent even to an opted-out number (urgent lane only)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Message:
@@ -63,6 +64,7 @@ class Message:
             wa_message_id=data.get("waMessageId"),
             attempts=int(data.get("attempts", "0")),
             possibly_duplicated=data.get("possiblyDuplicated") == "1",
+            transactional=data.get("transactional") == "1",
         )
 
 
@@ -78,6 +80,7 @@ def new_record(
     caption: str | None = None,
     media_url: str | None = None,
     file_name: str | None = None,
+    transactional: bool = False,
 ) -> dict[str, str | int | None]:
     return {
         "id": message_id,
@@ -94,6 +97,7 @@ def new_record(
         "createdAt": now_iso(),
         "createdMs": int(time.time() * 1000),
         "attempts": 0,
+        "transactional": "1" if transactional else None,
     }
 
 

@@ -84,7 +84,7 @@ class Pump:
         name = claimed.name
         owner = (self.worker_id, claimed.epoch)
         if claimed.unthrottled is not None:
-            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled})
+            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled, "by": "expiry"})
         for message_id in claimed.ended:
             ended = await self.messages.get(message_id)
             if ended is not None:
