@@ -186,8 +186,9 @@ class Instances:
             answers = await pipe.execute()
         by_state = {"open": 0, "connecting": 0, "close": 0}
         waiting: dict[str, int] = dict.fromkeys(LANES, 0)
+        per = 1 + len(LANES)  # the record's fields, then one length per lane
         for index in range(len(names)):
-            (state, created_at), *lengths = answers[index * 4 : index * 4 + 4]
+            (state, created_at), *lengths = answers[index * per : (index + 1) * per]
             if created_at is None:
                 continue  # being deleted
             by_state[state or "close"] = by_state.get(state or "close", 0) + 1
@@ -207,7 +208,6 @@ class Instances:
             pipe.delete(
                 keys.webhook_log(name),
                 keys.webhook_seq(name),
-                keys.webhook_wake(name),
                 *(keys.webhook_delivery(name, d) for d in deliveries),
             )
             pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))

@@ -66,7 +66,8 @@ def due_bell(worker_id: str) -> str:
 
 
 # Webhook outbox.
-OUTBOX_QUEUE = f"{PREFIX}q:webhooks"  # arq queue any worker polls
+WEBHOOK_DUE = f"{PREFIX}webhooks:due"  # sorted set: instance name -> when its events are due (ms), any worker
+WEBHOOK_BELL = f"{WEBHOOK_DUE}:bell"  # list: rung when an instance is added to WEBHOOK_DUE
 WEBHOOK_STATS = f"{PREFIX}webhooks:stats"  # hash: delivered, failed (attempts), deadLettered
 
 
@@ -84,10 +85,6 @@ def webhook_seq(name: str) -> str:
 
 def webhook_lock(name: str) -> str:
     return f"{PREFIX}whlock:{name}"  # held by the one worker delivering the instance's head event
-
-
-def webhook_wake(name: str) -> str:
-    return f"{PREFIX}whwake:{name}"  # job-pending flag: someone must still look (core/lua/webhook_next.lua)
 
 
 # Sandbox driver.

@@ -159,7 +159,7 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             ownership=ownership,
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis, arq),
+            outbox=Outbox(redis),
         )
         yield
         await arq.aclose(close_connection_pool=True)

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from scheduler.lanes import Claimed, Lanes
+from scheduler.messages import changes
 from scheduler.ownership import Ownership
 from scheduler.pump import EXPIRED, OPTED_OUT, Pump
 
@@ -75,7 +76,10 @@ class ClaimLoop:
             if room <= 0 or not self._claiming:
                 return None
             claim = await self.lanes.claim_due(
-                self.worker_id, room, {"status": "failed", "error": EXPIRED}, {"status": "failed", "error": OPTED_OUT}
+                self.worker_id,
+                room,
+                changes(status="failed", error=EXPIRED),
+                changes(status="failed", error=OPTED_OUT),
             )
             for claimed in claim.taken:
                 self._start(claimed)

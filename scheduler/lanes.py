@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
@@ -18,7 +19,7 @@ from core import keys
 from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.messages import Message
+from scheduler.messages import Message, lua_fields
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 # What an outcome says about the number's standing with WhatsApp (core/lua/finish.lua judges the
@@ -33,11 +34,9 @@ CLIENT_REF_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class Accepting:
-    """A message to accept: its id, lane and record, and the client's reference for it, if any."""
+    """A message to accept, and the client's reference for it, if any."""
 
-    message_id: str
-    lane: LaneName
-    record: dict[str, Any]
+    message: Message
     client_ref: str | None = None
 
 
@@ -52,6 +51,7 @@ class Claimed:
     message: Message | None
     ended: tuple[str, ...]
     unthrottled: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Lanes:
         self.throttle_config = throttle or ThrottleConfig()
         self._rules = json.dumps(rules(lanes, day_ms, self.throttle_config))
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lua("fields", "common", name))
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
             for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
         }
 
@@ -155,7 +155,7 @@ class Lanes:
         args: list[Any] = [CLIENT_REF_SECONDS]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
-            args += [item.message_id, item.lane, json.dumps(item.record), ref_key]
+            args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
         answers = await self._run("accept", name, *args)
         if not answers:
             return None

@@ -25,7 +25,7 @@ from scheduler.drivers.base import (
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
-from scheduler.messages import Message, Messages
+from scheduler.messages import FIELDS, Message, Messages, changes
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -72,8 +72,11 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
+        lease_seconds: float,
     ) -> None:
         self.worker_id = worker_id
+        # A claim younger than this cannot have been fenced off: the lease has not run out since.
+        self.recheck_after = lease_seconds / 3
         self.lanes = lanes
         self.messages = messages
         self.sessions = sessions
@@ -94,12 +97,12 @@ class Pump:
         message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
-            result = await self._send(name, owner, message)
+            result = await self._send(name, owner, message, claimed.at)
         except RedisError:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
-            result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
+            result = Result("failed_uncounted", changes(status="failed", error=f"internal_error: {type(exc).__name__}"))
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         if result is None:
@@ -110,7 +113,7 @@ class Pump:
         if result.outcome != "requeue":
             await self._publish(name, message, result.fields)
 
-    async def _send(self, name: str, owner: Owner, message: Message) -> Result | None:
+    async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
@@ -122,33 +125,34 @@ class Pump:
             if not await session.is_on_whatsapp(message.to):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
-            # Media can take a while: if we lost the instance meanwhile (a pause past our lease),
-            # the new owner has taken this message back, and sending it here would duplicate it.
-            if not await self.sessions.still_owns(name, owner):
+            # Media can take a while, and the process may have been paused: if we lost the
+            # instance meanwhile (that takes a lease), the new owner has taken this message back,
+            # and sending it here would duplicate it. Sooner than that, we cannot have lost it.
+            if time.monotonic() - claimed_at > self.recheck_after and not await self.sessions.still_owns(name, owner):
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
-            gone = {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts}
+            gone = changes(status="failed", error="not_on_whatsapp", attempts=attempts)
             return Result("failed_uncounted", gone, signal="n")
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", {"status": "failed", "error": error, "attempts": attempts}, signal="f")
+            return Result("failed", changes(status="failed", error=error, attempts=attempts), signal="f")
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc))
         except DriverError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts}, signal="f")
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts), signal="f")
         except MediaError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
-        fields: dict[str, Any] = {
-            "status": "sent",
-            "error": None,  # a transient failure before this attempt is history now
-            "sentAt": now_iso(),
-            "waMessageId": sent.message_id,
-            "attempts": attempts,
-            "text": text,
-            "caption": caption,
-        }
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
+        fields = changes(
+            status="sent",
+            error=None,  # a transient failure before this attempt is history now
+            sent_at=now_iso(),
+            wa_message_id=sent.message_id,
+            attempts=attempts,
+            text=text,
+            caption=caption,
+        )
         return Result("sent", fields, signal="s")
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
@@ -172,17 +176,16 @@ class Pump:
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):
             error = f"gave up after {attempts} attempts: {reason}"
-            return Result("failed_uncounted", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error=error, attempts=attempts))
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
-        return Result("requeue", {"status": "pending", "error": reason, "attempts": attempts}, retry_at)
+        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
-    async def _publish(self, name: str, message: Message, changes: dict[str, Any]) -> None:
+    async def _publish(self, name: str, message: Message, changed: dict[str, Any]) -> None:
         """message.sent or message.failed, from the record as it was picked plus what changed since."""
         ended = {
-            "status": message.status,
-            "sentAt": message.sent_at,
-            "waMessageId": message.wa_message_id,
-            "error": message.error,
-        } | {key: changes[key] for key in ("status", "sentAt", "waMessageId", "error") if key in changes}
+            field: changed.get(FIELDS[attribute], getattr(message, attribute))
+            for attribute in ("status", "sent_at", "wa_message_id", "error")
+            for field in [FIELDS[attribute]]
+        }
         data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
         await self.outbox.publish(name, f"message.{ended['status']}", data)

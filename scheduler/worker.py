@@ -35,8 +35,8 @@ from scheduler.outgoing import Outgoing
 from scheduler.ownership import Ownership
 from scheduler.pump import Pump
 from scheduler.sessions import SessionHost
-from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
-from webhooks.outbox import DELIVER_JOB, Outbox
+from webhooks.delivery import Deliverer
+from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +87,7 @@ class GatewayWorker:
         self.driver = make_driver(settings, self.store, self.worker_id)
         self.lanes = Lanes.from_settings(self.store, settings)
         messages = Messages(self.store, settings.message_retention)
-        outbox = Outbox(self.store, self.redis)
+        outbox = Outbox(self.store)
         self.ownership = Ownership(self.store, int(settings.lease_timeout * 1000))
         self.host = SessionHost(
             self.worker_id,
@@ -102,7 +102,9 @@ class GatewayWorker:
             settings.throttle.after_ban,
         )
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        pump = Pump(self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox)
+        pump = Pump(
+            self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox, settings.lease_timeout
+        )
         self.claims = ClaimLoop(
             self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
         )
@@ -127,20 +129,6 @@ class GatewayWorker:
             ctx={"gateway": self},
         )
         self.deliverer = Deliverer(settings, self.store, outbox, self.host.instances)
-        # Webhooks go through a queue that every worker polls. A Worker of their own keeps the long
-        # delivery timeout from stretching the in-progress keys of commands (arq sizes them by the
-        # largest timeout among a worker's functions).
-        self._webhooks = Worker(
-            functions=[func(deliver_webhooks, name=DELIVER_JOB, timeout=job_timeout(settings), keep_result=0)],
-            queue_name=keys.OUTBOX_QUEUE,
-            redis_pool=arq_pool(settings),
-            handle_signals=False,
-            poll_delay=settings.worker_poll_delay,
-            keep_result=0,
-            job_serializer=dumps,
-            job_deserializer=loads,
-            ctx={"deliverer": self.deliverer},
-        )
 
     async def start(self) -> None:
         if isinstance(self.driver, NeonizeDriver):
@@ -154,7 +142,7 @@ class GatewayWorker:
             asyncio.create_task(self._watch()),
             asyncio.create_task(self.claims.run()),
             asyncio.create_task(supervised(self._arq.main, "arq.instances")),
-            asyncio.create_task(supervised(self._webhooks.main, "arq.webhooks")),
+            asyncio.create_task(self.deliverer.run_forever()),
             asyncio.create_task(self.deliverer.sweep_forever()),
         ]
         log.info("worker.started", worker_id=self.worker_id, instances=len(self.host.sessions))
@@ -171,7 +159,6 @@ class GatewayWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await close_arq(self._arq)
-        await close_arq(self._webhooks)
         # Our lease ends now (score 0): if the hand-over below is cut short, the others adopt
         # what is left as from any dead worker.
         with contextlib.suppress(RedisError):

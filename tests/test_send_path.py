@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,18 +114,21 @@ class Gateway:
     def owned(self) -> dict[str, str]:
         return {name: w["workerId"] for w in self.workers_now() for name in w["instances"]}
 
-    def create_instances(self, names: list[str]) -> None:
-        for name in names:
+    def create_instances(self, names: list[str], threads: int = 8) -> None:
+        def create(name: str) -> int:
             body = {"instanceName": name, "webhookUrl": "https://hooks.invalid/wa", "webhookSecret": "s" * 16}
-            assert self.call("POST", "/instance/create", body)[0] == 201
+            return self.call("POST", "/instance/create", body)[0]
+
+        with ThreadPoolExecutor(threads) as pool:
+            assert set(pool.map(create, names)) == {201}
 
     def link(self, names: list[str]) -> None:
-        for name in names:
-            assert self.call("POST", f"/sandbox/instance/{name}/link", {})[0] == 200
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda n: self.call("POST", f"/sandbox/instance/{n}/link", {})[0], names)) == {200}
         wait_for(lambda: all(self.state(n) == "open" for n in names), 30, "instances open")
 
-    def open_instances(self, names: list[str]) -> None:
-        self.create_instances(names)
+    def open_instances(self, names: list[str], threads: int = 8) -> None:
+        self.create_instances(names, threads)
         self.link(names)
 
     def state(self, name: str) -> str:
@@ -244,7 +248,7 @@ def test_sigterm_of_every_worker_then_restart_connects_each_instance_once(
     gateway = next(gw := started(tmp_path, redis_server, ["w1", "w2", "w3"], GATEWAY_LEASE_TIMEOUT="60"))
     try:
         names = [f"acme__c{i % 3}__n{i}" for i in range(9)]
-        gateway.open_instances(names)
+        gateway.open_instances(names, threads=1)  # one at a time: spread over the three workers
         assert len(set(gateway.owned().values())) == 3
         assert all(connected_events(gateway, n) == 1 for n in names)
         for worker in gateway.workers.values():

@@ -35,7 +35,7 @@ local function pick()
     local msg = msg_prefix .. id
     if redis.call('EXISTS', msg) == 1 then
       local created, to, tenant, transactional =
-        unpack(redis.call('HMGET', msg, 'createdMs', 'to', 'tenantId', 'transactional'))
+        unpack(redis.call('HMGET', msg, F.createdMs, F.to, F.tenantId, F.transactional))
       created = tonumber(created)
       if now - created > max_wait then
         end_unsent(msg, expired_fields)
@@ -48,7 +48,7 @@ local function pick()
         if first_contact(lane, to) then redis.call('ZADD', first_key(lane), now, id) end
         redis.call('HSET', pump, 'due', 0, 'inflight', id, 'inflightLane', LANES[lane])
         -- eligibleMs: when the lanes first allowed this message to go (for lateness figures)
-        redis.call('HSET', msg, 'status', 'sending', 'eligibleMs', math.max(at, created))
+        redis.call('HSET', msg, F.status, 'sending', F.eligibleMs, math.max(at, created))
         local fields = {}
         local flat = redis.call('HGETALL', msg)
         for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end

@@ -1,3 +1,4 @@
+-- Message record fields are named through `F`, generated from scheduler/messages.py (lua_fields).
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
 -- here can interleave with another sender, the claim loop or a flush.
 -- ARGV: 1 now (ms), 2 instance name, 3 instance key prefix, 4 due-set key prefix, 5 message key
@@ -86,7 +87,7 @@ end
 local function recipient_free_at(i, id)
   local rule = limits[LANES[i]]
   if rule.spacing == 0 and rule.firstContactPerDay < 0 then return now end
-  local to, tenant, transactional = unpack(redis.call('HMGET', msg_prefix .. id, 'to', 'tenantId', 'transactional'))
+  local to, tenant, transactional = unpack(redis.call('HMGET', msg_prefix .. id, F.to, F.tenantId, F.transactional))
   if not to or opted_out(i, tenant, to, transactional) then return now end
   local at = now
   if rule.spacing > 0 then
@@ -195,9 +196,9 @@ local function reset_pump(possibly_sent)
   local lane = lane_index(redis.call('HGET', pump, 'inflightLane') or '')
   if inflight and lane then
     local msg = msg_prefix .. inflight
-    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, 'status') == 'sending' then
-      redis.call('HSET', msg, 'status', 'pending')
-      if possibly_sent then redis.call('HSET', msg, 'possiblyDuplicated', '1') end
+    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, F.status) == 'sending' then
+      redis.call('HSET', msg, F.status, 'pending')
+      if possibly_sent then redis.call('HSET', msg, F.possiblyDuplicated, '1') end
       redis.call('ZREM', sent_key(lane), inflight)
       redis.call('ZREM', first_key(lane), inflight)
       redis.call('LPUSH', lane_key(lane), inflight)

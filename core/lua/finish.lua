@@ -20,11 +20,11 @@ local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
 local msg = msg_prefix .. id
 local exists = redis.call('EXISTS', msg) == 1
-local cancelled = exists and redis.call('HGET', msg, 'status') == 'cancelled'
+local cancelled = exists and redis.call('HGET', msg, F.status) == 'cancelled'
 if exists and not cancelled then hset_json(msg, ARGV[10]) end
 if outcome == 'sent' or outcome == 'failed' then -- it went out, or may have
   local spacing = limits[LANES[lane or 1]].spacing
-  local to = exists and redis.call('HGET', msg, 'to')
+  local to = exists and redis.call('HGET', msg, F.to)
   if lane and spacing > 0 and to then
     redis.call('ZREMRANGEBYSCORE', spacing_key(lane), '-inf', now - spacing)
     redis.call('ZADD', spacing_key(lane), now, to)

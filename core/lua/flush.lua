@@ -8,8 +8,8 @@ if ARGV[10] == '1' then
   if owner then redis.call('ZREM', due_prefix .. owner, name) end
   redis.call('HDEL', inst, 'createdAt')
   local inflight = redis.call('HGET', pump, 'inflight')
-  if inflight and redis.call('HGET', msg_prefix .. inflight, 'status') == 'sending' then
-    redis.call('HSET', msg_prefix .. inflight, 'status', 'failed', 'error', ARGV[11])
+  if inflight and redis.call('HGET', msg_prefix .. inflight, F.status) == 'sending' then
+    redis.call('HSET', msg_prefix .. inflight, F.status, 'failed', F.error, ARGV[11])
     redis.call('EXPIRE', msg_prefix .. inflight, retention)
     redis.call('HINCRBY', stats, 'failed', 1)
   end

@@ -18,6 +18,7 @@ from gateway.qr import qr_data_uri
 from gateway.responses import json_response
 from gateway.state import principal, require_tenant_access, services
 from gateway.validation import PART_RE, PhoneNumber, WebUrl
+from scheduler.messages import changes
 from webhooks.delivery import check_webhook_url
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,7 @@ def _instance_name(value: str) -> str:
 
 
 InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
-CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
+CANCELLED_BY_DELETE = changes(status="cancelled", error="cancelled: the instance was deleted")
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 

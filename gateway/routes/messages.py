@@ -7,14 +7,15 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
-from core.instances import InstanceName, check_access
+from core.instances import check_access
 from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.routes.instances import InstanceNameStr
 from gateway.state import principal, require_tenant_access, services
 from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
+from scheduler.drivers.base import SendType
 from scheduler.lanes import Accepting
-from scheduler.messages import Message, SendType, new_message_id, new_record
+from scheduler.messages import Message, new_message_id
 from scheduler.messages import Status as MessageStatus
 
 # WhatsApp's own limits on a text and on a caption.
@@ -136,11 +137,9 @@ def _media_url(content: Content) -> str | None:
 
 
 def _accepting(instance_name: str, type_: SendType, content: Content, client_ref: str | None = None) -> Accepting:
-    message_id = new_message_id()
-    record = new_record(
-        message_id,
+    message = Message.new(
+        new_message_id(),
         instance_name,
-        InstanceName.parse(instance_name).tenant_id,
         content.lane,
         content.to,
         type_,
@@ -150,16 +149,17 @@ def _accepting(instance_name: str, type_: SendType, content: Content, client_ref
         file_name=getattr(content, "file_name", None),
         transactional=content.transactional,
     )
-    return Accepting(message_id, content.lane, record, client_ref)
+    return Accepting(message, client_ref)
 
 
-def _queued(instance_name: str, item: Accepting) -> Queued:
+def _queued(item: Accepting) -> Queued:
+    message = item.message
     return Queued(
-        id=item.message_id,
+        id=message.id,
         status="pending",
-        lane=item.lane,
-        queued_at=str(item.record["createdAt"]),
-        instance_name=instance_name,
+        lane=message.lane,
+        queued_at=message.created_at,
+        instance_name=message.instance_name,
     )
 
 
@@ -167,7 +167,7 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
     item = _accepting(instance_name, type_, content)
     if await services(request).lanes.accept(instance_name, [item]) is None:
         raise NotFound(f"no instance {instance_name!r}")
-    return json_response(_queued(instance_name, item), status=202)
+    return json_response(_queued(item), status=202)
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
@@ -323,13 +323,13 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
         answers = await svc.lanes.accept(name, mine)
         if answers is None:  # deleted since the check above: the instances before it were queued
             raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
-        earlier.update({item.message_id: e for item, e in zip(mine, answers, strict=True) if e is not None})
+        earlier.update({item.message.id: e for item, e in zip(mine, answers, strict=True) if e is not None})
     replays = {message_id: await svc.messages.get(e) for message_id, e in earlier.items()}
     records = []
     for item, m in zip(items, body.messages, strict=True):
-        queued = _queued(m.instance_name, item)
+        queued = _queued(item)
         record = BatchRecord(**queued.model_dump(), client_ref=m.client_ref, replayed=False)
-        if (replay := replays.get(item.message_id)) is not None:
+        if (replay := replays.get(item.message.id)) is not None:
             record = record.model_copy(
                 update={"id": replay.id, "status": replay.status, "lane": replay.lane,
                         "queued_at": replay.created_at, "replayed": True}
