@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -17,6 +18,9 @@ from config.settings import LANES
 from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
 from scheduler.worker import worker_context
+
+if TYPE_CHECKING:
+    from tests.receiver import Receiver
 
 ADMIN_KEY = "test-admin-key-0123456789"
 FAST_LANES = '{"urgent": {"gap": [0.01, 0.02]}, "normal": {"gap": [0.02, 0.04]}, "bulk": {"gap": [0.04, 0.06]}}'
@@ -87,6 +91,17 @@ async def tenant_key(client: TestClient) -> AsyncIterator[str]:
     response = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
     assert response.status == 201, await response.text()
     yield (await response.json())["apiKey"]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 (tests/receiver.py) that records every request."""
+    from tests.receiver import Receiver  # here: tests.receiver imports this module
+
+    found = Receiver()
+    await found.start()
+    yield found
+    await found.close()
 
 
 @pytest.fixture

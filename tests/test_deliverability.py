@@ -6,40 +6,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from scheduler.worker import worker_context
-from tests.conftest import ADMIN, eventually, instance_body, make_settings
+from tests.conftest import ADMIN, eventually, instance_body
 from tests.receiver import Receiver
+from tests.test_sending import gateway_with
 
 NAME = "acme__shop1__sales"
 FAST = [0.01, 0.02]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    await found.start()
-    yield found
-    await found.close()
-
-
-async def start(aiohttp_client, redis_url: str, tmp_path: Path, **overrides: Any) -> TestClient:  # type: ignore[no-untyped-def]
-    """A gateway with an in-process worker; `client.acme` holds the tenant's headers."""
-    settings = make_settings(redis_url, tmp_path / "data", **overrides)
-    app = create_app(settings)
-    app.cleanup_ctx.append(worker_context(settings))
-    client = await aiohttp_client(app)
-    created = await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
-    client.acme = {"apikey": (await created.json())["apiKey"]}  # type: ignore[attr-defined]
-    return client
 
 
 async def open_hooked(client: TestClient, receiver: Receiver) -> None:
@@ -87,7 +65,7 @@ def lanes(**bulk: Any) -> str:
 async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(
+    gateway = await gateway_with(
         aiohttp_client, redis_url, tmp_path, day_length=3, lanes=lanes(perHour=100, perDay=10, warmup=[0.3, 1])
     )
     await open_hooked(gateway, receiver)
@@ -115,7 +93,7 @@ async def _count(client: TestClient, ids: list[str], status: str, count: int) ->
 async def test_an_admin_override_lifts_the_warmup_at_once(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=10, warmup=[0.2, 1]))
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=10, warmup=[0.2, 1]))
     await open_hooked(gateway, receiver)
     ids = await send_all(gateway, [{"to": f"54911000000{i:02}", "lane": "bulk"} for i in range(6)])
     await eventually(lambda: _count(gateway, ids, "sent", 2))
@@ -134,7 +112,7 @@ async def test_an_admin_override_lifts_the_warmup_at_once(
 async def test_a_stop_reply_suppresses_the_sender_and_later_sends_end_opted_out_but_transactional_urgent_goes(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(aiohttp_client, redis_url, tmp_path)
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path)
     await open_hooked(gateway, receiver)
     acme = gateway.acme  # type: ignore[attr-defined]
     stopper, other = "5491100000077", "5491100000088"
@@ -206,7 +184,7 @@ async def test_the_suppression_list_is_per_tenant_and_editable(gateway: TestClie
 async def test_the_first_contact_limit_is_never_exceeded_while_known_contacts_keep_flowing(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(aiohttp_client, redis_url, tmp_path, lanes=lanes(firstContactPerDay=2))
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(firstContactPerDay=2))
     await open_hooked(gateway, receiver)
     known = "5491100000055"
     wrote = await gateway.post(
@@ -230,7 +208,7 @@ async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_un
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
     throttle = {"window": 4, "notOnWhatsapp": 0.5, "pause": 600}
-    gateway = await start(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
     await open_hooked(gateway, receiver)
     gone = await send_all(gateway, [{"to": f"99911100000{i}", "lane": "normal"} for i in range(4)])
     await eventually(lambda: _finished(gateway, gone))
@@ -258,7 +236,7 @@ async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_un
 async def test_after_a_temporary_ban_bulk_stays_paused_then_resumes_by_itself(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle='{"afterBan": 1.5}')
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle='{"afterBan": 1.5}')
     await open_hooked(gateway, receiver)
     acme = gateway.acme  # type: ignore[attr-defined]
     assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 0.3}, headers=acme)).status == 200
@@ -278,7 +256,7 @@ async def test_after_a_temporary_ban_bulk_stays_paused_then_resumes_by_itself(
 async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await start(aiohttp_client, redis_url, tmp_path, lanes=lanes(spacing=1))
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(spacing=1))
     await open_hooked(gateway, receiver)
     same, others = "5491100000044", [f"54911000005{i}" for i in range(4)]
     bodies = [{"to": same, "lane": "bulk"}] * 3 + [{"to": n, "lane": "bulk"} for n in others]

@@ -48,14 +48,6 @@ def settings(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> 
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    await found.start()
-    yield found
-    await found.close()
-
-
-@pytest.fixture
 async def hooked(gateway: TestClient, acme: dict[str, str], receiver: Receiver) -> str:
     """An open instance whose webhook is the receiver, its instance.connected already delivered."""
     created = await gateway.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
