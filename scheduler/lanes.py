@@ -19,7 +19,8 @@ from core import keys
 from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.messages import Message, lua_fields
+from scheduler.messages import FIELDS, Message, lua_fields
+from webhooks.outbox import Event
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -71,7 +72,7 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'outbox_add', 'common', name)}")
             for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep")
         }
 
@@ -79,7 +80,7 @@ class Lanes:
     def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
         return cls(redis, settings.lanes, settings.message_retention, settings.message_max_wait * 1000)
 
-    async def _run(self, script: str, name: str, *args: Any) -> Any:
+    async def _run(self, script: str, name: str, *args: Any, script_keys: list[str] | None = None) -> Any:
         common: list[Any] = [
             self.clock(),
             name,
@@ -89,7 +90,7 @@ class Lanes:
             self._limits,
             keys.STATS,
         ]
-        return await self._scripts[script](args=[*common, *args])
+        return await self._scripts[script](keys=script_keys or [], args=[*common, *args])
 
     async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -134,9 +135,13 @@ class Lanes:
         outcome: Outcome,
         fields: dict[str, Any],
         retry_at_ms: int = 0,
-    ) -> None:
+        event: Event | None = None,
+    ) -> bool:
+        """Record the outcome of the message in flight and schedule the instance's next wake-up,
+        publishing `event` (how it ended) in the same step. False when it was not ours to record:
+        fenced off, or recorded already."""
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
-        wa_key = keys.whatsapp_id(name, fields["waMessageId"]) if outcome == "sent" else ""
+        wa_key = keys.whatsapp_id(name, fields[FIELDS["wa_message_id"]]) if outcome == "sent" else ""
         args = [
             message_id,
             outcome,
@@ -146,8 +151,10 @@ class Lanes:
             self.retention,
             wa_key,
             *owner,
+            event.delivery_id if event else "",
+            event.record if event else "",
         ]
-        await self._run("finish", name, *args)
+        return bool(await self._run("finish", name, *args, script_keys=event.keys if event else None))
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""

@@ -26,7 +26,7 @@ from scheduler.drivers.base import (
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
-from webhooks.outbox import Outbox
+from webhooks.outbox import Event, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +87,7 @@ class Pump:
         for message_id in claimed.expired:
             expired = await self.messages.get(message_id)
             if expired is not None:
-                await self._publish(name, expired, {})
+                await self.outbox.publish(name, *ended(expired, {}))
         if claimed.message is None:
             return
         message = claimed.message
@@ -106,8 +106,6 @@ class Pump:
             await self.sessions.forget(name)
             return
         await self._finish(name, owner, message, result)
-        if result.outcome != "requeue":
-            await self._publish(name, message, result.fields)
 
     async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
@@ -151,11 +149,15 @@ class Pump:
         return Result("sent", fields)
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
-        # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
-        # Trying again is safe: finish.lua records a message once, and only for its owner.
+        """Record the outcome and publish how the message ended, in one step. It must be recorded,
+        or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
+        records a message once, and only for its owner."""
+        event = None if result.outcome == "requeue" else self._event(name, message, result.fields)
         while True:
             try:
-                await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
+                await self.lanes.finish(
+                    name, owner, message.id, result.outcome, result.fields, result.retry_at_ms, event
+                )
                 return
             except RedisError:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
@@ -168,12 +170,16 @@ class Pump:
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
         return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
-    async def _publish(self, name: str, message: Message, changed: dict[str, Any]) -> None:
-        """message.sent or message.failed, from the record as it was picked plus what changed since."""
-        ended = {
-            field: changed.get(FIELDS[attribute], getattr(message, attribute))
-            for attribute in ("status", "sent_at", "wa_message_id", "error")
-            for field in [FIELDS[attribute]]
-        }
-        data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
-        await self.outbox.publish(name, f"message.{ended['status']}", data)
+    def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
+        return self.outbox.event(name, *ended(message, changed))
+
+
+def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """message.sent or message.failed and its data, from the record as it was picked plus what
+    changed since."""
+    outcome = {
+        FIELDS[attribute]: changed.get(FIELDS[attribute], getattr(message, attribute))
+        for attribute in ("status", "sent_at", "wa_message_id", "error")
+    }
+    data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
+    return f"message.{outcome['status']}", data

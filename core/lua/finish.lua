@@ -3,7 +3,9 @@
 -- ARGV 8 message id, 9 outcome (sent | failed | failed_uncounted | requeue), 10 record fields JSON,
 -- 11 next gaps JSON {lane: ms} (sent only), 12 retry-not-before ms (requeue only), 13 retention (s),
 -- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
--- epoch it picked the message under.
+-- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
+-- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
+-- (see outbox_add.lua).
 -- If that worker no longer owns the instance under that epoch, the new owner has taken the
 -- message back (kick.lua) and it is not ours to record: the send, if it happened, is the one
 -- possible duplicate that adoption allows, flagged on the message. A message that is no longer
@@ -35,5 +37,6 @@ elseif exists and not cancelled then
   redis.call('EXPIRE', msg, tonumber(ARGV[13]))
   if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
 end
+if ARGV[17] ~= '' then outbox_add(KEYS, name, ARGV[17], ARGV[18], now) end
 wake_if_open()
 return 1
