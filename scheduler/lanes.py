@@ -20,7 +20,7 @@ from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
 from scheduler.messages import FIELDS, Message, lua_fields
-from webhooks.outbox import Event
+from webhooks.outbox import Event, Head, head_of
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -136,10 +136,12 @@ class Lanes:
         fields: dict[str, Any],
         retry_at_ms: int = 0,
         event: Event | None = None,
-    ) -> bool:
+        webhook_lock: tuple[str, int] = ("", 0),
+    ) -> Head | bool:
         """Record the outcome of the message in flight and schedule the instance's next wake-up,
-        publishing `event` (how it ended) in the same step. False when it was not ours to record:
-        fenced off, or recorded already."""
+        publishing `event` (how it ended) in the same step. With a `webhook_lock` (token, ms),
+        when the event can be delivered at once, the lock is taken and its head returned.
+        False when it was not ours to record: fenced off, or recorded already."""
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
         wa_key = keys.whatsapp_id(name, fields[FIELDS["wa_message_id"]]) if outcome == "sent" else ""
         args = [
@@ -153,8 +155,10 @@ class Lanes:
             *owner,
             event.delivery_id if event else "",
             event.record if event else "",
+            *webhook_lock,
         ]
-        return bool(await self._run("finish", name, *args, script_keys=event.keys if event else None))
+        found = await self._run("finish", name, *args, script_keys=event.keys if event else None)
+        return head_of(found) if isinstance(found, list) else bool(found)
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""

@@ -5,6 +5,8 @@ wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +28,8 @@ from scheduler.drivers.base import (
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
-from webhooks.outbox import Event, Outbox
+from webhooks.delivery import Deliverer
+from webhooks.outbox import Event, Head, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +73,7 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
+        deliverer: Deliverer,
         lease_seconds: float,
     ) -> None:
         self.worker_id = worker_id
@@ -80,6 +84,7 @@ class Pump:
         self.sessions = sessions
         self.media = media
         self.outbox = outbox
+        self.deliverer = deliverer
 
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
@@ -153,11 +158,15 @@ class Pump:
         or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
         records a message once, and only for its owner."""
         event = None if result.outcome == "requeue" else self._event(name, message, result.fields)
+        # The event goes to the webhook at once, from here, when nobody else is delivering for it.
+        lock = (secrets.token_hex(8), math.ceil(self.deliverer.lock_seconds * 1000))
         while True:
             try:
-                await self.lanes.finish(
-                    name, owner, message.id, result.outcome, result.fields, result.retry_at_ms, event
+                recorded = await self.lanes.finish(
+                    name, owner, message.id, result.outcome, result.fields, result.retry_at_ms, event, lock
                 )
+                if isinstance(recorded, Head):
+                    self.deliverer.deliver_now(name, lock[0], recorded)
                 return
             except RedisError:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)

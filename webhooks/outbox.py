@@ -109,6 +109,12 @@ class Head:
     sealed_secret: str
 
 
+def head_of(found: list[str]) -> Head:
+    """The head a script returned as {record, url, sealed secret}."""
+    raw, url, sealed_secret = found
+    return Head(_load(raw), url, sealed_secret)
+
+
 @dataclass(frozen=True)
 class Event:
     """An event to publish: its delivery id and record, and the outbox keys the scripts write."""
@@ -145,6 +151,7 @@ class Outbox:
             keys.WEBHOOK_DUE,
             keys.WEBHOOK_BELL,
             keys.instance(instance_name),
+            keys.webhook_lock(instance_name),
         ]
         return Event(delivery.id, _dump(delivery), script_keys)
 
@@ -216,10 +223,7 @@ class Outbox:
         )
         if found == "lost":
             raise LockLost(instance_name)
-        if found is None:
-            return None
-        raw, url, sealed_secret = found
-        return Head(_load(raw), url, sealed_secret)
+        return head_of(found) if found is not None else None
 
     async def page(self, instance_name: str, limit: int, cursor: int | None) -> tuple[list[Delivery], int | None]:
         """Recent deliveries, newest first: up to `limit` published before `cursor`, and the

@@ -5,12 +5,12 @@
 -- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
 -- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
 -- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
--- (see outbox_add.lua).
+-- (see outbox_add.lua), 19 a webhook lock token and 20 its expiry (ms) to deliver it at once.
 -- If that worker no longer owns the instance under that epoch, the new owner has taken the
 -- message back (kick.lua) and it is not ours to record: the send, if it happened, is the one
 -- possible duplicate that adoption allows, flagged on the message. A message that is no longer
 -- the one in flight was recorded already (a retry after a lost answer): nothing happens twice.
--- Returns 1 when recorded.
+-- Returns 1 when recorded, or the webhook head to deliver at once under ARGV 19's lock.
 local id, outcome = ARGV[8], ARGV[9]
 local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
 if owner ~= ARGV[15] or epoch ~= ARGV[16] then return 0 end
@@ -37,6 +37,8 @@ elseif exists and not cancelled then
   redis.call('EXPIRE', msg, tonumber(ARGV[13]))
   if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
 end
-if ARGV[17] ~= '' then outbox_add(KEYS, name, ARGV[17], ARGV[18], now) end
+local published = 1
+if ARGV[17] ~= '' then published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, {ARGV[19], ARGV[20]}) end
 wake_if_open()
+if type(published) == 'table' then return published end
 return 1

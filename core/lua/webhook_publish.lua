@@ -1,4 +1,4 @@
 -- Publish one event (see outbox_add.lua).
--- KEYS: 1 record, 2 FIFO, 3 log, 4 sequence, 5 due-set, 6 its bell, 7 instance hash
+-- KEYS: 1 record, 2 FIFO, 3 log, 4 sequence, 5 due-set, 6 its bell, 7 instance hash, 8 lock
 -- ARGV: 1 delivery id, 2 record, 3 now (ms), 4 instance name
-return outbox_add(KEYS, ARGV[4], ARGV[1], ARGV[2], ARGV[3])
+return outbox_add(KEYS, ARGV[4], ARGV[1], ARGV[2], ARGV[3], nil)
