@@ -19,7 +19,8 @@ from core import keys
 from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.messages import Message, lua_fields
+from scheduler.messages import FIELDS, Message, lua_fields
+from webhooks.outbox import Event, Head, head_of
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 # What an outcome says about the number's standing with WhatsApp (core/lua/finish.lua judges the
@@ -120,7 +121,7 @@ class Lanes:
         self.throttle_config = throttle or ThrottleConfig()
         self._rules = json.dumps(rules(lanes, day_ms, self.throttle_config))
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'outbox_add', 'common', name)}")
             for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
         }
 
@@ -135,7 +136,7 @@ class Lanes:
             throttle=settings.throttle,
         )
 
-    async def _run(self, script: str, name: str, *args: Any) -> Any:
+    async def _run(self, script: str, name: str, *args: Any, script_keys: list[str] | None = None) -> Any:
         common: list[Any] = [
             self.clock(),
             name,
@@ -145,7 +146,7 @@ class Lanes:
             self._rules,
             keys.STATS,
         ]
-        return await self._scripts[script](args=[*common, *args])
+        return await self._scripts[script](keys=script_keys or [], args=[*common, *args])
 
     async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -200,12 +201,17 @@ class Lanes:
         outcome: Outcome,
         fields: dict[str, Any],
         retry_at_ms: int = 0,
+        event: Event | None = None,
+        webhook_lock: tuple[str, int] = ("", 0),
         signal: Signal = "",
-    ) -> Throttle | None:
-        """Record the outcome of the message in flight; the bulk lane's pause, when this outcome
-        started one."""
+    ) -> tuple[Head | bool, Throttle | None]:
+        """Record the outcome of the message in flight and schedule the instance's next wake-up,
+        publishing `event` (how it ended) in the same step. With a `webhook_lock` (token, ms),
+        when the event can be delivered at once, the lock is taken and its head returned.
+        False when it was not ours to record: fenced off, or recorded already. Beside it, the
+        bulk lane's pause when this outcome started one (core/lua/finish.lua judges the last few)."""
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
-        wa_key = keys.whatsapp_id(name, fields["waMessageId"]) if outcome == "sent" else ""
+        wa_key = keys.whatsapp_id(name, fields[FIELDS["wa_message_id"]]) if outcome == "sent" else ""
         args = [
             message_id,
             outcome,
@@ -215,12 +221,17 @@ class Lanes:
             self.retention,
             wa_key,
             *owner,
+            event.delivery_id if event else "",
+            event.record if event else "",
+            *webhook_lock,
             signal,
         ]
-        recorded = await self._run("finish", name, *args)
-        if recorded and recorded[1]:
-            return Throttle(recorded[1], self.clock() + int(self.throttle_config.pause * 1000))
-        return None
+        found = await self._run("finish", name, *args, script_keys=event.keys if event else None)
+        if not found:
+            return False, None
+        published, paused = found
+        throttle = Throttle(paused, self.clock() + int(self.throttle_config.pause * 1000)) if paused else None
+        return (head_of(published) if isinstance(published, list) else bool(published)), throttle
 
     async def throttle(self, name: str, reason: str, until_ms: int) -> None:
         """Pause the instance's bulk lane until `until_ms` (a longer pause already set stays)."""

@@ -102,12 +102,6 @@ class GatewayWorker:
             settings.throttle.after_ban,
         )
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        pump = Pump(
-            self.worker_id, self.lanes, messages, self.host, Outgoing(self.fetcher), outbox, settings.lease_timeout
-        )
-        self.claims = ClaimLoop(
-            self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
-        )
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
         self._record: dict[str, str | int] = {
@@ -129,6 +123,19 @@ class GatewayWorker:
             ctx={"gateway": self},
         )
         self.deliverer = Deliverer(settings, self.store, outbox, self.host.instances)
+        pump = Pump(
+            self.worker_id,
+            self.lanes,
+            messages,
+            self.host,
+            Outgoing(self.fetcher),
+            outbox,
+            self.deliverer,
+            settings.lease_timeout,
+        )
+        self.claims = ClaimLoop(
+            self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
+        )
 
     async def start(self) -> None:
         if isinstance(self.driver, NeonizeDriver):

@@ -3,15 +3,18 @@
 -- ARGV 8 message id, 9 outcome (sent | failed | failed_uncounted | requeue), 10 record fields JSON,
 -- 11 next gaps JSON {lane: ms} (sent only), 12 retry-not-before ms (requeue only), 13 retention (s),
 -- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
--- epoch it picked the message under, 17 what the outcome says about the number's standing with
--- WhatsApp: 's' sent, 'n' not on WhatsApp, 'f' WhatsApp failed it, '' nothing (a retry, a bad
--- media URL).
+-- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
+-- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
+-- (see outbox_add.lua), 19 a webhook lock token and 20 its expiry (ms) to deliver it at once,
+-- 21 what the outcome says about the number's standing with WhatsApp: 's' sent, 'n' not on
+-- WhatsApp, 'f' WhatsApp failed it, '' nothing (a retry, a bad media URL).
 -- If that worker no longer owns the instance under that epoch, the new owner has taken the
 -- message back (kick.lua) and it is not ours to record: the send, if it happened, is the one
 -- possible duplicate that adoption allows, flagged on the message. A message that is no longer
 -- the one in flight was recorded already (a retry after a lost answer): nothing happens twice.
 -- When too many of the last outcomes were bad, the bulk lane pauses (rules.throttle).
--- Returns {1, reason of a pause that started now or ''} when recorded.
+-- Returns 0 when not recorded, else {1 or the webhook head to deliver at once under ARGV 19's
+-- lock, the reason of a bulk pause that started now or ''}.
 local id, outcome = ARGV[8], ARGV[9]
 local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
 if owner ~= ARGV[15] or epoch ~= ARGV[16] then return 0 end
@@ -48,7 +51,7 @@ elseif exists and not cancelled then
   if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
 end
 local paused = ''
-local signal, throttle = ARGV[17], rules.throttle
+local signal, throttle = ARGV[21], rules.throttle
 if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
   local key = inst .. ':outcomes'
   redis.call('LPUSH', key, signal)
@@ -68,5 +71,8 @@ if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
     end
   end
 end
+local published = 1
+if ARGV[17] ~= '' then published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, {ARGV[19], ARGV[20]}) end
+if type(published) ~= 'table' then published = 1 end
 wake_if_open()
-return {1, paused}
+return {published, paused}
