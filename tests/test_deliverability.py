@@ -66,7 +66,7 @@ async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
     gateway = await gateway_with(
-        aiohttp_client, redis_url, tmp_path, day_length=3, lanes=lanes(perHour=100, perDay=10, warmup=[0.3, 1])
+        aiohttp_client, redis_url, tmp_path, day_length=4, lanes=lanes(perHour=100, perDay=10, warmup=[0.3, 1])
     )
     await open_hooked(gateway, receiver)
     today = await queue(gateway)
@@ -78,7 +78,7 @@ async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
     ids = await send_all(gateway, [{"to": f"54911000000{i:02}", "lane": "bulk"} for i in range(10)])
     await eventually(lambda: _count(gateway, ids, "sent", 3))
     done = await eventually(lambda: _count(gateway, ids, "sent", 10), timeout=15)  # day 2: the full quota
-    on_day_one = [r for r in done if sent_at(r) < linked_at + 3]
+    on_day_one = [r for r in done if sent_at(r) < linked_at + 4]
     assert len(on_day_one) == 3
     tomorrow = await queue(gateway)
     assert tomorrow["warmup"]["day"] >= 1 and tomorrow["quotas"]["bulk"]["perDay"] == 10
@@ -236,7 +236,7 @@ async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_un
 async def test_after_a_temporary_ban_bulk_stays_paused_then_resumes_by_itself(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle='{"afterBan": 1.5}')
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle='{"afterBan": 3}')
     await open_hooked(gateway, receiver)
     acme = gateway.acme  # type: ignore[attr-defined]
     assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 0.3}, headers=acme)).status == 200
