@@ -67,6 +67,10 @@ class ClaimLoop:
                 log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))
                 self._sweep_due = True
                 await asyncio.sleep(RETRY_SECONDS)
+            except Exception:  # a bug must not stop this worker's sends for good
+                log.exception("claims.failed", worker_id=self.worker_id)
+                self._sweep_due = True
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _claim(self) -> int | None:
         """Start the sends of every due instance there is room for; the next wake-up left (ms),

@@ -398,3 +398,28 @@ async def test_temporarily_banned_number_sends_nothing_until_the_ban_is_over(
     done = await finished(gateway, acme, queued["id"])
     assert done["status"] == "sent"
     assert (await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json())["state"] == "open"
+
+
+async def test_a_claim_whose_answer_was_lost_is_put_back_by_the_sweep_and_sent_once(
+    aiohttp_client, redis_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    client = await gateway_with(aiohttp_client, redis_url, tmp_path, sweep_interval=0.2)
+    acme = client.acme
+    await client.post("/instance/create", json=instance_body(), headers=acme)
+    queued = await send(client, acme, text="claimed, answer lost")
+    store = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    # What claim_due.lua leaves when its answer never reaches the worker: marked in flight, due 0.
+    await store.lrem(keys.lane(NAME, "normal"), 0, queued["id"])
+    await store.hset(keys.pump(NAME), mapping={"inflight": queued["id"], "inflightLane": "normal", "due": 0})
+    await store.hset(keys.message(queued["id"]), "status", "sending")
+    await open_instance_link(client, acme)
+
+    done = await finished(client, acme, queued["id"])
+    assert done["status"] == "sent" and not done["possiblyDuplicated"]  # it had not gone out
+    assert [item["text"] for item in await sent(client, acme)] == ["claimed, answer lost"]
+    await store.aclose()
+
+
+async def open_instance_link(client: TestClient, headers: dict[str, str]) -> None:
+    linked = await client.post(f"/sandbox/instance/{NAME}/link", json={}, headers=headers)
+    assert linked.status == 200, await linked.text()

@@ -188,6 +188,9 @@ class Deliverer:
                 except RedisError as exc:
                     log.warning("webhook.loop_redis_error", error=str(exc))
                     await asyncio.sleep(RETRY_SECONDS)
+                except Exception:  # a bug must not stop this worker's deliveries for good
+                    log.exception("webhook.loop_failed")
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
             for task in self._running:
                 task.cancel()
