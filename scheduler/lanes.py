@@ -118,8 +118,7 @@ class Lanes:
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
-        self.throttle_config = throttle or ThrottleConfig()
-        self._rules = json.dumps(rules(lanes, day_ms, self.throttle_config))
+        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'outbox_add', 'common', name)}")
             for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
@@ -229,8 +228,8 @@ class Lanes:
         found = await self._run("finish", name, *args, script_keys=event.keys if event else None)
         if not found:
             return False, None
-        published, paused = found
-        throttle = Throttle(paused, self.clock() + int(self.throttle_config.pause * 1000)) if paused else None
+        published, paused, paused_until = found
+        throttle = Throttle(paused, int(paused_until)) if paused else None
         return (head_of(published) if isinstance(published, list) else bool(published)), throttle
 
     async def throttle(self, name: str, reason: str, until_ms: int) -> None:

@@ -268,3 +268,35 @@ async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
     assert all(later - earlier >= 0.99 for earlier, later in itertools.pairwise(to_same)), to_same
     flowing = [sent_at(r) for r in done[3:]]
     assert max(flowing) < to_same[1]  # the other recipients (and urgent) did not wait behind them
+
+
+async def test_a_failure_rate_over_the_threshold_pauses_bulk_and_it_resumes_by_itself(
+    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
+    throttle = {"window": 4, "failures": 0.75, "pause": 1.5}
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
+    await open_hooked(gateway, receiver)
+    acme = gateway.acme  # type: ignore[attr-defined]
+    failing = await gateway.post(
+        f"/sandbox/instance/{NAME}/fail-next", json={"error": "refused", "count": 3}, headers=acme
+    )
+    assert failing.status == 200
+    first = await send_all(gateway, [{"to": f"54911000006{i}", "lane": "normal"} for i in range(4)])
+    done = await eventually(lambda: _finished(gateway, first))
+    assert sorted(r["status"] for r in done) == ["failed", "failed", "failed", "sent"]
+    [event] = await eventually(lambda: receiver.of("instance.throttled"))
+    assert event.json()["data"]["reason"] == "failure_rate"
+    bulk = await send_all(gateway, [{"to": "5491100000071", "lane": "bulk"}])
+    [event] = await eventually(lambda: receiver.of("instance.unthrottled"))
+    assert event.json()["data"] == {"reason": "failure_rate", "by": "expiry"}
+    [sent] = await eventually(lambda: _count(gateway, bulk, "sent", 1))
+    paused_until = datetime.fromisoformat(receiver.of("instance.throttled")[0].json()["data"]["until"]).timestamp()
+    assert sent_at(sent) >= paused_until
+
+
+async def test_the_unbanned_calls_are_in_the_openapi_document(gateway: TestClient) -> None:
+    paths = (await (await gateway.get("/openapi.json")).json())["paths"]
+    assert set(paths["/tenant/{tenantId}/suppressions"]) >= {"get", "post"}
+    assert "delete" in paths["/tenant/{tenantId}/suppressions/{number}"]
+    assert set(paths["/admin/instances/{name}/warmup"]) >= {"put", "delete"}
+    assert "delete" in paths["/admin/instances/{name}/throttle"]

@@ -14,7 +14,7 @@
 -- the one in flight was recorded already (a retry after a lost answer): nothing happens twice.
 -- When too many of the last outcomes were bad, the bulk lane pauses (rules.throttle).
 -- Returns 0 when not recorded, else {1 or the webhook head to deliver at once under ARGV 19's
--- lock, the reason of a bulk pause that started now or ''}.
+-- lock, the reason of a bulk pause that started now or '', and when it ends (ms)}.
 local id, outcome = ARGV[8], ARGV[9]
 local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
 if owner ~= ARGV[15] or epoch ~= ARGV[16] then return 0 end
@@ -50,7 +50,7 @@ elseif exists and not cancelled then
   redis.call('EXPIRE', msg, tonumber(ARGV[13]))
   if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
 end
-local paused = ''
+local paused, paused_until = '', 0
 local signal, throttle = ARGV[21], rules.throttle
 if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
   local key = inst .. ':outcomes'
@@ -66,7 +66,8 @@ if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
       paused = 'failure_rate'
     end
     if paused ~= '' then
-      redis.call('HSET', pump, 'throttledUntil', now + throttle.pause, 'throttleReason', paused)
+      paused_until = now + throttle.pause
+      redis.call('HSET', pump, 'throttledUntil', paused_until, 'throttleReason', paused)
       redis.call('DEL', key) -- after the pause, a fresh window decides
     end
   end
@@ -75,4 +76,4 @@ local published = 1
 if ARGV[17] ~= '' then published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, {ARGV[19], ARGV[20]}) end
 if type(published) ~= 'table' then published = 1 end
 wake_if_open()
-return {published, paused}
+return {published, paused, paused_until}
