@@ -204,12 +204,17 @@ async def test_the_first_contact_limit_is_never_exceeded_while_known_contacts_ke
     assert (await queue(gateway))["quotas"]["bulk"]["firstContactPerDay"] == 2
 
 
+async def judged(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, **throttle: float) -> TestClient:  # type: ignore[no-untyped-def]
+    """An open instance whose last outcomes are judged by `throttle` (GATEWAY_THROTTLE)."""
+    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
+    await open_hooked(gateway, receiver)
+    return gateway
+
+
 async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_until_an_admin_resumes_it(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    throttle = {"window": 4, "notOnWhatsapp": 0.5, "pause": 600}
-    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
-    await open_hooked(gateway, receiver)
+    gateway = await judged(aiohttp_client, redis_url, tmp_path, receiver, window=4, notOnWhatsapp=0.5, pause=600)
     gone = await send_all(gateway, [{"to": f"99911100000{i}", "lane": "normal"} for i in range(4)])
     await eventually(lambda: _finished(gateway, gone))
     [event] = await eventually(lambda: receiver.of("instance.throttled"))
@@ -273,9 +278,7 @@ async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
 async def test_a_failure_rate_over_the_threshold_pauses_bulk_and_it_resumes_by_itself(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    throttle = {"window": 4, "failures": 0.75, "pause": 1.5}
-    gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
-    await open_hooked(gateway, receiver)
+    gateway = await judged(aiohttp_client, redis_url, tmp_path, receiver, window=4, failures=0.75, pause=1.5)
     acme = gateway.acme  # type: ignore[attr-defined]
     failing = await gateway.post(
         f"/sandbox/instance/{NAME}/fail-next", json={"error": "refused", "count": 3}, headers=acme
