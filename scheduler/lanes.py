@@ -17,7 +17,7 @@ from config import LaneConfig, Settings
 from config.settings import LaneName
 from core import keys
 from core.clock import now_ms
-from core.redis_client import Redis
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 from scheduler.messages import FIELDS, Message, lua_fields
 from webhooks.outbox import Event, Head, head_of
@@ -167,6 +167,11 @@ class Lanes:
     async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
         """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
+
+    def forget(self, pipe: Pipeline, name: str) -> None:
+        """Queue the deletion of a deleted instance's lanes, wake-up and quota counts."""
+        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name))
+        pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:
         """Wake the instance now if it has work; with `reset`, first take back a previous owner's
