@@ -92,6 +92,12 @@ class Settings(BaseModel):
     webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = WEBHOOK_RETRY_DELAYS
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Slow or stalled clients (slowloris): how long the HTTP server waits for them.
+    http_header_timeout: float = Field(
+        default=15.0, gt=0, description="seconds to receive a request's headers, from connect or the previous answer"
+    )
+    http_body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request's body")
+    http_max_connections: int = Field(default=1000, gt=0, description="open client connections at once")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     worker_id: str | None = None

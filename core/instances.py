@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 from config.settings import LANES
 from core import keys
 from core.clock import iso
 from core.crypto import SecretBox
-from core.errors import AlreadyExists, ForbiddenTenant, NotFound
-from core.redis_client import Redis
+from core.errors import AlreadyExists, NotFound
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
-from core.tenants import Principal
+
+
+class InstanceUpdate(TypedDict, total=False):
+    """The fields of an instance record that change after creation (None clears one)."""
+
+    state: str | None
+    qr: str | None
+    qrExpiresAt: str | None
+    bannedUntil: str | None
+    phoneNumber: str | None
+    connectedAt: str | None
+    linked: str | None
+    webhookUrl: str | None
+    webhookSecret: str | None
+    warmup: str | None  # an admin's warm-up factor, replacing the lanes' schedule
+
+
+NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+MAX_NAME_LENGTH = 100
+
+
+def tenant_of(name: str) -> str:
+    """The tenant part of an instance name (valid or not: access is checked before validity)."""
+    return name.split("__")[0]
 
 
 @dataclass(frozen=True)
@@ -24,8 +49,16 @@ class InstanceName:
 
     @classmethod
     def parse(cls, name: str) -> InstanceName:
-        tenant_id, client_id, label = name.split("__")
-        return cls(tenant_id, client_id, label)
+        """The parts of a valid name; ValueError saying what a valid one looks like otherwise."""
+        parts = name.split("__")
+        if len(parts) != 3 or not all(NAME_PART.fullmatch(part) for part in parts):
+            raise ValueError(
+                "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
+                "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
+            )
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"must be at most {MAX_NAME_LENGTH} characters")
+        return cls(*parts)
 
     def __str__(self) -> str:
         return f"{self.tenant_id}__{self.client_id}__{self.label}"
@@ -69,12 +102,6 @@ class Instance:
 
     def qr_is_fresh(self, now: datetime) -> bool:
         return bool(self.qr and self.qr_expires_at and datetime.fromisoformat(self.qr_expires_at) > now)
-
-
-def check_access(caller: Principal, name: str) -> None:
-    """A tenant key may only touch names that start with its own `tenantId__` (403 otherwise)."""
-    if not caller.is_admin and not name.startswith(f"{caller.tenant_id}__"):
-        raise ForbiddenTenant(f"instance {name!r} does not belong to tenant {caller.tenant_id!r}")
 
 
 class Instances:
@@ -156,8 +183,11 @@ class Instances:
         turn = await self.redis.incr(keys.round_robin(tenant_id, client_id))
         return candidates[(turn - 1) % len(candidates)]
 
-    async def update(self, name: str, **fields: str | None) -> None:
+    async def update(self, name: str, **fields: Unpack[InstanceUpdate]) -> None:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
+        unknown = fields.keys() - InstanceUpdate.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"not fields of an instance record: {sorted(unknown)}")
         await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
 
     async def linked(self, name: str, now_ms: int) -> None:
@@ -166,8 +196,12 @@ class Instances:
 
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""
-        fields = {"webhookUrl": url, "webhookSecret": self.box.seal(secret) if secret is not None else None}
-        await self.update(name, **{k: v for k, v in fields.items() if v is not None})  # None would clear it
+        fields: InstanceUpdate = {}  # a None would clear the field
+        if url is not None:
+            fields["webhookUrl"] = url
+        if secret is not None:
+            fields["webhookSecret"] = self.box.seal(secret)
+        await self.update(name, **fields)
 
     async def webhook_secret(self, name: str) -> str:
         sealed = await self.redis.hget(keys.instance(name), "webhookSecret")
@@ -200,20 +234,12 @@ class Instances:
         [counts] = await self._lanes([name])
         return {**counts, "total": sum(counts.values())}
 
-    async def delete(self, instance: Instance) -> None:
+    @staticmethod
+    def forget(pipe: Pipeline, instance: Instance) -> None:
+        """Queue the deletion of the instance's own records (the sandbox's record of sends with them)."""
         name = instance.name
-        deliveries = await self.redis.zrange(keys.webhook_log(name), 0, -1)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.instance(name), keys.outbox(name), keys.sandbox_sent(name))
-            pipe.delete(
-                keys.webhook_log(name),
-                keys.webhook_seq(name),
-                *(keys.webhook_delivery(name, d) for d in deliveries),
-            )
-            pipe.delete(*(keys.lane(name, lane) for lane in LANES), keys.pump(name))
-            pipe.delete(*(keys.sent_times(name, lane) for lane in LANES), *keys.deliverability_keys(name))
-            pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
-            pipe.srem(keys.INSTANCES, name)
-            if instance.owner:
-                pipe.srem(keys.worker_instances(instance.owner), name)
-            await pipe.execute()
+        pipe.delete(keys.instance(name), keys.sandbox_sent(name))
+        pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
+        pipe.srem(keys.INSTANCES, name)
+        if instance.owner:
+            pipe.srem(keys.worker_instances(instance.owner), name)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-__all__ = ["Redis", "connect"]
+__all__ = ["Pipeline", "Redis", "connect"]
 
 
 def connect(url: str) -> Redis:

@@ -8,23 +8,12 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
-from core.crypto import SecretBox
-from core.instances import Instances
-from core.jobs import arq_pool
-from core.redis_client import connect
-from core.tenants import Tenants
-from gateway.idempotency import Idempotency
-from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
+from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.ratelimit import Gatekeeper
 from gateway.routes import admin, deliverability, instances, messages, meta, sandbox, webhooks
-from gateway.routing import Route
-from gateway.state import SERVICES, Services
-from scheduler.commands import Commands
-from scheduler.lanes import Lanes
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from gateway.routing import Route, router_paths
+from gateway.state import SERVICES, ApiServices
+from scheduler.services import Services
 
 I, M, W, D = instances, messages, webhooks, deliverability  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
@@ -52,8 +41,8 @@ ROUTES: list[Route] = [
     Route("PATCH", "/instance/{name}/webhook", W.update_webhook, "Change the webhook URL and/or rotate its secret",
           body=W.WebhookUpdate, response=W.WebhookOut, tag="webhooks"),
     Route("GET", "/instance/{name}/webhooks/deliveries", W.list_deliveries,
-          "Recent deliveries with their attempts, newest first (?limit=&cursor=)", response=W.DeliveryPage,
-          tag="webhooks"),
+          "Recent deliveries with their attempts, newest first", response=W.DeliveryPage,
+          query=W.DeliveriesQuery, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/deliveries/{id}/replay", W.replay_delivery,
           "Deliver a delivered or dead-lettered event again", response=W.DeliveryQueued, status=202, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/test", W.send_test, "Send a webhook.test event",
@@ -109,19 +98,19 @@ ROUTES: list[Route] = [
 
 SANDBOX_ROUTES: list[Route] = [
     Route("POST", "/sandbox/instance/{name}/link", sandbox.link, "As if the QR was scanned",
-          body=sandbox.LinkBody, tag="sandbox"),
+          body=sandbox.LinkBody, response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/unlink", sandbox.unlink, "As if the phone removed the device",
-          tag="sandbox"),
+          response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/inbound", sandbox.inbound, "A contact writes in",
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",
-          body=sandbox.ReceiptBody, tag="sandbox"),
+          body=sandbox.ReceiptBody, response=sandbox.ReceiptOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/ban", sandbox.ban, "As if WhatsApp banned the number for a while",
-          body=sandbox.BanBody, tag="sandbox"),
+          body=sandbox.BanBody, response=sandbox.BanOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/fail-next", sandbox.fail_next, "Make the next sends fail",
-          body=sandbox.FailNextBody, tag="sandbox"),
+          body=sandbox.FailNextBody, response=sandbox.FailNextOut, tag="sandbox"),
 ]  # fmt: skip
 
 
@@ -130,11 +119,12 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
+    paths = router_paths(routes)
     for route in routes:
-        app.router.add_route(route.method, route.path, route.endpoint())
+        app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
     app.cleanup_ctx.append(_services(settings))
@@ -143,26 +133,8 @@ def create_app(settings: Settings) -> web.Application:
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        assert settings.redis_url is not None and settings.admin_key is not None and settings.secret_key is not None
-        redis = connect(settings.redis_url)
-        arq = arq_pool(settings)
-        ownership = Ownership(redis, int(settings.lease_timeout * 1000))
-        box = SecretBox(settings.secret_key.get_secret_value())
-        app[SERVICES] = Services(
-            settings=settings,
-            redis=redis,
-            tenants=Tenants(redis),
-            gatekeeper=Gatekeeper(redis, settings.admin_key.get_secret_value(), settings.rate_limit),
-            idempotency=Idempotency(redis, box),
-            instances=Instances(redis, box),
-            commands=Commands(ownership, arq),
-            ownership=ownership,
-            lanes=Lanes.from_settings(redis, settings),
-            messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis),
-        )
+        app[SERVICES] = ApiServices.around(Services.open(settings))
         yield
-        await arq.aclose(close_connection_pool=True)
-        await redis.aclose()
+        await app[SERVICES].close()
 
     return context

@@ -3,14 +3,15 @@ body validation and the OpenAPI document, so none of them can drift from the oth
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.validation import parse_body
+from gateway.validation import check_path, parse_body
 
 Access = Literal["public", "key", "admin"]
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -24,6 +25,7 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None  # documents the query string; the handler validates it
     many: bool = False  # the response is a list of `response`
     status: int = 200
     access: Access = "key"
@@ -35,6 +37,7 @@ class Route:
         handler, body = self.handler, self.body
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
+            check_path(request.match_info)
             if body is None:
                 return await handler(request)
             return await handler(request, await parse_body(request, body))
@@ -45,3 +48,25 @@ class Route:
 
 def route_of(handler: Any) -> Route | None:
     return getattr(handler, "route", None)
+
+
+def router_paths(routes: Sequence[Route]) -> dict[str, str]:
+    """Each path as aiohttp should match it: a `{param}` segment does not match a fixed segment of
+    another route at the same place (`/instance/{name}` is not `/instance/create`), so a method
+    of one never shows in the other's `Allow` header or runs in its place."""
+    fixed: dict[tuple[str, ...], set[str]] = {}
+    for route in routes:
+        parts = route.path.split("/")
+        for depth, part in enumerate(parts):
+            if not part.startswith("{"):
+                fixed.setdefault(tuple(parts[:depth]), set()).add(part)
+    paths = {}
+    for route in routes:
+        parts = route.path.split("/")
+        for depth, part in enumerate(parts):
+            siblings = sorted(fixed.get(tuple(parts[:depth]), ()))
+            if part.startswith("{") and siblings:
+                excluded = "|".join(re.escape(sibling) for sibling in siblings)
+                parts[depth] = f"{{{part[1:-1]}:(?!(?:{excluded})(?:/|\\Z))[^/]+}}"
+        paths[route.path] = "/".join(parts)
+    return paths

@@ -2,46 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from aiohttp import web
 
-from config import Settings
-from core.errors import ForbiddenTenant, InvalidApiKey
-from core.instances import Instances
-from core.redis_client import Redis
-from core.tenants import Principal, Tenants
+from core.errors import InvalidApiKey
+from core.instances import Instance, tenant_of
+from core.tenants import Principal
 from gateway.idempotency import Idempotency
 from gateway.ratelimit import Gatekeeper
-from scheduler.commands import Commands
-from scheduler.lanes import Lanes
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from scheduler.services import Services
 
 
 @dataclass
-class Services:
-    settings: Settings
-    redis: Redis
-    tenants: Tenants
+class ApiServices(Services):
+    """The domain's services plus the API's own: authentication with its rate limit, idempotency."""
+
     gatekeeper: Gatekeeper
     idempotency: Idempotency
-    instances: Instances
-    commands: Commands
-    lanes: Lanes
-    ownership: Ownership
-    messages: Messages
-    outbox: Outbox
+
+    @classmethod
+    def around(cls, domain: Services) -> ApiServices:
+        assert domain.settings.admin_key is not None
+        return cls(
+            **{field.name: getattr(domain, field.name) for field in fields(domain)},
+            gatekeeper=Gatekeeper(
+                domain.redis, domain.settings.admin_key.get_secret_value(), domain.settings.rate_limit
+            ),
+            idempotency=Idempotency(domain.redis, domain.box),
+        )
 
 
-SERVICES = web.AppKey("services", Services)
+SERVICES = web.AppKey("services", ApiServices)
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
 
 
-def services(request: web.Request) -> Services:
+def services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
 
 
@@ -55,6 +53,19 @@ def principal(request: web.Request) -> Principal:
 def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:
     """The caller must be the admin or a key of `tenant_id`."""
     caller = principal(request)
-    if not caller.is_admin and caller.tenant_id != tenant_id:
-        raise ForbiddenTenant(f"this API key belongs to tenant {caller.tenant_id!r}, not {tenant_id!r}")
+    caller.require(tenant_id, f"tenant {tenant_id!r}")
     return caller
+
+
+def require_instance_access(request: web.Request, name: str) -> Principal:
+    """A tenant key may only touch instance names that start with its own `tenantId__`."""
+    caller = principal(request)
+    caller.require(tenant_of(name), f"instance {name!r}")
+    return caller
+
+
+async def accessible_instance(request: web.Request) -> Instance:
+    """The instance named in the path, if the caller may touch it (403 before 404: no probing)."""
+    name = request.match_info["name"]
+    require_instance_access(request, name)
+    return await services(request).instances.get(name)

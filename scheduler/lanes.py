@@ -17,7 +17,7 @@ from config import LaneConfig, Settings
 from config.settings import LaneName, ThrottleConfig
 from core import keys
 from core.clock import now_ms
-from core.redis_client import Redis
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 from scheduler.messages import FIELDS, Message, lua_fields
 from webhooks.outbox import Event, Head, head_of
@@ -272,6 +272,12 @@ class Lanes:
     async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
         """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
+
+    def forget(self, pipe: Pipeline, name: str) -> None:
+        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts and the keys of
+        its deliverability rules."""
+        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name))
+        pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes), *keys.deliverability_keys(name))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:
         """Wake the instance now if it has work; with `reset`, first take back a previous owner's

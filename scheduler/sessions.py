@@ -4,6 +4,7 @@ from the API, and turns driver events into instance state and webhook events."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +13,8 @@ import structlog
 from core import keys
 from core.clock import iso, iso_from_ms, now_iso, now_ms
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
-from core.instances import Instances
-from core.redis_client import Redis
+from core.instances import InstanceUpdate
 from scheduler.commands import Commands
-from scheduler.contacts import Contacts
 from scheduler.drivers.base import (
     Banned,
     Connected,
@@ -30,11 +29,9 @@ from scheduler.drivers.base import (
     Receipt,
     Session,
 )
-from scheduler.drivers.sandbox import SandboxSession
-from scheduler.lanes import Lanes, Owner
-from scheduler.messages import Messages
-from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
+from scheduler.lanes import Owner
+from scheduler.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -44,34 +41,29 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SessionHost:
-    def __init__(
-        self,
-        worker_id: str,
-        redis: Redis,
-        driver: Driver,
-        instances: Instances,
-        outbox: Outbox,
-        lanes: Lanes,
-        messages: Messages,
-        ownership: Ownership,
-        contacts: Contacts,
-        after_ban_seconds: float,
-    ) -> None:
+    def __init__(self, worker_id: str, services: Services, driver: Driver) -> None:
         self.worker_id = worker_id
-        self.redis = redis
         self.driver = driver
-        self.instances = instances
-        self.outbox = outbox
-        self.lanes = lanes
-        self.messages = messages
-        self.ownership = ownership
-        self.contacts = contacts
-        self.after_ban_seconds = after_ban_seconds
+        self.redis = services.redis
+        self.instances = services.instances
+        self.outbox = services.outbox
+        self.lanes = services.lanes
+        self.messages = services.messages
+        self.ownership = services.ownership
+        self.contacts = services.contacts
+        self.after_ban_seconds = services.settings.throttle.after_ban
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
         self._after_ban: dict[str, asyncio.Task[None]] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "adopt": self._adopt_command,
+            "delete": self._delete_command,
+            "connect": self._connect_command,
+            "qr": self._qr_command,
+            "pair": self._pair_command,
+        }
 
     def session(self, name: str) -> Session:
         if name not in self.sessions:
@@ -217,56 +209,49 @@ class SessionHost:
             structlog.contextvars.unbind_contextvars("instance", "op")
 
     async def _command(self, name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        if op == "delete":
-            await self._delete(name)
-            return {}
-        if op == "adopt":  # handed to us by a leaving worker or by the API
-            await self._adopted(name)
-            return {}
-        instance = await self.instances.get(name)
-        session = self.session(name)
-        if op == "connect":
-            await session.connect()
-            return {}
-        if op == "qr":
-            return await self._linking_started(name, session)
-        if op == "pair":
-            await self._linking_started(name, session)
-            return {"pairingCode": await session.pair_phone(args["phoneNumber"])}
-        if not isinstance(session, SandboxSession):
+        if op.startswith(SANDBOX_CONTROL):
+            session = self.session(name)
+            if not isinstance(session, SandboxSession):
+                raise NotFound(f"unknown command {op!r}: the sandbox driver is not in use")
+            return await session.control(op.removeprefix(SANDBOX_CONTROL), args)
+        command = self._commands.get(op)
+        if command is None:
             raise NotFound(f"unknown command {op!r}")
-        if op == "sandbox.link":
-            if instance.state == "open":
-                raise InvalidState("instance is already open")
-            await session.link(args.get("phoneNumber") or "5491100000000")
-            return {}
-        if op == "sandbox.unlink":
-            await session.unlink()
-            return {}
-        if op == "sandbox.inbound":
-            message_id = await session.inbound(
-                args["from"], args.get("text"), args["messageType"], args.get("pushName")
-            )
-            return {"messageId": message_id}
-        if op == "sandbox.receipt":
-            await session.receipt(tuple(args["messageIds"]), args["status"])
-            return {}
-        if op == "sandbox.ban":
-            await session.ban(args["seconds"])
-            return {}
-        if op == "sandbox.fail_next":
-            session.fail_next(args["error"], args["count"], args["transient"])
-            return {}
-        raise NotFound(f"unknown command {op!r}")
+        return await command(name, args)
+
+    async def _adopt_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self._adopted(name)  # handed to us by a leaving worker or by the API
+        return {}
+
+    async def _delete_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self._delete(name)
+        return {}
+
+    async def _connect_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self.instances.get(name)
+        await self.session(name).connect()
+        return {}
+
+    async def _qr_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return await self._linking_started(name, self.session(name))
+
+    async def _pair_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.session(name)
+        await self._linking_started(name, session)
+        return {"pairingCode": await session.pair_phone(args["phoneNumber"])}
 
     async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
         """Start a QR cycle if none runs and wait for its first code."""
+        if (until := await self._ban_in_force(name)) is not None:
+            raise InvalidState(f"WhatsApp banned this number {until}; ask for a QR code once the ban is over")
+        # Wait before reading: a code stored after the read but before the wait would resolve
+        # nobody and leave this call waiting for the next one. A waiter left unused is harmless.
+        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         instance = await self.instances.get(name)
         if instance.state == "open":
             raise InvalidState("instance is already open; it needs no QR code")
         if instance.state == "connecting" and instance.qr:
             return {"code": instance.qr, "expiresAt": instance.qr_expires_at}
-        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         await session.connect()
         try:
             result = await asyncio.wait_for(asyncio.shield(waiter), QR_WAIT_SECONDS)
@@ -277,6 +262,15 @@ class SessionHost:
         if "failed" in result:
             raise WhatsAppError(f"could not reach WhatsApp to get a QR code: {result['failed']}")
         return result
+
+    async def _ban_in_force(self, name: str) -> str | None:
+        """How long the number stays banned ("until <time>" or "for good"), None when it is not."""
+        until = await self.redis.hget(keys.instance(name), "bannedUntil")
+        if not until:
+            return None
+        if until == "permanent":
+            return "for good"
+        return f"until {until}" if datetime.fromisoformat(until) > datetime.now(UTC) else None
 
     def _resolve_linking(self, name: str, result: dict[str, Any]) -> None:
         waiter = self._linking.pop(name, None)
@@ -323,9 +317,9 @@ class SessionHost:
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
                 self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
-                fields: dict[str, str | None] = {"state": "close", "qr": None, "qrExpiresAt": None}
+                fields: InstanceUpdate = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
-                    fields.update(linked="0", phoneNumber=None, connectedAt=None)
+                    fields.update({"linked": "0", "phoneNumber": None, "connectedAt": None})
                 await self.instances.update(name, **fields)
                 await self.outbox.publish(name, "instance.disconnected", {"reason": reason, "loggedOut": logged_out})
             case QrExpired():
@@ -333,6 +327,8 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.qr_expired", {})
             case Banned(reason=reason, expires_at=expires_at):
                 self.connected.discard(name)
+                if (pending := self._after_ban.pop(name, None)) is not None:
+                    pending.cancel()  # the latest ban decides when the number may connect again
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})

@@ -17,26 +17,18 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
-from core.crypto import SecretBox
-from core.instances import Instances
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
-from core.redis_client import connect
-from core.suppressions import Suppressions
 from scheduler.claim_loop import ClaimLoop
-from scheduler.commands import COMMAND_JOB, Commands
-from scheduler.contacts import Contacts
+from scheduler.commands import COMMAND_JOB
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
-from scheduler.lanes import Lanes
 from scheduler.media import MediaFetcher
-from scheduler.messages import Messages
 from scheduler.outgoing import Outgoing
-from scheduler.ownership import Ownership
 from scheduler.pump import Pump
+from scheduler.services import Services
 from scheduler.sessions import SessionHost
 from webhooks.delivery import Deliverer
-from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -78,29 +70,15 @@ class GatewayWorker:
     """One worker process's runtime: membership heartbeat, the sessions it hosts, and the arq
     worker on its own queue."""
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.redis_url is not None and settings.secret_key is not None
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
+        """With `services`, share the API's (one process running both); otherwise open our own."""
         self.settings = settings
         self.worker_id = resolve_worker_id(settings)
-        self.redis = arq_pool(settings)
-        self.store = connect(settings.redis_url)
-        self.driver = make_driver(settings, self.store, self.worker_id)
-        self.lanes = Lanes.from_settings(self.store, settings)
-        messages = Messages(self.store, settings.message_retention)
-        outbox = Outbox(self.store)
-        self.ownership = Ownership(self.store, int(settings.lease_timeout * 1000))
-        self.host = SessionHost(
-            self.worker_id,
-            self.store,
-            self.driver,
-            Instances(self.store, SecretBox(settings.secret_key.get_secret_value())),
-            outbox,
-            self.lanes,
-            messages,
-            self.ownership,
-            Contacts(self.store, Suppressions(self.store), outbox, settings.opt_out_keywords),
-            settings.throttle.after_ban,
-        )
+        self.services = services or Services.open(settings)
+        self._own_services = services is None
+        svc = self.services
+        self.driver = make_driver(settings, svc.redis, self.worker_id)
+        self.host = SessionHost(self.worker_id, svc, self.driver)
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,7 +92,7 @@ class GatewayWorker:
         self._arq = Worker(
             functions=[func(instance_command, name=COMMAND_JOB)],
             queue_name=keys.worker_queue(self.worker_id),
-            redis_pool=self.redis,
+            redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
             handle_signals=False,
             poll_delay=settings.worker_poll_delay,
             keep_result=60,
@@ -122,19 +100,19 @@ class GatewayWorker:
             job_deserializer=loads,
             ctx={"gateway": self},
         )
-        self.deliverer = Deliverer(settings, self.store, outbox, self.host.instances)
+        self.deliverer = Deliverer(settings, svc.redis, svc.outbox, svc.instances)
         pump = Pump(
             self.worker_id,
-            self.lanes,
-            messages,
+            svc.lanes,
+            svc.messages,
             self.host,
             Outgoing(self.fetcher),
-            outbox,
+            svc.outbox,
             self.deliverer,
             settings.lease_timeout,
         )
         self.claims = ClaimLoop(
-            self.worker_id, self.lanes, self.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
+            self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
         )
 
     async def start(self) -> None:
@@ -169,9 +147,9 @@ class GatewayWorker:
         # Our lease ends now (score 0): if the hand-over below is cut short, the others adopt
         # what is left as from any dead worker.
         with contextlib.suppress(RedisError):
-            await self.store.zadd(keys.WORKERS, {self.worker_id: 0})
+            await self.services.redis.zadd(keys.WORKERS, {self.worker_id: 0})
         try:
-            await self.host.hand_over(Commands(self.ownership, self.redis))
+            await self.host.hand_over(self.services.commands)
         except RedisError:
             log.warning("worker.hand_over_failed", worker_id=self.worker_id, exc_info=True)
             await self.host.close()  # the others adopt our instances when our lease runs out
@@ -179,14 +157,14 @@ class GatewayWorker:
             self.driver.close()
         await self.fetcher.close()
         await self.deliverer.close()
-        await self.redis.aclose(close_connection_pool=True)
-        await self.store.aclose()
+        if self._own_services:
+            await self.services.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
     async def _heartbeat_once(self) -> None:
         """Renew the lease with the whole worker record: a worker paused past its lease, whose
         record the others dropped, shows up again complete, never as a row of nulls."""
-        async with self.store.pipeline(transaction=True) as pipe:
+        async with self.services.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.worker(self.worker_id), mapping=self._record)
             if self._stopping:
                 pipe.hset(keys.worker(self.worker_id), "stopping", "1")
@@ -217,11 +195,14 @@ class GatewayWorker:
                 log.exception("worker.watch_failed", worker_id=self.worker_id)
 
 
-def worker_context(settings: Settings) -> Callable[[Any], AsyncIterator[None]]:
-    """An aiohttp cleanup_ctx running one worker inside the API process."""
+def worker_context(
+    settings: Settings, shared: Callable[[Any], Services] | None = None
+) -> Callable[[Any], AsyncIterator[None]]:
+    """An aiohttp cleanup_ctx running one worker inside the API process; `shared(app)` gives the
+    app's services for the worker to use too."""
 
     async def context(app: Any) -> AsyncIterator[None]:
-        worker = GatewayWorker(settings)
+        worker = GatewayWorker(settings, shared(app) if shared is not None else None)
         await worker.start()
         yield
         await worker.stop()

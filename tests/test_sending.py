@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from core import keys
 from gateway.app import create_app
-from gateway.routes.instances import CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE
 from scheduler.lanes import Lanes
+from scheduler.services import CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE
 from scheduler.worker import worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings, open_instance
 

@@ -27,8 +27,8 @@ from redis.exceptions import WatchError
 from core import keys
 from core.clock import iso, now_iso, now_ms
 from core.errors import InvalidState, NotFound
-from core.records import ApiModel
-from core.redis_client import Redis
+from core.records import ApiModel, Timestamp
+from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
@@ -44,7 +44,7 @@ def _new_id() -> str:
 
 
 class Attempt(ApiModel):
-    at: str
+    at: Timestamp
     duration_ms: int
     status_code: int | None = None  # None: no answer (network error, timeout, refused URL)
     error: str | None = None
@@ -58,9 +58,9 @@ class Delivery(ApiModel):
     id: str
     event: str
     status: Status
-    created_at: str
-    next_attempt_at: str | None = None
-    delivered_at: str | None = None
+    created_at: Timestamp
+    next_attempt_at: Timestamp | None = None
+    delivered_at: Timestamp | None = None
     tries: int = 0  # attempts since it was queued (or replayed): what the retry schedule counts
     attempts: list[Attempt] = Field(default_factory=list)
     # The envelope, serialized once and signed as is; stored, never shown in the API.
@@ -262,6 +262,16 @@ class Outbox:
                 raise InvalidState(f"delivery {delivery_id!r} is being replayed already") from None
         await self.kick(instance_name)
         return queued
+
+    async def delivery_ids(self, instance_name: str) -> list[str]:
+        return list(await self.redis.zrange(keys.webhook_log(instance_name), 0, -1))
+
+    def forget(self, pipe: Pipeline, instance_name: str, delivery_ids: list[str]) -> None:
+        """Queue the deletion of a deleted instance's outbox and deliveries (`delivery_ids`)."""
+        name = instance_name
+        pipe.delete(keys.outbox(name), keys.webhook_log(name), keys.webhook_seq(name))
+        if delivery_ids:
+            pipe.delete(*(keys.webhook_delivery(name, d) for d in delivery_ids))
 
     async def stats(self) -> dict[str, int]:
         """Gateway-wide counters: deliveries delivered, attempts failed, deliveries dead-lettered."""

@@ -3,12 +3,14 @@ lifting of its bulk-lane pause."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
-from pydantic import Field, model_validator
+from pydantic import Field, RootModel
 
 from core.errors import InvalidState, NotFound
-from core.records import ApiModel
-from core.suppressions import Suppression, Suppressions
+from core.records import ApiModel, Timestamp
+from core.suppressions import Source, Suppression
 from gateway.responses import json_response
 from gateway.state import require_tenant_access, services
 from gateway.validation import PhoneNumber
@@ -19,8 +21,8 @@ MAX_NUMBERS = 1000
 class SuppressionOut(ApiModel):
     number: str
     reason: str | None
-    source: str  # "api" or "keyword" (the contact replied with an opt-out keyword)
-    added_at: str
+    source: Source  # "api", or "keyword": the contact replied with an opt-out keyword
+    added_at: Timestamp
 
 
 class SuppressionsOut(ApiModel):
@@ -50,42 +52,37 @@ async def _tenant(request: web.Request) -> str:
     return tenant_id
 
 
-def _suppressions(request: web.Request) -> Suppressions:
-    return Suppressions(services(request).redis)
-
-
 async def list_suppressions(request: web.Request) -> web.Response:
     tenant_id = await _tenant(request)
-    found = await _suppressions(request).listing(tenant_id)
+    found = await services(request).suppressions.listing(tenant_id)
     return json_response(SuppressionsOut(tenant_id=tenant_id, suppressions=[_out(s) for s in found]))
 
 
 async def add_suppressions(request: web.Request, body: Suppress) -> web.Response:
     tenant_id = await _tenant(request)
     numbers = list(dict.fromkeys(body.numbers))
-    added = await _suppressions(request).add(tenant_id, numbers, body.reason, "api")
+    added = await services(request).suppressions.add(tenant_id, numbers, body.reason, "api")
     return json_response(Suppressed(tenant_id=tenant_id, added=added))
 
 
 async def remove_suppression(request: web.Request) -> web.Response:
     tenant_id = await _tenant(request)
     number = request.match_info["number"]
-    if not await _suppressions(request).remove(tenant_id, number):
+    if not await services(request).suppressions.remove(tenant_id, number):
         raise NotFound(f"{number!r} is not on the opt-out list of tenant {tenant_id!r}")
     return web.Response(status=204)
 
 
-class WarmupOverride(ApiModel):
+class WarmupFactor(ApiModel):
+    factor: float = Field(gt=0, le=1, description="the fraction of the lane quotas, whatever the day")
+
+
+class WarmupSkip(ApiModel):
+    skip: Literal[True] = Field(description="the full lane quotas at once")
+
+
+class WarmupOverride(RootModel[WarmupFactor | WarmupSkip]):
     """Either a fixed factor of the lane quotas, or `skip` (the full quotas at once)."""
-
-    factor: float | None = Field(default=None, gt=0, le=1)
-    skip: bool = False
-
-    @model_validator(mode="after")
-    def _one_of(self) -> WarmupOverride:
-        if (self.factor is None) == (not self.skip):
-            raise ValueError('send either {"factor": 0 < f <= 1} or {"skip": true}')
-        return self
 
 
 class WarmupOut(ApiModel):
@@ -94,7 +91,7 @@ class WarmupOut(ApiModel):
 
 
 async def set_warmup(request: web.Request, body: WarmupOverride) -> web.Response:
-    return await _warmup(request, 1.0 if body.skip else body.factor)
+    return await _warmup(request, body.root.factor if isinstance(body.root, WarmupFactor) else 1.0)
 
 
 async def clear_warmup(request: web.Request) -> web.Response:

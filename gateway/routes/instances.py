@@ -1,44 +1,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Literal, cast
 
 import structlog
 from aiohttp import web
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from config import Settings
 from config.settings import LaneName
 from core.clock import iso_from_ms
-from core.errors import InvalidState, NotFound, Unavailable, ValidationFailed, WhatsAppError
-from core.instances import Instance, InstanceName, check_access
-from core.netguard import BlockedUrl
-from core.records import ApiModel
+from core.errors import InvalidState, NotFound
+from core.instances import Instance, InstanceName
+from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
-from gateway.state import principal, require_tenant_access, services
-from gateway.validation import PART_RE, PhoneNumber, WebUrl
-from scheduler.messages import changes
-from webhooks.delivery import check_webhook_url
+from gateway.state import accessible_instance, require_instance_access, require_tenant_access, services
+from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
 
 log = structlog.get_logger(__name__)
-
-
-def _instance_name(value: str) -> str:
-    parts = value.split("__")
-    if len(parts) != 3 or not all(PART_RE.match(part) for part in parts):
-        raise ValueError(
-            "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
-            "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
-        )
-    if len(value) > 100:
-        raise ValueError("must be at most 100 characters")
-    return value
-
-
-InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
-CANCELLED_BY_DELETE = changes(status="cancelled", error="cancelled: the instance was deleted")
-INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 
 class CreateInstance(ApiModel):
@@ -47,19 +26,22 @@ class CreateInstance(ApiModel):
     webhook_secret: str = Field(min_length=16, max_length=256)
 
 
+InstanceState = Literal["close", "connecting", "open"]
+
+
 class InstanceStatus(ApiModel):
     instance_name: str
-    state: str
+    state: InstanceState
     phone_number: str | None
-    connected_at: str | None
+    connected_at: Timestamp | None
     messages_queued_count: int
     webhook_url: str
-    created_at: str
+    created_at: Timestamp
 
 
 class QrOut(ApiModel):
     qrcode: str
-    expires_at: str
+    expires_at: Timestamp
 
 
 class PairingRequest(ApiModel):
@@ -79,13 +61,13 @@ class LaneQuota(ApiModel):
 
 class WarmupState(ApiModel):
     day: int  # days since the first link, 0 on that day
-    first_linked_at: str | None
+    first_linked_at: Timestamp | None
     override: float | None  # an admin's factor replacing the schedule
 
 
 class ThrottleState(ApiModel):
     reason: str  # banned, not_on_whatsapp or failure_rate
-    until: str
+    until: Timestamp
 
 
 class QueueOut(ApiModel):
@@ -106,7 +88,7 @@ async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
 def _status_of(instance: Instance, queued: int) -> InstanceStatus:
     return InstanceStatus(
         instance_name=instance.name,
-        state=instance.state,
+        state=cast(InstanceState, instance.state),
         phone_number=instance.phone_number,
         connected_at=instance.connected_at,
         messages_queued_count=queued,
@@ -115,24 +97,8 @@ def _status_of(instance: Instance, queued: int) -> InstanceStatus:
     )
 
 
-async def accessible(request: web.Request) -> Instance:
-    """The instance named in the path, if the caller may touch it (403 before 404: no probing)."""
-    name = request.match_info["name"]
-    check_access(principal(request), name)
-    return await services(request).instances.get(name)
-
-
-async def admitted_webhook_url(settings: Settings, url: str) -> None:
-    """A 400 on `webhookUrl` for a URL the private-address guard would refuse at delivery."""
-    try:
-        await check_webhook_url(url, settings.allow_private_urls)
-    except BlockedUrl as exc:
-        raise ValidationFailed.at(["webhookUrl"], f"not allowed: {exc}") from None
-
-
 async def create_instance(request: web.Request, body: CreateInstance) -> web.Response:
-    caller = principal(request)
-    check_access(caller, body.instance_name)
+    caller = require_instance_access(request, body.instance_name)
     svc = services(request)
     name = InstanceName.parse(body.instance_name)
     if caller.is_admin and not await svc.tenants.exists(name.tenant_id):
@@ -145,7 +111,7 @@ async def create_instance(request: web.Request, body: CreateInstance) -> web.Res
 
 
 async def get_qr(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     if instance.state == "open":
         raise InvalidState("instance is already open; it needs no QR code")
     if instance.qr_is_fresh(datetime.now(UTC)):
@@ -158,7 +124,7 @@ async def get_qr(request: web.Request) -> web.Response:
 
 
 async def request_pairing_code(request: web.Request, body: PairingRequest) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     if instance.state == "open":
         raise InvalidState("instance is already open; it needs no pairing code")
     result = await services(request).commands.call(instance.name, "pair", {"phoneNumber": body.phone_number})
@@ -166,11 +132,11 @@ async def request_pairing_code(request: web.Request, body: PairingRequest) -> we
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return json_response(await _status(request, await accessible(request)))
+    return json_response(await _status(request, await accessible_instance(request)))
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     svc = services(request)
     quotas = svc.lanes.quotas_today(instance.first_linked_ms, instance.warmup)
     throttle = await svc.lanes.standing(instance.name)
@@ -188,16 +154,8 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 async def delete_instance(request: web.Request) -> web.Response:
-    instance = await accessible(request)
-    svc = services(request)
-    await svc.lanes.retire(instance.name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
-    if instance.owner is not None:
-        try:
-            await svc.commands.call(instance.name, "delete")
-        except (Unavailable, WhatsAppError) as exc:
-            # The records go anyway: a half-deleted instance could not be deleted again.
-            log.warning("instance.logout_failed", instance=instance.name, error=exc.message)
-    await svc.instances.delete(instance)
+    instance = await accessible_instance(request)
+    await services(request).delete_instance(instance)
     return web.Response(status=204)
 
 

@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, RootModel, ValidationInfo, field_validator
 
 from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
-from core.instances import check_access
-from core.records import ApiModel
+from core.instances import tenant_of
+from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
-from gateway.routes.instances import InstanceNameStr
-from gateway.state import principal, require_tenant_access, services
-from gateway.validation import NamePart, PhoneNumber, WebUrl, validate
+from gateway.state import principal, require_instance_access, require_tenant_access, services
+from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl
 from scheduler.drivers.base import SendType
 from scheduler.lanes import Accepting
 from scheduler.messages import Message, new_message_id
@@ -24,6 +23,14 @@ MAX_CAPTION = 1_024
 
 
 class Content(ApiModel):
+    # The document says what the validator below checks: transactional only on the urgent lane.
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": {
+            "if": {"properties": {"transactional": {"const": True}}, "required": ["transactional"]},
+            "then": {"properties": {"lane": {"const": "urgent"}}, "required": ["lane"]},
+        },
+    }
     to: PhoneNumber
     lane: LaneName = "normal"
     # Sent even to a number on the tenant's opt-out list (a code, a receipt): urgent lane only.
@@ -85,29 +92,43 @@ class SendVideo(VideoContent, OnInstance):
     pass
 
 
-CONTENT: dict[SendType, type[Content]] = {
-    "text": TextContent,
-    "image": ImageContent,
-    "document": DocumentContent,
-    "audio": AudioContent,
-    "video": VideoContent,
-}
-
-
-class RouteTarget(ApiModel):
-    """The envelope of /message/route; the fields of `type` come beside it."""
-
-    model_config = {**ApiModel.model_config, "extra": "allow"}
+class ToClient(ApiModel):
     tenant_id: NamePart
     client_id: NamePart
-    type: SendType
+
+
+class RoutedText(TextContent, ToClient):
+    type: Literal["text"]
+
+
+class RoutedImage(ImageContent, ToClient):
+    type: Literal["image"]
+
+
+class RoutedDocument(DocumentContent, ToClient):
+    type: Literal["document"]
+
+
+class RoutedAudio(AudioContent, ToClient):
+    type: Literal["audio"]
+
+
+class RoutedVideo(VideoContent, ToClient):
+    type: Literal["video"]
+
+
+Routed = RoutedText | RoutedImage | RoutedDocument | RoutedAudio | RoutedVideo
+
+
+class RouteTarget(RootModel[Annotated[Routed, Field(discriminator="type")]]):
+    """The body of /message/route: the client to route for, and the fields of one `type` of message."""
 
 
 class Queued(ApiModel):
     id: str
     status: Literal["pending"]
     lane: LaneName
-    queued_at: str
+    queued_at: Timestamp
     instance_name: str
 
 
@@ -118,8 +139,8 @@ class MessageOut(ApiModel):
     to: str
     type: SendType
     status: MessageStatus
-    created_at: str
-    sent_at: str | None
+    created_at: Timestamp
+    sent_at: Timestamp | None
     error: str | None
     text: str | None
     caption: str | None
@@ -171,7 +192,7 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
-    check_access(principal(request), body.instance_name)
+    require_instance_access(request, body.instance_name)
     assert isinstance(body, Content)
     return await _enqueue(request, body.instance_name, type_, body)
 
@@ -197,25 +218,22 @@ async def send_video(request: web.Request, body: SendVideo) -> web.Response:
 
 
 async def send_routed(request: web.Request, body: RouteTarget) -> web.Response:
-    require_tenant_access(request, body.tenant_id)
-    fields: dict[str, Any] = dict(body.model_extra or {})
-    content = validate(CONTENT[body.type], fields)
+    target = body.root
+    require_tenant_access(request, target.tenant_id)
     svc = services(request)
-    name = await svc.instances.next_open(body.tenant_id, body.client_id)
+    name = await svc.instances.next_open(target.tenant_id, target.client_id)
     if name is None:
         raise InvalidState(
-            f"client {body.client_id!r} of tenant {body.tenant_id!r} has no open instance: nothing was queued"
+            f"client {target.client_id!r} of tenant {target.tenant_id!r} has no open instance: nothing was queued"
         )
-    return await _enqueue(request, name, body.type, content)
+    return await _enqueue(request, name, target.type, target)
 
 
 async def get_message(request: web.Request) -> web.Response:
     message = await services(request).messages.get(request.match_info["id"])
     if message is None:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
-    caller = principal(request)
-    if not caller.is_admin and caller.tenant_id != message.tenant_id:
-        raise ForbiddenTenant("this message belongs to another tenant")
+    principal(request).require(message.tenant_id, f"message {message.id!r}")
     return json_response(_out(message))
 
 
@@ -297,7 +315,7 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
     foreign = []
     for i, m in enumerate(body.messages):
         try:
-            check_access(caller, m.instance_name)
+            caller.require(tenant_of(m.instance_name), f"instance {m.instance_name!r}")
         except ForbiddenTenant:
             foreign.append(i)
     if foreign:

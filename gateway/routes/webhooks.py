@@ -1,26 +1,39 @@
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import Field, model_validator
 
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.instances import accessible, admitted_webhook_url
-from gateway.state import services
-from gateway.validation import WebUrl, validate
+from gateway.state import accessible_instance, services
+from gateway.validation import WebUrl, admitted_webhook_url, validate
 from webhooks.outbox import Delivery
 
 TEST_EVENT = "webhook.test"
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Document an optional field as the value it takes: None stands for its absence, never null."""
+    schema.pop("default", None)
+    variants = schema.pop("anyOf", [])
+    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
+
+
 class WebhookUpdate(ApiModel):
-    webhook_url: WebUrl | None = None
-    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256)
+    # Either field may be left out, neither may be null: what `_something_to_change` checks.
+    model_config = {**ApiModel.model_config, "json_schema_extra": {"minProperties": 1}}
+    webhook_url: WebUrl | None = Field(default=None, json_schema_extra=_absent_not_null)
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256, json_schema_extra=_absent_not_null)
 
     @model_validator(mode="after")
     def _something_to_change(self) -> WebhookUpdate:
         if self.webhook_url is None and self.webhook_secret is None:
             raise ValueError("send webhookUrl, webhookSecret or both")
+        nulls = [self.model_fields[name].alias for name in self.model_fields_set if getattr(self, name) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(sorted(str(n) for n in nulls))} may not be null: leave it out instead")
         return self
 
 
@@ -47,7 +60,7 @@ class DeliveryQueued(ApiModel):
 
 
 async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     svc = services(request)
     if body.webhook_url is not None:
         await admitted_webhook_url(svc.settings, body.webhook_url)
@@ -61,20 +74,20 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
 
 
 async def send_test(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     data = {"message": "a test event sent on request"}
     delivery_id = await services(request).outbox.publish(instance.name, TEST_EVENT, data)
     return json_response(DeliveryQueued(delivery_id=delivery_id, event=TEST_EVENT, status="pending"), status=202)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     query = validate(DeliveriesQuery, dict(request.query))
     deliveries, next_cursor = await services(request).outbox.page(instance.name, query.limit, query.cursor)
     return json_response(DeliveryPage(deliveries=deliveries, next_cursor=next_cursor))
 
 
 async def replay_delivery(request: web.Request) -> web.Response:
-    instance = await accessible(request)
+    instance = await accessible_instance(request)
     queued = await services(request).outbox.replay(instance.name, request.match_info["id"])
     return json_response(DeliveryQueued(delivery_id=queued.id, event=queued.event, status=queued.status), status=202)

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from core import keys
 from core.clock import iso
+from core.errors import InvalidState, NotFound
 from core.redis_client import Redis
 from scheduler.drivers.base import (
     Banned,
@@ -46,6 +48,9 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
+DEFAULT_PHONE = "5491100000000"
+SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
+BAN_REASON = "temporary ban (sandbox)"
 
 
 @dataclass
@@ -67,6 +72,7 @@ class SandboxSession:
         self._qr_task: asyncio.Task[None] | None = None
         self._fail: list[tuple[str, bool]] = []
         self._connected = False
+        self._banned_until: datetime | None = None
 
     def _load(self) -> _Store:
         try:
@@ -85,6 +91,10 @@ class SandboxSession:
 
     async def connect(self) -> None:
         if self._connected:
+            return
+        if self._banned_until is not None and self._banned_until > datetime.now(UTC):
+            # WhatsApp refuses a banned number's login with the same ban, as on the first refusal.
+            await self.sink(Banned(reason=BAN_REASON, expires_at=self._banned_until))
             return
         store = self._load()
         if store.linked and store.phone_number:
@@ -147,9 +157,34 @@ class SandboxSession:
         self._stop_qr()
         self._connected = False
 
-    # The control surface standing in for the phone and the contacts.
+    # The control surface standing in for the phone and the contacts: `control` runs the one named
+    # after `sandbox.` in a command from the API (the routes in gateway/routes/sandbox.py).
+
+    async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        match op:
+            case "link":
+                await self.link(args.get("phoneNumber") or DEFAULT_PHONE)
+            case "unlink":
+                await self.unlink()
+            case "inbound":
+                return {
+                    "messageId": await self.inbound(
+                        args["from"], args.get("text"), args["messageType"], args.get("pushName")
+                    )
+                }
+            case "receipt":
+                await self.receipt(tuple(args["messageIds"]), args["status"])
+            case "ban":
+                await self.ban(args["seconds"])
+            case "fail_next":
+                self.fail_next(args["error"], args["count"], args["transient"])
+            case _:
+                raise NotFound(f"unknown sandbox control {op!r}")
+        return {}
 
     async def link(self, phone_number: str) -> None:
+        if self._connected:
+            raise InvalidState("instance is already open")
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
         self._connected = True
@@ -183,9 +218,8 @@ class SandboxSession:
         """As if WhatsApp banned the number for a while: disconnected until then."""
         self._stop_qr()
         self._connected = False
-        await self.sink(
-            Banned(reason="temporary ban (sandbox)", expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
-        )
+        self._banned_until = datetime.now(UTC) + timedelta(seconds=seconds)
+        await self.sink(Banned(reason=BAN_REASON, expires_at=self._banned_until))
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
