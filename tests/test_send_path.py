@@ -174,6 +174,7 @@ def at(item: dict[str, Any]) -> float:
     return datetime.fromisoformat(item["sentAt"]).timestamp()
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_busy_sweeping_worker_never_sends_twice_nor_two_at_once_on_a_number(
     tmp_path: Path, redis_server: EmbeddedRedis, slow_media: str
 ) -> None:
@@ -206,6 +207,7 @@ def test_busy_sweeping_worker_never_sends_twice_nor_two_at_once_on_a_number(
         next(gw, None)
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_every_waiting_instance_sends_within_5_s_of_redis_coming_back_from_a_crash(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
@@ -244,6 +246,7 @@ def connected_events(gateway: Gateway, name: str) -> int:
     return sum(1 for d in page["deliveries"] if d["event"] == "instance.connected")
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_sigterm_of_every_worker_then_restart_connects_each_instance_once(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
@@ -283,6 +286,7 @@ def queues_empty(redis_server: EmbeddedRedis, workers: list[str]) -> bool:
         client.close()
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_worker_paused_past_its_lease_comes_back_with_its_whole_record(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
