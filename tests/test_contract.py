@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from openapi_spec_validator import validate
 
 from tests.conftest import ADMIN, make_settings
@@ -33,6 +34,7 @@ async def schemathesis_run(base: str, apikey: str, *extra: str) -> tuple[int, st
     return process.returncode or 0, output.decode(errors="replace")
 
 
+@pytest.mark.timeout(600)  # two schemathesis runs over every operation: minutes on a shared machine
 async def test_schemathesis_finds_no_difference_between_the_document_and_the_gateway(
     redis_url: str, tmp_path: Path
 ) -> None:
