@@ -28,6 +28,13 @@ class LaneConfig(BaseModel):
     gap: tuple[float, float]
     per_hour: int = Field(alias="perHour", gt=0)
     per_day: int = Field(alias="perDay", gt=0)
+    # Staying unbanned (README): the fraction of the quotas a number gets on each day after its
+    # first link (the last one holds from then on), how many messages a day may go to numbers
+    # that never wrote to it (None: no limit), and the least time between two messages of this
+    # lane to one recipient (0: none).
+    warmup: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(default=(1.0,), min_length=1)
+    first_contact_per_day: int | None = Field(default=None, alias="firstContactPerDay", ge=0)
+    spacing: float = Field(default=0, ge=0, description="seconds between two sends to one recipient")
 
     @field_validator("gap")
     @classmethod
@@ -37,12 +44,34 @@ class LaneConfig(BaseModel):
         return gap
 
 
+# A new number's quotas over its first week: urgent (codes, replies) is not held back.
+WARMUP_RAMP = (0.1, 0.2, 0.35, 0.5, 0.7, 0.85, 1.0)
+
 # API.md, "Lanes": the defaults an operator can override through GATEWAY_LANES.
 DEFAULT_LANES: dict[LaneName, LaneConfig] = {
     "urgent": LaneConfig(gap=(1, 2), perHour=150, perDay=1000),
-    "normal": LaneConfig(gap=(3, 8), perHour=80, perDay=500),
-    "bulk": LaneConfig(gap=(8, 15), perHour=30, perDay=200),
+    "normal": LaneConfig(gap=(3, 8), perHour=80, perDay=500, warmup=WARMUP_RAMP),
+    "bulk": LaneConfig(
+        gap=(8, 15), perHour=30, perDay=200, warmup=WARMUP_RAMP, firstContactPerDay=20, spacing=24 * 3600
+    ),
 }
+
+DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "BAJA", "SAIR", "UNSUBSCRIBE")
+
+
+class ThrottleConfig(BaseModel):
+    """When WhatsApp signals trouble, a number's bulk lane pauses (README, "Staying unbanned")."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    window: int = Field(default=20, gt=0, description="the last sends whose outcomes are judged")
+    not_on_whatsapp: float = Field(default=0.3, alias="notOnWhatsapp", gt=0, le=1)
+    failures: float = Field(default=0.5, gt=0, le=1)
+    pause: float = Field(default=3600, gt=0, description="seconds bulk pauses after a bad window")
+    after_ban: float = Field(
+        default=24 * 3600, alias="afterBan", ge=0, description="seconds bulk stays paused after a ban ends"
+    )
+
 
 # API.md, "Webhooks": a failed delivery is retried 3 more times, at 1 s, 5 s and 30 s (each
 # counted from the previous failure); after the last one it is dead-lettered.
@@ -85,6 +114,11 @@ class Settings(BaseModel):
     sweep_interval: float = Field(default=10.0, gt=0, description="seconds between a worker's send-path repair sweeps")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
     message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
+    day_length: int = Field(
+        default=24 * 3600, gt=0, description="seconds in a day of quotas, warm-up and first contacts (tests shorten it)"
+    )
+    opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
+    throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
 
     def replica_acks(self) -> int:
         if self.redis_replica_acks is not None:
@@ -94,11 +128,7 @@ class Settings(BaseModel):
     @field_validator("lanes", mode="before")
     @classmethod
     def _merge_lanes(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        value = _json_object(value)
         if not isinstance(value, Mapping):
             raise ValueError("must be a JSON object keyed by lane name")
         merged: dict[str, object] = {}
@@ -114,6 +144,22 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown lane(s) {sorted(unknown)}; lanes are {list(LANES)}")
         return merged
+
+    @field_validator("throttle", mode="before")
+    @classmethod
+    def _throttle_json(cls, value: object) -> object:
+        return _json_object(value)
+
+    @field_validator("opt_out_keywords", mode="before")
+    @classmethod
+    def _keyword_list(cls, value: object) -> object:
+        # From the environment: "STOP,BAJA" or the JSON list '["STOP", "BAJA"]'.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(str(word).strip().upper() for word in value if str(word).strip())
+        return value
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod
@@ -135,6 +181,15 @@ class Settings(BaseModel):
         if url is not None and not url.startswith(("postgres://", "postgresql://")):
             raise ValueError("must start with postgres:// or postgresql://")
         return url
+
+
+def _json_object(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from exc
+    return value
 
 
 def _variable(field: str) -> str:

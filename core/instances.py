@@ -29,6 +29,7 @@ class InstanceUpdate(TypedDict, total=False):
     linked: str | None
     webhookUrl: str | None
     webhookSecret: str | None
+    warmup: str | None  # an admin's warm-up factor, replacing the lanes' schedule
 
 
 NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
@@ -77,6 +78,8 @@ class Instance:
     qr_expires_at: str | None
     owner: str | None
     linked: bool
+    first_linked_ms: int | None  # warm-up days count from here
+    warmup: float | None  # an admin's warm-up factor, replacing the schedule
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Instance:
@@ -93,6 +96,8 @@ class Instance:
             qr_expires_at=data.get("qrExpiresAt") or None,
             owner=data.get("owner") or None,
             linked=data.get("linked") == "1",
+            first_linked_ms=int(data["firstLinkedMs"]) if data.get("firstLinkedMs") else None,
+            warmup=float(data["warmup"]) if data.get("warmup") else None,
         )
 
     def qr_is_fresh(self, now: datetime) -> bool:
@@ -104,6 +109,7 @@ class Instances:
         self.redis = redis
         self.box = box
         self._update = redis.register_script(lua("fields", "update_instance"))
+        self._first_link = redis.register_script(lua("first_link"))
 
     async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
         key = keys.instance(str(name))
@@ -183,6 +189,10 @@ class Instances:
         if unknown:
             raise TypeError(f"not fields of an instance record: {sorted(unknown)}")
         await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
+
+    async def linked(self, name: str, now_ms: int) -> None:
+        """The instance is linked and open: its warm-up counts days from its first link."""
+        await self._first_link(keys=[keys.instance(name)], args=[now_ms])
 
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""

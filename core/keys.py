@@ -122,6 +122,28 @@ def sent_times(name: str, lane_name: str) -> str:
     return f"{instance(name)}:sent:{lane_name}"  # sorted set of sends in the last day (rolling quotas)
 
 
+def first_contacts(name: str, lane_name: str) -> str:
+    return f"{instance(name)}:first:{lane_name}"  # sorted set: sends to numbers that never wrote, last day
+
+
+def spacing(name: str, lane_name: str) -> str:
+    return f"{instance(name)}:spacing:{lane_name}"  # sorted set: recipient -> that lane's last send to it (ms)
+
+
+def contacts(name: str) -> str:
+    return f"{instance(name)}:contacts"  # set of numbers that wrote to the instance (not first contacts)
+
+
+def outcomes(name: str) -> str:
+    return f"{instance(name)}:outcomes"  # list: the last sends' outcomes, newest first (trouble signals)
+
+
+def deliverability_keys(name: str) -> list[str]:
+    """Every key of the instance's deliverability rules (core/lua/common.lua), for deleting it."""
+    per_lane = [key(name, lane) for key in (first_contacts, spacing) for lane in ("urgent", "normal", "bulk")]
+    return [*per_lane, contacts(name), outcomes(name)]
+
+
 MESSAGE_PREFIX = f"{PREFIX}msg:"
 
 
@@ -141,10 +163,15 @@ def whatsapp_id(name: str, wa_message_id: str) -> str:
     return f"{PREFIX}wamid:{name}:{wa_message_id}"  # our message id, for receipts
 
 
+def suppressions(tenant_id: str) -> str:
+    return f"{SUPPRESSIONS_PREFIX}{tenant_id}"  # hash: number -> JSON {reason, source, addedAt}: the opt-out list
+
+
 def round_robin(tenant_id: str, client_id: str) -> str:
     return f"{PREFIX}rr:{tenant_id}:{client_id}"  # counter for /message/route
 
 
 WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 DUE_PREFIX = f"{PREFIX}due:"
+SUPPRESSIONS_PREFIX = f"{PREFIX}optout:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters

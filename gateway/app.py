@@ -12,12 +12,12 @@ from config import Settings
 from gateway import console
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, instances, messages, meta, operating, sandbox, webhooks
+from gateway.routes import admin, deliverability, instances, messages, meta, operating, sandbox, webhooks
 from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.services import Services
 
-I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
+I, M, W, D = instances, messages, webhooks, deliverability  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -71,6 +71,19 @@ ROUTES: list[Route] = [
           response=M.MessageList, query=M.RecentQuery, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
+    # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
+    Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
+          response=D.SuppressionsOut, tag="deliverability"),
+    Route("POST", "/tenant/{tenantId}/suppressions", D.add_suppressions, "Add numbers to the opt-out list",
+          body=D.Suppress, response=D.Suppressed, tag="deliverability"),
+    Route("DELETE", "/tenant/{tenantId}/suppressions/{number}", D.remove_suppression,
+          "Take a number off the opt-out list", status=204, tag="deliverability"),
+    Route("PUT", "/admin/instances/{name}/warmup", D.set_warmup, "Override an instance's warm-up",
+          body=D.WarmupOverride, response=D.WarmupOut, access="admin", tag="deliverability"),
+    Route("DELETE", "/admin/instances/{name}/warmup", D.clear_warmup, "Back to the lanes' warm-up schedule",
+          response=D.WarmupOut, access="admin", tag="deliverability"),
+    Route("DELETE", "/admin/instances/{name}/throttle", D.lift_throttle, "Resume a paused bulk lane now",
+          response=D.Unthrottled, access="admin", tag="deliverability"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),

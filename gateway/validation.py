@@ -131,6 +131,7 @@ PATH_PARAMS: dict[str, TypeAdapter[str]] = {
     "instanceName": TypeAdapter(InstanceNameStr),
     "tenantId": TypeAdapter(NamePart),
     "clientId": TypeAdapter(NamePart),
+    "number": TypeAdapter(PhoneNumber),
 }
 
 

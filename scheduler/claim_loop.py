@@ -21,7 +21,7 @@ from core.clock import now_ms
 from scheduler.lanes import Claimed, Lanes
 from scheduler.messages import changes
 from scheduler.ownership import Ownership
-from scheduler.pump import EXPIRED, Pump
+from scheduler.pump import EXPIRED, OPTED_OUT, Pump
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +67,10 @@ class ClaimLoop:
                 log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))
                 self._sweep_due = True
                 await asyncio.sleep(RETRY_SECONDS)
+            except Exception:  # a bug must not stop this worker's sends for good
+                log.exception("claims.failed", worker_id=self.worker_id)
+                self._sweep_due = True
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _claim(self) -> int | None:
         """Start the sends of every due instance there is room for; the next wake-up left (ms),
@@ -75,7 +79,12 @@ class ClaimLoop:
             room = self.max_in_flight - len(self.running)
             if room <= 0 or not self._claiming:
                 return None
-            claim = await self.lanes.claim_due(self.worker_id, room, changes(status="failed", error=EXPIRED))
+            claim = await self.lanes.claim_due(
+                self.worker_id,
+                room,
+                changes(status="failed", error=EXPIRED),
+                changes(status="failed", error=OPTED_OUT),
+            )
             for claimed in claim.taken:
                 self._start(claimed)
         if len(claim.taken) == room:

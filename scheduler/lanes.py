@@ -14,18 +14,22 @@ from typing import Any, Literal
 from redis.commands.core import AsyncScript
 
 from config import LaneConfig, Settings
-from config.settings import LaneName
+from config.settings import LaneName, ThrottleConfig
 from core import keys
 from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
-from scheduler.messages import RECENT_KEPT, Message, lua_fields
+from scheduler.messages import FIELDS, RECENT_KEPT, Message, lua_fields
+from webhooks.outbox import Event, Head, head_of
 
 # How long accepting a message waits for the replicas to confirm it (see Lanes.accept).
 REPLICA_WAIT_MS = 1000
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
+# What an outcome says about the number's standing with WhatsApp (core/lua/finish.lua judges the
+# last few): sent, not on WhatsApp, failed by WhatsApp, or nothing (a retry, a bad media URL).
+Signal = Literal["s", "n", "f", ""]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
 
 
@@ -44,13 +48,55 @@ class Accepting:
 @dataclass(frozen=True)
 class Claimed:
     """An instance the claim loop took: the message to send (already `sending`), if any, picked
-    under `epoch`, and messages found expired on the way."""
+    under `epoch`, messages ended unsent on the way (expired, or to an opted-out recipient), and
+    the reason of a bulk-lane pause that ended now, if one did."""
 
     name: str
     epoch: int
     message: Message | None
-    expired: tuple[str, ...]
+    ended: tuple[str, ...]
+    unthrottled: str | None = None
     at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
+
+
+@dataclass(frozen=True)
+class Quota:
+    per_hour: int
+    per_day: int
+    warmup: float  # the factor applied to the lane's configured quotas
+    first_contact_per_day: int | None
+
+
+def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig) -> dict[str, Any]:
+    """What the lane scripts enforce (ARGV 6 of core/lua/common.lua); -1 is "no limit"."""
+    return {
+        "lanes": {
+            name: {
+                "perHour": c.per_hour,
+                "perDay": c.per_day,
+                "warmup": list(c.warmup),
+                "firstContactPerDay": -1 if c.first_contact_per_day is None else c.first_contact_per_day,
+                "spacing": int(c.spacing * 1000),
+            }
+            for name, c in lanes.items()
+        },
+        "day": day_ms,
+        "throttle": {
+            "window": throttle.window,
+            "notOnWhatsapp": throttle.not_on_whatsapp,
+            "failures": throttle.failures,
+            "pause": int(throttle.pause * 1000),
+        },
+        "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
+    }
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The bulk lane's pause after WhatsApp signalled trouble: why, and until when (ms)."""
+
+    reason: str
+    until_ms: int
 
 
 @dataclass(frozen=True)
@@ -68,6 +114,8 @@ class Lanes:
         max_wait_ms: int,
         clock: Callable[[], int] = now_ms,
         replica_acks: int = 0,
+        day_ms: int = 24 * 3600 * 1000,
+        throttle: ThrottleConfig | None = None,
     ) -> None:
         self.redis = redis
         self.replica_acks = replica_acks
@@ -75,10 +123,11 @@ class Lanes:
         self.lanes = lanes
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
-        self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
+        self.day_ms = day_ms
+        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'metrics', 'common', name)}")
-            for name in ("accept", "withdraw", "claim_due", "finish", "flush", "kick", "sweep")
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'metrics', 'outbox_add', 'common', name)}")
+            for name in ("accept", "withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
         }
 
     @classmethod
@@ -89,19 +138,23 @@ class Lanes:
             settings.message_retention,
             settings.message_max_wait * 1000,
             replica_acks=settings.replica_acks(),
+            day_ms=settings.day_length * 1000,
+            throttle=settings.throttle,
         )
 
-    async def _run(self, script: str, name: str, *args: Any, client: Any = None) -> Any:
+    async def _run(
+        self, script: str, name: str, *args: Any, script_keys: list[str] | None = None, client: Any = None
+    ) -> Any:
         common: list[Any] = [
             self.clock(),
             name,
             keys.instance(""),
             keys.DUE_PREFIX,
             keys.MESSAGE_PREFIX,
-            self._limits,
+            self._rules,
             keys.STATS,
         ]
-        return await self._scripts[script](args=[*common, *args], client=client)
+        return await self._scripts[script](keys=script_keys or [], args=[*common, *args], client=client)
 
     async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -140,19 +193,29 @@ class Lanes:
         if taken_back:
             raise Unavailable(f"{taken_back} messages were {unconfirmed}, so they were not queued; send them again")
 
-    async def claim_due(self, worker_id: str, room: int, expired_fields: dict[str, Any]) -> Claim:
+    async def claim_due(
+        self, worker_id: str, room: int, expired_fields: dict[str, Any], opted_out_fields: dict[str, Any]
+    ) -> Claim:
         """Take up to `room` of the worker's due instances and pick what each sends now."""
         found = await self._run(
-            "claim_due", "", worker_id, room, self.max_wait_ms, self.retention, json.dumps(expired_fields)
+            "claim_due",
+            "",
+            worker_id,
+            room,
+            self.max_wait_ms,
+            self.retention,
+            json.dumps(expired_fields),
+            json.dumps(opted_out_fields),
         )
         taken = [
             Claimed(
                 name=name,
                 epoch=int(epoch),
                 message=Message.from_hash(json.loads(fields)) if fields else None,
-                expired=tuple(json.loads(expired)),
+                ended=tuple(json.loads(ended)),
+                unthrottled=resumed or None,
             )
-            for name, epoch, expired, fields in zip(*[iter(found[1:])] * 4, strict=True)
+            for name, epoch, ended, fields, resumed in zip(*[iter(found[1:])] * 5, strict=True)
         ]
         return Claim(taken, int(found[0]) if found[0] else None)
 
@@ -169,9 +232,17 @@ class Lanes:
         outcome: Outcome,
         fields: dict[str, Any],
         retry_at_ms: int = 0,
-    ) -> None:
+        event: Event | None = None,
+        webhook_lock: tuple[str, int] = ("", 0),
+        signal: Signal = "",
+    ) -> tuple[Head | bool, Throttle | None]:
+        """Record the outcome of the message in flight and schedule the instance's next wake-up,
+        publishing `event` (how it ended) in the same step. With a `webhook_lock` (token, ms),
+        when the event can be delivered at once, the lock is taken and its head returned.
+        False when it was not ours to record: fenced off, or recorded already. Beside it, the
+        bulk lane's pause when this outcome started one (core/lua/finish.lua judges the last few)."""
         gaps = {lane: int(random.uniform(*config.gap) * 1000) for lane, config in self.lanes.items()}
-        wa_key = keys.whatsapp_id(name, fields["waMessageId"]) if outcome == "sent" else ""
+        wa_key = keys.whatsapp_id(name, fields[FIELDS["wa_message_id"]]) if outcome == "sent" else ""
         args = [
             message_id,
             outcome,
@@ -181,8 +252,50 @@ class Lanes:
             self.retention,
             wa_key,
             *owner,
+            event.delivery_id if event else "",
+            event.record if event else "",
+            *webhook_lock,
+            signal,
         ]
-        await self._run("finish", name, *args)
+        found = await self._run("finish", name, *args, script_keys=event.keys if event else None)
+        if not found:
+            return False, None
+        published, paused, paused_until = found
+        throttle = Throttle(paused, int(paused_until)) if paused else None
+        return (head_of(published) if isinstance(published, list) else bool(published)), throttle
+
+    async def throttle(self, name: str, reason: str, until_ms: int) -> None:
+        """Pause the instance's bulk lane until `until_ms` (a longer pause already set stays)."""
+        await self._run("throttle", name, until_ms, reason)
+
+    async def unthrottle(self, name: str) -> str | None:
+        """Lift the bulk lane's pause now; the reason it had, or None when it had none."""
+        return await self._run("throttle", name, "", "") or None
+
+    async def standing(self, name: str) -> Throttle | None:
+        """The bulk lane's pause, while it lasts."""
+        until, reason = await self.redis.hmget(keys.pump(name), ["throttledUntil", "throttleReason"])
+        if until is None or int(until) <= self.clock():
+            return None
+        return Throttle(reason or "unknown", int(until))
+
+    def quotas_today(self, first_linked_ms: int | None, override: float | None) -> dict[LaneName, Quota]:
+        """Each lane's quotas today, scaled by its warm-up factor as core/lua/common.lua `warmup`."""
+        day = self.warmup_day(first_linked_ms)
+        found: dict[LaneName, Quota] = {}
+        for lane, config in self.lanes.items():
+            factor = override if override is not None else config.warmup[min(day, len(config.warmup) - 1)]
+            found[lane] = Quota(
+                per_hour=max(1, int(config.per_hour * factor)),
+                per_day=max(1, int(config.per_day * factor)),
+                warmup=factor,
+                first_contact_per_day=config.first_contact_per_day,
+            )
+        return found
+
+    def warmup_day(self, first_linked_ms: int | None) -> int:
+        """Days since the first link (0 on that day and before any link)."""
+        return max(0, (self.clock() - first_linked_ms) // self.day_ms) if first_linked_ms else 0
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""
@@ -193,9 +306,10 @@ class Lanes:
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
-        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts and recent-messages index."""
+        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts, recent-messages
+        index and the keys of its deliverability rules."""
         pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name), keys.recent_messages(name))
-        pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes))
+        pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes), *keys.deliverability_keys(name))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:
         """Wake the instance now if it has work; with `reset`, first take back a previous owner's

@@ -56,10 +56,18 @@ class Message:
     attempts: int = 0
     possibly_duplicated: bool = False
     eligible_ms: int | None = None  # when the lanes first allowed it to go (lateness figures)
+    transactional: bool = False  # sent even to an opted-out number (urgent lane only)
 
     @classmethod
     def new(
-        cls, message_id: str, instance_name: str, lane: LaneName, to: str, type_: SendType, **content: str | None
+        cls,
+        message_id: str,
+        instance_name: str,
+        lane: LaneName,
+        to: str,
+        type_: SendType,
+        transactional: bool = False,
+        **content: str | None,
     ) -> Message:
         """A message just accepted: pending, with its content (text, caption, media_url, file_name)."""
         return cls(
@@ -72,6 +80,7 @@ class Message:
             status="pending",
             created_at=now_iso(),
             created_ms=int(time.time() * 1000),
+            transactional=transactional,
             **content,  # type: ignore[arg-type]  # only the optional str fields are passed
         )
 

@@ -5,6 +5,8 @@ wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,7 +14,7 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import RedisError
 
-from core.clock import now_iso
+from core.clock import iso_from_ms, now_iso
 from scheduler import spintax
 from scheduler.drivers.base import (
     DriverError,
@@ -23,16 +25,18 @@ from scheduler.drivers.base import (
     Session,
     TransientDriverError,
 )
-from scheduler.lanes import Claimed, Lanes, Outcome, Owner
+from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
-from webhooks.outbox import Outbox
+from webhooks.delivery import Deliverer
+from webhooks.outbox import Event, Head, Outbox
 
 log = structlog.get_logger(__name__)
 
 # Transient failures (not connected, network blips) retry after these delays, then give up.
 RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
 EXPIRED = "expired: waited longer than the configured limit to be sent"
+OPTED_OUT = "opted_out"
 # While Redis is away, recording an outcome is tried again this often, for as long as it takes:
 # the message stays `sending` meanwhile, and no other send starts on its number.
 FINISH_RETRY_SECONDS = 0.5
@@ -59,6 +63,7 @@ class Result:
     outcome: Outcome
     fields: dict[str, Any]
     retry_at_ms: int = 0
+    signal: Signal = ""
 
 
 class Pump:
@@ -70,6 +75,7 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
+        deliverer: Deliverer,
         lease_seconds: float,
     ) -> None:
         self.worker_id = worker_id
@@ -80,14 +86,17 @@ class Pump:
         self.sessions = sessions
         self.media = media
         self.outbox = outbox
+        self.deliverer = deliverer
 
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
         owner = (self.worker_id, claimed.epoch)
-        for message_id in claimed.expired:
-            expired = await self.messages.get(message_id)
-            if expired is not None:
-                await self._publish(name, expired, {})
+        if claimed.unthrottled is not None:
+            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled, "by": "expiry"})
+        for message_id in claimed.ended:  # expired, or to an opted-out number
+            unsent = await self.messages.get(message_id)
+            if unsent is not None:
+                await self.outbox.publish(name, *ended(unsent, {}))
         if claimed.message is None:
             return
         message = claimed.message
@@ -106,8 +115,6 @@ class Pump:
             await self.sessions.forget(name)
             return
         await self._finish(name, owner, message, result)
-        if result.outcome != "requeue":
-            await self._publish(name, message, result.fields)
 
     async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
@@ -128,15 +135,16 @@ class Pump:
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
-            return Result("failed_uncounted", changes(status="failed", error="not_on_whatsapp", attempts=attempts))
+            gone = changes(status="failed", error="not_on_whatsapp", attempts=attempts)
+            return Result("failed_uncounted", gone, signal="n")
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", changes(status="failed", error=error, attempts=attempts))
+            return Result("failed", changes(status="failed", error=error, attempts=attempts), signal="f")
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc))
         except DriverError as exc:
-            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts), signal="f")
         except MediaError as exc:
             return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
         fields = changes(
@@ -148,18 +156,39 @@ class Pump:
             text=text,
             caption=caption,
         )
-        return Result("sent", fields)
+        return Result("sent", fields, signal="s")
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
-        # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
-        # Trying again is safe: finish.lua records a message once, and only for its owner.
+        """Record the outcome and publish how the message ended, in one step. It must be recorded,
+        or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
+        records a message once, and only for its owner."""
+        event = None if result.outcome == "requeue" else self._event(name, message, result.fields)
+        # The event goes to the webhook at once, from here, when nobody else is delivering for it.
+        lock = (secrets.token_hex(8), math.ceil(self.deliverer.lock_seconds * 1000))
         while True:
             try:
-                await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
-                return
+                recorded, throttle = await self.lanes.finish(
+                    name,
+                    owner,
+                    message.id,
+                    result.outcome,
+                    result.fields,
+                    result.retry_at_ms,
+                    event,
+                    lock,
+                    result.signal,
+                )
+                if isinstance(recorded, Head):
+                    self.deliverer.deliver_now(name, lock[0], recorded)
             except RedisError:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
+                continue
+            if throttle is not None:
+                log.warning("instance.throttled", instance=name, reason=throttle.reason)
+                data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
+                await self.outbox.publish(name, "instance.throttled", data)
+            return
 
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):
@@ -168,12 +197,16 @@ class Pump:
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
         return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
-    async def _publish(self, name: str, message: Message, changed: dict[str, Any]) -> None:
-        """message.sent or message.failed, from the record as it was picked plus what changed since."""
-        ended = {
-            field: changed.get(FIELDS[attribute], getattr(message, attribute))
-            for attribute in ("status", "sent_at", "wa_message_id", "error")
-            for field in [FIELDS[attribute]]
-        }
-        data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
-        await self.outbox.publish(name, f"message.{ended['status']}", data)
+    def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
+        return self.outbox.event(name, *ended(message, changed))
+
+
+def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """message.sent or message.failed and its data, from the record as it was picked plus what
+    changed since."""
+    outcome = {
+        FIELDS[attribute]: changed.get(FIELDS[attribute], getattr(message, attribute))
+        for attribute in ("status", "sent_at", "wa_message_id", "error")
+    }
+    data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
+    return f"message.{outcome['status']}", data

@@ -15,8 +15,10 @@ from core.errors import Unavailable, WhatsAppError
 from core.instances import Instance, Instances
 from core.jobs import arq_pool
 from core.redis_client import Redis, connect
+from core.suppressions import Suppressions
 from core.tenants import Tenants
 from scheduler.commands import Commands
+from scheduler.contacts import Contacts
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages, changes
 from scheduler.ownership import Ownership
@@ -41,6 +43,8 @@ class Services:
     lanes: Lanes
     messages: Messages
     outbox: Outbox
+    suppressions: Suppressions
+    contacts: Contacts
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -48,6 +52,7 @@ class Services:
         redis, arq = connect(settings.redis_url), arq_pool(settings)
         box = SecretBox(settings.secret_key.get_secret_value())
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
+        outbox, suppressions = Outbox(redis), Suppressions(redis)
         return cls(
             settings=settings,
             redis=redis,
@@ -59,7 +64,9 @@ class Services:
             commands=Commands(ownership, arq),
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis),
+            outbox=outbox,
+            suppressions=suppressions,
+            contacts=Contacts(redis, suppressions, outbox, settings.opt_out_keywords),
         )
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from core import keys
-from core.clock import iso, now_iso
+from core.clock import iso, iso_from_ms, now_iso, now_ms
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
 from core.instances import InstanceUpdate
 from scheduler.commands import Commands
@@ -50,6 +50,8 @@ class SessionHost:
         self.lanes = services.lanes
         self.messages = services.messages
         self.ownership = services.ownership
+        self.contacts = services.contacts
+        self.after_ban_seconds = services.settings.throttle.after_ban
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
@@ -308,6 +310,7 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
+                await self.instances.linked(name, now_ms())
                 self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
@@ -332,12 +335,19 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
                 if expires_at is not None:
                     self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
+                    await self._throttle_after_ban(name, expires_at)
             case MessageReceived() as message:
                 await self._received(name, message)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
+
+    async def _throttle_after_ban(self, name: str, expires_at: datetime) -> None:
+        """A temporary ban is a warning: bulk stays paused for a while after it ends."""
+        until_ms = int((expires_at.timestamp() + self.after_ban_seconds) * 1000)
+        await self.lanes.throttle(name, "banned", until_ms)
+        await self.outbox.publish(name, "instance.throttled", {"reason": "banned", "until": iso_from_ms(until_ms)})
 
     async def _reconnect_at(self, name: str, when: datetime) -> None:
         """A temporary ban is over: connect again (the messages waiting go once it is open)."""
@@ -355,6 +365,7 @@ class SessionHost:
         if not first:
             log.info("message.duplicate_dropped", instance=name, message_id=message.message_id)
             return
+        await self.contacts.received(name, message.sender, message.text)
         data = {
             "from": message.sender,
             "pushName": message.push_name,

@@ -80,18 +80,6 @@ class GatewayWorker:
         self.driver = make_driver(settings, svc.redis, self.worker_id)
         self.host = SessionHost(self.worker_id, svc, self.driver)
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        pump = Pump(
-            self.worker_id,
-            svc.lanes,
-            svc.messages,
-            self.host,
-            Outgoing(self.fetcher),
-            svc.outbox,
-            settings.lease_timeout,
-        )
-        self.claims = ClaimLoop(
-            self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
-        )
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
         self._record: dict[str, str | int] = {
@@ -113,6 +101,19 @@ class GatewayWorker:
             ctx={"gateway": self},
         )
         self.deliverer = Deliverer(settings, svc.redis, svc.outbox, svc.instances)
+        pump = Pump(
+            self.worker_id,
+            svc.lanes,
+            svc.messages,
+            self.host,
+            Outgoing(self.fetcher),
+            svc.outbox,
+            self.deliverer,
+            settings.lease_timeout,
+        )
+        self.claims = ClaimLoop(
+            self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
+        )
 
     async def start(self) -> None:
         if isinstance(self.driver, NeonizeDriver):

@@ -40,7 +40,7 @@ async def schemathesis_run(base: str, apikey: str, workdir: Path, *extra: str) -
     return process.returncode or 0, output.decode(errors="replace")
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600)  # two schemathesis runs over every operation: minutes on a shared machine
 async def test_schemathesis_finds_no_difference_between_the_document_and_the_gateway(
     redis_url: str, tmp_path: Path
 ) -> None:

@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 
 from core.redis_server import EmbeddedRedis
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, UNGUARDED
 from tests.serve_process import ServeProcess, wait_for
 
-GAP = {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000}
+GAP = {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000, **UNGUARDED}
 LANES = {lane: GAP for lane in ("urgent", "normal", "bulk")}
 MEDIA_DELAY = 0.1  # each image fetch takes this long: sends on one number are at least this far apart
 
@@ -114,7 +114,7 @@ class Gateway:
     def owned(self) -> dict[str, str]:
         return {name: w["workerId"] for w in self.workers_now() for name in w["instances"]}
 
-    def create_instances(self, names: list[str], threads: int = 8) -> None:
+    def create_instances(self, names: list[str], threads: int = 16) -> None:
         def create(name: str) -> int:
             body = {"instanceName": name, "webhookUrl": "https://hooks.invalid/wa", "webhookSecret": "s" * 16}
             return self.call("POST", "/instance/create", body)[0]
@@ -123,11 +123,11 @@ class Gateway:
             assert set(pool.map(create, names)) == {201}
 
     def link(self, names: list[str]) -> None:
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(16) as pool:
             assert set(pool.map(lambda n: self.call("POST", f"/sandbox/instance/{n}/link", {})[0], names)) == {200}
         wait_for(lambda: all(self.state(n) == "open" for n in names), 30, "instances open")
 
-    def open_instances(self, names: list[str], threads: int = 8) -> None:
+    def open_instances(self, names: list[str], threads: int = 16) -> None:
         self.create_instances(names, threads)
         self.link(names)
 
@@ -174,10 +174,13 @@ def at(item: dict[str, Any]) -> float:
     return datetime.fromisoformat(item["sentAt"]).timestamp()
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_busy_sweeping_worker_never_sends_twice_nor_two_at_once_on_a_number(
     tmp_path: Path, redis_server: EmbeddedRedis, slow_media: str
 ) -> None:
-    gateway = next(gw := started(tmp_path, redis_server, ["w1"], GATEWAY_SWEEP_INTERVAL="0.05"))
+    # The worker polls its command queue often: linking 303 instances is 303 commands.
+    env = {"GATEWAY_SWEEP_INTERVAL": "0.05", "GATEWAY_WORKER_POLL_DELAY": "0.01"}
+    gateway = next(gw := started(tmp_path, redis_server, ["w1"], **env))
     try:
         idle = [f"acme__idle__n{i}" for i in range(300)]
         busy = [f"acme__busy__n{i}" for i in range(3)]
@@ -204,11 +207,12 @@ def test_busy_sweeping_worker_never_sends_twice_nor_two_at_once_on_a_number(
         next(gw, None)
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_every_waiting_instance_sends_within_5_s_of_redis_coming_back_from_a_crash(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
     # Gaps of 0.1-0.15 s: 30 messages keep each of 12 instances busy for seconds.
-    slow = {"gap": [0.1, 0.15], "perHour": 100000, "perDay": 100000}
+    slow = {"gap": [0.1, 0.15], "perHour": 100000, "perDay": 100000, **UNGUARDED}
     lanes = json.dumps(dict.fromkeys(("urgent", "normal", "bulk"), slow))
     gateway = next(gw := started(tmp_path, redis_server, ["w1"], GATEWAY_LANES=lanes))
     try:
@@ -242,6 +246,7 @@ def connected_events(gateway: Gateway, name: str) -> int:
     return sum(1 for d in page["deliveries"] if d["event"] == "instance.connected")
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_sigterm_of_every_worker_then_restart_connects_each_instance_once(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
@@ -258,7 +263,7 @@ def test_sigterm_of_every_worker_then_restart_connects_each_instance_once(
         for worker_id in gateway.workers:
             gateway.workers[worker_id] = gateway.worker(worker_id)
             gateway.workers[worker_id].start(wait_healthy=False)
-        wait_for(lambda: len(gateway.alive()) == 3, 30, "workers back")
+        wait_for(lambda: len(gateway.alive()) == 3, 60, "workers back")
         wait_for(lambda: all(gateway.state(n) == "open" for n in names), 30, "instances open again")
         # Commands queued to the stopping workers are taken once the workers are back: then look.
         wait_for(lambda: queues_empty(redis_server, list(gateway.workers)), 20, "command queues drained")
@@ -281,6 +286,7 @@ def queues_empty(redis_server: EmbeddedRedis, workers: list[str]) -> bool:
         client.close()
 
 
+@pytest.mark.timeout(300)  # real processes: slow on a machine shared with other suites
 def test_worker_paused_past_its_lease_comes_back_with_its_whole_record(
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:

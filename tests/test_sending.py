@@ -135,7 +135,9 @@ async def test_quota_is_never_exceeded_under_200_concurrent_sends_and_the_rest_w
     wake_in = int(pump["due"]) / 1000 - datetime.now().timestamp()
     assert 3500 < wake_in <= 3600  # next urgent send waits for the hour to roll
     queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()
-    assert queue == {"urgent": 193, "normal": 0, "bulk": 0, "total": 193}
+    assert {lane: queue[lane] for lane in ("urgent", "normal", "bulk", "total")} == {
+        "urgent": 193, "normal": 0, "bulk": 0, "total": 193
+    }  # fmt: skip
     assert (await message(gateway, gateway.acme, bulk["id"]))["status"] == "sent"  # urgent's quota did not block bulk
 
     # Let the hour roll: age every recorded urgent send by an hour, then wake the instance.
@@ -157,7 +159,10 @@ async def test_queue_counts_and_status_count_waiting_messages(gateway: TestClien
     for lane in ("urgent", "urgent", "bulk"):
         await send(gateway, acme, lane=lane)
     queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=acme)).json()
-    assert queue == {"urgent": 2, "normal": 0, "bulk": 1, "total": 3}
+    assert {lane: queue[lane] for lane in ("urgent", "normal", "bulk", "total")} == {
+        "urgent": 2, "normal": 0, "bulk": 1, "total": 3
+    }  # fmt: skip
+    assert queue["throttled"] is None and queue["warmup"]["firstLinkedAt"] is None  # never linked
     status = await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json()
     assert status["messagesQueuedCount"] == 3
 
@@ -418,3 +423,28 @@ async def test_a_receipt_moves_a_message_forward_only_and_never_recreates_an_exp
     finally:
         await redis.delete(keys.message("msg_live"), keys.whatsapp_id(name, "WA1"), keys.whatsapp_id(name, "WA2"))
         await redis.aclose()
+
+
+async def test_a_claim_whose_answer_was_lost_is_put_back_by_the_sweep_and_sent_once(
+    aiohttp_client, redis_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    client = await gateway_with(aiohttp_client, redis_url, tmp_path, sweep_interval=0.2)
+    acme = client.acme
+    await client.post("/instance/create", json=instance_body(), headers=acme)
+    queued = await send(client, acme, text="claimed, answer lost")
+    store = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    # What claim_due.lua leaves when its answer never reaches the worker: marked in flight, due 0.
+    await store.lrem(keys.lane(NAME, "normal"), 0, queued["id"])
+    await store.hset(keys.pump(NAME), mapping={"inflight": queued["id"], "inflightLane": "normal", "due": 0})
+    await store.hset(keys.message(queued["id"]), "status", "sending")
+    await open_instance_link(client, acme)
+
+    done = await finished(client, acme, queued["id"])
+    assert done["status"] == "sent" and not done["possiblyDuplicated"]  # it had not gone out
+    assert [item["text"] for item in await sent(client, acme)] == ["claimed, answer lost"]
+    await store.aclose()
+
+
+async def open_instance_link(client: TestClient, headers: dict[str, str]) -> None:
+    linked = await client.post(f"/sandbox/instance/{NAME}/link", json={}, headers=headers)
+    assert linked.status == 200, await linked.text()

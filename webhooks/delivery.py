@@ -17,6 +17,8 @@ import asyncio
 import secrets
 import socket
 import time
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -70,6 +72,8 @@ class Deliverer:
         self.allow_private = settings.allow_private_urls
         self.lock_seconds = settings.webhook_timeout + LOCK_MARGIN_SECONDS
         self._session: aiohttp.ClientSession | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -164,41 +168,52 @@ class Deliverer:
     async def run_forever(self) -> None:
         """The delivery loop: take the due instances there is room for, deliver for each in a
         task of its own, and sleep until the next due time or until an instance is made due."""
-        running: set[asyncio.Task[None]] = set()
-        room_freed = asyncio.Event()
-
-        def done(task: asyncio.Task[None]) -> None:
-            running.discard(task)
-            room_freed.set()
-
         try:
             while True:
                 try:
-                    names, next_due = await self.outbox.take_due(MAX_IN_FLIGHT - len(running))
+                    room = MAX_IN_FLIGHT - len(self._running)
+                    if room <= 0:
+                        self._room.clear()
+                        await self._room.wait()
+                        continue
+                    names, next_due = await self.outbox.take_due(room)
                     for name in names:
-                        task = asyncio.create_task(self._run_logged(name))
-                        running.add(task)
-                        task.add_done_callback(done)
-                    if len(running) >= MAX_IN_FLIGHT:
-                        room_freed.clear()
-                        await room_freed.wait()
-                        continue
+                        self._track(self._run_logged(name))
                     wait = IDLE_SECONDS if next_due is None else (next_due - time.time() * 1000) / 1000
-                    if names and len(names) == MAX_IN_FLIGHT:
-                        continue
-                    if min(wait, IDLE_SECONDS) > 0.001:
+                    if len(names) < room and min(wait, IDLE_SECONDS) > 0.001:
                         await self.outbox.wait_bell(min(wait, IDLE_SECONDS))
                 except RedisError as exc:
                     log.warning("webhook.loop_redis_error", error=str(exc))
                     await asyncio.sleep(RETRY_SECONDS)
+                except Exception:  # a bug must not stop this worker's deliveries for good
+                    log.exception("webhook.loop_failed")
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
-            for task in running:
+            for task in self._running:
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _run_logged(self, instance_name: str) -> None:
+    def deliver_now(self, instance_name: str, token: str, head: Head) -> None:
+        """Deliver from `head` on, under the lock `token` that a step publishing the event took."""
+        self._track(self._run_logged(instance_name, (token, head)))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._room.set()
+
+    async def _run_logged(self, instance_name: str, held: tuple[str, Head] | None = None) -> None:
         try:
-            await self.run(instance_name)
+            if held is None:
+                await self.run(instance_name)
+            else:
+                await self._drain(instance_name, *held)
+        except LockLost:
+            log.warning("webhook.lock_expired", instance=instance_name)
         except RedisError as exc:  # the sweep makes the instance due again once Redis is back
             log.warning("webhook.redis_error", instance=instance_name, error=str(exc))
         except Exception:

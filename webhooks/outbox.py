@@ -35,10 +35,6 @@ from core.scripts import lua
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
-# Events kept for GET /events?since= (about: Redis trims streams by whole blocks): how far back a
-# client that was away can catch up.
-TENANT_EVENTS_KEPT = 10_000
-EVENTS_KEPT = 100_000
 
 Status = Literal["pending", "retrying", "delivered", "dead"]
 SETTLED: tuple[Status, ...] = ("delivered", "dead")
@@ -119,6 +115,21 @@ class Head:
     sealed_secret: str
 
 
+def head_of(found: list[str]) -> Head:
+    """The head a script returned as {record, url, sealed secret}."""
+    raw, url, sealed_secret = found
+    return Head(_load(raw), url, sealed_secret)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event to publish: its delivery id and record, and the outbox keys the scripts write."""
+
+    delivery_id: str
+    record: str
+    keys: list[str]
+
+
 class LockLost(Exception):
     """The delivery lock expired under its holder: another worker may be delivering by now."""
 
@@ -126,43 +137,39 @@ class LockLost(Exception):
 class Outbox:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._publish = redis.register_script(lua("webhook_publish"))
+        self._publish = redis.register_script(lua("outbox_add", "webhook_publish"))
         self._hand_over = redis.register_script(lua("webhook_hand_over"))
         self._take_due = redis.register_script(lua("webhook_take_due"))
         self._next = redis.register_script(lua("metrics", "webhook_next"))
 
-    async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
-        """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
-        returns the delivery id (the `x-gateway-delivery` header). An event of an instance that
-        is gone, or going, is dropped."""
+    def event(self, instance_name: str, event: str, data: dict[str, Any]) -> Event:
+        """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua)."""
         created_at = now_iso()
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
             id=_new_id(), event=event, status="pending", created_at=created_at, body=json.dumps(envelope)
         )
-        await self._publish(
-            keys=[
-                keys.webhook_delivery(instance_name, delivery.id),
-                keys.outbox(instance_name),
-                keys.webhook_log(instance_name),
-                keys.webhook_seq(instance_name),
-                keys.WEBHOOK_DUE,
-                keys.WEBHOOK_BELL,
-                keys.instance(instance_name),
-                keys.tenant_events(tenant_of(instance_name)),
-                keys.EVENTS,
-            ],
-            args=[
-                delivery.id,
-                _dump(delivery),
-                now_ms(),
-                instance_name,
-                delivery.body,
-                TENANT_EVENTS_KEPT,
-                EVENTS_KEPT,
-            ],
-        )
-        return delivery.id
+        script_keys = [
+            keys.webhook_delivery(instance_name, delivery.id),
+            keys.outbox(instance_name),
+            keys.webhook_log(instance_name),
+            keys.webhook_seq(instance_name),
+            keys.WEBHOOK_DUE,
+            keys.WEBHOOK_BELL,
+            keys.instance(instance_name),
+            keys.webhook_lock(instance_name),
+            keys.tenant_events(tenant_of(instance_name)),
+            keys.EVENTS,
+        ]
+        return Event(delivery.id, _dump(delivery), script_keys)
+
+    async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
+        """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
+        returns the delivery id (the `x-gateway-delivery` header). An event of an instance that
+        is gone, or going, is dropped."""
+        ready = self.event(instance_name, event, data)
+        await self._publish(keys=ready.keys, args=[ready.delivery_id, ready.record, now_ms(), instance_name])
+        return ready.delivery_id
 
     async def kick(self, instance_name: str, at: datetime | None = None, token: str = "") -> None:
         """Make the instance due now (unless it is due already), or at `at`. The lock holder
@@ -226,10 +233,7 @@ class Outbox:
         )
         if found == "lost":
             raise LockLost(instance_name)
-        if found is None:
-            return None
-        raw, url, sealed_secret = found
-        return Head(_load(raw), url, sealed_secret)
+        return head_of(found) if found is not None else None
 
     async def page(self, instance_name: str, limit: int, cursor: int | None) -> tuple[list[Delivery], int | None]:
         """Recent deliveries, newest first: up to `limit` published before `cursor`, and the

@@ -2,15 +2,18 @@
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
 -- here can interleave with another sender, the claim loop or a flush.
 -- ARGV: 1 now (ms), 2 instance name, 3 instance key prefix, 4 due-set key prefix, 5 message key
---       prefix, 6 limits JSON, 7 stats hash key; script arguments follow from 8.
+--       prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's limits, the day's length,
+--       the trouble thresholds, the opt-out key prefix), 7 stats hash key; script arguments
+--       follow from 8.
 -- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
 -- can work on many instances (claim_due.lua). They are not declared in KEYS: this needs a single
 -- Redis, not a cluster, as message keys built here always did.
 local LANES = {'urgent', 'normal', 'bulk'}
-local HOUR, DAY = 3600000, 86400000
+local HOUR = 3600000
 local now = tonumber(ARGV[1])
 local inst_prefix, due_prefix, msg_prefix = ARGV[3], ARGV[4], ARGV[5]
-local limits = cjson.decode(ARGV[6])
+local rules = cjson.decode(ARGV[6])
+local limits, DAY = rules.lanes, rules.day
 local stats = ARGV[7]
 local name, inst, pump
 
@@ -23,38 +26,128 @@ bind(ARGV[2])
 
 local function lane_key(i) return inst .. ':lane:' .. LANES[i] end
 local function sent_key(i) return inst .. ':sent:' .. LANES[i] end
+local function first_key(i) return inst .. ':first:' .. LANES[i] end
+local function spacing_key(i) return inst .. ':spacing:' .. LANES[i] end
+local function contacts_key() return inst .. ':contacts' end
 local function lane_index(lane)
   for i = 1, 3 do if LANES[i] == lane then return i end end
 end
 
--- When lane i's rolling hourly and daily quotas have room again (`now` if they have room now).
+-- Lane i's warm-up factor for the bound instance today (an admin's override, else the lane's
+-- schedule by days since the first link), and when it next changes (nil: it no longer does).
+local function warmup(i)
+  local override, linked = unpack(redis.call('HMGET', inst, 'warmup', 'firstLinkedMs'))
+  if override then return tonumber(override), nil end
+  local schedule = limits[LANES[i]].warmup
+  linked = tonumber(linked or now)
+  local day = math.max(0, math.floor((now - linked) / DAY))
+  if day + 1 >= #schedule then return schedule[#schedule], nil end
+  return schedule[day + 1], linked + (day + 1) * DAY
+end
+
+-- When lane i's rolling hourly and daily quotas, scaled by its warm-up factor, have room again
+-- (`now` if they have room now).
 local function quota_free_at(i)
   local key, limit = sent_key(i), limits[LANES[i]]
+  local factor, grows_at = warmup(i)
+  local per_day = math.max(1, math.floor(limit.perDay * factor))
+  local per_hour = math.max(1, math.floor(limit.perHour * factor))
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - DAY)
   local at = now
   local day = redis.call('ZCARD', key)
-  if day >= limit.perDay then
-    local oldest = redis.call('ZRANGE', key, day - limit.perDay, day - limit.perDay, 'WITHSCORES')
+  if day >= per_day then
+    local oldest = redis.call('ZRANGE', key, day - per_day, day - per_day, 'WITHSCORES')
     at = math.max(at, tonumber(oldest[2]) + DAY)
   end
   local hour = redis.call('ZCOUNT', key, '(' .. (now - HOUR), '+inf')
-  if hour >= limit.perHour then
+  if hour >= per_hour then
     local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (now - HOUR), '+inf', 'WITHSCORES', 'LIMIT',
-      hour - limit.perHour, 1)
+      hour - per_hour, 1)
     at = math.max(at, tonumber(oldest[2]) + HOUR)
+  end
+  if grows_at and at > grows_at then at = grows_at end -- tomorrow's quota may have room
+  return at
+end
+
+-- Whether a message of lane i from `tenant` to `to` must not go: the tenant's opt-out list has
+-- the recipient, and it is not a transactional message of the urgent lane.
+local function opted_out(i, tenant, to, transactional)
+  if LANES[i] == 'urgent' and transactional == '1' then return false end
+  return redis.call('HEXISTS', rules.optOutPrefix .. tenant, to) == 1
+end
+
+-- Whether `to` never wrote to the bound instance, when lane i limits such first contacts.
+local function first_contact(i, to)
+  return limits[LANES[i]].firstContactPerDay >= 0 and redis.call('SISMEMBER', contacts_key(), to) == 0
+end
+
+-- When message `id` of lane i may go by its recipient's rules (`now` if it may now): the least
+-- time since this lane's last send to the same recipient, and the lane's daily first contacts.
+-- An opted-out message may "go" at once: picking it ends it.
+local function recipient_free_at(i, id)
+  local rule = limits[LANES[i]]
+  if rule.spacing == 0 and rule.firstContactPerDay < 0 then return now end
+  local to, tenant, transactional = unpack(redis.call('HMGET', msg_prefix .. id, F.to, F.tenantId, F.transactional))
+  if not to or opted_out(i, tenant, to, transactional) then return now end
+  local at = now
+  if rule.spacing > 0 then
+    local last = redis.call('ZSCORE', spacing_key(i), to)
+    if last then at = math.max(at, tonumber(last) + rule.spacing) end
+  end
+  if first_contact(i, to) then
+    local key, limit = first_key(i), rule.firstContactPerDay
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - DAY)
+    local count = redis.call('ZCARD', key)
+    if limit == 0 then
+      at = math.max(at, now + DAY)
+    elseif count >= limit then
+      local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+      at = math.max(at, tonumber(oldest[2]) + DAY)
+    end
   end
   return at
 end
 
+-- How many messages of a lane are looked at, at most, for one that may go now.
+local SCAN = 50
+
+-- When lane i has a message that may go by its recipient's rules; that message is then at the
+-- head. Messages held back on the way move to the back of the lane, so one recipient's wait
+-- does not hold up the others.
+local function head_free_at(i)
+  local key = lane_key(i)
+  local length = redis.call('LLEN', key)
+  local soonest = nil
+  for _ = 1, math.min(length, SCAN) do
+    local at = recipient_free_at(i, redis.call('LINDEX', key, 0))
+    if at <= now then return now end
+    if soonest == nil or at < soonest then soonest = at end
+    redis.call('RPUSH', key, redis.call('LPOP', key))
+  end
+  if length > SCAN then return math.min(soonest, now + 1000) end -- look at the next ones soon
+  return soonest
+end
+
+-- When lane i may send: its quotas, the bulk lane's pause after trouble, then its head message.
+local function lane_free_at(i)
+  local at = quota_free_at(i)
+  if LANES[i] == 'bulk' then
+    at = math.max(at, tonumber(redis.call('HGET', pump, 'throttledUntil') or '0'))
+  end
+  if at > now then return at end
+  return head_free_at(i)
+end
+
 -- The lane to send from next, when it may send, and when the instance should wake up.
--- Urgent goes before normal before bulk; a lane whose quota is spent waits without blocking the
--- lanes below it. Returns nil, nil, nil when every lane is empty.
+-- Urgent goes before normal before bulk; a lane whose quota is spent (or whose messages wait for
+-- their recipients' rules) waits without blocking the lanes below it. Returns nil, nil and the
+-- next wake-up (nil when nothing needs one) when no lane has a message that may go now.
 local function next_send()
   local last = tonumber(redis.call('HGET', pump, 'last') or '0')
   local wake_at = nil
   for i = 1, 3 do
     if redis.call('LLEN', lane_key(i)) > 0 then
-      local free = quota_free_at(i)
+      local free = lane_free_at(i)
       if free > now then
         if wake_at == nil or free < wake_at then wake_at = free end
       else
@@ -65,6 +158,9 @@ local function next_send()
       end
     end
   end
+  -- a paused bulk lane resumes at its time even when empty: the claim then says so (unthrottled)
+  local paused = tonumber(redis.call('HGET', pump, 'throttledUntil') or '0')
+  if paused > now and (wake_at == nil or paused < wake_at) then wake_at = paused end
   return nil, nil, wake_at
 end
 
@@ -104,6 +200,7 @@ local function reset_pump(possibly_sent)
       redis.call('HSET', msg, F.status, 'pending')
       if possibly_sent then redis.call('HSET', msg, F.possiblyDuplicated, '1') end
       redis.call('ZREM', sent_key(lane), inflight)
+      redis.call('ZREM', first_key(lane), inflight)
       redis.call('LPUSH', lane_key(lane), inflight)
       requeued = inflight
     end

@@ -7,6 +7,8 @@ import structlog
 from aiohttp import web
 from pydantic import Field
 
+from config.settings import LaneName
+from core.clock import iso_from_ms
 from core.errors import InvalidState, NotFound
 from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
@@ -50,11 +52,32 @@ class PairingOut(ApiModel):
     pairing_code: str
 
 
+class LaneQuota(ApiModel):
+    per_hour: int
+    per_day: int
+    warmup: float  # the factor of the lane's configured quotas applied today
+    first_contact_per_day: int | None  # messages a day to numbers that never wrote (None: no limit)
+
+
+class WarmupState(ApiModel):
+    day: int  # days since the first link, 0 on that day
+    first_linked_at: Timestamp | None
+    override: float | None  # an admin's factor replacing the schedule
+
+
+class ThrottleState(ApiModel):
+    reason: str  # banned, not_on_whatsapp or failure_rate
+    until: Timestamp
+
+
 class QueueOut(ApiModel):
     urgent: int
     normal: int
     bulk: int
     total: int
+    quotas: dict[LaneName, LaneQuota]  # today's effective quotas
+    warmup: WarmupState
+    throttled: ThrottleState | None  # the bulk lane's pause, while it lasts
 
 
 async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
@@ -114,7 +137,20 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def get_queue(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
-    return json_response(QueueOut(**await services(request).instances.queue_counts(instance.name)))
+    svc = services(request)
+    quotas = svc.lanes.quotas_today(instance.first_linked_ms, instance.warmup)
+    throttle = await svc.lanes.standing(instance.name)
+    out = QueueOut(
+        **await svc.instances.queue_counts(instance.name),
+        quotas={lane: LaneQuota(**vars(quota)) for lane, quota in quotas.items()},
+        warmup=WarmupState(
+            day=svc.lanes.warmup_day(instance.first_linked_ms),
+            first_linked_at=iso_from_ms(instance.first_linked_ms) if instance.first_linked_ms else None,
+            override=instance.warmup,
+        ),
+        throttled=ThrottleState(reason=throttle.reason, until=iso_from_ms(throttle.until_ms)) if throttle else None,
+    )
+    return json_response(out)
 
 
 async def delete_instance(request: web.Request) -> web.Response:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field, RootModel
+from pydantic import Field, RootModel, ValidationInfo, field_validator
 
 from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
@@ -23,8 +23,25 @@ MAX_CAPTION = 1_024
 
 
 class Content(ApiModel):
+    # The document says what the validator below checks: transactional only on the urgent lane.
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": {
+            "if": {"properties": {"transactional": {"const": True}}, "required": ["transactional"]},
+            "then": {"properties": {"lane": {"const": "urgent"}}, "required": ["lane"]},
+        },
+    }
     to: PhoneNumber
     lane: LaneName = "normal"
+    # Sent even to a number on the tenant's opt-out list (a code, a receipt): urgent lane only.
+    transactional: bool = False
+
+    @field_validator("transactional")
+    @classmethod
+    def _urgent_only(cls, transactional: bool, info: ValidationInfo) -> bool:
+        if transactional and info.data.get("lane") != "urgent":
+            raise ValueError('only messages on the "urgent" lane may be transactional')
+        return transactional
 
 
 class TextContent(Content):
@@ -130,6 +147,7 @@ class MessageOut(ApiModel):
     wa_message_id: str | None
     attempts: int
     possibly_duplicated: bool
+    transactional: bool
 
 
 def _media_url(content: Content) -> str | None:
@@ -150,6 +168,7 @@ def _accepting(instance_name: str, type_: SendType, content: Content, client_ref
         caption=getattr(content, "caption", None),
         media_url=_media_url(content),
         file_name=getattr(content, "file_name", None),
+        transactional=content.transactional,
     )
     return Accepting(message, client_ref)
 
@@ -249,6 +268,7 @@ def _out(message: Message) -> MessageOut:
         wa_message_id=message.wa_message_id,
         attempts=message.attempts,
         possibly_duplicated=message.possibly_duplicated,
+        transactional=message.transactional,
     )
 
 
