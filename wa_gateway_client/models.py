@@ -106,11 +106,35 @@ class PairingCode(Model):
 
 
 @dataclasses.dataclass(frozen=True)
+class LaneQuota(Model):
+    per_hour: int
+    per_day: int
+    warmup: float  # the factor of the lane's configured quotas applied today
+    first_contact_per_day: int | None  # messages a day to numbers that never wrote (None: no limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupState(Model):
+    day: int  # days since the first link, 0 on that day
+    first_linked_at: str | None
+    override: float | None  # an admin's factor replacing the schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class ThrottleState(Model):
+    reason: str  # banned, not_on_whatsapp or failure_rate
+    until: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Queue(Model):
     urgent: int
     normal: int
     bulk: int
     total: int
+    quotas: dict[str, LaneQuota]  # today's effective quotas, by lane
+    warmup: WarmupState
+    throttled: ThrottleState | None  # the bulk lane's pause, while it lasts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +173,7 @@ class Message(Model):
     wa_message_id: str | None
     attempts: int
     possibly_duplicated: bool
+    transactional: bool | None = None  # on the urgent lane: sent even to an opted-out number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,3 +285,36 @@ class SentMessage(Model):
     media_bytes: int | None
     sent_at: str
     sent_by: str
+
+
+# Staying unbanned.
+@dataclasses.dataclass(frozen=True)
+class Suppression(Model):
+    number: str
+    reason: str | None
+    source: str  # "api", or "keyword": the contact replied with an opt-out keyword
+    added_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Suppressions(Model):
+    tenant_id: str
+    suppressions: list[Suppression]
+
+
+@dataclasses.dataclass(frozen=True)
+class Suppressed(Model):
+    tenant_id: str
+    added: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Warmup(Model):
+    instance_name: str
+    factor: float | None  # None: the lanes' warm-up schedule applies
+
+
+@dataclasses.dataclass(frozen=True)
+class Unthrottled(Model):
+    instance_name: str
+    reason: str

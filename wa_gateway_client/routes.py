@@ -23,8 +23,12 @@ from wa_gateway_client.models import (
     SendType,
     SentMessage,
     Stats,
+    Suppressed,
+    Suppressions,
     Tenant,
     TenantCreated,
+    Unthrottled,
+    Warmup,
     WebhookUpdated,
     WhoAmI,
     Worker,
@@ -233,6 +237,43 @@ class Routes:
     def flush_queue(instance_name: str) -> Call[Flushed]:
         """Cancel every message waiting in the instance's lanes (admin key)."""
         return Call(Flushed.from_json, path={"instanceName": instance_name})
+
+    # Staying unbanned.
+    @operation("GET", "/tenant/{tenantId}/suppressions")
+    def list_suppressions(tenant_id: str) -> Call[Suppressions]:
+        """The tenant's opt-out list."""
+        return Call(Suppressions.from_json, path={"tenantId": tenant_id})
+
+    @operation("POST", "/tenant/{tenantId}/suppressions")
+    def add_suppressions(
+        tenant_id: str, numbers: list[str], *, reason: str | None = None, idempotency_key: str | None = None
+    ) -> Call[Suppressed]:
+        """Put numbers on the tenant's opt-out list: sends to them end `failed` with `opted_out`."""
+        return Call(
+            Suppressed.from_json,
+            path={"tenantId": tenant_id},
+            body=body(numbers=numbers, reason=reason),
+            idempotency_key=idempotency_key,
+        )
+
+    @operation("DELETE", "/tenant/{tenantId}/suppressions/{number}")
+    def remove_suppression(tenant_id: str, number: str) -> Call[None]:
+        return Call(nothing, path={"tenantId": tenant_id, "number": number})
+
+    @operation("PUT", "/admin/instances/{name}/warmup")
+    def set_warmup(name: str, *, factor: float | None = None, skip: bool | None = None) -> Call[Warmup]:
+        """Fix an instance's warm-up factor, or skip the warm-up (admin key)."""
+        return Call(Warmup.from_json, path={"name": name}, body=body(factor=factor, skip=skip))
+
+    @operation("DELETE", "/admin/instances/{name}/warmup")
+    def clear_warmup(name: str) -> Call[Warmup]:
+        """Back to the lanes' warm-up schedule (admin key)."""
+        return Call(Warmup.from_json, path={"name": name})
+
+    @operation("DELETE", "/admin/instances/{name}/throttle")
+    def lift_throttle(name: str) -> Call[Unthrottled]:
+        """Resume a paused bulk lane now (admin key)."""
+        return Call(Unthrottled.from_json, path={"name": name})
 
     @operation("POST", "/admin/tenants")
     def create_tenant(tenant_id: str, *, name: str | None = None) -> Call[TenantCreated]:
