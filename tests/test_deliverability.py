@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN, eventually, instance_body
 from tests.receiver import Receiver
-from tests.test_sending import gateway_with
+from tests.test_sending import gateway_with as sending_gateway
 
 NAME = "acme__shop1__sales"
 FAST = [0.01, 0.02]
@@ -39,9 +39,19 @@ async def send_all(client: TestClient, bodies: list[dict[str, Any]]) -> list[str
     return [(await a.json())["id"] for a in answers]
 
 
+async def gateway_with(aiohttp_client, redis_url: str, tmp_path: Path, **overrides: object) -> TestClient:  # type: ignore[no-untyped-def]
+    """The gateway of tests/test_sending.py, with room for these tests' polling of every message."""
+    return await sending_gateway(aiohttp_client, redis_url, tmp_path, **{"rate_limit": 1_000_000, **overrides})
+
+
 async def records(client: TestClient, ids: list[str]) -> list[dict[str, Any]]:
     acme = client.acme  # type: ignore[attr-defined]
-    return [await (await client.get(f"/message/{i}", headers=acme)).json() for i in ids]
+    found = []
+    for i in ids:
+        response = await client.get(f"/message/{i}", headers=acme)
+        assert response.status == 200, await response.text()
+        found.append(await response.json())
+    return found
 
 
 async def statuses(client: TestClient, ids: list[str]) -> list[str]:
