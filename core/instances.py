@@ -113,7 +113,7 @@ class Instances:
 
     async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
         key = keys.instance(str(name))
-        if not await self.redis.hsetnx(key, "name", str(name)):
+        if not await self.redis.hsetnx(key, "name", str(name)):  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
             raise AlreadyExists(f"instance {str(name)!r} already exists")
         now = datetime.now(UTC)
         fields = {
@@ -134,7 +134,7 @@ class Instances:
         return Instance.from_hash({"name": str(name), **fields})
 
     async def find(self, name: str) -> Instance | None:
-        data = await self.redis.hgetall(keys.instance(name))
+        data = await self.redis.hgetall(keys.instance(name))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         return Instance.from_hash(data) if data.get("createdAt") else None
 
     async def exist(self, names: list[str]) -> list[bool]:
@@ -151,7 +151,7 @@ class Instances:
         return found
 
     async def names(self) -> list[str]:
-        return sorted(await self.redis.smembers(keys.INSTANCES))
+        return sorted(await self.redis.smembers(keys.INSTANCES))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
 
     async def list_for(self, tenant_id: str, client_id: str | None = None) -> list[Instance]:
         names = await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1)
@@ -204,7 +204,7 @@ class Instances:
         await self.update(name, **fields)
 
     async def webhook_secret(self, name: str) -> str:
-        sealed = await self.redis.hget(keys.instance(name), "webhookSecret")
+        sealed = await self.redis.hget(keys.instance(name), "webhookSecret")  # type: ignore[misc]
         if sealed is None:
             raise NotFound(f"no instance {name!r}")
         return self.box.open(sealed)

@@ -27,7 +27,7 @@ class Suppressions:
         self.redis = redis
 
     async def listing(self, tenant_id: str) -> list[Suppression]:
-        found = await self.redis.hgetall(keys.suppressions(tenant_id))
+        found = await self.redis.hgetall(keys.suppressions(tenant_id))  # type: ignore[misc]
         return [_suppression(number, found[number]) for number in sorted(found)]
 
     async def add(self, tenant_id: str, numbers: list[str], reason: str | None, source: Source) -> list[str]:
@@ -41,7 +41,7 @@ class Suppressions:
         return [number for number, new in zip(numbers, added, strict=True) if new]
 
     async def remove(self, tenant_id: str, number: str) -> bool:
-        return bool(await self.redis.hdel(keys.suppressions(tenant_id), number))
+        return bool(await self.redis.hdel(keys.suppressions(tenant_id), number))  # type: ignore[misc]
 
 
 def _suppression(number: str, raw: str) -> Suppression:

@@ -98,7 +98,7 @@ class Tenants:
         return issued
 
     async def revoke_key(self, key_id: str) -> None:
-        tenant_id = await self.redis.hget(keys.api_key(key_id), "tenantId")
+        tenant_id = await self.redis.hget(keys.api_key(key_id), "tenantId")  # type: ignore[misc]
         if tenant_id is None:
             raise NotFound(f"no key {key_id!r}")
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -107,11 +107,11 @@ class Tenants:
             await pipe.execute()
 
     async def list(self) -> list[Tenant]:
-        ids = sorted(await self.redis.smembers(keys.TENANTS))
+        ids = sorted(await self.redis.smembers(keys.TENANTS))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         tenants = []
         for tenant_id in ids:
-            record = await self.redis.hgetall(keys.tenant(tenant_id))
-            key_ids = sorted(await self.redis.smembers(keys.tenant_keys(tenant_id)))
+            record = await self.redis.hgetall(keys.tenant(tenant_id))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
+            key_ids = sorted(await self.redis.smembers(keys.tenant_keys(tenant_id)))  # type: ignore[misc]
             tenants.append(
                 Tenant(
                     tenant_id=tenant_id,

@@ -23,7 +23,7 @@ class Contacts:
         self.keywords = frozenset(word.upper() for word in opt_out_keywords)
 
     async def received(self, name: str, sender: str, text: str | None) -> None:
-        await self.redis.sadd(keys.contacts(name), sender)
+        await self.redis.sadd(keys.contacts(name), sender)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         keyword = (text or "").strip().upper()
         if keyword not in self.keywords:
             return

@@ -222,7 +222,7 @@ class Lanes:
     async def wait_bell(self, worker_id: str, timeout: float) -> None:
         """Sleep up to `timeout` s, or until a wake-up earlier than the worker's others is added."""
         # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
-        await self.redis.blpop([keys.due_bell(worker_id)], timeout=timeout)  # type: ignore[arg-type]
+        await self.redis.blpop([keys.due_bell(worker_id)], timeout=timeout)  # type: ignore[arg-type, misc]
 
     async def finish(
         self,
@@ -274,7 +274,7 @@ class Lanes:
 
     async def standing(self, name: str) -> Throttle | None:
         """The bulk lane's pause, while it lasts."""
-        until, reason = await self.redis.hmget(keys.pump(name), ["throttledUntil", "throttleReason"])
+        until, reason = await self.redis.hmget(keys.pump(name), ["throttledUntil", "throttleReason"])  # type: ignore[misc]
         if until is None or int(until) <= self.clock():
             return None
         return Throttle(reason or "unknown", int(until))

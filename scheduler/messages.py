@@ -132,7 +132,7 @@ class Messages:
         self._receipt = redis.register_script(lua("receipt"))
 
     async def get(self, message_id: str) -> Message | None:
-        data = await self.redis.hgetall(keys.message(message_id))
+        data = await self.redis.hgetall(keys.message(message_id))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         return Message.from_hash(data) if data.get("id") else None
 
     async def recent(self, instance_name: str, limit: int) -> list[Message]:

@@ -38,7 +38,7 @@ class Ownership:
         return beat is not None and beat >= now_ms() - self.lease_timeout_ms
 
     async def owned_by(self, worker_id: str) -> list[str]:
-        return sorted(await self.redis.smembers(keys.worker_instances(worker_id)))
+        return sorted(await self.redis.smembers(keys.worker_instances(worker_id)))  # type: ignore[misc]
 
     async def claim(self, name: str, worker_id: str, expected: str | None) -> int | None:
         """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""
@@ -75,18 +75,19 @@ class Ownership:
     async def live_owner(self, name: str) -> tuple[str | None, bool]:
         """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker.
         Also says whether it was just taken from a dead owner (the new one must take it over)."""
-        owner = await self.redis.hget(keys.instance(name), "owner")
+        owner = await self.redis.hget(keys.instance(name), "owner")  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         if owner and await self.is_alive(owner):
             return str(owner), False
         chosen = await self.least_loaded()
         if chosen is None:
             return None, False
         if await self.claim(name, chosen, owner) is None:
-            return await self.redis.hget(keys.instance(name), "owner"), False  # someone else just claimed it
+            # Someone else just claimed it.
+            return await self.redis.hget(keys.instance(name), "owner"), False  # type: ignore[misc]
         return chosen, bool(owner)
 
     async def release(self, name: str, worker_id: str) -> None:
-        await self.redis.srem(keys.worker_instances(worker_id), name)
+        await self.redis.srem(keys.worker_instances(worker_id), name)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
 
     async def forget_worker(self, worker_id: str) -> None:
         """Drop a dead worker's membership once none of its instances is left to adopt."""
@@ -104,7 +105,7 @@ class Ownership:
                     worker_id=worker_id,
                     alive=beat >= now_ms() - self.lease_timeout_ms,
                     last_heartbeat_ms=int(beat),
-                    details=await self.redis.hgetall(keys.worker(worker_id)),
+                    details=await self.redis.hgetall(keys.worker(worker_id)),  # type: ignore[misc]
                     instances=await self.owned_by(worker_id),
                 )
             )

@@ -79,20 +79,20 @@ class SessionHost:
 
     async def epoch(self, name: str) -> int | None:
         if name not in self.epochs:
-            owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+            owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])  # type: ignore[misc]
             if owner != self.worker_id or epoch is None:
                 return None
             self.epochs[name] = int(epoch)  # learnt on first use: it fences every change after
         return self.epochs[name]
 
     async def still_owns(self, name: str, owner: Owner) -> bool:
-        current = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+        current = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])  # type: ignore[misc]
         return current == [owner[0], str(owner[1])]
 
     async def adopt(self) -> None:
         """At start: take over every instance without a live owner, and our own from a previous run."""
         for name in await self.instances.names():
-            owner = await self.redis.hget(keys.instance(name), "owner")
+            owner = await self.redis.hget(keys.instance(name), "owner")  # type: ignore[misc]
             if owner == self.worker_id or not owner or not await self.ownership.is_alive(owner):
                 await self.adopt_one(name, owner)
 
@@ -141,7 +141,7 @@ class SessionHost:
         """Take over an instance handed to us, once per epoch: a command that comes late (queued
         before a restart in which we adopted the instance ourselves, or for an instance that moved
         on since) changes nothing, so no session connects twice and no send is taken back."""
-        owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+        owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])  # type: ignore[misc]
         if owner != self.worker_id or epoch is None or self.epochs.get(name) == int(epoch):
             log.info("instance.adopt_skipped", instance=name, owner=owner, epoch=epoch)
             return
@@ -266,7 +266,7 @@ class SessionHost:
 
     async def _ban_in_force(self, name: str) -> str | None:
         """How long the number stays banned ("until <time>" or "for good"), None when it is not."""
-        until = await self.redis.hget(keys.instance(name), "bannedUntil")
+        until = await self.redis.hget(keys.instance(name), "bannedUntil")  # type: ignore[misc]
         if not until:
             return None
         if until == "permanent":

@@ -188,7 +188,7 @@ class Outbox:
 
     async def wait_bell(self, timeout: float) -> None:
         """Sleep up to `timeout` s, or until an instance is made due."""
-        await self.redis.blpop([keys.WEBHOOK_BELL], timeout=timeout)  # type: ignore[arg-type]  # fractional
+        await self.redis.blpop([keys.WEBHOOK_BELL], timeout=timeout)  # type: ignore[arg-type, misc]  # fractional
 
     async def next(
         self,
@@ -285,5 +285,5 @@ class Outbox:
 
     async def stats(self) -> dict[str, int]:
         """Gateway-wide counters: deliveries delivered, attempts failed, deliveries dead-lettered."""
-        counts = await self.redis.hgetall(keys.WEBHOOK_STATS)
+        counts = await self.redis.hgetall(keys.WEBHOOK_STATS)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
         return {field: int(counts.get(field, 0)) for field in STAT_FIELDS}

@@ -88,7 +88,7 @@ async def flush_queue(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     svc = services(request)
     by_state, waiting = await svc.instances.census()
-    counters = await svc.redis.hgetall(keys.STATS)
+    counters = await svc.redis.hgetall(keys.STATS)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
     messages = {k: int(counters.get(k, 0)) for k in ("accepted", "sent", "failed", "cancelled")}
     webhooks = await svc.outbox.stats()
     workers = await svc.ownership.live_workers()

@@ -118,7 +118,7 @@ async def inbound(request: web.Request, body: InboundBody) -> web.Response:
 
 async def sent(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
-    raw = await services(request).redis.lrange(keys.sandbox_sent(instance.name), 0, -1)
+    raw = await services(request).redis.lrange(keys.sandbox_sent(instance.name), 0, -1)  # type: ignore[misc]
     records = [SentMessage.model_validate(json.loads(item)) for item in raw]
     return json_response(records)
 

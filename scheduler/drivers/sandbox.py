@@ -145,7 +145,7 @@ class SandboxSession:
             "sentAt": iso(sent_at),
             "sentBy": self.worker_id,
         }
-        await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))
+        await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))  # type: ignore[misc]
         return SendResult(message_id=message_id, sent_at=sent_at)
 
     async def logout(self) -> None:

@@ -117,7 +117,7 @@ def guard(handler: Handler, what: str, order: asyncio.Lock | None = None) -> Cal
 def _client_class() -> type[Any]:
     base = _import("neonize.aioze.client").NewAClient
 
-    class Client(base):  # type: ignore[valid-type]
+    class Client(base):  # type: ignore[valid-type, misc]
         """A `NewAClient` that hears whatsmeow's login events (`timeout`, `success`, `err-...`)."""
 
         login_status: Callable[[str], None] | None = None
