@@ -73,6 +73,9 @@ class Settings(BaseModel):
     lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
     message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
+    media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
+    media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
+    public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
 
     @field_validator("lanes", mode="before")
     @classmethod
@@ -113,6 +116,18 @@ class Settings(BaseModel):
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return url
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+    @property
+    def base_url(self) -> str:
+        """Where receivers reach the gateway: `public_url`, else the address it listens on."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @field_validator("session_database_url")
     @classmethod

@@ -124,3 +124,12 @@ def round_robin(tenant_id: str, client_id: str) -> str:
 
 WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
+
+
+# Inbound media.
+def media(media_id: str) -> str:
+    return f"{PREFIX}media:{media_id}"  # JSON record of a stored inbound media file; expires with it
+
+
+def poll(name: str, poll_id: str) -> str:
+    return f"{PREFIX}poll:{name}:{poll_id}"  # JSON list of a poll's option names, to name its votes

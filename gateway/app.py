@@ -10,7 +10,7 @@ from aiohttp import web
 from config import Settings
 from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, instances, messages, meta, sandbox, webhooks
+from gateway.routes import admin, instances, media, messages, meta, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, ApiServices
 from scheduler.services import Services
@@ -62,6 +62,9 @@ ROUTES: list[Route] = [
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
+    # Inbound media the worker kept: the bytes, with their content type.
+    Route("GET", "/media/{id}", media.get_media, "Inbound media: tenant key, or the webhook's signed ?exp=&sig= link",
+          access="signed", tag="media"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),

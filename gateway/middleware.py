@@ -92,7 +92,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             _, allowance = await services(request).gatekeeper.check("", request.remote or "-")
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
-    api_key = request.headers.get("apikey", "") if route.access != "public" else ""
+    keyless = route.access == "public" or (route.access == "signed" and "sig" in request.query)
+    api_key = request.headers.get("apikey", "") if not keyless else ""
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
@@ -100,7 +101,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             f"more than {allowance.limit} requests a minute; retry in {allowance.reset_in} s",
             headers={"Retry-After": str(allowance.reset_in)},
         )
-    if route.access == "public":
+    if keyless:
         return await handler(request)
     if caller is None:
         raise InvalidApiKey("missing apikey header" if not api_key else "unknown or revoked API key")

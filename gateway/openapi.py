@@ -66,6 +66,11 @@ def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in PARAM_RE.findall(route.path)
         ]
+        if route.access == "signed":
+            params += [
+                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+                for name, text in (("exp", "link expiry, Unix seconds"), ("sig", "the link's signature"))
+            ]
         if route.method == "POST":
             params.append(
                 {
@@ -85,6 +90,8 @@ def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
             }
         if route.access == "public":
             operation["security"] = []
+        elif route.access == "signed":
+            operation["security"] = [{"apikey": []}, {}]  # {}: a signed link needs no key
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from gateway.validation import parse_body
 
-Access = Literal["public", "key", "admin"]
+# "signed": a key, or instead a signed link (`?sig=`) that the handler checks.
+Access = Literal["public", "key", "admin", "signed"]
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 

@@ -19,6 +19,8 @@ from webhooks.delivery import check_webhook_url
 M = TypeVar("M", bound=BaseModel)
 
 PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
+GROUP_ID_RE = re.compile(r"^[0-9]{5,30}(-[0-9]{5,30})?@g\.us$")
+LID_RE = re.compile(r"^[0-9]{5,20}$")
 
 
 def _name_part(value: str) -> str:
@@ -38,8 +40,22 @@ def _phone(value: str) -> str:
     raise ValueError("must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678")
 
 
+def _group_id(value: str) -> str:
+    if not GROUP_ID_RE.match(value):
+        raise ValueError("must be a group id: <digits>@g.us or <digits>-<digits>@g.us")
+    return value
+
+
+def _lid(value: str) -> str:
+    if not LID_RE.match(value):
+        raise ValueError("must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")
+    return value
+
+
 NamePart = Annotated[str, AfterValidator(_name_part)]
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
+GroupId = Annotated[str, AfterValidator(_group_id)]
+Lid = Annotated[str, AfterValidator(_lid)]
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",

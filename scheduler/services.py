@@ -14,6 +14,7 @@ from core.crypto import SecretBox
 from core.errors import Unavailable, WhatsAppError
 from core.instances import Instance, Instances
 from core.jobs import arq_pool
+from core.media_store import FileMediaStore, MediaLibrary, MediaLinks
 from core.redis_client import Redis, connect
 from core.tenants import Tenants
 from scheduler.commands import Commands
@@ -41,6 +42,7 @@ class Services:
     lanes: Lanes
     messages: Messages
     outbox: Outbox
+    media: MediaLibrary
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -60,6 +62,12 @@ class Services:
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
             outbox=Outbox(redis, arq),
+            media=MediaLibrary(
+                redis,
+                FileMediaStore(settings.data_dir / "media"),
+                MediaLinks(settings.secret_key.get_secret_value(), settings.base_url),
+                settings.media_retention,
+            ),
         )
 
     async def close(self) -> None:

@@ -20,22 +20,21 @@ from scheduler.drivers.base import (
     Driver,
     DriverError,
     DriverEvent,
-    MessageReceived,
+    Inbound,
     NotLinkedError,
     QrCode,
     QrExpired,
     Receipt,
     Session,
 )
-from scheduler.drivers.sandbox import SandboxSession
+from scheduler.drivers.sandbox import SandboxInbound, SandboxSession
+from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
 from scheduler.services import Services
 
 log = structlog.get_logger(__name__)
 
 QR_WAIT_SECONDS = 20.0
-# WhatsApp redelivers messages after reconnects; remember ids this long to forward each once.
-SEEN_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SessionHost:
@@ -48,11 +47,14 @@ class SessionHost:
         self.lanes = services.lanes
         self.messages = services.messages
         self.ownership = services.ownership
+        self.inbound = InboundEvents(services.redis, services.outbox, services.media, services.settings.media_max_bytes)
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
         self._after_ban: dict[str, asyncio.Task[None]] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # Inbound events that arrived before their connection's instance.connected went out.
+        self._held: dict[str, list[Inbound]] = {}
 
     def session(self, name: str) -> Session:
         if name not in self.sessions:
@@ -146,6 +148,8 @@ class SessionHost:
         session = self.sessions.pop(name, None)
         self.connected.discard(name)
         self.epochs.pop(name, None)
+        for event in self._held.pop(name, []):  # late rather than lost
+            await self.inbound.publish(name, event)
         if session is not None:
             try:
                 await session.close()
@@ -215,10 +219,9 @@ class SessionHost:
             await session.unlink()
             return {}
         if op == "sandbox.inbound":
-            message_id = await session.inbound(
-                args["from"], args.get("text"), args["messageType"], args.get("pushName")
-            )
-            return {"messageId": message_id}
+            if name not in self.connected:
+                raise InvalidState("instance is not open: link it first")
+            return {"messageId": await session.inbound(SandboxInbound.model_validate(args))}
         if op == "sandbox.receipt":
             await session.receipt(tuple(args["messageIds"]), args["status"])
             return {}
@@ -286,9 +289,12 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
-                self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
+                while held := self._held.pop(name, []):  # what arrived meanwhile follows it
+                    for inbound in held:
+                        await self.inbound.publish(name, inbound)
+                self.connected.add(name)
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
@@ -308,8 +314,11 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
                 if expires_at is not None:
                     self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
-            case MessageReceived() as message:
-                await self._received(name, message)
+            case Inbound() as inbound:
+                if name in self.connected:
+                    await self.inbound.publish(name, inbound)
+                else:  # instance.connected first: it goes out in the Connected case above
+                    self._held.setdefault(name, []).append(inbound)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
@@ -323,23 +332,3 @@ class SessionHost:
             log.info("session.ban_over", instance=name)
             await self.instances.update(name, state="connecting", bannedUntil=None)
             await self.sessions[name].connect()
-
-    async def _received(self, name: str, message: MessageReceived) -> None:
-        if message.from_me:
-            return
-        first = await self.redis.set(keys.inbound_seen(name, message.message_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
-        if not first:
-            log.info("message.duplicate_dropped", instance=name, message_id=message.message_id)
-            return
-        await self.outbox.publish(
-            name,
-            "message.received",
-            {
-                "from": message.sender,
-                "pushName": message.push_name,
-                "messageType": message.message_type,
-                "text": message.text if message.message_type == "conversation" else None,
-                "messageId": message.message_id,
-                "timestamp": iso(message.timestamp),
-            },
-        )

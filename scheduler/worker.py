@@ -37,6 +37,7 @@ PUMP_TIMEOUT_SECONDS = 300
 # The recovery sweep costs a script call per hosted instance: often enough to matter after a crash
 # or an outage (it also runs when the arq loop comes back), rarely enough to cost little.
 SWEEP_SECONDS = 10.0
+MEDIA_SWEEP_SECONDS = 600.0  # inbound media past its retention is deleted at about this pace
 WORKER_ID_FILE = "worker.id"
 
 
@@ -191,6 +192,8 @@ class GatewayWorker:
                 rounds += 1
                 if rounds % max(1, round(SWEEP_SECONDS / self.heartbeat_seconds)) == 0:
                     await self.sweep()
+                if (rounds - 1) % max(1, round(MEDIA_SWEEP_SECONDS / self.heartbeat_seconds)) == 0:
+                    await self.services.media.sweep()
             except RedisError as exc:
                 log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
             except Exception:  # a bug here must not end adoption and sweeps for good

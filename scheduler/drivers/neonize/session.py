@@ -25,6 +25,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,13 @@ from scheduler.drivers.base import (
     DriverError,
     DriverEvent,
     EventSink,
+    Inbound,
+    InboundEvent,
+    InboundMedia,
+    MessageReceived,
     OutcomeUnknownError,
     OutgoingMessage,
+    PollVote,
     QrCode,
     QrExpired,
     SendResult,
@@ -46,6 +52,7 @@ from scheduler.drivers.neonize.loading import _e2e, _import, _pb
 from scheduler.drivers.neonize.mapping import (
     _enum_name,
     classify_error,
+    content_message,
     digits,
     format_pairing_code,
     from_epoch,
@@ -67,6 +74,7 @@ SEND_TIMEOUT = 60.0
 MEDIA_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not downloaded
 
 
 # -- handlers -------------------------------------------------------------------------------------
@@ -116,6 +124,7 @@ class NeonizeSession:
         media_timeout: float = MEDIA_TIMEOUT,
         lookup_timeout: float = LOOKUP_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
         on_close: Callable[[NeonizeSession], None] | None = None,
     ) -> None:
         self.instance_name = instance_name
@@ -131,6 +140,7 @@ class NeonizeSession:
         self._media_timeout = media_timeout
         self._lookup_timeout = lookup_timeout
         self._stop_timeout = stop_timeout
+        self._max_media_bytes = max_media_bytes
         self._on_close = on_close
         self._client: Any = None
         self._cycle: str | None = None  # tags the store's resources of the current client
@@ -399,6 +409,9 @@ class NeonizeSession:
         mapped = map_event(event, own_phone=self._own_phone or "")
         if mapped is None:
             return
+        if isinstance(mapped, Inbound) and not mapped.from_me:
+            await self._emit(await self._complete(client, event, mapped))
+            return
         if isinstance(mapped, Disconnected):
             self._connected = False
         pb = _pb()
@@ -411,6 +424,47 @@ class NeonizeSession:
         ):
             await self._shutdown_client()
         await self._emit(mapped)
+
+    # -- inbound: what the mapping cannot know offline
+
+    async def _complete(self, client: Any, event: Any, inbound: InboundEvent) -> InboundEvent:
+        """Fill in the number behind a LID, the media's bytes and a vote's choices."""
+        if inbound.sender is None and inbound.sender_lid:
+            inbound = replace(inbound, sender=await self._phone_for_lid(client, inbound.sender_lid))
+        if isinstance(inbound, MessageReceived) and inbound.media is not None:
+            inbound = replace(inbound, media=await self._download(client, event.Message, inbound.media))
+        if isinstance(inbound, PollVote):
+            inbound = await self._read_vote(client, event, inbound)
+        return inbound
+
+    async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
+        """The number the session's LID store knows for `lid`, None when it knows none."""
+        lid_jid = _pb().JID(User=lid, Server="lid", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+        try:
+            found = await asyncio.wait_for(client.get_pn_from_lid(lid_jid), self._lookup_timeout)
+        except Exception as exc:  # an unknown LID is an error in whatsmeow's store
+            log.debug("%s: no phone number for a LID: %s", self.instance_name, exc)
+            return None
+        return digits(found.User) or None
+
+    async def _download(self, client: Any, message: Any, media: InboundMedia) -> InboundMedia:
+        if media.size is not None and media.size > self._max_media_bytes:
+            return replace(media, error=f"{media.size} bytes is over the {self._max_media_bytes}-byte media limit")
+        try:
+            data = await asyncio.wait_for(client.download_any(content_message(message)), self._media_timeout)
+        except Exception as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            return replace(media, error=f"download failed: {reason}")
+        if not data:
+            return replace(media, error="download failed: WhatsApp sent no bytes")
+        return replace(media, data=data, size=len(data))
+
+    async def _read_vote(self, client: Any, event: Any, vote: PollVote) -> PollVote:
+        try:
+            decrypted = await asyncio.wait_for(client.decrypt_poll_vote(event), self._lookup_timeout)
+        except Exception as exc:  # a vote on a poll this session never saw cannot be decrypted
+            return replace(vote, error=f"the vote could not be decrypted: {str(exc) or type(exc).__name__}")
+        return replace(vote, option_hashes=tuple(bytes(option).hex() for option in decrypted.selectedOptions))
 
     # -- QR deadline
 

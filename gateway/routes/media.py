@@ -1,0 +1,32 @@
+"""Inbound media kept by the worker: `GET /media/{id}` with a tenant key, or with the signed
+expiring `?exp=&sig=` link a webhook carries (no key needed)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from core.errors import ForbiddenTenant, NotFound
+from gateway.state import principal, services
+
+
+async def get_media(request: web.Request) -> web.Response:
+    media_id = request.match_info["id"]
+    library = services(request).media
+    if "sig" in request.query:
+        problem = library.links.check(media_id, request.query.get("exp", ""), request.query["sig"])
+        if problem is not None:
+            raise ForbiddenTenant(f"media link refused: {problem}")
+    record = await library.find(media_id)
+    if record is None:
+        raise NotFound(f"no media {media_id!r}: unknown, or past its retention")
+    if "sig" not in request.query:
+        principal(request).require(record.tenant_id, f"media {media_id!r}")
+    data = await library.read(media_id)
+    if data is None:
+        raise NotFound(f"media {media_id!r} is no longer stored")
+    headers = {"Content-Type": record.mimetype, "Cache-Control": "private, max-age=3600"}
+    if record.file_name:
+        headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(record.file_name)}"
+    return web.Response(body=data, headers=headers)
