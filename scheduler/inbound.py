@@ -12,13 +12,13 @@ import json
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 from core import keys
 from core.clock import iso
 from core.media_store import MediaLibrary
 from core.redis_client import Redis
 from scheduler.drivers.base import (
-    Contact,
     Inbound,
     InboundMedia,
     MessageDeleted,
@@ -59,8 +59,8 @@ def _who(event: Inbound) -> dict[str, Any]:
     }
 
 
-def _contact(contact: Contact) -> dict[str, Any]:
-    return {"fullName": contact.full_name, "phoneNumber": contact.phone_number, "organization": contact.organization}
+def _wire(value: BaseModel | None) -> dict[str, Any] | None:
+    return None if value is None else value.model_dump(mode="json", by_alias=True)
 
 
 class InboundEvents:
@@ -98,7 +98,6 @@ class InboundEvents:
         poll = message.poll
         if poll is not None:
             await self.redis.set(keys.poll(name, message.message_id), json.dumps(poll.options), ex=POLL_TTL_SECONDS)
-        location = message.location
         return {
             "messageId": message.message_id,
             "messageType": message.message_type,
@@ -107,18 +106,9 @@ class InboundEvents:
             "quotedMessageId": message.quoted_message_id,
             "mentions": list(message.mentions),
             "media": None if message.media is None else await self._media(name, message.media),
-            "location": None
-            if location is None
-            else {
-                "latitude": location.latitude,
-                "longitude": location.longitude,
-                "name": location.name,
-                "address": location.address,
-            },
-            "contacts": [_contact(c) for c in message.contacts] if message.contacts else None,
-            "poll": None
-            if poll is None
-            else {"question": poll.question, "options": list(poll.options), "selectableCount": poll.selectable_count},
+            "location": _wire(message.location),
+            "contacts": [_wire(c) for c in message.contacts] if message.contacts else None,
+            "poll": _wire(poll),
             "rawType": message.raw_type,
         }
 

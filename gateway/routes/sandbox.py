@@ -12,8 +12,8 @@ from core import keys
 from core.records import ApiModel
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
-from scheduler.drivers.base import ReceiptStatus
-from scheduler.drivers.sandbox import SandboxContact, SandboxInbound
+from scheduler.drivers.base import Contact, ReceiptStatus
+from scheduler.drivers.sandbox import SandboxInbound
 
 # What each messageType needs the body to carry.
 _NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
@@ -34,7 +34,7 @@ class InboundBody(SandboxInbound):
     chat_id: GroupId | None = None
     mentions: list[PhoneNumber] = Field(default_factory=list, max_length=100)
     media_url: WebUrl | None = None
-    contacts: list[SandboxContact] | None = Field(default=None, min_length=1, max_length=10)
+    contacts: list[Contact] | None = Field(default=None, min_length=1, max_length=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> InboundBody:

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from pydantic import ConfigDict
+
+from core.records import ApiModel
+
 MessageType = Literal[
     "conversation",
     "imageMessage",
@@ -98,23 +102,26 @@ class InboundMedia:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class Location:
+class _Value(ApiModel):
+    """A value inside an inbound message; camelCase on the wire, like the API's bodies."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Location(_Value):
     latitude: float
     longitude: float
     name: str | None = None
     address: str | None = None
 
 
-@dataclass(frozen=True)
-class Contact:
+class Contact(_Value):
     full_name: str
     phone_number: str | None = None
     organization: str | None = None
 
 
-@dataclass(frozen=True)
-class Poll:
+class Poll(_Value):
     question: str
     options: tuple[str, ...]
     selectable_count: int = 1

@@ -74,25 +74,6 @@ class _Store:
     lids: dict[str, str] = field(default_factory=dict)  # the session's LID store: LID -> phone number
 
 
-class SandboxLocation(ApiModel):
-    latitude: float
-    longitude: float
-    name: str | None = None
-    address: str | None = None
-
-
-class SandboxContact(ApiModel):
-    full_name: str
-    phone_number: str | None = None
-    organization: str | None = None
-
-
-class SandboxPoll(ApiModel):
-    question: str
-    options: list[str]
-    selectable_count: int = 1
-
-
 class SandboxReaction(ApiModel):
     message_id: str
     emoji: str
@@ -130,9 +111,9 @@ class SandboxInbound(ApiModel):
     mimetype: str | None = None
     file_name: str | None = None
     seconds: int | None = None
-    location: SandboxLocation | None = None
-    contacts: list[SandboxContact] | None = None
-    poll: SandboxPoll | None = None
+    location: Location | None = None
+    contacts: list[Contact] | None = None
+    poll: Poll | None = None
     reaction: SandboxReaction | None = None
     edit: SandboxEdit | None = None
     delete: SandboxDelete | None = None
@@ -323,11 +304,9 @@ class SandboxSession:
             quoted_message_id=spec.quoted_message_id,
             mentions=tuple(spec.mentions),
             media=await self._media(spec),
-            location=None if spec.location is None else Location(**spec.location.model_dump()),
-            contacts=tuple(Contact(**c.model_dump()) for c in spec.contacts or ()),
-            poll=None
-            if spec.poll is None
-            else Poll(spec.poll.question, tuple(spec.poll.options), spec.poll.selectable_count),
+            location=spec.location,
+            contacts=tuple(spec.contacts or ()),
+            poll=spec.poll,
             raw_type=spec.raw_type if kind == "unsupported" else None,
         )
 
