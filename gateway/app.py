@@ -64,7 +64,7 @@ ROUTES: list[Route] = [
           tag="messages"),
     # Inbound media the worker kept: the bytes, with their content type.
     Route("GET", "/media/{id}", media.get_media, "Inbound media: tenant key, or the webhook's signed ?exp=&sig= link",
-          access="signed", tag="media"),
+          access="signed", binary=True, tag="media"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),

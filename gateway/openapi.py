@@ -111,6 +111,8 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
         schema = refs[route.response]
         content_schema = {"type": "array", "items": schema} if route.many else schema
         ok["content"] = {"application/json": {"schema": content_schema}}
+    elif route.binary:
+        ok["content"] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"application/json": {"schema": refs[ErrorBody]}}
     for status, description in ERRORS.items():

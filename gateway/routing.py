@@ -26,6 +26,7 @@ class Route:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     many: bool = False  # the response is a list of `response`
+    binary: bool = False  # the response is bytes of their own content type (media), not JSON
     status: int = 200
     access: Access = "key"
     tag: str = "gateway"
