@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 from config.settings import LANES
 from core import keys
@@ -14,6 +15,21 @@ from core.crypto import SecretBox
 from core.errors import AlreadyExists, NotFound
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
+
+
+class InstanceUpdate(TypedDict, total=False):
+    """The fields of an instance record that change after creation (None clears one)."""
+
+    state: str | None
+    qr: str | None
+    qrExpiresAt: str | None
+    bannedUntil: str | None
+    phoneNumber: str | None
+    connectedAt: str | None
+    linked: str | None
+    webhookUrl: str | None
+    webhookSecret: str | None
+
 
 NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 MAX_NAME_LENGTH = 100
@@ -149,14 +165,21 @@ class Instances:
         turn = await self.redis.incr(keys.round_robin(tenant_id, client_id))
         return candidates[(turn - 1) % len(candidates)]
 
-    async def update(self, name: str, **fields: str | None) -> None:
+    async def update(self, name: str, **fields: Unpack[InstanceUpdate]) -> None:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
+        unknown = fields.keys() - InstanceUpdate.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"not fields of an instance record: {sorted(unknown)}")
         await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
 
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""
-        fields = {"webhookUrl": url, "webhookSecret": self.box.seal(secret) if secret is not None else None}
-        await self.update(name, **{k: v for k, v in fields.items() if v is not None})  # None would clear it
+        fields: InstanceUpdate = {}  # a None would clear the field
+        if url is not None:
+            fields["webhookUrl"] = url
+        if secret is not None:
+            fields["webhookSecret"] = self.box.seal(secret)
+        await self.update(name, **fields)
 
     async def webhook_secret(self, name: str) -> str:
         sealed = await self.redis.hget(keys.instance(name), "webhookSecret")
@@ -176,7 +199,8 @@ class Instances:
         by_state = {"open": 0, "connecting": 0, "close": 0}
         waiting: dict[str, int] = dict.fromkeys(LANES, 0)
         for index in range(len(names)):
-            (state, created_at), *lengths = answers[index * 4 : index * 4 + 4]
+            stride = 1 + len(LANES)
+            (state, created_at), *lengths = answers[index * stride : (index + 1) * stride]
             if created_at is None:
                 continue  # being deleted
             by_state[state or "close"] = by_state.get(state or "close", 0) + 1

@@ -10,6 +10,7 @@ from core import keys
 from core.clock import now_iso
 from core.errors import AlreadyExists, ForbiddenTenant, NotFound
 from core.redis_client import Redis
+from core.scripts import lua
 
 KEY_PREFIX = "wag"
 
@@ -60,18 +61,24 @@ def key_id_of(api_key: str) -> str | None:
     return parts[1]
 
 
+def _new_key() -> IssuedKey:
+    key_id = secrets.token_hex(8)
+    return IssuedKey(key_id=key_id, api_key=f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}")
+
+
 class Tenants:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._create = redis.register_script(lua("create_tenant"))
 
     async def create(self, tenant_id: str, name: str | None) -> tuple[Tenant, IssuedKey]:
-        created_at = now_iso()
-        added = await self.redis.hsetnx(keys.tenant(tenant_id), "createdAt", created_at)
-        if not added:
+        created_at, issued = now_iso(), _new_key()
+        created = await self._create(
+            keys=[keys.tenant(tenant_id), keys.TENANTS, keys.api_key(issued.key_id), keys.tenant_keys(tenant_id)],
+            args=[tenant_id, name or tenant_id, created_at, issued.key_id, digest(issued.api_key)],
+        )
+        if not created:
             raise AlreadyExists(f"tenant {tenant_id!r} already exists")
-        await self.redis.hset(keys.tenant(tenant_id), "name", name or tenant_id)
-        await self.redis.sadd(keys.TENANTS, tenant_id)
-        issued = await self.issue_key(tenant_id)
         return Tenant(tenant_id, name or tenant_id, created_at, [issued.key_id]), issued
 
     async def exists(self, tenant_id: str) -> bool:
@@ -80,16 +87,15 @@ class Tenants:
     async def issue_key(self, tenant_id: str) -> IssuedKey:
         if not await self.exists(tenant_id):
             raise NotFound(f"no tenant {tenant_id!r}")
-        key_id = secrets.token_hex(8)
-        api_key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}"
+        issued = _new_key()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                keys.api_key(key_id),
-                mapping={"tenantId": tenant_id, "hash": digest(api_key), "createdAt": now_iso()},
+                keys.api_key(issued.key_id),
+                mapping={"tenantId": tenant_id, "hash": digest(issued.api_key), "createdAt": now_iso()},
             )
-            pipe.sadd(keys.tenant_keys(tenant_id), key_id)
+            pipe.sadd(keys.tenant_keys(tenant_id), issued.key_id)
             await pipe.execute()
-        return IssuedKey(key_id=key_id, api_key=api_key)
+        return issued
 
     async def revoke_key(self, key_id: str) -> None:
         tenant_id = await self.redis.hget(keys.api_key(key_id), "tenantId")

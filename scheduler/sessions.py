@@ -4,6 +4,7 @@ from the API, and turns driver events into instance state and webhook events."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import structlog
 from core import keys
 from core.clock import iso, now_iso
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
+from core.instances import InstanceUpdate
 from scheduler.commands import Commands
 from scheduler.drivers.base import (
     Banned,
@@ -27,7 +29,7 @@ from scheduler.drivers.base import (
     Receipt,
     Session,
 )
-from scheduler.drivers.sandbox import SandboxInbound, SandboxSession
+from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
 from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
 from scheduler.services import Services
@@ -55,6 +57,13 @@ class SessionHost:
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # Inbound events that arrived before their connection's instance.connected went out.
         self._held: dict[str, list[Inbound]] = {}
+        self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "adopt": self._adopt_command,
+            "delete": self._delete_command,
+            "connect": self._connect_command,
+            "qr": self._qr_command,
+            "pair": self._pair_command,
+        }
 
     def session(self, name: str) -> Session:
         if name not in self.sessions:
@@ -191,47 +200,37 @@ class SessionHost:
             structlog.contextvars.unbind_contextvars("instance", "op")
 
     async def _command(self, name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        if op == "delete":
-            await self._delete(name)
-            return {}
-        if op == "adopt":  # handed to us by a leaving worker or by the API: learn the new epoch
-            self.epochs.pop(name, None)
-            await self.take_over(name)
-            return {}
-        instance = await self.instances.get(name)
-        session = self.session(name)
-        if op == "connect":
-            await session.connect()
-            return {}
-        if op == "qr":
-            return await self._linking_started(name, session)
-        if op == "pair":
-            await self._linking_started(name, session)
-            return {"pairingCode": await session.pair_phone(args["phoneNumber"])}
-        if not isinstance(session, SandboxSession):
+        if op.startswith(SANDBOX_CONTROL):
+            session = self.session(name)
+            if not isinstance(session, SandboxSession):
+                raise NotFound(f"unknown command {op!r}: the sandbox driver is not in use")
+            return await session.control(op.removeprefix(SANDBOX_CONTROL), args)
+        command = self._commands.get(op)
+        if command is None:
             raise NotFound(f"unknown command {op!r}")
-        if op == "sandbox.link":
-            if instance.state == "open":
-                raise InvalidState("instance is already open")
-            await session.link(args.get("phoneNumber") or "5491100000000")
-            return {}
-        if op == "sandbox.unlink":
-            await session.unlink()
-            return {}
-        if op == "sandbox.inbound":
-            if name not in self.connected:
-                raise InvalidState("instance is not open: link it first")
-            return {"messageId": await session.inbound(SandboxInbound.model_validate(args))}
-        if op == "sandbox.receipt":
-            await session.receipt(tuple(args["messageIds"]), args["status"])
-            return {}
-        if op == "sandbox.ban":
-            await session.ban(args["seconds"])
-            return {}
-        if op == "sandbox.fail_next":
-            session.fail_next(args["error"], args["count"], args["transient"])
-            return {}
-        raise NotFound(f"unknown command {op!r}")
+        return await command(name, args)
+
+    async def _adopt_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        self.epochs.pop(name, None)  # handed to us by a leaving worker or by the API: learn the new epoch
+        await self.take_over(name)
+        return {}
+
+    async def _delete_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self._delete(name)
+        return {}
+
+    async def _connect_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self.instances.get(name)
+        await self.session(name).connect()
+        return {}
+
+    async def _qr_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return await self._linking_started(name, self.session(name))
+
+    async def _pair_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.session(name)
+        await self._linking_started(name, session)
+        return {"pairingCode": await session.pair_phone(args["phoneNumber"])}
 
     async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
         """Start a QR cycle if none runs and wait for its first code."""
@@ -299,9 +298,9 @@ class SessionHost:
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
                 self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
-                fields: dict[str, str | None] = {"state": "close", "qr": None, "qrExpiresAt": None}
+                fields: InstanceUpdate = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
-                    fields.update(linked="0", phoneNumber=None, connectedAt=None)
+                    fields.update({"linked": "0", "phoneNumber": None, "connectedAt": None})
                 await self.instances.update(name, **fields)
                 await self.outbox.publish(name, "instance.disconnected", {"reason": reason, "loggedOut": logged_out})
             case QrExpired():

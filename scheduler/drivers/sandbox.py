@@ -25,6 +25,7 @@ from pydantic import Field
 
 from core import keys
 from core.clock import iso
+from core.errors import InvalidState, NotFound
 from core.netguard import BlockedUrl, guarded_request, guarded_session
 from core.records import ApiModel
 from core.redis_client import Redis
@@ -62,6 +63,8 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
+DEFAULT_PHONE = "5491100000000"
+SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 
 
 MEDIA_FETCH_TIMEOUT = 30.0
@@ -246,9 +249,32 @@ class SandboxSession:
         self._stop_qr()
         self._connected = False
 
-    # The control surface standing in for the phone and the contacts.
+    # The control surface standing in for the phone and the contacts: `control` runs the one named
+    # after `sandbox.` in a command from the API (the routes in gateway/routes/sandbox.py).
+
+    async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        match op:
+            case "link":
+                await self.link(args.get("phoneNumber") or DEFAULT_PHONE)
+            case "unlink":
+                await self.unlink()
+            case "inbound":
+                if not self._connected:
+                    raise InvalidState("instance is not open: link it first")
+                return {"messageId": await self.inbound(SandboxInbound.model_validate(args))}
+            case "receipt":
+                await self.receipt(tuple(args["messageIds"]), args["status"])
+            case "ban":
+                await self.ban(args["seconds"])
+            case "fail_next":
+                self.fail_next(args["error"], args["count"], args["transient"])
+            case _:
+                raise NotFound(f"unknown sandbox control {op!r}")
+        return {}
 
     async def link(self, phone_number: str) -> None:
+        if self._connected:
+            raise InvalidState("instance is already open")
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
         self._connected = True
