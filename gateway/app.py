@@ -13,6 +13,7 @@ from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import admin, instances, media, messages, meta, sandbox, webhooks
 from gateway.routing import Route
 from gateway.state import SERVICES, ApiServices
+from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
@@ -112,7 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     for route in routes:
         app.router.add_route(route.method, route.path, route.endpoint())
     meta.add_docs_static(app)
-    app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
+    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
     app.cleanup_ctx.append(_services(settings))
     return app
 

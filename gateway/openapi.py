@@ -4,7 +4,7 @@ validate requests."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -45,8 +45,13 @@ ERRORS = {
 }
 
 
-def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorBody}
+def build_openapi(
+    routes: Sequence[Route], version: str, webhooks: Mapping[str, type[BaseModel]] | None = None
+) -> dict[str, Any]:
+    """The document for `routes`, and `webhooks` (event name: the record of its `data`) as the
+    OpenAPI 3.1 `webhooks` the gateway POSTs to an instance's webhookUrl."""
+    webhooks = webhooks or {}
+    models: set[type[BaseModel]] = {ErrorBody, *webhooks.values()}
     for route in routes:
         models.update(m for m in (route.body, route.response) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
@@ -97,11 +102,33 @@ def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "wa-gateway", "version": version},
         "paths": paths,
+        "webhooks": {event: _webhook(event, refs[model]) for event, model in webhooks.items()},
         "components": {
             "schemas": schema.get("$defs", {}),
             "securitySchemes": {"apikey": {"type": "apiKey", "in": "header", "name": "apikey"}},
         },
         "security": [{"apikey": []}],
+    }
+
+
+def _webhook(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    envelope = {
+        "type": "object",
+        "required": ["event", "instanceName", "data", "timestamp"],
+        "properties": {
+            "event": {"const": event},
+            "instanceName": {"type": "string"},
+            "data": data,
+            "timestamp": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "post": {
+            "summary": f"{event}, signed with the instance's webhookSecret (x-gateway-signature)",
+            "operationId": event.replace(".", "_"),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": envelope}}},
+            "responses": {"2XX": {"description": "received; any other answer is retried"}},
+        }
     }
 
 

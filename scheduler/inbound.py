@@ -12,19 +12,24 @@ import json
 from typing import Any
 
 import structlog
-from pydantic import BaseModel
+from pydantic import Field
 
 from core import keys
 from core.clock import iso
 from core.media_store import MediaLibrary
+from core.records import ApiModel
 from core.redis_client import Redis
 from scheduler.drivers.base import (
+    Contact,
     Inbound,
     InboundMedia,
+    Location,
     MessageDeleted,
     MessageEdited,
     MessageReaction,
     MessageReceived,
+    MessageType,
+    Poll,
     PollVote,
     option_hash,
 )
@@ -38,29 +43,91 @@ SEEN_TTL_SECONDS = 7 * 24 * 3600
 # A poll's options are kept this long to name the options its votes choose.
 POLL_TTL_SECONDS = 30 * 24 * 3600
 
-EVENTS: dict[type[Inbound], str] = {
-    MessageReceived: "message.received",
-    MessageReaction: "message.reaction",
-    MessageEdited: "message.edited",
-    MessageDeleted: "message.deleted",
-    PollVote: "message.poll_vote",
+
+class InboundData(ApiModel):
+    """Who sent an inbound event and where: the fields every `message.*` event from a contact has."""
+
+    sender: str | None = Field(alias="from", description="phone number; null when only a LID is known")
+    from_lid: str | None = None
+    chat_id: str | None = Field(description="the group id in a group, else the contact's number")
+    is_group: bool
+    participant: str | None = Field(description="the sender inside a group")
+    push_name: str | None = None
+
+    @staticmethod
+    def who(event: Inbound) -> dict[str, Any]:
+        group = event.chat_id is not None
+        return {
+            "sender": event.sender,
+            "from_lid": event.sender_lid,
+            "chat_id": event.chat_id if group else event.sender,
+            "is_group": group,
+            "participant": event.sender if group else None,
+            "push_name": event.push_name,
+        }
+
+
+class MediaData(ApiModel):
+    id: str | None = Field(description="null when the media could not be kept (see error)")
+    mimetype: str | None
+    size: int | None
+    file_name: str | None
+    seconds: int | None
+    url: str | None = Field(description="a signed link, valid while the media is kept; null with error")
+    error: str | None
+
+
+class ReceivedData(InboundData):
+    message_id: str
+    message_type: MessageType
+    text: str | None
+    caption: str | None
+    quoted_message_id: str | None
+    mentions: list[str]
+    media: MediaData | None
+    location: Location | None
+    contacts: list[Contact] | None
+    poll: Poll | None
+    raw_type: str | None = Field(description="with messageType unsupported: the WhatsApp kind")
+    timestamp: str
+
+
+class ReactionData(InboundData):
+    message_id: str = Field(description="the message reacted to")
+    emoji: str = Field(description='"" when the reaction was removed')
+    reaction_id: str
+    timestamp: str
+
+
+class EditedData(InboundData):
+    message_id: str = Field(description="the message edited")
+    text: str | None
+    edit_id: str
+    timestamp: str
+
+
+class DeletedData(InboundData):
+    message_id: str = Field(description="the message deleted for everyone")
+    timestamp: str
+
+
+class PollVoteData(InboundData):
+    message_id: str = Field(description="the poll")
+    vote_id: str
+    selected_options: list[str] | None = Field(description="null when the poll is unknown or the vote unreadable")
+    option_hashes: list[str] = Field(description="SHA-256 (hex) of each chosen option's text")
+    error: str | None
+    timestamp: str
+
+
+# Each inbound event, its webhook event name and the record its `data` is.
+EVENTS: dict[type[Inbound], tuple[str, type[InboundData]]] = {
+    MessageReceived: ("message.received", ReceivedData),
+    MessageReaction: ("message.reaction", ReactionData),
+    MessageEdited: ("message.edited", EditedData),
+    MessageDeleted: ("message.deleted", DeletedData),
+    PollVote: ("message.poll_vote", PollVoteData),
 }
-
-
-def _who(event: Inbound) -> dict[str, Any]:
-    group = event.chat_id is not None
-    return {
-        "from": event.sender,
-        "fromLid": event.sender_lid,
-        "chatId": event.chat_id if group else event.sender,
-        "isGroup": group,
-        "participant": event.sender if group else None,
-        "pushName": event.push_name,
-    }
-
-
-def _wire(value: BaseModel | None) -> dict[str, Any] | None:
-    return None if value is None else value.model_dump(mode="json", by_alias=True)
 
 
 class InboundEvents:
@@ -77,19 +144,21 @@ class InboundEvents:
         if not first:
             log.info("message.duplicate_dropped", instance=name, message_id=event.message_id)
             return
-        data = {**_who(event), **await self._data(name, event), "timestamp": iso(event.timestamp)}
-        await self.outbox.publish(name, EVENTS[type(event)], data)
+        event_name, record = EVENTS[type(event)]
+        fields = {**InboundData.who(event), **await self._fields(name, event), "timestamp": iso(event.timestamp)}
+        data = record.model_validate(fields).model_dump(mode="json", by_alias=True)
+        await self.outbox.publish(name, event_name, data)
 
-    async def _data(self, name: str, event: Inbound) -> dict[str, Any]:
+    async def _fields(self, name: str, event: Inbound) -> dict[str, Any]:
         match event:
             case MessageReceived():
                 return await self._message(name, event)
             case MessageReaction(target_id=target, emoji=emoji):
-                return {"messageId": target, "emoji": emoji, "reactionId": event.message_id}
+                return {"message_id": target, "emoji": emoji, "reaction_id": event.message_id}
             case MessageEdited(target_id=target, text=text):
-                return {"messageId": target, "text": text, "editId": event.message_id}
+                return {"message_id": target, "text": text, "edit_id": event.message_id}
             case MessageDeleted(target_id=target):
-                return {"messageId": target}
+                return {"message_id": target}
             case PollVote():
                 return await self._vote(name, event)
         raise TypeError(f"not an inbound event: {event!r}")
@@ -99,41 +168,44 @@ class InboundEvents:
         if poll is not None:
             await self.redis.set(keys.poll(name, message.message_id), json.dumps(poll.options), ex=POLL_TTL_SECONDS)
         return {
-            "messageId": message.message_id,
-            "messageType": message.message_type,
+            "message_id": message.message_id,
+            "message_type": message.message_type,
             "text": message.text if message.message_type == "conversation" else None,
             "caption": message.caption,
-            "quotedMessageId": message.quoted_message_id,
+            "quoted_message_id": message.quoted_message_id,
             "mentions": list(message.mentions),
             "media": None if message.media is None else await self._media(name, message.media),
-            "location": _wire(message.location),
-            "contacts": [_wire(c) for c in message.contacts] if message.contacts else None,
-            "poll": _wire(poll),
-            "rawType": message.raw_type,
+            "location": message.location,
+            "contacts": list(message.contacts) or None,
+            "poll": poll,
+            "raw_type": message.raw_type,
         }
 
-    async def _media(self, name: str, media: InboundMedia) -> dict[str, Any]:
-        described = {
-            "id": None,
-            "mimetype": media.mimetype,
-            "size": media.size,
-            "fileName": media.file_name,
-            "seconds": media.seconds,
-            "url": None,
-            "error": media.error,
-        }
+    async def _media(self, name: str, media: InboundMedia) -> MediaData:
+        described = MediaData(
+            id=None,
+            mimetype=media.mimetype,
+            size=media.size,
+            file_name=media.file_name,
+            seconds=media.seconds,
+            url=None,
+            error=media.error,
+        )
         data = media.data
         if data is None:
-            return {**described, "error": media.error or "the media was not downloaded"}
+            return described.model_copy(update={"error": media.error or "the media was not downloaded"})
         if len(data) > self.max_media_bytes:
-            return {**described, "error": f"{len(data)} bytes is over the {self.max_media_bytes}-byte media limit"}
+            error = f"{len(data)} bytes is over the {self.max_media_bytes}-byte media limit"
+            return described.model_copy(update={"error": error})
         mimetype = await asyncio.to_thread(sniff_type, data, media.mimetype)
         try:
             record, url = await self.media.add(name, data, mimetype, file_name=media.file_name, seconds=media.seconds)
         except OSError as exc:
             log.error("media.store_failed", instance=name, error=str(exc))
-            return {**described, "error": f"the gateway could not store the media: {exc.strerror or exc}"}
-        return {**described, "id": record.id, "mimetype": mimetype, "size": record.size, "url": url, "error": None}
+            error = f"the gateway could not store the media: {exc.strerror or exc}"
+            return described.model_copy(update={"error": error})
+        kept = {"id": record.id, "mimetype": mimetype, "size": record.size, "url": url, "error": None}
+        return described.model_copy(update=kept)
 
     async def _vote(self, name: str, vote: PollVote) -> dict[str, Any]:
         raw = await self.redis.get(keys.poll(name, vote.poll_id))
@@ -141,9 +213,9 @@ class InboundEvents:
         chosen = [names.get(h) for h in vote.option_hashes]
         known = vote.error is None and all(option is not None for option in chosen)
         return {
-            "messageId": vote.poll_id,
-            "voteId": vote.message_id,
-            "selectedOptions": chosen if known else None,
-            "optionHashes": list(vote.option_hashes),
+            "message_id": vote.poll_id,
+            "vote_id": vote.message_id,
+            "selected_options": chosen if known else None,
+            "option_hashes": list(vote.option_hashes),
             "error": vote.error,
         }

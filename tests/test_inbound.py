@@ -349,3 +349,23 @@ async def test_file_store_sweep_deletes_only_media_past_retention(tmp_path: Path
     assert await store.get("med_new") == b"new"
     with pytest.raises(ValueError):
         store._path("../etc/passwd")
+
+
+async def test_openapi_documents_each_inbound_event_and_the_media_route(client: TestClient) -> None:
+    spec = await (await client.get("/openapi.json")).json()
+    assert {"message.received", "message.reaction", "message.edited", "message.deleted", "message.poll_vote"} <= set(
+        spec["webhooks"]
+    )
+    envelope = spec["webhooks"]["message.received"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    ref = envelope["properties"]["data"]["$ref"]
+    assert set(spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]) == RECEIVED_FIELDS
+    media = spec["paths"]["/media/{id}"]["get"]
+    assert {p["name"] for p in media["parameters"]} == {"id", "exp", "sig"}
+    assert media["security"] == [{"apikey": []}, {}]
+    inbound_body = spec["paths"]["/sandbox/instance/{name}/inbound"]["post"]["requestBody"]
+    schema = spec["components"]["schemas"][
+        inbound_body["content"]["application/json"]["schema"]["$ref"].rsplit("/")[-1]
+    ]
+    assert {"fromLid", "chatId", "mediaBase64", "mediaUrl", "reaction", "edit", "delete", "pollVote"} <= set(
+        schema["properties"]
+    )
