@@ -36,6 +36,7 @@ format: install
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scale_out
+	$(BIN)/python -m benchmarks.inbound
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
