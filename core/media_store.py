@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,16 +20,20 @@ from core.clock import iso
 from core.records import ApiModel
 from core.redis_client import Redis
 
-_ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")  # media ids and instance names
 
 
 class MediaStore(Protocol):
-    """The bytes of inbound media, by id."""
+    """The bytes of inbound media, by instance and media id."""
 
-    async def put(self, media_id: str, data: bytes) -> None: ...
+    async def put(self, instance_name: str, media_id: str, data: bytes) -> None: ...
 
-    async def get(self, media_id: str) -> bytes | None:
+    async def get(self, instance_name: str, media_id: str) -> bytes | None:
         """The bytes, or None when they are gone."""
+        ...
+
+    async def drop(self, instance_name: str) -> None:
+        """Delete everything kept for an instance (it was deleted)."""
         ...
 
     async def sweep(self, older_than: datetime) -> int:
@@ -37,18 +42,24 @@ class MediaStore(Protocol):
 
 
 class FileMediaStore:
-    """One file per media id under `root` (the data directory's `media/`)."""
+    """One file per media under `root` (the data directory's `media/`), a folder per instance.
+    The API serves what the workers write: with workers on other machines, `root` must be shared."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, media_id: str) -> Path:
-        if not media_id or not set(media_id) <= _ID_ALPHABET:
-            raise ValueError(f"not a media id: {media_id!r}")
-        return self.root / media_id[-2:] / media_id
+    def _folder(self, instance_name: str) -> Path:
+        if not instance_name or not set(instance_name) <= _SAFE:
+            raise ValueError(f"not an instance name: {instance_name!r}")
+        return self.root / instance_name
 
-    async def put(self, media_id: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, self._path(media_id), data)
+    def _path(self, instance_name: str, media_id: str) -> Path:
+        if not media_id or not set(media_id) <= _SAFE:
+            raise ValueError(f"not a media id: {media_id!r}")
+        return self._folder(instance_name) / media_id
+
+    async def put(self, instance_name: str, media_id: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write, self._path(instance_name, media_id), data)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -57,11 +68,14 @@ class FileMediaStore:
         partial.write_bytes(data)
         partial.replace(path)  # readers never see half a file
 
-    async def get(self, media_id: str) -> bytes | None:
+    async def get(self, instance_name: str, media_id: str) -> bytes | None:
         try:
-            return await asyncio.to_thread(self._path(media_id).read_bytes)
+            return await asyncio.to_thread(self._path(instance_name, media_id).read_bytes)
         except (FileNotFoundError, ValueError):
             return None
+
+    async def drop(self, instance_name: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._folder(instance_name), ignore_errors=True)
 
     async def sweep(self, older_than: datetime) -> int:
         return await asyncio.to_thread(self._sweep, older_than.timestamp())
@@ -144,7 +158,7 @@ class MediaLibrary:
             seconds=seconds,
             created_at=iso(now),
         )
-        await self.store.put(record.id, data)
+        await self.store.put(instance_name, record.id, data)
         await self.redis.set(keys.media(record.id), record.model_dump_json(by_alias=True), ex=self.retention)
         return record, self.links.url(record.id, int(now.timestamp()) + self.retention)
 
@@ -152,8 +166,12 @@ class MediaLibrary:
         raw = await self.redis.get(keys.media(media_id))
         return None if raw is None else MediaRecord.model_validate_json(raw)
 
-    async def read(self, media_id: str) -> bytes | None:
-        return await self.store.get(media_id)
+    async def read(self, record: MediaRecord) -> bytes | None:
+        return await self.store.get(record.instance_name, record.id)
+
+    async def forget_instance(self, instance_name: str) -> None:
+        """Delete an instance's media at once (its records expire by themselves, unreadable)."""
+        await self.store.drop(instance_name)
 
     async def sweep(self) -> int:
         """Delete the files whose time is up (their records expire by themselves)."""

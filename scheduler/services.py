@@ -85,6 +85,7 @@ class Services:
             except (Unavailable, WhatsAppError) as exc:
                 # The records go anyway: a half-deleted instance could not be deleted again.
                 log.warning("instance.logout_failed", instance=name, error=exc.message)
+        await self.media.forget_instance(name)
         deliveries = await self.outbox.delivery_ids(name)
         async with self.redis.pipeline(transaction=True) as pipe:
             self.instances.forget(pipe, instance)

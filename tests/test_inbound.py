@@ -340,15 +340,28 @@ async def test_messages_that_arrive_before_the_connection_is_announced_follow_in
 
 async def test_file_store_sweep_deletes_only_media_past_retention(tmp_path: Path) -> None:
     store = FileMediaStore(tmp_path / "media")
-    await store.put("med_old", b"old")
-    await store.put("med_new", b"new")
-    old = store._path("med_old")
+    await store.put(NAME, "med_old", b"old")
+    await store.put(NAME, "med_new", b"new")
+    old = store._path(NAME, "med_old")
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert await store.sweep(datetime.fromtimestamp(time.time() - 60, UTC)) == 1
-    assert await store.get("med_old") is None
-    assert await store.get("med_new") == b"new"
-    with pytest.raises(ValueError):
-        store._path("../etc/passwd")
+    assert await store.get(NAME, "med_old") is None
+    assert await store.get(NAME, "med_new") == b"new"
+    for instance, media_id in ((NAME, "../../etc/passwd"), ("..", "med_new")):
+        with pytest.raises(ValueError):
+            store._path(instance, media_id)
+
+
+async def test_deleting_the_instance_deletes_its_media(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    await inbound(gateway, acme, {"from": CONTACT, "mediaBase64": base64.b64encode(PNG).decode()})
+    url = (await next_event(receiver, "message.received"))["media"]["url"]
+    assert (await gateway.get(local(url))).status == 200
+    assert (await gateway.delete(f"/instance/{NAME}", headers=acme)).status == 204
+    gone = await gateway.get(local(url))
+    assert gone.status == 404
+    assert "no longer stored" in (await gone.json())["error"]["message"]
 
 
 async def test_openapi_documents_each_inbound_event_and_the_media_route(client: TestClient) -> None:

@@ -23,7 +23,7 @@ async def get_media(request: web.Request) -> web.Response:
         raise NotFound(f"no media {media_id!r}: unknown, or past its retention")
     if "sig" not in request.query:
         principal(request).require(record.tenant_id, f"media {media_id!r}")
-    data = await library.read(media_id)
+    data = await library.read(record)
     if data is None:
         raise NotFound(f"media {media_id!r} is no longer stored")
     headers = {"Content-Type": record.mimetype, "Cache-Control": "private, max-age=3600"}
