@@ -8,6 +8,7 @@ messages. A media download that failed still delivers its message, with `media.e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -145,9 +146,15 @@ class InboundEvents:
             log.info("message.duplicate_dropped", instance=name, message_id=event.message_id)
             return
         event_name, record = EVENTS[type(event)]
-        fields = {**InboundData.who(event), **await self._fields(name, event), "timestamp": iso(event.timestamp)}
-        data = record.model_validate(fields).model_dump(mode="json", by_alias=True)
-        await self.outbox.publish(name, event_name, data)
+        try:
+            fields = {**InboundData.who(event), **await self._fields(name, event), "timestamp": iso(event.timestamp)}
+            data = record.model_validate(fields).model_dump(mode="json", by_alias=True)
+            await self.outbox.publish(name, event_name, data)
+        except BaseException:
+            # Not published: whoever retries it must not find it marked as already forwarded.
+            with contextlib.suppress(Exception):
+                await self.redis.delete(keys.inbound_seen(name, event.message_id))
+            raise
 
     async def _fields(self, name: str, event: Inbound) -> dict[str, Any]:
         match event:

@@ -55,7 +55,9 @@ class SessionHost:
         self.epochs: dict[str, int] = {}
         self._after_ban: dict[str, asyncio.Task[None]] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        # Inbound events that arrived before their connection's instance.connected went out.
+        # Instances whose instance.connected is out for the current connection: their inbound
+        # events go straight to webhooks; the others' wait in `_held`, in arrival order.
+        self.announced: set[str] = set()
         self._held: dict[str, list[Inbound]] = {}
         self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "adopt": self._adopt_command,
@@ -156,9 +158,12 @@ class SessionHost:
             waiting.cancel()
         session = self.sessions.pop(name, None)
         self.connected.discard(name)
+        self.announced.discard(name)
         self.epochs.pop(name, None)
-        for event in self._held.pop(name, []):  # late rather than lost
-            await self.inbound.publish(name, event)
+        try:
+            await self._release_held(name)  # late rather than lost
+        except Exception:
+            log.exception("inbound.held_lost", instance=name, count=len(self._held.pop(name, [])))
         if session is not None:
             try:
                 await session.close()
@@ -288,15 +293,15 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
+                self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
-                while held := self._held.pop(name, []):  # what arrived meanwhile follows it
-                    for inbound in held:
-                        await self.inbound.publish(name, inbound)
-                self.connected.add(name)
+                await self._release_held(name)  # what arrived meanwhile follows it
+                self.announced.add(name)
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
+                self.announced.discard(name)
                 self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
                 fields: InstanceUpdate = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
@@ -308,20 +313,28 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.qr_expired", {})
             case Banned(reason=reason, expires_at=expires_at):
                 self.connected.discard(name)
+                self.announced.discard(name)
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
                 if expires_at is not None:
                     self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
             case Inbound() as inbound:
-                if name in self.connected:
+                if name in self.announced:
                     await self.inbound.publish(name, inbound)
-                else:  # instance.connected first: it goes out in the Connected case above
+                else:  # instance.connected first: the Connected case above releases it
                     self._held.setdefault(name, []).append(inbound)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
+
+    async def _release_held(self, name: str) -> None:
+        """Publish the held inbound events in order; one that fails stays held with those after it."""
+        while queue := self._held.get(name):
+            await self.inbound.publish(name, queue[0])
+            queue.pop(0)
+        self._held.pop(name, None)
 
     async def _reconnect_at(self, name: str, when: datetime) -> None:
         """A temporary ban is over: connect again (the messages waiting go once it is open)."""

@@ -382,3 +382,30 @@ async def test_openapi_documents_each_inbound_event_and_the_media_route(client: 
     assert {"fromLid", "chatId", "mediaBase64", "mediaUrl", "reaction", "edit", "delete", "pollVote"} <= set(
         schema["properties"]
     )
+
+
+async def test_an_event_whose_publication_failed_is_not_taken_for_a_duplicate_when_retried(
+    client: TestClient, tenant_key: str, worker: GatewayWorker, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acme = {"apikey": tenant_key}
+    created = await client.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+    assert created.status == 201
+    await worker.host.on_event(NAME, Connected(phone_number="5491100000000"))
+    message = MessageReceived(
+        message_id="3ARETRIED0001",
+        sender=CONTACT,
+        message_type="conversation",
+        text="again",
+        timestamp=datetime.now(UTC),
+    )
+
+    async def outage(*args: Any) -> str:
+        raise ConnectionError("Redis went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worker.host.inbound.outbox, "publish", outage)
+        with pytest.raises(ConnectionError):
+            await worker.host.inbound.publish(NAME, message)
+    await worker.host.inbound.publish(NAME, message)
+    _, delivered = await receiver.wait_for(2)
+    assert delivered.json()["data"]["messageId"] == "3ARETRIED0001"
