@@ -288,6 +288,13 @@ async def test_session_resolves_a_lid_through_its_lid_store(tmp_path: Path) -> N
     assert (event.sender, event.sender_lid) == (PHONE, LID)
 
 
+async def test_session_resolves_mentioned_lids_and_marks_the_unknown_ones(tmp_path: Path) -> None:
+    context = e2e.ContextInfo(mentionedJID=[f"{LID}@lid", "999999999999999@lid", "5491100000001@s.whatsapp.net"])
+    text = e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text="@a @b @c", contextInfo=context))
+    event = await deliver(tmp_path, InboundClient(lids={LID: PHONE}), text, chat=GROUP, is_group=True)
+    assert event.mentions == (PHONE, "999999999999999@lid", "5491100000001")
+
+
 async def test_session_leaves_an_unknown_lid_without_a_number(tmp_path: Path) -> None:
     event = await deliver(tmp_path, InboundClient(), e2e.Message(conversation="hi"), sender=jid(LID, "lid"))
     assert (event.sender, event.sender_lid) == (None, LID)

@@ -35,6 +35,7 @@ from scheduler.drivers.base import (
 )
 from scheduler.drivers.neonize.loading import _pb
 
+LID_SERVER = "lid"
 _PHONE_SERVERS = frozenset({"s.whatsapp.net", "c.us"})
 _CHAT_SERVERS = frozenset({"s.whatsapp.net", "lid", "c.us", "g.us"})
 _POLL_FIELDS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3")
@@ -112,9 +113,13 @@ def _sender(source: Any) -> tuple[str | None, str | None]:
 
 
 def _address(jid_text: str) -> str:
-    """A JID string as we show it: digits for a person, the whole JID for a group."""
+    """A JID string as we show it: digits for a person, `<digits>@lid` for a LID (the session
+    looks its number up), the whole JID for a group."""
     user, _, server = jid_text.partition("@")
-    return jid_text if server == "g.us" else digits(user.split(":", 1)[0])
+    person = digits(user.split(":", 1)[0])
+    if server == "g.us":
+        return jid_text
+    return f"{person}@{LID_SERVER}" if server == LID_SERVER and person else person
 
 
 def content_message(message: Any) -> Any:

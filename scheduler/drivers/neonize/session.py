@@ -50,6 +50,7 @@ from scheduler.drivers.base import (
 )
 from scheduler.drivers.neonize.loading import _e2e, _import, _pb
 from scheduler.drivers.neonize.mapping import (
+    LID_SERVER,
     _enum_name,
     classify_error,
     content_message,
@@ -431,11 +432,19 @@ class NeonizeSession:
         """Fill in the number behind a LID, the media's bytes and a vote's choices."""
         if inbound.sender is None and inbound.sender_lid:
             inbound = replace(inbound, sender=await self._phone_for_lid(client, inbound.sender_lid))
+        if isinstance(inbound, MessageReceived) and any(m.endswith(f"@{LID_SERVER}") for m in inbound.mentions):
+            inbound = replace(inbound, mentions=tuple([await self._mention(client, m) for m in inbound.mentions]))
         if isinstance(inbound, MessageReceived) and inbound.media is not None:
             inbound = replace(inbound, media=await self._download(client, event.Message, inbound.media))
         if isinstance(inbound, PollVote):
             inbound = await self._read_vote(client, event, inbound)
         return inbound
+
+    async def _mention(self, client: Any, mention: str) -> str:
+        lid, _, server = mention.partition("@")
+        if server != LID_SERVER:
+            return mention
+        return await self._phone_for_lid(client, lid) or mention  # unknown: the LID, marked as one
 
     async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
         """The number the session's LID store knows for `lid`, None when it knows none."""
