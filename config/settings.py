@@ -71,6 +71,7 @@ class Settings(BaseModel):
     worker_poll_delay: float = Field(default=0.05, gt=0)
     whatsapp_proxy: str | None = Field(default=None, description="proxy URL the neonize driver dials WhatsApp through")
     lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
+    sweep_interval: float = Field(default=10.0, gt=0, description="seconds between a worker's send-path repair sweeps")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
     message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
     media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")

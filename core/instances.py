@@ -35,6 +35,11 @@ NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 MAX_NAME_LENGTH = 100
 
 
+def tenant_of(name: str) -> str:
+    """The tenant part of an instance name (valid or not: access is checked before validity)."""
+    return name.split("__")[0]
+
+
 @dataclass(frozen=True)
 class InstanceName:
     tenant_id: str
@@ -126,6 +131,13 @@ class Instances:
         data = await self.redis.hgetall(keys.instance(name))
         return Instance.from_hash(data) if data.get("createdAt") else None
 
+    async def exist(self, names: list[str]) -> list[bool]:
+        """Whether each instance exists, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hexists(keys.instance(name), "createdAt")
+            return [bool(found) for found in await pipe.execute()]
+
     async def get(self, name: str) -> Instance:
         found = await self.find(name)
         if found is None:
@@ -198,9 +210,9 @@ class Instances:
             answers = await pipe.execute()
         by_state = {"open": 0, "connecting": 0, "close": 0}
         waiting: dict[str, int] = dict.fromkeys(LANES, 0)
+        per = 1 + len(LANES)  # the record's fields, then one length per lane
         for index in range(len(names)):
-            stride = 1 + len(LANES)
-            (state, created_at), *lengths = answers[index * stride : (index + 1) * stride]
+            (state, created_at), *lengths = answers[index * per : (index + 1) * per]
             if created_at is None:
                 continue  # being deleted
             by_state[state or "close"] = by_state.get(state or "close", 0) + 1

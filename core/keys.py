@@ -54,11 +54,20 @@ def worker_instances(worker_id: str) -> str:
 
 
 def worker_queue(worker_id: str) -> str:
-    return f"{WORKER_QUEUE_PREFIX}{worker_id}"  # arq queue polled only by that worker
+    return f"{WORKER_QUEUE_PREFIX}{worker_id}"  # arq queue of instance commands, polled only by that worker
+
+
+def due(worker_id: str) -> str:
+    return f"{DUE_PREFIX}{worker_id}"  # sorted set: instance name -> its next wake-up (ms), claimed by that worker
+
+
+def due_bell(worker_id: str) -> str:
+    return f"{due(worker_id)}:bell"  # list: rung when a wake-up earlier than all others is added
 
 
 # Webhook outbox.
-OUTBOX_QUEUE = f"{PREFIX}q:webhooks"  # arq queue any worker polls
+WEBHOOK_DUE = f"{PREFIX}webhooks:due"  # sorted set: instance name -> when its events are due (ms), any worker
+WEBHOOK_BELL = f"{WEBHOOK_DUE}:bell"  # list: rung when an instance is added to WEBHOOK_DUE
 WEBHOOK_STATS = f"{PREFIX}webhooks:stats"  # hash: delivered, failed (attempts), deadLettered
 
 
@@ -78,10 +87,6 @@ def webhook_lock(name: str) -> str:
     return f"{PREFIX}whlock:{name}"  # held by the one worker delivering the instance's head event
 
 
-def webhook_wake(name: str) -> str:
-    return f"{PREFIX}whwake:{name}"  # job-pending flag: someone must still look (core/lua/webhook_next.lua)
-
-
 # Sandbox driver.
 def sandbox_sent(name: str) -> str:
     return f"{PREFIX}sandbox:{name}:sent"  # list of JSON records, send order
@@ -95,16 +100,18 @@ def inbound_seen(name: str, message_id: str) -> str:
     return f"{PREFIX}seen:{name}:{message_id}"  # de-duplicates WhatsApp's redeliveries
 
 
+# An instance's sending keys hang off its record's key: the claim script (core/lua/claim_due.lua)
+# builds them from the instance name the same way (`bind` in core/lua/common.lua).
 def lane(name: str, lane_name: str) -> str:
-    return f"{PREFIX}inst:{name}:lane:{lane_name}"  # list of message ids waiting in that lane
+    return f"{instance(name)}:lane:{lane_name}"  # list of message ids waiting in that lane
 
 
 def pump(name: str) -> str:
-    return f"{PREFIX}inst:{name}:pump"  # hash: due, token, inflight, last send, drawn gaps, retry times
+    return f"{instance(name)}:pump"  # hash: due (wake-up ms, 0 in flight), inflight, last send, gaps, retry times
 
 
 def sent_times(name: str, lane_name: str) -> str:
-    return f"{PREFIX}inst:{name}:sent:{lane_name}"  # sorted set of sends in the last day (rolling quotas)
+    return f"{instance(name)}:sent:{lane_name}"  # sorted set of sends in the last day (rolling quotas)
 
 
 MESSAGE_PREFIX = f"{PREFIX}msg:"
@@ -112,6 +119,10 @@ MESSAGE_PREFIX = f"{PREFIX}msg:"
 
 def message(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
+
+
+def client_ref(name: str, ref: str) -> str:
+    return f"{PREFIX}cref:{name}:{ref}"  # the message id a batch item's clientRef queued (core/lua/accept.lua)
 
 
 def whatsapp_id(name: str, wa_message_id: str) -> str:
@@ -123,6 +134,7 @@ def round_robin(tenant_id: str, client_id: str) -> str:
 
 
 WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
+DUE_PREFIX = f"{PREFIX}due:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
 
 

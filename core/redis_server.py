@@ -47,8 +47,9 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """A redis-server child process listening on a Unix socket inside `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, appendfsync: str = "everysec") -> None:
         self.directory = directory.resolve()
+        self.appendfsync = appendfsync  # `always` loses no acknowledged write even to a SIGKILL
         self.socket = self.directory / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
         if len(str(self.socket)) > MAX_SOCKET_PATH:
@@ -77,7 +78,7 @@ class EmbeddedRedis:
             "--unixsocketperm", "700",
             "--dir", str(self.directory),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--logfile", str(self.directory / "redis.log"),
             "--daemonize", "no",
@@ -109,6 +110,13 @@ class EmbeddedRedis:
             process.kill()
             await asyncio.to_thread(process.wait)
         log.info("embedded_redis.stopped", pid=process.pid)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would stop it (tests)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
 
     async def answers(self) -> bool:
         if not self.socket.exists():

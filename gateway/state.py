@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from aiohttp import web
 
 from core.errors import InvalidApiKey
-from core.instances import Instance
+from core.instances import Instance, tenant_of
 from core.tenants import Principal
 from gateway.idempotency import Idempotency
 from gateway.ratelimit import Gatekeeper
@@ -60,7 +60,7 @@ def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:
 def require_instance_access(request: web.Request, name: str) -> Principal:
     """A tenant key may only touch instance names that start with its own `tenantId__`."""
     caller = principal(request)
-    caller.require(name.split("__")[0], f"instance {name!r}")
+    caller.require(tenant_of(name), f"instance {name!r}")
     return caller
 
 

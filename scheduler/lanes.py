@@ -1,33 +1,58 @@
-"""The per-instance lanes in Redis: accept, pick, finish, flush and kick, each one Lua script
-(see lua/), so concurrent senders, pumps and flushes can never see each other half-done."""
+"""The per-instance lanes in Redis and each worker's due-set of wake-ups: accept, claim, finish,
+flush, kick and sweep, each one Lua script (core/lua/), so concurrent senders, claim loops and
+flushes can never see each other half-done."""
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
 
 from config import LaneConfig, Settings
-from config.settings import LANES, LaneName
+from config.settings import LaneName
 from core import keys
 from core.clock import now_ms
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
-from scheduler.messages import Message
+from scheduler.messages import Message, lua_fields
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
 
 
+# How long a batch item's clientRef keeps it from being queued twice.
+CLIENT_REF_SECONDS = 24 * 3600
+
+
 @dataclass(frozen=True)
-class Pick:
-    kind: Literal["fenced", "stale", "closed", "idle", "wait", "send"]
-    message: Message | None = None  # the message to send, already marked `sending`
-    expired: tuple[str, ...] = ()
+class Accepting:
+    """A message to accept, and the client's reference for it, if any."""
+
+    message: Message
+    client_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An instance the claim loop took: the message to send (already `sending`), if any, picked
+    under `epoch`, and messages found expired on the way."""
+
+    name: str
+    epoch: int
+    message: Message | None
+    expired: tuple[str, ...]
+    at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
+
+
+@dataclass(frozen=True)
+class Claim:
+    taken: list[Claimed]
+    next_due_ms: int | None  # the earliest wake-up left in the worker's due-set
 
 
 class Lanes:
@@ -46,46 +71,60 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lua("fields", "common", name))
-            for name in ("accept", "pick", "finish", "flush", "kick", "sweep")
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
+            for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep")
         }
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
         return cls(redis, settings.lanes, settings.message_retention, settings.message_max_wait * 1000)
 
-    async def _run(self, script: str, name: str, extra_keys: list[str], *args: Any) -> Any:
-        script_keys = [
-            keys.instance(name),
-            keys.pump(name),
-            *(keys.lane(name, lane) for lane in LANES),
-            *(keys.sent_times(name, lane) for lane in LANES),
-            *extra_keys,
-        ]
+    async def _run(self, script: str, name: str, *args: Any) -> Any:
         common: list[Any] = [
             self.clock(),
             name,
-            keys.WORKER_QUEUE_PREFIX,
+            keys.instance(""),
+            keys.DUE_PREFIX,
             keys.MESSAGE_PREFIX,
             self._limits,
             keys.STATS,
         ]
-        return await self._scripts[script](keys=script_keys, args=[*common, *args])
+        return await self._scripts[script](args=[*common, *args])
 
-    async def accept(self, name: str, message_id: str, lane: LaneName, record: dict[str, Any]) -> bool:
-        """Record the message, queue it and wake the instance's pump: one atomic step."""
-        return bool(await self._run("accept", name, [keys.message(message_id)], message_id, lane, json.dumps(record)))
+    async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
+        """Record the messages, queue them and wake the instance: one atomic step. For each
+        message, None when it was queued now, or the id of the message its client reference
+        queued before (then it is not queued again). None, with nothing recorded, when the
+        instance does not exist."""
+        args: list[Any] = [CLIENT_REF_SECONDS]
+        for item in messages:
+            ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
+            args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
+        answers = await self._run("accept", name, *args)
+        if not answers:
+            return None
+        return [earlier or None for earlier in answers[1:]]
 
-    async def pick(self, name: str, token: str, owner: Owner, expired_fields: dict[str, Any]) -> Pick:
-        expired = json.dumps(expired_fields)
-        result = await self._run("pick", name, [], token, self.max_wait_ms, self.retention, expired, *owner)
-        kind = result[0]
-        if kind == "send":
-            record = dict(zip(result[2::2], result[3::2], strict=True))
-            return Pick(kind, message=Message.from_hash(record), expired=tuple(json.loads(result[1])))
-        if kind == "wait":
-            return Pick(kind, expired=tuple(result[2:]))
-        return Pick(kind, expired=tuple(result[1:]))
+    async def claim_due(self, worker_id: str, room: int, expired_fields: dict[str, Any]) -> Claim:
+        """Take up to `room` of the worker's due instances and pick what each sends now."""
+        found = await self._run(
+            "claim_due", "", worker_id, room, self.max_wait_ms, self.retention, json.dumps(expired_fields)
+        )
+        taken = [
+            Claimed(
+                name=name,
+                epoch=int(epoch),
+                message=Message.from_hash(json.loads(fields)) if fields else None,
+                expired=tuple(json.loads(expired)),
+            )
+            for name, epoch, expired, fields in zip(*[iter(found[1:])] * 4, strict=True)
+        ]
+        return Claim(taken, int(found[0]) if found[0] else None)
+
+    async def wait_bell(self, worker_id: str, timeout: float) -> None:
+        """Sleep up to `timeout` s, or until a wake-up earlier than the worker's others is added."""
+        # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+        await self.redis.blpop([keys.due_bell(worker_id)], timeout=timeout)  # type: ignore[arg-type]
 
     async def finish(
         self,
@@ -108,15 +147,15 @@ class Lanes:
             wa_key,
             *owner,
         ]
-        await self._run("finish", name, [], *args)
+        await self._run("finish", name, *args)
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""
-        return list(await self._run("flush", name, [], self.retention, json.dumps(fields), "0", ""))
+        return list(await self._run("flush", name, self.retention, json.dumps(fields), "0", ""))
 
     async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
         """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
-        return list(await self._run("flush", name, [], self.retention, json.dumps(fields), "1", inflight_error))
+        return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
         """Queue the deletion of a deleted instance's lanes, wake-up and quota counts."""
@@ -124,10 +163,12 @@ class Lanes:
         pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:
-        """Wake the pump now if it has work; with `reset`, first take back a dead owner's in-flight message."""
-        requeued = await self._run("kick", name, [], "1" if reset else "0")
+        """Wake the instance now if it has work; with `reset`, first take back a previous owner's
+        in-flight message."""
+        requeued = await self._run("kick", name, "1" if reset else "0")
         return requeued or None
 
-    async def sweep(self, name: str, queue: str, running_jobs: list[str]) -> bool:
-        """Wake `name` if it has waiting messages but no wake-up that will run; True if it had to."""
-        return bool(await self._run("sweep", name, [], queue, json.dumps(running_jobs)))
+    async def sweep(self, worker_id: str, owned: list[str], running: set[str]) -> list[str]:
+        """Repair the worker's instances whose wake-up was lost (see core/lua/sweep.lua); only call
+        it while no claim is under way. Returns the instances it had to act on."""
+        return list(await self._run("sweep", "", worker_id, json.dumps(owned), json.dumps(sorted(running))))

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from pydantic.alias_generators import to_camel
 
 from config.settings import LaneName
 from core import keys
 from core.clock import now_iso
+from core.instances import InstanceName
 from core.redis_client import Redis
+from scheduler.drivers.base import SendType
 
-SendType = Literal["text", "image", "document", "audio", "video"]
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 # A receipt only moves a message forward: a late "delivered" never undoes a "read".
 RECEIPT_ORDER = {"sent": 0, "delivered": 1, "read": 2}
@@ -25,6 +28,11 @@ def new_message_id() -> str:
 
 @dataclass(frozen=True)
 class Message:
+    """The message record: one definition for Python and Lua. It is a Redis hash whose field
+    names are these attributes in camelCase (`FIELDS`); the lane scripts take them from here
+    (`lua_fields`), and every change to a record is made with `changes`, which refuses a name
+    that is not one of these."""
+
     id: str
     instance_name: str
     tenant_id: str
@@ -32,69 +40,76 @@ class Message:
     to: str
     type: SendType
     status: Status
-    text: str | None
-    caption: str | None
-    media_url: str | None
-    file_name: str | None
     created_at: str
-    sent_at: str | None
-    error: str | None
-    wa_message_id: str | None
-    attempts: int
-    possibly_duplicated: bool
+    created_ms: int
+    text: str | None = None
+    caption: str | None = None
+    media_url: str | None = None
+    file_name: str | None = None
+    sent_at: str | None = None
+    error: str | None = None
+    wa_message_id: str | None = None
+    attempts: int = 0
+    possibly_duplicated: bool = False
+    eligible_ms: int | None = None  # when the lanes first allowed it to go (lateness figures)
+
+    @classmethod
+    def new(
+        cls, message_id: str, instance_name: str, lane: LaneName, to: str, type_: SendType, **content: str | None
+    ) -> Message:
+        """A message just accepted: pending, with its content (text, caption, media_url, file_name)."""
+        return cls(
+            id=message_id,
+            instance_name=instance_name,
+            tenant_id=InstanceName.parse(instance_name).tenant_id,
+            lane=lane,
+            to=to,
+            type=type_,
+            status="pending",
+            created_at=now_iso(),
+            created_ms=int(time.time() * 1000),
+            **content,  # type: ignore[arg-type]  # only the optional str fields are passed
+        )
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Message:
-        return cls(
-            id=data["id"],
-            instance_name=data["instanceName"],
-            tenant_id=data["tenantId"],
-            lane=data["lane"],  # type: ignore[arg-type]
-            to=data["to"],
-            type=data["type"],  # type: ignore[arg-type]
-            status=data["status"],  # type: ignore[arg-type]
-            text=data.get("text"),
-            caption=data.get("caption"),
-            media_url=data.get("mediaUrl"),
-            file_name=data.get("fileName"),
-            created_at=data["createdAt"],
-            sent_at=data.get("sentAt"),
-            error=data.get("error"),
-            wa_message_id=data.get("waMessageId"),
-            attempts=int(data.get("attempts", "0")),
-            possibly_duplicated=data.get("possiblyDuplicated") == "1",
-        )
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = data.get(FIELDS[field.name])
+            if raw is None:
+                continue
+            kind = _KINDS[field.name]
+            values[field.name] = raw == "1" if kind is bool else int(raw) if kind is int else raw
+        return cls(**values)
+
+    def to_hash(self) -> dict[str, str | int | None]:
+        """The record as the accept script stores it (None: no such field)."""
+        return changes(**{field.name: getattr(self, field.name) for field in fields(self)})
 
 
-def new_record(
-    message_id: str,
-    instance_name: str,
-    tenant_id: str,
-    lane: LaneName,
-    to: str,
-    type_: SendType,
-    *,
-    text: str | None = None,
-    caption: str | None = None,
-    media_url: str | None = None,
-    file_name: str | None = None,
-) -> dict[str, str | int | None]:
-    return {
-        "id": message_id,
-        "instanceName": instance_name,
-        "tenantId": tenant_id,
-        "lane": lane,
-        "to": to,
-        "type": type_,
-        "status": "pending",
-        "text": text,
-        "caption": caption,
-        "mediaUrl": media_url,
-        "fileName": file_name,
-        "createdAt": now_iso(),
-        "createdMs": int(time.time() * 1000),
-        "attempts": 0,
-    }
+FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}
+_KINDS = {
+    name: int if hint in ("int", "int | None") else bool if hint == "bool" else str
+    for name, hint in ((field.name, str(field.type)) for field in fields(Message))
+}
+
+
+def changes(**values: object) -> dict[str, Any]:
+    """Changes to message records, by Message attribute, as the hash fields the scripts set
+    (None removes a field); an unknown attribute is a KeyError here, never a stray field."""
+    return {FIELDS[name]: _stored(value) for name, value in values.items()}
+
+
+def _stored(value: object) -> object:
+    if isinstance(value, bool):
+        return "1" if value else None
+    return value
+
+
+def lua_fields() -> str:
+    """`local F = {createdMs = 'createdMs', ...}`: the record's field names for the Lua scripts."""
+    entries = ", ".join(f"{field} = '{field}'" for field in FIELDS.values())
+    return f"local F = {{{entries}}}"
 
 
 class Messages:
@@ -114,6 +129,6 @@ class Messages:
             message = await self.get(message_id) if message_id else None
             if message is None or RECEIPT_ORDER.get(message.status, 99) >= RECEIPT_ORDER[status]:
                 continue
-            await self.redis.hset(keys.message(message.id), "status", status)
+            await self.redis.hset(keys.message(message.id), FIELDS["status"], status)
             moved.append(message)
         return moved

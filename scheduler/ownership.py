@@ -44,25 +44,31 @@ class Ownership:
         """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""
         previous = expected or ""
         epoch = await self._claim(
-            keys=[keys.instance(name), keys.worker_instances(previous), keys.worker_instances(worker_id)],
+            keys=[
+                keys.instance(name),
+                keys.worker_instances(previous),
+                keys.worker_instances(worker_id),
+                keys.due(previous),
+            ],
             args=[previous, worker_id, name],
         )
         return int(epoch) if epoch else None
 
     async def least_loaded(self, exclude: str | None = None) -> str | None:
-        """The live worker with the fewest instances and room for one more."""
+        """The live worker with the fewest instances and room for one more; never one that is
+        stopping (it would hand them on, or leave them to a stale adoption after its restart)."""
         workers = [w for w in await self.live_workers() if w != exclude]
         if not workers:
             return None
         async with self.redis.pipeline(transaction=False) as pipe:
             for worker_id in workers:
                 pipe.scard(keys.worker_instances(worker_id))
-                pipe.hget(keys.worker(worker_id), "capacity")
+                pipe.hmget(keys.worker(worker_id), ["capacity", "stopping"])
             answers = await pipe.execute()
         room = [
             (load, worker_id)
-            for worker_id, load, capacity in zip(workers, answers[::2], answers[1::2], strict=True)
-            if capacity is None or load < int(capacity)
+            for worker_id, load, (capacity, stopping) in zip(workers, answers[::2], answers[1::2], strict=True)
+            if not stopping and (capacity is None or load < int(capacity))
         ]
         return min(room)[1] if room else None
 

@@ -1,5 +1,5 @@
-"""The pump: one arq job per wake-up of an instance. It takes the next message its lanes allow,
-sends it through the instance's WhatsApp session, records what happened and schedules the next
+"""The pump: sends one message the claim loop picked (scheduler/claim_loop.py) through the
+instance's WhatsApp session and records what happened, which also schedules the instance's next
 wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from scheduler.drivers.base import (
     Session,
     TransientDriverError,
 )
-from scheduler.lanes import Lanes, Outcome, Owner
+from scheduler.lanes import Claimed, Lanes, Outcome, Owner
 from scheduler.media import MediaError
-from scheduler.messages import Message, Messages
+from scheduler.messages import FIELDS, Message, Messages, changes
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -33,9 +33,9 @@ log = structlog.get_logger(__name__)
 # Transient failures (not connected, network blips) retry after these delays, then give up.
 RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
 EXPIRED = "expired: waited longer than the configured limit to be sent"
-# How long a pump keeps trying to record an outcome while Redis is away; past it the recovery
-# sweep takes the message back (marked possibly duplicated).
-FINISH_PATIENCE_SECONDS = 120
+# While Redis is away, recording an outcome is tried again this often, for as long as it takes:
+# the message stays `sending` meanwhile, and no other send starts on its number.
+FINISH_RETRY_SECONDS = 0.5
 
 
 class SessionSource(Protocol):
@@ -43,10 +43,6 @@ class SessionSource(Protocol):
 
     async def forget(self, name: str) -> None:
         """Close the instance's session here: another worker owns it now."""
-        ...
-
-    async def epoch(self, name: str) -> int | None:
-        """The epoch we own the instance under, or None if we do not own it."""
         ...
 
     async def still_owns(self, name: str, owner: Owner) -> bool: ...
@@ -74,37 +70,35 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
+        lease_seconds: float,
     ) -> None:
         self.worker_id = worker_id
+        # A claim younger than this cannot have been fenced off: the lease has not run out since.
+        self.recheck_after = lease_seconds / 3
         self.lanes = lanes
         self.messages = messages
         self.sessions = sessions
         self.media = media
         self.outbox = outbox
 
-    async def run(self, name: str, token: str) -> None:
-        epoch = await self.sessions.epoch(name)
-        owner = (self.worker_id, epoch or 0)
-        pick = await self.lanes.pick(name, token, owner, {"status": "failed", "error": EXPIRED})
-        if pick.kind == "fenced":
-            log.warning("pump.fenced", instance=name)  # another worker owns it now: its sends are not ours
-            await self.sessions.forget(name)
-            return
-        for message_id in pick.expired:
+    async def run(self, claimed: Claimed) -> None:
+        name = claimed.name
+        owner = (self.worker_id, claimed.epoch)
+        for message_id in claimed.expired:
             expired = await self.messages.get(message_id)
             if expired is not None:
                 await self._publish(name, expired, {})
-        if pick.message is None:
+        if claimed.message is None:
             return
-        message = pick.message
+        message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
-            result = await self._send(name, owner, message)
+            result = await self._send(name, owner, message, claimed.at)
         except RedisError:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
-            result = Result("failed_uncounted", {"status": "failed", "error": f"internal_error: {type(exc).__name__}"})
+            result = Result("failed_uncounted", changes(status="failed", error=f"internal_error: {type(exc).__name__}"))
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         if result is None:
@@ -115,7 +109,7 @@ class Pump:
         if result.outcome != "requeue":
             await self._publish(name, message, result.fields)
 
-    async def _send(self, name: str, owner: Owner, message: Message) -> Result | None:
+    async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
@@ -127,61 +121,59 @@ class Pump:
             if not await session.is_on_whatsapp(message.to):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
-            # Media can take a while: if we lost the instance meanwhile (a pause past our lease),
-            # the new owner has taken this message back, and sending it here would duplicate it.
-            if not await self.sessions.still_owns(name, owner):
+            # Media can take a while, and the process may have been paused: if we lost the
+            # instance meanwhile (that takes a lease), the new owner has taken this message back,
+            # and sending it here would duplicate it. Sooner than that, we cannot have lost it.
+            if time.monotonic() - claimed_at > self.recheck_after and not await self.sessions.still_owns(name, owner):
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
-            return Result("failed_uncounted", {"status": "failed", "error": "not_on_whatsapp", "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error="not_on_whatsapp", attempts=attempts))
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed", changes(status="failed", error=error, attempts=attempts))
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc))
         except DriverError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
         except MediaError as exc:
-            return Result("failed_uncounted", {"status": "failed", "error": str(exc), "attempts": attempts})
-        fields: dict[str, Any] = {
-            "status": "sent",
-            "error": None,  # a transient failure before this attempt is history now
-            "sentAt": now_iso(),
-            "waMessageId": sent.message_id,
-            "attempts": attempts,
-            "text": text,
-            "caption": caption,
-        }
+            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
+        fields = changes(
+            status="sent",
+            error=None,  # a transient failure before this attempt is history now
+            sent_at=now_iso(),
+            wa_message_id=sent.message_id,
+            attempts=attempts,
+            text=text,
+            caption=caption,
+        )
         return Result("sent", fields)
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         # What happened must be recorded, or the message stays `sending`: outlast a Redis outage.
-        deadline = time.monotonic() + FINISH_PATIENCE_SECONDS
+        # Trying again is safe: finish.lua records a message once, and only for its owner.
         while True:
             try:
                 await self.lanes.finish(name, owner, message.id, result.outcome, result.fields, result.retry_at_ms)
                 return
             except RedisError:
-                if time.monotonic() > deadline:
-                    raise
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
-                await asyncio.sleep(1)
+                await asyncio.sleep(FINISH_RETRY_SECONDS)
 
     def _retry(self, message: Message, attempts: int, reason: str) -> Result:
         if attempts > len(RETRY_BACKOFF_SECONDS):
             error = f"gave up after {attempts} attempts: {reason}"
-            return Result("failed_uncounted", {"status": "failed", "error": error, "attempts": attempts})
+            return Result("failed_uncounted", changes(status="failed", error=error, attempts=attempts))
         retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
-        return Result("requeue", {"status": "pending", "error": reason, "attempts": attempts}, retry_at)
+        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
-    async def _publish(self, name: str, message: Message, changes: dict[str, Any]) -> None:
+    async def _publish(self, name: str, message: Message, changed: dict[str, Any]) -> None:
         """message.sent or message.failed, from the record as it was picked plus what changed since."""
         ended = {
-            "status": message.status,
-            "sentAt": message.sent_at,
-            "waMessageId": message.wa_message_id,
-            "error": message.error,
-        } | {key: changes[key] for key in ("status", "sentAt", "waMessageId", "error") if key in changes}
+            field: changed.get(FIELDS[attribute], getattr(message, attribute))
+            for attribute in ("status", "sent_at", "wa_message_id", "error")
+            for field in [FIELDS[attribute]]
+        }
         data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **ended}
         await self.outbox.publish(name, f"message.{ended['status']}", data)

@@ -19,13 +19,13 @@ from core.redis_client import Redis, connect
 from core.tenants import Tenants
 from scheduler.commands import Commands
 from scheduler.lanes import Lanes
-from scheduler.messages import Messages
+from scheduler.messages import Messages, changes
 from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
-CANCELLED_BY_DELETE = {"status": "cancelled", "error": "cancelled: the instance was deleted"}
+CANCELLED_BY_DELETE = changes(status="cancelled", error="cancelled: the instance was deleted")
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 
@@ -61,7 +61,7 @@ class Services:
             commands=Commands(ownership, arq),
             lanes=Lanes.from_settings(redis, settings),
             messages=Messages(redis, settings.message_retention),
-            outbox=Outbox(redis, arq),
+            outbox=Outbox(redis),
             media=MediaLibrary(
                 redis,
                 FileMediaStore(settings.data_dir / "media"),

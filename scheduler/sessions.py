@@ -138,6 +138,17 @@ class SessionHost:
             log.error("session.reconnect_failed", instance=name, error=str(exc))
         await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
 
+    async def _adopted(self, name: str) -> None:
+        """Take over an instance handed to us, once per epoch: a command that comes late (queued
+        before a restart in which we adopted the instance ourselves, or for an instance that moved
+        on since) changes nothing, so no session connects twice and no send is taken back."""
+        owner, epoch = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])
+        if owner != self.worker_id or epoch is None or self.epochs.get(name) == int(epoch):
+            log.info("instance.adopt_skipped", instance=name, owner=owner, epoch=epoch)
+            return
+        self.epochs[name] = int(epoch)
+        await self.take_over(name)
+
     async def drop_lost(self) -> list[str]:
         """Close the sessions of instances another worker owns now (we were fenced off)."""
         names = list(self.sessions)
@@ -216,8 +227,7 @@ class SessionHost:
         return await command(name, args)
 
     async def _adopt_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        self.epochs.pop(name, None)  # handed to us by a leaving worker or by the API: learn the new epoch
-        await self.take_over(name)
+        await self._adopted(name)  # handed to us by a leaving worker or by the API
         return {}
 
     async def _delete_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The worker: heartbeats, owns WhatsApp sessions and runs arq jobs from its own queue."""
+"""The worker: heartbeats, owns WhatsApp sessions, sends through the claim loop and runs instance
+commands (arq jobs) from its own queue."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from config import Settings
 from core import keys
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
+from scheduler.claim_loop import ClaimLoop
 from scheduler.commands import COMMAND_JOB
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
@@ -26,17 +28,15 @@ from scheduler.outgoing import Outgoing
 from scheduler.pump import Pump
 from scheduler.services import Services
 from scheduler.sessions import SessionHost
-from webhooks.delivery import Deliverer, deliver_webhooks, job_timeout
-from webhooks.outbox import DELIVER_JOB
+from webhooks.delivery import Deliverer
 
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_SECONDS = 2.0  # at most; a short lease timeout beats faster
-# A pump may fetch media (up to 2 min) and wait on WhatsApp (up to 1 min) before it finishes.
-PUMP_TIMEOUT_SECONDS = 300
-# The recovery sweep costs a script call per hosted instance: often enough to matter after a crash
-# or an outage (it also runs when the arq loop comes back), rarely enough to cost little.
-SWEEP_SECONDS = 10.0
+# Sends under way at once in one worker (each on its own number): media fetches take memory.
+MAX_SENDS_IN_FLIGHT = 256
+# A stopping worker lets its sends under way finish for this long before handing over.
+DRAIN_SECONDS = 10.0
 MEDIA_SWEEP_SECONDS = 600.0  # inbound media past its retention is deleted at about this pace
 WORKER_ID_FILE = "worker.id"
 
@@ -67,11 +67,6 @@ async def instance_command(ctx: dict[str, Any], name: str, op: str, args: dict[s
     return await worker.host.command(name, op, args)
 
 
-async def pump(ctx: dict[str, Any], name: str, token: int) -> None:
-    worker: GatewayWorker = ctx["gateway"]
-    await worker.pump.run(name, str(token))
-
-
 class GatewayWorker:
     """One worker process's runtime: membership heartbeat, the sessions it hosts, and the arq
     worker on its own queue."""
@@ -86,16 +81,29 @@ class GatewayWorker:
         self.driver = make_driver(settings, svc.redis, self.worker_id)
         self.host = SessionHost(self.worker_id, svc, self.driver)
         self.fetcher = MediaFetcher(allow_private=settings.allow_private_urls)
-        self.pump = Pump(self.worker_id, svc.lanes, svc.messages, self.host, Outgoing(self.fetcher), svc.outbox)
+        pump = Pump(
+            self.worker_id,
+            svc.lanes,
+            svc.messages,
+            self.host,
+            Outgoing(self.fetcher),
+            svc.outbox,
+            settings.lease_timeout,
+        )
+        self.claims = ClaimLoop(
+            self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval
+        )
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, settings.lease_timeout / 4)
         self._tasks: list[asyncio.Task[None]] = []
+        self._record: dict[str, str | int] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "capacity": settings.max_sessions,
+            "startedAt": int(time.time() * 1000),
+        }
+        self._stopping = False
         self._arq = Worker(
-            # A pump job per instance may be mid-send at once: one slot per hosted session.
-            functions=[
-                func(instance_command, name=COMMAND_JOB),
-                func(pump, name="pump", keep_result=0, timeout=PUMP_TIMEOUT_SECONDS),
-            ],
-            max_jobs=settings.max_sessions + 10,
+            functions=[func(instance_command, name=COMMAND_JOB)],
             queue_name=keys.worker_queue(self.worker_id),
             redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
             handle_signals=False,
@@ -106,57 +114,40 @@ class GatewayWorker:
             ctx={"gateway": self},
         )
         self.deliverer = Deliverer(settings, svc.redis, svc.outbox, svc.instances)
-        # Webhooks go through a queue that every worker polls. A Worker of their own keeps the long
-        # delivery timeout from stretching the in-progress keys of commands (arq sizes them by the
-        # largest timeout among a worker's functions).
-        self._webhooks = Worker(
-            functions=[func(deliver_webhooks, name=DELIVER_JOB, timeout=job_timeout(settings), keep_result=0)],
-            queue_name=keys.OUTBOX_QUEUE,
-            redis_pool=arq_pool(settings),
-            handle_signals=False,
-            poll_delay=settings.worker_poll_delay,
-            keep_result=0,
-            job_serializer=dumps,
-            job_deserializer=loads,
-            ctx={"deliverer": self.deliverer},
-        )
 
     async def start(self) -> None:
         if isinstance(self.driver, NeonizeDriver):
             self.driver.install_executor(asyncio.get_running_loop())
         await self._heartbeat_once()
-        await self.services.redis.hset(
-            keys.worker(self.worker_id),
-            mapping={
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "capacity": self.settings.max_sessions,
-                "startedAt": int(time.time() * 1000),
-            },
-        )
         await self.fetcher.open()
         await self.host.adopt()
         await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
         self._tasks = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._watch()),
-            asyncio.create_task(supervised(self._arq.main, "arq.instances", self.sweep)),
-            asyncio.create_task(supervised(self._webhooks.main, "arq.webhooks")),
+            asyncio.create_task(self.claims.run()),
+            asyncio.create_task(supervised(self._arq.main, "arq.instances")),
+            asyncio.create_task(self.deliverer.run_forever()),
             asyncio.create_task(self.deliverer.sweep_forever()),
         ]
         log.info("worker.started", worker_id=self.worker_id, instances=len(self.host.sessions))
 
     async def stop(self) -> None:
-        """Graceful shutdown: stop taking jobs, leave the membership and hand every instance to
-        another live worker at once (a message cut off mid-send is re-queued by the new owner)."""
-        for task in self._tasks:  # the arq workers' poll loops among them
+        """Graceful shutdown: say we are stopping (nobody hands us instances from now on), stop
+        claiming and let the sends under way finish, stop taking jobs, leave the membership and
+        hand every instance to another live worker that is not stopping, at once."""
+        self._stopping = True
+        with contextlib.suppress(RedisError):
+            await self._heartbeat_once()
+        await self.claims.drain(DRAIN_SECONDS)
+        for task in self._tasks:  # the claim loop and the arq workers' poll loops among them
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await close_arq(self._arq)
-        await close_arq(self._webhooks)
-        # Our lease ends now (score 0): nobody picks us for new work, and if the hand-over below is
-        # cut short, the others adopt what is left as from any dead worker.
-        await self.services.redis.zadd(keys.WORKERS, {self.worker_id: 0})
+        # Our lease ends now (score 0): if the hand-over below is cut short, the others adopt
+        # what is left as from any dead worker.
+        with contextlib.suppress(RedisError):
+            await self.services.redis.zadd(keys.WORKERS, {self.worker_id: 0})
         try:
             await self.host.hand_over(self.services.commands)
         except RedisError:
@@ -171,7 +162,16 @@ class GatewayWorker:
         log.info("worker.stopped", worker_id=self.worker_id)
 
     async def _heartbeat_once(self) -> None:
-        await self.services.redis.zadd(keys.WORKERS, {self.worker_id: int(time.time() * 1000)})
+        """Renew the lease with the whole worker record: a worker paused past its lease, whose
+        record the others dropped, shows up again complete, never as a row of nulls."""
+        async with self.services.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.worker(self.worker_id), mapping=self._record)
+            if self._stopping:
+                pipe.hset(keys.worker(self.worker_id), "stopping", "1")
+            else:
+                pipe.hdel(keys.worker(self.worker_id), "stopping")
+            pipe.zadd(keys.WORKERS, {self.worker_id: int(time.time() * 1000)})
+            await pipe.execute()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -182,31 +182,22 @@ class GatewayWorker:
                 log.warning("worker.heartbeat_failed", worker_id=self.worker_id, error=str(exc))
 
     async def _watch(self) -> None:
-        """Every heartbeat: drop what we lost, adopt what dead workers left; now and then, unstick pumps."""
-        rounds = 0
+        """Every heartbeat: drop what we lost, adopt what dead workers left; now and then, delete
+        inbound media past its retention."""
+        rounds, media_every = 0, max(1, round(MEDIA_SWEEP_SECONDS / self.heartbeat_seconds))
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 await self.host.drop_lost()
-                await self.host.adopt_orphans(self.settings.max_sessions)
-                rounds += 1
-                if rounds % max(1, round(SWEEP_SECONDS / self.heartbeat_seconds)) == 0:
-                    await self.sweep()
-                if (rounds - 1) % max(1, round(MEDIA_SWEEP_SECONDS / self.heartbeat_seconds)) == 0:
+                if not self._stopping:
+                    await self.host.adopt_orphans(self.settings.max_sessions)
+                if rounds % media_every == 0:
                     await self.services.media.sweep()
+                rounds += 1
             except RedisError as exc:
                 log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
             except Exception:  # a bug here must not end adoption and sweeps for good
                 log.exception("worker.watch_failed", worker_id=self.worker_id)
-
-    async def sweep(self) -> None:
-        """Re-schedule any of our instances whose waiting messages have no wake-up that will run."""
-        queue = keys.worker_queue(self.worker_id)
-        running = [job_id for job_id, task in self._arq.tasks.items() if not task.done()]
-        for name in await self.services.ownership.owned_by(self.worker_id):
-            mine = [job_id for job_id in running if job_id.startswith(f"pump:{name}:")]
-            if await self.services.lanes.sweep(name, queue, mine):
-                log.info("pump.swept", instance=name)
 
 
 def worker_context(
@@ -224,11 +215,8 @@ def worker_context(
     return context
 
 
-async def supervised(
-    main: Callable[[], Awaitable[None]], what: str, recover: Callable[[], Awaitable[None]] | None = None
-) -> None:
-    """Run an arq poll loop, starting it again after a Redis outage instead of dying with it; then
-    `recover` what the outage may have cut short."""
+async def supervised(main: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run an arq poll loop, starting it again after a Redis outage instead of dying with it."""
     while True:
         try:
             await main()
@@ -236,6 +224,3 @@ async def supervised(
         except (RedisError, OSError) as exc:
             log.warning("worker.loop_restarting", loop=what, error=str(exc))
             await asyncio.sleep(1)
-            if recover is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await recover()

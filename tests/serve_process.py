@@ -84,6 +84,13 @@ class ServeProcess:
         self.process = None
         return code
 
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for the process to exit (after a signal sent with `signal`); its exit code."""
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
     def signal(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)

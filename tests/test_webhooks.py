@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import json
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +25,7 @@ from core.instances import InstanceName, Instances
 from core.redis_client import connect
 from gateway.app import create_app
 from scheduler.drivers.base import Connected, MessageReceived
-from scheduler.worker import GatewayWorker, arq_pool, worker_context
+from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from webhooks import verify_signature
@@ -426,7 +426,7 @@ async def test_deleting_an_instance_drops_its_pending_deliveries(
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
         assert [key async for key in redis.scan_iter(match=keys.webhook_delivery(NAME, "*"))] == []
-        assert not await redis.exists(keys.outbox(NAME), keys.webhook_log(NAME), keys.webhook_wake(NAME))
+        assert not await redis.exists(keys.outbox(NAME), keys.webhook_log(NAME))
     finally:
         await redis.aclose()
 
@@ -466,44 +466,46 @@ async def test_a_burst_of_events_arrives_once_each_in_publication_order(
 async def outbox(settings: Settings) -> AsyncIterator[Outbox]:
     """The outbox of an instance `NAME`, with no worker running any job it queues."""
     assert settings.redis_url is not None and settings.secret_key is not None
-    store, arq = connect(settings.redis_url), arq_pool(settings)
+    store = connect(settings.redis_url)
     instances = Instances(store, SecretBox(settings.secret_key.get_secret_value()))
     await instances.create(InstanceName.parse(NAME), "http://127.0.0.1:9/hook", SECRET, "open")
-    yield Outbox(store, arq)
+    yield Outbox(store)
     await store.aclose()
-    await arq.aclose()
 
 
-async def queued_jobs(outbox: Outbox) -> list[tuple[str, float]]:
-    return list(await outbox.redis.zrange(keys.OUTBOX_QUEUE, 0, -1, withscores=True))
+async def due(outbox: Outbox) -> list[tuple[str, float]]:
+    return list(await outbox.redis.zrange(keys.WEBHOOK_DUE, 0, -1, withscores=True))
 
 
-async def test_publishing_queues_a_delivery_job_only_when_none_is_pending(outbox: Outbox) -> None:
+async def test_publishing_makes_the_instance_due_once_and_one_take_gets_it(outbox: Outbox) -> None:
     first = await outbox.publish(NAME, "webhook.test", {})
     await outbox.publish(NAME, "webhook.test", {})
-    [(job_id, _)] = await queued_jobs(outbox)
-    job = json.loads(await outbox.redis.get(f"arq:job:{job_id}"))
-    assert job["f"] == "deliver_webhooks" and job["a"] == [NAME] and job["k"] == {} and job["t"] is None
+    [(name, at)] = await due(outbox)
+    assert name == NAME and at <= time.time() * 1000
+    assert await outbox.redis.llen(keys.WEBHOOK_BELL) == 1  # a sleeping delivery loop looks now
+    assert await outbox.take_due(10) == ([NAME], None)
+    assert await outbox.take_due(10) == ([], None)  # taken once: no other loop gets it
 
-    head = await outbox.next(NAME, "holder", 5, claim=True)  # the job starts: no longer pending
+    head = await outbox.next(NAME, "holder", 5, claim=True)
     assert head is not None and head.delivery.id == first
-    await outbox.publish(NAME, "webhook.test", {})
-    assert len(await queued_jobs(outbox)) == 2
+    await outbox.publish(NAME, "webhook.test", {})  # due again: a loop that takes it finds the lock held
+    assert await outbox.next(NAME, "late", 5, claim=True) is None
 
 
-async def test_the_holder_letting_go_queues_a_job_for_one_that_found_the_lock_taken(outbox: Outbox) -> None:
+async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jump_it(outbox: Outbox) -> None:
     await outbox.publish(NAME, "webhook.test", {})
-    await outbox.redis.delete(keys.OUTBOX_QUEUE)  # its job has run: it is the holder below
+    await outbox.take_due(10)
     assert await outbox.next(NAME, "holder", 5, claim=True) is not None
-    assert await outbox.next(NAME, "late", 5, claim=True) is None  # say the head's retry, due meanwhile
     retry_at = datetime.now(UTC) + timedelta(seconds=30)
     await outbox.kick(NAME, at=retry_at, token="holder")  # the holder saw the head not due yet
 
     assert not await outbox.redis.exists(keys.webhook_lock(NAME))
-    (_, now), (retry_job, retry) = await queued_jobs(outbox)
-    assert now <= time.time() * 1000 < retry and retry_job == f"webhooks:{NAME}:{int(retry)}"
-    await outbox.kick(NAME, at=retry_at)  # the same retry again (a sweep): nothing new
-    assert len(await queued_jobs(outbox)) == 2
+    [(_, at)] = await due(outbox)
+    assert at == math.ceil(retry_at.timestamp() * 1000)
+    await outbox.kick(NAME)  # a sweep, or a replay: the head's retry still goes first
+    assert await due(outbox) == [(NAME, at)]
+    names, next_due = await outbox.take_due(10)
+    assert names == [] and next_due == int(at)
 
 
 async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None:
@@ -514,7 +516,7 @@ async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None
     attempt = Attempt(at=head.delivery.created_at, duration_ms=1, status_code=204)
     assert await outbox.next(NAME, "holder", 5, attempted=head.delivery.after(attempt, DELAYS, True)) is None
 
-    assert not await outbox.redis.exists(keys.webhook_lock(NAME), keys.webhook_wake(NAME), keys.outbox(NAME))
+    assert not await outbox.redis.exists(keys.webhook_lock(NAME), keys.outbox(NAME))
     assert await outbox.stats() == {"delivered": 1, "failed": 0, "deadLettered": 0}
     with pytest.raises(LockLost):
         await outbox.next(NAME, "holder", 5)

@@ -1,14 +1,14 @@
 """Delivery of the outbox: for each instance, one worker at a time POSTs the head event, signed,
 and settles it (delivered, due again later, or dead-lettered) before the next one goes.
 
-A job (`DELIVER_JOB` on the shared `keys.OUTBOX_QUEUE`) only says "look at this instance": all
-state is in the outbox, so any worker may run any job and duplicate jobs are harmless. Who
-delivers is decided by a short per-instance lock; its holder delivers head after head until the
-FIFO is empty, so a burst of events costs one job, and publishing queues a job only when none is
-pending (core/lua/webhook_next.lua tells how no wake-up is lost). Each event costs one round trip to
-Redis besides the POST: storing the attempt and fetching the next head are one script. Retries
-are deferred jobs, and the due time of the next attempt is in the record, so a sweep at start-up
-(and now and then) re-creates any job lost with a worker.
+An instance with events to deliver is in one sorted set by due time (`keys.WEBHOOK_DUE`); every
+worker's delivery loop takes due instances from it in one script call (each goes to one loop).
+All state is in the outbox, so any worker may deliver for any instance, and being taken twice is
+harmless: who delivers is decided by a short per-instance lock; its holder delivers head after
+head until the FIFO is empty, so a burst of events costs one take. Each event costs one round
+trip to Redis besides the POST: storing the attempt and fetching the next head are one script.
+A head waiting for its retry goes back in the set for its due time; a sweep at start-up (and now
+and then) makes due any instance whose holder died with the lock.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import asyncio
 import secrets
 import socket
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
@@ -34,18 +34,12 @@ from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TI
 
 log = structlog.get_logger(__name__)
 
-DRAIN_SECONDS = 30.0  # one job delivers for this long at most, then hands over to a fresh job
+DRAIN_SECONDS = 30.0  # one deliverer delivers for an instance this long at most, then hands over
 LOCK_MARGIN_SECONDS = 5.0  # the lock outlives one attempt by this much; it is renewed per attempt
-SWEEP_SECONDS = 15.0  # how often each worker looks for waiting events that no job will pick up
-
-
-async def deliver_webhooks(ctx: dict[str, Any], instance_name: str) -> None:
-    deliverer: Deliverer = ctx["deliverer"]
-    await deliverer.run(instance_name)
-
-
-def job_timeout(settings: Settings) -> float:
-    return DRAIN_SECONDS + settings.webhook_timeout + LOCK_MARGIN_SECONDS
+SWEEP_SECONDS = 15.0  # how often each worker looks for waiting events that nobody will deliver
+IDLE_SECONDS = 1.0  # the longest the delivery loop sleeps without looking
+MAX_IN_FLIGHT = 64  # instances one worker delivers for at once
+RETRY_SECONDS = 0.2  # after a Redis error
 
 
 async def check_webhook_url(url: str, allow_private: bool) -> None:
@@ -92,7 +86,7 @@ class Deliverer:
 
     async def _drain(self, instance_name: str, token: str, head: Head | None) -> None:
         """Settle head after head while they are due; hand over to a job for the head's due time,
-        or to a fresh one once this job has delivered for DRAIN_SECONDS. `head` is None once the
+        or to a fresh one once this one has delivered for DRAIN_SECONDS. `head` is None once the
         lock is let go."""
         deadline = time.monotonic() + DRAIN_SECONDS
         try:
@@ -103,7 +97,7 @@ class Deliverer:
                     await self.outbox.kick(instance_name, at=due, token=token)  # its retry goes then
                     return
                 if time.monotonic() > deadline:
-                    await self.outbox.kick(instance_name, token=token)  # a fresh job carries on
+                    await self.outbox.kick(instance_name, token=token)  # a fresh take carries on
                     return
                 secret = self.instances.box.open(head.sealed_secret)
                 attempt, retryable = await self._attempt(delivery, head.url, secret)
@@ -116,7 +110,7 @@ class Deliverer:
                 head = await self.outbox.next(instance_name, token, self.lock_seconds, attempted=settled)
         except BaseException:
             if head is not None:
-                await self.outbox.release(instance_name, token)
+                await self.outbox.kick(instance_name, token=token)  # another worker carries on
             raise
 
     async def _attempt(self, delivery: Delivery, url: str, secret: str) -> tuple[Attempt, bool]:
@@ -169,6 +163,49 @@ class Deliverer:
         for name, waiting, locked in zip(names, found[::2], found[1::2], strict=True):
             if waiting and not locked:
                 await self.outbox.kick(name)
+
+    async def run_forever(self) -> None:
+        """The delivery loop: take the due instances there is room for, deliver for each in a
+        task of its own, and sleep until the next due time or until an instance is made due."""
+        running: set[asyncio.Task[None]] = set()
+        room_freed = asyncio.Event()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            room_freed.set()
+
+        try:
+            while True:
+                try:
+                    names, next_due = await self.outbox.take_due(MAX_IN_FLIGHT - len(running))
+                    for name in names:
+                        task = asyncio.create_task(self._run_logged(name))
+                        running.add(task)
+                        task.add_done_callback(done)
+                    if len(running) >= MAX_IN_FLIGHT:
+                        room_freed.clear()
+                        await room_freed.wait()
+                        continue
+                    wait = IDLE_SECONDS if next_due is None else (next_due - time.time() * 1000) / 1000
+                    if names and len(names) == MAX_IN_FLIGHT:
+                        continue
+                    if min(wait, IDLE_SECONDS) > 0.001:
+                        await self.outbox.wait_bell(min(wait, IDLE_SECONDS))
+                except RedisError as exc:
+                    log.warning("webhook.loop_redis_error", error=str(exc))
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _run_logged(self, instance_name: str) -> None:
+        try:
+            await self.run(instance_name)
+        except RedisError as exc:  # the sweep makes the instance due again once Redis is back
+            log.warning("webhook.redis_error", instance=instance_name, error=str(exc))
+        except Exception:
+            log.exception("webhook.delivery_failed", instance=instance_name)
 
     async def sweep_forever(self) -> None:
         while True:

@@ -6,7 +6,8 @@ happened. A delivery is one JSON record holding the exact body that gets signed,
 its attempts; a log of ids keeps recent deliveries listable and replayable after they settle.
 
 Publishing, each delivery step and handing over are one Lua script each (core/lua/webhook_*.lua),
-delivery jobs included: one round trip apiece, and never half-done.
+one round trip apiece and never half-done. An instance whose events are due is in one sorted set
+that every worker's delivery loop takes from (`keys.WEBHOOK_DUE`, webhooks/delivery.py).
 """
 
 from __future__ import annotations
@@ -18,26 +19,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from uuid import uuid4
 
-from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
-from arq.jobs import serialize_job
-from arq.utils import timestamp_ms
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import WatchError
 
 from core import keys
-from core.clock import iso, now_iso
+from core.clock import iso, now_iso, now_ms
 from core.errors import InvalidState, NotFound
 from core.records import ApiModel
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
-DELIVER_JOB = "deliver_webhooks"
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
-PENDING_TTL_SECONDS = 3600  # the job-pending flag: far longer than any job waits or lock is held
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
 
@@ -120,22 +114,17 @@ class LockLost(Exception):
 
 
 class Outbox:
-    def __init__(self, redis: Redis, arq: ArqRedis) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.arq = arq
-        self._publish = redis.register_script(lua("webhook_enqueue", "webhook_publish"))
-        self._hand_over = redis.register_script(lua("webhook_enqueue", "webhook_hand_over"))
+        self._publish = redis.register_script(lua("webhook_publish"))
+        self._hand_over = redis.register_script(lua("webhook_hand_over"))
+        self._take_due = redis.register_script(lua("webhook_take_due"))
         self._next = redis.register_script(lua("webhook_next"))
 
-    def _job_args(self, instance_name: str, now: int) -> list[Any]:
-        """The arguments every job-queueing script starts with (see core/lua/webhook_enqueue.lua)."""
-        job = serialize_job(DELIVER_JOB, (instance_name,), {}, None, now, serializer=self.arq.job_serializer)
-        return [job_key_prefix, job, now, self.arq.expires_extra_ms, uuid4().hex]
-
     async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
-        """Record `event` for `instance_name`'s webhook and, unless one is pending already, queue
-        a delivery job, in one step; returns the delivery id (the `x-gateway-delivery` header).
-        An event of an instance that is gone, or going, is dropped."""
+        """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
+        returns the delivery id (the `x-gateway-delivery` header). An event of an instance that
+        is gone, or going, is dropped."""
         created_at = now_iso()
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
@@ -147,35 +136,32 @@ class Outbox:
                 keys.outbox(instance_name),
                 keys.webhook_log(instance_name),
                 keys.webhook_seq(instance_name),
-                keys.webhook_wake(instance_name),
-                keys.OUTBOX_QUEUE,
+                keys.WEBHOOK_DUE,
+                keys.WEBHOOK_BELL,
                 keys.instance(instance_name),
             ],
-            args=[*self._job_args(instance_name, timestamp_ms()), delivery.id, _dump(delivery), PENDING_TTL_SECONDS],
+            args=[delivery.id, _dump(delivery), now_ms(), instance_name],
         )
         return delivery.id
 
     async def kick(self, instance_name: str, at: datetime | None = None, token: str = "") -> None:
-        """Queue a job to look at the instance's deliveries now, or at `at`: one job per due
-        time, so scheduling the same retry again (after a sweep, say) adds nothing. The lock
-        holder passes its `token` to let go of the lock in the same step (core/lua/webhook_hand_over.lua)."""
-        now = timestamp_ms()
-        if at is None:
-            await self._let_go(instance_name, now, token, uuid4().hex, now)
-        else:
-            # arq rounds its clock to the millisecond: this job cannot start before `at`.
-            due = math.ceil(at.timestamp() * 1000) + 1
-            await self._let_go(instance_name, now, token, f"webhooks:{instance_name}:{due}", due)
-
-    async def release(self, instance_name: str, token: str) -> None:
-        """The lock holder lets go after an error; nothing is queued unless a job asked meanwhile."""
-        await self._let_go(instance_name, timestamp_ms(), token, "", "")
-
-    async def _let_go(self, instance_name: str, now: int, token: str, job_id: str, due: int | str) -> None:
+        """Make the instance due now (unless it is due already), or at `at`. The lock holder
+        passes its `token` to let go of the lock in the same step (core/lua/webhook_hand_over.lua)."""
+        due = now_ms() if at is None else math.ceil(at.timestamp() * 1000)
         await self._hand_over(
-            keys=[keys.webhook_lock(instance_name), keys.webhook_wake(instance_name), keys.OUTBOX_QUEUE],
-            args=[*self._job_args(instance_name, now), token, job_id, due],
+            keys=[keys.webhook_lock(instance_name), keys.WEBHOOK_DUE, keys.WEBHOOK_BELL],
+            args=[token, instance_name, due, int(at is None)],
         )
+
+    async def take_due(self, room: int) -> tuple[list[str], int | None]:
+        """Up to `room` instances whose events are due, each to this caller only, and the next
+        due time left (ms)."""
+        found = await self._take_due(keys=[keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], args=[now_ms(), room])
+        return list(found[1:]), int(found[0]) if found[0] else None
+
+    async def wait_bell(self, timeout: float) -> None:
+        """Sleep up to `timeout` s, or until an instance is made due."""
+        await self.redis.blpop([keys.WEBHOOK_BELL], timeout=timeout)  # type: ignore[arg-type]  # fractional
 
     async def next(
         self,
@@ -188,7 +174,8 @@ class Outbox:
     ) -> Head | None:
         """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted` delivery, then
         the head to attempt next, the lock renewed for it; None once the FIFO is empty (the lock
-        is let go then), or when `claim`ing a lock another worker holds. Raises LockLost."""
+        is let go then), or when `claim`ing a lock another worker holds (it delivers what
+        is queued meanwhile). Raises LockLost."""
         record: list[Any] = []
         if attempted is not None:
             counted = {
@@ -201,7 +188,6 @@ class Outbox:
         found = await self._next(
             keys=[
                 keys.webhook_lock(instance_name),
-                keys.webhook_wake(instance_name),
                 keys.outbox(instance_name),
                 keys.webhook_log(instance_name),
                 keys.WEBHOOK_STATS,
@@ -211,7 +197,6 @@ class Outbox:
                 token,
                 math.ceil(lock_seconds * 1000),
                 int(claim),
-                PENDING_TTL_SECONDS,
                 keys.webhook_delivery(instance_name, ""),
                 HISTORY,
                 *record,
@@ -268,7 +253,7 @@ class Outbox:
     def forget(self, pipe: Pipeline, instance_name: str, delivery_ids: list[str]) -> None:
         """Queue the deletion of a deleted instance's outbox and deliveries (`delivery_ids`)."""
         name = instance_name
-        pipe.delete(keys.outbox(name), keys.webhook_log(name), keys.webhook_seq(name), keys.webhook_wake(name))
+        pipe.delete(keys.outbox(name), keys.webhook_log(name), keys.webhook_seq(name))
         if delivery_ids:
             pipe.delete(*(keys.webhook_delivery(name, d) for d in delivery_ids))
 

@@ -1,19 +1,28 @@
+-- Message record fields are named through `F`, generated from scheduler/messages.py (lua_fields).
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
--- here can interleave with another sender, the pump or a flush.
--- KEYS: 1 instance hash, 2 pump hash, 3-5 lane lists (urgent, normal, bulk), 6-8 sent-time zsets
--- ARGV: 1 now (ms), 2 instance name, 3 worker queue prefix, 4 message key prefix, 5 limits JSON,
---       6 stats hash key; script arguments follow from 7.
+-- here can interleave with another sender, the claim loop or a flush.
+-- ARGV: 1 now (ms), 2 instance name, 3 instance key prefix, 4 due-set key prefix, 5 message key
+--       prefix, 6 limits JSON, 7 stats hash key; script arguments follow from 8.
+-- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
+-- can work on many instances (claim_due.lua). They are not declared in KEYS: this needs a single
+-- Redis, not a cluster, as message keys built here always did.
 local LANES = {'urgent', 'normal', 'bulk'}
 local HOUR, DAY = 3600000, 86400000
-local inst, pump = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
-local name = ARGV[2]
-local queue_prefix, msg_prefix = ARGV[3], ARGV[4]
-local limits = cjson.decode(ARGV[5])
-local stats = ARGV[6]
+local inst_prefix, due_prefix, msg_prefix = ARGV[3], ARGV[4], ARGV[5]
+local limits = cjson.decode(ARGV[6])
+local stats = ARGV[7]
+local name, inst, pump
 
-local function lane_key(i) return KEYS[2 + i] end
-local function sent_key(i) return KEYS[5 + i] end
+-- Point the functions below at instance `n`.
+local function bind(n)
+  name, inst = n, inst_prefix .. n
+  pump = inst .. ':pump'
+end
+bind(ARGV[2])
+
+local function lane_key(i) return inst .. ':lane:' .. LANES[i] end
+local function sent_key(i) return inst .. ':sent:' .. LANES[i] end
 local function lane_index(lane)
   for i = 1, 3 do if LANES[i] == lane then return i end end
 end
@@ -37,7 +46,7 @@ local function quota_free_at(i)
   return at
 end
 
--- The lane to send from next, when it may send, and when the pump should wake up.
+-- The lane to send from next, when it may send, and when the instance should wake up.
 -- Urgent goes before normal before bulk; a lane whose quota is spent waits without blocking the
 -- lanes below it. Returns nil, nil, nil when every lane is empty.
 local function next_send()
@@ -59,22 +68,21 @@ local function next_send()
   return nil, nil, wake_at
 end
 
--- Schedule the instance's pump at `at` on its owner's arq queue, unless an earlier wake-up (or a
--- running pump, due 0) already covers it. Each wake-up carries a new token; a superseded one
--- finds the token changed and does nothing. The job is written as arq 0.28's enqueue_job writes
--- it (JSON serializer), so accepting a message and waking its pump is one atomic step.
+-- Schedule the instance's wake-up at `at` in its owner's due-set, unless an earlier one (or a
+-- send in flight, due 0) already covers it. The pump hash's `due` and the due-set's score are
+-- written together, here only: they cannot disagree. When the new wake-up comes before every
+-- other one of that worker, its bell rings, so a claim loop sleeping until later looks now.
 local function wake(at)
   at = math.max(at, now)
   local due = redis.call('HGET', pump, 'due')
   if due and tonumber(due) <= at then return end
   local owner = redis.call('HGET', inst, 'owner')
   if not owner then return end -- no worker yet: adoption wakes the instance
-  local token = redis.call('HINCRBY', pump, 'token', 1)
+  local set = due_prefix .. owner
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2]
   redis.call('HSET', pump, 'due', at)
-  local job_id = 'pump:' .. name .. ':' .. token
-  local job = cjson.encode({t = cjson.null, f = 'pump', a = {name, token}, k = {}, et = now})
-  redis.call('SET', 'arq:job:' .. job_id, job, 'PX', at - now + DAY)
-  redis.call('ZADD', queue_prefix .. owner, at, job_id)
+  redis.call('ZADD', set, at, name)
+  if not first or at < tonumber(first) then redis.call('RPUSH', set .. ':bell', 1) end
 end
 
 local function wake_if_open()
@@ -83,17 +91,18 @@ local function wake_if_open()
   if at then wake(at) end
 end
 
--- Take the pump back from a worker that died or lost it: a message it had in flight goes back to
--- the head of its lane, marked as possibly sent, and its scheduled wake-up is forgotten.
+-- Take the message in flight back to the head of its lane, `possiblyDuplicated` when it may have
+-- gone out (a dead or departed owner's send), and forget the scheduled wake-up.
 -- Returns the re-queued id or false.
-local function reset_pump()
+local function reset_pump(possibly_sent)
   local requeued = false
   local inflight = redis.call('HGET', pump, 'inflight')
   local lane = lane_index(redis.call('HGET', pump, 'inflightLane') or '')
   if inflight and lane then
     local msg = msg_prefix .. inflight
-    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, 'status') == 'sending' then
-      redis.call('HSET', msg, 'status', 'pending', 'possiblyDuplicated', '1')
+    if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, F.status) == 'sending' then
+      redis.call('HSET', msg, F.status, 'pending')
+      if possibly_sent then redis.call('HSET', msg, F.possiblyDuplicated, '1') end
       redis.call('ZREM', sent_key(lane), inflight)
       redis.call('LPUSH', lane_key(lane), inflight)
       requeued = inflight

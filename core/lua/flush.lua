@@ -1,13 +1,15 @@
--- Cancel every waiting message of the instance. ARGV 7 retention (s), 8 record fields JSON,
--- 9 '1' when the instance is being deleted: from this step on it accepts nothing more (accept.lua
--- checks createdAt), and a message in flight ends failed with ARGV 10 as its error, since no
--- pump will record its outcome. Returns the cancelled ids.
-local retention, cancelled = tonumber(ARGV[7]), {}
-if ARGV[9] == '1' then
+-- Cancel every waiting message of the instance. ARGV 8 retention (s), 9 record fields JSON,
+-- 10 '1' when the instance is being deleted: from this step on it accepts nothing more (accept.lua
+-- checks createdAt), it leaves its owner's due-set, and a message in flight ends failed with
+-- ARGV 11 as its error, since no send will record its outcome. Returns the cancelled ids.
+local retention, cancelled = tonumber(ARGV[8]), {}
+if ARGV[10] == '1' then
+  local owner = redis.call('HGET', inst, 'owner')
+  if owner then redis.call('ZREM', due_prefix .. owner, name) end
   redis.call('HDEL', inst, 'createdAt')
   local inflight = redis.call('HGET', pump, 'inflight')
-  if inflight and redis.call('HGET', msg_prefix .. inflight, 'status') == 'sending' then
-    redis.call('HSET', msg_prefix .. inflight, 'status', 'failed', 'error', ARGV[10])
+  if inflight and redis.call('HGET', msg_prefix .. inflight, F.status) == 'sending' then
+    redis.call('HSET', msg_prefix .. inflight, F.status, 'failed', F.error, ARGV[11])
     redis.call('EXPIRE', msg_prefix .. inflight, retention)
     redis.call('HINCRBY', stats, 'failed', 1)
   end
@@ -17,7 +19,7 @@ for i = 1, 3 do
   for _, id in ipairs(redis.call('LRANGE', lane_key(i), 0, -1)) do
     local msg = msg_prefix .. id
     if redis.call('EXISTS', msg) == 1 then
-      hset_json(msg, ARGV[8])
+      hset_json(msg, ARGV[9])
       redis.call('EXPIRE', msg, retention)
       table.insert(cancelled, id)
     end

@@ -1,19 +1,33 @@
--- Recovery: wake an instance that has waiting messages but no wake-up that will ever run: none
--- scheduled, or one whose arq job is neither queued nor running (lost to a crash or an outage).
--- ARGV 7 the owner's arq queue, 8 JSON list of the pump jobs this worker is running right now
--- (arq's in-progress keys would not do: a poll loop cut off by a Redis outage leaves them behind
--- for the length of the job timeout). Returns 1 when it had to act.
-local waiting = 0
-for i = 1, 3 do waiting = waiting + redis.call('LLEN', lane_key(i)) end
-if waiting == 0 then return 0 end
-local due = redis.call('HGET', pump, 'due')
-if due then
-  local job = 'pump:' .. name .. ':' .. (redis.call('HGET', pump, 'token') or '')
-  for _, running in ipairs(cjson.decode(ARGV[8])) do
-    if running == job then return 0 end
+-- Recovery, for every instance a worker owns, in one step that the worker runs while its claim
+-- loop is held (so no claim is half-way): a send marked in flight that the worker is not running
+-- (the claim's answer was lost to a connection cut) goes back to the head of its lane, never
+-- sent; an instance with waiting messages and no wake-up in the due-set gets one.
+-- ARGV 8 the worker, 9 JSON list of the instances it owns, 10 JSON list of those with a send
+-- running in the worker. Returns the names it had to act on.
+local running = {}
+for _, n in ipairs(cjson.decode(ARGV[10])) do running[n] = true end
+local set = due_prefix .. ARGV[8]
+local fixed = {}
+for _, n in ipairs(cjson.decode(ARGV[9])) do
+  bind(n)
+  local acted = false
+  if redis.call('HGET', inst, 'owner') ~= ARGV[8] then
+    -- not ours any more: its new owner looks after it
+  elseif redis.call('HGET', pump, 'due') == '0' then
+    if not running[n] then
+      reset_pump(false)
+      wake_if_open()
+      acted = true
+    end
+  elseif not redis.call('ZSCORE', set, n) then
+    local waiting = 0
+    for i = 1, 3 do waiting = waiting + redis.call('LLEN', lane_key(i)) end
+    if waiting > 0 and redis.call('HGET', inst, 'state') == 'open' then
+      redis.call('HDEL', pump, 'due')
+      wake_if_open()
+      acted = true
+    end
   end
-  if due ~= '0' and redis.call('ZSCORE', ARGV[7], job) then return 0 end
-  reset_pump()
+  if acted then table.insert(fixed, n) end
 end
-wake_if_open()
-return 1
+return fixed

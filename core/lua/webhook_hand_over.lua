@@ -1,10 +1,13 @@
--- The holder lets go with events left, queueing the job due at `due` ms (none when `due` is
--- empty: a release after an error); a job that found the lock taken meanwhile also gets one now.
--- Without a lock (empty token), it only queues a job: a kick.
--- KEYS: 1 lock, 2 job-pending flag, 3 arq queue
--- ARGV: 1-5 see webhook_enqueue.lua, 6 lock token, 7 id of the job due at `due`, 8 due (ms)
-local held = redis.call('GET', KEYS[1]) == ARGV[6]
-if held then redis.call('DEL', KEYS[1]) end
-local due = tonumber(ARGV[8])
-if due then enqueue(KEYS[3], ARGV[7], due) end
-if held and (due == nil or due > now) and redis.call('EXISTS', KEYS[2]) == 1 then enqueue(KEYS[3], fresh_id, now) end
+-- The lock holder lets go of an instance with events left, putting it back in the due-set for
+-- `due` ms (its head's retry, or now); without a lock (empty token) it only schedules: a kick.
+-- With ARGV 4 '1' an earlier due time already there is kept (a kick for now never jumps ahead of
+-- a head waiting for its retry; the head goes first).
+-- KEYS: 1 lock, 2 due-set, 3 its bell. ARGV: 1 lock token, 2 instance name, 3 due (ms), 4 keep earlier
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+end
+redis.call('RPUSH', KEYS[3], 1)
+redis.call('LTRIM', KEYS[3], -1, -1)

@@ -1,10 +1,14 @@
--- Records a new event and, unless one is pending already, queues a delivery job for now. An
--- instance being deleted (no createdAt) takes no more events: they would outlive it.
--- KEYS: 1 record, 2 FIFO, 3 log, 4 sequence, 5 job-pending flag, 6 arq queue, 7 instance hash
--- ARGV: 1-5 see webhook_enqueue.lua, 6 delivery id, 7 record, 8 flag expiry (s)
+-- Records a new event and puts its instance in the webhook due-set for now, unless it is there
+-- already (with its head's retry, say: an instance's events go in order). An instance being
+-- deleted (no createdAt) takes no more events: they would outlive it.
+-- KEYS: 1 record, 2 FIFO, 3 log, 4 sequence, 5 due-set, 6 its bell, 7 instance hash
+-- ARGV: 1 delivery id, 2 record, 3 now (ms), 4 instance name
 if redis.call('HEXISTS', KEYS[7], 'createdAt') == 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[7])
-redis.call('RPUSH', KEYS[2], ARGV[6])
-redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[6])
-if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[8]) then enqueue(KEYS[6], fresh_id, now) end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+if redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 1 then
+  redis.call('RPUSH', KEYS[6], 1)
+  redis.call('LTRIM', KEYS[6], -1, -1)
+end
 return 1

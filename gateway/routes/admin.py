@@ -8,6 +8,7 @@ from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import NamePart
+from scheduler.messages import changes
 
 
 class CreateTenant(ApiModel):
@@ -80,7 +81,7 @@ async def flush_queue(request: web.Request) -> web.Response:
     name = request.match_info["instanceName"]
     svc = services(request)
     await svc.instances.get(name)
-    cancelled = await svc.lanes.flush(name, {"status": "cancelled", "error": "cancelled: the queue was flushed"})
+    cancelled = await svc.lanes.flush(name, changes(status="cancelled", error="cancelled: the queue was flushed"))
     return json_response(Flushed(instance_name=name, flushed=len(cancelled)))
 
 

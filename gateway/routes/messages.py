@@ -1,18 +1,20 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
 
 from config.settings import LaneName
-from core.errors import InvalidState, NotFound
-from core.instances import InstanceName
+from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
+from core.instances import tenant_of
 from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import principal, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
-from scheduler.messages import Message, SendType, new_message_id, new_record
+from scheduler.drivers.base import SendType
+from scheduler.lanes import Accepting
+from scheduler.messages import Message, new_message_id
 from scheduler.messages import Status as MessageStatus
 
 # WhatsApp's own limits on a text and on a caption.
@@ -123,13 +125,10 @@ def _media_url(content: Content) -> str | None:
     return None
 
 
-async def _enqueue(request: web.Request, instance_name: str, type_: SendType, content: Content) -> web.Response:
-    svc = services(request)
-    message_id = new_message_id()
-    record = new_record(
-        message_id,
+def _accepting(instance_name: str, type_: SendType, content: Content, client_ref: str | None = None) -> Accepting:
+    message = Message.new(
+        new_message_id(),
         instance_name,
-        InstanceName.parse(instance_name).tenant_id,
         content.lane,
         content.to,
         type_,
@@ -138,16 +137,25 @@ async def _enqueue(request: web.Request, instance_name: str, type_: SendType, co
         media_url=_media_url(content),
         file_name=getattr(content, "file_name", None),
     )
-    if not await svc.lanes.accept(instance_name, message_id, content.lane, record):
-        raise NotFound(f"no instance {instance_name!r}")
-    queued = Queued(
-        id=message_id,
+    return Accepting(message, client_ref)
+
+
+def _queued(item: Accepting) -> Queued:
+    message = item.message
+    return Queued(
+        id=message.id,
         status="pending",
-        lane=content.lane,
-        queued_at=str(record["createdAt"]),
-        instance_name=instance_name,
+        lane=message.lane,
+        queued_at=message.created_at,
+        instance_name=message.instance_name,
     )
-    return json_response(queued, status=202)
+
+
+async def _enqueue(request: web.Request, instance_name: str, type_: SendType, content: Content) -> web.Response:
+    item = _accepting(instance_name, type_, content)
+    if await services(request).lanes.accept(instance_name, [item]) is None:
+        raise NotFound(f"no instance {instance_name!r}")
+    return json_response(_queued(item), status=202)
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
@@ -214,3 +222,102 @@ def _out(message: Message) -> MessageOut:
         attempts=message.attempts,
         possibly_duplicated=message.possibly_duplicated,
     )
+
+
+# Campaign sends: POST /message/batch.
+MAX_BATCH = 1000
+
+
+class ClientRef(ApiModel):
+    # Within 24 h, an item whose clientRef was already queued on its instance is not queued again:
+    # its answer is the message queued first (`replayed`).
+    client_ref: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class BatchText(SendText, ClientRef):
+    type: Literal["text"]
+
+
+class BatchImage(SendImage, ClientRef):
+    type: Literal["image"]
+
+
+class BatchDocument(SendDocument, ClientRef):
+    type: Literal["document"]
+
+
+class BatchAudio(SendAudio, ClientRef):
+    type: Literal["audio"]
+
+
+class BatchVideo(SendVideo, ClientRef):
+    type: Literal["video"]
+
+
+BatchItem = Annotated[BatchText | BatchImage | BatchDocument | BatchAudio | BatchVideo, Field(discriminator="type")]
+
+
+class SendBatch(ApiModel):
+    messages: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchRecord(ApiModel):
+    id: str
+    status: MessageStatus
+    lane: LaneName
+    queued_at: str
+    instance_name: str
+    client_ref: str | None
+    replayed: bool  # the clientRef had queued this message before: nothing new was queued
+
+
+class BatchAccepted(ApiModel):
+    accepted: list[BatchRecord]
+
+
+async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
+    """Validated as a whole (every problem listed by index, nothing queued), then accepted in
+    one atomic step per instance."""
+    caller = principal(request)
+    foreign = []
+    for i, m in enumerate(body.messages):
+        try:
+            caller.require(tenant_of(m.instance_name), f"instance {m.instance_name!r}")
+        except ForbiddenTenant:
+            foreign.append(i)
+    if foreign:
+        raise ForbiddenTenant(f"messages {foreign} are for instances of another tenant: nothing was queued")
+    seen: dict[tuple[str, str], int] = {}
+    issues = []
+    for i, m in enumerate(body.messages):
+        if m.client_ref is not None:
+            first = seen.setdefault((m.instance_name, m.client_ref), i)
+            if first != i:
+                issues.append(Issue(("messages", i, "clientRef"), f"repeats the clientRef of message {first}"))
+    if issues:
+        raise ValidationFailed(issues)
+    svc = services(request)
+    names = list(dict.fromkeys(m.instance_name for m in body.messages))
+    missing = [name for name, known in zip(names, await svc.instances.exist(names), strict=True) if not known]
+    if missing:
+        raise NotFound(f"no instance {', '.join(map(repr, missing))}: nothing was queued")
+    items = [_accepting(m.instance_name, m.type, m, m.client_ref) for m in body.messages]
+    earlier: dict[str, str] = {}  # message id -> the id its clientRef had queued before
+    for name in names:
+        mine = [item for item, m in zip(items, body.messages, strict=True) if m.instance_name == name]
+        answers = await svc.lanes.accept(name, mine)
+        if answers is None:  # deleted since the check above: the instances before it were queued
+            raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
+        earlier.update({item.message.id: e for item, e in zip(mine, answers, strict=True) if e is not None})
+    replays = {message_id: await svc.messages.get(e) for message_id, e in earlier.items()}
+    records = []
+    for item, m in zip(items, body.messages, strict=True):
+        queued = _queued(item)
+        record = BatchRecord(**queued.model_dump(), client_ref=m.client_ref, replayed=False)
+        if (replay := replays.get(item.message.id)) is not None:
+            record = record.model_copy(
+                update={"id": replay.id, "status": replay.status, "lane": replay.lane,
+                        "queued_at": replay.created_at, "replayed": True}
+            )  # fmt: skip
+        records.append(record)
+    return json_response(BatchAccepted(accepted=records), status=202)

@@ -1,0 +1,140 @@
+"""The claim loop: each worker's one source of wake-ups. Accepting a message, recording a send and
+adopting an instance put the instance in its owner's due-set (a sorted set of instance names by
+next wake-up, core/lua/common.lua `wake`) in the same atomic step as its lanes. This loop, inside
+the worker process, takes every due instance in one script call (core/lua/claim_due.lua, under
+the owner/epoch fencing), runs the sends it picked, a bounded number at once and never two for
+one number, and sleeps until the next wake-up or until its bell rings for an earlier one.
+
+Nothing else schedules sends, so there is no second state machine to agree with. The sweep only
+repairs what a cut connection can leave behind (a claim whose answer was lost), and it runs while
+the loop is held, so it never mistakes a claim under way for a lost one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from redis.exceptions import RedisError
+
+from core.clock import now_ms
+from scheduler.lanes import Claimed, Lanes
+from scheduler.messages import changes
+from scheduler.ownership import Ownership
+from scheduler.pump import EXPIRED, Pump
+
+log = structlog.get_logger(__name__)
+
+# The longest the loop sleeps without looking: a bell lost with a Redis restart costs this much.
+IDLE_SECONDS = 1.0
+# After a Redis error, wait this long before trying again (then sweep: a claim may have been cut).
+RETRY_SECONDS = 0.2
+
+
+class ClaimLoop:
+    def __init__(
+        self,
+        worker_id: str,
+        lanes: Lanes,
+        ownership: Ownership,
+        pump: Pump,
+        max_in_flight: int,
+        sweep_seconds: float,
+    ) -> None:
+        self.worker_id = worker_id
+        self.sweep_seconds = sweep_seconds
+        self.lanes = lanes
+        self.ownership = ownership
+        self.pump = pump
+        self.max_in_flight = max_in_flight
+        self.running: dict[str, asyncio.Task[None]] = {}  # instance -> its send under way
+        self._held = asyncio.Lock()  # held by a claim and by a sweep: never both at once
+        self._room = asyncio.Event()
+        self._sweep_due = True
+        self._claiming = True
+
+    async def run(self) -> None:
+        """Claim and send until cancelled; a Redis outage only pauses it."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_seconds
+        while True:
+            try:
+                if self._sweep_due or loop.time() > next_sweep:
+                    await self.sweep()
+                    next_sweep = loop.time() + self.sweep_seconds
+                await self._wait(await self._claim())
+            except (RedisError, OSError) as exc:
+                log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))
+                self._sweep_due = True
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _claim(self) -> int | None:
+        """Start the sends of every due instance there is room for; the next wake-up left (ms),
+        `now` when more are due, None when the loop is full or nothing is scheduled."""
+        async with self._held:
+            room = self.max_in_flight - len(self.running)
+            if room <= 0 or not self._claiming:
+                return None
+            claim = await self.lanes.claim_due(self.worker_id, room, changes(status="failed", error=EXPIRED))
+            for claimed in claim.taken:
+                self._start(claimed)
+        if len(claim.taken) == room:
+            return now_ms()  # there may be more due: look again at once
+        return claim.next_due_ms
+
+    async def _wait(self, next_due_ms: int | None) -> None:
+        if len(self.running) >= self.max_in_flight or not self._claiming:
+            self._room.clear()
+            await self._room.wait()
+            return
+        wait = IDLE_SECONDS if next_due_ms is None else min(IDLE_SECONDS, (next_due_ms - now_ms()) / 1000)
+        if wait > 0.001:
+            await self.lanes.wait_bell(self.worker_id, wait)
+
+    def _start(self, claimed: Claimed) -> None:
+        previous = self.running.get(claimed.name)
+        task = asyncio.create_task(self._send(claimed, previous))
+        self.running[claimed.name] = task
+        task.add_done_callback(lambda done: self._done(claimed.name, done))
+
+    async def _send(self, claimed: Claimed, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:  # never two sends at once on one number, whatever Redis says
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await self.pump.run(claimed)
+        except RedisError as exc:
+            log.warning("pump.redis_error", instance=claimed.name, error=str(exc))
+            self._sweep_due = True  # the send did not start: the sweep puts its message back
+        except Exception:
+            log.exception("pump.failed", instance=claimed.name)
+            self._sweep_due = True
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.running.get(name) is task:
+            del self.running[name]
+        self._room.set()
+
+    async def sweep(self) -> None:
+        """Put back what a lost claim answer left marked in flight, and wake any of our instances
+        whose waiting messages have no wake-up (see core/lua/sweep.lua)."""
+        async with self._held:
+            self._sweep_due = False
+            owned = await self.ownership.owned_by(self.worker_id)
+            if owned:
+                for name in await self.lanes.sweep(self.worker_id, owned, set(self.running)):
+                    log.info("claims.swept", instance=name)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop claiming (once a claim under way is done, so the loop can then be cancelled
+        without cutting one off) and let the sends under way finish, up to `timeout` s; then
+        cancel the rest (their messages are re-queued by the next owner, possibly duplicated)."""
+        async with self._held:
+            self._claiming = False
+        self._room.set()
+        tasks = list(self.running.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*late, return_exceptions=True)
