@@ -26,3 +26,12 @@ def test_lanes_override_merges_with_defaults() -> None:
 def test_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
         load_settings(env)
+
+
+def test_media_links_use_the_public_url_or_else_the_listening_address() -> None:
+    assert load_settings({"GATEWAY_PUBLIC_URL": "https://gw.example.com"}).base_url == "https://gw.example.com"
+    assert load_settings({"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "9000"}).base_url == "http://0.0.0.0:9000"
+    with pytest.raises(SettingsError, match="GATEWAY_PUBLIC_URL"):
+        load_settings({"GATEWAY_PUBLIC_URL": "gw.example.com"})
+    with pytest.raises(SettingsError, match="GATEWAY_MEDIA_RETENTION"):
+        load_settings({"GATEWAY_MEDIA_RETENTION": "0"})
