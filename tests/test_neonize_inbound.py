@@ -3,13 +3,16 @@ what the session fills in with its client (the number behind a LID, media bytes,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from scheduler.drivers import neonize as nd
 from scheduler.drivers.base import (
+    Connected,
     Contact,
     InboundMedia,
     Location,
@@ -22,12 +25,16 @@ from scheduler.drivers.base import (
     option_hash,
 )
 from scheduler.drivers.neonize.loading import _e2e, _import, _pb
+from scheduler.worker import GatewayWorker
+from tests.conftest import instance_body
+from tests.receiver import Receiver
 from tests.test_neonize_driver import PHONE, Recorder, jid, message_event, wire
 
 pb = _pb()
 e2e = _e2e()
 common_pb = _import("neonize.proto.waCommon.WACommon_pb2")
 
+NAME = "acme__shop1__sales"
 GROUP = jid("120363025246125486", "g.us")
 LID = "123456789012345"
 
@@ -338,3 +345,42 @@ def test_message_events_arrive_in_the_shape_neonize_sends() -> None:
     # The helper round-trips through bytes, as neonize's callbacks do.
     event = message_event(e2e.Message(conversation="x"))
     assert wire(event) == event
+
+
+# -- from a neonize protobuf to the webhook receiver ----------------------------------------------
+
+
+async def test_neonize_events_arrive_at_the_receiver_with_the_documented_fields(
+    client: TestClient, tenant_key: str, worker: GatewayWorker, receiver: Receiver
+) -> None:
+    acme = {"apikey": tenant_key}
+    created = await client.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+    assert created.status == 201
+    await worker.host.on_event(NAME, Connected(phone_number="5491100000000"))
+    place = e2e.LocationMessage(degreesLatitude=-34.6, degreesLongitude=-58.4, name="Obelisco")
+    reply = e2e.ExtendedTextMessage(text="ok", contextInfo=e2e.ContextInfo(stanzaID="3EB0Q"))
+    protos = [
+        (e2e.Message(extendedTextMessage=reply), {"chat": GROUP, "is_group": True, "sender_alt": jid(LID, "lid")}),
+        (e2e.Message(locationMessage=place), {}),
+        (e2e.Message(reactionMessage=e2e.ReactionMessage(key=key("3EB0MINE"), text="🙏")), {}),
+        (e2e.Message(protocolMessage=e2e.ProtocolMessage(key=key("3EB0MINE"), type=e2e.ProtocolMessage.REVOKE)), {}),
+        (e2e.Message(conversation="status"), {"chat": jid("status", "broadcast")}),  # skipped
+        (e2e.Message(conversation="from my phone"), {"from_me": True}),  # skipped
+    ]
+    for number, (content, options) in enumerate(protos):
+        event = nd.map_event(message_event(content, **options))
+        if event is not None:
+            await worker.host.on_event(NAME, replace(event, message_id=f"3ANEONIZE{number}"))
+    await receiver.wait_for(5)
+    arrived = [(r.json()["event"], r.json()["data"]) for r in receiver.requests[1:]]
+    assert [event for event, _ in arrived] == [
+        "message.received", "message.received", "message.reaction", "message.deleted",
+    ]  # fmt: skip
+    (_, text), (_, location), (_, reaction), (_, deleted) = arrived
+    assert (text["chatId"], text["isGroup"], text["participant"], text["fromLid"]) == (
+        "120363025246125486@g.us", True, PHONE, LID,
+    )  # fmt: skip
+    assert (text["text"], text["quotedMessageId"]) == ("ok", "3EB0Q")
+    assert location["location"] == {"latitude": -34.6, "longitude": -58.4, "name": "Obelisco", "address": None}
+    assert (reaction["messageId"], reaction["emoji"], reaction["from"]) == ("3EB0MINE", "🙏", PHONE)
+    assert (deleted["messageId"], deleted["chatId"]) == ("3EB0MINE", PHONE)
