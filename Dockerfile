@@ -12,6 +12,7 @@ COPY gateway ./gateway
 COPY scheduler ./scheduler
 COPY webhooks ./webhooks
 COPY config ./config
+COPY core ./core
 RUN pip install --no-cache-dir '.[postgres]'
 
 USER gateway

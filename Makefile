@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	@# x86_64 with Python <= 3.12; elsewhere Debian's package provides it.
 	@$(BIN)/python -c 'from core.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
 		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server)
+	@# The console's browser tests drive Debian's chromium (Playwright cannot download its own
+	@# browser here); where it cannot be installed they skip and say why.
+	@[ -x /usr/bin/chromium ] || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: the console's browser tests will be skipped"
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,6 +41,14 @@ bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
+	$(BIN)/python -m benchmarks.sessions
+	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
+	$(BIN)/python -m benchmarks.redis_capacity
+
+# The README's console screenshots, taken by the browser tests.
+screenshots: install
+	mkdir -p docs/screenshots
+	CONSOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

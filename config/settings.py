@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from config.redis_url import check_redis_url, is_sentinel_url
+
 ENV_PREFIX = "GATEWAY_"
 
 LaneName = Literal["urgent", "normal", "bulk"]
@@ -51,6 +53,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = None
+    # Replicas that must hold an accepted message before the API answers 202 (Redis WAIT, in
+    # the same round trip as the accept); unset: 1 with a Sentinel URL, 0 otherwise.
+    redis_replica_acks: int | None = Field(default=None, ge=0)
     admin_key: SecretStr | None = None
     driver: Literal["neonize", "sandbox"] = "neonize"
     host: str = "127.0.0.1"
@@ -63,6 +68,12 @@ class Settings(BaseModel):
     webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = WEBHOOK_RETRY_DELAYS
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Slow or stalled clients (slowloris): how long the HTTP server waits for them.
+    http_header_timeout: float = Field(
+        default=15.0, gt=0, description="seconds to receive a request's headers, from connect or the previous answer"
+    )
+    http_body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request's body")
+    http_max_connections: int = Field(default=1000, gt=0, description="open client connections at once")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     worker_id: str | None = None
@@ -77,6 +88,11 @@ class Settings(BaseModel):
     media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
     media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
     public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
+
+    def replica_acks(self) -> int:
+        if self.redis_replica_acks is not None:
+            return self.redis_replica_acks
+        return 1 if self.redis_url is not None and is_sentinel_url(self.redis_url) else 0
 
     @field_validator("lanes", mode="before")
     @classmethod
@@ -114,9 +130,7 @@ class Settings(BaseModel):
     @field_validator("redis_url")
     @classmethod
     def _url_scheme(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return url
+        return None if url is None else check_redis_url(url)
 
     @field_validator("public_url")
     @classmethod

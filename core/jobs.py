@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
 
 from config import Settings
+from core.redis_client import connection_pool
 
 
 def dumps(value: dict[str, Any]) -> bytes:
@@ -23,5 +23,5 @@ def loads(raw: bytes) -> dict[str, Any]:
 
 def arq_pool(settings: Settings) -> ArqRedis:
     assert settings.redis_url is not None
-    pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2)
+    pool = connection_pool(settings.redis_url, socket_connect_timeout=2)
     return ArqRedis(pool, job_serializer=dumps, job_deserializer=loads)

@@ -71,6 +71,14 @@ WEBHOOK_BELL = f"{WEBHOOK_DUE}:bell"  # list: rung when an instance is added to 
 WEBHOOK_STATS = f"{PREFIX}webhooks:stats"  # hash: delivered, failed (attempts), deadLettered
 
 
+# Live events (GET /events): each event as published to the outbox, also in capped streams.
+EVENTS = f"{PREFIX}events"  # stream of every tenant's events (what the admin key sees)
+
+
+def tenant_events(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:events"  # stream of one tenant's events
+
+
 def webhook_delivery(name: str, delivery_id: str) -> str:
     return f"{PREFIX}whd:{name}:{delivery_id}"  # JSON: the delivery record and the body it signs
 
@@ -119,6 +127,10 @@ MESSAGE_PREFIX = f"{PREFIX}msg:"
 
 def message(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"  # hash: the message record
+
+
+def recent_messages(name: str) -> str:
+    return f"{PREFIX}inst:{name}:recent"  # sorted set: the latest message ids, in order of acceptance
 
 
 def client_ref(name: str, ref: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 
@@ -12,3 +14,7 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
     )
+
+
+# A moment as the gateway writes it (`core.clock.iso`): ISO 8601 in UTC, documented as date-time.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]

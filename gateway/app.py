@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
 from aiohttp import web
 
 from config import Settings
-from gateway.middleware import auth_middleware, errors_middleware, idempotency_middleware
+from gateway import console
+from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, instances, media, messages, meta, sandbox, webhooks
-from gateway.routing import Route
-from gateway.state import SERVICES, ApiServices
+from gateway.routes import admin, instances, media, messages, meta, operating, sandbox, webhooks
+from gateway.routing import Route, router_paths
+from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
 I, M, W = instances, messages, webhooks  # noqa: E741  (short names keep the table below readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
+    Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
+    Route("GET", "/dashboard", console.dashboard, "The web console", access="public", in_docs=False),
     Route("GET", "/openapi.json", meta.openapi, "This document", access="public", in_docs=False),
     Route("GET", "/docs", meta.docs, "API docs page", access="public", in_docs=False),
     # Instances.
@@ -42,8 +46,8 @@ ROUTES: list[Route] = [
     Route("PATCH", "/instance/{name}/webhook", W.update_webhook, "Change the webhook URL and/or rotate its secret",
           body=W.WebhookUpdate, response=W.WebhookOut, tag="webhooks"),
     Route("GET", "/instance/{name}/webhooks/deliveries", W.list_deliveries,
-          "Recent deliveries with their attempts, newest first (?limit=&cursor=)", response=W.DeliveryPage,
-          tag="webhooks"),
+          "Recent deliveries with their attempts, newest first", response=W.DeliveryPage,
+          query=W.DeliveriesQuery, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/deliveries/{id}/replay", W.replay_delivery,
           "Deliver a delivered or dead-lettered event again", response=W.DeliveryQueued, status=202, tag="webhooks"),
     Route("POST", "/instance/{name}/webhooks/test", W.send_test, "Send a webhook.test event",
@@ -64,6 +68,8 @@ ROUTES: list[Route] = [
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),
     Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
+    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first (?limit=)",
+          response=M.MessageList, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
     # Inbound media the worker kept: the bytes, with their content type.
@@ -74,6 +80,11 @@ ROUTES: list[Route] = [
           tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
+    Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
+          access="admin", tag="admin"),
+    Route("GET", "/events", operating.events,
+          "WebSocket: the caller's events live, as webhook envelopes (?instance=, ?since=cursor)",
+          access="key", key_in_query=True, tag="webhooks"),
     Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
           response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).
@@ -89,19 +100,19 @@ ROUTES: list[Route] = [
 
 SANDBOX_ROUTES: list[Route] = [
     Route("POST", "/sandbox/instance/{name}/link", sandbox.link, "As if the QR was scanned",
-          body=sandbox.LinkBody, tag="sandbox"),
+          body=sandbox.LinkBody, response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/unlink", sandbox.unlink, "As if the phone removed the device",
-          tag="sandbox"),
+          response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/inbound", sandbox.inbound, "A contact writes in",
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",
-          body=sandbox.ReceiptBody, tag="sandbox"),
+          body=sandbox.ReceiptBody, response=sandbox.ReceiptOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/ban", sandbox.ban, "As if WhatsApp banned the number for a while",
-          body=sandbox.BanBody, tag="sandbox"),
+          body=sandbox.BanBody, response=sandbox.BanOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/fail-next", sandbox.fail_next, "Make the next sends fail",
-          body=sandbox.FailNextBody, tag="sandbox"),
+          body=sandbox.FailNextBody, response=sandbox.FailNextOut, tag="sandbox"),
 ]  # fmt: skip
 
 
@@ -110,14 +121,18 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
+    paths = router_paths(routes)
     for route in routes:
-        app.router.add_route(route.method, route.path, route.endpoint())
+        app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
+    console.add_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
     app.cleanup_ctx.append(_services(settings))
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(operating.close_sockets)
     return app
 
 

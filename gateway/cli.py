@@ -58,6 +58,7 @@ async def _until_signalled() -> None:
 
 async def _serve(settings: Settings, with_worker: bool) -> None:
     from gateway.app import create_app
+    from gateway.server import GatewayRunner
     from gateway.state import SERVICES
     from scheduler.worker import worker_context
 
@@ -66,7 +67,7 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
         app = create_app(settings)
         if with_worker:
             app.cleanup_ctx.append(worker_context(settings, lambda app: app[SERVICES]))
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, settings, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

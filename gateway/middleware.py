@@ -3,6 +3,7 @@ per-key rate limiting and Idempotency-Key replay."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -21,20 +22,28 @@ from core.errors import (
     PayloadTooLarge,
     RateLimited,
     Unavailable,
+    ValidationFailed,
 )
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
-from gateway.routing import route_of
+from gateway.routing import Route, route_of
 from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
 
 log = structlog.get_logger(__name__)
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+# Printable ASCII without spaces: API keys and idempotency keys are tokens, never free text.
+TOKEN = r"[!-~]+"
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
 
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(12)}"
+    return given if re.fullmatch(REQUEST_ID_PATTERN, given) else new_request_id()
 
 
 def error_response(exc: GatewayError, request_id: str) -> web.Response:
@@ -66,10 +75,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except GatewayError as exc:
         response = error_response(exc, request_id)
+        if status_of(exc) == 408:
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = error_response(_as_api_error(exc, request), request_id)
+    except ConnectionError:
+        raise  # the client went away mid-request: nobody to answer (the server logs it quietly)
     except redis.exceptions.ConnectionError:
         log.warning("redis.unavailable", path=request.path)
         response = error_response(Unavailable("the gateway's store is unavailable; retry shortly"), request_id)
@@ -79,6 +92,34 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     response.headers.update(request[EXTRA_HEADERS])
     response.headers["x-request-id"] = request_id
     return response
+
+
+def presented_key(request: web.Request, route: Route) -> str:
+    """The API key of the request: the `apikey` header, else `Authorization: Bearer` (what
+    Prometheus sends), else, where the route allows it, the `apikey` query parameter."""
+    if "apikey" in request.headers:
+        return request.headers["apikey"]
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("apikey", "") if route.key_in_query else ""
+
+
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body within `http_body_timeout` (later reads get it from memory); a client
+    that stalls mid-body gets a 408 and its connection closed."""
+    if request.body_exists:
+        timeout = services(request).settings.http_body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            request.content.feed_eof()  # read no more of it: the 408 goes out and the connection closes
+            raise HttpError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s") from None
+        except web.RequestPayloadError as exc:  # bad chunked framing, a body cut short, bad compression
+            raise ValidationFailed.at([], f"the request body is malformed: {exc}") from None
+    return await handler(request)
 
 
 @web.middleware
@@ -93,7 +134,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
     keyless = route.access == "public" or (route.access == "signed" and "sig" in request.query)
-    api_key = request.headers.get("apikey", "") if not keyless else ""
+    api_key = presented_key(request, route) if not keyless else ""
+    if api_key and not re.fullmatch(TOKEN, api_key):
+        raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
@@ -104,9 +147,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if keyless:
         return await handler(request)
     if caller is None:
-        raise InvalidApiKey("missing apikey header" if not api_key else "unknown or revoked API key")
+        raise InvalidApiKey(
+            "missing apikey header (or Authorization: Bearer)" if not api_key else "unknown or revoked API key"
+        )
     if route.access == "admin" and not caller.is_admin:
-        raise ForbiddenTenant("only the admin key may use /admin routes")
+        raise ForbiddenTenant(f"only the admin key may use {route.path}")
     request[PRINCIPAL] = caller
     return await handler(request)
 
@@ -116,6 +161,10 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     key = request.headers.get("Idempotency-Key")
     if request.method != "POST" or key is None or PRINCIPAL not in request:
         return await handler(request)
+    if not re.fullmatch(TOKEN, key) or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationFailed.at(
+            ["headers", "Idempotency-Key"], f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, no spaces"
+        )
     store = services(request).idempotency
     scope = request[PRINCIPAL].key_id
     print_ = fingerprint(request.method, request.path, await request.read())

@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document, generated from the route table and the same pydantic models that
-validate requests."""
+validate requests: every answer with its schema and headers, every parameter with the
+constraints its validator enforces."""
 
 from __future__ import annotations
 
@@ -11,38 +12,73 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from core.records import ApiModel
+from gateway.middleware import IDEMPOTENCY_KEY_MAX, REQUEST_ID_PATTERN, TOKEN
 from gateway.routing import Route
+from gateway.validation import PATH_PARAMS
 
 OPENAPI = web.AppKey("openapi", dict)
 PARAM_RE = re.compile(r"{(\w+)}")
 REF = "#/components/schemas/{model}"
 
 
-class ErrorIssue(BaseModel):
+class ErrorIssue(ApiModel):
     path: list[str | int]
     message: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(ApiModel):
     code: str
     message: str
     issues: list[ErrorIssue] | None = None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(ApiModel):
     error: ErrorDetail
-    requestId: str
+    request_id: str
 
 
 ERRORS = {
-    "400": "validation_error: the body, query or a header is invalid (see issues)",
+    "400": "validation_error: the body, query, a header or the request itself is invalid (see issues)",
     "401": "invalid_api_key",
     "403": "forbidden_tenant",
     "404": "not_found",
+    "405": "method_not_allowed (Allow lists the methods this path takes)",
+    "408": "request_timeout: the body did not arrive in time",
     "409": "already_exists / idempotency_conflict / invalid_state",
     "413": "payload_too_large",
     "429": "rate_limited (Retry-After set)",
+    "500": "internal_error: a bug; quote the requestId",
+    "502": "whatsapp_error: the worker or WhatsApp failed to carry out the call",
+    "503": "unavailable: Redis or every worker is down; retry shortly",
 }
+PUBLIC_SKIPS = ("401", "403")
+
+_INTEGER = {"type": "integer", "minimum": 0}
+HEADERS: dict[str, dict[str, Any]] = {
+    "x-request-id": {
+        "description": "this request's id (the one sent, when it was valid); quote it when reporting a problem",
+        "required": True,
+        "schema": {"type": "string", "pattern": f"^{REQUEST_ID_PATTERN}$"},
+    },
+    "X-RateLimit-Limit": {"description": "requests allowed per minute for this key", "schema": _INTEGER},
+    "X-RateLimit-Remaining": {"description": "requests left in this minute", "schema": _INTEGER},
+    "X-RateLimit-Reset": {"description": "seconds until the minute starts again", "schema": _INTEGER},
+}
+RETRY_AFTER = {"description": "seconds to wait before retrying", "required": True, "schema": _INTEGER}
+ALLOW = {"description": "the methods this path takes", "required": True, "schema": {"type": "string"}}
+REPLAYED = {
+    "description": "set when this is the stored answer to an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": f"^{TOKEN}$", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+    "description": "same key and body within 24 h replays the first answer; a different body is a 409",
+}
+PATH_SCHEMAS = {name: adapter.json_schema() for name, adapter in PATH_PARAMS.items()}
 
 
 def build_openapi(
@@ -68,7 +104,7 @@ def build_openapi(
             "responses": _responses(route, refs),
         }
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(name, {"type": "string"})}
             for name in PARAM_RE.findall(route.path)
         ]
         if route.access == "signed":
@@ -76,16 +112,10 @@ def build_openapi(
                 {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
                 for name, text in (("exp", "link expiry, Unix seconds"), ("sig", "the link's signature"))
             ]
+        if route.query is not None:
+            params.extend(_query_params(route.query))
         if route.method == "POST":
-            params.append(
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "maxLength": 255},
-                    "description": "same key and body within 24 h replays the first answer",
-                }
-            )
+            params.append(IDEMPOTENCY_KEY)
         if params:
             operation["parameters"] = params
         if route.body is not None:
@@ -132,8 +162,24 @@ def _webhook(event: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": _drop_titles(prop)}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _drop_titles(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "title"}
+
+
 def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
-    ok: dict[str, Any] = {"description": "success"}
+    headers = dict(HEADERS)
+    ok: dict[str, Any] = {"description": "success", "headers": headers}
+    if route.method == "POST":
+        ok["headers"] = {**headers, "Idempotent-Replayed": REPLAYED}
     if route.response is not None:
         schema = refs[route.response]
         content_schema = {"type": "array", "items": schema} if route.many else schema
@@ -143,7 +189,8 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"application/json": {"schema": refs[ErrorBody]}}
     for status, description in ERRORS.items():
-        if route.access == "public" and status in ("401", "403"):
+        if route.access == "public" and status in PUBLIC_SKIPS:
             continue
-        responses[status] = {"description": description, "content": error}
+        extra = {"429": {"Retry-After": RETRY_AFTER}, "405": {"Allow": ALLOW}}.get(status, {})
+        responses[status] = {"description": description, "headers": {**headers, **extra}, "content": error}
     return responses

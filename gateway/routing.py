@@ -3,14 +3,15 @@ body validation and the OpenAPI document, so none of them can drift from the oth
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.validation import parse_body
+from gateway.validation import check_path, parse_body
 
 # "signed": a key, or instead a signed link (`?sig=`) that the handler checks.
 Access = Literal["public", "key", "admin", "signed"]
@@ -25,18 +26,22 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None  # documents the query string; the handler validates it
     many: bool = False  # the response is a list of `response`
     binary: bool = False  # the response is bytes of their own content type (media), not JSON
     status: int = 200
     access: Access = "key"
     tag: str = "gateway"
     in_docs: bool = True
+    # The key may also come as `?apikey=`: for WebSockets, which browsers open without headers.
+    key_in_query: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler: parses and validates the body, then calls ours with it."""
         handler, body = self.handler, self.body
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
+            check_path(request.match_info)
             if body is None:
                 return await handler(request)
             return await handler(request, await parse_body(request, body))
@@ -47,3 +52,25 @@ class Route:
 
 def route_of(handler: Any) -> Route | None:
     return getattr(handler, "route", None)
+
+
+def router_paths(routes: Sequence[Route]) -> dict[str, str]:
+    """Each path as aiohttp should match it: a `{param}` segment does not match a fixed segment of
+    another route at the same place (`/instance/{name}` is not `/instance/create`), so a method
+    of one never shows in the other's `Allow` header or runs in its place."""
+    fixed: dict[tuple[str, ...], set[str]] = {}
+    for route in routes:
+        parts = route.path.split("/")
+        for depth, part in enumerate(parts):
+            if not part.startswith("{"):
+                fixed.setdefault(tuple(parts[:depth]), set()).add(part)
+    paths = {}
+    for route in routes:
+        parts = route.path.split("/")
+        for depth, part in enumerate(parts):
+            siblings = sorted(fixed.get(tuple(parts[:depth]), ()))
+            if part.startswith("{") and siblings:
+                excluded = "|".join(re.escape(sibling) for sibling in siblings)
+                parts[depth] = f"{{{part[1:-1]}:(?!(?:{excluded})(?:/|\\Z))[^/]+}}"
+        paths[route.path] = "/".join(parts)
+    return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, fields
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from core.errors import InvalidApiKey
 from core.instances import Instance, tenant_of
 from core.tenants import Principal
 from gateway.idempotency import Idempotency
+from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
 from scheduler.services import Services
 
@@ -20,6 +22,7 @@ class ApiServices(Services):
 
     gatekeeper: Gatekeeper
     idempotency: Idempotency
+    metrics: Metrics
 
     @classmethod
     def around(cls, domain: Services) -> ApiServices:
@@ -30,10 +33,12 @@ class ApiServices(Services):
                 domain.redis, domain.settings.admin_key.get_secret_value(), domain.settings.rate_limit
             ),
             idempotency=Idempotency(domain.redis, domain.box),
+            metrics=Metrics(domain.redis, domain.instances, domain.settings),
         )
 
 
 SERVICES = web.AppKey("services", ApiServices)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open /events connections
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])

@@ -1,61 +1,157 @@
-"""Request parsing with pydantic: every problem becomes an `Issue` with its path."""
+"""Request parsing with pydantic: every problem becomes an `Issue` with its path.
+
+Each constrained string is written once, as the body of a regular expression: the validator
+full-matches it (so no trailing newline slips through, as it would past `$`), and the OpenAPI
+document carries the same expression, anchored, with the same length limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from typing import Annotated, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, RootModel, TypeAdapter, ValidationError, WithJsonSchema
 
 from config import Settings
 from core.errors import Issue, ValidationFailed
-from core.instances import NAME_PART, InstanceName
+from core.instances import MAX_NAME_LENGTH, NAME_PART
 from core.netguard import BlockedUrl
 from webhooks.delivery import check_webhook_url
 
 M = TypeVar("M", bound=BaseModel)
 
-PHONE_RE = re.compile(r"^[1-9][0-9]{6,14}$")
-GROUP_ID_RE = re.compile(r"^[0-9]{5,30}(-[0-9]{5,30})?@g\.us$")
-LID_RE = re.compile(r"^[0-9]{5,20}$")
+PART = NAME_PART.pattern
+PART_MAX = 40
+INSTANCE_NAME = rf"{PART}__{PART}__{PART}"
+INSTANCE_NAME_MAX = MAX_NAME_LENGTH
+PHONE = r"[1-9][0-9]{6,14}"
+GROUP_ID = r"[0-9]{5,30}(?:-[0-9]{5,30})?@g\.us"
+GROUP_ID_MAX = 66
+LID = r"[0-9]{5,20}"
+# http(s), an ASCII host name (punycode for international names) or a bracketed IPv6 address, an
+# optional port, then any printable ASCII: what a webhook or media fetch accepts, with no
+# user:password@ part. The one check beyond the pattern: an IPv6 literal must be an address.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_IPV6 = r"\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\]"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}(?:\.{_LABEL})*|{_IPV6})(?::{_PORT})?(?:[/?#][!-~]*)?"
+WEB_URL_MAX = 2048
 
 
-def _name_part(value: str) -> str:
-    if not NAME_PART.fullmatch(value):
-        raise ValueError("use lowercase letters and digits, with single underscores inside (e.g. acme or acme_2)")
-    if len(value) > 40:
-        raise ValueError("must be at most 40 characters")
-    return value
+def string_schema(pattern: str, max_length: int, **extra: Any) -> WithJsonSchema:
+    """The OpenAPI description of a string that must full-match `pattern`."""
+    return WithJsonSchema({"type": "string", "pattern": f"^{pattern}$", "maxLength": max_length, **extra})
 
 
-def _phone(value: str) -> str:
-    if PHONE_RE.match(value):
+def _checked(pattern: str, max_length: int, problem: Callable[[str], str]) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(problem(value))
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
         return value
+
+    return check
+
+
+def _phone_problem(value: str) -> str:
     digits = re.sub(r"\D", "", value)
-    if PHONE_RE.match(digits):
-        raise ValueError(f"use international digits only, without '+', spaces or dashes: send {digits!r}")
-    raise ValueError("must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678")
+    if re.fullmatch(PHONE, digits):
+        return f"use international digits only, without '+', spaces or dashes: send {digits!r}"
+    return "must be an international phone number in digits only, 7 to 15 digits, e.g. 5491112345678"
 
 
-def _group_id(value: str) -> str:
-    if not GROUP_ID_RE.match(value):
-        raise ValueError("must be a group id: <digits>@g.us or <digits>-<digits>@g.us")
+NamePart = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            PART, PART_MAX, lambda _: "use lowercase letters and digits, with single underscores inside (e.g. acme)"
+        )
+    ),
+    string_schema(PART, PART_MAX),
+]
+InstanceNameStr = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            INSTANCE_NAME,
+            INSTANCE_NAME_MAX,
+            lambda _: (
+                "must be {tenantId}__{clientId}__{label}: lowercase letters, digits and single underscores "
+                "inside each part, parts joined by a double underscore (e.g. acme__shop1__sales)"
+            ),
+        )
+    ),
+    string_schema(INSTANCE_NAME, INSTANCE_NAME_MAX),
+]
+PhoneNumber = Annotated[str, AfterValidator(_checked(PHONE, 15, _phone_problem)), string_schema(PHONE, 15)]
+GroupId = Annotated[
+    str,
+    AfterValidator(
+        _checked(GROUP_ID, GROUP_ID_MAX, lambda _: "must be a group id: <digits>@g.us or <digits>-<digits>@g.us")
+    ),
+    string_schema(GROUP_ID, GROUP_ID_MAX),
+]
+Lid = Annotated[
+    str,
+    AfterValidator(_checked(LID, 20, lambda _: "must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")),
+    string_schema(LID, 20),
+]
+
+
+def _ipv6_literal(value: str) -> str:
+    match = re.fullmatch(WEB_URL, value)
+    if match and match["ipv6"]:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            raise ValueError(f"[{match['ipv6']}] is not an IPv6 address") from None
     return value
 
 
-def _lid(value: str) -> str:
-    if not LID_RE.match(value):
-        raise ValueError("must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")
-    return value
+WebUrl = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            WEB_URL,
+            WEB_URL_MAX,
+            lambda _: (
+                "must be an http:// or https:// URL with an ASCII host name (punycode for international "
+                "names) or a bracketed IPv6 address, an optional port, and no spaces or user:password@ part"
+            ),
+        )
+    ),
+    AfterValidator(_ipv6_literal),
+    string_schema(WEB_URL, WEB_URL_MAX, format="uri"),
+]
+
+# Path parameters with a shape of their own, checked before the handler runs (400 with the
+# parameter's name), and documented with the same schema.
+PATH_PARAMS: dict[str, TypeAdapter[str]] = {
+    "name": TypeAdapter(InstanceNameStr),
+    "instanceName": TypeAdapter(InstanceNameStr),
+    "tenantId": TypeAdapter(NamePart),
+    "clientId": TypeAdapter(NamePart),
+}
 
 
-NamePart = Annotated[str, AfterValidator(_name_part)]
-PhoneNumber = Annotated[str, AfterValidator(_phone)]
-GroupId = Annotated[str, AfterValidator(_group_id)]
-Lid = Annotated[str, AfterValidator(_lid)]
+def check_path(params: Mapping[str, str]) -> None:
+    issues: list[Issue] = []
+    for name, value in params.items():
+        if (adapter := PATH_PARAMS.get(name)) is None:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            issues.extend(Issue(("path", name), issue.message) for issue in issues_from(exc))
+    if issues:
+        raise ValidationFailed(issues)
+
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -63,13 +159,21 @@ _MESSAGES = {
 }
 
 
-def issues_from(error: ValidationError) -> list[Issue]:
+_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+
+
+def issues_from(error: ValidationError, tagged: bool = False) -> list[Issue]:
+    """`tagged`: the body is a union told apart by its `type` field, which pydantic puts first in
+    each location (`("text", "to")`); the client knows that field as `["to"]`."""
     issues = []
     for err in error.errors(include_url=False):
         message = _MESSAGES.get(err["type"], err["msg"])
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        issues.append(Issue(tuple(err["loc"]), message))
+        path = tuple(err["loc"])
+        if tagged:
+            path = ("type",) if err["type"] in _TAG_ERRORS else path[1:]
+        issues.append(Issue(path, message))
     return issues
 
 
@@ -77,7 +181,11 @@ def validate(model: type[M], data: object) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(issues_from(exc)) from None
+        raise ValidationFailed(issues_from(exc, tagged=issubclass(model, RootModel))) from None
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -85,38 +193,18 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not raw.strip():
         raise ValidationFailed.at([], "request body is empty: send a JSON object")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
+        data = json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         raise ValidationFailed.at([], "request body is nested too deeply") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, NaN/Infinity, an integer of more than 4,300 digits
+        raise ValidationFailed.at([], f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationFailed.at([], "request body must be a JSON object")
+    try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"), which is no Unicode text at all
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValidationFailed.at([], "request body holds a lone UTF-16 surrogate escape: not valid Unicode") from None
     return validate(model, data)
-
-
-def _web_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    try:
-        parts.hostname.encode("idna")
-    except UnicodeError:
-        raise ValueError(f"{parts.hostname!r} is not a valid host name") from None
-    if len(value) > 2048:
-        raise ValueError("must be at most 2048 characters")
-    return value
-
-
-WebUrl = Annotated[str, AfterValidator(_web_url)]
-
-
-def _instance_name(value: str) -> str:
-    InstanceName.parse(value)
-    return value
-
-
-InstanceNameStr = Annotated[str, AfterValidator(_instance_name)]
 
 
 async def admitted_webhook_url(settings: Settings, url: str) -> None:

@@ -17,9 +17,13 @@ from config import LaneConfig, Settings
 from config.settings import LaneName
 from core import keys
 from core.clock import now_ms
+from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
-from scheduler.messages import Message, lua_fields
+from scheduler.messages import RECENT_KEPT, Message, lua_fields
+
+# How long accepting a message waits for the replicas to confirm it (see Lanes.accept).
+REPLICA_WAIT_MS = 1000
 
 Outcome = Literal["sent", "failed", "failed_uncounted", "requeue"]
 Owner = tuple[str, int]  # (worker id, epoch): who may send for an instance, checked in the scripts
@@ -63,23 +67,31 @@ class Lanes:
         retention_seconds: int,
         max_wait_ms: int,
         clock: Callable[[], int] = now_ms,
+        replica_acks: int = 0,
     ) -> None:
         self.redis = redis
+        self.replica_acks = replica_acks
         self.clock = clock
         self.lanes = lanes
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self._limits = json.dumps({n: {"perHour": c.per_hour, "perDay": c.per_day} for n, c in lanes.items()})
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'common', name)}")
-            for name in ("accept", "claim_due", "finish", "flush", "kick", "sweep")
+            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'metrics', 'common', name)}")
+            for name in ("accept", "withdraw", "claim_due", "finish", "flush", "kick", "sweep")
         }
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
-        return cls(redis, settings.lanes, settings.message_retention, settings.message_max_wait * 1000)
+        return cls(
+            redis,
+            settings.lanes,
+            settings.message_retention,
+            settings.message_max_wait * 1000,
+            replica_acks=settings.replica_acks(),
+        )
 
-    async def _run(self, script: str, name: str, *args: Any) -> Any:
+    async def _run(self, script: str, name: str, *args: Any, client: Any = None) -> Any:
         common: list[Any] = [
             self.clock(),
             name,
@@ -89,21 +101,44 @@ class Lanes:
             self._limits,
             keys.STATS,
         ]
-        return await self._scripts[script](args=[*common, *args])
+        return await self._scripts[script](args=[*common, *args], client=client)
 
     async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
         """Record the messages, queue them and wake the instance: one atomic step. For each
         message, None when it was queued now, or the id of the message its client reference
         queued before (then it is not queued again). None, with nothing recorded, when the
-        instance does not exist."""
-        args: list[Any] = [CLIENT_REF_SECONDS]
+        instance does not exist.
+
+        With `replica_acks`, the same round trip waits for that many replicas to hold them (Redis
+        WAIT), so a failover to one of them cannot lose a message the API answered 202 for; when
+        they do not confirm in time, what still waits is taken back and Unavailable raised."""
+        args: list[Any] = [CLIENT_REF_SECONDS, RECENT_KEPT]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
             args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
-        answers = await self._run("accept", name, *args)
+        if not self.replica_acks:
+            answers = await self._run("accept", name, *args)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._run("accept", name, *args, client=pipe)
+                pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
+                answers, acked = await pipe.execute()
+            if answers and acked < self.replica_acks:
+                queued = [item.message.id for item, earlier in zip(messages, answers[1:], strict=True) if not earlier]
+                await self._withdraw(name, queued)
         if not answers:
             return None
         return [earlier or None for earlier in answers[1:]]
+
+    async def _withdraw(self, name: str, message_ids: list[str]) -> None:
+        unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
+        # Still waiting: taken back, so the 503 means "not queued". Picked meanwhile: it is on its
+        # way to WhatsApp already, and the 202 would have said so; the 503 names what to check.
+        taken_back = await self._run("withdraw", name, self.retention, f"cancelled: {unconfirmed}", *message_ids)
+        if taken_back == 1:
+            raise Unavailable(f"the message was {unconfirmed}, so it was not queued; send it again")
+        if taken_back:
+            raise Unavailable(f"{taken_back} messages were {unconfirmed}, so they were not queued; send them again")
 
     async def claim_due(self, worker_id: str, room: int, expired_fields: dict[str, Any]) -> Claim:
         """Take up to `room` of the worker's due instances and pick what each sends now."""
@@ -158,8 +193,8 @@ class Lanes:
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
-        """Queue the deletion of a deleted instance's lanes, wake-up and quota counts."""
-        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name))
+        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts and recent-messages index."""
+        pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name), keys.recent_messages(name))
         pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes))
 
     async def kick(self, name: str, reset: bool = False) -> str | None:

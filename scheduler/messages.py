@@ -3,6 +3,7 @@ they end (sent, failed or cancelled); pending ones are kept until they end."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, fields
@@ -15,9 +16,12 @@ from core import keys
 from core.clock import now_iso
 from core.instances import InstanceName
 from core.redis_client import Redis
+from core.scripts import lua
 from scheduler.drivers.base import SendType
 
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+# Message ids an instance's recent-messages index keeps (the console's listing); older ones drop out.
+RECENT_KEPT = 200
 # A receipt only moves a message forward: a late "delivered" never undoes a "read".
 RECEIPT_ORDER = {"sent": 0, "delivered": 1, "read": 2}
 
@@ -116,19 +120,37 @@ class Messages:
     def __init__(self, redis: Redis, retention_seconds: int) -> None:
         self.redis = redis
         self.retention = retention_seconds
+        self._receipt = redis.register_script(lua("receipt"))
 
     async def get(self, message_id: str) -> Message | None:
         data = await self.redis.hgetall(keys.message(message_id))
         return Message.from_hash(data) if data.get("id") else None
 
+    async def recent(self, instance_name: str, limit: int) -> list[Message]:
+        """The instance's latest messages still retained, newest first."""
+        index = keys.recent_messages(instance_name)
+        while True:
+            ids = await self.redis.zrevrange(index, 0, limit - 1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message_id in ids:
+                    pipe.hgetall(keys.message(message_id))
+                records = await pipe.execute()
+            gone = [message_id for message_id, data in zip(ids, records, strict=True) if not data.get("id")]
+            if not gone:
+                return [Message.from_hash(data) for data in records]
+            await self.redis.zrem(index, *gone)  # their retention ran out: the index forgets them too
+
     async def apply_receipt(self, instance_name: str, wa_message_ids: tuple[str, ...], status: str) -> list[Message]:
-        """Move the messages a receipt names to `status`; returns those that moved."""
-        moved = []
-        for wa_id in wa_message_ids:
-            message_id = await self.redis.get(keys.whatsapp_id(instance_name, wa_id))
-            message = await self.get(message_id) if message_id else None
-            if message is None or RECEIPT_ORDER.get(message.status, 99) >= RECEIPT_ORDER[status]:
-                continue
-            await self.redis.hset(keys.message(message.id), FIELDS["status"], status)
-            moved.append(message)
-        return moved
+        """Move the messages a receipt names to `status` (forward only, one atomic step); returns
+        those that moved, as they were before."""
+        found = await self._receipt(
+            args=[
+                keys.whatsapp_id(instance_name, ""),
+                keys.MESSAGE_PREFIX,
+                FIELDS["status"],
+                status,
+                json.dumps(RECEIPT_ORDER),
+                *wa_message_ids,
+            ]
+        )
+        return [Message.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) for flat in found]

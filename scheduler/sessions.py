@@ -130,7 +130,8 @@ class SessionHost:
             log.warning("message.requeued_after_crash", instance=name, message_id=requeued)
         try:
             session = self.session(name)
-            if session.linked:
+            # A store read (sqlite, or PostgreSQL): off the event loop.
+            if await asyncio.to_thread(lambda: session.linked):
                 await self.instances.update(name, state="connecting")
                 await session.connect()
                 return
@@ -249,12 +250,16 @@ class SessionHost:
 
     async def _linking_started(self, name: str, session: Session) -> dict[str, Any]:
         """Start a QR cycle if none runs and wait for its first code."""
+        if (until := await self._ban_in_force(name)) is not None:
+            raise InvalidState(f"WhatsApp banned this number {until}; ask for a QR code once the ban is over")
+        # Wait before reading: a code stored after the read but before the wait would resolve
+        # nobody and leave this call waiting for the next one. A waiter left unused is harmless.
+        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         instance = await self.instances.get(name)
         if instance.state == "open":
             raise InvalidState("instance is already open; it needs no QR code")
         if instance.state == "connecting" and instance.qr:
             return {"code": instance.qr, "expiresAt": instance.qr_expires_at}
-        waiter = self._linking.setdefault(name, asyncio.get_running_loop().create_future())
         await session.connect()
         try:
             result = await asyncio.wait_for(asyncio.shield(waiter), QR_WAIT_SECONDS)
@@ -265,6 +270,15 @@ class SessionHost:
         if "failed" in result:
             raise WhatsAppError(f"could not reach WhatsApp to get a QR code: {result['failed']}")
         return result
+
+    async def _ban_in_force(self, name: str) -> str | None:
+        """How long the number stays banned ("until <time>" or "for good"), None when it is not."""
+        until = await self.redis.hget(keys.instance(name), "bannedUntil")
+        if not until:
+            return None
+        if until == "permanent":
+            return "for good"
+        return f"until {until}" if datetime.fromisoformat(until) > datetime.now(UTC) else None
 
     def _resolve_linking(self, name: str, result: dict[str, Any]) -> None:
         waiter = self._linking.pop(name, None)
@@ -324,6 +338,8 @@ class SessionHost:
             case Banned(reason=reason, expires_at=expires_at):
                 self.connected.discard(name)
                 self.announced.discard(name)
+                if (pending := self._after_ban.pop(name, None)) is not None:
+                    pending.cancel()  # the latest ban decides when the number may connect again
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})

@@ -117,7 +117,7 @@ class GatewayWorker:
 
     async def start(self) -> None:
         if isinstance(self.driver, NeonizeDriver):
-            self.driver.install_executor(asyncio.get_running_loop())
+            await self.driver.open()
         await self._heartbeat_once()
         await self.fetcher.open()
         await self.host.adopt()

@@ -73,6 +73,20 @@ async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: i
 
 ADMIN = {"apikey": ADMIN_KEY}
 
+if TYPE_CHECKING:
+    from tests.receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 that records every request (tests/receiver.py)."""
+    from tests.receiver import Receiver  # it imports this module: import it only once both exist
+
+    found = Receiver()
+    await found.start()
+    yield found
+    await found.close()
+
 
 @pytest.fixture
 async def tenant_key(client: TestClient) -> AsyncIterator[str]:
@@ -131,17 +145,6 @@ async def open_instance(
     linked = await client.post(f"/sandbox/instance/{name}/link", json={"phoneNumber": "5491100000000"}, headers=headers)
     assert linked.status == 200, await linked.text()
     return name
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A real webhook receiver on 127.0.0.1 (tests/receiver.py)."""
-    from tests.receiver import Receiver  # it imports `eventually` from here
-
-    found = Receiver()
-    await found.start()
-    yield found
-    await found.close()
 
 
 @pytest.fixture

@@ -393,3 +393,28 @@ async def test_temporarily_banned_number_sends_nothing_until_the_ban_is_over(
     done = await finished(gateway, acme, queued["id"])
     assert done["status"] == "sent"
     assert (await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json())["state"] == "open"
+
+
+async def test_a_receipt_moves_a_message_forward_only_and_never_recreates_an_expired_record(redis_url: str) -> None:
+    from core import keys
+    from core.redis_client import connect
+    from scheduler.messages import Message, Messages
+
+    redis = connect(redis_url)
+    messages = Messages(redis, retention_seconds=60)
+    name = "acme__shop1__receipts"
+    record = Message.new("msg_live", name, "normal", "5491112345678", "text", text="hi").to_hash()
+    stored = {field: value for field, value in record.items() if value is not None}
+    await redis.hset(keys.message("msg_live"), mapping={**stored, "status": "sent"})
+    await redis.set(keys.whatsapp_id(name, "WA1"), "msg_live")
+    await redis.set(keys.whatsapp_id(name, "WA2"), "msg_expired")  # its record is gone already
+    try:
+        moved = await messages.apply_receipt(name, ("WA1", "WA2", "WA-unknown"), "read")
+        assert [m.id for m in moved] == ["msg_live"]
+        assert await redis.hget(keys.message("msg_live"), "status") == "read"
+        assert not await redis.exists(keys.message("msg_expired"))
+        assert await messages.apply_receipt(name, ("WA1",), "delivered") == []  # never backwards
+        assert await redis.hget(keys.message("msg_live"), "status") == "read"
+    finally:
+        await redis.delete(keys.message("msg_live"), keys.whatsapp_id(name, "WA1"), keys.whatsapp_id(name, "WA2"))
+        await redis.aclose()

@@ -30,7 +30,7 @@ from core.instances import Instances
 from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
 from core.redis_client import Redis
 from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox
-from webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from webhooks.signing import signed_headers
 
 log = structlog.get_logger(__name__)
 
@@ -118,10 +118,7 @@ class Deliverer:
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(body, secret),
-            EVENT_HEADER: delivery.event,
-            DELIVERY_HEADER: delivery.id,
-            TIMESTAMP_HEADER: str(int(time.time())),
+            **signed_headers(body, secret, delivery.event, delivery.id, int(time.time())),
         }
         at, started = now_iso(), time.monotonic()
 

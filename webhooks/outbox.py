@@ -27,13 +27,18 @@ from redis.exceptions import WatchError
 from core import keys
 from core.clock import iso, now_iso, now_ms
 from core.errors import InvalidState, NotFound
-from core.records import ApiModel
+from core.instances import tenant_of
+from core.records import ApiModel, Timestamp
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
 HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
+# Events kept for GET /events?since= (about: Redis trims streams by whole blocks): how far back a
+# client that was away can catch up.
+TENANT_EVENTS_KEPT = 10_000
+EVENTS_KEPT = 100_000
 
 Status = Literal["pending", "retrying", "delivered", "dead"]
 SETTLED: tuple[Status, ...] = ("delivered", "dead")
@@ -44,7 +49,7 @@ def _new_id() -> str:
 
 
 class Attempt(ApiModel):
-    at: str
+    at: Timestamp
     duration_ms: int
     status_code: int | None = None  # None: no answer (network error, timeout, refused URL)
     error: str | None = None
@@ -58,9 +63,9 @@ class Delivery(ApiModel):
     id: str
     event: str
     status: Status
-    created_at: str
-    next_attempt_at: str | None = None
-    delivered_at: str | None = None
+    created_at: Timestamp
+    next_attempt_at: Timestamp | None = None
+    delivered_at: Timestamp | None = None
     tries: int = 0  # attempts since it was queued (or replayed): what the retry schedule counts
     attempts: list[Attempt] = Field(default_factory=list)
     # The envelope, serialized once and signed as is; stored, never shown in the API.
@@ -100,6 +105,11 @@ def _load(raw: str) -> Delivery:
     return Delivery.model_validate_json(raw)
 
 
+def _latency_ms(delivery: Delivery) -> int:
+    """From the event's publication to now, when its delivery has just succeeded."""
+    return round((datetime.now(UTC) - datetime.fromisoformat(delivery.created_at)).total_seconds() * 1000)
+
+
 @dataclass(frozen=True)
 class Head:
     """The delivery to attempt next, where it goes, and the instance's sealed webhook secret."""
@@ -119,7 +129,7 @@ class Outbox:
         self._publish = redis.register_script(lua("webhook_publish"))
         self._hand_over = redis.register_script(lua("webhook_hand_over"))
         self._take_due = redis.register_script(lua("webhook_take_due"))
-        self._next = redis.register_script(lua("webhook_next"))
+        self._next = redis.register_script(lua("metrics", "webhook_next"))
 
     async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
         """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
@@ -139,8 +149,18 @@ class Outbox:
                 keys.WEBHOOK_DUE,
                 keys.WEBHOOK_BELL,
                 keys.instance(instance_name),
+                keys.tenant_events(tenant_of(instance_name)),
+                keys.EVENTS,
             ],
-            args=[delivery.id, _dump(delivery), now_ms(), instance_name],
+            args=[
+                delivery.id,
+                _dump(delivery),
+                now_ms(),
+                instance_name,
+                delivery.body,
+                TENANT_EVENTS_KEPT,
+                EVENTS_KEPT,
+            ],
         )
         return delivery.id
 
@@ -184,7 +204,9 @@ class Outbox:
                 "deadLettered": attempted.status == "dead",
             }
             settled = int(attempted.status in SETTLED)
-            record = [attempted.id, _dump(attempted), settled, *(field for field, yes in counted.items() if yes)]
+            latency = _latency_ms(attempted) if attempted.status == "delivered" else ""
+            counts = (field for field, yes in counted.items() if yes)
+            record = [attempted.id, _dump(attempted), settled, latency, *counts]
         found = await self._next(
             keys=[
                 keys.webhook_lock(instance_name),

@@ -31,6 +31,7 @@ local function pick()
         hset_json(msg, expired_fields)
         redis.call('EXPIRE', msg, retention)
         redis.call('HINCRBY', stats, 'failed', 1)
+        count_send(stats, LANES[lane], 'expired', msg, now)
         table.insert(expired, id)
       else
         redis.call('ZADD', sent_key(lane), now, id)

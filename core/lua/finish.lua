@@ -19,6 +19,7 @@ local msg = msg_prefix .. id
 local exists = redis.call('EXISTS', msg) == 1
 local cancelled = exists and redis.call('HGET', msg, F.status) == 'cancelled'
 if exists and not cancelled then hset_json(msg, ARGV[10]) end
+if lane then count_send(stats, LANES[lane], outcome, msg, now) end
 if outcome == 'sent' then
   -- receipts name WhatsApp's id: remember which message it was
   redis.call('SET', ARGV[14], id, 'EX', tonumber(ARGV[13]))

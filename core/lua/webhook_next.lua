@@ -8,7 +8,7 @@
 -- KEYS: 1 lock, 2 FIFO, 3 log, 4 stats hash, 5 instance hash
 -- ARGV: 1 lock token, 2 lock expiry (ms), 3 claim ('1' or '0'), 4 delivery key prefix, 5 settled
 --       deliveries kept; then, after an attempt: 6 delivery id, 7 its record, 8 '1' when settled,
---       9... stats fields to count
+--       9 ms from publication to delivery ('' unless delivered now), 10... stats fields to count
 local lock, fifo, log, stats, inst = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token, prefix = ARGV[1], ARGV[4]
 
@@ -30,7 +30,8 @@ local id = ARGV[6]
 if id then
   -- XX: the instance may have been deleted during the attempt; its deliveries stay deleted.
   redis.call('SET', prefix .. id, ARGV[7], 'XX')
-  for i = 9, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  for i = 10, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  if ARGV[9] ~= '' then observe(stats, 'latency', tonumber(ARGV[9])) end
   if ARGV[8] == '1' then
     redis.call('LREM', fifo, 1, id)
     trim()

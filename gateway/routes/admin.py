@@ -4,7 +4,7 @@ from aiohttp import web
 
 from core import keys
 from core.clock import iso_from_ms
-from core.records import ApiModel
+from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import NamePart
@@ -26,7 +26,7 @@ class TenantCreated(ApiModel):
 class TenantOut(ApiModel):
     tenant_id: str
     name: str
-    created_at: str
+    created_at: Timestamp
     key_ids: list[str]
 
 
@@ -105,11 +105,11 @@ async def stats(request: web.Request) -> web.Response:
 class WorkerOut(ApiModel):
     worker_id: str
     alive: bool
-    last_heartbeat: str
+    last_heartbeat: Timestamp
     host: str | None
     pid: int | None
     capacity: int | None
-    started_at: str | None
+    started_at: Timestamp | None
     instances: list[str]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 import structlog
 from aiohttp import web
@@ -8,7 +9,7 @@ from pydantic import Field
 
 from core.errors import InvalidState, NotFound
 from core.instances import Instance, InstanceName
-from core.records import ApiModel
+from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
 from gateway.state import accessible_instance, require_instance_access, require_tenant_access, services
@@ -23,19 +24,22 @@ class CreateInstance(ApiModel):
     webhook_secret: str = Field(min_length=16, max_length=256)
 
 
+InstanceState = Literal["close", "connecting", "open"]
+
+
 class InstanceStatus(ApiModel):
     instance_name: str
-    state: str
+    state: InstanceState
     phone_number: str | None
-    connected_at: str | None
+    connected_at: Timestamp | None
     messages_queued_count: int
     webhook_url: str
-    created_at: str
+    created_at: Timestamp
 
 
 class QrOut(ApiModel):
     qrcode: str
-    expires_at: str
+    expires_at: Timestamp
 
 
 class PairingRequest(ApiModel):
@@ -61,7 +65,7 @@ async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
 def _status_of(instance: Instance, queued: int) -> InstanceStatus:
     return InstanceStatus(
         instance_name=instance.name,
-        state=instance.state,
+        state=cast(InstanceState, instance.state),
         phone_number=instance.phone_number,
         connected_at=instance.connected_at,
         messages_queued_count=queued,

@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, RootModel
 
 from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
-from core.records import ApiModel
+from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
-from gateway.state import principal, require_instance_access, require_tenant_access, services
+from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
 from scheduler.drivers.base import SendType
 from scheduler.lanes import Accepting
-from scheduler.messages import Message, new_message_id
+from scheduler.messages import RECENT_KEPT, Message, new_message_id
 from scheduler.messages import Status as MessageStatus
 
 # WhatsApp's own limits on a text and on a caption.
@@ -75,29 +75,43 @@ class SendVideo(VideoContent, OnInstance):
     pass
 
 
-CONTENT: dict[SendType, type[Content]] = {
-    "text": TextContent,
-    "image": ImageContent,
-    "document": DocumentContent,
-    "audio": AudioContent,
-    "video": VideoContent,
-}
-
-
-class RouteTarget(ApiModel):
-    """The envelope of /message/route; the fields of `type` come beside it."""
-
-    model_config = {**ApiModel.model_config, "extra": "allow"}
+class ToClient(ApiModel):
     tenant_id: NamePart
     client_id: NamePart
-    type: SendType
+
+
+class RoutedText(TextContent, ToClient):
+    type: Literal["text"]
+
+
+class RoutedImage(ImageContent, ToClient):
+    type: Literal["image"]
+
+
+class RoutedDocument(DocumentContent, ToClient):
+    type: Literal["document"]
+
+
+class RoutedAudio(AudioContent, ToClient):
+    type: Literal["audio"]
+
+
+class RoutedVideo(VideoContent, ToClient):
+    type: Literal["video"]
+
+
+Routed = RoutedText | RoutedImage | RoutedDocument | RoutedAudio | RoutedVideo
+
+
+class RouteTarget(RootModel[Annotated[Routed, Field(discriminator="type")]]):
+    """The body of /message/route: the client to route for, and the fields of one `type` of message."""
 
 
 class Queued(ApiModel):
     id: str
     status: Literal["pending"]
     lane: LaneName
-    queued_at: str
+    queued_at: Timestamp
     instance_name: str
 
 
@@ -108,8 +122,8 @@ class MessageOut(ApiModel):
     to: str
     type: SendType
     status: MessageStatus
-    created_at: str
-    sent_at: str | None
+    created_at: Timestamp
+    sent_at: Timestamp | None
     error: str | None
     text: str | None
     caption: str | None
@@ -185,16 +199,15 @@ async def send_video(request: web.Request, body: SendVideo) -> web.Response:
 
 
 async def send_routed(request: web.Request, body: RouteTarget) -> web.Response:
-    require_tenant_access(request, body.tenant_id)
-    fields: dict[str, Any] = dict(body.model_extra or {})
-    content = validate(CONTENT[body.type], fields)
+    target = body.root
+    require_tenant_access(request, target.tenant_id)
     svc = services(request)
-    name = await svc.instances.next_open(body.tenant_id, body.client_id)
+    name = await svc.instances.next_open(target.tenant_id, target.client_id)
     if name is None:
         raise InvalidState(
-            f"client {body.client_id!r} of tenant {body.tenant_id!r} has no open instance: nothing was queued"
+            f"client {target.client_id!r} of tenant {target.tenant_id!r} has no open instance: nothing was queued"
         )
-    return await _enqueue(request, name, body.type, content)
+    return await _enqueue(request, name, target.type, target)
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -203,6 +216,21 @@ async def get_message(request: web.Request) -> web.Response:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
     principal(request).require(message.tenant_id, f"message {message.id!r}")
     return json_response(_out(message))
+
+
+class RecentQuery(ApiModel):
+    limit: int = Field(default=20, ge=1, le=RECENT_KEPT)
+
+
+class MessageList(ApiModel):
+    messages: list[MessageOut]
+
+
+async def list_recent(request: web.Request) -> web.Response:
+    instance = await accessible_instance(request)
+    query = validate(RecentQuery, dict(request.query))
+    recent = await services(request).messages.recent(instance.name, query.limit)
+    return json_response(MessageList(messages=[_out(message) for message in recent]))
 
 
 def _out(message: Message) -> MessageOut:

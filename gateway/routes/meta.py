@@ -1,4 +1,4 @@
-"""Health, the OpenAPI document and the docs page."""
+"""Health, who a key is, the OpenAPI document and the docs page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from redis.exceptions import RedisError
 from core.errors import Unavailable
 from core.records import ApiModel
 from gateway.openapi import OPENAPI
-from gateway.state import services
+from gateway.responses import json_response
+from gateway.state import principal, services
 
 DOCS_STATIC = "/docs/static"
 
@@ -27,6 +28,17 @@ async def health(request: web.Request) -> web.Response:
     except (RedisError, OSError, TimeoutError) as exc:
         raise Unavailable(f"Redis does not answer ({type(exc).__name__})") from exc
     return web.json_response(Health(status="ok", redis="ok").model_dump())
+
+
+class WhoAmI(ApiModel):
+    key_id: str
+    tenant_id: str | None  # None for the admin key
+    admin: bool
+
+
+async def whoami(request: web.Request) -> web.Response:
+    caller = principal(request)
+    return json_response(WhoAmI(key_id=caller.key_id, tenant_id=caller.tenant_id, admin=caller.is_admin))
 
 
 async def openapi(request: web.Request) -> web.Response:

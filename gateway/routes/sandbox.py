@@ -9,7 +9,8 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from core import keys
-from core.records import ApiModel
+from core.records import ApiModel, Timestamp
+from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
 from scheduler.drivers.base import Contact, ReceiptStatus
@@ -78,6 +79,26 @@ class InboundOut(ApiModel):
     message_id: str
 
 
+class LinkOut(ApiModel):
+    instance_name: str
+    linked: bool
+
+
+class FailNextOut(ApiModel):
+    instance_name: str
+    fail_next: int
+
+
+class BanOut(ApiModel):
+    instance_name: str
+    banned_for: float
+
+
+class ReceiptOut(ApiModel):
+    instance_name: str
+    status: ReceiptStatus
+
+
 class SentMessage(ApiModel):
     message_id: str
     to: str
@@ -88,7 +109,7 @@ class SentMessage(ApiModel):
     file_name: str | None
     mimetype: str | None
     media_bytes: int | None
-    sent_at: str
+    sent_at: Timestamp
     sent_by: str
 
 
@@ -96,13 +117,13 @@ async def link(request: web.Request, body: LinkBody) -> web.Response:
     instance = await accessible_instance(request)
     args = {"phoneNumber": body.phone_number} if body.phone_number else {}
     await services(request).commands.call(instance.name, "sandbox.link", args)
-    return web.json_response({"instanceName": instance.name, "linked": True})
+    return json_response(LinkOut(instance_name=instance.name, linked=True))
 
 
 async def unlink(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.unlink")
-    return web.json_response({"instanceName": instance.name, "linked": False})
+    return json_response(LinkOut(instance_name=instance.name, linked=False))
 
 
 async def inbound(request: web.Request, body: InboundBody) -> web.Response:
@@ -110,30 +131,30 @@ async def inbound(request: web.Request, body: InboundBody) -> web.Response:
     result = await services(request).commands.call(
         instance.name, "sandbox.inbound", body.model_dump(by_alias=True, mode="json")
     )
-    return web.json_response(InboundOut(message_id=result["messageId"]).model_dump(by_alias=True), status=201)
+    return json_response(InboundOut(message_id=result["messageId"]), status=201)
 
 
 async def sent(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     raw = await services(request).redis.lrange(keys.sandbox_sent(instance.name), 0, -1)
     records = [SentMessage.model_validate(json.loads(item)) for item in raw]
-    return web.json_response([r.model_dump(by_alias=True) for r in records])
+    return json_response(records)
 
 
 async def fail_next(request: web.Request, body: FailNextBody) -> web.Response:
     instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.fail_next", body.model_dump())
-    return web.json_response({"instanceName": instance.name, "failNext": body.count})
+    return json_response(FailNextOut(instance_name=instance.name, fail_next=body.count))
 
 
 async def ban(request: web.Request, body: BanBody) -> web.Response:
     instance = await accessible_instance(request)
     await services(request).commands.call(instance.name, "sandbox.ban", {"seconds": body.seconds})
-    return web.json_response({"instanceName": instance.name, "bannedFor": body.seconds})
+    return json_response(BanOut(instance_name=instance.name, banned_for=body.seconds))
 
 
 async def receipt(request: web.Request, body: ReceiptBody) -> web.Response:
     instance = await accessible_instance(request)
     args = {"messageIds": body.message_ids, "status": body.status}
     await services(request).commands.call(instance.name, "sandbox.receipt", args)
-    return web.json_response({"instanceName": instance.name, "status": body.status})
+    return json_response(ReceiptOut(instance_name=instance.name, status=body.status))

@@ -65,6 +65,7 @@ NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
 DEFAULT_PHONE = "5491100000000"
 SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
+BAN_REASON = "temporary ban (sandbox)"
 
 
 MEDIA_FETCH_TIMEOUT = 30.0
@@ -168,6 +169,7 @@ class SandboxSession:
         self._qr_task: asyncio.Task[None] | None = None
         self._fail: list[tuple[str, bool]] = []
         self._connected = False
+        self._banned_until: datetime | None = None
 
     def _load(self) -> _Store:
         try:
@@ -187,6 +189,10 @@ class SandboxSession:
 
     async def connect(self) -> None:
         if self._connected:
+            return
+        if self._banned_until is not None and self._banned_until > datetime.now(UTC):
+            # WhatsApp refuses a banned number's login with the same ban, as on the first refusal.
+            await self.sink(Banned(reason=BAN_REASON, expires_at=self._banned_until))
             return
         store = self._load()
         if store.linked and store.phone_number:
@@ -372,9 +378,8 @@ class SandboxSession:
         """As if WhatsApp banned the number for a while: disconnected until then."""
         self._stop_qr()
         self._connected = False
-        await self.sink(
-            Banned(reason="temporary ban (sandbox)", expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
-        )
+        self._banned_until = datetime.now(UTC) + timedelta(seconds=seconds)
+        await self.sink(Banned(reason=BAN_REASON, expires_at=self._banned_until))
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)

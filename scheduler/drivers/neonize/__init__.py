@@ -1,19 +1,22 @@
-"""The real WhatsApp driver: neonize 0.5.2 (whatsmeow underneath), through its async client.
+"""The real WhatsApp driver: neonize 0.5.2 (whatsmeow underneath), its sessions in child processes.
 
-`loading` imports neonize lazily, `mapping` turns its events and errors into the driver
-interface's, `stores` keeps the session stores (sqlite files or PostgreSQL schemas), `session`
-runs one number on one client per connect cycle and `driver` hands the sessions out. Nothing here
-imports neonize at import time: `import scheduler.drivers.neonize` stays cheap and side-effect free.
+`driver` hands out the worker's side of each session (`HostedSession`), which runs the session in a
+session host (`child`, forked from `zygote`) and talks to it in `wire` frames. Inside the child,
+`session` drives one neonize client, `builders` makes the outgoing message protos, `mapping` turns
+neonize's events and errors into the driver interface's, `stores` keeps the session stores (sqlite
+files or PostgreSQL schemas) and `loading` imports neonize lazily. The worker itself never imports
+neonize: `import scheduler.drivers.neonize` stays cheap and side-effect free.
 """
 
 from __future__ import annotations
 
-from scheduler.drivers.neonize.driver import EXECUTOR_MARGIN, NeonizeDriver, executor_for, install_executor
+from scheduler.drivers.neonize.driver import RESTART_DELAYS, HostedSession, NeonizeDriver, SessionProcess
 from scheduler.drivers.neonize.mapping import (
     classify_error,
     digits,
     format_pairing_code,
     from_epoch,
+    is_final,
     map_event,
     message_content,
 )
@@ -21,6 +24,7 @@ from scheduler.drivers.neonize.session import (
     LOOKUP_TIMEOUT,
     MEDIA_TIMEOUT,
     PAIR_QR_WAIT,
+    PAIRING_DISPLAY_NAME,
     QR_FIRST_TTL,
     QR_GRACE,
     QR_NEXT_TTL,
@@ -42,30 +46,32 @@ from scheduler.drivers.neonize.stores import (
 )
 
 __all__ = [
-    "EXECUTOR_MARGIN",
     "LOOKUP_TIMEOUT",
     "MEDIA_TIMEOUT",
+    "PAIRING_DISPLAY_NAME",
     "PAIR_QR_WAIT",
     "QR_FIRST_TTL",
     "QR_GRACE",
     "QR_NEXT_TTL",
+    "RESTART_DELAYS",
     "SEND_TIMEOUT",
     "STOP_TIMEOUT",
     "Handler",
+    "HostedSession",
     "NeonizeDriver",
     "NeonizeSession",
     "PostgresStore",
     "PostgresStores",
+    "SessionProcess",
     "SessionStore",
     "SqliteStore",
     "classify_error",
     "client_url",
     "digits",
-    "executor_for",
     "format_pairing_code",
     "from_epoch",
     "guard",
-    "install_executor",
+    "is_final",
     "map_event",
     "message_content",
     "store_has_device",

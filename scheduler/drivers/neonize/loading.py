@@ -8,8 +8,11 @@ through `_import`, so `import scheduler.drivers.neonize` stays cheap and side-ef
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import os
+import sys
+import types
 from types import ModuleType
 
 
@@ -37,3 +40,51 @@ def _pb() -> ModuleType:
 
 def _e2e() -> ModuleType:
     return _import("neonize.proto.waE2E.WAWebProtobufsE2E_pb2")
+
+
+# Imported once by the forkserver that forks session hosts, so that every child shares them
+# copy-on-write: everything `neonize.aioze.client` needs except the Go library (`neonize._binder`),
+# whose runtime starts threads at load time and must therefore be loaded after the fork.
+_SHARED = (
+    "google.protobuf.message",
+    "magic",
+    "PIL.Image",
+    "PIL.ImageSequence",
+    "requests",
+    "linkpreview",
+    "segno",
+    "neonize.proto.Neonize_pb2",
+    "neonize.proto.waE2E.WAWebProtobufsE2E_pb2",
+    "neonize.events",
+    "neonize.builder",
+    "neonize.exc",
+    "neonize.utils",
+    "neonize.download",
+    "neonize.ext.interactive_message",
+    "neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2",
+    "neonize.proto.waConsumerApplication.WAConsumerApplication_pb2",
+    "neonize.proto.waMsgApplication.WAMsgApplication_pb2",
+    "neonize.aioze.preview.compose",
+    "neonize.aioze.events",
+    "tqdm",
+)
+
+
+def preload() -> None:
+    """Import what a session host needs, short of the Go library.
+
+    neonize's package `__init__` imports its synchronous client too, and with it the Go library:
+    a bare package module in its place lets the submodules a session uses load on their own.
+    """
+    if "neonize" not in sys.modules:
+        spec = importlib.util.find_spec("neonize")
+        if spec is None or spec.submodule_search_locations is None:
+            raise ImportError("neonize is not installed")
+        package = types.ModuleType("neonize")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__file__ = spec.origin
+        sys.modules["neonize"] = package
+    for name in _SHARED:
+        _import(name)
+    # neonize warns, once per process, that ffprobe is missing: the gateway builds its media itself.
+    setattr(_import("neonize.utils.ffmpeg"), "_ffmpeg_checked", True)  # noqa: B010

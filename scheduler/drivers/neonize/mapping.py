@@ -53,9 +53,26 @@ _WRAPPERS = (
     "deviceSentMessage",
     "editedMessage",  # an edit: inside is the protocolMessage saying which message and the new text
 )
-_LOGGED_OUT_REASONS = frozenset({"LOGGED_OUT", "MAIN_DEVICE_GONE", "UNKNOWN_LOGOUT"})
+_LOGGED_OUT_REASONS = frozenset({"LOGGED_OUT"})
+# whatsmeow reports these as logouts; WhatsApp Web calls 403 LOCKED and 406 BANNED: the number is
+# barred, not merely unlinked.
+_BARRED_REASONS = {"MAIN_DEVICE_GONE": "locked", "UNKNOWN_LOGOUT": "banned"}
 _NOT_LINKED_MARKERS = ("not logged in", "doesn't contain a device", "no device")
+# whatsmeow fails these before the message node is written: nothing left, it is safe to retry.
+_NOT_SENT_MARKERS = (
+    "info query",  # "info query timed out", "websocket disconnected before info query returned response"
+    "failed to get",  # the LID, user info or device list lookups that precede a send
+    "failed to fetch",
+    "failed to prefetch",
+    "no lid found",
+    "websocket not connected",
+    "failed to send message node",  # the write itself failed: the server got no message
+)
+# Only after the node went out is the outcome unknown: WhatsApp may have taken the message.
+_UNKNOWN_OUTCOME_MARKERS = ("timed out waiting for message send response",)
+_TIMEOUT_MARKERS = ("timed out", "timeout", "deadline exceeded")
 _TRANSIENT_MARKERS = (
+    *_NOT_SENT_MARKERS,
     "client is nil",
     "client not found",
     "not connected",
@@ -66,7 +83,6 @@ _TRANSIENT_MARKERS = (
     "no such host",
     "network is unreachable",
 )
-_UNKNOWN_OUTCOME_MARKERS = ("timed out", "timeout", "deadline exceeded", "disconnected before")
 
 
 def digits(value: str) -> str:
@@ -325,6 +341,8 @@ def map_event(event: Any, *, own_phone: str = "", now: datetime | None = None) -
         return Disconnected(reason="connection lost")
     if isinstance(event, pb.LoggedOut):
         reason = _enum_name(event, "Reason", "LOGGED_OUT")
+        if reason in _BARRED_REASONS:
+            return Banned(reason=_BARRED_REASONS[reason], expires_at=None)
         return Disconnected(reason=f"logged out ({reason.lower()})", logged_out=True)
     if isinstance(event, pb.StreamReplaced):
         return Disconnected(reason="stream replaced: another client connected with this session")
@@ -336,6 +354,8 @@ def map_event(event: Any, *, own_phone: str = "", now: datetime | None = None) -
         reason = _enum_name(event, "Reason", "GENERIC")
         if reason == "TEMP_BANNED":
             return Banned(reason=event.Message or "temp_banned", expires_at=None)
+        if reason in _BARRED_REASONS:
+            return Banned(reason=_BARRED_REASONS[reason], expires_at=None)
         detail = f": {event.Message}" if event.Message else ""
         return Disconnected(
             reason=f"connect failure ({reason.lower()}){detail}", logged_out=reason in _LOGGED_OUT_REASONS
@@ -347,26 +367,44 @@ def map_event(event: Any, *, own_phone: str = "", now: datetime | None = None) -
     return None
 
 
-def classify_error(exc: BaseException) -> DriverError:
-    """Turn whatever neonize (or asyncio) raised into our exception tree."""
-    if isinstance(exc, DriverError):
+def classify_error(exc: BaseException, *, sending: bool = False) -> DriverError:
+    """Turn whatever neonize (or asyncio) raised into our exception tree.
+
+    With `sending`, a timeout whose stage cannot be told apart may have let the message out
+    (`OutcomeUnknownError`); failures whatsmeow raises before writing the message are transient.
+    """
+    if isinstance(exc, DriverError) and type(exc) is not DriverError:
         return exc
     if isinstance(exc, TimeoutError):
-        return OutcomeUnknownError("WhatsApp did not answer in time; the message may have been sent")
+        if sending:
+            return OutcomeUnknownError("WhatsApp did not answer in time; the message may have been sent")
+        return TransientDriverError("WhatsApp did not answer in time")
     text = str(exc)
     lowered = text.lower()
     name = type(exc).__name__
     if any(marker in lowered for marker in _NOT_LINKED_MARKERS):
         return NotLinkedError(f"session is not linked: {text}")
-    if any(marker in lowered for marker in _TRANSIENT_MARKERS):
-        return TransientDriverError(f"not connected to WhatsApp: {text}")
     if any(marker in lowered for marker in _UNKNOWN_OUTCOME_MARKERS):
         return OutcomeUnknownError(f"WhatsApp did not confirm in time, the message may have been sent: {text}")
+    if any(marker in lowered for marker in _TRANSIENT_MARKERS):
+        return TransientDriverError(f"not sent, WhatsApp not reachable: {text}")
+    if any(marker in lowered for marker in _TIMEOUT_MARKERS):
+        if sending:
+            return OutcomeUnknownError(f"WhatsApp did not confirm in time, the message may have been sent: {text}")
+        return TransientDriverError(f"WhatsApp did not answer in time: {text}")
+    if isinstance(exc, DriverError):
+        return exc
     if name in ("UploadError", "DownloadError"):
         return TransientDriverError(f"media transfer failed: {text}")
-    if isinstance(exc, FileNotFoundError):
-        # neonize shells out to ffmpeg/ffprobe for audio and video.
-        return DriverError(f"media processing failed (are ffmpeg and ffprobe installed?): {text}")
     if isinstance(exc, ConnectionError):
         return TransientDriverError(f"connection error: {text or name}")
     return DriverError(f"WhatsApp call failed: {name}: {text}")
+
+
+def is_final(event: Any, mapped: DriverEvent) -> bool:
+    """Whether whatsmeow gives up after `event` (it reconnects by itself only after plain
+    disconnects and stream errors): the session ends and is connected again only when asked."""
+    pb = _pb()
+    if isinstance(mapped, Banned) or (isinstance(mapped, Disconnected) and mapped.logged_out):
+        return True
+    return isinstance(event, (pb.StreamReplaced, pb.ClientOutdated, pb.ConnectFailure))

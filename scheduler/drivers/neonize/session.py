@@ -1,28 +1,35 @@
-"""`NeonizeSession`: one WhatsApp number on top of one neonize `NewAClient` per connect cycle.
+"""`NeonizeSession`: one WhatsApp number on one neonize `NewAClient`, inside its session host.
+
+A session runs in a child process of the worker (`child`), one per session and connect cycle: when
+the session ends (logged out, banned, QR codes run out, a run that broke) it says so through
+`on_ended` and its process is ended, with whatever the Go side still held.
 
 Facts about neonize 0.5.2 this module is built around (see DESIGN.md, "WhatsApp drivers"):
 
 - `NewAClient(name)`: `name` is the session database: one sqlite file per instance, or a
-  PostgreSQL URL (`stores`). Its `uuid` (the key of the Go-side client table) defaults to `name`,
-  and a garbage-collected client calls `Stop(uuid)` from a finalizer, so every client here gets
-  a unique uuid.
+  PostgreSQL URL (`stores`). Its `uuid` is the key of the Go-side client table.
 - `connect()` returns a task running the blocking Go `Neonize()` call in a thread of the loop's
-  default executor for the whole life of the client (`install_executor` sizes that executor).
-- QR codes come through the `qr` callback as raw bytes; when they run out nothing fires, so a
-  session keeps its own deadline and reports `QrExpired`.
-- Exceptions raised inside event handlers vanish (`run_coroutine_threadsafe` futures are never
-  looked at): every handler is wrapped by `guard`.
+  default executor for the whole life of the client.
+- QR codes come through the `qr` callback as raw bytes. When they run out whatsmeow reports the
+  login event `timeout` through the login-status callback (which neonize ignores; `_Client` hears
+  it) and the Go call never returns: the session reports `QrExpired` and its process is ended. A
+  linking attempt that produces no QR at all ends by its own deadline the same way.
+- Exceptions raised inside event handlers vanish: every handler is wrapped by `guard`, and runs
+  under one lock taken in arrival order, so the sink sees events in the order WhatsApp sent them.
 - `get_me()` on a client that is not running dereferences a nil pointer in Go and kills the
   process; this module never calls it. The own phone number is read from the session store.
-- `is_connected` / `is_logged_in` are properties returning an un-awaited coroutine (always
-  truthy): not used.
+- `IsOnWhatsApp` wants the number with its `+` and answers the account's JID, which is where the
+  message goes (it differs from `<digits>@s.whatsapp.net` for some countries). An invalid number
+  answers "Function returned nothing.". Answers are cached per recipient.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -31,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.drivers.base import (
-    Banned,
     Disconnected,
     DriverError,
     DriverEvent,
@@ -40,6 +46,7 @@ from scheduler.drivers.base import (
     InboundEvent,
     InboundMedia,
     MessageReceived,
+    NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
     PollVote,
@@ -48,7 +55,8 @@ from scheduler.drivers.base import (
     SendResult,
     TransientDriverError,
 )
-from scheduler.drivers.neonize.loading import _e2e, _import, _pb
+from scheduler.drivers.neonize import builders
+from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
     LID_SERVER,
     _enum_name,
@@ -57,6 +65,7 @@ from scheduler.drivers.neonize.mapping import (
     digits,
     format_pairing_code,
     from_epoch,
+    is_final,
     map_event,
 )
 from scheduler.drivers.neonize.stores import SessionStore, SqliteStore
@@ -66,7 +75,8 @@ log = logging.getLogger(__name__)
 # whatsmeow's QR rotation: the first code lives 60 s, the next ones 20 s each.
 QR_FIRST_TTL = 60.0
 QR_NEXT_TTL = 20.0
-# Slack after a code's expiry before declaring the QR cycle over (the next code may be late).
+# Slack after a code's expiry before declaring the QR cycle over, should whatsmeow's own `timeout`
+# login event not come.
 QR_GRACE = 5.0
 # How long pair_phone waits for the first QR of the cycle (PairPhone fails before it).
 PAIR_QR_WAIT = 30.0
@@ -76,6 +86,14 @@ MEDIA_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not downloaded
+# How long an `IsOnWhatsApp` answer is reused: one lookup per message is a pattern WhatsApp watches.
+LOOKUP_TTL = 24 * 3600.0
+LOOKUP_MISS_TTL = 3600.0
+# whatsmeow documents the pairing display name as "Browser (OS)".
+PAIRING_DISPLAY_NAME = "Chrome (Linux)"
+_CHROME = 1  # PairClientType CHROME
+
+Ended = Callable[[bool], Coroutine[Any, Any, None]]
 
 
 # -- handlers -------------------------------------------------------------------------------------
@@ -83,28 +101,52 @@ MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not dow
 Handler = Callable[..., Awaitable[None]]
 
 
-def guard(handler: Handler, what: str) -> Callable[..., Coroutine[Any, Any, None]]:
-    """Wrap an event handler so its exceptions are logged instead of vanishing inside neonize."""
+def guard(handler: Handler, what: str, order: asyncio.Lock | None = None) -> Callable[..., Coroutine[Any, Any, None]]:
+    """Wrap an event handler so its exceptions are logged instead of vanishing inside neonize, and
+    (with `order`) so handlers run one at a time in the order neonize scheduled them."""
 
     @functools.wraps(handler)
     async def guarded(*args: Any) -> None:
         try:
-            await handler(*args)
+            if order is None:
+                await handler(*args)
+                return
+            async with order:
+                await handler(*args)
         except Exception:
             log.exception("neonize %s handler failed", what)
 
     return guarded
 
 
-def _adopt_event_loop(loop: asyncio.AbstractEventLoop) -> None:
-    # neonize routes every callback to one module-global loop, set only the first time any
-    # client connects; a later loop (a restarted worker, tests) would never see an event.
-    events_module = _import("neonize.aioze.events")
-    current = getattr(events_module, "event_global_loop", None)
-    if current is None or current.is_closed():
-        setattr(events_module, "event_global_loop", loop)  # noqa: B010
-    elif current is not loop:
-        log.warning("neonize delivers events to another running event loop; this session will miss them")
+@functools.cache
+def _client_class() -> type[Any]:
+    base = _import("neonize.aioze.client").NewAClient
+
+    class Client(base):  # type: ignore[valid-type]
+        """A `NewAClient` that hears whatsmeow's login events (`timeout`, `success`, `err-...`)."""
+
+        login_status: Callable[[str], None] | None = None
+
+        def _NewAClient__onLoginStatus(self, _uuid: int, status: int) -> None:
+            if self.login_status is not None:
+                self.login_status(ctypes.string_at(status).decode(errors="replace"))
+
+        async def pair_code(self, phone: str) -> str:
+            """`PairPhone` with the display name in whatsmeow's documented "Browser (OS)" form
+            (neonize's own wrapper sends "FIREFOX (LINUX)")."""
+            pb = _pb()
+            params = pb.PairPhoneParams(
+                phone=phone, clientDisplayName=PAIRING_DISPLAY_NAME, clientType=_CHROME, showPushNotification=True
+            ).SerializeToString()
+            gocode = _import("neonize._binder").gocode
+            raw = await asyncio.to_thread(gocode.PairPhone, self.uuid, params, len(params))
+            answer = pb.PairPhoneReturnFunction.FromString(raw)
+            if answer.Error:
+                raise DriverError(f"pairing failed: {answer.Error}")
+            return str(answer.Code)
+
+    return Client
 
 
 class NeonizeSession:
@@ -127,10 +169,10 @@ class NeonizeSession:
         stop_timeout: float = STOP_TIMEOUT,
         max_media_bytes: int = MAX_MEDIA_BYTES,
         on_close: Callable[[NeonizeSession], None] | None = None,
+        on_ended: Ended | None = None,
     ) -> None:
         self.instance_name = instance_name
         self.store: SessionStore = SqliteStore(store) if isinstance(store, Path) else store
-        self.store_path: Path | None = self.store.path if isinstance(self.store, SqliteStore) else None
         self._sink = sink
         self._proxy = proxy
         self._qr_first_ttl = qr_first_ttl
@@ -142,7 +184,7 @@ class NeonizeSession:
         self._lookup_timeout = lookup_timeout
         self._stop_timeout = stop_timeout
         self._max_media_bytes = max_media_bytes
-        self._on_close = on_close
+        self._on_ended = on_ended
         self._client: Any = None
         self._cycle: str | None = None  # tags the store's resources of the current client
         self._task: asyncio.Future[Any] | None = None
@@ -153,8 +195,9 @@ class NeonizeSession:
         self._qr_seen = asyncio.Event()
         self._qr_timer: asyncio.TimerHandle | None = None
         self.qr_deadline: float | None = None  # loop time at which the QR cycle counts as expired
-        self._emit_lock = asyncio.Lock()
+        self._order = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._recipients: dict[str, tuple[Any, float]] = {}  # digits -> (JID or None, valid until)
 
     @property
     def linked(self) -> bool:
@@ -175,13 +218,14 @@ class NeonizeSession:
         self._qr_count = 0
         self._qr_seen = asyncio.Event()
         loop = asyncio.get_running_loop()
-        _adopt_event_loop(loop)
         try:
             await asyncio.to_thread(self.store.prepare)
+            linked = await asyncio.to_thread(self.store.has_device)
         except OSError as exc:
             raise DriverError(f"session store not usable: {exc}") from exc
         cycle = uuid.uuid4().hex
         client = self._new_client(cycle)
+        client.login_status = lambda status: loop.call_soon_threadsafe(self._on_login_status, client, status)
         proxy = None
         if self._proxy:
             proxy = _import("neonize._binder").ProxySettings(proxy_address=self._proxy)
@@ -195,6 +239,10 @@ class NeonizeSession:
             raise classify_error(exc) from exc
         self._task = task
         task.add_done_callback(functools.partial(self._on_run_done, client))
+        if not linked:
+            # A linking attempt ends even if no QR ever comes (proxy that never answers, an outdated
+            # client): otherwise its Go call would hold a thread and the store for good.
+            self._arm_qr_timer(self._qr_first_ttl + self._qr_grace)
 
     async def close(self) -> None:
         self._closing = True
@@ -202,8 +250,6 @@ class NeonizeSession:
         for task in list(self._background):
             if task is not asyncio.current_task():
                 task.cancel()
-        if self._on_close is not None:
-            self._on_close(self)
 
     async def logout(self) -> None:
         client = self._client
@@ -234,64 +280,58 @@ class NeonizeSession:
         except TimeoutError as exc:
             raise TransientDriverError("WhatsApp produced no QR yet; a pairing code cannot be requested") from exc
         try:
-            code = await asyncio.wait_for(client.PairPhone(phone, True), self._lookup_timeout)
+            code = await asyncio.wait_for(client.pair_code(phone), self._lookup_timeout)
         except Exception as exc:
-            error = classify_error(exc)
-            raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
+            raise classify_error(exc) from exc
         return format_pairing_code(code)
 
     async def is_on_whatsapp(self, phone_number: str) -> bool:
-        client = self._require_client()
-        try:
-            answers = await asyncio.wait_for(client.is_on_whatsapp(digits(phone_number)), self._lookup_timeout)
-        except Exception as exc:
-            error = classify_error(exc)
-            # A lookup changes nothing: "outcome unknown" only means "try again".
-            raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
-        return any(answer.IsIn for answer in answers)
+        return await self._recipient(digits(phone_number)) is not None
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send as is: the caller checks `is_on_whatsapp` first (neonize raises nothing otherwise)."""
+        """Send to the recipient's account JID (looked up, or cached from `is_on_whatsapp`)."""
         client = self._require_client()
         to = digits(message.to)
         if not to:
             raise DriverError("recipient must be a phone number in international digits")
+        jid = await self._recipient(to)
+        if jid is None:
+            raise NotOnWhatsAppError(f"{to} is not on WhatsApp")
         try:
-            payload = await asyncio.wait_for(self._build(client, message), self._media_timeout)
+            payload = await asyncio.wait_for(builders.build(client, message), self._media_timeout)
         except TimeoutError as exc:
             raise TransientDriverError(f"preparing the {message.type} timed out; nothing was sent") from exc
         except Exception as exc:
-            raise classify_error(exc) from exc
+            error = classify_error(exc)
+            # Nothing is sent while building: whatever went wrong, the message did not leave.
+            raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
         try:
-            response = await asyncio.wait_for(client.send_message(to, payload), self._send_timeout)
+            response = await asyncio.wait_for(client.send_message(jid, payload), self._send_timeout)
         except Exception as exc:
-            raise classify_error(exc) from exc
+            raise classify_error(exc, sending=True) from exc
         return SendResult(message_id=response.ID, sent_at=from_epoch(response.Timestamp))
 
-    async def _build(self, client: Any, message: OutgoingMessage) -> Any:
-        if message.type == "text":
-            if not message.text:
-                raise DriverError("a text message needs text")
-            # A proto, not a str: neonize would otherwise parse "@digits" into mentions.
-            return _e2e().Message(conversation=message.text)
-        media = message.media
-        if media is None:
-            raise DriverError(f"an {message.type} message needs its media bytes (download media_url first)")
-        if message.type == "image":
-            return await client.build_image_message(media, caption=message.caption)
-        if message.type == "document":
-            return await client.build_document_message(
-                media,
-                caption=message.caption,
-                title=message.file_name,
-                filename=message.file_name,
-                mimetype=message.mimetype,
-            )
-        if message.type == "audio":
-            return await client.build_audio_message(media, ptt=True)
-        if message.type == "video":
-            return await client.build_video_message(media, caption=message.caption)
-        raise DriverError(f"unsupported message type {message.type!r}")
+    async def _recipient(self, phone: str) -> Any:
+        """The account JID of `phone` (international digits), None if it has no WhatsApp."""
+        if not phone:
+            raise DriverError("recipient must be a phone number in international digits")
+        now = time.monotonic()
+        cached = self._recipients.get(phone)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        client = self._require_client()
+        try:
+            answers = await asyncio.wait_for(client.is_on_whatsapp(f"+{phone}"), self._lookup_timeout)
+        except Exception as exc:
+            if "returned nothing" in str(exc):  # an invalid number: WhatsApp knows no such account
+                answers = []
+            else:
+                error = classify_error(exc)
+                # A lookup changes nothing: "outcome unknown" only means "try again".
+                raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
+        jid = next((answer.JID for answer in answers if answer.IsIn and answer.JID.User), None)
+        self._recipients[phone] = (jid, now + (LOOKUP_TTL if jid is not None else LOOKUP_MISS_TTL))
+        return jid
 
     def _require_client(self) -> Any:
         if self._client is None or not self._connected:
@@ -302,10 +342,9 @@ class NeonizeSession:
 
     def _new_client(self, cycle: str | None = None) -> Any:
         cycle = cycle or uuid.uuid4().hex
-        client_module = _import("neonize.aioze.client")
-        client = client_module.NewAClient(self.store.client_name(cycle), uuid=f"{self.instance_name}:{cycle}")
+        client = _client_class()(self.store.client_name(cycle), uuid=f"{self.instance_name}:{cycle}")
         pb = _pb()
-        client.qr(guard(self._on_qr, "qr"))
+        client.qr(guard(self._on_qr, "qr", self._order))
         handlers: tuple[tuple[type[Any], Handler, str], ...] = (
             (pb.PairStatus, self._on_pair_status, "pair status"),
             (pb.Connected, self._on_connected, "connected"),
@@ -320,7 +359,7 @@ class NeonizeSession:
             (pb.StreamError, self._on_event, "stream error"),
         )
         for event_type, handler, what in handlers:
-            client.event(event_type)(guard(handler, what))
+            client.event(event_type)(guard(handler, what, self._order))
         return client
 
     async def _shutdown_client(self) -> None:
@@ -354,18 +393,35 @@ class NeonizeSession:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is None or client is not self._client or self._closing:
-            if exc is not None:
-                log.debug("%s: neonize run ended: %s", self.instance_name, exc)
+        if client is not self._client or self._closing:
             return
-        log.warning("%s: neonize connection failed: %s", self.instance_name, exc)
-        self._spawn(self._fail_run(Disconnected(reason=f"connection failed: {exc}")))
+        # The Go call returned on its own: a connect that failed, or the shim's event loop giving up
+        # on an event it could not encode. Either way nothing reaches us any more: end, and let the
+        # parent connect again from the store.
+        reason = f"connection failed: {exc}" if exc is not None else "the WhatsApp client stopped"
+        log.warning("%s: neonize run ended: %s", self.instance_name, reason)
+        self._spawn(self._end(Disconnected(reason=reason), reconnect=True))
 
-    async def _fail_run(self, event: Disconnected) -> None:
-        await self._shutdown_client()
-        await self._emit(event)
+    async def _end(self, event: DriverEvent | None, *, reconnect: bool) -> None:
+        async with self._order:
+            if self._closing:
+                return
+            self._closing = True
+            await self._shutdown_client()
+            if event is not None:
+                await self._sink(event)
+        if self._on_ended is not None:
+            await self._on_ended(reconnect)
 
     # -- handlers (registered through `guard`)
+
+    def _on_login_status(self, client: Any, status: str) -> None:
+        if client is not self._client:
+            return
+        if status == "timeout":  # whatsmeow ran out of QR codes
+            self._spawn(self._expire_qr())
+        elif status != "success":
+            log.warning("%s: linking ended: %s", self.instance_name, status)
 
     async def _on_qr(self, client: Any, data: bytes | str) -> None:
         if client is not self._client or self._closing:
@@ -375,7 +431,7 @@ class NeonizeSession:
         ttl = self._qr_first_ttl if self._qr_count == 1 else self._qr_next_ttl
         self._arm_qr_timer(ttl + self._qr_grace)
         self._qr_seen.set()
-        await self._emit(QrCode(code=code, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)))
+        await self._sink(QrCode(code=code, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)))
 
     async def _on_pair_status(self, client: Any, event: Any) -> None:
         if client is not self._client:
@@ -402,7 +458,16 @@ class NeonizeSession:
         self._own_phone = phone
         mapped = map_event(event, own_phone=phone or "")
         if mapped is not None:
-            await self._emit(mapped)
+            await self._sink(mapped)
+        self._spawn(self._announce(client))
+
+    async def _announce(self, client: Any) -> None:
+        # Without a presence WhatsApp shows recipients no name and may hold back delivery receipts.
+        try:
+            presence = _import("neonize.utils.enum").Presence.AVAILABLE
+            await asyncio.wait_for(client.send_presence(presence), self._lookup_timeout)
+        except Exception as exc:
+            log.info("%s: sending presence failed: %s", self.instance_name, exc)
 
     async def _on_event(self, client: Any, event: Any) -> None:
         if client is not self._client:
@@ -411,20 +476,20 @@ class NeonizeSession:
         if mapped is None:
             return
         if isinstance(mapped, Inbound) and not mapped.from_me:
-            await self._emit(await self._complete(client, event, mapped))
+            await self._sink(await self._complete(client, event, mapped))
             return
         if isinstance(mapped, Disconnected):
             self._connected = False
-        pb = _pb()
-        # whatsmeow does not reconnect after these: end the client (freeing its thread) before
-        # telling the sink, which may well call connect() again.
-        if (
-            isinstance(mapped, Banned)
-            or (isinstance(mapped, Disconnected) and mapped.logged_out)
-            or isinstance(event, (pb.StreamReplaced, pb.ClientOutdated))
-        ):
+        if is_final(event, mapped):
+            # whatsmeow does not reconnect after these: end the client (and with it this session's
+            # process) before the parent can connect again.
+            self._closing = True
             await self._shutdown_client()
-        await self._emit(mapped)
+            await self._sink(mapped)
+            if self._on_ended is not None:
+                self._spawn(self._on_ended(False))
+            return
+        await self._sink(mapped)
 
     # -- inbound: what the mapping cannot know offline
 
@@ -490,19 +555,12 @@ class NeonizeSession:
         self.qr_deadline = None
 
     async def _expire_qr(self) -> None:
-        self._qr_timer = None
-        self.qr_deadline = None
+        self._cancel_qr_timer()
         if self._closing or self._connected or self._client is None:
             return
-        await self._shutdown_client()
-        await self._emit(QrExpired())
+        await self._end(QrExpired(), reconnect=False)
 
     # -- plumbing
-
-    async def _emit(self, event: DriverEvent) -> None:
-        # neonize schedules one task per callback; the lock keeps the sink's view in order.
-        async with self._emit_lock:
-            await self._sink(event)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

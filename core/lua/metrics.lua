@@ -1,0 +1,31 @@
+-- Prometheus figures, counted in the step that already writes what they count (gateway/metrics.py
+-- reads them at scrape time): no extra round trip on any path.
+-- A histogram observation of v ms counts in bucket k, the smallest k with v <= 2^k ms, for k up
+-- to HISTOGRAM_TOP (2^27 ms, about 37 h); a larger value counts in bucket HISTOGRAM_TOP + 1,
+-- which only the +Inf bucket shows. Fields on `hash`: '<name>:<k>' and '<name>:sum' (ms).
+local HISTOGRAM_TOP = 27
+
+local function observe(hash, name, ms)
+  ms = math.max(0, math.floor(ms))
+  local k, bound = 0, 1
+  while ms > bound and k <= HISTOGRAM_TOP do
+    k = k + 1
+    bound = bound * 2
+  end
+  redis.call('HINCRBY', hash, name .. ':' .. k, 1)
+  redis.call('HINCRBY', hash, name .. ':sum', ms)
+end
+
+-- A send's outcome by lane ('sends:<lane>:<outcome>'; the pump's 'requeue' counts as 'retried'
+-- and both kinds of failure as 'failed'); for one that went out, its lateness (from when its
+-- lanes first allowed it to when it went) and its time from accept to sent.
+local SEND_OUTCOMES = {sent = 'sent', failed = 'failed', failed_uncounted = 'failed', requeue = 'retried',
+  expired = 'expired'}
+
+local function count_send(hash, lane, outcome, msg, at)
+  redis.call('HINCRBY', hash, 'sends:' .. lane .. ':' .. SEND_OUTCOMES[outcome], 1)
+  if outcome ~= 'sent' then return end
+  local created, eligible = unpack(redis.call('HMGET', msg, 'createdMs', 'eligibleMs'))
+  if eligible then observe(hash, 'lateness:' .. lane, at - tonumber(eligible)) end
+  if created then observe(hash, 'accept_to_sent:' .. lane, at - tonumber(created)) end
+end

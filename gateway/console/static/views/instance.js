@@ -1,0 +1,209 @@
+import { api, ApiError, seg } from "../api.js";
+import { announce, badge, describe, every, field, form, h, refresh, table, when } from "../dom.js";
+
+const LANES = ["urgent", "normal", "bulk"];
+
+function section(id, title, ...content) {
+  return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...content);
+}
+
+function wideSection(id, title, ...content) {
+  const node = section(id, title, ...content);
+  node.classList.add("wide");
+  return node;
+}
+
+function button(text, onclick, extra = {}) {
+  return h("button", { type: "button", onclick, ...extra }, text);
+}
+
+// The QR code while the instance is not linked. WhatsApp's codes last 20-60 s: a new one is
+// fetched whenever the shown one has expired, so the picture refreshes itself.
+function linkPanel(path) {
+  const img = h("img", { class: "qr", alt: "WhatsApp QR code: scan it in WhatsApp, Linked devices", hidden: true });
+  const note = h("p", { class: "hint" });
+  const problem = h("p", { class: "result error", role: "alert" });
+  let expiresAt = 0;
+  let loading = false;
+
+  async function update(state) {
+    if (state === "open") {
+      img.hidden = true;
+      note.textContent = "Linked: no QR code needed.";
+      return;
+    }
+    if (loading || Date.now() < expiresAt) return;
+    loading = true;
+    try {
+      const qr = await api("GET", `${path}/qr`);
+      img.src = qr.qrcode;
+      img.hidden = false;
+      expiresAt = Date.parse(qr.expiresAt);
+      note.textContent = `Scan with WhatsApp. A new code replaces this one at ${new Date(expiresAt).toLocaleTimeString()}.`;
+      problem.textContent = "";
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "invalid_state")) problem.textContent = describe(error);
+      expiresAt = Date.now() + 5000;
+    } finally {
+      loading = false;
+    }
+  }
+
+  const phone = h("input", { name: "phoneNumber", inputmode: "numeric", autocomplete: "tel", required: true });
+  const pairing = form(
+    "Link by pairing code",
+    [field("Phone number", phone, "International digits only, no + or spaces: 5491112345678")],
+    "Get a pairing code",
+    async () => {
+      const out = await api("POST", `${path}/pairing-code/request`, { phoneNumber: phone.value.trim() });
+      return h("span", {}, "Enter this code in WhatsApp: ", h("strong", { class: "code" }, out.pairingCode));
+    },
+  );
+  const node = h("div", { class: "link" }, h("figure", {}, img, h("figcaption", {}, note)), problem, pairing);
+  return { node, update, setOpen: (open) => (pairing.hidden = open) };
+}
+
+function statusList(s) {
+  const row = (term, value) => [h("dt", {}, term), h("dd", {}, value)];
+  return h(
+    "dl",
+    { class: "facts" },
+    row("State", badge(s.state)),
+    row("Phone", s.phoneNumber || "—"),
+    row("Connected", when(s.connectedAt)),
+    row("Webhook", s.webhookUrl),
+  );
+}
+
+function sendForm(name, onSent) {
+  const to = h("input", { name: "to", inputmode: "numeric", required: true });
+  const text = h("textarea", { name: "text", rows: "3", required: true });
+  const lane = h("select", { name: "lane" }, LANES.map((l) => h("option", { value: l, selected: l === "normal" }, l)));
+  return form(
+    "Send a test message",
+    [field("To", to, "International digits only: 5491112345678"), field("Text", text), field("Lane", lane)],
+    "Send",
+    async () => {
+      const queued = await api("POST", "/message/text", { instanceName: name, to: to.value.trim(), text: text.value, lane: lane.value });
+      onSent();
+      return `Queued as ${queued.id}.`;
+    },
+  );
+}
+
+function messageRows(messages) {
+  return messages.map((m) => [
+    when(m.createdAt),
+    m.to,
+    m.lane,
+    m.type,
+    badge(m.status),
+    m.text || m.caption || "",
+    m.error || "",
+  ]);
+}
+
+function deliveryRows(deliveries, path, reload) {
+  return deliveries.map((d) => {
+    const last = d.attempts[d.attempts.length - 1];
+    const answer = last ? (last.statusCode ? `HTTP ${last.statusCode}` : last.error || "no answer") : "—";
+    const settled = d.status === "delivered" || d.status === "dead";
+    const replay = async () => {
+      try {
+        await api("POST", `${path}/webhooks/deliveries/${seg(d.id)}/replay`);
+        announce(`Delivery ${d.id} queued again.`);
+        reload();
+      } catch (error) {
+        announce(describe(error));
+      }
+    };
+    return [
+      when(d.createdAt),
+      d.event,
+      badge(d.status),
+      String(d.tries),
+      answer,
+      settled ? button("Replay", replay, { "aria-label": `Replay ${d.event} delivery ${d.id}` }) : "",
+    ];
+  });
+}
+
+export function instanceView(main, { me, arg: name, signal }) {
+  const path = `/instance/${seg(name)}`;
+  const status = h("div", {}, h("p", {}, "Loading…"));
+  const problem = h("p", { class: "result error", role: "alert" });
+  const lanes = h("div");
+  const messages = h("div");
+  const deliveries = h("div");
+  const link = linkPanel(path);
+
+  async function poll() {
+    const [s, queue] = await Promise.all([api("GET", `${path}/status`), api("GET", `${path}/queue`)]);
+    problem.textContent = "";
+    refresh(status, JSON.stringify(s), () => statusList(s));
+    link.setOpen(s.state === "open");
+    await link.update(s.state);
+    refresh(lanes, JSON.stringify(queue), () =>
+      table("Messages waiting per lane", ["Lane", "Waiting"], LANES.map((l) => [l, String(queue[l])]), ""),
+    );
+  }
+  async function loadMessages() {
+    const out = await api("GET", `${path}/messages?limit=20`);
+    refresh(messages, JSON.stringify(out), () =>
+      table("Recent messages, newest first", ["Queued", "To", "Lane", "Type", "Status", "Text", "Error"], messageRows(out.messages), "No message yet."),
+    );
+  }
+  async function loadDeliveries() {
+    const out = await api("GET", `${path}/webhooks/deliveries?limit=10`);
+    refresh(deliveries, JSON.stringify(out), () =>
+      table("Webhook deliveries, newest first", ["Created", "Event", "Status", "Tries", "Last answer", "Action"], deliveryRows(out.deliveries, path, loadDeliveries), "No delivery yet."),
+    );
+  }
+  const act = (text, run, extra) =>
+    button(text, async () => {
+      try {
+        announce(await run());
+      } catch (error) {
+        announce(describe(error));
+      }
+    }, extra);
+
+  const testEvent = act("Send a test event", async () => {
+    const out = await api("POST", `${path}/webhooks/test`);
+    await loadDeliveries();
+    return `Test event ${out.deliveryId} queued.`;
+  });
+  const flush = me.admin
+    ? act("Flush the queue", async () => {
+        if (!confirm(`Cancel every message waiting for ${name}?`)) return "Nothing flushed.";
+        const out = await api("DELETE", `/admin/queue/${seg(name)}`);
+        await loadMessages();
+        return `${out.flushed} waiting messages cancelled.`;
+      }, { class: "danger" })
+    : null;
+  const remove = act("Delete this instance", async () => {
+    if (!confirm(`Log ${name} out of WhatsApp and delete it?`)) return "Not deleted.";
+    await api("DELETE", path);
+    location.hash = "#/";
+    return `${name} deleted.`;
+  }, { class: "danger" });
+
+  main.replaceChildren(
+    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Instances"), " / "),
+    h("h1", {}, name),
+    h("div", { class: "grid" },
+      section("conn-h", "Connection", status, problem, link.node),
+      section("send-h", "Send a test message", sendForm(name, loadMessages)),
+      section("lanes-h", "Lanes", lanes, flush),
+      section("danger-h", "Danger zone", remove),
+      wideSection("msgs-h", "Recent messages", messages),
+      wideSection("hooks-h", "Webhook deliveries", deliveries, testEvent),
+    ),
+  );
+  const onError = (error) => {
+    problem.textContent = describe(error);
+  };
+  every(2000, signal, poll, onError);
+  every(2000, signal, loadMessages, onError);
+  every(5000, signal, loadDeliveries, onError);
+}

@@ -1,0 +1,69 @@
+import { api, seg } from "../api.js";
+import { badge, describe, every, field, form, h, refresh, table, when } from "../dom.js";
+
+// A tenant key lists its own instances; the admin key lists every tenant's.
+async function listInstances(me) {
+  if (!me.admin) return api("GET", `/tenant/${seg(me.tenantId)}/instances`);
+  const tenants = await api("GET", "/admin/tenants");
+  const lists = await Promise.all(tenants.map((t) => api("GET", `/tenant/${seg(t.tenantId)}/instances`)));
+  return lists.flat();
+}
+
+function instanceRows(instances) {
+  return instances.map((i) => [
+    h("a", { href: `#/instance/${seg(i.instanceName)}` }, i.instanceName),
+    badge(i.state),
+    i.phoneNumber || "—",
+    String(i.messagesQueuedCount),
+    when(i.connectedAt),
+  ]);
+}
+
+function randomSecret() {
+  const bytes = crypto.getRandomValues(new Uint8Array(18));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function createForm(me) {
+  const name = h("input", { name: "instanceName", required: true, value: me.admin ? "" : `${me.tenantId}__` });
+  const url = h("input", { name: "webhookUrl", type: "url", required: true, placeholder: "https://…" });
+  const secret = h("input", { name: "webhookSecret", required: true, minlength: "16", value: randomSecret() });
+  return form(
+    "Create an instance",
+    [
+      field("Instance name", name, "tenant__client__label, e.g. acme__shop1__sales"),
+      field("Webhook URL", url, "Where the gateway posts this number's events"),
+      field("Webhook secret", secret, "At least 16 characters; keep a copy, it is never shown again"),
+    ],
+    "Create and link",
+    async () => {
+      const body = { instanceName: name.value.trim(), webhookUrl: url.value.trim(), webhookSecret: secret.value };
+      const created = await api("POST", "/instance/create", body);
+      location.hash = `#/instance/${seg(created.instanceName)}`;
+    },
+  );
+}
+
+export function instancesView(main, { me, signal }) {
+  const list = h("div", { class: "list" }, h("p", {}, "Loading…"));
+  const problem = h("p", { class: "result error", role: "alert" });
+  main.replaceChildren(
+    h("h1", {}, "Instances"),
+    h("section", { class: "card wide", "aria-labelledby": "list-h" }, h("h2", { id: "list-h" }, "Numbers"), list, problem),
+    h("section", { class: "card", "aria-labelledby": "create-h" }, h("h2", { id: "create-h" }, "New instance"), createForm(me)),
+  );
+  every(
+    3000,
+    signal,
+    async () => {
+      const instances = await listInstances(me);
+      problem.textContent = "";
+      refresh(list, JSON.stringify(instances), () =>
+        table("Instances and their state", ["Instance", "State", "Phone", "Waiting", "Connected"], instanceRows(instances), "No instance yet."),
+      );
+    },
+    (error) => {
+      problem.textContent = describe(error);
+    },
+  );
+}

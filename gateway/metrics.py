@@ -1,0 +1,172 @@
+"""`GET /metrics`: the gateway's figures in Prometheus' text format, for the whole gateway.
+
+Every value lives in Redis, so any API process answers for every worker, a restarted process
+loses nothing, and Prometheus scrapes one address however many workers there are. Counters and
+histograms are written by the Lua step that already records what they count (core/lua/metrics.lua:
+sends in finish and pick, webhook deliveries in webhook_next), so they cost no extra round trip;
+gauges (instances, queues, quotas, outbox, workers) are read here, at scrape time, in a few
+pipelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from config import Settings
+from config.settings import LANES
+from core import keys
+from core.clock import now_ms
+from core.instances import Instances
+from core.redis_client import Redis
+
+# HISTOGRAM_TOP of core/lua/metrics.lua: bucket k counts values up to 2^k ms.
+HISTOGRAM_TOP = 27
+BUCKET_BOUNDS = tuple(2**k / 1000 for k in range(HISTOGRAM_TOP + 1))
+WINDOWS_MS = {"hour": 3_600_000, "day": 86_400_000}
+SEND_OUTCOMES = ("sent", "failed", "retried", "expired")
+
+
+def histogram(fields: dict[str, str], name: str) -> tuple[list[tuple[str, float]], float]:
+    """The cumulative buckets and the sum (in seconds) of histogram `name` in a counters hash."""
+    counts = [int(fields.get(f"{name}:{k}", 0)) for k in range(HISTOGRAM_TOP + 2)]
+    buckets, seen = [], 0
+    for bound, count in zip(BUCKET_BOUNDS, counts, strict=False):
+        seen += count
+        buckets.append((f"{bound:g}", float(seen)))
+    buckets.append(("+Inf", float(sum(counts))))
+    return buckets, int(fields.get(f"{name}:sum", 0)) / 1000
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+class Metrics:
+    def __init__(self, redis: Redis, instances: Instances, settings: Settings) -> None:
+        self.redis = redis
+        self.instances = instances
+        self.limits = {lane: {"hour": c.per_hour, "day": c.per_day} for lane, c in settings.lanes.items()}
+        self.lease_timeout_ms = int(settings.lease_timeout * 1000)
+
+    async def render(self) -> bytes:
+        """Every family, in the text format."""
+        registry = CollectorRegistry(auto_describe=False)
+        families = [
+            *await self._instances(),
+            *await self._counters(),
+            *await self._quotas_and_outbox(),
+            *await self._workers(),
+        ]
+        registry.register(_Families(families))
+        return generate_latest(registry)
+
+    async def _instances(self) -> list[Metric]:
+        by_state, waiting = await self.instances.census()
+        instances = GaugeMetricFamily("wa_instances", "Instances by connection state", labels=["state"])
+        for state, count in sorted(by_state.items()):
+            instances.add_metric([state], count)
+        queued = GaugeMetricFamily("wa_messages_waiting", "Messages waiting in the lanes", labels=["lane"])
+        for lane in LANES:
+            queued.add_metric([lane], waiting[lane])
+        return [instances, queued]
+
+    async def _counters(self) -> list[Metric]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.STATS)
+            pipe.hgetall(keys.WEBHOOK_STATS)
+            sends, webhooks = await pipe.execute()
+        accepted = CounterMetricFamily("wa_messages_accepted", "Messages accepted (answered 202)")
+        accepted.add_metric([], int(sends.get("accepted", 0)))
+        outcomes = CounterMetricFamily(
+            "wa_sends", "Send attempts by lane and outcome (retried: a transient failure, tried again later)",
+            labels=["lane", "outcome"],
+        )  # fmt: skip
+        lateness = HistogramMetricFamily(
+            "wa_send_lateness_seconds", "From when the lanes first allowed a message to when it was sent",
+            labels=["lane"],
+        )  # fmt: skip
+        accept_to_sent = HistogramMetricFamily(
+            "wa_send_accept_to_sent_seconds", "From accepting a message to sending it", labels=["lane"]
+        )
+        for lane in LANES:
+            for outcome in SEND_OUTCOMES:
+                outcomes.add_metric([lane, outcome], int(sends.get(f"sends:{lane}:{outcome}", 0)))
+            lateness.add_metric([lane], *histogram(sends, f"lateness:{lane}"))
+            accept_to_sent.add_metric([lane], *histogram(sends, f"accept_to_sent:{lane}"))
+        deliveries = CounterMetricFamily(
+            "wa_webhook_deliveries", "Webhook deliveries settled, by outcome", labels=["outcome"]
+        )
+        deliveries.add_metric(["delivered"], int(webhooks.get("delivered", 0)))
+        deliveries.add_metric(["dead_lettered"], int(webhooks.get("deadLettered", 0)))
+        failed = CounterMetricFamily("wa_webhook_attempts_failed", "Webhook attempts that failed (each retry counts)")
+        failed.add_metric([], int(webhooks.get("failed", 0)))
+        latency = HistogramMetricFamily(
+            "wa_webhook_delivery_seconds", "From an event's publication to its successful delivery, retries included"
+        )
+        latency.add_metric([], *histogram(webhooks, "latency"))
+        return [accepted, outcomes, lateness, accept_to_sent, deliveries, failed, latency]
+
+    async def _quotas_and_outbox(self) -> list[Metric]:
+        names = await self.instances.names()
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(keys.outbox(name))
+                for lane in LANES:
+                    for window_ms in WINDOWS_MS.values():
+                        pipe.zcount(keys.sent_times(name, lane), f"({now - window_ms}", "+inf")
+            answers = iter(await pipe.execute())
+        depth = 0
+        saturated = {(lane, window): 0 for lane in LANES for window in WINDOWS_MS}
+        highest = {(lane, window): 0.0 for lane in LANES for window in WINDOWS_MS}
+        for _ in names:
+            depth += next(answers)
+            for lane in LANES:
+                for window in WINDOWS_MS:
+                    used = next(answers) / self.limits[lane][window]
+                    saturated[lane, window] += used >= 1
+                    highest[lane, window] = max(highest[lane, window], used)
+        outbox = GaugeMetricFamily("wa_webhook_outbox_depth", "Webhook events not yet settled (waiting or retrying)")
+        outbox.add_metric([], depth)
+        spent = GaugeMetricFamily(
+            "wa_lane_quota_saturated_instances", "Instances whose rolling quota of the lane is spent",
+            labels=["lane", "window"],
+        )  # fmt: skip
+        usage = GaugeMetricFamily(
+            "wa_lane_quota_usage_max_ratio", "The highest share of its rolling quota any instance has used",
+            labels=["lane", "window"],
+        )  # fmt: skip
+        for lane, window in saturated:
+            spent.add_metric([lane, window], saturated[lane, window])
+            usage.add_metric([lane, window], highest[lane, window])
+        return [outbox, spent, usage]
+
+    async def _workers(self) -> list[Metric]:
+        beats = await self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id, _ in beats:
+                pipe.scard(keys.worker_instances(worker_id))
+            sessions = await pipe.execute()
+        now = now_ms()
+        up = GaugeMetricFamily("wa_worker_up", "1 while the worker's heartbeat is fresh (its lease)", labels=["worker"])
+        age = GaugeMetricFamily(
+            "wa_worker_heartbeat_age_seconds", "Time since the worker's heartbeat", labels=["worker"]
+        )
+        hosted = GaugeMetricFamily(
+            "wa_worker_sessions", "Instances (WhatsApp sessions) a worker owns", labels=["worker"]
+        )
+        alive = GaugeMetricFamily("wa_workers_alive", "Workers with a fresh heartbeat")
+        for (worker_id, beat), count in zip(beats, sessions, strict=True):
+            up.add_metric([worker_id], int(beat >= now - self.lease_timeout_ms))
+            age.add_metric([worker_id], max(0.0, (now - beat) / 1000))
+            hosted.add_metric([worker_id], count)
+        alive.add_metric([], sum(beat >= now - self.lease_timeout_ms for _, beat in beats))
+        return [up, age, hosted, alive]

@@ -1,0 +1,262 @@
+"""What the gateway answers, as frozen dataclasses with snake_case fields (camelCase on the wire).
+Fields the gateway adds later are ignored, so an older client keeps working against a newer one."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import types
+from functools import cache
+from typing import Any, Literal, Self, TypeVar, Union, get_args, get_origin, get_type_hints
+
+Lane = Literal["urgent", "normal", "bulk"]
+State = Literal["close", "connecting", "open"]
+MessageStatus = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+SendType = Literal["text", "image", "document", "audio", "video"]
+
+M = TypeVar("M", bound="Model")
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@cache
+def _hints(cls: type[Model]) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    origin = get_origin(kind)
+    if value is None:
+        return None
+    if isinstance(kind, type) and issubclass(kind, Model):
+        return kind.from_json(value)
+    if origin is list:
+        return [_convert(get_args(kind)[0], item) for item in value]
+    if origin is dict:
+        return {key: _convert(get_args(kind)[1], item) for key, item in value.items()}
+    if origin in (Union, types.UnionType):
+        (inner,) = [arg for arg in get_args(kind) if arg is not type(None)]
+        return _convert(inner, value)
+    return value
+
+
+class Model:
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        hints = _hints(cls)  # type: ignore[arg-type]  # (a class is hashable; Self hides it)
+        given = {snake(key): value for key, value in data.items()}
+        fields = {f.name: _convert(hints[f.name], given.get(f.name)) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**fields)
+
+
+def list_of(cls: type[M], field: str | None = None) -> Any:
+    """Reads a JSON list of `cls` (or the list under `field` of a JSON object)."""
+
+    def parse(data: Any) -> list[M]:
+        return [cls.from_json(item) for item in (data[field] if field else data)]
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class Health(Model):
+    status: str
+    redis: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WhoAmI(Model):
+    key_id: str
+    tenant_id: str | None
+    admin: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceStatus(Model):
+    instance_name: str
+    state: State
+    phone_number: str | None
+    connected_at: str | None
+    messages_queued_count: int
+    webhook_url: str
+    created_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Qr(Model):
+    qrcode: str  # data:image/png;base64,...
+    expires_at: str
+
+    @property
+    def png(self) -> bytes:
+        return base64.b64decode(self.qrcode.split(",", 1)[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class PairingCode(Model):
+    pairing_code: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Queue(Model):
+    urgent: int
+    normal: int
+    bulk: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Queued(Model):
+    id: str
+    status: Literal["pending"]
+    lane: Lane
+    queued_at: str
+    instance_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecord(Model):
+    id: str
+    status: MessageStatus
+    lane: Lane
+    queued_at: str
+    instance_name: str
+    client_ref: str | None
+    replayed: bool  # its client_ref had queued this message before: nothing new was queued
+
+
+@dataclasses.dataclass(frozen=True)
+class Message(Model):
+    id: str
+    instance_name: str
+    lane: Lane
+    to: str
+    type: SendType
+    status: MessageStatus
+    created_at: str
+    sent_at: str | None
+    error: str | None
+    text: str | None
+    caption: str | None
+    wa_message_id: str | None
+    attempts: int
+    possibly_duplicated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookUpdated(Model):
+    instance_name: str
+    webhook_url: str
+    secret_rotated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt(Model):
+    at: str
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery(Model):
+    id: str
+    event: str
+    status: Literal["pending", "retrying", "delivered", "dead"]
+    created_at: str
+    next_attempt_at: str | None
+    delivered_at: str | None
+    tries: int
+    attempts: list[Attempt]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryPage(Model):
+    deliveries: list[Delivery]
+    next_cursor: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryQueued(Model):
+    delivery_id: str
+    event: str
+    status: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LaneCounts(Model):
+    urgent: int
+    normal: int
+    bulk: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats(Model):
+    instances: dict[str, int]
+    waiting: LaneCounts
+    messages: dict[str, int]
+    webhooks: dict[str, int]
+    workers_alive: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker(Model):
+    worker_id: str
+    alive: bool
+    last_heartbeat: str
+    host: str | None
+    pid: int | None
+    capacity: int | None
+    started_at: str | None
+    instances: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flushed(Model):
+    instance_name: str
+    flushed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantCreated(Model):
+    tenant_id: str
+    name: str
+    api_key: str
+    key_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Tenant(Model):
+    tenant_id: str
+    name: str
+    created_at: str
+    key_ids: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyIssued(Model):
+    api_key: str
+    key_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SentMessage(Model):
+    message_id: str
+    to: str
+    type: str
+    text: str | None
+    caption: str | None
+    media_url: str | None
+    file_name: str | None
+    mimetype: str | None
+    media_bytes: int | None
+    sent_at: str
+    sent_by: str
