@@ -572,7 +572,7 @@ async def test_handlers_run_one_at_a_time_in_arrival_order(driver: nd.NeonizeDri
     driver.sessions_dir.mkdir(parents=True, exist_ok=True)
     make_store(driver.store_path("acme__shop1__sales"), [f"{PHONE}:3@s.whatsapp.net"])
     connected = nd.guard(session._on_connected, "connected", session._order)
-    message = nd.guard(session._on_message, "message", session._order)
+    message = nd.guard(session._on_event, "message", session._order)
     first = asyncio.create_task(connected(client, wire(pb.Connected(status=True))))
     second = asyncio.create_task(message(client, message_event(e2e.Message(conversation="hi"))))
     await asyncio.gather(first, second)
