@@ -3,7 +3,9 @@ what the session fills in with its client (the number behind a LID, media bytes,
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from scheduler.drivers.base import (
     PollVote,
     option_hash,
 )
+from scheduler.drivers.neonize import wire as frames
 from scheduler.drivers.neonize.loading import _e2e, _import, _pb
 from scheduler.worker import GatewayWorker
 from tests.conftest import instance_body
@@ -384,3 +387,27 @@ async def test_neonize_events_arrive_at_the_receiver_with_the_documented_fields(
     assert location["location"] == {"latitude": -34.6, "longitude": -58.4, "name": "Obelisco", "address": None}
     assert (reaction["messageId"], reaction["emoji"], reaction["from"]) == ("3EB0MINE", "🙏", PHONE)
     assert (deleted["messageId"], deleted["chatId"]) == ("3EB0MINE", PHONE)
+
+
+async def test_inbound_events_cross_the_session_hosts_wire_whole_media_bytes_included() -> None:
+    common: dict[str, Any] = {"sender": None, "sender_lid": LID, "chat_id": "120363025246125486@g.us"}
+    now = datetime.now(UTC)
+    media = InboundMedia(mimetype="image/jpeg", size=3_000_000, data=bytes(range(256)) * 11_719 + b"\0" * 64)
+    events = [
+        MessageReceived(message_id="A", timestamp=now, **common, message_type="imageMessage", text=None,
+                        caption="look", media=media, location=Location(latitude=1.5, longitude=2.5)),
+        MessageReaction(message_id="B", timestamp=now, **common, target_id="A", emoji="🙏"),
+        MessageEdited(message_id="C", timestamp=now, **common, target_id="A", text="new"),
+        MessageDeleted(message_id="D", timestamp=now, **common, target_id="A"),
+        PollVote(message_id="E", timestamp=now, **common, poll_id="P", option_hashes=(option_hash("yes"),)),
+    ]  # fmt: skip
+    reader = asyncio.StreamReader()
+    for event in events:
+        reader.feed_data(frames.encode(frames.Event(event)))
+    reader.feed_eof()
+    crossed = [await frames.read(reader) for _ in events]
+    assert crossed == [frames.Event(event) for event in events]
+    first = crossed[0]
+    assert isinstance(first, frames.Event) and isinstance(first.event, MessageReceived)
+    assert first.event.media is not None and first.event.media.data == media.data
+    assert await frames.read(reader) is None

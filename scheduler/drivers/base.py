@@ -142,7 +142,6 @@ class Inbound:
     push_name: str | None = None
     timestamp: datetime
     from_me: bool = False
-    caption: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
