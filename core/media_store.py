@@ -119,9 +119,11 @@ class MediaLinks:
 
     def check(self, media_id: str, expires: str, signature: str) -> str | None:
         """None when the link is good; otherwise what is wrong with it."""
-        if not expires.isdigit():
+        if not (expires.isascii() and expires.isdigit()):
             return "exp must be a Unix time in seconds"
-        if not hmac.compare_digest(self._signature(media_id, int(expires)), signature.lower()):
+        if not signature.isascii() or not hmac.compare_digest(
+            self._signature(media_id, int(expires)), signature.lower()
+        ):
             return "the signature does not match this media id and expiry"
         if int(expires) < time.time():
             return "the link has expired"

@@ -68,13 +68,13 @@ ROUTES: list[Route] = [
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),
     Route("POST", "/message/route", M.send_routed, "Queue on one of a client's open instances (round-robin)",
           body=M.RouteTarget, response=M.Queued, status=202, tag="messages"),
-    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first (?limit=)",
-          response=M.MessageList, tag="messages"),
+    Route("GET", "/instance/{name}/messages", M.list_recent, "The instance's latest messages, newest first",
+          response=M.MessageList, query=M.RecentQuery, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
     # Inbound media the worker kept: the bytes, with their content type.
     Route("GET", "/media/{id}", media.get_media, "Inbound media: tenant key, or the webhook's signed ?exp=&sig= link",
-          access="signed", binary=True, tag="media"),
+          access="signed", binary=True, query=media.MediaLink, tag="media"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),

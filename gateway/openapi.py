@@ -107,11 +107,6 @@ def build_openapi(
             {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(name, {"type": "string"})}
             for name in PARAM_RE.findall(route.path)
         ]
-        if route.access == "signed":
-            params += [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
-                for name, text in (("exp", "link expiry, Unix seconds"), ("sig", "the link's signature"))
-            ]
         if route.query is not None:
             params.extend(_query_params(route.query))
         if route.method == "POST":

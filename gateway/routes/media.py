@@ -6,9 +6,18 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from aiohttp import web
+from pydantic import Field
 
 from core.errors import ForbiddenTenant, NotFound
+from core.records import ApiModel
 from gateway.state import principal, services
+
+
+class MediaLink(ApiModel):
+    """The query of a signed link (documentation: the handler checks the signature itself)."""
+
+    exp: int = Field(default=0, ge=0, description="the link's expiry, Unix seconds")
+    sig: str = Field(default="", description="the link's signature; with it, no API key is needed")
 
 
 async def get_media(request: web.Request) -> web.Response:

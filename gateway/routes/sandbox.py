@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import binascii
+import itertools
 import json
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from core import keys
 from core.records import ApiModel, Timestamp
@@ -19,6 +21,39 @@ from scheduler.drivers.sandbox import SandboxInbound
 # What each messageType needs the body to carry.
 _NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
 _ACTIONS = {"reaction": "reaction", "edit": "edit", "delete": "delete", "pollVote": "poll_vote"}  # alias: field
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+
+
+def _given(*aliases: str) -> dict[str, Any]:
+    """JSON Schema: every one of `aliases` is present and not null."""
+    return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
+
+
+def _type_is(kind: str) -> dict[str, Any]:
+    return {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
+
+
+# The rules of `InboundBody._consistent`, for the OpenAPI document (and the contract test).
+_RULES: list[dict[str, Any]] = [
+    {"anyOf": [_given("from"), _given("fromLid")]},
+    {"not": {"anyOf": [_given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
+    {"not": _given("mediaBase64", "mediaUrl")},
+    {
+        "anyOf": [
+            {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
+            *(_given(action) for action in _ACTIONS),
+            {
+                "required": ["messageType"],
+                "properties": {"messageType": {"not": {"anyOf": [{"const": "conversation"}, {"type": "null"}]}}},
+            },
+            {
+                "not": _given("messageType"),
+                "anyOf": [_given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
+            },
+        ]
+    },
+    *({"anyOf": [{"not": _type_is(kind)}, _given(alias)]} for kind, alias in _NEEDS.items()),
+]
 
 
 class LinkBody(ApiModel):
@@ -30,10 +65,12 @@ class InboundBody(SandboxInbound):
     contacts, a poll; or reacts to, edits, deletes a message, or votes in a poll. In a group
     (`chatId`), `from` is the participant; `fromLid` alone is a sender WhatsApp only knows by LID."""
 
+    model_config = {**SandboxInbound.model_config, "json_schema_extra": {"allOf": _RULES}}
     sender: PhoneNumber | None = Field(default=None, alias="from")
     from_lid: Lid | None = None
     chat_id: GroupId | None = None
     mentions: list[PhoneNumber] = Field(default_factory=list, max_length=100)
+    media_base64: Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^{_BASE64}$"})] | None = None
     media_url: WebUrl | None = None
     contacts: list[Contact] | None = Field(default=None, min_length=1, max_length=10)
 
