@@ -8,7 +8,7 @@ import json
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Field, JsonValue, WithJsonSchema, model_validator
 
 from core import keys
 from core.records import ApiModel, Timestamp
@@ -29,12 +29,14 @@ def _given(*aliases: str) -> dict[str, Any]:
     return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
 
 
-def _type_is(kind: str) -> dict[str, Any]:
-    return {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
+def _needs(kind: str, alias: str) -> dict[str, Any]:
+    """JSON Schema: a body whose messageType is `kind` carries `alias`."""
+    type_is = {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
+    return {"anyOf": [{"not": type_is}, _given(alias)]}
 
 
 # The rules of `InboundBody._consistent`, for the OpenAPI document (and the contract test).
-_RULES: list[dict[str, Any]] = [
+_RULES: list[JsonValue] = [
     {"anyOf": [_given("from"), _given("fromLid")]},
     {"not": {"anyOf": [_given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
     {"not": _given("mediaBase64", "mediaUrl")},
@@ -52,7 +54,7 @@ _RULES: list[dict[str, Any]] = [
             },
         ]
     },
-    *({"anyOf": [{"not": _type_is(kind)}, _given(alias)]} for kind, alias in _NEEDS.items()),
+    *(_needs(kind, alias) for kind, alias in _NEEDS.items()),
 ]
 
 
