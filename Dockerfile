@@ -13,6 +13,7 @@ COPY scheduler ./scheduler
 COPY webhooks ./webhooks
 COPY config ./config
 COPY core ./core
+COPY wa_gateway_client ./wa_gateway_client
 RUN pip install --no-cache-dir '.[postgres]'
 
 USER gateway

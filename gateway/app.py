@@ -81,10 +81,10 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
     Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
-          access="admin", tag="admin"),
+          access="admin", tag="admin", text=True),
     Route("GET", "/events", operating.events,
           "WebSocket: the caller's events live, as webhook envelopes (?instance=, ?since=cursor)",
-          access="key", key_in_query=True, tag="webhooks"),
+          status=101, access="key", key_in_query=True, tag="webhooks"),
     Route("DELETE", "/admin/queue/{instanceName}", admin.flush_queue, "Cancel an instance's waiting messages",
           response=admin.Flushed, access="admin", tag="admin"),
     # Tenants and keys (admin only).

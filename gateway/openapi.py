@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 from core.records import ApiModel
 from gateway.middleware import IDEMPOTENCY_KEY_MAX, REQUEST_ID_PATTERN, TOKEN
 from gateway.routing import Route
-from gateway.validation import PATH_PARAMS
+from gateway.validation import PATH_PARAMS, absent_not_null
 
 OPENAPI = web.AppKey("openapi", dict)
 PARAM_RE = re.compile(r"{(\w+)}")
@@ -167,7 +167,9 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _drop_titles(schema: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in schema.items() if key != "title"}
+    plain = {key: value for key, value in schema.items() if key != "title"}
+    absent_not_null(plain)  # a query string has no null
+    return plain
 
 
 def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
@@ -181,6 +183,8 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
         ok["content"] = {"application/json": {"schema": content_schema}}
     elif route.binary:
         ok["content"] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    if route.text:
+        ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"application/json": {"schema": refs[ErrorBody]}}
     for status, description in ERRORS.items():

@@ -35,6 +35,7 @@ class Route:
     in_docs: bool = True
     # The key may also come as `?apikey=`: for WebSockets, which browsers open without headers.
     key_in_query: bool = False
+    text: bool = False  # the answer is plain text (Prometheus' format), not JSON
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler: parses and validates the body, then calls ours with it."""

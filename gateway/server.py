@@ -76,12 +76,14 @@ class GatewayProtocol(RequestHandler):
 
 
 def _too_busy() -> bytes:
-    body = json.dumps(
-        {"error": {"code": "unavailable", "message": "too many open connections; retry shortly"}, "requestId": None}
-    ).encode()
+    """The whole answer to a connection over the limit, written before any request is read."""
+    request_id = new_request_id()
+    error = {"code": "unavailable", "message": "too many open connections; retry shortly"}
+    body = json.dumps({"error": error, "requestId": request_id}).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nx-request-id: {request_id}\r\n"
+        "Connection: close\r\n\r\n"
     )
     return head.encode() + body
 

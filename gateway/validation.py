@@ -41,6 +41,15 @@ WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}(?:\.{_LABEL})*|{_IPV6})(?::{_PO
 WEB_URL_MAX = 2048
 
 
+def absent_not_null(schema: dict[str, Any]) -> None:
+    """Document an optional field as the value it takes: None stands for its absence (a field left
+    out, a query parameter not given), never for a null the client may send."""
+    if "default" in schema and schema["default"] is None:
+        del schema["default"]
+    variants = schema.pop("anyOf", [])
+    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
+
+
 def string_schema(pattern: str, max_length: int, **extra: Any) -> WithJsonSchema:
     """The OpenAPI description of a string that must full-match `pattern`."""
     return WithJsonSchema({"type": "string", "pattern": f"^{pattern}$", "maxLength": max_length, **extra})

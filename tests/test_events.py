@@ -111,6 +111,9 @@ async def test_events_of_another_tenants_instance_are_forbidden(client: TestClie
     response = await client.get("/events?since=x", headers={"apikey": tenant_key})
     assert response.status == 400
     assert (await response.json())["error"]["issues"][0]["path"] == ["since"]
+    plain = await client.get("/events", headers={"apikey": tenant_key})
+    assert plain.status == 426
+    assert "WebSocket" in (await plain.json())["error"]["message"]
 
 
 @pytest.fixture

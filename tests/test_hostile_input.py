@@ -142,7 +142,35 @@ async def test_connections_over_the_limit_get_503_and_are_closed(redis_url: str,
             held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(2)]
             response = await raw_request(served.port, b"GET /health HTTP/1.1\r\n" + HEAD + b"\r\n")
             assert response.status == 503
-            assert response.json()["error"]["code"] == "unavailable"
+            assert_error_shape(503, response.headers, response.json(), "unavailable")
             for _, writer in held:
                 writer.close()
     assert logs.errors() == []
+
+
+async def test_a_lone_surrogate_escape_is_a_400(http: aiohttp.ClientSession, acme: dict[str, str]) -> None:
+    body = '{"instanceName": "%s", "to": "5491112345678", "text": "\\ud800"}'.replace("%s", NAME)
+    async with http.post("/message/text", data=body, headers=acme) as response:
+        assert response.status == 400
+
+
+async def test_a_null_webhook_field_is_a_400(http: aiohttp.ClientSession, acme: dict[str, str]) -> None:
+    body = {"webhookUrl": None, "webhookSecret": "s" * 16}
+    async with http.patch(f"/instance/{NAME}/webhook", json=body, headers=acme) as response:
+        assert response.status == 400
+
+
+async def test_a_malformed_path_parameter_is_a_400_naming_it(http: aiohttp.ClientSession, acme: dict[str, str]) -> None:
+    async with http.get(f"/tenant/acme/client/{'x' * 41}/instances", headers=acme) as response:
+        assert response.status == 400
+        found = await response.json()
+    assert [issue["path"] for issue in found["error"]["issues"]] == [["path", "clientId"]]
+
+
+@pytest.mark.parametrize(("path", "allowed"), [("/instance/create", "POST"), ("/message/text", "POST")])
+async def test_allow_lists_only_the_methods_of_that_path(
+    http: aiohttp.ClientSession, acme: dict[str, str], path: str, allowed: str
+) -> None:
+    async with http.options(path, headers=acme) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == allowed

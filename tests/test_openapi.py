@@ -30,3 +30,34 @@ async def test_docs_page_renders_the_document_with_assets_served_here(client: Te
     for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
         assert asset in html
         assert (await client.get(asset)).status == 200
+
+
+async def test_openapi_declares_headers_parameters_and_the_validators_constraints(client: TestClient) -> None:
+    spec = await (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for status, answer in operation["responses"].items():
+                assert answer["headers"]["x-request-id"]["required"] is True
+                assert status in ("101", "204") or "content" in answer, (operation["operationId"], status)
+    assert spec["paths"]["/admin/stats"]["get"]["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+    assert "Allow" in spec["paths"]["/admin/stats"]["get"]["responses"]["405"]["headers"]
+    assert {"500", "502", "503"} <= set(spec["paths"]["/instance/{name}/qr"]["get"]["responses"])
+
+    deliveries = spec["paths"]["/instance/{name}/webhooks/deliveries"]["get"]["parameters"]
+    query = {p["name"]: p["schema"] for p in deliveries if p["in"] == "query"}
+    assert query["limit"]["maximum"] == 100 and query["cursor"]["minimum"] == 0
+    create = spec["paths"]["/instance/create"]["post"]
+    key = next(p for p in create["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["schema"]["minLength"] == 1
+
+    body = schemas["CreateInstance"]["properties"]
+    assert body["instanceName"]["pattern"].startswith("^") and body["instanceName"]["pattern"].endswith("$")
+    assert body["webhookUrl"]["format"] == "uri"
+    assert schemas["SendText"]["properties"]["to"]["pattern"] == "^[1-9][0-9]{6,14}$"
+    status = schemas["InstanceStatus"]["properties"]
+    assert status["state"]["enum"] == ["close", "connecting", "open"]
+    assert status["createdAt"]["format"] == "date-time"
+    route = schemas["RouteTarget"]
+    assert len(route["oneOf"]) == 5
+    assert all(schemas[v["$ref"].rsplit("/", 1)[1]]["additionalProperties"] is False for v in route["oneOf"])

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from core.records import ApiModel
 from core.redis_client import Redis
+from gateway.errors import HttpError
 from gateway.state import SOCKETS, principal, require_instance_access, services
 from gateway.validation import validate
 from webhooks.live import CURSOR, last_cursor, read_after, stream_of
@@ -54,6 +55,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     stream = stream_of(None if caller.is_admin else caller.tenant_id)
     cursor = query.since or await last_cursor(svc.redis, stream)
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
+    if not socket.can_prepare(request).ok:
+        raise HttpError(426, "upgrade_required", "GET /events is a WebSocket: connect with a WebSocket client")
     await socket.prepare(request)
     request.app[SOCKETS].add(socket)
     forwarding = asyncio.create_task(_forward(svc.redis, socket, stream, cursor, query.instance))

@@ -1,37 +1,28 @@
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import Field, model_validator
 
 from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import WebUrl, admitted_webhook_url, validate
+from gateway.validation import WebUrl, absent_not_null, admitted_webhook_url, validate
 from webhooks.outbox import Delivery
 
 TEST_EVENT = "webhook.test"
 
 
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """Document an optional field as the value it takes: None stands for its absence, never null."""
-    schema.pop("default", None)
-    variants = schema.pop("anyOf", [])
-    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
-
-
 class WebhookUpdate(ApiModel):
     # Either field may be left out, neither may be null: what `_something_to_change` checks.
     model_config = {**ApiModel.model_config, "json_schema_extra": {"minProperties": 1}}
-    webhook_url: WebUrl | None = Field(default=None, json_schema_extra=_absent_not_null)
-    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256, json_schema_extra=_absent_not_null)
+    webhook_url: WebUrl | None = Field(default=None, json_schema_extra=absent_not_null)
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256, json_schema_extra=absent_not_null)
 
     @model_validator(mode="after")
     def _something_to_change(self) -> WebhookUpdate:
         if self.webhook_url is None and self.webhook_secret is None:
             raise ValueError("send webhookUrl, webhookSecret or both")
-        nulls = [self.model_fields[name].alias for name in self.model_fields_set if getattr(self, name) is None]
+        nulls = [type(self).model_fields[name].alias for name in self.model_fields_set if getattr(self, name) is None]
         if nulls:
             raise ValueError(f"{', '.join(sorted(str(n) for n in nulls))} may not be null: leave it out instead")
         return self
