@@ -119,6 +119,9 @@ class Settings(BaseModel):
     )
     opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
+    media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
+    media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
+    public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
 
     def replica_acks(self) -> int:
         if self.redis_replica_acks is not None:
@@ -174,6 +177,18 @@ class Settings(BaseModel):
     @classmethod
     def _url_scheme(cls, url: str | None) -> str | None:
         return None if url is None else check_redis_url(url)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+    @property
+    def base_url(self) -> str:
+        """Where receivers reach the gateway: `public_url`, else the address it listens on."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @field_validator("session_database_url")
     @classmethod

@@ -175,3 +175,12 @@ WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 DUE_PREFIX = f"{PREFIX}due:"
 SUPPRESSIONS_PREFIX = f"{PREFIX}optout:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
+
+
+# Inbound media.
+def media(media_id: str) -> str:
+    return f"{PREFIX}media:{media_id}"  # JSON record of a stored inbound media file; expires with it
+
+
+def poll(name: str, poll_id: str) -> str:
+    return f"{PREFIX}poll:{name}:{poll_id}"  # JSON list of a poll's option names, to name its votes

@@ -12,9 +12,10 @@ from config import Settings
 from gateway import console
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, deliverability, instances, messages, meta, operating, sandbox, webhooks
+from gateway.routes import admin, deliverability, instances, media, messages, meta, operating, sandbox, webhooks
 from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
+from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
 I, M, W, D = instances, messages, webhooks, deliverability  # noqa: E741  (short names keep the table readable)
@@ -84,6 +85,9 @@ ROUTES: list[Route] = [
           response=D.WarmupOut, access="admin", tag="deliverability"),
     Route("DELETE", "/admin/instances/{name}/throttle", D.lift_throttle, "Resume a paused bulk lane now",
           response=D.Unthrottled, access="admin", tag="deliverability"),
+    # Inbound media the worker kept: the bytes, with their content type.
+    Route("GET", "/media/{id}", media.get_media, "Inbound media: tenant key, or the webhook's signed ?exp=&sig= link",
+          access="signed", binary=True, query=media.MediaLink, tag="media"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),
@@ -138,7 +142,7 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
-    app[OPENAPI] = build_openapi(routes, version("wa-gateway"))
+    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
     app.cleanup_ctx.append(_services(settings))
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(operating.close_sockets)

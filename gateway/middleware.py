@@ -133,7 +133,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             _, allowance = await services(request).gatekeeper.check("", request.remote or "-")
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
-    api_key = presented_key(request, route) if route.access != "public" else ""
+    keyless = route.access == "public" or (route.access == "signed" and "sig" in request.query)
+    api_key = presented_key(request, route) if not keyless else ""
     if api_key and not re.fullmatch(TOKEN, api_key):
         raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
     caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
@@ -143,7 +144,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             f"more than {allowance.limit} requests a minute; retry in {allowance.reset_in} s",
             headers={"Retry-After": str(allowance.reset_in)},
         )
-    if route.access == "public":
+    if keyless:
         return await handler(request)
     if caller is None:
         raise InvalidApiKey(

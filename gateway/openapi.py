@@ -5,7 +5,7 @@ constraints its validator enforces."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -81,8 +81,13 @@ IDEMPOTENCY_KEY = {
 PATH_SCHEMAS = {name: adapter.json_schema() for name, adapter in PATH_PARAMS.items()}
 
 
-def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorBody}
+def build_openapi(
+    routes: Sequence[Route], version: str, webhooks: Mapping[str, type[BaseModel]] | None = None
+) -> dict[str, Any]:
+    """The document for `routes`, and `webhooks` (event name: the record of its `data`) as the
+    OpenAPI 3.1 `webhooks` the gateway POSTs to an instance's webhookUrl."""
+    webhooks = webhooks or {}
+    models: set[type[BaseModel]] = {ErrorBody, *webhooks.values()}
     for route in routes:
         models.update(m for m in (route.body, route.response) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
@@ -115,16 +120,40 @@ def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
             }
         if route.access == "public":
             operation["security"] = []
+        elif route.access == "signed":
+            operation["security"] = [{"apikey": []}, {}]  # {}: a signed link needs no key
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "wa-gateway", "version": version},
         "paths": paths,
+        "webhooks": {event: _webhook(event, refs[model]) for event, model in webhooks.items()},
         "components": {
             "schemas": schema.get("$defs", {}),
             "securitySchemes": {"apikey": {"type": "apiKey", "in": "header", "name": "apikey"}},
         },
         "security": [{"apikey": []}],
+    }
+
+
+def _webhook(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    envelope = {
+        "type": "object",
+        "required": ["event", "instanceName", "data", "timestamp"],
+        "properties": {
+            "event": {"const": event},
+            "instanceName": {"type": "string"},
+            "data": data,
+            "timestamp": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "post": {
+            "summary": f"{event}, signed with the instance's webhookSecret (x-gateway-signature)",
+            "operationId": event.replace(".", "_"),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": envelope}}},
+            "responses": {"2XX": {"description": "received; any other answer is retried"}},
+        }
     }
 
 
@@ -152,6 +181,8 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
         schema = refs[route.response]
         content_schema = {"type": "array", "items": schema} if route.many else schema
         ok["content"] = {"application/json": {"schema": content_schema}}
+    elif route.binary:
+        ok["content"] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     if route.text:
         ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(route.status): ok}

@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from gateway.validation import check_path, parse_body
 
-Access = Literal["public", "key", "admin"]
+# "signed": a key, or instead a signed link (`?sig=`) that the handler checks.
+Access = Literal["public", "key", "admin", "signed"]
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
@@ -27,6 +28,7 @@ class Route:
     response: type[BaseModel] | None = None
     query: type[BaseModel] | None = None  # documents the query string; the handler validates it
     many: bool = False  # the response is a list of `response`
+    binary: bool = False  # the response is bytes of their own content type (media), not JSON
     status: int = 200
     access: Access = "key"
     tag: str = "gateway"

@@ -28,6 +28,9 @@ PART_MAX = 40
 INSTANCE_NAME = rf"{PART}__{PART}__{PART}"
 INSTANCE_NAME_MAX = MAX_NAME_LENGTH
 PHONE = r"[1-9][0-9]{6,14}"
+GROUP_ID = r"[0-9]{5,30}(?:-[0-9]{5,30})?@g\.us"
+GROUP_ID_MAX = 66
+LID = r"[0-9]{5,20}"
 # http(s), an ASCII host name (punycode for international names) or a bracketed IPv6 address, an
 # optional port, then any printable ASCII: what a webhook or media fetch accepts, with no
 # user:password@ part. The one check beyond the pattern: an IPv6 literal must be an address.
@@ -96,6 +99,18 @@ InstanceNameStr = Annotated[
     string_schema(INSTANCE_NAME, INSTANCE_NAME_MAX),
 ]
 PhoneNumber = Annotated[str, AfterValidator(_checked(PHONE, 15, _phone_problem)), string_schema(PHONE, 15)]
+GroupId = Annotated[
+    str,
+    AfterValidator(
+        _checked(GROUP_ID, GROUP_ID_MAX, lambda _: "must be a group id: <digits>@g.us or <digits>-<digits>@g.us")
+    ),
+    string_schema(GROUP_ID, GROUP_ID_MAX),
+]
+Lid = Annotated[
+    str,
+    AfterValidator(_checked(LID, 20, lambda _: "must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")),
+    string_schema(LID, 20),
+]
 
 
 def _ipv6_literal(value: str) -> str:

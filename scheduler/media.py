@@ -199,6 +199,15 @@ def _sniff(data: bytes) -> str:
         return ""
 
 
+def sniff_type(data: bytes, declared: str | None) -> str:
+    """The media type of `data` from its bytes, as for outgoing media; `declared` (WhatsApp's or a
+    server's word) only when the bytes are inconclusive. Blocks: run it in a thread."""
+    sniffed = _sniff(data)
+    if sniffed not in _INCONCLUSIVE:
+        return sniffed
+    return _declared_type(declared) or "application/octet-stream"
+
+
 def _declared_type(header: str | None) -> str | None:
     value = (header or "").split(";", 1)[0].strip().lower()
     return value or None

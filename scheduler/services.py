@@ -14,6 +14,7 @@ from core.crypto import SecretBox
 from core.errors import Unavailable, WhatsAppError
 from core.instances import Instance, Instances
 from core.jobs import arq_pool
+from core.media_store import FileMediaStore, MediaLibrary, MediaLinks
 from core.redis_client import Redis, connect
 from core.suppressions import Suppressions
 from core.tenants import Tenants
@@ -45,6 +46,7 @@ class Services:
     outbox: Outbox
     suppressions: Suppressions
     contacts: Contacts
+    media: MediaLibrary
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -67,6 +69,12 @@ class Services:
             outbox=outbox,
             suppressions=suppressions,
             contacts=Contacts(redis, suppressions, outbox, settings.opt_out_keywords),
+            media=MediaLibrary(
+                redis,
+                FileMediaStore(settings.data_dir / "media"),
+                MediaLinks(settings.secret_key.get_secret_value(), settings.base_url),
+                settings.media_retention,
+            ),
         )
 
     async def close(self) -> None:
@@ -84,6 +92,7 @@ class Services:
             except (Unavailable, WhatsAppError) as exc:
                 # The records go anyway: a half-deleted instance could not be deleted again.
                 log.warning("instance.logout_failed", instance=name, error=exc.message)
+        await self.media.forget_instance(name)
         deliveries = await self.outbox.delivery_ids(name)
         async with self.redis.pipeline(transaction=True) as pipe:
             self.instances.forget(pipe, instance)

@@ -22,7 +22,7 @@ from scheduler.drivers.base import (
     Driver,
     DriverError,
     DriverEvent,
-    MessageReceived,
+    Inbound,
     NotLinkedError,
     QrCode,
     QrExpired,
@@ -30,14 +30,13 @@ from scheduler.drivers.base import (
     Session,
 )
 from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
+from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
 from scheduler.services import Services
 
 log = structlog.get_logger(__name__)
 
 QR_WAIT_SECONDS = 20.0
-# WhatsApp redelivers messages after reconnects; remember ids this long to forward each once.
-SEEN_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SessionHost:
@@ -52,11 +51,18 @@ class SessionHost:
         self.ownership = services.ownership
         self.contacts = services.contacts
         self.after_ban_seconds = services.settings.throttle.after_ban
+        self.inbound = InboundEvents(
+            services.redis, services.outbox, services.media, services.settings.media_max_bytes, services.contacts
+        )
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
         self._after_ban: dict[str, asyncio.Task[None]] = {}
         self._linking: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # Instances whose instance.connected is out for the current connection: their inbound
+        # events go straight to webhooks; the others' wait in `_held`, in arrival order.
+        self.announced: set[str] = set()
+        self._held: dict[str, list[Inbound]] = {}
         self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "adopt": self._adopt_command,
             "delete": self._delete_command,
@@ -168,7 +174,12 @@ class SessionHost:
             waiting.cancel()
         session = self.sessions.pop(name, None)
         self.connected.discard(name)
+        self.announced.discard(name)
         self.epochs.pop(name, None)
+        try:
+            await self._release_held(name)  # late rather than lost
+        except Exception:
+            log.exception("inbound.held_lost", instance=name, count=len(self._held.pop(name, [])))
         if session is not None:
             try:
                 await session.close()
@@ -314,9 +325,12 @@ class SessionHost:
                 self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
+                await self._release_held(name)  # what arrived meanwhile follows it
+                self.announced.add(name)
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
+                self.announced.discard(name)
                 self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
                 fields: InstanceUpdate = {"state": "close", "qr": None, "qrExpiresAt": None}
                 if logged_out:
@@ -328,6 +342,7 @@ class SessionHost:
                 await self.outbox.publish(name, "instance.qr_expired", {})
             case Banned(reason=reason, expires_at=expires_at):
                 self.connected.discard(name)
+                self.announced.discard(name)
                 if (pending := self._after_ban.pop(name, None)) is not None:
                     pending.cancel()  # the latest ban decides when the number may connect again
                 until = iso(expires_at) if expires_at else None
@@ -336,8 +351,11 @@ class SessionHost:
                 if expires_at is not None:
                     self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
                     await self._throttle_after_ban(name, expires_at)
-            case MessageReceived() as message:
-                await self._received(name, message)
+            case Inbound() as inbound:
+                if name in self.announced:
+                    await self.inbound.publish(name, inbound)
+                else:  # instance.connected first: the Connected case above releases it
+                    self._held.setdefault(name, []).append(inbound)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
@@ -349,6 +367,13 @@ class SessionHost:
         await self.lanes.throttle(name, "banned", until_ms)
         await self.outbox.publish(name, "instance.throttled", {"reason": "banned", "until": iso_from_ms(until_ms)})
 
+    async def _release_held(self, name: str) -> None:
+        """Publish the held inbound events in order; one that fails stays held with those after it."""
+        while queue := self._held.get(name):
+            await self.inbound.publish(name, queue[0])
+            queue.pop(0)
+        self._held.pop(name, None)
+
     async def _reconnect_at(self, name: str, when: datetime) -> None:
         """A temporary ban is over: connect again (the messages waiting go once it is open)."""
         await asyncio.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
@@ -357,23 +382,3 @@ class SessionHost:
             log.info("session.ban_over", instance=name)
             await self.instances.update(name, state="connecting", bannedUntil=None)
             await self.sessions[name].connect()
-
-    async def _received(self, name: str, message: MessageReceived) -> None:
-        if message.from_me:
-            return
-        first = await self.redis.set(keys.inbound_seen(name, message.message_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
-        if not first:
-            log.info("message.duplicate_dropped", instance=name, message_id=message.message_id)
-            return
-        await self.contacts.received(name, message.sender, message.text)
-        data = {
-            "from": message.sender,
-            "pushName": message.push_name,
-            "messageType": message.message_type,
-            "text": message.text if message.message_type == "conversation" else None,
-            "messageId": message.message_id,
-            "timestamp": iso(message.timestamp),
-        }
-        if message.caption:  # the fixed fields stay as they are; a media caption comes beside them
-            data["caption"] = message.caption
-        await self.outbox.publish(name, "message.received", data)

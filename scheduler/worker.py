@@ -37,6 +37,7 @@ HEARTBEAT_SECONDS = 2.0  # at most; a short lease timeout beats faster
 MAX_SENDS_IN_FLIGHT = 256
 # A stopping worker lets its sends under way finish for this long before handing over.
 DRAIN_SECONDS = 10.0
+MEDIA_SWEEP_SECONDS = 600.0  # inbound media past its retention is deleted at about this pace
 WORKER_ID_FILE = "worker.id"
 
 
@@ -182,13 +183,18 @@ class GatewayWorker:
                 log.warning("worker.heartbeat_failed", worker_id=self.worker_id, error=str(exc))
 
     async def _watch(self) -> None:
-        """Every heartbeat: drop what we lost, adopt what dead workers left."""
+        """Every heartbeat: drop what we lost, adopt what dead workers left; now and then, delete
+        inbound media past its retention."""
+        rounds, media_every = 0, max(1, round(MEDIA_SWEEP_SECONDS / self.heartbeat_seconds))
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 await self.host.drop_lost()
                 if not self._stopping:
                     await self.host.adopt_orphans(self.settings.max_sessions)
+                if rounds % media_every == 0:
+                    await self.services.media.sweep()
+                rounds += 1
             except RedisError as exc:
                 log.warning("worker.watch_failed", worker_id=self.worker_id, error=str(exc))
             except Exception:  # a bug here must not end adoption and sweeps for good

@@ -17,7 +17,11 @@ from config import Settings, load_settings
 from config.settings import LANES
 from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
-from scheduler.worker import worker_context
+from gateway.state import SERVICES
+from scheduler.worker import GatewayWorker, worker_context
+
+if TYPE_CHECKING:
+    from tests.receiver import Receiver
 
 if TYPE_CHECKING:
     from tests.receiver import Receiver
@@ -156,3 +160,32 @@ async def open_instance(
     linked = await client.post(f"/sandbox/instance/{name}/link", json={"phoneNumber": "5491100000000"}, headers=headers)
     assert linked.status == 200, await linked.text()
     return name
+
+
+@pytest.fixture
+async def hooked(gateway: TestClient, acme: dict[str, str], receiver: Receiver) -> str:
+    """An open instance whose webhook is the receiver, its instance.connected already delivered."""
+    name = "acme__shop1__sales"
+    created = await gateway.post("/instance/create", json=instance_body(webhookUrl=receiver.url()), headers=acme)
+    assert created.status == 201, await created.text()
+
+    # Link once the connect command has run (its first QR is out): run after the link, it would
+    # reconnect the freshly linked session and fire a second instance.connected.
+    async def first_qr_out() -> bool:
+        instance = await gateway.app[SERVICES].instances.find(name)
+        return instance is not None and instance.qr is not None
+
+    await eventually(first_qr_out)
+    linked = await gateway.post(f"/sandbox/instance/{name}/link", json={"phoneNumber": "5491100000000"}, headers=acme)
+    assert linked.status == 200
+    await receiver.wait_for(1)
+    return name
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[GatewayWorker]:
+    """A worker run by hand, beside the API-only `client`, to feed driver events straight in."""
+    started_worker = GatewayWorker(settings)
+    await started_worker.start()
+    yield started_worker
+    await started_worker.stop()

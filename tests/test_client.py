@@ -5,6 +5,7 @@ webhook helpers verify what the gateway really signs."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -12,6 +13,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import zxingcpp
@@ -25,6 +27,7 @@ from gateway.app import ROUTES, SANDBOX_ROUTES, create_app
 from gateway.state import SERVICES
 from tests.conftest import ADMIN_KEY, eventually, make_settings
 from tests.test_layers import LAYERS, imports_of
+from tests.test_media import make_image
 from wa_gateway_client import (
     AsyncClient,
     AuthenticationError,
@@ -81,6 +84,30 @@ async def test_the_client_reads_metrics_as_text_and_events_live(
     assert event["cursor"] and event["deliveryId"]
     text = await admin.metrics()
     assert "# TYPE wa_instances gauge" in text and "wa_workers_alive 1.0" in text
+
+
+async def test_the_client_sends_inbound_media_and_reads_it_back_by_key_and_by_signed_link(
+    gateway: TestClient, acme: AsyncClient, base_url: str
+) -> None:
+    await acme.create_instance(NAME, HOOK, SECRET)
+    await first_qr_out(gateway)
+    await acme.sandbox_link(NAME, phone_number="5491100000000")
+    png = make_image("PNG")
+    encoded = base64.b64encode(png).decode()
+    await acme.sandbox_inbound(NAME, from_lid="123456789012345", media_base64=encoded, caption="look")
+    stream = acme.events(instance=NAME, since="0-0")
+    event = await asyncio.wait_for(anext(stream), 10)
+    while event["event"] != "message.received":
+        event = await asyncio.wait_for(anext(stream), 10)
+    await stream.aclose()  # type: ignore[attr-defined]
+    data = event["data"]
+    assert (data["from"], data["fromLid"], data["caption"]) == (None, "123456789012345", "look")
+    assert await acme.get_media(data["media"]["id"]) == png
+    link = parse_qs(urlsplit(data["media"]["url"]).query)
+    async with AsyncClient(base_url) as keyless:
+        assert await keyless.get_media(data["media"]["id"], exp=int(link["exp"][0]), sig=link["sig"][0]) == png
+        with pytest.raises(AuthenticationError):
+            await keyless.get_media(data["media"]["id"])
 
 
 def _wire_fields(model: type[BaseModel]) -> dict[str, Any]:

@@ -210,6 +210,7 @@ def test_conversation_maps_to_message_received_with_its_text() -> None:
         timestamp=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
         from_me=False,
     )
+    assert (event.chat_id, event.sender_lid, event.quoted_message_id, event.media) == (None, None, None, None)
 
 
 def test_extended_text_maps_to_conversation_with_its_text() -> None:
@@ -273,21 +274,20 @@ def test_own_message_is_flagged_from_me() -> None:
 @pytest.mark.parametrize(
     "content",
     [
-        e2e.Message(stickerMessage=e2e.StickerMessage(mimetype="image/webp")),
-        e2e.Message(reactionMessage=e2e.ReactionMessage(text="👍")),
-        e2e.Message(protocolMessage=e2e.ProtocolMessage()),
+        e2e.Message(protocolMessage=e2e.ProtocolMessage(type=e2e.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)),
+        e2e.Message(messageContextInfo=e2e.MessageContextInfo()),
         e2e.Message(),
     ],
-    ids=["sticker", "reaction", "protocol", "empty"],
+    ids=["housekeeping", "context-only", "empty"],
 )
-def test_unsupported_message_type_maps_to_none(content: Any) -> None:
+def test_messages_without_content_map_to_none(content: Any) -> None:
     assert nd.map_event(message_event(content)) is None
 
 
-def test_group_and_status_messages_are_skipped() -> None:
-    text = e2e.Message(conversation="hi all")
-    assert nd.map_event(message_event(text, chat=jid("1203630", "g.us"), is_group=True)) is None
+def test_status_broadcasts_and_newsletters_are_skipped() -> None:
+    text = e2e.Message(conversation="my status")
     assert nd.map_event(message_event(text, chat=jid("status", "broadcast"))) is None
+    assert nd.map_event(message_event(text, chat=jid("1203631", "newsletter"))) is None
 
 
 def test_lid_sender_is_reported_by_its_phone_number() -> None:
@@ -572,7 +572,7 @@ async def test_handlers_run_one_at_a_time_in_arrival_order(driver: nd.NeonizeDri
     driver.sessions_dir.mkdir(parents=True, exist_ok=True)
     make_store(driver.store_path("acme__shop1__sales"), [f"{PHONE}:3@s.whatsapp.net"])
     connected = nd.guard(session._on_connected, "connected", session._order)
-    message = nd.guard(session._on_message, "message", session._order)
+    message = nd.guard(session._on_event, "message", session._order)
     first = asyncio.create_task(connected(client, wire(pb.Connected(status=True))))
     second = asyncio.create_task(message(client, message_event(e2e.Message(conversation="hi"))))
     await asyncio.gather(first, second)
@@ -887,7 +887,7 @@ async def test_a_lid_sender_without_its_number_is_resolved_through_the_lid_store
 
     client.get_pn_from_lid = get_pn_from_lid  # type: ignore[attr-defined]
     lid = jid("123456789012345", "lid")
-    await session._on_message(client, message_event(e2e.Message(conversation="hola"), sender=lid, chat=lid))
+    await session._on_event(client, message_event(e2e.Message(conversation="hola"), sender=lid, chat=lid))
     assert asked == ["123456789012345"]
     assert sink.events[-1].sender == PHONE
 

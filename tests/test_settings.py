@@ -44,3 +44,12 @@ def test_unbanned_rules_default_to_a_ramp_and_limits_on_bulk_and_keywords_parse_
     assert load_settings({"GATEWAY_OPT_OUT_KEYWORDS": '["baja"]'}).opt_out_keywords == ("BAJA",)
     throttle = load_settings({"GATEWAY_THROTTLE": '{"afterBan": 60}'}).throttle
     assert throttle.after_ban == 60 and throttle.window == 20
+
+
+def test_media_links_use_the_public_url_or_else_the_listening_address() -> None:
+    assert load_settings({"GATEWAY_PUBLIC_URL": "https://gw.example.com"}).base_url == "https://gw.example.com"
+    assert load_settings({"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "9000"}).base_url == "http://0.0.0.0:9000"
+    with pytest.raises(SettingsError, match="GATEWAY_PUBLIC_URL"):
+        load_settings({"GATEWAY_PUBLIC_URL": "gw.example.com"})
+    with pytest.raises(SettingsError, match="GATEWAY_MEDIA_RETENTION"):
+        load_settings({"GATEWAY_MEDIA_RETENTION": "0"})

@@ -38,6 +38,7 @@ class Call(Generic[T]):
     body: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
     text: bool = False  # the answer is plain text (Prometheus' format), handed to `parse` as a str
+    binary: bool = False  # the answer is bytes (inbound media), handed to `parse` as they came
 
     def target(self, template: str) -> str:
         path = template.format(**{name: quote(value, safe="") for name, value in self.path.items()})
@@ -48,7 +49,7 @@ class Call(Generic[T]):
         return None if self.body is None else json.dumps(self.body).encode()
 
     def headers(self, api_key: str | None) -> dict[str, str]:
-        headers = {"Accept": "text/plain" if self.text else "application/json"}
+        headers = {"Accept": "text/plain" if self.text else "*/*" if self.binary else "application/json"}
         if api_key:
             headers["apikey"] = api_key
         if self.body is not None:
@@ -59,6 +60,8 @@ class Call(Generic[T]):
 
     def answer(self, status: int, headers: Mapping[str, str], raw: bytes) -> T:
         """The parsed answer, or the typed error the gateway's error body describes."""
+        if self.binary and status < 400:
+            return self.parse(raw)
         try:
             data = json.loads(raw) if raw else None
         except ValueError:

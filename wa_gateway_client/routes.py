@@ -219,6 +219,13 @@ class Routes:
     def get_message(message_id: str) -> Call[Message]:
         return Call(Message.from_json, path={"id": message_id})
 
+    # Inbound media.
+    @operation("GET", "/media/{id}")
+    def get_media(media_id: str, *, exp: int | None = None, sig: str | None = None) -> Call[bytes]:
+        """The bytes of inbound media a webhook linked to: with the tenant's key, or (no key
+        needed) the link's `exp` and `sig`."""
+        return Call(bytes, path={"id": media_id}, query={"exp": exp, "sig": sig}, binary=True)
+
     # Admin.
     @operation("GET", "/admin/stats")
     def stats() -> Call[Stats]:
@@ -305,15 +312,34 @@ class Routes:
     @operation("POST", "/sandbox/instance/{name}/inbound")
     def sandbox_inbound(
         name: str,
-        sender: str,
+        sender: str | None = None,
         *,
+        from_lid: str | None = None,
+        chat_id: str | None = None,
         text: str | None = None,
         message_type: str | None = None,
         push_name: str | None = None,
+        caption: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        media_base64: str | None = None,
+        media_url: str | None = None,
+        mimetype: str | None = None,
+        file_name: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Call[str]:
-        """A contact writes in; returns the WhatsApp message id of what `message.received` carries."""
-        fields = {"from": sender, **body(text=text, message_type=message_type, push_name=push_name)}
-        return Call(lambda data: str(data["messageId"]), path={"name": name}, body=fields)
+        """A contact writes in (or, with `from_lid` alone, a sender known only by LID; in a group,
+        `chat_id`); returns the WhatsApp message id of the event it causes. `extra` carries the
+        body's other fields as the API names them: location, contacts, poll, reaction, edit,
+        delete, pollVote."""
+        fields = body(
+            from_lid=from_lid, chat_id=chat_id, text=text, message_type=message_type, push_name=push_name,
+            caption=caption, quoted_message_id=quoted_message_id, mentions=mentions, media_base64=media_base64,
+            media_url=media_url, mimetype=mimetype, file_name=file_name,
+        )  # fmt: skip
+        if sender is not None:
+            fields["from"] = sender
+        return Call(lambda data: str(data["messageId"]), path={"name": name}, body={**fields, **(extra or {})})
 
     @operation("GET", "/sandbox/instance/{name}/sent")
     def sandbox_sent(name: str) -> Call[list[SentMessage]]:

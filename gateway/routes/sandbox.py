@@ -2,43 +2,100 @@
 
 from __future__ import annotations
 
+import binascii
+import itertools
 import json
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, WithJsonSchema, model_validator
 
 from core import keys
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import PhoneNumber
-from scheduler.drivers.base import MessageType, ReceiptStatus
+from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
+from scheduler.drivers.base import Contact, ReceiptStatus
+from scheduler.drivers.sandbox import SandboxInbound
+
+# What each messageType needs the body to carry.
+_NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
+_ACTIONS = {"reaction": "reaction", "edit": "edit", "delete": "delete", "pollVote": "poll_vote"}  # alias: field
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+
+
+def _given(*aliases: str) -> dict[str, Any]:
+    """JSON Schema: every one of `aliases` is present and not null."""
+    return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
+
+
+def _needs(kind: str, alias: str) -> dict[str, Any]:
+    """JSON Schema: a body whose messageType is `kind` carries `alias`."""
+    type_is = {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
+    return {"anyOf": [{"not": type_is}, _given(alias)]}
+
+
+# The rules of `InboundBody._consistent`, for the OpenAPI document (and the contract test).
+_RULES: list[JsonValue] = [
+    {"anyOf": [_given("from"), _given("fromLid")]},
+    {"not": {"anyOf": [_given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
+    {"not": _given("mediaBase64", "mediaUrl")},
+    {
+        "anyOf": [
+            {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
+            *(_given(action) for action in _ACTIONS),
+            {
+                "required": ["messageType"],
+                "properties": {"messageType": {"not": {"anyOf": [{"const": "conversation"}, {"type": "null"}]}}},
+            },
+            {
+                "not": _given("messageType"),
+                "anyOf": [_given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
+            },
+        ]
+    },
+    *(_needs(kind, alias) for kind, alias in _NEEDS.items()),
+]
 
 
 class LinkBody(ApiModel):
     phone_number: PhoneNumber | None = None
 
 
-class InboundBody(ApiModel):
-    # The rule of `_text_for_conversation`, for the OpenAPI document.
-    model_config = {
-        **ApiModel.model_config,
-        "json_schema_extra": {
-            "anyOf": [
-                {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
-                {"required": ["messageType"], "properties": {"messageType": {"not": {"const": "conversation"}}}},
-            ]
-        },
-    }
-    sender: PhoneNumber = Field(alias="from")
-    text: str | None = None
-    message_type: MessageType = "conversation"
-    push_name: str | None = None
+class InboundBody(SandboxInbound):
+    """A contact writes in: a text, media (base64 or a URL the worker downloads), a location,
+    contacts, a poll; or reacts to, edits, deletes a message, or votes in a poll. In a group
+    (`chatId`), `from` is the participant; `fromLid` alone is a sender WhatsApp only knows by LID."""
+
+    model_config = {**SandboxInbound.model_config, "json_schema_extra": {"allOf": _RULES}}
+    sender: PhoneNumber | None = Field(default=None, alias="from")
+    from_lid: Lid | None = None
+    chat_id: GroupId | None = None
+    mentions: list[PhoneNumber] = Field(default_factory=list, max_length=100)
+    media_base64: Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^{_BASE64}$"})] | None = None
+    media_url: WebUrl | None = None
+    contacts: list[Contact] | None = Field(default=None, min_length=1, max_length=10)
 
     @model_validator(mode="after")
-    def _text_for_conversation(self) -> InboundBody:
-        if self.message_type == "conversation" and not self.text:
+    def _consistent(self) -> InboundBody:
+        if self.sender is None and self.from_lid is None:
+            raise ValueError("from (a phone number) or fromLid (a LID) is required")
+        actions = [alias for alias, field in _ACTIONS.items() if getattr(self, field) is not None]
+        if len(actions) > 1:
+            raise ValueError(f"send one of reaction, edit, delete or pollVote, not {' and '.join(actions)}")
+        if self.media_base64 is not None and self.media_url is not None:
+            raise ValueError("send mediaBase64 or mediaUrl, not both")
+        if self.media_base64 is not None:
+            try:
+                binascii.a2b_base64(self.media_base64, strict_mode=True)
+            except binascii.Error as exc:
+                raise ValueError(f"mediaBase64 is not valid base64: {exc}") from None
+        kind = self.kind()
+        if not actions and kind == "conversation" and not self.text:
             raise ValueError("text is required when messageType is conversation")
+        needed = _NEEDS.get(kind)
+        if needed is not None and not getattr(self, needed):
+            raise ValueError(f"{needed} is required when messageType is {kind}")
         return self
 
 

@@ -11,7 +11,13 @@ def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
     if settings.driver == "sandbox":
         from scheduler.drivers.sandbox import SandboxDriver
 
-        return SandboxDriver(sessions_dir, redis, worker_id)
+        return SandboxDriver(
+            sessions_dir,
+            redis,
+            worker_id,
+            allow_private=settings.allow_private_urls,
+            max_media_bytes=settings.media_max_bytes,
+        )
     from scheduler.drivers.neonize import NeonizeDriver
 
     return NeonizeDriver(
@@ -19,4 +25,5 @@ def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
         settings.max_sessions,
         database_url=settings.session_database_url,
         proxy=settings.whatsapp_proxy,
+        max_media_bytes=settings.media_max_bytes,
     )

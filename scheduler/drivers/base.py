@@ -15,12 +15,28 @@ Exception tree::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-MessageType = Literal["conversation", "imageMessage", "documentMessage", "audioMessage", "videoMessage"]
+from pydantic import ConfigDict
+
+from core.records import ApiModel
+
+MessageType = Literal[
+    "conversation",
+    "imageMessage",
+    "documentMessage",
+    "audioMessage",
+    "videoMessage",
+    "stickerMessage",
+    "locationMessage",
+    "contactMessage",
+    "pollCreationMessage",
+    "unsupported",  # a kind we do not map yet; `raw_type` names it
+]
 SendType = Literal["text", "image", "document", "audio", "video"]
 ReceiptStatus = Literal["delivered", "read"]
 
@@ -74,15 +90,97 @@ class Banned:
 
 
 @dataclass(frozen=True)
-class MessageReceived:
+class InboundMedia:
+    """Media a contact sent, as WhatsApp describes it, with its bytes once the driver downloaded
+    them (or why it could not: `error`)."""
+
+    mimetype: str | None = None
+    size: int | None = None  # bytes, as WhatsApp declares it
+    file_name: str | None = None
+    seconds: int | None = None  # audio and video
+    data: bytes | None = field(default=None, repr=False)
+    error: str | None = None
+
+
+class _Value(ApiModel):
+    """A value inside an inbound message; camelCase on the wire, like the API's bodies."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Location(_Value):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class Contact(_Value):
+    full_name: str
+    phone_number: str | None = None
+    organization: str | None = None
+
+
+class Poll(_Value):
+    question: str
+    options: tuple[str, ...]
+    selectable_count: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inbound:
+    """What every event from a contact carries: its own WhatsApp id, who sent it and where.
+
+    `sender` is the phone number (digits), None when WhatsApp only told us a LID (`sender_lid`);
+    `chat_id` is the group id (`...@g.us`) in a group, None in a direct chat.
+    """
+
     message_id: str
-    sender: str
-    push_name: str | None
-    message_type: MessageType
-    text: str | None
+    sender: str | None
+    sender_lid: str | None = None
+    chat_id: str | None = None
+    push_name: str | None = None
     timestamp: datetime
     from_me: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageReceived(Inbound):
+    message_type: MessageType
+    text: str | None
     caption: str | None = None
+    quoted_message_id: str | None = None
+    mentions: tuple[str, ...] = ()
+    media: InboundMedia | None = None
+    location: Location | None = None
+    contacts: tuple[Contact, ...] = ()
+    poll: Poll | None = None
+    raw_type: str | None = None  # the WhatsApp field name of an "unsupported" message
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageReaction(Inbound):
+    target_id: str
+    emoji: str  # "" when the reaction was removed
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageEdited(Inbound):
+    target_id: str
+    text: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageDeleted(Inbound):
+    target_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollVote(Inbound):
+    poll_id: str
+    # SHA-256 (hex) of each chosen option's name: what WhatsApp sends once the vote is decrypted.
+    option_hashes: tuple[str, ...] = ()
+    error: str | None = None  # why the vote could not be read
 
 
 @dataclass(frozen=True)
@@ -92,7 +190,13 @@ class Receipt:
     timestamp: datetime
 
 
-DriverEvent = QrCode | Connected | Disconnected | QrExpired | Banned | MessageReceived | Receipt
+def option_hash(option: str) -> str:
+    """How WhatsApp names a poll option in a vote: the SHA-256 (hex) of its text."""
+    return hashlib.sha256(option.encode()).hexdigest()
+
+
+InboundEvent = MessageReceived | MessageReaction | MessageEdited | MessageDeleted | PollVote
+DriverEvent = QrCode | Connected | Disconnected | QrExpired | Banned | InboundEvent | Receipt
 EventSink = Callable[[DriverEvent], Awaitable[None]]
 
 

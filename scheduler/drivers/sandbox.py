@@ -10,36 +10,51 @@ Magic input: a recipient number starting with 999 is not on WhatsApp.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
+from pydantic import Field
 
 from core import keys
 from core.clock import iso
 from core.errors import InvalidState, NotFound
+from core.netguard import BlockedUrl, guarded_request, guarded_session
+from core.records import ApiModel
 from core.redis_client import Redis
 from scheduler.drivers.base import (
     Banned,
     Connected,
+    Contact,
     Disconnected,
     DriverError,
+    DriverEvent,
     EventSink,
+    InboundMedia,
+    Location,
+    MessageDeleted,
+    MessageEdited,
+    MessageReaction,
     MessageReceived,
     MessageType,
     NotLinkedError,
     OutgoingMessage,
+    Poll,
+    PollVote,
     QrCode,
     QrExpired,
     Receipt,
     ReceiptStatus,
     SendResult,
     TransientDriverError,
+    option_hash,
 )
 
 log = structlog.get_logger(__name__)
@@ -53,17 +68,99 @@ SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in f
 BAN_REASON = "temporary ban (sandbox)"
 
 
+MEDIA_FETCH_TIMEOUT = 30.0
+
+
 @dataclass
 class _Store:
     linked: bool = False
     phone_number: str | None = None
+    lids: dict[str, str] = field(default_factory=dict)  # the session's LID store: LID -> phone number
+
+
+class SandboxReaction(ApiModel):
+    message_id: str
+    emoji: str
+
+
+class SandboxEdit(ApiModel):
+    message_id: str
+    text: str
+
+
+class SandboxDelete(ApiModel):
+    message_id: str
+
+
+class SandboxPollVote(ApiModel):
+    message_id: str
+    options: list[str]
+
+
+class SandboxInbound(ApiModel):
+    """What a contact does, as `POST /sandbox/instance/{name}/inbound` describes it (the API
+    validates it; this is its shape on the way to the session)."""
+
+    sender: str | None = Field(default=None, alias="from")
+    from_lid: str | None = None
+    chat_id: str | None = None
+    push_name: str | None = None
+    message_type: MessageType | None = None
+    text: str | None = None
+    caption: str | None = None
+    quoted_message_id: str | None = None
+    mentions: list[str] = Field(default_factory=list)
+    media_base64: str | None = None
+    media_url: str | None = None
+    mimetype: str | None = None
+    file_name: str | None = None
+    seconds: int | None = None
+    location: Location | None = None
+    contacts: list[Contact] | None = None
+    poll: Poll | None = None
+    reaction: SandboxReaction | None = None
+    edit: SandboxEdit | None = None
+    delete: SandboxDelete | None = None
+    poll_vote: SandboxPollVote | None = None
+    raw_type: str | None = None  # with messageType "unsupported": the WhatsApp kind it stands for
+
+    def kind(self) -> MessageType:
+        """The message type, from `messageType` or else from what the message carries."""
+        if self.message_type is not None:
+            return self.message_type
+        if self.location is not None:
+            return "locationMessage"
+        if self.contacts:
+            return "contactMessage"
+        if self.poll is not None:
+            return "pollCreationMessage"
+        if self.media_base64 is not None or self.media_url is not None:
+            family = (self.mimetype or "").split("/", 1)[0]
+            media_types: dict[str, MessageType] = {
+                "image": "imageMessage",
+                "video": "videoMessage",
+                "audio": "audioMessage",
+            }
+            return media_types.get(family, "documentMessage")
+        return "conversation"
 
 
 class SandboxSession:
     def __init__(
-        self, name: str, store_path: Path, redis: Redis, sink: EventSink, qr_schedule: Sequence[float], worker_id: str
+        self,
+        name: str,
+        store_path: Path,
+        redis: Redis,
+        sink: EventSink,
+        qr_schedule: Sequence[float],
+        worker_id: str,
+        *,
+        allow_private: bool = False,
+        max_media_bytes: int = 100 * 1024 * 1024,
     ) -> None:
         self.name = name
+        self.allow_private = allow_private
+        self.max_media_bytes = max_media_bytes
         self.worker_id = worker_id
         self.store_path = store_path
         self.redis = redis
@@ -79,11 +176,12 @@ class SandboxSession:
             data = json.loads(self.store_path.read_text())
         except FileNotFoundError:
             return _Store()
-        return _Store(linked=data["linked"], phone_number=data.get("phoneNumber"))
+        return _Store(linked=data["linked"], phone_number=data.get("phoneNumber"), lids=data.get("lids", {}))
 
     def _save(self, store: _Store) -> None:
         self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        self.store_path.write_text(json.dumps({"linked": store.linked, "phoneNumber": store.phone_number}))
+        data = {"linked": store.linked, "phoneNumber": store.phone_number, "lids": store.lids}
+        self.store_path.write_text(json.dumps(data))
 
     @property
     def linked(self) -> bool:
@@ -167,11 +265,9 @@ class SandboxSession:
             case "unlink":
                 await self.unlink()
             case "inbound":
-                return {
-                    "messageId": await self.inbound(
-                        args["from"], args.get("text"), args["messageType"], args.get("pushName")
-                    )
-                }
+                if not self._connected:
+                    raise InvalidState("instance is not open: link it first")
+                return {"messageId": await self.inbound(SandboxInbound.model_validate(args))}
             case "receipt":
                 await self.receipt(tuple(args["messageIds"]), args["status"])
             case "ban":
@@ -196,19 +292,83 @@ class SandboxSession:
         self._save(_Store())
         await self.sink(Disconnected(reason="logged_out", logged_out=True))
 
-    async def inbound(self, sender: str, text: str | None, message_type: MessageType, push_name: str | None) -> str:
+    async def inbound(self, spec: SandboxInbound) -> str:
+        """A contact writes in (or reacts, edits, deletes, votes): the event goes to the sink as the
+        neonize driver would report it; returns its WhatsApp message id."""
         message_id = "3A" + secrets.token_hex(9).upper()
-        await self.sink(
-            MessageReceived(
-                message_id=message_id,
-                sender=sender,
-                push_name=push_name,
-                message_type=message_type,
-                text=text if message_type == "conversation" else None,
-                timestamp=datetime.now(UTC),
-            )
-        )
+        common: dict[str, Any] = {
+            "message_id": message_id,
+            "sender": self._phone_of(spec.sender, spec.from_lid),
+            "sender_lid": spec.from_lid,
+            "chat_id": spec.chat_id,
+            "push_name": spec.push_name,
+            "timestamp": datetime.now(UTC),
+        }
+        await self.sink(await self._event(spec, common))
         return message_id
+
+    def _phone_of(self, sender: str | None, lid: str | None) -> str | None:
+        """The sender's number: as given (learning its LID), or from the LID store."""
+        store = self._load()
+        if sender is not None:
+            if lid is not None and store.lids.get(lid) != sender:
+                store.lids[lid] = sender
+                self._save(store)
+            return sender
+        return store.lids.get(lid) if lid is not None else None
+
+    async def _event(self, spec: SandboxInbound, common: dict[str, Any]) -> DriverEvent:
+        if spec.reaction is not None:
+            return MessageReaction(**common, target_id=spec.reaction.message_id, emoji=spec.reaction.emoji)
+        if spec.edit is not None:
+            return MessageEdited(**common, target_id=spec.edit.message_id, text=spec.edit.text)
+        if spec.delete is not None:
+            return MessageDeleted(**common, target_id=spec.delete.message_id)
+        if spec.poll_vote is not None:
+            hashes = tuple(option_hash(option) for option in spec.poll_vote.options)
+            return PollVote(**common, poll_id=spec.poll_vote.message_id, option_hashes=hashes)
+        kind = spec.kind()
+        return MessageReceived(
+            **common,
+            message_type=kind,
+            text=spec.text if kind == "conversation" else None,
+            caption=spec.caption,
+            quoted_message_id=spec.quoted_message_id,
+            mentions=tuple(spec.mentions),
+            media=await self._media(spec),
+            location=spec.location,
+            contacts=tuple(spec.contacts or ()),
+            poll=spec.poll,
+            raw_type=spec.raw_type if kind == "unsupported" else None,
+        )
+
+    async def _media(self, spec: SandboxInbound) -> InboundMedia | None:
+        described = InboundMedia(mimetype=spec.mimetype, file_name=spec.file_name, seconds=spec.seconds)
+        if spec.media_base64 is not None:
+            data = base64.b64decode(spec.media_base64)
+        elif spec.media_url is not None:
+            try:
+                data = await self._download(spec.media_url)
+            except (DriverError, BlockedUrl, aiohttp.ClientError, TimeoutError) as exc:
+                return replace(described, error=f"download failed: {str(exc) or type(exc).__name__}")
+        else:
+            return None
+        return replace(described, size=len(data), data=data)
+
+    async def _download(self, url: str) -> bytes:
+        """As WhatsApp's media servers would hand the bytes over: under the size cap."""
+        timeout = aiohttp.ClientTimeout(total=MEDIA_FETCH_TIMEOUT)
+        async with guarded_session(self.allow_private, timeout) as session:
+            response = await guarded_request(session, "GET", url, self.allow_private)
+            async with response:
+                if response.status != 200:
+                    raise DriverError(f"the media server answered {response.status}")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > self.max_media_bytes:
+                        raise DriverError(f"over the {self.max_media_bytes}-byte media limit")
+        return bytes(data)
 
     async def receipt(self, wa_message_ids: tuple[str, ...], status: ReceiptStatus) -> None:
         """As if the recipient's phone acknowledged messages: delivered, or read."""
@@ -227,8 +387,17 @@ class SandboxSession:
 
 class SandboxDriver:
     def __init__(
-        self, sessions_dir: Path, redis: Redis, worker_id: str, qr_schedule: Sequence[float] = QR_SCHEDULE
+        self,
+        sessions_dir: Path,
+        redis: Redis,
+        worker_id: str,
+        qr_schedule: Sequence[float] = QR_SCHEDULE,
+        *,
+        allow_private: bool = False,
+        max_media_bytes: int = 100 * 1024 * 1024,
     ) -> None:
+        self.allow_private = allow_private
+        self.max_media_bytes = max_media_bytes
         self.sessions_dir = sessions_dir
         self.worker_id = worker_id
         self.redis = redis
@@ -239,7 +408,16 @@ class SandboxDriver:
 
     def session(self, instance_name: str, sink: EventSink) -> SandboxSession:
         store = self._store(instance_name)
-        return SandboxSession(instance_name, store, self.redis, sink, self.qr_schedule, self.worker_id)
+        return SandboxSession(
+            instance_name,
+            store,
+            self.redis,
+            sink,
+            self.qr_schedule,
+            self.worker_id,
+            allow_private=self.allow_private,
+            max_media_bytes=self.max_media_bytes,
+        )
 
     def remove_store(self, instance_name: str) -> None:
         self._store(instance_name).unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from scheduler.drivers.neonize.mapping import (
     format_pairing_code,
     from_epoch,
     is_final,
-    lid_sender,
     map_event,
     message_content,
 )
@@ -73,7 +72,6 @@ __all__ = [
     "from_epoch",
     "guard",
     "is_final",
-    "lid_sender",
     "map_event",
     "message_content",
     "store_has_device",

@@ -14,21 +14,35 @@ from typing import Any
 from scheduler.drivers.base import (
     Banned,
     Connected,
+    Contact,
     Disconnected,
     DriverError,
     DriverEvent,
+    InboundMedia,
+    Location,
+    MessageDeleted,
+    MessageEdited,
+    MessageReaction,
     MessageReceived,
     MessageType,
     NotLinkedError,
     OutcomeUnknownError,
+    Poll,
+    PollVote,
     Receipt,
     ReceiptStatus,
     TransientDriverError,
 )
 from scheduler.drivers.neonize.loading import _pb
 
-_DIRECT_CHAT_SERVERS = frozenset({"s.whatsapp.net", "lid", "c.us"})
-_MEDIA_FIELDS: tuple[MessageType, ...] = ("imageMessage", "documentMessage", "audioMessage", "videoMessage")
+LID_SERVER = "lid"
+_PHONE_SERVERS = frozenset({"s.whatsapp.net", "c.us"})
+_CHAT_SERVERS = frozenset({"s.whatsapp.net", "lid", "c.us", "g.us"})
+_POLL_FIELDS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3")
+# Fields that ride along with content without being content themselves.
+_NOT_CONTENT = frozenset(
+    {"messageContextInfo", "senderKeyDistributionMessage", "fastRatchetKeySenderKeyDistributionMessage"}
+)
 # Containers whose inner `.message` is the real content (whatsmeow usually unwraps them already).
 _WRAPPERS = (
     "ephemeralMessage",
@@ -37,6 +51,7 @@ _WRAPPERS = (
     "viewOnceMessageV2Extension",
     "documentWithCaptionMessage",
     "deviceSentMessage",
+    "editedMessage",  # an edit: inside is the protocolMessage saying which message and the new text
 )
 _LOGGED_OUT_REASONS = frozenset({"LOGGED_OUT"})
 # whatsmeow reports these as logouts; WhatsApp Web calls 403 LOCKED and 406 BANNED: the number is
@@ -98,15 +113,33 @@ def _enum_name(message: Any, field: str, default: str) -> str:
     return value.name if value is not None else default
 
 
-def _sender_phone(source: Any) -> str:
-    sender = source.Sender
-    # LID-addressed chats: the sender is an opaque "lid" id, its phone number JID is SenderAlt.
-    if sender.Server == "lid" and source.SenderAlt.User and source.SenderAlt.Server != "lid":
-        return digits(source.SenderAlt.User)
-    return digits(sender.User)
+def _jid_digits(jid: Any) -> str | None:
+    return digits(jid.User) or None
 
 
-def _unwrap(message: Any) -> Any:
+def _sender(source: Any) -> tuple[str | None, str | None]:
+    """The sender's phone number and LID, each None when WhatsApp did not tell us."""
+    sender, alt = source.Sender, source.SenderAlt
+    # LID-addressed chats: the sender is an opaque "lid" id, its phone number JID (if known) is SenderAlt.
+    if sender.Server == "lid":
+        phone = _jid_digits(alt) if alt.Server in _PHONE_SERVERS else None
+        return phone, _jid_digits(sender)
+    lid = _jid_digits(alt) if alt.Server == "lid" else None
+    return _jid_digits(sender), lid
+
+
+def _address(jid_text: str) -> str:
+    """A JID string as we show it: digits for a person, `<digits>@lid` for a LID (the session
+    looks its number up), the whole JID for a group."""
+    user, _, server = jid_text.partition("@")
+    person = digits(user.split(":", 1)[0])
+    if server == "g.us":
+        return jid_text
+    return f"{person}@{LID_SERVER}" if server == LID_SERVER and person else person
+
+
+def content_message(message: Any) -> Any:
+    """The message inside wrappers (disappearing, view-once, edits, ...), as whatsmeow unwraps them."""
     for _ in range(4):
         for field in _WRAPPERS:
             if message.HasField(field) and getattr(message, field).HasField("message"):
@@ -117,45 +150,163 @@ def _unwrap(message: Any) -> Any:
     return message
 
 
-def message_content(message: Any) -> tuple[MessageType, str | None, str | None] | None:
-    """The API message type, text and caption of a WhatsApp `Message` proto; None for types we do
-    not map. A caption is not text: media messages have text None and their caption apart."""
-    message = _unwrap(message)
-    if message.HasField("conversation"):
-        return "conversation", message.conversation, None
-    if message.HasField("extendedTextMessage"):
-        return "conversation", message.extendedTextMessage.text, None
-    for field in _MEDIA_FIELDS:
-        if message.HasField(field):
-            media = getattr(message, field)
-            caption = media.caption if "caption" in media.DESCRIPTOR.fields_by_name and media.caption else None
-            return field, None, caption
+def _raw_type(message: Any) -> str | None:
+    """The name of the message's content field; None when it carries nothing to tell a receiver."""
+    for descriptor, _ in message.ListFields():
+        if descriptor.name not in _NOT_CONTENT:
+            return str(descriptor.name)
     return None
 
 
-def _map_message(event: Any) -> MessageReceived | None:
+def _context(content: Any) -> tuple[str | None, tuple[str, ...]]:
+    """The quoted message id and the mentioned numbers of a message's ContextInfo."""
+    if content is None or "contextInfo" not in content.DESCRIPTOR.fields_by_name:
+        return None, ()
+    if not content.HasField("contextInfo"):
+        return None, ()
+    context = content.contextInfo
+    quoted = context.stanzaID or None
+    return quoted, tuple(mention for jid in context.mentionedJID if (mention := _address(jid)))
+
+
+def _media(content: Any, *, file_name: str | None = None, seconds: int | None = None) -> InboundMedia:
+    return InboundMedia(
+        mimetype=content.mimetype or None,
+        size=content.fileLength or None,
+        file_name=file_name,
+        seconds=seconds,
+    )
+
+
+def _vcard_contact(display_name: str, vcard: str) -> Contact:
+    # vCard 3.0 as WhatsApp writes it: FN, ORG, and TEL lines whose waid parameter is the number.
+    fields: dict[str, str] = {}
+    phone = None
+    for line in vcard.splitlines():
+        name, _, value = line.partition(":")
+        key = name.split(";", 1)[0].upper()
+        if key == "TEL" and phone is None:
+            waid = re.search(r"waid=(\d+)", name, re.IGNORECASE)
+            phone = waid.group(1) if waid else digits(value) or None
+        elif key in ("FN", "ORG") and key not in fields:
+            fields[key] = value.strip().rstrip(";")
+    return Contact(
+        full_name=fields.get("FN") or display_name, phone_number=phone, organization=fields.get("ORG") or None
+    )
+
+
+def _content(message: Any) -> dict[str, Any] | None:
+    """`MessageReceived` fields for a WhatsApp `Message` proto; None when it holds no content."""
+    if message.HasField("conversation"):
+        return {"message_type": "conversation", "text": message.conversation}
+    if message.HasField("extendedTextMessage"):
+        return {"message_type": "conversation", "text": message.extendedTextMessage.text}
+    if message.HasField("imageMessage"):
+        image = message.imageMessage
+        return {"message_type": "imageMessage", "caption": image.caption or None, "media": _media(image)}
+    if message.HasField("videoMessage") or message.HasField("ptvMessage"):
+        video = message.videoMessage if message.HasField("videoMessage") else message.ptvMessage
+        media = _media(video, seconds=video.seconds or None)
+        return {"message_type": "videoMessage", "caption": video.caption or None, "media": media}
+    if message.HasField("audioMessage"):
+        audio = message.audioMessage
+        return {"message_type": "audioMessage", "media": _media(audio, seconds=audio.seconds or None)}
+    if message.HasField("documentMessage"):
+        document = message.documentMessage
+        media = _media(document, file_name=document.fileName or document.title or None)
+        return {"message_type": "documentMessage", "caption": document.caption or None, "media": media}
+    if message.HasField("stickerMessage"):
+        return {"message_type": "stickerMessage", "media": _media(message.stickerMessage)}
+    if message.HasField("locationMessage") or message.HasField("liveLocationMessage"):
+        place = message.locationMessage if message.HasField("locationMessage") else message.liveLocationMessage
+        location = Location(
+            latitude=place.degreesLatitude,
+            longitude=place.degreesLongitude,
+            name=getattr(place, "name", "") or None,
+            address=getattr(place, "address", "") or None,
+        )
+        return {"message_type": "locationMessage", "location": location}
+    if message.HasField("contactMessage"):
+        card = message.contactMessage
+        return {"message_type": "contactMessage", "contacts": (_vcard_contact(card.displayName, card.vcard),)}
+    if message.HasField("contactsArrayMessage"):
+        contacts = tuple(_vcard_contact(c.displayName, c.vcard) for c in message.contactsArrayMessage.contacts)
+        return {"message_type": "contactMessage", "contacts": contacts}
+    for field in _POLL_FIELDS:
+        if message.HasField(field):
+            poll = getattr(message, field)
+            options = tuple(option.optionName for option in poll.options)
+            return {
+                "message_type": "pollCreationMessage",
+                "poll": Poll(question=poll.name, options=options, selectable_count=poll.selectableOptionsCount or 1),
+            }
+    raw = _raw_type(message)
+    return None if raw is None else {"message_type": "unsupported", "raw_type": raw}
+
+
+def message_content(message: Any) -> tuple[MessageType, str | None] | None:
+    """The API message type and text of a WhatsApp `Message` proto; None when it holds no content.
+
+    A caption is not text: media messages have text None.
+    """
+    fields = _content(content_message(message))
+    return None if fields is None else (fields["message_type"], fields.get("text"))
+
+
+def _inner_content(message: Any) -> Any:
+    """The content proto of a message (for its ContextInfo), whatever kind it is."""
+    for descriptor, value in message.ListFields():
+        if descriptor.name not in _NOT_CONTENT and descriptor.message_type is not None:
+            return value
+    return None
+
+
+def _map_message(event: Any) -> DriverEvent | None:
     if not event.HasField("Message"):
         return None
     info = event.Info
     source = info.MessageSource
-    # Direct chats only: groups, status updates (status@broadcast), broadcast lists and
-    # newsletters are not conversations with a number.
-    if source.IsGroup or (source.Chat.Server and source.Chat.Server not in _DIRECT_CHAT_SERVERS):
+    chat = source.Chat
+    # Status updates (status@broadcast), broadcast lists and newsletters are not conversations.
+    if chat.Server and chat.Server not in _CHAT_SERVERS:
         return None
-    content = message_content(event.Message)
-    if content is None:
+    sender, lid = _sender(source)
+    common: dict[str, Any] = {
+        "message_id": info.ID,
+        "sender": sender,
+        "sender_lid": lid,
+        "chat_id": f"{chat.User}@g.us" if source.IsGroup or chat.Server == "g.us" else None,
+        "push_name": info.Pushname or None,
+        "timestamp": from_epoch(info.Timestamp),
+        "from_me": source.IsFromMe,
+    }
+    message = content_message(event.Message)
+    if message.HasField("reactionMessage"):
+        reaction = message.reactionMessage
+        return MessageReaction(**common, target_id=reaction.key.ID, emoji=reaction.text)
+    if message.HasField("pollUpdateMessage"):
+        return PollVote(**common, poll_id=message.pollUpdateMessage.pollCreationMessageKey.ID)
+    if message.HasField("protocolMessage"):
+        return _map_protocol(message.protocolMessage, common)
+    fields = _content(message)
+    if fields is None:
         return None
-    message_type, text, caption = content
-    return MessageReceived(
-        message_id=info.ID,
-        sender=_sender_phone(source),
-        push_name=info.Pushname or None,
-        message_type=message_type,
-        text=text,
-        timestamp=from_epoch(info.Timestamp),
-        from_me=source.IsFromMe,
-        caption=caption,
-    )
+    quoted, mentions = _context(_inner_content(message))
+    fields.setdefault("text", None)
+    return MessageReceived(**common, **fields, quoted_message_id=quoted, mentions=mentions)
+
+
+def _map_protocol(protocol: Any, common: dict[str, Any]) -> DriverEvent | None:
+    kind = protocol.type if protocol.HasField("type") else None
+    pb_type = type(protocol).Type
+    if kind == pb_type.REVOKE:
+        return MessageDeleted(**common, target_id=protocol.key.ID)
+    if kind == pb_type.MESSAGE_EDIT:
+        edited = protocol.editedMessage
+        fields = _content(content_message(edited)) or {}
+        text = fields.get("text") if fields.get("message_type") == "conversation" else fields.get("caption")
+        return MessageEdited(**common, target_id=protocol.key.ID, text=text)
+    return None  # key shares, history sync and other housekeeping between our own devices
 
 
 def _map_receipt(event: Any, now: datetime) -> Receipt | None:
@@ -257,14 +408,3 @@ def is_final(event: Any, mapped: DriverEvent) -> bool:
     if isinstance(mapped, Banned) or (isinstance(mapped, Disconnected) and mapped.logged_out):
         return True
     return isinstance(event, (pb.StreamReplaced, pb.ClientOutdated, pb.ConnectFailure))
-
-
-def lid_sender(event: Any) -> Any:
-    """The sender's LID when a message names its sender only by LID (no phone number beside it)."""
-    source = event.Info.MessageSource
-    sender = source.Sender
-    if sender.Server != "lid":
-        return None
-    if source.SenderAlt.User and source.SenderAlt.Server != "lid":
-        return None
-    return sender

@@ -42,10 +42,14 @@ from scheduler.drivers.base import (
     DriverError,
     DriverEvent,
     EventSink,
+    Inbound,
+    InboundEvent,
+    InboundMedia,
     MessageReceived,
     NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
+    PollVote,
     QrCode,
     QrExpired,
     SendResult,
@@ -54,13 +58,14 @@ from scheduler.drivers.base import (
 from scheduler.drivers.neonize import builders
 from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
+    LID_SERVER,
     _enum_name,
     classify_error,
+    content_message,
     digits,
     format_pairing_code,
     from_epoch,
     is_final,
-    lid_sender,
     map_event,
 )
 from scheduler.drivers.neonize.stores import SessionStore, SqliteStore
@@ -80,6 +85,7 @@ SEND_TIMEOUT = 60.0
 MEDIA_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not downloaded
 # How long an `IsOnWhatsApp` answer is reused: one lookup per message is a pattern WhatsApp watches.
 LOOKUP_TTL = 24 * 3600.0
 LOOKUP_MISS_TTL = 3600.0
@@ -161,6 +167,8 @@ class NeonizeSession:
         media_timeout: float = MEDIA_TIMEOUT,
         lookup_timeout: float = LOOKUP_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
+        on_close: Callable[[NeonizeSession], None] | None = None,
         on_ended: Ended | None = None,
     ) -> None:
         self.instance_name = instance_name
@@ -175,6 +183,7 @@ class NeonizeSession:
         self._media_timeout = media_timeout
         self._lookup_timeout = lookup_timeout
         self._stop_timeout = stop_timeout
+        self._max_media_bytes = max_media_bytes
         self._on_ended = on_ended
         self._client: Any = None
         self._cycle: str | None = None  # tags the store's resources of the current client
@@ -339,7 +348,7 @@ class NeonizeSession:
         handlers: tuple[tuple[type[Any], Handler, str], ...] = (
             (pb.PairStatus, self._on_pair_status, "pair status"),
             (pb.Connected, self._on_connected, "connected"),
-            (pb.Message, self._on_message, "message"),
+            (pb.Message, self._on_event, "message"),
             (pb.Receipt, self._on_event, "receipt"),
             (pb.Disconnected, self._on_event, "disconnected"),
             (pb.LoggedOut, self._on_event, "logged out"),
@@ -460,32 +469,14 @@ class NeonizeSession:
         except Exception as exc:
             log.info("%s: sending presence failed: %s", self.instance_name, exc)
 
-    async def _on_message(self, client: Any, event: Any) -> None:
-        if client is not self._client:
-            return
-        mapped = map_event(event, own_phone=self._own_phone or "")
-        if not isinstance(mapped, MessageReceived):
-            return
-        lid = lid_sender(event)
-        if lid is not None:
-            mapped = await self._with_phone(client, mapped, lid)
-        await self._sink(mapped)
-
-    async def _with_phone(self, client: Any, message: MessageReceived, lid: Any) -> MessageReceived:
-        """A message from a LID without its phone number: ask the store's LID map for it."""
-        try:
-            pn = await asyncio.wait_for(client.get_pn_from_lid(lid), self._lookup_timeout)
-        except Exception as exc:
-            log.warning("%s: no phone number known for a LID sender: %s", self.instance_name, exc)
-            return message
-        phone = digits(pn.User) if pn.User and pn.Server != "lid" else ""
-        return replace(message, sender=phone) if phone else message
-
     async def _on_event(self, client: Any, event: Any) -> None:
         if client is not self._client:
             return
         mapped = map_event(event, own_phone=self._own_phone or "")
         if mapped is None:
+            return
+        if isinstance(mapped, Inbound) and not mapped.from_me:
+            await self._sink(await self._complete(client, event, mapped))
             return
         if isinstance(mapped, Disconnected):
             self._connected = False
@@ -499,6 +490,55 @@ class NeonizeSession:
                 self._spawn(self._on_ended(False))
             return
         await self._sink(mapped)
+
+    # -- inbound: what the mapping cannot know offline
+
+    async def _complete(self, client: Any, event: Any, inbound: InboundEvent) -> InboundEvent:
+        """Fill in the number behind a LID, the media's bytes and a vote's choices."""
+        if inbound.sender is None and inbound.sender_lid:
+            inbound = replace(inbound, sender=await self._phone_for_lid(client, inbound.sender_lid))
+        if isinstance(inbound, MessageReceived) and any(m.endswith(f"@{LID_SERVER}") for m in inbound.mentions):
+            inbound = replace(inbound, mentions=tuple([await self._mention(client, m) for m in inbound.mentions]))
+        if isinstance(inbound, MessageReceived) and inbound.media is not None:
+            inbound = replace(inbound, media=await self._download(client, event.Message, inbound.media))
+        if isinstance(inbound, PollVote):
+            inbound = await self._read_vote(client, event, inbound)
+        return inbound
+
+    async def _mention(self, client: Any, mention: str) -> str:
+        lid, _, server = mention.partition("@")
+        if server != LID_SERVER:
+            return mention
+        return await self._phone_for_lid(client, lid) or mention  # unknown: the LID, marked as one
+
+    async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
+        """The number the session's LID store knows for `lid`, None when it knows none."""
+        lid_jid = _pb().JID(User=lid, Server="lid", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+        try:
+            found = await asyncio.wait_for(client.get_pn_from_lid(lid_jid), self._lookup_timeout)
+        except Exception as exc:  # an unknown LID is an error in whatsmeow's store
+            log.debug("%s: no phone number for a LID: %s", self.instance_name, exc)
+            return None
+        return digits(found.User) or None
+
+    async def _download(self, client: Any, message: Any, media: InboundMedia) -> InboundMedia:
+        if media.size is not None and media.size > self._max_media_bytes:
+            return replace(media, error=f"{media.size} bytes is over the {self._max_media_bytes}-byte media limit")
+        try:
+            data = await asyncio.wait_for(client.download_any(content_message(message)), self._media_timeout)
+        except Exception as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            return replace(media, error=f"download failed: {reason}")
+        if not data:
+            return replace(media, error="download failed: WhatsApp sent no bytes")
+        return replace(media, data=data, size=len(data))
+
+    async def _read_vote(self, client: Any, event: Any, vote: PollVote) -> PollVote:
+        try:
+            decrypted = await asyncio.wait_for(client.decrypt_poll_vote(event), self._lookup_timeout)
+        except Exception as exc:  # a vote on a poll this session never saw cannot be decrypted
+            return replace(vote, error=f"the vote could not be decrypted: {str(exc) or type(exc).__name__}")
+        return replace(vote, option_hashes=tuple(bytes(option).hex() for option in decrypted.selectedOptions))
 
     # -- QR deadline
 

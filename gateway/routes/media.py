@@ -1,0 +1,41 @@
+"""Inbound media kept by the worker: `GET /media/{id}` with a tenant key, or with the signed
+expiring `?exp=&sig=` link a webhook carries (no key needed)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+from pydantic import Field
+
+from core.errors import ForbiddenTenant, NotFound
+from core.records import ApiModel
+from gateway.state import principal, services
+
+
+class MediaLink(ApiModel):
+    """The query of a signed link (documentation: the handler checks the signature itself)."""
+
+    exp: int = Field(default=0, ge=0, description="the link's expiry, Unix seconds")
+    sig: str = Field(default="", description="the link's signature; with it, no API key is needed")
+
+
+async def get_media(request: web.Request) -> web.Response:
+    media_id = request.match_info["id"]
+    library = services(request).media
+    if "sig" in request.query:
+        problem = library.links.check(media_id, request.query.get("exp", ""), request.query["sig"])
+        if problem is not None:
+            raise ForbiddenTenant(f"media link refused: {problem}")
+    record = await library.find(media_id)
+    if record is None:
+        raise NotFound(f"no media {media_id!r}: unknown, or past its retention")
+    if "sig" not in request.query:
+        principal(request).require(record.tenant_id, f"media {media_id!r}")
+    data = await library.read(record)
+    if data is None:
+        raise NotFound(f"media {media_id!r} is no longer stored")
+    headers = {"Content-Type": record.mimetype, "Cache-Control": "private, max-age=3600"}
+    if record.file_name:
+        headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(record.file_name)}"
+    return web.Response(body=data, headers=headers)
