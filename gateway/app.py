@@ -87,14 +87,14 @@ ROUTES: list[Route] = [
           response=D.Unthrottled, access="admin", tag="deliverability"),
     # Inbound media the worker kept: the bytes, with their content type.
     Route("GET", "/media/{id}", media.get_media, "Inbound media: tenant key, or the webhook's signed ?exp=&sig= link",
-          access="signed", binary=True, query=media.MediaLink, tag="media"),
+          access="signed", answers="binary", query=media.MediaLink, tag="media"),
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
     Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
-          access="admin", tag="admin", text=True),
+          access="admin", tag="admin", answers="text"),
     Route("GET", "/events", operating.events,
           "WebSocket: the caller's events live, as webhook envelopes (?instance=, ?since=cursor)",
           status=101, access="key", key_in_query=True, tag="webhooks"),

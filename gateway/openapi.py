@@ -172,6 +172,13 @@ def _drop_titles(schema: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
+# The success content of routes that do not answer JSON (Route.answers).
+NON_JSON = {
+    "binary": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    "text": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
 def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
     headers = dict(HEADERS)
     ok: dict[str, Any] = {"description": "success", "headers": headers}
@@ -181,10 +188,8 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
         schema = refs[route.response]
         content_schema = {"type": "array", "items": schema} if route.many else schema
         ok["content"] = {"application/json": {"schema": content_schema}}
-    elif route.binary:
-        ok["content"] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
-    if route.text:
-        ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    elif route.answers in NON_JSON:
+        ok["content"] = NON_JSON[route.answers]
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"application/json": {"schema": refs[ErrorBody]}}
     for status, description in ERRORS.items():

@@ -28,14 +28,15 @@ class Route:
     response: type[BaseModel] | None = None
     query: type[BaseModel] | None = None  # documents the query string; the handler validates it
     many: bool = False  # the response is a list of `response`
-    binary: bool = False  # the response is bytes of their own content type (media), not JSON
+    # What a success answer carries when it is not a JSON `response`: media bytes of their own
+    # content type ("binary"), or plain text such as Prometheus' format ("text").
+    answers: Literal["json", "binary", "text"] = "json"
     status: int = 200
     access: Access = "key"
     tag: str = "gateway"
     in_docs: bool = True
     # The key may also come as `?apikey=`: for WebSockets, which browsers open without headers.
     key_in_query: bool = False
-    text: bool = False  # the answer is plain text (Prometheus' format), not JSON
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler: parses and validates the body, then calls ours with it."""

@@ -18,7 +18,6 @@ from scheduler.drivers.neonize.mapping import (
     from_epoch,
     is_final,
     map_event,
-    message_content,
 )
 from scheduler.drivers.neonize.session import (
     LOOKUP_TIMEOUT,
@@ -73,7 +72,6 @@ __all__ = [
     "guard",
     "is_final",
     "map_event",
-    "message_content",
     "store_has_device",
     "store_phone",
     "store_schema",

@@ -24,7 +24,6 @@ from scheduler.drivers.base import (
     MessageEdited,
     MessageReaction,
     MessageReceived,
-    MessageType,
     NotLinkedError,
     OutcomeUnknownError,
     Poll,
@@ -242,15 +241,6 @@ def _content(message: Any) -> dict[str, Any] | None:
             }
     raw = _raw_type(message)
     return None if raw is None else {"message_type": "unsupported", "raw_type": raw}
-
-
-def message_content(message: Any) -> tuple[MessageType, str | None] | None:
-    """The API message type and text of a WhatsApp `Message` proto; None when it holds no content.
-
-    A caption is not text: media messages have text None.
-    """
-    fields = _content(content_message(message))
-    return None if fields is None else (fields["message_type"], fields.get("text"))
 
 
 def _inner_content(message: Any) -> Any:
