@@ -122,6 +122,16 @@ class Settings(BaseModel):
     media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
     media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
     public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
+    # Conversation actions (contacts/check, profile, read, presence, groups) answer synchronously.
+    action_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a conversation action waits for WhatsApp before a 502"
+    )
+    number_check_ttl: int = Field(
+        default=24 * 3600, gt=0, description="seconds a number's on-WhatsApp answer is reused when it is on WhatsApp"
+    )
+    number_check_miss_ttl: int = Field(
+        default=3600, gt=0, description="seconds a 'not on WhatsApp' answer is reused (it may sign up meanwhile)"
+    )
 
     def replica_acks(self) -> int:
         if self.redis_replica_acks is not None:

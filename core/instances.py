@@ -238,7 +238,7 @@ class Instances:
     def forget(pipe: Pipeline, instance: Instance) -> None:
         """Queue the deletion of the instance's own records (the sandbox's record of sends with them)."""
         name = instance.name
-        pipe.delete(keys.instance(name), keys.sandbox_sent(name))
+        pipe.delete(keys.instance(name), *keys.sandbox_keys(name))
         pipe.zrem(keys.tenant_instances(instance.tenant_id), name)
         pipe.srem(keys.INSTANCES, name)
         if instance.owner:

@@ -100,6 +100,28 @@ def sandbox_sent(name: str) -> str:
     return f"{PREFIX}sandbox:{name}:sent"  # list of JSON records, send order
 
 
+def sandbox_actions(name: str) -> str:
+    return f"{PREFIX}sandbox:{name}:actions"  # list of JSON records: what the conversation actions did
+
+
+def sandbox_groups(name: str) -> str:
+    return f"{PREFIX}sandbox:{name}:groups"  # hash: group id -> JSON, the groups the number is in
+
+
+def sandbox_profiles(name: str) -> str:
+    return f"{PREFIX}sandbox:{name}:profiles"  # hash: number -> JSON, contacts' profiles
+
+
+def sandbox_keys(name: str) -> list[str]:
+    """Every key the sandbox keeps for an instance, for deleting it."""
+    return [sandbox_sent(name), sandbox_actions(name), sandbox_groups(name), sandbox_profiles(name)]
+
+
+# Number checks: whether a number is on WhatsApp, per tenant (scheduler/numbers.py).
+def on_whatsapp(tenant_id: str, number: str) -> str:
+    return f"{PREFIX}onwa:{tenant_id}:{number}"  # the account's JID, "" when not on WhatsApp; expires
+
+
 def outbox(name: str) -> str:
     return f"{PREFIX}outbox:{name}"  # list of delivery ids not yet settled, oldest first; the head goes next
 

@@ -39,16 +39,21 @@ class Commands:
     async def enqueue(self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None) -> None:
         await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(worker_id))
 
-    async def call(self, name: str, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def call(
+        self, name: str, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run `op` on the instance's owner and wait for its answer, `timeout` seconds at most
+        (default: the channel's own)."""
+        timeout = self.timeout if timeout is None else timeout
         owner = await self._owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
         job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))
         assert job is not None  # a fresh random job id is never a duplicate
         try:
-            result: dict[str, Any] = await job.result(timeout=self.timeout, poll_delay=0.02)
+            result: dict[str, Any] = await job.result(timeout=timeout, poll_delay=0.02)
         except TimeoutError:
-            raise Unavailable(f"worker {owner} did not answer within {self.timeout:g} s; retry shortly") from None
+            raise Unavailable(f"worker {owner} did not answer within {timeout:g} s; retry shortly") from None
         if "error" in result:
             raise from_wire(result["error"])
         return dict(result.get("ok") or {})

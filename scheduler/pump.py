@@ -28,6 +28,7 @@ from scheduler.drivers.base import (
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
+from scheduler.numbers import NumberCache
 from webhooks.delivery import Deliverer
 from webhooks.outbox import Event, Head, Outbox
 
@@ -77,6 +78,7 @@ class Pump:
         outbox: Outbox,
         deliverer: Deliverer,
         lease_seconds: float,
+        numbers: NumberCache,
     ) -> None:
         self.worker_id = worker_id
         # A claim younger than this cannot have been fenced off: the lease has not run out since.
@@ -87,6 +89,7 @@ class Pump:
         self.media = media
         self.outbox = outbox
         self.deliverer = deliverer
+        self.numbers = numbers
 
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
@@ -125,7 +128,7 @@ class Pump:
         text = spintax.resolve(message.text) if message.text is not None else None
         caption = spintax.resolve(message.caption) if message.caption is not None else None
         try:
-            if not await session.is_on_whatsapp(message.to):
+            if not await self.numbers.on_whatsapp(name, message.to, session.check_numbers):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
             # Media can take a while, and the process may have been paused: if we lost the

@@ -22,6 +22,7 @@ from scheduler.commands import Commands
 from scheduler.contacts import Contacts
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages, changes
+from scheduler.numbers import NumberCache
 from scheduler.ownership import Ownership
 from webhooks.outbox import Outbox
 
@@ -47,6 +48,7 @@ class Services:
     suppressions: Suppressions
     contacts: Contacts
     media: MediaLibrary
+    numbers: NumberCache
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -75,6 +77,7 @@ class Services:
                 MediaLinks(settings.secret_key.get_secret_value(), settings.base_url),
                 settings.media_retention,
             ),
+            numbers=NumberCache(redis, settings.number_check_ttl, settings.number_check_miss_ttl),
         )
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from core import keys
 from core.clock import iso, iso_from_ms, now_iso, now_ms
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
 from core.instances import InstanceUpdate
+from scheduler.actions import Actions
 from scheduler.commands import Commands
 from scheduler.drivers.base import (
     Banned,
@@ -63,12 +64,14 @@ class SessionHost:
         # events go straight to webhooks; the others' wait in `_held`, in arrival order.
         self.announced: set[str] = set()
         self._held: dict[str, list[Inbound]] = {}
+        actions = Actions(self, services.numbers, services.settings.action_timeout)
         self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "adopt": self._adopt_command,
             "delete": self._delete_command,
             "connect": self._connect_command,
             "qr": self._qr_command,
             "pair": self._pair_command,
+            **actions.commands(),  # conversation actions: contacts, read, presence, groups
         }
 
     def session(self, name: str) -> Session:

@@ -111,6 +111,7 @@ class GatewayWorker:
             svc.outbox,
             self.deliverer,
             settings.lease_timeout,
+            svc.numbers,
         )
         self.claims = ClaimLoop(
             self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval

@@ -11,12 +11,13 @@ Exception tree::
      +-- OutcomeUnknownError    the send may or may not have gone out (timeout)
      +-- NotOnWhatsAppError     the recipient number has no WhatsApp account
      +-- NotLinkedError         the session has no linked device (needs a QR / pairing code)
+     +-- UnknownChatError       no such group (or not one of ours), or a message this session never saw
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -39,6 +40,7 @@ MessageType = Literal[
 ]
 SendType = Literal["text", "image", "document", "audio", "video"]
 ReceiptStatus = Literal["delivered", "read"]
+PresenceState = Literal["available", "unavailable"]
 
 
 class DriverError(Exception):
@@ -58,6 +60,10 @@ class NotOnWhatsAppError(DriverError):
 
 
 class NotLinkedError(DriverError):
+    pass
+
+
+class UnknownChatError(DriverError):
     pass
 
 
@@ -218,6 +224,33 @@ class SendResult:
     sent_at: datetime = field(compare=False)
 
 
+# What the conversation actions answer (scheduler/actions.py).
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A contact's profile as this number may see it: None where the contact hides it."""
+
+    name: str | None
+    picture_url: str | None
+    about: str | None
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    phone_number: str | None  # None when WhatsApp only shows the member's LID
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: str  # <digits>@g.us or <digits>-<digits>@g.us
+    subject: str
+    description: str | None
+    members: tuple[GroupMember, ...]
+    is_admin: bool  # whether this number is an admin of the group
+
+
 class Session(Protocol):
     """One WhatsApp number, owned by exactly one worker."""
 
@@ -234,9 +267,29 @@ class Session(Protocol):
         """Ask WhatsApp for an 8-character pairing code ("ABCD-EFGH") for `phone_number`."""
         ...
 
-    async def is_on_whatsapp(self, phone_number: str) -> bool: ...
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+        """Ask WhatsApp, in one call, which numbers have an account: each number's JID, or None."""
+        ...
 
     async def send(self, message: OutgoingMessage) -> SendResult: ...
+
+    async def profile(self, phone_number: str) -> Profile:
+        """Raises NotOnWhatsAppError when the number has no account."""
+        ...
+
+    async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
+        """Blue ticks: the messages of a chat (a phone number or a group id) were read."""
+        ...
+
+    async def set_presence(self, state: PresenceState) -> None: ...
+
+    async def groups(self) -> list[Group]:
+        """The groups this number is in."""
+        ...
+
+    async def group(self, group_id: str) -> Group:
+        """Raises UnknownChatError when there is no such group, or this number is not in it."""
+        ...
 
     async def logout(self) -> None:
         """Unlink the device from the phone and forget the credentials."""

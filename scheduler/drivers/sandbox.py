@@ -5,6 +5,9 @@ that rotate and run out, record every send in Redis instead of delivering it, an
 inbound messages and failures through the `/sandbox/...` control routes.
 
 Magic input: a recipient number starting with 999 is not on WhatsApp.
+
+The conversation actions answer from groups and profiles seeded through the control routes, and
+record what they did (lookups, reads, presence) in Redis for `GET /sandbox/.../actions`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from scheduler.drivers.base import (
     DriverError,
     DriverEvent,
     EventSink,
+    Group,
+    GroupMember,
     InboundMedia,
     Location,
     MessageDeleted,
@@ -48,12 +53,15 @@ from scheduler.drivers.base import (
     OutgoingMessage,
     Poll,
     PollVote,
+    PresenceState,
+    Profile,
     QrCode,
     QrExpired,
     Receipt,
     ReceiptStatus,
     SendResult,
     TransientDriverError,
+    UnknownChatError,
     option_hash,
 )
 
@@ -145,6 +153,41 @@ class SandboxInbound(ApiModel):
         return "conversation"
 
 
+class SandboxMember(ApiModel):
+    phone_number: str | None = None
+    is_admin: bool = False
+
+
+class SandboxGroup(ApiModel):
+    """A group the number is in, as `POST /sandbox/instance/{name}/groups` seeds it."""
+
+    group_id: str
+    subject: str
+    description: str | None = None
+    participants: list[SandboxMember] = Field(default_factory=list)
+    is_admin: bool = False  # whether the instance's own number administers it
+
+    def group(self) -> Group:
+        members = tuple(GroupMember(phone_number=m.phone_number, is_admin=m.is_admin) for m in self.participants)
+        return Group(self.group_id, self.subject, self.description, members, self.is_admin)
+
+
+class SandboxProfile(ApiModel):
+    """A contact's profile, as `POST /sandbox/instance/{name}/profiles` seeds it; `hidden`: the
+    contact shows it to nobody (every field reads as null)."""
+
+    number: str
+    name: str | None = None
+    picture_url: str | None = None
+    about: str | None = None
+    hidden: bool = False
+
+    def profile(self) -> Profile:
+        if self.hidden:
+            return Profile(name=None, picture_url=None, about=None)
+        return Profile(name=self.name, picture_url=self.picture_url, about=self.about)
+
+
 class SandboxSession:
     def __init__(
         self,
@@ -168,6 +211,7 @@ class SandboxSession:
         self.qr_schedule = qr_schedule
         self._qr_task: asyncio.Task[None] | None = None
         self._fail: list[tuple[str, bool]] = []
+        self._fail_actions: list[str] = []
         self._connected = False
         self._banned_until: datetime | None = None
 
@@ -219,8 +263,12 @@ class SandboxSession:
         code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
         return f"{code[:4]}-{code[4:]}"
 
-    async def is_on_whatsapp(self, phone_number: str) -> bool:
-        return not phone_number.startswith(NOT_ON_WHATSAPP_PREFIX)
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+        await self._action("lookup", numbers=list(phone_numbers))
+        return {
+            number: None if number.startswith(NOT_ON_WHATSAPP_PREFIX) else f"{number}@s.whatsapp.net"
+            for number in phone_numbers
+        }
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self._connected:
@@ -245,6 +293,41 @@ class SandboxSession:
         }
         await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))  # type: ignore[misc]
         return SendResult(message_id=message_id, sent_at=sent_at)
+
+    # Conversation actions: each recorded, and failing while `fail_actions` says so.
+
+    async def profile(self, phone_number: str) -> Profile:
+        await self._action("profile", number=phone_number)
+        raw = await self.redis.hget(keys.sandbox_profiles(self.name), phone_number)  # type: ignore[misc]
+        if raw is None:
+            return Profile(name=None, picture_url=None, about=None)
+        return SandboxProfile.model_validate_json(raw).profile()
+
+    async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
+        await self._action("read", chatId=chat_id, messageIds=list(message_ids))
+
+    async def set_presence(self, state: PresenceState) -> None:
+        await self._action("presence", state=state)
+
+    async def groups(self) -> list[Group]:
+        await self._action("groups")
+        raw = await self.redis.hvals(keys.sandbox_groups(self.name))  # type: ignore[misc]
+        return sorted((SandboxGroup.model_validate_json(item).group() for item in raw), key=lambda g: g.group_id)
+
+    async def group(self, group_id: str) -> Group:
+        await self._action("group", groupId=group_id)
+        raw = await self.redis.hget(keys.sandbox_groups(self.name), group_id)  # type: ignore[misc]
+        if raw is None:
+            raise UnknownChatError(f"this number is in no group {group_id}")
+        return SandboxGroup.model_validate_json(raw).group()
+
+    async def _action(self, action: str, **fields: Any) -> None:
+        if not self._connected:
+            raise NotLinkedError("the sandbox session is not connected")
+        if self._fail_actions:
+            raise DriverError(self._fail_actions.pop(0))
+        record = {"action": action, **fields, "at": iso(datetime.now(UTC))}
+        await self.redis.rpush(keys.sandbox_actions(self.name), json.dumps(record))  # type: ignore[misc]
 
     async def logout(self) -> None:
         self._stop_qr()
@@ -274,6 +357,13 @@ class SandboxSession:
                 await self.ban(args["seconds"])
             case "fail_next":
                 self.fail_next(args["error"], args["count"], args["transient"])
+            case "fail_actions":
+                self._fail_actions.extend([args["error"]] * args["count"])
+            case "groups":
+                await self.seed(keys.sandbox_groups(self.name), [SandboxGroup.model_validate(g) for g in args["groups"]])
+            case "profiles":
+                profiles = [SandboxProfile.model_validate(p) for p in args["profiles"]]
+                await self.seed(keys.sandbox_profiles(self.name), profiles)
             case _:
                 raise NotFound(f"unknown sandbox control {op!r}")
         return {}
@@ -380,6 +470,12 @@ class SandboxSession:
         self._connected = False
         self._banned_until = datetime.now(UTC) + timedelta(seconds=seconds)
         await self.sink(Banned(reason=BAN_REASON, expires_at=self._banned_until))
+
+    async def seed(self, key: str, items: Sequence[SandboxGroup | SandboxProfile]) -> None:
+        """Add (or replace, by group id or number) groups or profiles the actions answer from."""
+        ids = [item.group_id if isinstance(item, SandboxGroup) else item.number for item in items]
+        values = {id_: item.model_dump_json(by_alias=True) for id_, item in zip(ids, items, strict=True)}
+        await self.redis.hset(key, mapping=values)  # type: ignore[misc]
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
