@@ -12,13 +12,24 @@ from config import Settings
 from gateway import console
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
-from gateway.routes import admin, deliverability, instances, media, messages, meta, operating, sandbox, webhooks
+from gateway.routes import (
+    admin,
+    conversations,
+    deliverability,
+    instances,
+    media,
+    messages,
+    meta,
+    operating,
+    sandbox,
+    webhooks,
+)
 from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
-I, M, W, D = instances, messages, webhooks, deliverability  # noqa: E741  (short names keep the table readable)
+I, M, W, D, C = instances, messages, webhooks, deliverability, conversations  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -72,6 +83,22 @@ ROUTES: list[Route] = [
           response=M.MessageList, query=M.RecentQuery, tag="messages"),
     Route("GET", "/message/{id}", M.get_message, "A message and what happened to it", response=M.MessageOut,
           tag="messages"),
+    # Conversation actions: synchronous, through the worker hosting the session (502 when WhatsApp fails).
+    Route("POST", "/instance/{name}/contacts/check", C.check_numbers,
+          "Which numbers are on WhatsApp (1-50; answers are cached)", body=C.CheckNumbers,
+          response=C.NumberStatus, many=True, tag="conversations"),
+    Route("GET", "/instance/{name}/contacts/{number}/profile", C.get_profile,
+          "A contact's name, picture and about text (null where hidden)", response=C.ProfileOut,
+          tag="conversations"),
+    Route("POST", "/instance/{name}/chats/{chatId}/read", C.mark_read,
+          "Mark received messages read: the sender sees blue ticks", body=C.MarkRead, status=204,
+          tag="conversations"),
+    Route("POST", "/instance/{name}/presence", C.set_presence, "Show the number online or offline",
+          body=C.PresenceBody, status=204, tag="conversations"),
+    Route("GET", "/instance/{name}/groups", C.list_groups, "The groups the number is in",
+          response=C.GroupSummary, many=True, tag="conversations"),
+    Route("GET", "/instance/{name}/groups/{groupId}", C.get_group, "A group with its participants",
+          response=C.GroupOut, tag="conversations"),
     # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
     Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
           response=D.SuppressionsOut, tag="deliverability"),
@@ -126,6 +153,16 @@ SANDBOX_ROUTES: list[Route] = [
           body=sandbox.BanBody, response=sandbox.BanOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/fail-next", sandbox.fail_next, "Make the next sends fail",
           body=sandbox.FailNextBody, response=sandbox.FailNextOut, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/fail-actions", sandbox.fail_actions,
+          "Make the next conversation actions (number lookups included) fail", body=sandbox.FailActionsBody,
+          response=sandbox.FailActionsOut, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/groups", sandbox.seed_groups, "Put the number in groups (by id)",
+          body=sandbox.GroupsBody, response=sandbox.Seeded, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/profiles", sandbox.seed_profiles, "Give contacts a profile (by number)",
+          body=sandbox.ProfilesBody, response=sandbox.Seeded, tag="sandbox"),
+    Route("GET", "/sandbox/instance/{name}/actions", sandbox.actions,
+          "What the conversation actions asked of 'WhatsApp', in order", response=sandbox.SandboxAction, many=True,
+          tag="sandbox"),
 ]  # fmt: skip
 
 

@@ -106,6 +106,36 @@ GroupId = Annotated[
     ),
     string_schema(GROUP_ID, GROUP_ID_MAX),
 ]
+CHAT_ID = rf"(?:{PHONE}|{GROUP_ID})"
+ChatId = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            CHAT_ID,
+            GROUP_ID_MAX,
+            lambda _: (
+                "must be a phone number in international digits (e.g. 5491112345678) or a group id "
+                "(<digits>@g.us or <digits>-<digits>@g.us)"
+            ),
+        )
+    ),
+    string_schema(CHAT_ID, GROUP_ID_MAX),
+]
+WA_MESSAGE_ID = r"[0-9A-Za-z_.:-]+"
+WaMessageId = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            WA_MESSAGE_ID,
+            128,
+            lambda _: (
+                "must be a WhatsApp message id (the messageId of a message.received webhook): "
+                "letters, digits, '_', '.', ':' or '-'"
+            ),
+        )
+    ),
+    string_schema(WA_MESSAGE_ID, 128),
+]
 Lid = Annotated[
     str,
     AfterValidator(_checked(LID, 20, lambda _: "must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")),
@@ -147,6 +177,8 @@ PATH_PARAMS: dict[str, TypeAdapter[str]] = {
     "tenantId": TypeAdapter(NamePart),
     "clientId": TypeAdapter(NamePart),
     "number": TypeAdapter(PhoneNumber),
+    "chatId": TypeAdapter(ChatId),
+    "groupId": TypeAdapter(GroupId),
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import binascii
 import itertools
 import json
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, JsonValue, WithJsonSchema, model_validator
@@ -16,7 +17,7 @@ from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
 from scheduler.drivers.base import Contact, ReceiptStatus
-from scheduler.drivers.sandbox import SandboxInbound
+from scheduler.drivers.sandbox import SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
 
 # What each messageType needs the body to carry.
 _NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
@@ -114,6 +115,60 @@ class BanBody(ApiModel):
     seconds: float = Field(gt=0, le=7 * 24 * 3600)
 
 
+class FailActionsBody(ApiModel):
+    error: str = Field(min_length=1, max_length=500)
+    count: int = Field(default=1, ge=1, le=10_000)
+
+
+class Member(SandboxMember):
+    phone_number: PhoneNumber | None = None
+
+
+class SeedGroup(SandboxGroup):
+    group_id: GroupId
+    subject: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2048)
+    participants: Sequence[Member] = Field(default_factory=list, max_length=1024)
+
+
+class GroupsBody(ApiModel):
+    groups: list[SeedGroup] = Field(min_length=1, max_length=100)
+
+
+class SeedProfile(SandboxProfile):
+    number: PhoneNumber
+    name: str | None = Field(default=None, max_length=100)
+    picture_url: WebUrl | None = None
+    about: str | None = Field(default=None, max_length=500)
+
+
+class ProfilesBody(ApiModel):
+    profiles: list[SeedProfile] = Field(min_length=1, max_length=100)
+
+
+class FailActionsOut(ApiModel):
+    instance_name: str
+    fail_actions: int
+
+
+class Seeded(ApiModel):
+    instance_name: str
+    seeded: int
+
+
+class SandboxAction(ApiModel):
+    """One thing a conversation action asked of 'WhatsApp', with what it carried."""
+
+    action: Literal["lookup", "profile", "read", "presence", "groups", "group"]
+    at: Timestamp
+    numbers: list[str] | None = None
+    number: str | None = None
+    chat_id: str | None = None
+    message_ids: list[str] | None = None
+    state: str | None = None
+    group_id: str | None = None
+
+
 class InboundOut(ApiModel):
     message_id: str
 
@@ -197,3 +252,29 @@ async def receipt(request: web.Request, body: ReceiptBody) -> web.Response:
     args = {"messageIds": body.message_ids, "status": body.status}
     await services(request).commands.call(instance.name, "sandbox.receipt", args)
     return json_response(ReceiptOut(instance_name=instance.name, status=body.status))
+
+
+async def fail_actions(request: web.Request, body: FailActionsBody) -> web.Response:
+    instance = await accessible_instance(request)
+    await services(request).commands.call(instance.name, "sandbox.fail_actions", body.model_dump())
+    return json_response(FailActionsOut(instance_name=instance.name, fail_actions=body.count))
+
+
+async def seed_groups(request: web.Request, body: GroupsBody) -> web.Response:
+    instance = await accessible_instance(request)
+    args = body.model_dump(by_alias=True, mode="json")
+    await services(request).commands.call(instance.name, "sandbox.groups", args)
+    return json_response(Seeded(instance_name=instance.name, seeded=len(body.groups)))
+
+
+async def seed_profiles(request: web.Request, body: ProfilesBody) -> web.Response:
+    instance = await accessible_instance(request)
+    args = body.model_dump(by_alias=True, mode="json")
+    await services(request).commands.call(instance.name, "sandbox.profiles", args)
+    return json_response(Seeded(instance_name=instance.name, seeded=len(body.profiles)))
+
+
+async def actions(request: web.Request) -> web.Response:
+    instance = await accessible_instance(request)
+    raw = await services(request).redis.lrange(keys.sandbox_actions(instance.name), 0, -1)  # type: ignore[misc]
+    return json_response([SandboxAction.model_validate_json(item) for item in raw])

@@ -164,7 +164,7 @@ class SandboxGroup(ApiModel):
     group_id: str
     subject: str
     description: str | None = None
-    participants: list[SandboxMember] = Field(default_factory=list)
+    participants: Sequence[SandboxMember] = Field(default_factory=list)
     is_admin: bool = False  # whether the instance's own number administers it
 
     def group(self) -> Group:
@@ -360,7 +360,9 @@ class SandboxSession:
             case "fail_actions":
                 self._fail_actions.extend([args["error"]] * args["count"])
             case "groups":
-                await self.seed(keys.sandbox_groups(self.name), [SandboxGroup.model_validate(g) for g in args["groups"]])
+                await self.seed(
+                    keys.sandbox_groups(self.name), [SandboxGroup.model_validate(g) for g in args["groups"]]
+                )
             case "profiles":
                 profiles = [SandboxProfile.model_validate(p) for p in args["profiles"]]
                 await self.seed(keys.sandbox_profiles(self.name), profiles)

@@ -18,7 +18,7 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ from scheduler.drivers.base import (
     DriverError,
     DriverEvent,
     EventSink,
+    Group,
     OutcomeUnknownError,
     OutgoingMessage,
+    PresenceState,
+    Profile,
     SendResult,
     TransientDriverError,
 )
@@ -208,14 +211,38 @@ class HostedSession:
         code: str = await self._call("pair_phone", phone_number, timeout=timeout)
         return code
 
-    async def is_on_whatsapp(self, phone_number: str) -> bool:
-        answer: bool = await self._call("is_on_whatsapp", phone_number, timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+        answer: dict[str, str | None] = await self._query("check_numbers", list(phone_numbers))
         return answer
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         timeout = LOOKUP_TIMEOUT + MEDIA_TIMEOUT + SEND_TIMEOUT + CALL_MARGIN
         result: SendResult = await self._call("send", message, timeout=timeout)
         return result
+
+    # Conversation actions: one query (or a few) each, answered within the child's lookup deadline.
+
+    async def profile(self, phone_number: str) -> Profile:
+        answer: Profile = await self._query("profile", phone_number)
+        return answer
+
+    async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
+        await self._query("mark_read", chat_id, list(message_ids))
+
+    async def set_presence(self, state: PresenceState) -> None:
+        await self._query("set_presence", state)
+
+    async def groups(self) -> list[Group]:
+        answer: list[Group] = await self._query("groups")
+        return answer
+
+    async def group(self, group_id: str) -> Group:
+        answer: Group = await self._query("group", group_id)
+        return answer
+
+    async def _query(self, method: str, *args: Any) -> Any:
+        # A profile asks up to four things in turn (lookup, user info, picture, contact).
+        return await self._call(method, *args, timeout=4 * LOOKUP_TIMEOUT + CALL_MARGIN)
 
     async def logout(self) -> None:
         self._wanted = False

@@ -31,17 +31,18 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scheduler.drivers.base import (
     Disconnected,
     DriverError,
     DriverEvent,
     EventSink,
+    Group,
     Inbound,
     InboundEvent,
     InboundMedia,
@@ -50,12 +51,25 @@ from scheduler.drivers.base import (
     OutcomeUnknownError,
     OutgoingMessage,
     PollVote,
+    PresenceState,
+    Profile,
     QrCode,
     QrExpired,
     SendResult,
     TransientDriverError,
+    UnknownChatError,
 )
 from scheduler.drivers.neonize import builders
+from scheduler.drivers.neonize.answers import (
+    GROUP_SERVER,
+    accounts,
+    chat_jid,
+    group_of,
+    hidden_picture,
+    jid_text,
+    profile_of,
+    unknown_group,
+)
 from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
     LID_SERVER,
@@ -89,11 +103,19 @@ MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not dow
 # How long an `IsOnWhatsApp` answer is reused: one lookup per message is a pattern WhatsApp watches.
 LOOKUP_TTL = 24 * 3600.0
 LOOKUP_MISS_TTL = 3600.0
+GROUP_SENDERS_KEPT = 10_000
 # whatsmeow documents the pairing display name as "Browser (OS)".
 PAIRING_DISPLAY_NAME = "Chrome (Linux)"
 _CHROME = 1  # PairClientType CHROME
 
 Ended = Callable[[bool], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+
+
+def lookup_error(exc: BaseException) -> DriverError:
+    """A failed query as our exception: it changed nothing, so "outcome unknown" means "try again"."""
+    error = classify_error(exc)
+    return TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error
 
 
 # -- handlers -------------------------------------------------------------------------------------
@@ -198,6 +220,9 @@ class NeonizeSession:
         self._order = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._recipients: dict[str, tuple[Any, float]] = {}  # digits -> (JID or None, valid until)
+        # (group id, message id) -> the sender's JID, of the latest group messages received: marking
+        # a group message read names its sender.
+        self._group_senders: dict[tuple[str, str], Any] = {}
 
     @property
     def linked(self) -> bool:
@@ -285,11 +310,14 @@ class NeonizeSession:
             raise classify_error(exc) from exc
         return format_pairing_code(code)
 
-    async def is_on_whatsapp(self, phone_number: str) -> bool:
-        return await self._recipient(digits(phone_number)) is not None
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+        found = await self._accounts([digits(number) for number in phone_numbers])
+        return {
+            number: jid_text(jid) if (jid := found[digits(number)]) is not None else None for number in phone_numbers
+        }
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send to the recipient's account JID (looked up, or cached from `is_on_whatsapp`)."""
+        """Send to the recipient's account JID (looked up, or cached from `check_numbers`)."""
         client = self._require_client()
         to = digits(message.to)
         if not to:
@@ -313,25 +341,106 @@ class NeonizeSession:
 
     async def _recipient(self, phone: str) -> Any:
         """The account JID of `phone` (international digits), None if it has no WhatsApp."""
-        if not phone:
+        return (await self._accounts([phone]))[phone]
+
+    async def _accounts(self, phones: Sequence[str]) -> dict[str, Any]:
+        """The account JID of each of `phones` (international digits), None for those without
+        WhatsApp: remembered ones from memory, the others asked in one lookup."""
+        if not all(phones):
             raise DriverError("recipient must be a phone number in international digits")
         now = time.monotonic()
-        cached = self._recipients.get(phone)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        found = {phone: cached[0] for phone in phones if (cached := self._recipients.get(phone)) and cached[1] > now}
+        missing = [phone for phone in dict.fromkeys(phones) if phone not in found]
+        if missing:
+            asked = await self._ask_accounts(self._require_client(), missing)
+            for phone, jid in asked.items():
+                self._recipients[phone] = (jid, now + (LOOKUP_TTL if jid is not None else LOOKUP_MISS_TTL))
+            found.update(asked)
+        return found
+
+    async def _ask_accounts(self, client: Any, phones: list[str]) -> dict[str, Any]:
+        try:
+            answers = await asyncio.wait_for(client.is_on_whatsapp(*[f"+{p}" for p in phones]), self._lookup_timeout)
+        except Exception as exc:
+            if "returned nothing" not in str(exc):
+                raise lookup_error(exc) from exc
+            # An invalid number: WhatsApp knows no such account, and its answer says nothing of the
+            # other numbers asked with it: those are asked one by one.
+            if len(phones) == 1:
+                return {phones[0]: None}
+            return {phone: jid for one in phones for phone, jid in (await self._ask_accounts(client, [one])).items()}
+        return accounts(phones, answers)
+
+    # -- conversation actions
+
+    async def profile(self, phone_number: str) -> Profile:
+        client = self._require_client()
+        jid = await self._recipient(digits(phone_number))
+        if jid is None:
+            raise NotOnWhatsAppError(f"{phone_number} is not on WhatsApp")
+        infos = await self._query(client.get_user_info(jid))
+        info = next((one.UserInfo for one in infos if one.JID.User == jid.User), None)
+        try:
+            picture = await asyncio.wait_for(client.get_profile_picture(jid), self._lookup_timeout)
+        except Exception as exc:
+            if not hidden_picture(exc):
+                raise lookup_error(exc) from exc
+            picture = None
+        try:  # the names this session heard (push name, business name, the address book's)
+            contact = await asyncio.wait_for(client.contact.get_contact(jid), self._lookup_timeout)
+        except Exception as exc:
+            log.debug("%s: no contact record for a profile: %s", self.instance_name, exc)
+            contact = None
+        return profile_of(info, picture, contact)
+
+    async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
+        client = self._require_client()
+        chat = chat_jid(chat_id)
+        if chat.Server == GROUP_SERVER:
+            # In a group WhatsApp wants each message's sender: the ones this session received.
+            unknown = [m for m in message_ids if (chat_id, m) not in self._group_senders]
+            if unknown:
+                raise UnknownChatError(
+                    f"message(s) {', '.join(unknown)} were not received in {chat_id} by this session: "
+                    "WhatsApp needs the sender of a group message to mark it read"
+                )
+            by_sender: dict[str, tuple[Any, list[str]]] = {}
+            for message_id in message_ids:
+                sender = self._group_senders[(chat_id, message_id)]
+                by_sender.setdefault(jid_text(sender), (sender, []))[1].append(message_id)
+            batches = list(by_sender.values())
+        else:
+            chat = await self._recipient(digits(chat_id))
+            if chat is None:
+                raise NotOnWhatsAppError(f"{chat_id} is not on WhatsApp")
+            batches = [(chat, list(message_ids))]
+        read = _import("neonize.utils.enum").ReceiptType.READ
+        for sender, ids in batches:
+            await self._query(client.mark_read(*ids, chat=chat, sender=sender, receipt=read))
+
+    async def set_presence(self, state: PresenceState) -> None:
+        presence = _import("neonize.utils.enum").Presence[state.upper()]
+        await self._query(self._require_client().send_presence(presence))
+
+    async def groups(self) -> list[Group]:
+        infos = await self._query(self._require_client().get_joined_groups())
+        return [group_of(info, self._own_phone or "") for info in infos]
+
+    async def group(self, group_id: str) -> Group:
         client = self._require_client()
         try:
-            answers = await asyncio.wait_for(client.is_on_whatsapp(f"+{phone}"), self._lookup_timeout)
+            info = await asyncio.wait_for(client.get_group_info(chat_jid(group_id)), self._lookup_timeout)
         except Exception as exc:
-            if "returned nothing" in str(exc):  # an invalid number: WhatsApp knows no such account
-                answers = []
-            else:
-                error = classify_error(exc)
-                # A lookup changes nothing: "outcome unknown" only means "try again".
-                raise (TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error) from exc
-        jid = next((answer.JID for answer in answers if answer.IsIn and answer.JID.User), None)
-        self._recipients[phone] = (jid, now + (LOOKUP_TTL if jid is not None else LOOKUP_MISS_TTL))
-        return jid
+            if unknown_group(exc):
+                raise UnknownChatError(f"this number is in no group {group_id}") from exc
+            raise lookup_error(exc) from exc
+        return group_of(info, self._own_phone or "")
+
+    async def _query(self, call: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(call, self._lookup_timeout)
+        except Exception as exc:
+            raise lookup_error(exc) from exc
 
     def _require_client(self) -> Any:
         if self._client is None or not self._connected:
@@ -476,6 +585,8 @@ class NeonizeSession:
         if mapped is None:
             return
         if isinstance(mapped, Inbound) and not mapped.from_me:
+            if mapped.chat_id is not None:
+                self._remember_sender(mapped.chat_id, mapped.message_id, event.Info.MessageSource.Sender)
             await self._sink(await self._complete(client, event, mapped))
             return
         if isinstance(mapped, Disconnected):
@@ -490,6 +601,11 @@ class NeonizeSession:
                 self._spawn(self._on_ended(False))
             return
         await self._sink(mapped)
+
+    def _remember_sender(self, chat_id: str, message_id: str, sender: Any) -> None:
+        self._group_senders[(chat_id, message_id)] = sender
+        if len(self._group_senders) > GROUP_SENDERS_KEPT:
+            del self._group_senders[next(iter(self._group_senders))]  # the oldest
 
     # -- inbound: what the mapping cannot know offline
 

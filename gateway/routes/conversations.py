@@ -1,0 +1,104 @@
+"""Conversation actions: synchronous calls carried out by the worker hosting the instance's session
+(`scheduler/actions.py`). 409 when the instance is not open; 502 `whatsapp_error` when WhatsApp
+fails or does not answer within `GATEWAY_ACTION_TIMEOUT`; 503 when no worker answers at all."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from core.errors import InvalidState
+from core.records import ApiModel
+from gateway.responses import json_response
+from gateway.state import accessible_instance, services
+from gateway.validation import PhoneNumber, WaMessageId
+
+# Beyond the worker's own deadline for WhatsApp, so its answer (a 502 naming the action) comes first.
+WORKER_MARGIN = 5.0
+
+
+class CheckNumbers(ApiModel):
+    numbers: list[PhoneNumber] = Field(min_length=1, max_length=50)
+
+
+class NumberStatus(ApiModel):
+    number: str
+    on_whatsapp: bool = Field(alias="onWhatsApp")
+    jid: str | None = Field(description="the account's WhatsApp id, where messages to the number go")
+
+
+class ProfileOut(ApiModel):
+    number: str
+    name: str | None
+    picture_url: str | None
+    about: str | None
+
+
+class MarkRead(ApiModel):
+    message_ids: list[WaMessageId] = Field(
+        min_length=1, max_length=100, description="WhatsApp ids of messages received in the chat (webhook messageId)"
+    )
+
+
+class PresenceBody(ApiModel):
+    state: Literal["available", "unavailable"]
+
+
+class GroupSummary(ApiModel):
+    group_id: str
+    subject: str
+    participants_count: int
+    is_admin: bool = Field(description="whether the instance's number administers the group")
+
+
+class Participant(ApiModel):
+    phone_number: str | None = Field(description="null when WhatsApp shows the member only by LID")
+    is_admin: bool
+
+
+class GroupOut(ApiModel):
+    group_id: str
+    subject: str
+    description: str | None
+    participants: list[Participant]
+
+
+async def _act(request: web.Request, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    instance = await accessible_instance(request)
+    if instance.state != "open":
+        raise InvalidState(f"instance is {instance.state}, not open: link it and wait for state 'open'")
+    svc = services(request)
+    return await svc.commands.call(instance.name, op, args, timeout=svc.settings.action_timeout + WORKER_MARGIN)
+
+
+async def check_numbers(request: web.Request, body: CheckNumbers) -> web.Response:
+    numbers = list(dict.fromkeys(body.numbers))  # each number once, in the order given
+    answer = await _act(request, "contacts.check", {"numbers": numbers})
+    return json_response([NumberStatus.model_validate(result) for result in answer["results"]])
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    answer = await _act(request, "contacts.profile", {"number": request.match_info["number"]})
+    return json_response(ProfileOut.model_validate(answer))
+
+
+async def mark_read(request: web.Request, body: MarkRead) -> web.Response:
+    await _act(request, "chats.read", {"chatId": request.match_info["chatId"], "messageIds": body.message_ids})
+    return web.Response(status=204)
+
+
+async def set_presence(request: web.Request, body: PresenceBody) -> web.Response:
+    await _act(request, "presence", {"state": body.state})
+    return web.Response(status=204)
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    answer = await _act(request, "groups.list")
+    return json_response([GroupSummary.model_validate(group) for group in answer["groups"]])
+
+
+async def get_group(request: web.Request) -> web.Response:
+    answer = await _act(request, "groups.info", {"groupId": request.match_info["groupId"]})
+    return json_response(GroupOut.model_validate(answer))

@@ -1,0 +1,87 @@
+"""Pure helpers: neonize's answers to the conversation actions into the driver interface's shapes
+(`IsOnWhatsAppResponse`, `UserInfo`, `ProfilePictureInfo`, `ContactInfo`, `GroupInfo`), and the
+JIDs the actions address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from scheduler.drivers.base import Group, GroupMember, Profile
+from scheduler.drivers.neonize.loading import _pb
+from scheduler.drivers.neonize.mapping import LID_SERVER, digits
+
+GROUP_SERVER = "g.us"
+USER_SERVER = "s.whatsapp.net"
+# whatsmeow's answers when a profile picture is hidden from us or there is none: no picture.
+_NO_PICTURE_MARKERS = ("hidden their profile picture", "doesn't have a profile picture", "item-not-found")
+# whatsmeow's answers for a group that does not exist or that we are not in.
+_UNKNOWN_GROUP_MARKERS = ("group not found", "not participating", "item-not-found", "forbidden", "not-authorized")
+
+
+def make_jid(user: str, server: str) -> Any:
+    return _pb().JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+
+
+def chat_jid(chat_id: str) -> Any:
+    """The JID of a chat id as the API takes it: a group id (`...@g.us`) or a phone number."""
+    user, at, server = chat_id.partition("@")
+    return make_jid(user, server) if at else make_jid(digits(chat_id), USER_SERVER)
+
+
+def jid_text(jid: Any) -> str:
+    return f"{jid.User}@{jid.Server}"
+
+
+def accounts(numbers: Sequence[str], answers: Iterable[Any]) -> dict[str, Any]:
+    """Each number's account JID from `IsOnWhatsApp`'s answers (asked with a `+`), None when it has
+    no account or WhatsApp did not answer for it."""
+    found = {digits(answer.Query): answer.JID for answer in answers if answer.IsIn and answer.JID.User}
+    return {number: found.get(number) for number in numbers}
+
+
+def profile_of(user_info: Any | None, picture: Any | None, contact: Any | None) -> Profile:
+    """A contact's profile: the name it chose (push name), else its business names, else the name in
+    the phone's address book; its picture's URL; its about text. None for what it hides."""
+    names = []
+    if contact is not None and contact.Found:
+        names += [contact.PushName, contact.BusinessName]
+    if user_info is not None and user_info.HasField("VerifiedName"):
+        names.append(user_info.VerifiedName.Details.verifiedName)
+    if contact is not None and contact.Found:
+        names.append(contact.FullName)
+    return Profile(
+        name=next((name for name in names if name), None),
+        picture_url=(picture.URL or None) if picture is not None else None,
+        about=(user_info.Status or None) if user_info is not None else None,
+    )
+
+
+def hidden_picture(error: Exception) -> bool:
+    """Whether a `GetProfilePicture` failure only means there is no picture for us to see."""
+    return any(marker in str(error) for marker in _NO_PICTURE_MARKERS)
+
+
+def unknown_group(error: Exception) -> bool:
+    return any(marker in str(error).lower() for marker in _UNKNOWN_GROUP_MARKERS)
+
+
+def _member(participant: Any) -> GroupMember:
+    # A LID-addressed group names members by LID (`JID`) and gives the number apart, when it may.
+    jid = participant.JID
+    phone = jid if jid.Server != LID_SERVER else participant.PhoneNumber
+    return GroupMember(
+        phone_number=digits(phone.User) or None, is_admin=participant.IsAdmin or participant.IsSuperAdmin
+    )
+
+
+def group_of(info: Any, own_phone: str) -> Group:
+    """Our `Group` from neonize's `GroupInfo`; `own_phone` tells which member we are."""
+    members = tuple(_member(participant) for participant in info.Participants)
+    return Group(
+        group_id=jid_text(info.JID),
+        subject=info.GroupName.Name,
+        description=info.GroupTopic.Topic or None,
+        members=members,
+        is_admin=any(member.is_admin and member.phone_number == own_phone for member in members),
+    )
