@@ -59,6 +59,9 @@ _RULES: list[JsonValue] = [
 ]
 
 
+_HANG: JsonValue = {"required": ["hang"], "properties": {"hang": {"const": True}}}
+
+
 class LinkBody(ApiModel):
     phone_number: PhoneNumber | None = None
 
@@ -116,8 +119,18 @@ class BanBody(ApiModel):
 
 
 class FailActionsBody(ApiModel):
-    error: str = Field(min_length=1, max_length=500)
+    """The next `count` actions fail with `error`, or (`hang`) get no answer at all."""
+
+    model_config = {**ApiModel.model_config, "json_schema_extra": {"oneOf": [_given("error"), _HANG]}}
+    error: str | None = Field(default=None, min_length=1, max_length=500)
+    hang: bool = False
     count: int = Field(default=1, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> FailActionsBody:
+        if (self.error is None) != self.hang:
+            raise ValueError("send error (the actions fail with it) or hang: true (they get no answer), one of them")
+        return self
 
 
 class Member(SandboxMember):

@@ -211,7 +211,7 @@ class SandboxSession:
         self.qr_schedule = qr_schedule
         self._qr_task: asyncio.Task[None] | None = None
         self._fail: list[tuple[str, bool]] = []
-        self._fail_actions: list[str] = []
+        self._fail_actions: list[str | None] = []  # an error, or None: no answer at all
         self._connected = False
         self._banned_until: datetime | None = None
 
@@ -325,7 +325,10 @@ class SandboxSession:
         if not self._connected:
             raise NotLinkedError("the sandbox session is not connected")
         if self._fail_actions:
-            raise DriverError(self._fail_actions.pop(0))
+            error = self._fail_actions.pop(0)
+            if error is None:
+                await asyncio.Event().wait()  # as if WhatsApp never answered: the caller's deadline ends it
+            raise DriverError(error)
         record = {"action": action, **fields, "at": iso(datetime.now(UTC))}
         await self.redis.rpush(keys.sandbox_actions(self.name), json.dumps(record))  # type: ignore[misc]
 
@@ -358,7 +361,7 @@ class SandboxSession:
             case "fail_next":
                 self.fail_next(args["error"], args["count"], args["transient"])
             case "fail_actions":
-                self._fail_actions.extend([args["error"]] * args["count"])
+                self._fail_actions.extend([None if args["hang"] else args["error"]] * args["count"])
             case "groups":
                 await self.seed(
                     keys.sandbox_groups(self.name), [SandboxGroup.model_validate(g) for g in args["groups"]]
