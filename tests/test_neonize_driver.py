@@ -173,8 +173,10 @@ class FakeClient:
 
     async def is_on_whatsapp(self, *numbers: str) -> list[Any]:
         self.lookups.extend(numbers)
-        user = self.account or numbers[0].lstrip("+")
-        return [pb.IsOnWhatsAppResponse(Query=n, JID=jid(user), IsIn=self.on_whatsapp) for n in numbers]
+        return [
+            pb.IsOnWhatsAppResponse(Query=n, JID=jid(self.account or n.lstrip("+")), IsIn=self.on_whatsapp)
+            for n in numbers
+        ]
 
     async def send_presence(self, presence: Any) -> None:
         self.presences.append(presence)
@@ -732,7 +734,7 @@ async def test_recipients_are_looked_up_with_a_plus_and_sent_to_the_account_jid(
     session, client = qr_session(driver, Recorder())
     client.account = "525512345678"
     session._connected = True
-    assert await session.is_on_whatsapp("5215512345678") is True
+    assert await session.check_numbers(["5215512345678"]) == {"5215512345678": "525512345678@s.whatsapp.net"}
     await session.send(OutgoingMessage(to="5215512345678", type="text", text="hola"))
     assert client.lookups == ["+5215512345678"]  # asked once: the answer is cached per recipient
     ((to, _),) = client.sent
@@ -748,18 +750,18 @@ async def test_a_number_whatsapp_knows_nothing_about_is_not_on_whatsapp(driver: 
         raise exc_module.IsOnWhatsAppError("Function returned nothing.")
 
     client.is_on_whatsapp = nothing  # type: ignore[method-assign]
-    assert await session.is_on_whatsapp("123") is False
+    assert await session.check_numbers(["123"]) == {"123": None}
     with pytest.raises(NotOnWhatsAppError):
         await session.send(OutgoingMessage(to="123", type="text", text="hi"))
     await session.close()
 
 
-async def test_is_on_whatsapp_reports_what_whatsapp_says(driver: nd.NeonizeDriver) -> None:
+async def test_check_numbers_reports_what_whatsapp_says(driver: nd.NeonizeDriver) -> None:
     session, _ = qr_session(driver, Recorder())
     session._connected = True
-    assert await session.is_on_whatsapp(PHONE) is True
+    assert await session.check_numbers([PHONE]) == {PHONE: f"{PHONE}@s.whatsapp.net"}
     session._client = FakeClient(on_whatsapp=False)
-    assert await session.is_on_whatsapp("5491100000001") is False
+    assert await session.check_numbers(["5491100000001"]) == {"5491100000001": None}
     await session.close()
 
 

@@ -138,7 +138,7 @@ async def test_a_stuck_session_host_is_ended_and_replaced(
     stuck = driver.host_pids()["shop"]
     os.kill(stuck, signal.SIGSTOP)
     with pytest.raises(TransientDriverError):
-        await session.is_on_whatsapp(PHONE)
+        await session.check_numbers([PHONE])
     await eventually(lambda: not alive(stuck), 5, "the stuck host is gone")
     await eventually(lambda: driver.host_pids().get("shop") not in (None, stuck), 10, "a new host")
     await session.close()

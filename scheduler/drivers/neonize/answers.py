@@ -58,8 +58,11 @@ def profile_of(user_info: Any | None, picture: Any | None, contact: Any | None) 
 
 
 def hidden_picture(error: Exception) -> bool:
-    """Whether a `GetProfilePicture` failure only means there is no picture for us to see."""
-    return any(marker in str(error) for marker in _NO_PICTURE_MARKERS)
+    """Whether a `GetProfilePicture` failure only means there is no picture for us to see (neonize
+    raises it with the whole answer, whose `Error` says why)."""
+    answer = error.args[0] if error.args else None
+    text = str(getattr(answer, "Error", None) or error)
+    return any(marker in text for marker in _NO_PICTURE_MARKERS)
 
 
 def unknown_group(error: Exception) -> bool:
