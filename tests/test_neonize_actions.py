@@ -221,7 +221,7 @@ async def test_groups_and_a_group_come_from_neonizes_group_infos(driver: nd.Neon
     [listed] = await session.groups()
     assert (listed.group_id, listed.subject, len(listed.members), listed.is_admin) == (f"{GROUP}@g.us", "Team", 2, True)
     assert await session.group(f"{GROUP}@g.us") == listed
-    with pytest.raises(UnknownChatError, match="120363000000000000@g.us"):
+    with pytest.raises(UnknownChatError, match=r"120363000000000000@g\.us"):
         await session.group("120363000000000000@g.us")
     await session.close()
 
