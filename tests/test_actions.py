@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN, eventually, instance_body, open_instance
 from tests.test_sending import finished, gateway_with, send
+from wa_gateway_client import AsyncClient, WhatsAppError
 
 NAME = "acme__shop1__sales"
 ANA, BEN, NOBODY = "5491112345678", "5491187654321", "9995550000"
@@ -307,3 +309,29 @@ async def test_an_unknown_instance_is_404_and_another_tenants_is_403(gateway: Te
     assert (await error_of(missing, 404))["code"] == "not_found"
     foreign = await gateway.get("/instance/zeta__shop1__sales/groups", headers=acme)
     assert (await error_of(foreign, 403))["code"] == "forbidden_tenant"
+
+
+# -- the typed client ------------------------------------------------------------------------------
+
+
+async def test_the_client_carries_out_every_action(gateway: TestClient, acme: dict) -> None:
+    await open_instance(gateway, acme)
+    async with AsyncClient(str(gateway.make_url("/")), acme["apikey"]) as client:
+        group = {"group_id": GROUP, "subject": "Team", "is_admin": True, "participants": [{"phone_number": ANA}]}
+        await client.sandbox_seed_groups(NAME, [group])
+        await client.sandbox_seed_profiles(NAME, [{"number": ANA, "name": "Ana", "about": "hi"}])
+        checked = await client.check_numbers(NAME, [ANA, NOBODY])
+        assert [(n.number, n.on_whats_app) for n in checked] == [(ANA, True), (NOBODY, False)]
+        profile = await client.get_profile(NAME, ANA)
+        assert (profile.name, profile.picture_url, profile.about) == ("Ana", None, "hi")
+        await client.mark_read(NAME, GROUP, ["3A01"])
+        await client.set_presence(NAME, "unavailable")
+        [summary] = await client.list_groups(NAME)
+        assert (summary.group_id, summary.participants_count, summary.is_admin) == (GROUP, 1, True)
+        details = await client.get_group(NAME, GROUP)
+        assert [(p.phone_number, p.is_admin) for p in details.participants] == [(ANA, False)]
+        await client.sandbox_fail_actions(NAME, "no network")
+        with pytest.raises(WhatsAppError, match="no network"):
+            await client.list_groups(NAME)
+        done = [(a.action, a.chat_id, a.state) for a in await client.sandbox_actions(NAME)]
+        assert ("read", GROUP, None) in done and ("presence", None, "unavailable") in done

@@ -318,3 +318,55 @@ class Warmup(Model):
 class Unthrottled(Model):
     instance_name: str
     reason: str
+
+
+# Conversation actions.
+@dataclasses.dataclass(frozen=True)
+class NumberCheck(Model):
+    number: str
+    on_whats_app: bool  # onWhatsApp on the wire
+    jid: str | None  # the account's WhatsApp id
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactProfile(Model):
+    number: str
+    name: str | None  # None where the contact hides it
+    picture_url: str | None
+    about: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSummary(Model):
+    group_id: str
+    subject: str
+    participants_count: int
+    is_admin: bool  # whether the instance's number administers the group
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupParticipant(Model):
+    phone_number: str | None  # None when WhatsApp shows the member only by LID
+    is_admin: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDetails(Model):
+    group_id: str
+    subject: str
+    description: str | None
+    participants: list[GroupParticipant]
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxAction(Model):
+    """What a conversation action asked of the sandbox's 'WhatsApp'."""
+
+    action: str  # lookup, profile, read, presence, groups or group
+    at: str
+    numbers: list[str] | None
+    number: str | None
+    chat_id: str | None
+    message_ids: list[str] | None
+    state: str | None
+    group_id: str | None

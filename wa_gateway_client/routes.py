@@ -8,18 +8,23 @@ from typing import Any, Literal
 from wa_gateway_client.calls import Call, body, nothing, operation
 from wa_gateway_client.models import (
     BatchRecord,
+    ContactProfile,
     DeliveryPage,
     DeliveryQueued,
     Flushed,
+    GroupDetails,
+    GroupSummary,
     Health,
     InstanceStatus,
     KeyIssued,
     Lane,
     Message,
+    NumberCheck,
     PairingCode,
     Qr,
     Queue,
     Queued,
+    SandboxAction,
     SendType,
     SentMessage,
     Stats,
@@ -219,6 +224,35 @@ class Routes:
     def get_message(message_id: str) -> Call[Message]:
         return Call(Message.from_json, path={"id": message_id})
 
+    # Conversation actions: answered at once by WhatsApp (WhatsAppError when it fails or is silent).
+    @operation("POST", "/instance/{name}/contacts/check")
+    def check_numbers(name: str, numbers: list[str]) -> Call[list[NumberCheck]]:
+        """Which of 1 to 50 numbers are on WhatsApp (answers are cached by the gateway)."""
+        return Call(list_of(NumberCheck), path={"name": name}, body=body(numbers=numbers))
+
+    @operation("GET", "/instance/{name}/contacts/{number}/profile")
+    def get_profile(name: str, number: str) -> Call[ContactProfile]:
+        """A contact's name, picture URL and about text, None where the contact hides them."""
+        return Call(ContactProfile.from_json, path={"name": name, "number": number})
+
+    @operation("POST", "/instance/{name}/chats/{chatId}/read")
+    def mark_read(name: str, chat_id: str, message_ids: list[str]) -> Call[None]:
+        """Mark received messages read (blue ticks); `chat_id` is a phone number or a group id."""
+        return Call(nothing, path={"name": name, "chatId": chat_id}, body=body(message_ids=message_ids))
+
+    @operation("POST", "/instance/{name}/presence")
+    def set_presence(name: str, state: Literal["available", "unavailable"]) -> Call[None]:
+        return Call(nothing, path={"name": name}, body=body(state=state))
+
+    @operation("GET", "/instance/{name}/groups")
+    def list_groups(name: str) -> Call[list[GroupSummary]]:
+        """The groups the instance's number is in."""
+        return Call(list_of(GroupSummary), path={"name": name})
+
+    @operation("GET", "/instance/{name}/groups/{groupId}")
+    def get_group(name: str, group_id: str) -> Call[GroupDetails]:
+        return Call(GroupDetails.from_json, path={"name": name, "groupId": group_id})
+
     # Inbound media.
     @operation("GET", "/media/{id}")
     def get_media(media_id: str, *, exp: int | None = None, sig: str | None = None) -> Call[bytes]:
@@ -358,3 +392,29 @@ class Routes:
         name: str, error: str, *, count: int | None = None, transient: bool | None = None
     ) -> Call[None]:
         return Call(nothing, path={"name": name}, body=body(error=error, count=count, transient=transient))
+
+    @operation("POST", "/sandbox/instance/{name}/fail-actions")
+    def sandbox_fail_actions(
+        name: str, error: str | None = None, *, hang: bool | None = None, count: int | None = None
+    ) -> Call[None]:
+        """The next `count` conversation actions fail with `error`, or (`hang=True`) get no answer."""
+        return Call(nothing, path={"name": name}, body=body(error=error, hang=hang, count=count))
+
+    @operation("POST", "/sandbox/instance/{name}/groups")
+    def sandbox_seed_groups(name: str, groups: list[dict[str, Any]]) -> Call[None]:
+        """Put the number in groups: each `{"group_id", "subject", "description", "is_admin",
+        "participants": [{"phone_number", "is_admin"}]}` (keys in snake_case or camelCase)."""
+        items = [
+            {**body(**group), "participants": [body(**p) for p in group.get("participants", [])]} for group in groups
+        ]
+        return Call(nothing, path={"name": name}, body={"groups": items})
+
+    @operation("POST", "/sandbox/instance/{name}/profiles")
+    def sandbox_seed_profiles(name: str, profiles: list[dict[str, Any]]) -> Call[None]:
+        """Give contacts a profile: each `{"number", "name", "picture_url", "about", "hidden"}`."""
+        return Call(nothing, path={"name": name}, body={"profiles": [body(**profile) for profile in profiles]})
+
+    @operation("GET", "/sandbox/instance/{name}/actions")
+    def sandbox_actions(name: str) -> Call[list[SandboxAction]]:
+        """What the conversation actions asked of the sandbox's 'WhatsApp', in order."""
+        return Call(list_of(SandboxAction), path={"name": name})
