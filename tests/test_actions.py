@@ -184,6 +184,13 @@ async def test_read_names_a_bad_chat_id_or_message_ids(gateway: TestClient, acme
     assert await actions(gateway, acme, "read") == []
 
 
+async def test_reading_a_chat_with_a_number_not_on_whatsapp_is_404(gateway: TestClient, acme: dict) -> None:
+    await open_instance(gateway, acme)
+    url = f"/instance/{NAME}/chats/{NOBODY}/read"
+    error = await error_of(await gateway.post(url, json={"messageIds": ["3A1"]}, headers=acme), 404)
+    assert NOBODY in error["message"]
+
+
 async def test_presence_is_set_and_a_wrong_state_is_named(gateway: TestClient, acme: dict) -> None:
     await open_instance(gateway, acme)
     url = f"/instance/{NAME}/presence"

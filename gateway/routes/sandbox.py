@@ -274,17 +274,17 @@ async def fail_actions(request: web.Request, body: FailActionsBody) -> web.Respo
 
 
 async def seed_groups(request: web.Request, body: GroupsBody) -> web.Response:
-    instance = await accessible_instance(request)
-    args = body.model_dump(by_alias=True, mode="json")
-    await services(request).commands.call(instance.name, "sandbox.groups", args)
-    return json_response(Seeded(instance_name=instance.name, seeded=len(body.groups)))
+    return await _seed(request, "sandbox.groups", body, len(body.groups))
 
 
 async def seed_profiles(request: web.Request, body: ProfilesBody) -> web.Response:
+    return await _seed(request, "sandbox.profiles", body, len(body.profiles))
+
+
+async def _seed(request: web.Request, op: str, body: ApiModel, count: int) -> web.Response:
     instance = await accessible_instance(request)
-    args = body.model_dump(by_alias=True, mode="json")
-    await services(request).commands.call(instance.name, "sandbox.profiles", args)
-    return json_response(Seeded(instance_name=instance.name, seeded=len(body.profiles)))
+    await services(request).commands.call(instance.name, op, body.model_dump(by_alias=True, mode="json"))
+    return json_response(Seeded(instance_name=instance.name, seeded=count))
 
 
 async def actions(request: web.Request) -> web.Response:

@@ -50,6 +50,7 @@ from scheduler.drivers.base import (
     MessageReceived,
     MessageType,
     NotLinkedError,
+    NotOnWhatsAppError,
     OutgoingMessage,
     Poll,
     PollVote,
@@ -305,6 +306,8 @@ class SandboxSession:
 
     async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
         await self._action("read", chatId=chat_id, messageIds=list(message_ids))
+        if chat_id.startswith(NOT_ON_WHATSAPP_PREFIX):
+            raise NotOnWhatsAppError(f"{chat_id} is not on WhatsApp")
 
     async def set_presence(self, state: PresenceState) -> None:
         await self._action("presence", state=state)
