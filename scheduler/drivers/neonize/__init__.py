@@ -4,8 +4,8 @@
 session host (`child`, forked from `zygote`) and talks to it in `wire` frames. Inside the child,
 `session` drives one neonize client, `builders` makes the outgoing message protos, `mapping` turns
 neonize's events and errors into the driver interface's, `answers` its answers to the conversation
-actions, `stores` keeps the session stores (sqlite
-files or PostgreSQL schemas) and `loading` imports neonize lazily. The worker itself never imports
+actions, `stores` keeps the session stores (sqlite files or PostgreSQL schemas) and `loading`
+imports neonize lazily. The worker itself never imports
 neonize: `import scheduler.drivers.neonize` stays cheap and side-effect free.
 """
 
