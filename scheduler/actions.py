@@ -9,7 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from core.errors import InvalidState, NotFound, WhatsAppError
-from scheduler.drivers.base import DriverError, Group, NotLinkedError, NotOnWhatsAppError, Session, UnknownChatError
+from scheduler.drivers.base import (
+    DriverError,
+    Group,
+    NotLinkedError,
+    NotOnWhatsAppError,
+    Profile,
+    Session,
+    UnknownChatError,
+)
 from scheduler.numbers import NumberCache
 
 T = TypeVar("T")
@@ -47,9 +55,13 @@ class Actions:
     async def profile(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         number = args["number"]
         session = self._session(name)
-        if not await self._ask("checking the number", self.numbers.on_whatsapp(name, number, session.check_numbers)):
-            raise NotFound(f"{number} is not on WhatsApp")
-        found = await self._ask("reading the profile", session.profile(number))
+
+        async def read() -> Profile:  # one deadline for both steps: the API waits for one answer
+            if not await self.numbers.on_whatsapp(name, number, session.check_numbers):
+                raise NotOnWhatsAppError(f"{number} is not on WhatsApp")
+            return await session.profile(number)
+
+        found = await self._ask("reading the profile", read())
         return {"number": number, "name": found.name, "pictureUrl": found.picture_url, "about": found.about}
 
     async def mark_read(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
