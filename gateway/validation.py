@@ -106,6 +106,21 @@ GroupId = Annotated[
     ),
     string_schema(GROUP_ID, GROUP_ID_MAX),
 ]
+RECIPIENT = rf"(?:{PHONE}|{GROUP_ID})"
+
+
+def _recipient_problem(value: str) -> str:
+    if "@" in value:
+        return "must be a group id: <digits>@g.us or <digits>-<digits>@g.us"
+    return _phone_problem(value) + ", or a group id (<digits>@g.us)"
+
+
+# `to` of a send: a phone number, or a group id.
+Recipient = Annotated[
+    str,
+    AfterValidator(_checked(RECIPIENT, GROUP_ID_MAX, _recipient_problem)),
+    string_schema(RECIPIENT, GROUP_ID_MAX),
+]
 Lid = Annotated[
     str,
     AfterValidator(_checked(LID, 20, lambda _: "must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")),

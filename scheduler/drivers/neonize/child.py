@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # A session pins one executor thread for its client's life; a few more serve media and sqlite.
 _THREADS = 6
-_METHODS = frozenset({"connect", "pair_phone", "is_on_whatsapp", "send", "logout", "close"})
+_METHODS = frozenset({"connect", "pair_phone", "is_on_whatsapp", "send", "show_typing", "logout", "close"})
 # Calls after which the child has nothing left to do.
 _FINAL = frozenset({"logout", "close"})
 

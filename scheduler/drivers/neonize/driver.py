@@ -217,6 +217,9 @@ class HostedSession:
         result: SendResult = await self._call("send", message, timeout=timeout)
         return result
 
+    async def show_typing(self, to: str, typing: bool) -> None:
+        await self._call("show_typing", to, typing, timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
+
     async def logout(self) -> None:
         self._wanted = False
         host = self._host

@@ -54,8 +54,9 @@ from scheduler.drivers.base import (
     QrExpired,
     SendResult,
     TransientDriverError,
+    is_group,
 )
-from scheduler.drivers.neonize import builders
+from scheduler.drivers.neonize import builders, kinds
 from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
     LID_SERVER,
@@ -291,14 +292,9 @@ class NeonizeSession:
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Send to the recipient's account JID (looked up, or cached from `is_on_whatsapp`)."""
         client = self._require_client()
-        to = digits(message.to)
-        if not to:
-            raise DriverError("recipient must be a phone number in international digits")
-        jid = await self._recipient(to)
-        if jid is None:
-            raise NotOnWhatsAppError(f"{to} is not on WhatsApp")
+        jid = await self._chat(message.to)
         try:
-            payload = await asyncio.wait_for(builders.build(client, message), self._media_timeout)
+            payload = await asyncio.wait_for(builders.build(client, message, self._own_phone), self._media_timeout)
         except TimeoutError as exc:
             raise TransientDriverError(f"preparing the {message.type} timed out; nothing was sent") from exc
         except Exception as exc:
@@ -310,6 +306,32 @@ class NeonizeSession:
         except Exception as exc:
             raise classify_error(exc, sending=True) from exc
         return SendResult(message_id=response.ID, sent_at=from_epoch(response.Timestamp))
+
+    async def show_typing(self, to: str, typing: bool) -> None:
+        client = self._require_client()
+        enum = _import("neonize.utils.enum")
+        state = enum.ChatPresence.CHAT_PRESENCE_COMPOSING if typing else enum.ChatPresence.CHAT_PRESENCE_PAUSED
+        try:
+            await asyncio.wait_for(
+                client.send_chat_presence(await self._chat(to), state, enum.ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+                self._lookup_timeout,
+            )
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"showing typing failed: {exc}") from exc
+
+    async def _chat(self, to: str) -> Any:
+        """Where a send to `to` goes: a group's JID as it is, a number's account JID (looked up)."""
+        if is_group(to):
+            return kinds.chat_jid(to)
+        phone = digits(to)
+        if not phone:
+            raise DriverError("recipient must be a phone number in international digits, or a group id")
+        jid = await self._recipient(phone)
+        if jid is None:
+            raise NotOnWhatsAppError(f"{phone} is not on WhatsApp")
+        return jid
 
     async def _recipient(self, phone: str) -> Any:
         """The account JID of `phone` (international digits), None if it has no WhatsApp."""
