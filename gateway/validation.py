@@ -121,6 +121,14 @@ Recipient = Annotated[
     AfterValidator(_checked(RECIPIENT, GROUP_ID_MAX, _recipient_problem)),
     string_schema(RECIPIENT, GROUP_ID_MAX),
 ]
+# A reaction: "" (removes it), or one emoji: non-ASCII characters without spaces, after at most one
+# keycap character (1️⃣, #️⃣).
+EMOJI = r"(?:[0-9#*]?[^\x00-\x7F\s]{1,15})?"
+Emoji = Annotated[
+    str,
+    AfterValidator(_checked(EMOJI, 16, lambda _: 'must be one emoji such as "👍", or "" to remove the reaction')),
+    string_schema(EMOJI, 16),
+]
 Lid = Annotated[
     str,
     AfterValidator(_checked(LID, 20, lambda _: "must be a LID: WhatsApp's privacy identifier, 5 to 20 digits")),

@@ -4,14 +4,14 @@ lane, a quote, mentions, typing) and the fields of each kind, with what the reco
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from config.settings import LaneName
 from core.records import ApiModel
-from gateway.validation import PhoneNumber, Recipient, WebUrl
+from gateway.validation import Emoji, PhoneNumber, Recipient, WebUrl
 from scheduler.drivers.base import Contact, Location, Poll
 from scheduler.messages import Details
 
@@ -20,22 +20,21 @@ MAX_TEXT = 65_536
 MAX_CAPTION = 1_024
 MAX_MENTIONS = 50
 MAX_REFERENCE = 128  # our message ids and WhatsApp's are far shorter
-MAX_EMOJI = 16  # characters: the longest emoji sequences (families, flags with modifiers) fit
 MAX_POLL_OPTIONS = 12
 MAX_CONTACTS = 10
 
 MessageReference = Annotated[str, Field(min_length=1, max_length=MAX_REFERENCE, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+# The document says what Laned's validator checks: transactional only on the urgent lane.
+URGENT_IF_TRANSACTIONAL: JsonDict = {
+    "if": {"properties": {"transactional": {"const": True}}, "required": ["transactional"]},
+    "then": {"properties": {"lane": {"const": "urgent"}}, "required": ["lane"]},
+}
+
+
 class Laned(ApiModel):
-    # The document says what the validator below checks: transactional only on the urgent lane.
-    model_config = {
-        **ApiModel.model_config,
-        "json_schema_extra": {
-            "if": {"properties": {"transactional": {"const": True}}, "required": ["transactional"]},
-            "then": {"properties": {"lane": {"const": "urgent"}}, "required": ["lane"]},
-        },
-    }
+    model_config = {**ApiModel.model_config, "json_schema_extra": URGENT_IF_TRANSACTIONAL}
     lane: LaneName = "normal"
     # Sent even to a number on the tenant's opt-out list (a code, a receipt): urgent lane only.
     transactional: bool = False
@@ -127,10 +126,23 @@ class StickerContent(Content):
     sticker_url: WebUrl
 
 
+def _selectable_schema(schema: JsonDict) -> None:
+    """Document the check below: a poll lets voters choose at most as many options as it has."""
+    schema.update(URGENT_IF_TRANSACTIONAL)
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"selectableCount": {"minimum": count}}, "required": ["selectableCount"]},
+            "then": {"properties": {"options": {"minItems": count}}},
+        }
+        for count in range(3, MAX_POLL_OPTIONS + 1)
+    ]
+
+
 class PollContent(Content):
+    model_config = {**Content.model_config, "json_schema_extra": _selectable_schema}
     question: str = Field(min_length=1, max_length=255)
     options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        min_length=2, max_length=MAX_POLL_OPTIONS
+        min_length=2, max_length=MAX_POLL_OPTIONS, json_schema_extra={"uniqueItems": True}
     )
     selectable_count: int = Field(default=1, ge=0, le=MAX_POLL_OPTIONS, description="0: any number of options")
 
@@ -156,24 +168,9 @@ class PollContent(Content):
         return self.question
 
 
-def _emoji(value: str) -> str:
-    if value == "":
-        return value
-    if len(value) > MAX_EMOJI:
-        raise ValueError(f'must be one emoji (at most {MAX_EMOJI} characters), or "" to remove the reaction')
-    if value.isascii() or any(unicodedata.category(c).startswith(("Z", "C")) and c != "\u200d" for c in value):
-        raise ValueError('must be an emoji such as "👍", or "" to remove the reaction')
-    return value
-
-
 class ReactionContent(Laned):
     message_id: MessageReference = Field(description="our msg_ id, or a WhatsApp messageId from a webhook")
-    emoji: str = Field(description='an emoji; "" removes the reaction')
-
-    @field_validator("emoji")
-    @classmethod
-    def _one_emoji(cls, emoji: str) -> str:
-        return _emoji(emoji)
+    emoji: Emoji = Field(description='an emoji; "" removes the reaction')
 
     def details(self) -> Details:
         return Details(emoji=self.emoji, target_id=self.message_id)
