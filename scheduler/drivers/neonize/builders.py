@@ -49,7 +49,7 @@ class VideoProfile:
 async def build(client: Any, message: OutgoingMessage, own_phone: str | None = None) -> Any:
     """The `waE2E.Message` for `message`, media uploaded through `client` (a neonize `NewAClient`),
     replying to its quote and mentioning its numbers; `own_phone` names this number (deletions)."""
-    return kinds.with_context(await _build(client, message, own_phone), message)
+    return kinds.with_context(await _build(client, message, own_phone), message, own_phone)
 
 
 async def _build(client: Any, message: OutgoingMessage, own_phone: str | None) -> Any:

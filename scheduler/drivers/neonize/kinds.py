@@ -30,8 +30,9 @@ def _jid_string(address: str) -> str:
     return f"{address}@{USER_SERVER}" if not is_group(address) else address
 
 
-def context_info(message: OutgoingMessage) -> Any:
-    """The ContextInfo of a reply and of @mentions; None when the send has neither."""
+def context_info(message: OutgoingMessage, own_phone: str | None) -> Any:
+    """The ContextInfo of a reply and of @mentions, as neonize's `_make_quoted_message` builds a
+    quote (stanza id, author, the quoted content); None when the send has neither."""
     if message.quoted is None and not message.mentions:
         return None
     e2e = _e2e()
@@ -39,12 +40,10 @@ def context_info(message: OutgoingMessage) -> Any:
     quoted = message.quoted
     if quoted is not None:
         info.stanzaID = quoted.message_id
-        # Who wrote the quoted message: the contact, or (None) this number, whose own JID WhatsApp
-        # fills in; in a group the chat is not the author, so the participant is always given.
-        info.participant = _jid_string(quoted.sender) if quoted.sender else ""
+        # Who wrote the quoted message: the contact, or (None) this number.
+        author = quoted.sender or own_phone
+        info.participant = _jid_string(author) if author else ""
         info.quotedMessage.CopyFrom(e2e.Message(conversation=quoted.text or ""))
-        if is_group(quoted.chat):
-            info.remoteJID = quoted.chat
     return info
 
 
@@ -155,10 +154,10 @@ _SUBMESSAGE = {
 }
 
 
-def with_context(proto: Any, message: OutgoingMessage) -> Any:
+def with_context(proto: Any, message: OutgoingMessage, own_phone: str | None) -> Any:
     """`proto` replying to the quoted message and mentioning the numbers, if the send says so. A
     text that does either is an extendedTextMessage (a conversation has no ContextInfo)."""
-    info = context_info(message)
+    info = context_info(message, own_phone)
     if info is None or message.type in ("reaction", "edit", "delete"):
         return proto
     e2e = _e2e()
