@@ -3,6 +3,7 @@ cards, stickers, polls, reactions, replies with mentions, group sends, edits, de
 and "typing..." shown within the lane gap."""
 
 import io
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -298,3 +299,38 @@ async def test_typing_shows_before_a_normal_text_within_the_gap_and_not_before_b
     gap = at(second) - at(first)
     assert 2.0 <= gap < 2.8, gap
     assert at(bulk) - at(second) >= 2.0 and at(untyped) - at(bulk) >= 2.0
+
+
+async def test_a_reaction_to_a_group_message_received_goes_to_the_group(client: TestClient) -> None:
+    inbound = await post(
+        client, f"/sandbox/instance/{NAME}/inbound", {"from": TO, "chatId": GROUP, "text": "hi all"}, status=201
+    )
+    item = await queue(client, "reaction", messageId=inbound["messageId"], emoji="🎉")
+    assert (item["to"], item["targetMessageId"]) == (GROUP, inbound["messageId"])
+    reply = await post(
+        client,
+        "/message/text",
+        {"instanceName": NAME, "to": TO, "text": "x", "quotedMessageId": inbound["messageId"]},
+        409,
+    )
+    assert GROUP in reply["error"]["message"]
+
+
+async def test_a_client_route_takes_the_new_kinds(client: TestClient) -> None:
+    body = {"tenantId": "acme", "clientId": "shop1", "type": "poll", "to": TO, "question": "Q", "options": ["a", "b"]}
+    queued = await post(client, "/message/route", body)
+    assert queued["instanceName"] == NAME
+    assert (await finished(client, client.acme, queued["id"]))["poll"]["options"] == ["a", "b"]  # type: ignore[attr-defined]
+
+
+async def test_the_first_contact_rule_holds_people_back_but_not_groups(
+    aiohttp_client, redis_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    lanes = json.dumps({"normal": {"gap": [0.02, 0.04], "firstContactPerDay": 0}})
+    client = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes)
+    await open_instance(client, client.acme)
+    person = await send(client, client.acme)
+    group = await post(client, "/message/text", {"instanceName": NAME, "to": GROUP, "text": "hello all"})
+    assert (await finished(client, client.acme, group["id"]))["status"] == "sent"
+    assert (await message(client, client.acme, person["id"]))["status"] == "pending"
+    assert [item["to"] for item in await sent(client, client.acme)] == [GROUP]
