@@ -100,6 +100,10 @@ def sandbox_sent(name: str) -> str:
     return f"{PREFIX}sandbox:{name}:sent"  # list of JSON records, send order
 
 
+def sandbox_sent_once(name: str, wa_message_id: str) -> str:
+    return f"{PREFIX}sandbox:{name}:sent:{wa_message_id}"  # marks a send recorded (sandbox_sent.lua)
+
+
 def outbox(name: str) -> str:
     return f"{PREFIX}outbox:{name}"  # list of delivery ids not yet settled, oldest first; the head goes next
 

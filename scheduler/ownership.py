@@ -11,6 +11,9 @@ from core.clock import now_ms
 from core.redis_client import Redis
 from core.scripts import lua
 
+# Choosing an owner races other choosers and workers that begin to stop: this many looks at most.
+CHOOSE_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class WorkerInfo:
@@ -49,6 +52,7 @@ class Ownership:
                 keys.worker_instances(previous),
                 keys.worker_instances(worker_id),
                 keys.due(previous),
+                keys.worker(worker_id),
             ],
             args=[previous, worker_id, name],
         )
@@ -75,16 +79,17 @@ class Ownership:
     async def live_owner(self, name: str) -> tuple[str | None, bool]:
         """The instance's owner if it is alive; otherwise hand it to the least-loaded live worker.
         Also says whether it was just taken from a dead owner (the new one must take it over)."""
-        owner = await self.redis.hget(keys.instance(name), "owner")  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
-        if owner and await self.is_alive(owner):
-            return str(owner), False
-        chosen = await self.least_loaded()
-        if chosen is None:
-            return None, False
-        if await self.claim(name, chosen, owner) is None:
-            # Someone else just claimed it.
-            return await self.redis.hget(keys.instance(name), "owner"), False  # type: ignore[misc]
-        return chosen, bool(owner)
+        for _ in range(CHOOSE_ATTEMPTS):
+            owner = await self.redis.hget(keys.instance(name), "owner")  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
+            if owner and await self.is_alive(owner):
+                return str(owner), False
+            chosen = await self.least_loaded()
+            if chosen is None:
+                return None, False
+            if await self.claim(name, chosen, owner) is not None:
+                return chosen, bool(owner)
+            # Another caller claimed it first, or the chosen worker began stopping: look again.
+        return None, False
 
     async def release(self, name: str, worker_id: str) -> None:
         await self.redis.srem(keys.worker_instances(worker_id), name)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T

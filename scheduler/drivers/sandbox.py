@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import structlog
 from pydantic import Field
+from redis.exceptions import RedisError
 
 from core import keys
 from core.clock import iso
@@ -29,6 +30,7 @@ from core.errors import InvalidState, NotFound
 from core.netguard import BlockedUrl, guarded_request, guarded_session
 from core.records import ApiModel
 from core.redis_client import Redis
+from core.scripts import lua
 from scheduler.drivers.base import (
     Banned,
     Connected,
@@ -69,6 +71,10 @@ BAN_REASON = "temporary ban (sandbox)"
 
 
 MEDIA_FETCH_TIMEOUT = 30.0
+# A send's record is written again this often while Redis is away; its once-only marker lasts
+# longer than any outage it has to outlive.
+SENT_RETRY_SECONDS = 0.2
+SENT_MARKER_SECONDS = 3600
 
 
 @dataclass
@@ -170,6 +176,7 @@ class SandboxSession:
         self._fail: list[tuple[str, bool]] = []
         self._connected = False
         self._banned_until: datetime | None = None
+        self._write_sent = redis.register_script(lua("sandbox_sent"))
         self._typing: set[str] = set()  # chats shown "typing..." now
         self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
 
@@ -249,8 +256,21 @@ class SandboxSession:
             "typingMs": message.typing_ms if message.to in self._typed else None,
         }
         self._typed.discard(message.to)
-        await self.redis.rpush(keys.sandbox_sent(self.name), json.dumps(record))  # type: ignore[misc]
+        await self._record_sent(message_id, json.dumps(record))
         return SendResult(message_id=message_id, sent_at=sent_at)
+
+    async def _record_sent(self, message_id: str, record: str) -> None:
+        """What reached "WhatsApp" is written once, whatever happens to Redis meanwhile: the real
+        WhatsApp does not go down with our Redis, and a send it took must not look untried (the
+        pump would take a Redis error here for a send that never started, and send it again)."""
+        markers = (keys.sandbox_sent(self.name), keys.sandbox_sent_once(self.name, message_id))
+        while True:
+            try:
+                await self._write_sent(keys=markers, args=[record, SENT_MARKER_SECONDS])
+                return
+            except (RedisError, OSError):
+                log.warning("sandbox.send_record_retrying", instance=self.name, message_id=message_id)
+                await asyncio.sleep(SENT_RETRY_SECONDS)
 
     async def show_typing(self, to: str, typing: bool) -> None:
         if not self._connected:
