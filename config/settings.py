@@ -35,6 +35,9 @@ class LaneConfig(BaseModel):
     warmup: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(default=(1.0,), min_length=1)
     first_contact_per_day: int | None = Field(default=None, alias="firstContactPerDay", ge=0)
     spacing: float = Field(default=0, ge=0, description="seconds between two sends to one recipient")
+    # Show "typing..." before each send (within the gap, not added to it); a message's `typing`
+    # overrides it.
+    typing: bool = False
 
     @field_validator("gap")
     @classmethod
@@ -50,7 +53,7 @@ WARMUP_RAMP = (0.1, 0.2, 0.35, 0.5, 0.7, 0.85, 1.0)
 # API.md, "Lanes": the defaults an operator can override through GATEWAY_LANES.
 DEFAULT_LANES: dict[LaneName, LaneConfig] = {
     "urgent": LaneConfig(gap=(1, 2), perHour=150, perDay=1000),
-    "normal": LaneConfig(gap=(3, 8), perHour=80, perDay=500, warmup=WARMUP_RAMP),
+    "normal": LaneConfig(gap=(3, 8), perHour=80, perDay=500, warmup=WARMUP_RAMP, typing=True),
     "bulk": LaneConfig(
         gap=(8, 15), perHour=30, perDay=200, warmup=WARMUP_RAMP, firstContactPerDay=20, spacing=24 * 3600
     ),

@@ -131,7 +131,8 @@ def outbox(name: str) -> str:
 
 
 def inbound_seen(name: str, message_id: str) -> str:
-    return f"{PREFIX}seen:{name}:{message_id}"  # de-duplicates WhatsApp's redeliveries
+    # de-duplicates WhatsApp's redeliveries; JSON {chat, sender} (scheduler/references.py seen_value)
+    return f"{PREFIX}seen:{name}:{message_id}"
 
 
 # An instance's sending keys hang off its record's key: the claim script (core/lua/claim_due.lua)

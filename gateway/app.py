@@ -22,6 +22,7 @@ from gateway.routes import (
     meta,
     operating,
     sandbox,
+    send_kinds,
     webhooks,
 )
 from gateway.routing import Route, router_paths
@@ -29,7 +30,7 @@ from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
-I, M, W, D, C = instances, messages, webhooks, deliverability, conversations  # noqa: E741  (short names keep the table readable)
+I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, send_kinds  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -74,6 +75,21 @@ ROUTES: list[Route] = [
           status=202, tag="messages"),
     Route("POST", "/message/video", M.send_video, "Queue a video", body=M.SendVideo, response=M.Queued,
           status=202, tag="messages"),
+    Route("POST", "/message/location", M.send_location, "Queue a location", body=M.SendLocation,
+          response=M.Queued, status=202, tag="messages"),
+    Route("POST", "/message/contact", M.send_contact, "Queue 1-10 contact cards (vCards)", body=M.SendContact,
+          response=M.Queued, status=202, tag="messages"),
+    Route("POST", "/message/sticker", M.send_sticker, "Queue a sticker (WebP, or PNG/JPEG converted)",
+          body=M.SendSticker, response=M.Queued, status=202, tag="messages"),
+    Route("POST", "/message/poll", M.send_poll, "Queue a poll", body=M.SendPoll, response=M.Queued,
+          status=202, tag="messages"),
+    Route("POST", "/message/reaction", M.send_reaction, 'Queue a reaction to a message ("" removes it)',
+          body=M.SendReaction, response=M.Queued, status=202, tag="messages"),
+    Route("POST", "/message/{id}/edit", K.edit_message, "Queue an edit of a sent text (within 15 minutes)",
+          body=K.EditBody, response=M.Queued, status=202, tag="messages"),
+    Route("DELETE", "/message/{id}", K.delete_message,
+          "Cancel a waiting message (200, the record) or delete a sent one for everyone (202)",
+          response=M.MessageOut, tag="messages"),
     Route("POST", "/message/batch", M.send_batch,
           "Queue up to 1,000 messages of any type on any of the tenant's instances, validated as a whole",
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),

@@ -106,21 +106,6 @@ GroupId = Annotated[
     ),
     string_schema(GROUP_ID, GROUP_ID_MAX),
 ]
-CHAT_ID = rf"(?:{PHONE}|{GROUP_ID})"
-ChatId = Annotated[
-    str,
-    AfterValidator(
-        _checked(
-            CHAT_ID,
-            GROUP_ID_MAX,
-            lambda _: (
-                "must be a phone number in international digits (e.g. 5491112345678) or a group id "
-                "(<digits>@g.us or <digits>-<digits>@g.us)"
-            ),
-        )
-    ),
-    string_schema(CHAT_ID, GROUP_ID_MAX),
-]
 WA_MESSAGE_ID = r"[0-9A-Za-z_.:-]+"
 WaMessageId = Annotated[
     str,
@@ -135,6 +120,29 @@ WaMessageId = Annotated[
         )
     ),
     string_schema(WA_MESSAGE_ID, 128),
+]
+RECIPIENT = rf"(?:{PHONE}|{GROUP_ID})"
+
+
+def _recipient_problem(value: str) -> str:
+    if "@" in value:
+        return "must be a group id: <digits>@g.us or <digits>-<digits>@g.us"
+    return _phone_problem(value) + ", or a group id (<digits>@g.us)"
+
+
+# `to` of a send: a phone number, or a group id.
+Recipient = Annotated[
+    str,
+    AfterValidator(_checked(RECIPIENT, GROUP_ID_MAX, _recipient_problem)),
+    string_schema(RECIPIENT, GROUP_ID_MAX),
+]
+# A reaction: "" (removes it), or one emoji: non-ASCII characters without spaces, after at most one
+# keycap character (1️⃣, #️⃣).
+EMOJI = r"(?:[0-9#*]?[^\x00-\x7F\s]{1,15})?"
+Emoji = Annotated[
+    str,
+    AfterValidator(_checked(EMOJI, 16, lambda _: 'must be one emoji such as "👍", or "" to remove the reaction')),
+    string_schema(EMOJI, 16),
 ]
 Lid = Annotated[
     str,
@@ -177,7 +185,7 @@ PATH_PARAMS: dict[str, TypeAdapter[str]] = {
     "tenantId": TypeAdapter(NamePart),
     "clientId": TypeAdapter(NamePart),
     "number": TypeAdapter(PhoneNumber),
-    "chatId": TypeAdapter(ChatId),
+    "chatId": TypeAdapter(Recipient),
     "groupId": TypeAdapter(GroupId),
 }
 

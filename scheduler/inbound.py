@@ -36,6 +36,7 @@ from scheduler.drivers.base import (
     option_hash,
 )
 from scheduler.media import sniff_type
+from scheduler.references import seen_value
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -145,7 +146,8 @@ class InboundEvents:
     async def publish(self, name: str, event: Inbound) -> None:
         if event.from_me:
             return
-        first = await self.redis.set(keys.inbound_seen(name, event.message_id), "1", nx=True, ex=SEEN_TTL_SECONDS)
+        seen = keys.inbound_seen(name, event.message_id)
+        first = await self.redis.set(seen, seen_value(event), nx=True, ex=SEEN_TTL_SECONDS)
         if not first:
             log.info("message.duplicate_dropped", instance=name, message_id=event.message_id)
             return

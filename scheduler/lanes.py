@@ -193,6 +193,11 @@ class Lanes:
         if taken_back:
             raise Unavailable(f"{taken_back} messages were {unconfirmed}, so they were not queued; send them again")
 
+    async def cancel(self, name: str, message_id: str, error: str) -> bool:
+        """End a waiting message `cancelled`, taking it out of its lane in one step: False when it
+        was not waiting (a claim picked it first, or it ended)."""
+        return bool(await self._run("withdraw", name, self.retention, error, message_id))
+
     async def claim_due(
         self, worker_id: str, room: int, expired_fields: dict[str, Any], opted_out_fields: dict[str, Any]
     ) -> Claim:

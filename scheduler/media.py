@@ -33,13 +33,13 @@ from yarl import URL
 
 from core.netguard import BlockedUrl, guarded_request, guarded_session
 
-MediaKind = Literal["image", "document", "audio", "video"]
+MediaKind = Literal["image", "document", "audio", "video", "sticker"]
 
 MB = 1024 * 1024
 # WhatsApp's own size limits per media type (its servers and apps refuse larger files). The one
 # place these numbers live; `MediaFetcher(max_bytes=...)` overrides them per deployment or test.
 MAX_BYTES: Mapping[MediaKind, int] = MappingProxyType(
-    {"image": 5 * MB, "audio": 16 * MB, "video": 16 * MB, "document": 100 * MB}
+    {"image": 5 * MB, "audio": 16 * MB, "video": 16 * MB, "document": 100 * MB, "sticker": 5 * MB}
 )
 DEFAULT_TIMEOUT = 30.0  # seconds for the whole fetch, redirects and body included
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to get a connection, per hop
@@ -48,10 +48,16 @@ TRANSCODE_TIMEOUT = 120.0  # seconds for ffmpeg to turn up to 16 MB of audio int
 VOICE_NOTE_MIMETYPE = "audio/ogg; codecs=opus"
 
 FIELDS: Mapping[MediaKind, str] = MappingProxyType(
-    {"image": "imageUrl", "document": "documentUrl", "audio": "audioUrl", "video": "videoUrl"}
+    {"image": "imageUrl", "document": "documentUrl", "audio": "audioUrl", "video": "videoUrl", "sticker": "stickerUrl"}
 )
 _ACCEPT: Mapping[MediaKind, str] = MappingProxyType(
-    {"image": "image/jpeg, image/png, image/webp", "document": "*/*", "audio": "audio/*", "video": "video/*"}
+    {
+        "image": "image/jpeg, image/png, image/webp",
+        "sticker": "image/webp, image/png, image/jpeg",
+        "document": "*/*",
+        "audio": "audio/*",
+        "video": "video/*",
+    }
 )
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 # What libmagic answers when it cannot tell; then the server's Content-Type is used instead.
@@ -218,7 +224,7 @@ def _check_type(kind: MediaKind, sniffed: str, declared: str | None, file_name: 
     a type that does not fit `kind`."""
     name = FIELDS[kind]
     mimetype = sniffed if sniffed not in _INCONCLUSIVE else (declared or "application/octet-stream")
-    if kind == "image":
+    if kind in ("image", "sticker"):
         if mimetype not in _IMAGE_TYPES:
             if mimetype.startswith("image/"):
                 raise MediaError(f"{name}: {mimetype} is not a supported image (jpeg, png or webp)")

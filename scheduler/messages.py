@@ -15,15 +15,35 @@ from config.settings import LaneName
 from core import keys
 from core.clock import now_iso
 from core.instances import InstanceName
+from core.records import ApiModel
 from core.redis_client import Redis
 from core.scripts import lua
-from scheduler.drivers.base import SendType
+from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
 
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 # Message ids an instance's recent-messages index keeps (the console's listing); older ones drop out.
 RECENT_KEPT = 200
 # A receipt only moves a message forward: a late "delivered" never undoes a "read".
 RECEIPT_ORDER = {"sent": 0, "delivered": 1, "read": 2}
+
+
+class Details(ApiModel):
+    """What a message carries beyond its text, caption and media, by kind: kept in the record as
+    one JSON field (`details`), resolved when it was accepted (a quote's or a target's WhatsApp id
+    and chat)."""
+
+    quoted: MessageRef | None = None
+    mentions: tuple[str, ...] = ()
+    location: Location | None = None
+    contacts: tuple[Contact, ...] = ()
+    poll: Poll | None = None
+    emoji: str | None = None
+    target: MessageRef | None = None
+    target_id: str | None = None  # the reference the client gave for the target (our id or WhatsApp's)
+
+    def stored(self) -> str | None:
+        found = self.model_dump_json(by_alias=True, exclude_defaults=True)
+        return None if found == "{}" else found
 
 
 def new_message_id() -> str:
@@ -57,6 +77,13 @@ class Message:
     possibly_duplicated: bool = False
     eligible_ms: int | None = None  # when the lanes first allowed it to go (lateness figures)
     transactional: bool = False  # sent even to an opted-out number (urgent lane only)
+    quoted_message_id: str | None = None  # as the client gave it: our id, or WhatsApp's
+    details: str | None = None  # `Details` as JSON
+    typing_ms: int = 0  # "typing..." shown this long before the send, within the lane gap
+
+    @property
+    def detail(self) -> Details:
+        return Details.model_validate_json(self.details) if self.details else Details()
 
     @classmethod
     def new(
@@ -67,9 +94,11 @@ class Message:
         to: str,
         type_: SendType,
         transactional: bool = False,
+        typing_ms: int = 0,
         **content: str | None,
     ) -> Message:
-        """A message just accepted: pending, with its content (text, caption, media_url, file_name)."""
+        """A message just accepted: pending, with its content (text, caption, media_url, file_name,
+        quoted_message_id, details)."""
         return cls(
             id=message_id,
             instance_name=instance_name,
@@ -81,6 +110,7 @@ class Message:
             created_at=now_iso(),
             created_ms=int(time.time() * 1000),
             transactional=transactional,
+            typing_ms=typing_ms,
             **content,  # type: ignore[arg-type]  # only the optional str fields are passed
         )
 

@@ -24,6 +24,7 @@ from scheduler.drivers.base import (
     OutgoingMessage,
     Session,
     TransientDriverError,
+    is_group,
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
@@ -128,9 +129,13 @@ class Pump:
         text = spintax.resolve(message.text) if message.text is not None else None
         caption = spintax.resolve(message.caption) if message.caption is not None else None
         try:
-            if not await self.numbers.on_whatsapp(name, message.to, session.check_numbers):
+            # A group id is no number to look up: WhatsApp refuses a send to a group the number is
+            # not in, which fails the message like any refusal.
+            if not is_group(message.to) and not await self.numbers.on_whatsapp(name, message.to, session.check_numbers):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
-            outgoing = await self.media.outgoing(message, text if message.type == "text" else caption)
+            outgoing = await self.media.outgoing(message, text if message.type in ("text", "edit") else caption)
+            if outgoing.typing_ms:
+                await show_typing(session, outgoing)
             # Media can take a while, and the process may have been paused: if we lost the
             # instance meanwhile (that takes a lease), the new owner has taken this message back,
             # and sending it here would duplicate it. Sooner than that, we cannot have lost it.
@@ -202,6 +207,22 @@ class Pump:
 
     def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
         return self.outbox.event(name, *ended(message, changed))
+
+
+async def show_typing(session: Session, message: OutgoingMessage) -> None:
+    """ "typing..." in the chat for the message's typing time, then "paused". The claim came that
+    much before the lane gap ended (core/lua/common.lua), so the send still keeps the gap. The
+    presence is only a gesture: when WhatsApp refuses it, the wait stays and the message goes."""
+    await _gesture(session, message.to, True)
+    await asyncio.sleep(message.typing_ms / 1000)
+    await _gesture(session, message.to, False)
+
+
+async def _gesture(session: Session, to: str, typing: bool) -> None:
+    try:
+        await session.show_typing(to, typing)
+    except DriverError as exc:
+        log.info("pump.typing_failed", error=str(exc))
 
 
 def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -30,7 +30,7 @@ ADMIN_KEY = "test-admin-key-0123456789"
 FAST_LANES = '{"urgent": {"gap": [0.01, 0.02]}, "normal": {"gap": [0.02, 0.04]}, "bulk": {"gap": [0.04, 0.06]}}'
 # The rules that keep a number unbanned (README, "Staying unbanned") are off in tests of other
 # behaviour; tests of those rules turn them on.
-UNGUARDED = {"warmup": [1], "firstContactPerDay": None, "spacing": 0}
+UNGUARDED = {"warmup": [1], "firstContactPerDay": None, "spacing": 0, "typing": False}
 
 
 def unguarded(lanes: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:

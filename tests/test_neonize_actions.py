@@ -9,7 +9,8 @@ import pytest
 
 from scheduler.drivers import neonize as nd
 from scheduler.drivers.base import Group, GroupMember, NotOnWhatsAppError, Profile, UnknownChatError
-from scheduler.drivers.neonize.answers import accounts, chat_jid, group_of, hidden_picture, profile_of
+from scheduler.drivers.neonize.answers import accounts, group_of, hidden_picture, profile_of
+from scheduler.drivers.neonize.kinds import chat_jid
 from scheduler.drivers.neonize.loading import _e2e, _import
 from tests.test_neonize_driver import PHONE, FakeClient, Recorder, driver, jid, message_event, pb, qr_session
 

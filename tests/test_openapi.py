@@ -54,10 +54,13 @@ async def test_openapi_declares_headers_parameters_and_the_validators_constraint
     body = schemas["CreateInstance"]["properties"]
     assert body["instanceName"]["pattern"].startswith("^") and body["instanceName"]["pattern"].endswith("$")
     assert body["webhookUrl"]["format"] == "uri"
-    assert schemas["SendText"]["properties"]["to"]["pattern"] == "^[1-9][0-9]{6,14}$"
+    assert (
+        schemas["SendText"]["properties"]["to"]["pattern"]
+        == "^(?:[1-9][0-9]{6,14}|[0-9]{5,30}(?:-[0-9]{5,30})?@g\\.us)$"
+    )
     status = schemas["InstanceStatus"]["properties"]
     assert status["state"]["enum"] == ["close", "connecting", "open"]
     assert status["createdAt"]["format"] == "date-time"
     route = schemas["RouteTarget"]
-    assert len(route["oneOf"]) == 5
+    assert len(route["oneOf"]) == 9
     assert all(schemas[v["$ref"].rsplit("/", 1)[1]]["additionalProperties"] is False for v in route["oneOf"])

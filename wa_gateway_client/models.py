@@ -13,7 +13,20 @@ from typing import Any, Literal, Self, TypeVar, Union, get_args, get_origin, get
 Lane = Literal["urgent", "normal", "bulk"]
 State = Literal["close", "connecting", "open"]
 MessageStatus = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
-SendType = Literal["text", "image", "document", "audio", "video"]
+SendType = Literal[
+    "text",
+    "image",
+    "document",
+    "audio",
+    "video",
+    "location",
+    "contact",
+    "sticker",
+    "poll",
+    "reaction",
+    "edit",
+    "delete",
+]
 
 M = TypeVar("M", bound="Model")
 
@@ -158,6 +171,38 @@ class BatchRecord(Model):
 
 
 @dataclasses.dataclass(frozen=True)
+class Location(Model):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Contact(Model):
+    full_name: str
+    phone_number: str | None = None
+    organization: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Poll(Model):
+    question: str
+    options: list[str]
+    selectable_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageRef(Model):
+    """A message on WhatsApp a send points at: its WhatsApp id, its chat, who wrote it (None: us)."""
+
+    message_id: str
+    chat: str
+    sender: str | None = None
+    text: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Message(Model):
     id: str
     instance_name: str
@@ -174,6 +219,15 @@ class Message(Model):
     attempts: int
     possibly_duplicated: bool
     transactional: bool | None = None  # on the urgent lane: sent even to an opted-out number
+    quoted_message_id: str | None = None
+    mentions: list[str] | None = None
+    typing_ms: int | None = None
+    location: Location | None = None
+    contacts: list[Contact] | None = None
+    poll: Poll | None = None
+    emoji: str | None = None
+    target_message_id: str | None = None  # what a reaction, an edit or a deletion is about
+    target: MessageRef | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +339,19 @@ class SentMessage(Model):
     media_bytes: int | None
     sent_at: str
     sent_by: str
+    quoted_message_id: str | None = None
+    mentions: list[str] | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    contacts: list[Contact] | None = None
+    question: str | None = None
+    options: list[str] | None = None
+    selectable_count: int | None = None
+    emoji: str | None = None
+    target_message_id: str | None = None
+    typing_ms: int | None = None
 
 
 # Staying unbanned.

@@ -45,6 +45,10 @@ def _queued(fields: dict[str, Any], idempotency_key: str | None) -> Call[Queued]
     return Call(Queued.from_json, body=fields, idempotency_key=idempotency_key)
 
 
+def _cancelled_or_queued(data: Any) -> Message | Queued:
+    return Message.from_json(data) if "createdAt" in data else Queued.from_json(data)
+
+
 def _dict(data: Any) -> dict[str, Any]:
     return dict(data)
 
@@ -133,9 +137,28 @@ class Routes:
     # Sending: every send is queued (the answer says `pending`); follow it with get_message.
     @operation("POST", "/message/text")
     def send_text(
-        instance_name: str, to: str, text: str, *, lane: Lane | None = None, idempotency_key: str | None = None
+        instance_name: str,
+        to: str,
+        text: str,
+        *,
+        lane: Lane | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[Queued]:
-        return _queued(body(instance_name=instance_name, to=to, text=text, lane=lane), idempotency_key)
+        """`to` is a number or a group id; `quoted_message_id` replies to a message (our `msg_` id or
+        WhatsApp's), `mentions` @-mentions numbers, `typing` overrides the lane's "typing..." setting."""
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            text=text,
+            lane=lane,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
+        return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/image")
     def send_image(
@@ -189,6 +212,108 @@ class Routes:
     ) -> Call[Queued]:
         fields = body(instance_name=instance_name, to=to, video_url=video_url, caption=caption, lane=lane)
         return _queued(fields, idempotency_key)
+
+    @operation("POST", "/message/location")
+    def send_location(
+        instance_name: str,
+        to: str,
+        latitude: float,
+        longitude: float,
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        lane: Lane | None = None,
+        idempotency_key: str | None = None,
+        **common: Any,
+    ) -> Call[Queued]:
+        """A pin; `common` takes what every send may carry (quoted_message_id, mentions, typing)."""
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            latitude=latitude,
+            longitude=longitude,
+            name=name,
+            address=address,
+            lane=lane,
+            **common,
+        )
+        return _queued(fields, idempotency_key)
+
+    @operation("POST", "/message/contact")
+    def send_contact(
+        instance_name: str,
+        to: str,
+        contacts: list[dict[str, str]],
+        *,
+        lane: Lane | None = None,
+        idempotency_key: str | None = None,
+        **common: Any,
+    ) -> Call[Queued]:
+        """1 to 10 cards, each `{"full_name": ..., "phone_number": ..., "organization": ...}`."""
+        cards = [body(**card) for card in contacts]
+        return _queued(body(instance_name=instance_name, to=to, contacts=cards, lane=lane, **common), idempotency_key)
+
+    @operation("POST", "/message/sticker")
+    def send_sticker(
+        instance_name: str,
+        to: str,
+        sticker_url: str,
+        *,
+        lane: Lane | None = None,
+        idempotency_key: str | None = None,
+        **common: Any,
+    ) -> Call[Queued]:
+        """A WebP as it is, or a PNG/JPEG converted to a 512x512 WebP, fetched at send time."""
+        fields = body(instance_name=instance_name, to=to, sticker_url=sticker_url, lane=lane, **common)
+        return _queued(fields, idempotency_key)
+
+    @operation("POST", "/message/poll")
+    def send_poll(
+        instance_name: str,
+        to: str,
+        question: str,
+        options: list[str],
+        *,
+        selectable_count: int | None = None,
+        lane: Lane | None = None,
+        idempotency_key: str | None = None,
+        **common: Any,
+    ) -> Call[Queued]:
+        """2 to 12 distinct options; `selectable_count` 0 lets voters pick any number (default 1)."""
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            question=question,
+            options=options,
+            selectable_count=selectable_count,
+            lane=lane,
+            **common,
+        )
+        return _queued(fields, idempotency_key)
+
+    @operation("POST", "/message/reaction")
+    def send_reaction(
+        instance_name: str, message_id: str, emoji: str, *, lane: Lane | None = None, idempotency_key: str | None = None
+    ) -> Call[Queued]:
+        """React to a message (our `msg_` id or WhatsApp's) in its chat; `emoji=""` removes the reaction."""
+        fields = body(instance_name=instance_name, message_id=message_id, emoji=emoji, lane=lane)
+        fields["emoji"] = emoji  # "" is a value here, not an absence
+        return _queued(fields, idempotency_key)
+
+    @operation("POST", "/message/{id}/edit")
+    def edit_message(
+        message_id: str, text: str, *, lane: Lane | None = None, idempotency_key: str | None = None
+    ) -> Call[Queued]:
+        """Queue an edit of a sent text (WhatsApp allows 15 minutes); the answer is the edit's own id."""
+        return Call(
+            Queued.from_json, path={"id": message_id}, body=body(text=text, lane=lane), idempotency_key=idempotency_key
+        )
+
+    @operation("DELETE", "/message/{id}")
+    def delete_message(message_id: str) -> Call[Message | Queued]:
+        """A waiting message ends `cancelled` (the Message); a sent one is deleted for everyone (the
+        deletion, Queued)."""
+        return Call(_cancelled_or_queued, path={"id": message_id})
 
     @operation("POST", "/message/route")
     def send_routed(

@@ -76,9 +76,18 @@ local function opted_out(i, tenant, to, transactional)
   return redis.call('HEXISTS', rules.optOutPrefix .. tenant, to) == 1
 end
 
--- Whether `to` never wrote to the bound instance, when lane i limits such first contacts.
+-- Whether `to` is a group id rather than a phone number.
+local function is_group(to)
+  return string.sub(to, -5) == '@g.us'
+end
+
+-- Whether `to` never wrote to the bound instance, when lane i limits such first contacts. A group
+-- never counts as one: the number is a member, so its people chose to hear from it, and the rule
+-- guards against cold messages to strangers. (The opt-out list holds phone numbers only, so it
+-- never names a group either: a member opts out by leaving.)
 local function first_contact(i, to)
-  return limits[LANES[i]].firstContactPerDay >= 0 and redis.call('SISMEMBER', contacts_key(), to) == 0
+  return limits[LANES[i]].firstContactPerDay >= 0 and not is_group(to)
+    and redis.call('SISMEMBER', contacts_key(), to) == 0
 end
 
 -- When message `id` of lane i may go by its recipient's rules (`now` if it may now): the least
@@ -138,7 +147,8 @@ local function lane_free_at(i)
   return head_free_at(i)
 end
 
--- The lane to send from next, when it may send, and when the instance should wake up.
+-- The lane to send from next, when its head message may be picked, and when the instance should
+-- wake up.
 -- Urgent goes before normal before bulk; a lane whose quota is spent (or whose messages wait for
 -- their recipients' rules) waits without blocking the lanes below it. Returns nil, nil and the
 -- next wake-up (nil when nothing needs one) when no lane has a message that may go now.
@@ -151,7 +161,10 @@ local function next_send()
       if free > now then
         if wake_at == nil or free < wake_at then wake_at = free end
       else
-        local at = last + tonumber(redis.call('HGET', pump, 'gap:' .. LANES[i]) or '0')
+        -- "typing..." is shown within the gap, not after it: the head message is picked that much
+        -- earlier, and the pump shows it before sending, so the send still never precedes the gap.
+        local typing = tonumber(redis.call('HGET', msg_prefix .. redis.call('LINDEX', lane_key(i), 0), F.typingMs) or '0')
+        local at = last + tonumber(redis.call('HGET', pump, 'gap:' .. LANES[i]) or '0') - typing
         at = math.max(at, tonumber(redis.call('HGET', pump, 'retry:' .. LANES[i]) or '0'))
         if wake_at == nil or at < wake_at then wake_at = at end
         return i, at, wake_at

@@ -1,6 +1,7 @@
--- Take back messages just accepted that no replica confirmed in time (Lanes.accept), so that the
--- 503 the API answers means "not queued": each one still waiting in its lane ends `cancelled`
--- with ARGV 9 as its error; one a claim picked meanwhile goes out.
+-- Take messages back from their lanes: each one still waiting ends `cancelled` with ARGV 9 as its
+-- error; one a claim picked meanwhile goes out (it is not in its lane any more). Used for messages
+-- no replica confirmed in time (Lanes.accept), so that the 503 the API answers means "not
+-- queued", and for a client's cancel (DELETE /message/{id}), race-free against a claim.
 -- ARGV 8 retention (s), 9 error; from 10 the message ids. Returns how many were taken back.
 local taken = 0
 for i = 10, #ARGV do

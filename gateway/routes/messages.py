@@ -3,69 +3,35 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field, RootModel, ValidationInfo, field_validator
+from pydantic import Field, RootModel
 
 from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
+from gateway.routes.content import (
+    AudioContent,
+    ContactContent,
+    Content,
+    DocumentContent,
+    ImageContent,
+    Laned,
+    LocationContent,
+    PollContent,
+    ReactionContent,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
 from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
-from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
-from scheduler.drivers.base import SendType
+from gateway.validation import InstanceNameStr, NamePart, validate
+from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
 from scheduler.lanes import Accepting
 from scheduler.messages import RECENT_KEPT, Message, new_message_id
 from scheduler.messages import Status as MessageStatus
-
-# WhatsApp's own limits on a text and on a caption.
-MAX_TEXT = 65_536
-MAX_CAPTION = 1_024
-
-
-class Content(ApiModel):
-    # The document says what the validator below checks: transactional only on the urgent lane.
-    model_config = {
-        **ApiModel.model_config,
-        "json_schema_extra": {
-            "if": {"properties": {"transactional": {"const": True}}, "required": ["transactional"]},
-            "then": {"properties": {"lane": {"const": "urgent"}}, "required": ["lane"]},
-        },
-    }
-    to: PhoneNumber
-    lane: LaneName = "normal"
-    # Sent even to a number on the tenant's opt-out list (a code, a receipt): urgent lane only.
-    transactional: bool = False
-
-    @field_validator("transactional")
-    @classmethod
-    def _urgent_only(cls, transactional: bool, info: ValidationInfo) -> bool:
-        if transactional and info.data.get("lane") != "urgent":
-            raise ValueError('only messages on the "urgent" lane may be transactional')
-        return transactional
-
-
-class TextContent(Content):
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-
-
-class ImageContent(Content):
-    image_url: WebUrl
-    caption: str | None = Field(default=None, max_length=MAX_CAPTION)
-
-
-class DocumentContent(Content):
-    document_url: WebUrl
-    file_name: str = Field(min_length=1, max_length=255)
-    caption: str | None = Field(default=None, max_length=MAX_CAPTION)
-
-
-class AudioContent(Content):
-    audio_url: WebUrl
-
-
-class VideoContent(Content):
-    video_url: WebUrl
-    caption: str | None = Field(default=None, max_length=MAX_CAPTION)
+from scheduler.references import References
+from scheduler.typing import typing_ms
 
 
 class OnInstance(ApiModel):
@@ -89,6 +55,26 @@ class SendAudio(AudioContent, OnInstance):
 
 
 class SendVideo(VideoContent, OnInstance):
+    pass
+
+
+class SendLocation(LocationContent, OnInstance):
+    pass
+
+
+class SendContact(ContactContent, OnInstance):
+    pass
+
+
+class SendSticker(StickerContent, OnInstance):
+    pass
+
+
+class SendPoll(PollContent, OnInstance):
+    pass
+
+
+class SendReaction(ReactionContent, OnInstance):
     pass
 
 
@@ -117,7 +103,34 @@ class RoutedVideo(VideoContent, ToClient):
     type: Literal["video"]
 
 
-Routed = RoutedText | RoutedImage | RoutedDocument | RoutedAudio | RoutedVideo
+class RoutedLocation(LocationContent, ToClient):
+    type: Literal["location"]
+
+
+class RoutedContact(ContactContent, ToClient):
+    type: Literal["contact"]
+
+
+class RoutedSticker(StickerContent, ToClient):
+    type: Literal["sticker"]
+
+
+class RoutedPoll(PollContent, ToClient):
+    type: Literal["poll"]
+
+
+# A reaction is not routed: only the instance that has the message can react to it.
+Routed = (
+    RoutedText
+    | RoutedImage
+    | RoutedDocument
+    | RoutedAudio
+    | RoutedVideo
+    | RoutedLocation
+    | RoutedContact
+    | RoutedSticker
+    | RoutedPoll
+)
 
 
 class RouteTarget(RootModel[Annotated[Routed, Field(discriminator="type")]]):
@@ -148,27 +161,62 @@ class MessageOut(ApiModel):
     attempts: int
     possibly_duplicated: bool
     transactional: bool
+    quoted_message_id: str | None
+    mentions: list[str]
+    typing_ms: int = Field(description='how long "typing..." shows (or showed) before the send')
+    location: Location | None
+    contacts: list[Contact] | None
+    poll: Poll | None
+    emoji: str | None
+    target_message_id: str | None = Field(description="what a reaction, an edit or a deletion is about")
+    target: MessageRef | None = Field(description="that message on WhatsApp: its id and chat")
 
 
-def _media_url(content: Content) -> str | None:
-    for field in ("image_url", "document_url", "audio_url", "video_url"):
+def _media_url(content: Laned) -> str | None:
+    for field in ("image_url", "document_url", "audio_url", "video_url", "sticker_url"):
         if hasattr(content, field):
             return str(getattr(content, field))
     return None
 
 
-def _accepting(instance_name: str, type_: SendType, content: Content, client_ref: str | None = None) -> Accepting:
+async def accepting(
+    request: web.Request, instance_name: str, type_: SendType, content: Laned, client_ref: str | None = None
+) -> Accepting:
+    """The message a send body asks for, its quote or its reaction's target resolved (404/409 when
+    they cannot be), and how long "typing..." shows before it."""
+    svc = services(request)
+    references = References(svc.redis, svc.messages)
+    details = content.details()
+    to, typing = "", False
+    if isinstance(content, ReactionContent):
+        target = await references.resolve(instance_name, content.message_id, "messageId")
+        details = details.model_copy(update={"target": target})
+        to = target.chat
+    if isinstance(content, Content):
+        to = content.to
+        typing = svc.settings.lanes[content.lane].typing if content.typing is None else content.typing
+        quoted = None
+        if content.quoted_message_id is not None:
+            quoted = await references.resolve(instance_name, content.quoted_message_id, "quotedMessageId")
+            if quoted.chat != to:
+                raise InvalidState(
+                    f"quotedMessageId {content.quoted_message_id!r} is in the chat with {quoted.chat}, not {to}"
+                )
+        details = details.model_copy(update={"quoted": quoted, "mentions": tuple(content.mentions)})
     message = Message.new(
         new_message_id(),
         instance_name,
         content.lane,
-        content.to,
+        to,
         type_,
         text=getattr(content, "text", None),
         caption=getattr(content, "caption", None),
         media_url=_media_url(content),
         file_name=getattr(content, "file_name", None),
+        quoted_message_id=getattr(content, "quoted_message_id", None),
+        details=details.stored(),
         transactional=content.transactional,
+        typing_ms=typing_ms(type_, typing, content.typed_text()),
     )
     return Accepting(message, client_ref)
 
@@ -184,17 +232,18 @@ def _queued(item: Accepting) -> Queued:
     )
 
 
-async def _enqueue(request: web.Request, instance_name: str, type_: SendType, content: Content) -> web.Response:
-    item = _accepting(instance_name, type_, content)
+async def enqueue(request: web.Request, item: Accepting, status: int = 202) -> web.Response:
+    """Queue one message (recorded, in its lane, its instance woken) and answer that it is queued."""
+    instance_name = item.message.instance_name
     if await services(request).lanes.accept(instance_name, [item]) is None:
         raise NotFound(f"no instance {instance_name!r}")
-    return json_response(_queued(item), status=202)
+    return json_response(_queued(item), status=status)
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
     require_instance_access(request, body.instance_name)
-    assert isinstance(body, Content)
-    return await _enqueue(request, body.instance_name, type_, body)
+    assert isinstance(body, Laned)
+    return await enqueue(request, await accepting(request, body.instance_name, type_, body))
 
 
 async def send_text(request: web.Request, body: SendText) -> web.Response:
@@ -217,6 +266,26 @@ async def send_video(request: web.Request, body: SendVideo) -> web.Response:
     return await _send(request, body, "video")
 
 
+async def send_location(request: web.Request, body: SendLocation) -> web.Response:
+    return await _send(request, body, "location")
+
+
+async def send_contact(request: web.Request, body: SendContact) -> web.Response:
+    return await _send(request, body, "contact")
+
+
+async def send_sticker(request: web.Request, body: SendSticker) -> web.Response:
+    return await _send(request, body, "sticker")
+
+
+async def send_poll(request: web.Request, body: SendPoll) -> web.Response:
+    return await _send(request, body, "poll")
+
+
+async def send_reaction(request: web.Request, body: SendReaction) -> web.Response:
+    return await _send(request, body, "reaction")
+
+
 async def send_routed(request: web.Request, body: RouteTarget) -> web.Response:
     target = body.root
     require_tenant_access(request, target.tenant_id)
@@ -226,7 +295,7 @@ async def send_routed(request: web.Request, body: RouteTarget) -> web.Response:
         raise InvalidState(
             f"client {target.client_id!r} of tenant {target.tenant_id!r} has no open instance: nothing was queued"
         )
-    return await _enqueue(request, name, target.type, target)
+    return await enqueue(request, await accepting(request, name, target.type, target))
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -234,7 +303,7 @@ async def get_message(request: web.Request) -> web.Response:
     if message is None:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
     principal(request).require(message.tenant_id, f"message {message.id!r}")
-    return json_response(_out(message))
+    return json_response(message_out(message))
 
 
 class RecentQuery(ApiModel):
@@ -249,10 +318,11 @@ async def list_recent(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     query = validate(RecentQuery, dict(request.query))
     recent = await services(request).messages.recent(instance.name, query.limit)
-    return json_response(MessageList(messages=[_out(message) for message in recent]))
+    return json_response(MessageList(messages=[message_out(message) for message in recent]))
 
 
-def _out(message: Message) -> MessageOut:
+def message_out(message: Message) -> MessageOut:
+    detail = message.detail
     return MessageOut(
         id=message.id,
         instance_name=message.instance_name,
@@ -269,6 +339,15 @@ def _out(message: Message) -> MessageOut:
         attempts=message.attempts,
         possibly_duplicated=message.possibly_duplicated,
         transactional=message.transactional,
+        quoted_message_id=message.quoted_message_id,
+        mentions=list(detail.mentions),
+        typing_ms=message.typing_ms,
+        location=detail.location,
+        contacts=list(detail.contacts) or None,
+        poll=detail.poll,
+        emoji=detail.emoji,
+        target_message_id=detail.target_id,
+        target=detail.target,
     )
 
 
@@ -302,7 +381,39 @@ class BatchVideo(SendVideo, ClientRef):
     type: Literal["video"]
 
 
-BatchItem = Annotated[BatchText | BatchImage | BatchDocument | BatchAudio | BatchVideo, Field(discriminator="type")]
+class BatchLocation(SendLocation, ClientRef):
+    type: Literal["location"]
+
+
+class BatchContact(SendContact, ClientRef):
+    type: Literal["contact"]
+
+
+class BatchSticker(SendSticker, ClientRef):
+    type: Literal["sticker"]
+
+
+class BatchPoll(SendPoll, ClientRef):
+    type: Literal["poll"]
+
+
+class BatchReaction(SendReaction, ClientRef):
+    type: Literal["reaction"]
+
+
+BatchItem = Annotated[
+    BatchText
+    | BatchImage
+    | BatchDocument
+    | BatchAudio
+    | BatchVideo
+    | BatchLocation
+    | BatchContact
+    | BatchSticker
+    | BatchPoll
+    | BatchReaction,
+    Field(discriminator="type"),
+]
 
 
 class SendBatch(ApiModel):
@@ -349,7 +460,12 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
     missing = [name for name, known in zip(names, await svc.instances.exist(names), strict=True) if not known]
     if missing:
         raise NotFound(f"no instance {', '.join(map(repr, missing))}: nothing was queued")
-    items = [_accepting(m.instance_name, m.type, m, m.client_ref) for m in body.messages]
+    items = []
+    for i, m in enumerate(body.messages):
+        try:
+            items.append(await accepting(request, m.instance_name, m.type, m, m.client_ref))
+        except (NotFound, InvalidState) as exc:  # a quote or a target that cannot be resolved
+            raise type(exc)(f"message {i}: {exc.message}: nothing was queued") from None
     earlier: dict[str, str] = {}  # message id -> the id its clientRef had queued before
     for name in names:
         mine = [item for item, m in zip(items, body.messages, strict=True) if m.instance_name == name]

@@ -218,6 +218,19 @@ class SentMessage(ApiModel):
     media_bytes: int | None
     sent_at: Timestamp
     sent_by: str
+    quoted_message_id: str | None = Field(default=None, description="the WhatsApp id of the message quoted")
+    mentions: list[str] = Field(default_factory=list)
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    contacts: list[Contact] | None = None
+    question: str | None = None
+    options: list[str] | None = None
+    selectable_count: int | None = None
+    emoji: str | None = None
+    target_message_id: str | None = Field(default=None, description="the WhatsApp id reacted to, edited or deleted")
+    typing_ms: int | None = Field(default=None, description='how long "typing..." showed before the send')
 
 
 async def link(request: web.Request, body: LinkBody) -> web.Response:

@@ -38,7 +38,21 @@ MessageType = Literal[
     "pollCreationMessage",
     "unsupported",  # a kind we do not map yet; `raw_type` names it
 ]
-SendType = Literal["text", "image", "document", "audio", "video"]
+SendType = Literal[
+    "text",
+    "image",
+    "document",
+    "audio",
+    "video",
+    "location",
+    "contact",
+    "sticker",
+    "poll",
+    "reaction",
+    "edit",
+    "delete",
+]
+GROUP_SUFFIX = "@g.us"
 ReceiptStatus = Literal["delivered", "read"]
 PresenceState = Literal["available", "unavailable"]
 
@@ -133,6 +147,21 @@ class Poll(_Value):
     selectable_count: int = 1
 
 
+class MessageRef(_Value):
+    """A WhatsApp message a send points at: the one it quotes, or the one a reaction, an edit or a
+    deletion is about. `sender` is the number that wrote it, None when this number did."""
+
+    message_id: str
+    chat: str  # a phone number, or a group id
+    sender: str | None = None
+    text: str | None = None  # its text, shown in a quote's preview
+
+
+def is_group(address: str) -> bool:
+    """Whether a recipient (`to`) is a group id rather than a phone number."""
+    return address.endswith(GROUP_SUFFIX)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Inbound:
     """What every event from a contact carries: its own WhatsApp id, who sent it and where.
@@ -216,6 +245,14 @@ class OutgoingMessage:
     mimetype: str | None = None
     file_name: str | None = None
     media_url: str | None = None
+    quoted: MessageRef | None = None
+    mentions: tuple[str, ...] = ()  # phone numbers
+    location: Location | None = None
+    contacts: tuple[Contact, ...] = ()
+    poll: Poll | None = None
+    emoji: str | None = None  # a reaction's ("" removes it)
+    target: MessageRef | None = None  # what a reaction, an edit or a deletion is about
+    typing_ms: int = 0  # how long "typing..." was shown before the send
 
 
 @dataclass(frozen=True)
@@ -289,6 +326,9 @@ class Session(Protocol):
 
     async def group(self, group_id: str) -> Group:
         """Raises UnknownChatError when there is no such group, or this number is not in it."""
+
+    async def show_typing(self, to: str, typing: bool) -> None:
+        """Show "typing..." in the chat with `to` (a number or a group id), or stop showing it."""
         ...
 
     async def logout(self) -> None:

@@ -222,6 +222,8 @@ class SandboxSession:
         self._connected = False
         self._banned_until: datetime | None = None
         self._write_sent = redis.register_script(lua("sandbox_sent"))
+        self._typing: set[str] = set()  # chats shown "typing..." now
+        self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
 
     def _load(self) -> _Store:
         try:
@@ -298,7 +300,11 @@ class SandboxSession:
             "mediaBytes": len(message.media) if message.media is not None else None,
             "sentAt": iso(sent_at),
             "sentBy": self.worker_id,
+            **_kind_fields(message),
+            # Shown only if the session was asked to show it for this chat before the send.
+            "typingMs": message.typing_ms if message.to in self._typed else None,
         }
+        self._typed.discard(message.to)
         await self._record_sent(message_id, json.dumps(record))
         return SendResult(message_id=message_id, sent_at=sent_at)
 
@@ -354,6 +360,15 @@ class SandboxSession:
             raise DriverError(error)
         record = {"action": action, **fields, "at": iso(datetime.now(UTC))}
         await self.redis.rpush(keys.sandbox_actions(self.name), json.dumps(record))  # type: ignore[misc]
+
+    async def show_typing(self, to: str, typing: bool) -> None:
+        if not self._connected:
+            raise NotLinkedError("the sandbox session is not connected")
+        if typing:
+            self._typing.add(to)
+        elif to in self._typing:
+            self._typing.discard(to)
+            self._typed.add(to)  # "typing..." then "paused": the next send to `to` had it first
 
     async def logout(self) -> None:
         self._stop_qr()
@@ -507,6 +522,25 @@ class SandboxSession:
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
+
+
+def _kind_fields(message: OutgoingMessage) -> dict[str, Any]:
+    """The fields of a send's kind as the sandbox lists them (`GET /sandbox/.../sent`)."""
+    found: dict[str, Any] = {
+        "quotedMessageId": message.quoted.message_id if message.quoted else None,
+        "mentions": list(message.mentions),
+    }
+    if message.location is not None:
+        found.update(message.location.model_dump(by_alias=True))
+    if message.contacts:
+        found["contacts"] = [contact.model_dump(by_alias=True) for contact in message.contacts]
+    if message.poll is not None:
+        found.update(message.poll.model_dump(by_alias=True))
+    if message.target is not None:
+        found["targetMessageId"] = message.target.message_id
+    if message.type == "reaction":
+        found["emoji"] = message.emoji
+    return found
 
 
 class SandboxDriver:

@@ -8,25 +8,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scheduler.drivers.base import Group, GroupMember, Profile
-from scheduler.drivers.neonize.loading import _pb
 from scheduler.drivers.neonize.mapping import LID_SERVER, digits
 
-GROUP_SERVER = "g.us"
-USER_SERVER = "s.whatsapp.net"
 # whatsmeow's answers when a profile picture is hidden from us or there is none: no picture.
 _NO_PICTURE_MARKERS = ("hidden their profile picture", "doesn't have a profile picture", "item-not-found")
 # whatsmeow's answers for a group that does not exist or that we are not in.
 _UNKNOWN_GROUP_MARKERS = ("group not found", "not participating", "item-not-found", "forbidden", "not-authorized")
-
-
-def make_jid(user: str, server: str) -> Any:
-    return _pb().JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-
-
-def chat_jid(chat_id: str) -> Any:
-    """The JID of a chat id as the API takes it: a group id (`...@g.us`) or a phone number."""
-    user, at, server = chat_id.partition("@")
-    return make_jid(user, server) if at else make_jid(digits(chat_id), USER_SERVER)
 
 
 def jid_text(jid: Any) -> str:

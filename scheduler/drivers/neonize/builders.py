@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.drivers.base import DriverError, OutgoingMessage
+from scheduler.drivers.neonize import kinds
 from scheduler.drivers.neonize.loading import _e2e, _import
 from scheduler.media import VOICE_NOTE_MIMETYPE, MediaError, find_ffmpeg, is_ogg_opus, ogg_last_granule
 
@@ -45,9 +46,21 @@ class VideoProfile:
     thumbnail: bytes
 
 
-async def build(client: Any, message: OutgoingMessage) -> Any:
-    """The `waE2E.Message` for `message`, media uploaded through `client` (a neonize `NewAClient`)."""
+async def build(client: Any, message: OutgoingMessage, own_phone: str | None = None) -> Any:
+    """The `waE2E.Message` for `message`, media uploaded through `client` (a neonize `NewAClient`),
+    replying to its quote and mentioning its numbers; `own_phone` names this number (deletions)."""
+    return kinds.with_context(await _build(client, message, own_phone), message, own_phone)
+
+
+async def _build(client: Any, message: OutgoingMessage, own_phone: str | None) -> Any:
     e2e = _e2e()
+    if message.type in ("location", "contact", "poll", "reaction", "edit", "delete"):
+        return kinds.build_kind(message, own_phone)
+    if message.type == "sticker":
+        if message.media is None:
+            raise DriverError("a sticker needs its image (the worker converts it to WebP)")
+        up = await client.upload(message.media, _import("neonize.utils.enum").MediaType.MediaImage)
+        return kinds.build_kind(message, own_phone, _uploaded(up))
     if message.type == "text":
         if not message.text:
             raise DriverError("a text message needs text")

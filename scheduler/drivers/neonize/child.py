@@ -36,6 +36,7 @@ _METHODS = frozenset(
         "pair_phone",
         "check_numbers",
         "send",
+        "show_typing",
         "profile",
         "mark_read",
         "set_presence",

@@ -244,6 +244,9 @@ class HostedSession:
         # A profile asks up to four things in turn (lookup, user info, picture, contact).
         return await self._call(method, *args, timeout=4 * LOOKUP_TIMEOUT + CALL_MARGIN)
 
+    async def show_typing(self, to: str, typing: bool) -> None:
+        await self._call("show_typing", to, typing, timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
+
     async def logout(self) -> None:
         self._wanted = False
         host = self._host

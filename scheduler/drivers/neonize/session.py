@@ -58,12 +58,11 @@ from scheduler.drivers.base import (
     SendResult,
     TransientDriverError,
     UnknownChatError,
+    is_group,
 )
-from scheduler.drivers.neonize import builders
+from scheduler.drivers.neonize import builders, kinds
 from scheduler.drivers.neonize.answers import (
-    GROUP_SERVER,
     accounts,
-    chat_jid,
     group_of,
     hidden_picture,
     jid_text,
@@ -319,14 +318,9 @@ class NeonizeSession:
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Send to the recipient's account JID (looked up, or cached from `check_numbers`)."""
         client = self._require_client()
-        to = digits(message.to)
-        if not to:
-            raise DriverError("recipient must be a phone number in international digits")
-        jid = await self._recipient(to)
-        if jid is None:
-            raise NotOnWhatsAppError(f"{to} is not on WhatsApp")
+        jid = await self._chat(message.to)
         try:
-            payload = await asyncio.wait_for(builders.build(client, message), self._media_timeout)
+            payload = await asyncio.wait_for(builders.build(client, message, self._own_phone), self._media_timeout)
         except TimeoutError as exc:
             raise TransientDriverError(f"preparing the {message.type} timed out; nothing was sent") from exc
         except Exception as exc:
@@ -338,6 +332,32 @@ class NeonizeSession:
         except Exception as exc:
             raise classify_error(exc, sending=True) from exc
         return SendResult(message_id=response.ID, sent_at=from_epoch(response.Timestamp))
+
+    async def show_typing(self, to: str, typing: bool) -> None:
+        client = self._require_client()
+        enum = _import("neonize.utils.enum")
+        state = enum.ChatPresence.CHAT_PRESENCE_COMPOSING if typing else enum.ChatPresence.CHAT_PRESENCE_PAUSED
+        try:
+            await asyncio.wait_for(
+                client.send_chat_presence(await self._chat(to), state, enum.ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+                self._lookup_timeout,
+            )
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"showing typing failed: {exc}") from exc
+
+    async def _chat(self, to: str) -> Any:
+        """Where a send to `to` goes: a group's JID as it is, a number's account JID (looked up)."""
+        if is_group(to):
+            return kinds.chat_jid(to)
+        phone = digits(to)
+        if not phone:
+            raise DriverError("recipient must be a phone number in international digits, or a group id")
+        jid = await self._recipient(phone)
+        if jid is None:
+            raise NotOnWhatsAppError(f"{phone} is not on WhatsApp")
+        return jid
 
     async def _recipient(self, phone: str) -> Any:
         """The account JID of `phone` (international digits), None if it has no WhatsApp."""
@@ -395,8 +415,8 @@ class NeonizeSession:
 
     async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
         client = self._require_client()
-        chat = chat_jid(chat_id)
-        if chat.Server == GROUP_SERVER:
+        chat = kinds.chat_jid(chat_id)
+        if chat.Server == kinds.GROUP_SERVER:
             # In a group WhatsApp wants each message's sender: the ones this session received.
             unknown = [m for m in message_ids if (chat_id, m) not in self._group_senders]
             if unknown:
@@ -429,7 +449,7 @@ class NeonizeSession:
     async def group(self, group_id: str) -> Group:
         client = self._require_client()
         try:
-            info = await asyncio.wait_for(client.get_group_info(chat_jid(group_id)), self._lookup_timeout)
+            info = await asyncio.wait_for(client.get_group_info(kinds.chat_jid(group_id)), self._lookup_timeout)
         except Exception as exc:
             if unknown_group(exc):
                 raise UnknownChatError(f"this number is in no group {group_id}") from exc
