@@ -5,6 +5,7 @@ queued through the lanes like any send."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -39,7 +40,7 @@ async def _own_message(request: web.Request) -> Message:
     return message
 
 
-def _about(original: Message, type_: str, lane: LaneName, text: str | None = None) -> Accepting:
+def _about(original: Message, type_: Literal["edit", "delete"], lane: LaneName, text: str | None = None) -> Accepting:
     """A send of `type_` (edit, delete) about `original`, which was sent."""
     target = References.sent_ref(original.instance_name, original, original.id, "message")
     details = Details(target=target, target_id=original.id)
@@ -48,7 +49,7 @@ def _about(original: Message, type_: str, lane: LaneName, text: str | None = Non
         original.instance_name,
         lane,
         original.to,
-        "edit" if type_ == "edit" else "delete",
+        type_,
         text=text,
         details=details.stored(),
     )
