@@ -89,7 +89,7 @@ ROUTES: list[Route] = [
           body=K.EditBody, response=M.Queued, status=202, tag="messages"),
     Route("DELETE", "/message/{id}", K.delete_message,
           "Cancel a waiting message (200, the record) or delete a sent one for everyone (202)",
-          response=M.MessageOut, tag="messages"),
+          response=M.MessageOut, also=(202, M.Queued), tag="messages"),
     Route("POST", "/message/batch", M.send_batch,
           "Queue up to 1,000 messages of any type on any of the tenant's instances, validated as a whole",
           body=M.SendBatch, response=M.BatchAccepted, status=202, tag="messages"),

@@ -89,7 +89,7 @@ def build_openapi(
     webhooks = webhooks or {}
     models: set[type[BaseModel]] = {ErrorBody, *webhooks.values()}
     for route in routes:
-        models.update(m for m in (route.body, route.response) if m is not None)
+        models.update(m for m in (route.body, route.response, route.also and route.also[1]) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
     keys, schema = models_json_schema([(model, "validation") for model in ordered], ref_template=REF, by_alias=True)
     refs = {model: keys[(model, "validation")] for model in ordered}
@@ -191,6 +191,9 @@ def _responses(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
     elif route.answers in NON_JSON:
         ok["content"] = NON_JSON[route.answers]
     responses: dict[str, Any] = {str(route.status): ok}
+    if route.also is not None:
+        also_status, model = route.also
+        responses[str(also_status)] = {**ok, "content": {"application/json": {"schema": refs[model]}}}
     error = {"application/json": {"schema": refs[ErrorBody]}}
     for status, description in ERRORS.items():
         if route.access == "public" and status in PUBLIC_SKIPS:

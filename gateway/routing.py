@@ -32,6 +32,8 @@ class Route:
     # content type ("binary"), or plain text such as Prometheus' format ("text").
     answers: Literal["json", "binary", "text"] = "json"
     status: int = 200
+    # Another success the route can answer, with its body (DELETE /message/{id}: 202 once sent).
+    also: tuple[int, type[BaseModel]] | None = None
     access: Access = "key"
     tag: str = "gateway"
     in_docs: bool = True
