@@ -4,6 +4,7 @@ flushes can never see each other half-done."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from config import LaneConfig, Settings
 from config.settings import LaneName, ThrottleConfig
@@ -145,16 +147,11 @@ class Lanes:
     async def _run(
         self, script: str, name: str, *args: Any, script_keys: list[str] | None = None, client: Any = None
     ) -> Any:
-        common: list[Any] = [
-            self.clock(),
-            name,
-            keys.instance(""),
-            keys.DUE_PREFIX,
-            keys.MESSAGE_PREFIX,
-            self._rules,
-            keys.STATS,
-        ]
-        return await self._scripts[script](keys=script_keys or [], args=[*common, *args], client=client)
+        return await self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
+
+    def _common(self, name: str) -> list[Any]:
+        """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
+        return [self.clock(), name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
 
     async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -194,19 +191,36 @@ class Lanes:
             raise Unavailable(f"{taken_back} messages were {unconfirmed}, so they were not queued; send them again")
 
     async def claim_due(
-        self, worker_id: str, room: int, expired_fields: dict[str, Any], opted_out_fields: dict[str, Any]
+        self,
+        worker_id: str,
+        room: int,
+        expired_fields: dict[str, Any],
+        opted_out_fields: dict[str, Any],
+        wait: float = 0.0,
     ) -> Claim:
-        """Take up to `room` of the worker's due instances and pick what each sends now."""
-        found = await self._run(
-            "claim_due",
-            "",
+        """Take up to `room` of the worker's due instances and pick what each sends now. With a
+        `wait` (s), first sleep that long at most, or until a wake-up earlier than the worker's
+        others is added (its bell rings): the wait and the claim after it are one round trip, as
+        Redis runs a pipeline's commands in order, the claim once the wait is over."""
+        args = [
             worker_id,
             room,
             self.max_wait_ms,
             self.retention,
             json.dumps(expired_fields),
             json.dumps(opted_out_fields),
-        )
+        ]
+        found = None
+        if wait > 0:
+            # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+                pipe.blpop([keys.due_bell(worker_id)], timeout=wait)  # type: ignore[arg-type]
+                pipe.evalsha(self._scripts["claim_due"].sha, 0, *self._common(""), *args)
+                with contextlib.suppress(NoScriptError):  # a restarted Redis: claim below, loading it
+                    _, found = await pipe.execute()
+        if found is None:
+            found = await self._run("claim_due", "", *args)
         taken = [
             Claimed(
                 name=name,
@@ -219,10 +233,9 @@ class Lanes:
         ]
         return Claim(taken, int(found[0]) if found[0] else None)
 
-    async def wait_bell(self, worker_id: str, timeout: float) -> None:
-        """Sleep up to `timeout` s, or until a wake-up earlier than the worker's others is added."""
-        # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
-        await self.redis.blpop([keys.due_bell(worker_id)], timeout=timeout)  # type: ignore[arg-type, misc]
+    async def ring(self, worker_id: str) -> None:
+        """Cut short the worker's wait for its next claim."""
+        await self.redis.rpush(keys.due_bell(worker_id), 1)  # type: ignore[misc]
 
     async def finish(
         self,
