@@ -22,6 +22,7 @@ from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
+from core.tenants import KeyCheck
 from scheduler.messages import FIELDS, RECENT_KEPT, Message, lua_fields
 from webhooks.outbox import Event, Head, head_of
 
@@ -45,6 +46,17 @@ class Accepting:
 
     message: Message
     client_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What accepting found: per message None (queued now) or the id its client reference queued
+    before; `earlier` is None when nothing was recorded. With a key check, the key's tenant ('' for
+    the admin or an unknown key) and its count this minute, as core/lua/authorize.lua found them."""
+
+    earlier: list[str | None] | None
+    tenant: str = ""
+    count: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,9 +139,13 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
         self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
+        shared = ("fields", "metrics", "outbox_add", "common")
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'metrics', 'outbox_add', 'common', name)}")
-            for name in ("accept", "withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
+            name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
+            for name, *parts in (
+                ("accept", "authorize", "accept"),
+                *((name, name) for name in ("withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")),
+            )
         }
 
     @classmethod
@@ -153,32 +169,40 @@ class Lanes:
         """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
         return [self.clock(), name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
 
-    async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
+    async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
         message, None when it was queued now, or the id of the message its client reference
-        queued before (then it is not queued again). None, with nothing recorded, when the
-        instance does not exist.
+        queued before (then it is not queued again). Nothing is recorded when the instance does
+        not exist, or, with a `key_check`, when the API key may not send on it (unknown, over its
+        limit, another tenant's): the key is checked and counted in the same step.
 
         With `replica_acks`, the same round trip waits for that many replicas to hold them (Redis
         WAIT), so a failover to one of them cannot lose a message the API answered 202 for; when
         they do not confirm in time, what still waits is taken back and Unavailable raised."""
-        args: list[Any] = [CLIENT_REF_SECONDS, RECENT_KEPT]
+        check = key_check.presented if key_check else ""
+        args: list[Any] = [
+            CLIENT_REF_SECONDS,
+            RECENT_KEPT,
+            check,
+            key_check.ttl if key_check else "",
+            key_check.limit if key_check else "",
+        ]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
             args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
+        script_keys = key_check.keys if key_check else None
         if not self.replica_acks:
-            answers = await self._run("accept", name, *args)
+            found = await self._run("accept", name, *args, script_keys=script_keys)
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await self._run("accept", name, *args, client=pipe)
+                await self._run("accept", name, *args, script_keys=script_keys, client=pipe)
                 pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
-                answers, acked = await pipe.execute()
-            if answers and acked < self.replica_acks:
-                queued = [item.message.id for item, earlier in zip(messages, answers[1:], strict=True) if not earlier]
+                found, acked = await pipe.execute()
+            if found[0] and acked < self.replica_acks:
+                queued = [item.message.id for item, earlier in zip(messages, found[3:], strict=True) if not earlier]
                 await self._withdraw(name, queued)
-        if not answers:
-            return None
-        return [earlier or None for earlier in answers[1:]]
+        recorded, tenant, count, *answers = found
+        return Acceptance([earlier or None for earlier in answers] if recorded else None, tenant, int(count))
 
     async def _withdraw(self, name: str, message_ids: list[str]) -> None:
         unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
@@ -202,7 +226,7 @@ class Lanes:
         `wait` (s), first sleep that long at most, or until a wake-up earlier than the worker's
         others is added (its bell rings): the wait and the claim after it are one round trip, as
         Redis runs a pipeline's commands in order, the claim once the wait is over."""
-        args = [
+        args: list[Any] = [
             worker_id,
             room,
             self.max_wait_ms,

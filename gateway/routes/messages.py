@@ -9,6 +9,7 @@ from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
+from gateway.middleware import checked_caller, key_check
 from gateway.responses import json_response
 from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, NamePart, PhoneNumber, WebUrl, validate
@@ -186,13 +187,19 @@ def _queued(item: Accepting) -> Queued:
 
 async def _enqueue(request: web.Request, instance_name: str, type_: SendType, content: Content) -> web.Response:
     item = _accepting(instance_name, type_, content)
-    if await services(request).lanes.accept(instance_name, [item]) is None:
+    check = key_check(request)  # the send routes check the key in the accept step (Route.checks_key)
+    if check is None:
+        require_instance_access(request, instance_name)
+    accepted = await services(request).lanes.accept(instance_name, [item], check)
+    if check is not None:
+        checked_caller(request, check, accepted.tenant, accepted.count)
+        require_instance_access(request, instance_name)
+    if accepted.earlier is None:
         raise NotFound(f"no instance {instance_name!r}")
     return json_response(_queued(item), status=202)
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
-    require_instance_access(request, body.instance_name)
     assert isinstance(body, Content)
     return await _enqueue(request, body.instance_name, type_, body)
 
@@ -353,7 +360,7 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
     earlier: dict[str, str] = {}  # message id -> the id its clientRef had queued before
     for name in names:
         mine = [item for item, m in zip(items, body.messages, strict=True) if m.instance_name == name]
-        answers = await svc.lanes.accept(name, mine)
+        answers = (await svc.lanes.accept(name, mine)).earlier
         if answers is None:  # deleted since the check above: the instances before it were queued
             raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
         earlier.update({item.message.id: e for item, e in zip(mine, answers, strict=True) if e is not None})
