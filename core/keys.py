@@ -57,6 +57,10 @@ def worker_queue(worker_id: str) -> str:
     return f"{WORKER_QUEUE_PREFIX}{worker_id}"  # arq queue of instance commands, polled only by that worker
 
 
+def worker_queue_bell(worker_id: str) -> str:
+    return f"{worker_queue(worker_id)}:bell"  # list: rung when a command is queued for the worker
+
+
 def due(worker_id: str) -> str:
     return f"{DUE_PREFIX}{worker_id}"  # sorted set: instance name -> its next wake-up (ms), claimed by that worker
 

@@ -20,7 +20,7 @@ from core import keys
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
 from scheduler.claim_loop import ClaimLoop
-from scheduler.commands import COMMAND_JOB
+from scheduler.commands import COMMAND_JOB, CommandWorker
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
 from scheduler.media import MediaFetcher
@@ -90,9 +90,9 @@ class GatewayWorker:
             "startedAt": int(time.time() * 1000),
         }
         self._stopping = False
-        self._arq = Worker(
+        self._arq = CommandWorker(
+            self.worker_id,
             functions=[func(instance_command, name=COMMAND_JOB)],
-            queue_name=keys.worker_queue(self.worker_id),
             redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
             handle_signals=False,
             poll_delay=settings.worker_poll_delay,
