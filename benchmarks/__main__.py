@@ -32,9 +32,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from benchmarks.roundtrips import RoundTrips
+from benchmarks.roundtrips import NOT_COUNTED, RoundTrips
 from config import load_settings
 from core import keys
 from core.logs import configure_logging
@@ -204,8 +205,15 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
                     await call("POST", "/instance/create", body, key)
                     await call("POST", f"/sandbox/instance/{name}/link", {}, key)
 
-                for chunk in range(0, len(names), 50):
-                    await asyncio.gather(*(open_one(name) for name in names[chunk : chunk + 50]))
+                # 50 at a time, each opener taking the next name as soon as its last one is open
+                # (a fixed chunk of 50 would wait for its slowest link every time).
+                waiting = iter(names)
+
+                async def opener() -> None:
+                    for name in waiting:
+                        await open_one(name)
+
+                await asyncio.gather(*(opener() for _ in range(50)))
                 memory = {
                     "rss_per_instance": (rss_bytes() - rss_before) / instances,
                     "redis_per_instance": (await _redis_memory(redis_server.url) - redis_before) / instances,
@@ -282,9 +290,7 @@ async def _redis_memory(url: str) -> int:
 
 
 async def _until_all_sent(url: str, total: int) -> None:
-    from core.redis_client import connect
-
-    client = connect(url)
+    client = Redis.from_url(url, decode_responses=True, client_name=NOT_COUNTED)
     try:
         while int(await client.hget(keys.STATS, "sent") or 0) < total:
             await asyncio.sleep(0.05)

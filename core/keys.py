@@ -61,6 +61,10 @@ def worker_queue_bell(worker_id: str) -> str:
     return f"{worker_queue(worker_id)}:bell"  # list: rung when a command is queued for the worker
 
 
+def command_reply(job_id: str) -> str:
+    return f"{PREFIX}q:reply:{job_id}"  # list: the answer to a command the API waits for
+
+
 def due(worker_id: str) -> str:
     return f"{DUE_PREFIX}{worker_id}"  # sorted set: instance name -> its next wake-up (ms), claimed by that worker
 

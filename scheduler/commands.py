@@ -15,9 +15,12 @@ from arq.worker import Worker
 
 from core import keys
 from core.errors import Unavailable, from_wire
+from core.jobs import dumps, loads
 from scheduler.ownership import Ownership
 
 COMMAND_JOB = "instance_command"
+# How long an answer nobody took stays (a caller that gave up): about as long as arq keeps results.
+REPLY_SECONDS = 60
 # The longest a worker waits on its queue's bell before looking anyway (a job arq defers for a
 # retry is then due without a ring).
 BELL_SECONDS = 1.0
@@ -33,6 +36,14 @@ class CommandWorker(Worker):
     async def _poll_iteration(self) -> None:
         await self.pool.blpop([self.bell], timeout=BELL_SECONDS)  # type: ignore[arg-type, misc]
         await super()._poll_iteration()
+
+
+async def answer(redis: ArqRedis, job_id: str, result: dict[str, Any]) -> None:
+    """Push a command's answer for the caller waiting in Commands.call."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.rpush(keys.command_reply(job_id), dumps(result))
+        pipe.expire(keys.command_reply(job_id), REPLY_SECONDS)
+        await pipe.execute()
 
 
 class Commands:
@@ -57,8 +68,12 @@ class Commands:
             await self.enqueue(owner, name, "adopt")  # before the command: the in-flight message, the session
         return owner
 
-    async def enqueue(self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None) -> Job:
-        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(worker_id))
+    async def enqueue(
+        self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None, reply: bool = False
+    ) -> Job:
+        """Queue `op` for the worker; with `reply`, it pushes its answer to keys.command_reply."""
+        queue = keys.worker_queue(worker_id)
+        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, reply=reply, _queue_name=queue)
         assert job is not None  # a fresh random job id is never a duplicate
         async with self.arq.pipeline(transaction=False) as pipe:  # ring: the worker looks now
             pipe.rpush(keys.worker_queue_bell(worker_id), 1)
@@ -67,14 +82,18 @@ class Commands:
         return job
 
     async def call(self, name: str, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run `op` on the instance's owner and wait for its answer, which the worker pushes to a
+        list of the job's own (`reply`): one blocking pop, where polling arq's result many times a
+        second would load Redis with every call waiting."""
         owner = await self._owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
-        job = await self.enqueue(owner, name, op, args)
-        try:
-            result: dict[str, Any] = await job.result(timeout=self.timeout, poll_delay=0.02)
-        except TimeoutError:
-            raise Unavailable(f"worker {owner} did not answer within {self.timeout:g} s; retry shortly") from None
+        job = await self.enqueue(owner, name, op, args, reply=True)
+        # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+        found = await self.arq.blpop([keys.command_reply(job.job_id)], timeout=self.timeout)  # type: ignore[arg-type, misc]
+        if found is None:
+            raise Unavailable(f"worker {owner} did not answer within {self.timeout:g} s; retry shortly")
+        result = loads(found[1])
         if "error" in result:
             raise from_wire(result["error"])
         return dict(result.get("ok") or {})
