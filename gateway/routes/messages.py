@@ -358,8 +358,10 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
         raise NotFound(f"no instance {', '.join(map(repr, missing))}: nothing was queued")
     items = [_accepting(m.instance_name, m.type, m, m.client_ref) for m in body.messages]
     earlier: dict[str, str] = {}  # message id -> the id its clientRef had queued before
-    for name in names:
-        mine = [item for item, m in zip(items, body.messages, strict=True) if m.instance_name == name]
+    by_instance: dict[str, list[Accepting]] = {}
+    for item in items:
+        by_instance.setdefault(item.message.instance_name, []).append(item)
+    for name, mine in by_instance.items():
         answers = (await svc.lanes.accept(name, mine)).earlier
         if answers is None:  # deleted since the check above: the instances before it were queued
             raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
