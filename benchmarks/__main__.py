@@ -35,7 +35,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from benchmarks.roundtrips import NOT_COUNTED, RoundTrips
+from benchmarks.roundtrips import NOT_COUNTED, RoundTrips, script_names
 from config import load_settings
 from core import keys
 from core.logs import configure_logging
@@ -237,6 +237,7 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
                         steady_ids.append((await text(random.choice(names), i))["id"])
                     await _until_all_sent(redis_server.url, len(steady_ids))
                     trips = counted()
+                scripts = script_names()
                 steady_late = await _lateness(redis_server.url, steady_ids)
 
                 # The burst is queued through POST /message/batch, 1,000 at a time, and the worker's
@@ -262,11 +263,18 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
     return {
         "steady": steady_late,
         "trips_per_message": trips / len(steady_ids),
+        "scripts": scripts,
         "sent": len(steady_ids),
         "burst_rate": len(burst_ids) / max(0.001, max(burst_sent) - min(burst_sent)) if burst_ids else 0.0,
         "burst": burst_late,
         **memory,
     }
+
+
+def _script(command: str, scripts: dict[str, str]) -> str:
+    """EVALSHA <sha> as the script's name (core/lua/<name>.lua)."""
+    name, _, sha = command.partition(" ")
+    return f"{name} {scripts.get(sha, sha[:8])}" if sha else name
 
 
 def _caller(http: aiohttp.ClientSession) -> Callable[..., Awaitable[Any]]:
@@ -371,7 +379,10 @@ async def main() -> None:
         f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (accept + pump + webhook "
         f"delivery, wake-ups, all in the steady phase; target <= 6)"
     )
-    top = ", ".join(f"{name} {count / run['sent']:.1f}" for name, count in round_trips.by_command.most_common(8))
+    scripts = run["scripts"]
+    top = ", ".join(
+        f"{_script(name, scripts)} {count / run['sent']:.2f}" for name, count in round_trips.by_command.most_common(10)
+    )
     print(f"   by command, per message: {top}")
     print(
         f"4. memory per idle sandbox instance  worker RSS {run['rss_per_instance'] / 1024:.1f} KiB   "

@@ -9,19 +9,38 @@ reads higher."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import resources
 from typing import Any
+
+from redis.commands.core import AsyncScript
 
 NOT_COUNTED = "bench-not-counted"  # client name of the benchmark's own connections
 
 
 def _name(packed: Any) -> str:
+    """The command, and for EVALSHA its script's sha: `EVALSHA <sha>`."""
     first = packed[0] if isinstance(packed, list) and packed else packed
-    text = bytes(first[:64]) if isinstance(first, bytes | bytearray | memoryview) else b""
+    text = bytes(first[:128]) if isinstance(first, bytes | bytearray | memoryview) else b""
     parts = text.split(b"\r\n")
-    return parts[2].decode(errors="replace").upper() if len(parts) > 2 else "?"
+    name = parts[2].decode(errors="replace").upper() if len(parts) > 2 else "?"
+    return f"{name} {parts[4].decode(errors='replace')}" if name == "EVALSHA" and len(parts) > 4 else name
+
+
+def script_names() -> dict[str, str]:
+    """The sha of every script registered in this process -> the core/lua file it ends with (the
+    script's own part, after the shared ones)."""
+    folder = resources.files("core") / "lua"
+    files = {f.name.removesuffix(".lua"): f.read_text().rstrip() for f in folder.iterdir() if f.name.endswith(".lua")}
+    names = {}
+    for found in gc.get_objects():
+        if isinstance(found, AsyncScript):
+            source = found.script.decode() if isinstance(found.script, bytes) else str(found.script)
+            names[found.sha] = next((n for n, text in files.items() if source.rstrip().endswith(text)), "?")
+    return names
 
 
 class RoundTrips:

@@ -240,7 +240,8 @@ class Lanes:
             async with self.redis.pipeline(transaction=False) as pipe:
                 # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
                 pipe.blpop([keys.due_bell(worker_id)], timeout=wait)  # type: ignore[arg-type]
-                pipe.evalsha(self._scripts["claim_due"].sha, 0, *self._common(""), *args)
+                # Its time is Redis's when the wait ends: ours now would be stale by then.
+                pipe.evalsha(self._scripts["claim_due"].sha, 0, "", *self._common("")[1:], *args)
                 with contextlib.suppress(NoScriptError):  # a restarted Redis: claim below, loading it
                     _, found = await pipe.execute()
         if found is None:
