@@ -32,9 +32,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from benchmarks.roundtrips import RoundTrips
+from benchmarks.roundtrips import NOT_COUNTED, RoundTrips, script_names
 from config import load_settings
 from core import keys
 from core.logs import configure_logging
@@ -204,8 +205,15 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
                     await call("POST", "/instance/create", body, key)
                     await call("POST", f"/sandbox/instance/{name}/link", {}, key)
 
-                for chunk in range(0, len(names), 50):
-                    await asyncio.gather(*(open_one(name) for name in names[chunk : chunk + 50]))
+                # 50 at a time, each opener taking the next name as soon as its last one is open
+                # (a fixed chunk of 50 would wait for its slowest link every time).
+                waiting = iter(names)
+
+                async def opener() -> None:
+                    for name in waiting:
+                        await open_one(name)
+
+                await asyncio.gather(*(opener() for _ in range(50)))
                 memory = {
                     "rss_per_instance": (rss_bytes() - rss_before) / instances,
                     "redis_per_instance": (await _redis_memory(redis_server.url) - redis_before) / instances,
@@ -229,6 +237,7 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
                         steady_ids.append((await text(random.choice(names), i))["id"])
                     await _until_all_sent(redis_server.url, len(steady_ids))
                     trips = counted()
+                scripts = script_names()
                 steady_late = await _lateness(redis_server.url, steady_ids)
 
                 # The burst is queued through POST /message/batch, 1,000 at a time, and the worker's
@@ -254,11 +263,18 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
     return {
         "steady": steady_late,
         "trips_per_message": trips / len(steady_ids),
+        "scripts": scripts,
         "sent": len(steady_ids),
         "burst_rate": len(burst_ids) / max(0.001, max(burst_sent) - min(burst_sent)) if burst_ids else 0.0,
         "burst": burst_late,
         **memory,
     }
+
+
+def _script(command: str, scripts: dict[str, str]) -> str:
+    """EVALSHA <sha> as the script's name (core/lua/<name>.lua)."""
+    name, _, sha = command.partition(" ")
+    return f"{name} {scripts.get(sha, sha[:8])}" if sha else name
 
 
 def _caller(http: aiohttp.ClientSession) -> Callable[..., Awaitable[Any]]:
@@ -282,9 +298,7 @@ async def _redis_memory(url: str) -> int:
 
 
 async def _until_all_sent(url: str, total: int) -> None:
-    from core.redis_client import connect
-
-    client = connect(url)
+    client = Redis.from_url(url, decode_responses=True, client_name=NOT_COUNTED)
     try:
         while int(await client.hget(keys.STATS, "sent") or 0) < total:
             await asyncio.sleep(0.05)
@@ -365,7 +379,10 @@ async def main() -> None:
         f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (accept + pump + webhook "
         f"delivery, wake-ups, all in the steady phase; target <= 6)"
     )
-    top = ", ".join(f"{name} {count / run['sent']:.1f}" for name, count in round_trips.by_command.most_common(8))
+    scripts = run["scripts"]
+    top = ", ".join(
+        f"{_script(name, scripts)} {count / run['sent']:.2f}" for name, count in round_trips.by_command.most_common(10)
+    )
     print(f"   by command, per message: {top}")
     print(
         f"4. memory per idle sandbox instance  worker RSS {run['rss_per_instance'] / 1024:.1f} KiB   "

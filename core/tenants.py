@@ -36,6 +36,20 @@ ADMIN = Principal(key_id="admin", tenant_id=None)
 
 
 @dataclass(frozen=True)
+class KeyCheck:
+    """What core/lua/authorize.lua needs to check a presented API key and count it against its
+    per-minute limit, from inside any script (gateway/ratelimit.py builds it)."""
+
+    keys: list[str]  # the key's record, its counter, the caller address's counter
+    presented: str  # the key's digest: '' for the admin key, '-' for a key of no known form
+    ttl: int  # the counters' lifetime (s)
+    limit: int  # requests a minute
+    admin: bool
+    key_id: str | None
+    reset_in: int  # seconds until the window starts again
+
+
+@dataclass(frozen=True)
 class IssuedKey:
     key_id: str
     api_key: str

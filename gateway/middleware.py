@@ -24,10 +24,12 @@ from core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from core.tenants import KeyCheck, Principal
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
+from gateway.ratelimit import Allowance
 from gateway.routing import Route, route_of
-from gateway.state import EXTRA_HEADERS, PRINCIPAL, REQUEST_ID, services
+from gateway.state import EXTRA_HEADERS, KEY_CHECK, PRINCIPAL, REQUEST_ID, services
 
 log = structlog.get_logger(__name__)
 
@@ -127,33 +129,85 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = route_of(handler)
     if route is None:  # unknown paths (404) and the docs page's static files
         return await handler(request)
+    gatekeeper = services(request).gatekeeper
+    remote = request.remote or "-"
     if route.access == "public" and route.path == "/health":
         # Health must answer from here whatever Redis does; the limit is counted only when it can be.
         with contextlib.suppress(redis.exceptions.RedisError):
-            _, allowance = await services(request).gatekeeper.check("", request.remote or "-")
+            _, allowance = await gatekeeper.check("", remote)
             request[EXTRA_HEADERS].update(allowance.headers())
         return await handler(request)
     keyless = route.access == "public" or (route.access == "signed" and "sig" in request.query)
     api_key = presented_key(request, route) if not keyless else ""
     if api_key and not re.fullmatch(TOKEN, api_key):
         raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
-    caller, allowance = await services(request).gatekeeper.check(api_key, request.remote or "-")
+    if route.checks_key and api_key and "Idempotency-Key" not in request.headers:
+        # The handler checks the key inside its own Redis step (checked_caller): one round trip for
+        # the key, its limit and the work. Should it fail before, the key is checked here and a
+        # bad key or the limit answers first, as on any route.
+        request[KEY_CHECK] = gatekeeper.key_check(api_key, remote)
+        try:
+            return await handler(request)
+        except GatewayError:
+            if request.pop(KEY_CHECK, None) is not None:
+                caller, allowance = await gatekeeper.check(api_key, remote)
+                _within_limit(request, allowance)
+                _known(caller, api_key)
+            raise
+    caller, allowance = await gatekeeper.check(api_key, remote)
+    _within_limit(request, allowance)
+    if keyless:
+        return await handler(request)
+    caller = _known(caller, api_key)
+    if route.access == "admin" and not caller.is_admin:
+        raise ForbiddenTenant(f"only the admin key may use {route.path}")
+    request[PRINCIPAL] = caller
+    return await handler(request)
+
+
+def _within_limit(request: web.Request, allowance: Allowance) -> None:
+    """Answers carry the rate limit's headers; over it, 429."""
     request[EXTRA_HEADERS].update(allowance.headers())
     if not allowance.allowed:
         raise RateLimited(
             f"more than {allowance.limit} requests a minute; retry in {allowance.reset_in} s",
             headers={"Retry-After": str(allowance.reset_in)},
         )
-    if keyless:
-        return await handler(request)
+
+
+def _known(caller: Principal | None, api_key: str) -> Principal:
     if caller is None:
         raise InvalidApiKey(
             "missing apikey header (or Authorization: Bearer)" if not api_key else "unknown or revoked API key"
         )
-    if route.access == "admin" and not caller.is_admin:
-        raise ForbiddenTenant(f"only the admin key may use {route.path}")
-    request[PRINCIPAL] = caller
-    return await handler(request)
+    return caller
+
+
+def key_check(request: web.Request) -> KeyCheck | None:
+    """The key check the middleware left to this route's own Redis step (Route.checks_key), if it
+    did; taken once. Hand it to that step, then its findings to `checked_caller`."""
+    found: KeyCheck | None = request.pop(KEY_CHECK, None)
+    return found
+
+
+async def caller_now(request: web.Request) -> Principal:
+    """The caller, for a route that left the key check to its own step (Route.checks_key) but
+    needs the caller before it: the key is checked now, in a round trip of its own."""
+    check = key_check(request)
+    if check is None:
+        found: Principal = request[PRINCIPAL]
+        return found
+    tenant, count = await services(request).gatekeeper.count(check)
+    return checked_caller(request, check, tenant, count)
+
+
+def checked_caller(request: web.Request, check: KeyCheck, tenant: str, count: int) -> Principal:
+    """The caller, from what the route's step found for `check` (core/lua/authorize.lua): 429 over
+    the limit, 401 for an unknown key, as the middleware answers."""
+    caller, allowance = services(request).gatekeeper.verdict(check, tenant, count)
+    _within_limit(request, allowance)
+    request[PRINCIPAL] = found = _known(caller, "-")
+    return found
 
 
 @web.middleware

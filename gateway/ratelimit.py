@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from core import keys
 from core.redis_client import Redis
 from core.scripts import lua
-from core.tenants import ADMIN, Principal, digest, key_id_of
+from core.tenants import ADMIN, KeyCheck, Principal, digest, key_id_of
 
 WINDOW_SECONDS = 60
 
@@ -37,23 +37,43 @@ class Gatekeeper:
     def __init__(self, redis: Redis, admin_key: str, per_minute: int) -> None:
         self.per_minute = per_minute
         self._admin_digest = digest(admin_key)
-        self._script = redis.register_script(lua("authorize"))
+        self._script = redis.register_script(lua("authorize", "check_key"))
 
-    async def check(self, api_key: str, remote: str) -> tuple[Principal | None, Allowance]:
-        """The caller behind `api_key` (None if unknown) and its allowance after this request."""
+    def key_check(self, api_key: str, remote: str) -> KeyCheck:
+        """What checking `api_key` from `remote` takes, here or inside another script (the send
+        routes check it in their accept step: core/lua/accept.lua)."""
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         presented = digest(api_key) if api_key else ""
         is_admin = bool(api_key) and hmac.compare_digest(presented, self._admin_digest)
         key_id = ADMIN.key_id if is_admin else key_id_of(api_key)
-        tenant, count = await self._script(
+        return KeyCheck(
             keys=[
                 keys.api_key(key_id or "-"),
                 keys.rate_limit(key_id or "-", window),
                 keys.rate_limit(f"ip:{remote}", window),
             ],
-            args=["" if is_admin else (presented if key_id else "-"), WINDOW_SECONDS + 1],
+            presented="" if is_admin else (presented if key_id else "-"),
+            ttl=WINDOW_SECONDS + 1,
+            limit=self.per_minute,
+            admin=is_admin,
+            key_id=key_id,
+            reset_in=max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999)),
         )
-        caller = ADMIN if is_admin else (Principal(key_id=key_id, tenant_id=tenant) if key_id and tenant else None)
-        reset_in = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-        return caller, Allowance(limit=self.per_minute, remaining=self.per_minute - int(count), reset_in=reset_in)
+
+    def verdict(self, check: KeyCheck, tenant: str, count: int) -> tuple[Principal | None, Allowance]:
+        """The caller behind the checked key (None if unknown) and its allowance, from what
+        authorize.lua found."""
+        key_id = check.key_id
+        caller = ADMIN if check.admin else (Principal(key_id=key_id, tenant_id=tenant) if key_id and tenant else None)
+        return caller, Allowance(limit=self.per_minute, remaining=self.per_minute - int(count), reset_in=check.reset_in)
+
+    async def check(self, api_key: str, remote: str) -> tuple[Principal | None, Allowance]:
+        """The caller behind `api_key` (None if unknown) and its allowance after this request."""
+        check = self.key_check(api_key, remote)
+        return self.verdict(check, *await self.count(check))
+
+    async def count(self, check: KeyCheck) -> tuple[str, int]:
+        """Count a request against the key's limit: the key's tenant ('' if unknown) and the count."""
+        tenant, count = await self._script(keys=check.keys, args=[check.presented, check.ttl])
+        return tenant, count

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from core.errors import InvalidApiKey
 from core.instances import Instance, tenant_of
-from core.tenants import Principal
+from core.tenants import KeyCheck, Principal
 from gateway.idempotency import Idempotency
 from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
@@ -40,6 +40,8 @@ class ApiServices(Services):
 SERVICES = web.AppKey("services", ApiServices)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open /events connections
 PRINCIPAL = web.RequestKey("principal", Principal)
+# A send route's API key, left by the auth middleware for the route to check in its accept step.
+KEY_CHECK = web.RequestKey("key_check", KeyCheck)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
 

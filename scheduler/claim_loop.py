@@ -3,7 +3,8 @@ adopting an instance put the instance in its owner's due-set (a sorted set of in
 next wake-up, core/lua/common.lua `wake`) in the same atomic step as its lanes. This loop, inside
 the worker process, takes every due instance in one script call (core/lua/claim_due.lua, under
 the owner/epoch fencing), runs the sends it picked, a bounded number at once and never two for
-one number, and sleeps until the next wake-up or until its bell rings for an earlier one.
+one number, and sleeps until the next wake-up or until its bell rings for an earlier one: that
+sleep (a blocking pop) and the claim after it go to Redis as one pipeline, one round trip.
 
 Nothing else schedules sends, so there is no second state machine to agree with. The sweep only
 repairs what a cut connection can leave behind (a claim whose answer was lost), and it runs while
@@ -57,24 +58,28 @@ class ClaimLoop:
         """Claim and send until cancelled; a Redis outage only pauses it."""
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_seconds
+        wait = 0.0
         while True:
             try:
                 if self._sweep_due or loop.time() > next_sweep:
                     await self.sweep()
                     next_sweep = loop.time() + self.sweep_seconds
-                await self._wait(await self._claim())
+                wait = await self._wait(await self._claim(wait))
             except (RedisError, OSError) as exc:
                 log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))
                 self._sweep_due = True
+                wait = 0.0
                 await asyncio.sleep(RETRY_SECONDS)
             except Exception:  # a bug must not stop this worker's sends for good
                 log.exception("claims.failed", worker_id=self.worker_id)
                 self._sweep_due = True
+                wait = 0.0
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def _claim(self) -> int | None:
-        """Start the sends of every due instance there is room for; the next wake-up left (ms),
-        `now` when more are due, None when the loop is full or nothing is scheduled."""
+    async def _claim(self, wait: float) -> int | None:
+        """Sleep up to `wait` s (until the bell rings), then start the sends of every due instance
+        there is room for, in the same round trip; the next wake-up left (ms), `now` when more are
+        due, None when the loop is full or nothing is scheduled."""
         async with self._held:
             room = self.max_in_flight - len(self.running)
             if room <= 0 or not self._claiming:
@@ -84,6 +89,7 @@ class ClaimLoop:
                 room,
                 changes(status="failed", error=EXPIRED),
                 changes(status="failed", error=OPTED_OUT),
+                wait,
             )
             for claimed in claim.taken:
                 self._start(claimed)
@@ -91,14 +97,14 @@ class ClaimLoop:
             return now_ms()  # there may be more due: look again at once
         return claim.next_due_ms
 
-    async def _wait(self, next_due_ms: int | None) -> None:
+    async def _wait(self, next_due_ms: int | None) -> float:
+        """Wait here while the loop is full; else how long the next claim should wait first (s)."""
         if len(self.running) >= self.max_in_flight or not self._claiming:
             self._room.clear()
             await self._room.wait()
-            return
+            return 0.0
         wait = IDLE_SECONDS if next_due_ms is None else min(IDLE_SECONDS, (next_due_ms - now_ms()) / 1000)
-        if wait > 0.001:
-            await self.lanes.wait_bell(self.worker_id, wait)
+        return wait if wait > 0.001 else 0.0
 
     def _start(self, claimed: Claimed) -> None:
         previous = self.running.get(claimed.name)
@@ -137,6 +143,8 @@ class ClaimLoop:
         """Stop claiming (once a claim under way is done, so the loop can then be cancelled
         without cutting one off) and let the sends under way finish, up to `timeout` s; then
         cancel the rest (their messages are re-queued by the next owner, possibly duplicated)."""
+        with contextlib.suppress(RedisError):
+            await self.lanes.ring(self.worker_id)  # a claim waiting for its wake-up ends now
         async with self._held:
             self._claiming = False
         self._room.set()

@@ -1,17 +1,49 @@
 """Calls from the API to the worker that owns an instance's WhatsApp session, as arq jobs on
-that worker's own queue. Results are plain JSON: `{"ok": ...}` or `{"error": {code, message}}`."""
+that worker's own queue. Results are plain JSON: `{"ok": ...}` or `{"error": {code, message}}`.
+
+The worker does not poll its queue many times a second, as arq does: queuing a command rings the
+queue's bell, and between looks the worker waits on the bell (a blocking pop), at most
+BELL_SECONDS, so an idle queue costs two round trips a second whatever the message rate."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.jobs import Job
+from arq.worker import Worker
 
 from core import keys
 from core.errors import Unavailable, from_wire
+from core.jobs import dumps, loads
 from scheduler.ownership import Ownership
 
 COMMAND_JOB = "instance_command"
+# How long an answer nobody took stays (a caller that gave up): about as long as arq keeps results.
+REPLY_SECONDS = 60
+# The longest a worker waits on its queue's bell before looking anyway (a job arq defers for a
+# retry is then due without a ring).
+BELL_SECONDS = 1.0
+
+
+class CommandWorker(Worker):
+    """arq's worker on a worker's own queue, looking when its bell rings instead of polling."""
+
+    def __init__(self, worker_id: str, **options: Any) -> None:
+        super().__init__(queue_name=keys.worker_queue(worker_id), **options)
+        self.bell = keys.worker_queue_bell(worker_id)
+
+    async def _poll_iteration(self) -> None:
+        await self.pool.blpop([self.bell], timeout=BELL_SECONDS)  # type: ignore[arg-type, misc]
+        await super()._poll_iteration()
+
+
+async def answer(redis: ArqRedis, job_id: str, result: dict[str, Any]) -> None:
+    """Push a command's answer for the caller waiting in Commands.call."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.rpush(keys.command_reply(job_id), dumps(result))
+        pipe.expire(keys.command_reply(job_id), REPLY_SECONDS)
+        await pipe.execute()
 
 
 class Commands:
@@ -36,24 +68,36 @@ class Commands:
             await self.enqueue(owner, name, "adopt")  # before the command: the in-flight message, the session
         return owner
 
-    async def enqueue(self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None) -> None:
-        await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(worker_id))
+    async def enqueue(
+        self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None, reply: bool = False
+    ) -> Job:
+        """Queue `op` for the worker; with `reply`, it pushes its answer to keys.command_reply."""
+        queue = keys.worker_queue(worker_id)
+        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, reply=reply, _queue_name=queue)
+        assert job is not None  # a fresh random job id is never a duplicate
+        async with self.arq.pipeline(transaction=False) as pipe:  # ring: the worker looks now
+            pipe.rpush(keys.worker_queue_bell(worker_id), 1)
+            pipe.ltrim(keys.worker_queue_bell(worker_id), -1, -1)
+            await pipe.execute()
+        return job
 
     async def call(
         self, name: str, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> dict[str, Any]:
         """Run `op` on the instance's owner and wait for its answer, `timeout` seconds at most
-        (default: the channel's own)."""
+        (default: the channel's own), which the worker pushes to a list of the job's own
+        (`reply`): one blocking pop, where polling arq's result many times a second would load
+        Redis with every call waiting."""
         timeout = self.timeout if timeout is None else timeout
         owner = await self._owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
-        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, _queue_name=keys.worker_queue(owner))
-        assert job is not None  # a fresh random job id is never a duplicate
-        try:
-            result: dict[str, Any] = await job.result(timeout=timeout, poll_delay=0.02)
-        except TimeoutError:
-            raise Unavailable(f"worker {owner} did not answer within {timeout:g} s; retry shortly") from None
+        job = await self.enqueue(owner, name, op, args, reply=True)
+        # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+        found = await self.arq.blpop([keys.command_reply(job.job_id)], timeout=timeout)  # type: ignore[arg-type, misc]
+        if found is None:
+            raise Unavailable(f"worker {owner} did not answer within {timeout:g} s; retry shortly")
+        result = loads(found[1])
         if "error" in result:
             raise from_wire(result["error"])
         return dict(result.get("ok") or {})

@@ -4,6 +4,7 @@ flushes can never see each other half-done."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from config import LaneConfig, Settings
 from config.settings import LaneName, ThrottleConfig
@@ -20,6 +22,7 @@ from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
+from core.tenants import KeyCheck
 from scheduler.messages import FIELDS, RECENT_KEPT, Message, lua_fields
 from webhooks.outbox import Event, Head, head_of
 
@@ -43,6 +46,17 @@ class Accepting:
 
     message: Message
     client_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What accepting found: per message None (queued now) or the id its client reference queued
+    before; `earlier` is None when nothing was recorded. With a key check, the key's tenant ('' for
+    the admin or an unknown key) and its count this minute, as core/lua/authorize.lua found them."""
+
+    earlier: list[str | None] | None
+    tenant: str = ""
+    count: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,9 +139,13 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
         self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
+        shared = ("fields", "metrics", "outbox_add", "common")
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua('fields', 'metrics', 'outbox_add', 'common', name)}")
-            for name in ("accept", "withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")
+            name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
+            for name, *parts in (
+                ("accept", "authorize", "accept"),
+                *((name, name) for name in ("withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")),
+            )
         }
 
     @classmethod
@@ -145,43 +163,46 @@ class Lanes:
     async def _run(
         self, script: str, name: str, *args: Any, script_keys: list[str] | None = None, client: Any = None
     ) -> Any:
-        common: list[Any] = [
-            self.clock(),
-            name,
-            keys.instance(""),
-            keys.DUE_PREFIX,
-            keys.MESSAGE_PREFIX,
-            self._rules,
-            keys.STATS,
-        ]
-        return await self._scripts[script](keys=script_keys or [], args=[*common, *args], client=client)
+        return await self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
 
-    async def accept(self, name: str, messages: list[Accepting]) -> list[str | None] | None:
+    def _common(self, name: str) -> list[Any]:
+        """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
+        return [self.clock(), name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
+
+    async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
         message, None when it was queued now, or the id of the message its client reference
-        queued before (then it is not queued again). None, with nothing recorded, when the
-        instance does not exist.
+        queued before (then it is not queued again). Nothing is recorded when the instance does
+        not exist, or, with a `key_check`, when the API key may not send on it (unknown, over its
+        limit, another tenant's): the key is checked and counted in the same step.
 
         With `replica_acks`, the same round trip waits for that many replicas to hold them (Redis
         WAIT), so a failover to one of them cannot lose a message the API answered 202 for; when
         they do not confirm in time, what still waits is taken back and Unavailable raised."""
-        args: list[Any] = [CLIENT_REF_SECONDS, RECENT_KEPT]
+        check = key_check.presented if key_check else ""
+        args: list[Any] = [
+            CLIENT_REF_SECONDS,
+            RECENT_KEPT,
+            check,
+            key_check.ttl if key_check else "",
+            key_check.limit if key_check else "",
+        ]
         for item in messages:
             ref_key = keys.client_ref(name, item.client_ref) if item.client_ref else ""
             args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
+        script_keys = key_check.keys if key_check else None
         if not self.replica_acks:
-            answers = await self._run("accept", name, *args)
+            found = await self._run("accept", name, *args, script_keys=script_keys)
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await self._run("accept", name, *args, client=pipe)
+                await self._run("accept", name, *args, script_keys=script_keys, client=pipe)
                 pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
-                answers, acked = await pipe.execute()
-            if answers and acked < self.replica_acks:
-                queued = [item.message.id for item, earlier in zip(messages, answers[1:], strict=True) if not earlier]
+                found, acked = await pipe.execute()
+            if found[0] and acked < self.replica_acks:
+                queued = [item.message.id for item, earlier in zip(messages, found[3:], strict=True) if not earlier]
                 await self._withdraw(name, queued)
-        if not answers:
-            return None
-        return [earlier or None for earlier in answers[1:]]
+        recorded, tenant, count, *answers = found
+        return Acceptance([earlier or None for earlier in answers] if recorded else None, tenant, int(count))
 
     async def _withdraw(self, name: str, message_ids: list[str]) -> None:
         unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
@@ -199,19 +220,37 @@ class Lanes:
         return bool(await self._run("withdraw", name, self.retention, error, message_id))
 
     async def claim_due(
-        self, worker_id: str, room: int, expired_fields: dict[str, Any], opted_out_fields: dict[str, Any]
+        self,
+        worker_id: str,
+        room: int,
+        expired_fields: dict[str, Any],
+        opted_out_fields: dict[str, Any],
+        wait: float = 0.0,
     ) -> Claim:
-        """Take up to `room` of the worker's due instances and pick what each sends now."""
-        found = await self._run(
-            "claim_due",
-            "",
+        """Take up to `room` of the worker's due instances and pick what each sends now. With a
+        `wait` (s), first sleep that long at most, or until a wake-up earlier than the worker's
+        others is added (its bell rings): the wait and the claim after it are one round trip, as
+        Redis runs a pipeline's commands in order, the claim once the wait is over."""
+        args: list[Any] = [
             worker_id,
             room,
             self.max_wait_ms,
             self.retention,
             json.dumps(expired_fields),
             json.dumps(opted_out_fields),
-        )
+        ]
+        found = None
+        if wait > 0:
+            # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+                pipe.blpop([keys.due_bell(worker_id)], timeout=wait)  # type: ignore[arg-type]
+                # Its time is Redis's when the wait ends: ours now would be stale by then.
+                pipe.evalsha(self._scripts["claim_due"].sha, 0, "", *self._common("")[1:], *args)
+                with contextlib.suppress(NoScriptError):  # a restarted Redis: claim below, loading it
+                    _, found = await pipe.execute()
+        if found is None:
+            found = await self._run("claim_due", "", *args)
         taken = [
             Claimed(
                 name=name,
@@ -224,10 +263,9 @@ class Lanes:
         ]
         return Claim(taken, int(found[0]) if found[0] else None)
 
-    async def wait_bell(self, worker_id: str, timeout: float) -> None:
-        """Sleep up to `timeout` s, or until a wake-up earlier than the worker's others is added."""
-        # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
-        await self.redis.blpop([keys.due_bell(worker_id)], timeout=timeout)  # type: ignore[arg-type, misc]
+    async def ring(self, worker_id: str) -> None:
+        """Cut short the worker's wait for its next claim."""
+        await self.redis.rpush(keys.due_bell(worker_id), 1)  # type: ignore[misc]
 
     async def finish(
         self,

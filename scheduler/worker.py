@@ -20,7 +20,7 @@ from core import keys
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
 from scheduler.claim_loop import ClaimLoop
-from scheduler.commands import COMMAND_JOB
+from scheduler.commands import COMMAND_JOB, CommandWorker, answer
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
 from scheduler.media import MediaFetcher
@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 2.0  # at most; a short lease timeout beats faster
 # Sends under way at once in one worker (each on its own number): media fetches take memory.
 MAX_SENDS_IN_FLIGHT = 256
+# Instance commands (connect, link, QR, ...) one worker carries out at once: most wait on I/O, and
+# arq's default of 10 made linking many instances queue behind each other.
+MAX_COMMANDS_AT_ONCE = 100
 # A stopping worker lets its sends under way finish for this long before handing over.
 DRAIN_SECONDS = 10.0
 MEDIA_SWEEP_SECONDS = 600.0  # inbound media past its retention is deleted at about this pace
@@ -62,9 +65,14 @@ async def close_arq(worker: Worker) -> None:
     await worker.pool.aclose(close_connection_pool=True)
 
 
-async def instance_command(ctx: dict[str, Any], name: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+async def instance_command(
+    ctx: dict[str, Any], name: str, op: str, args: dict[str, Any], reply: bool = False
+) -> dict[str, Any]:
     worker: GatewayWorker = ctx["gateway"]
-    return await worker.host.command(name, op, args)
+    result = await worker.host.command(name, op, args)
+    if reply:  # the API waits for it (Commands.call)
+        await answer(ctx["redis"], ctx["job_id"], result)
+    return result
 
 
 class GatewayWorker:
@@ -90,12 +98,13 @@ class GatewayWorker:
             "startedAt": int(time.time() * 1000),
         }
         self._stopping = False
-        self._arq = Worker(
+        self._arq = CommandWorker(
+            self.worker_id,
             functions=[func(instance_command, name=COMMAND_JOB)],
-            queue_name=keys.worker_queue(self.worker_id),
             redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
             handle_signals=False,
             poll_delay=settings.worker_poll_delay,
+            max_jobs=MAX_COMMANDS_AT_ONCE,
             keep_result=60,
             job_serializer=dumps,
             job_deserializer=loads,

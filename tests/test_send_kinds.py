@@ -18,7 +18,7 @@ from core import keys
 from gateway.state import SERVICES
 from scheduler.media import Media
 from scheduler.outgoing import to_sticker
-from tests.conftest import instance_body
+from tests.conftest import ADMIN_KEY, instance_body
 from tests.test_sending import NAME, finished, gateway_with, message, open_instance, send, sent
 from tests.test_sending_media import png
 
@@ -334,3 +334,21 @@ async def test_the_first_contact_rule_holds_people_back_but_not_groups(
     assert (await finished(client, client.acme, group["id"]))["status"] == "sent"
     assert (await message(client, client.acme, person["id"]))["status"] == "pending"
     assert [item["to"] for item in await sent(client, client.acme)] == [GROUP]
+
+
+async def test_a_reference_is_looked_up_only_for_a_caller_with_access(client: TestClient) -> None:
+    """A quote or a reaction's target says nothing about another tenant's messages: a bad key is a
+    401 and another tenant's key a 403, before any lookup."""
+    queued = await post(client, "/message/text", {"instanceName": NAME, "to": TO, "text": "hello"})
+    other = await client.post("/admin/tenants", json={"tenantId": "globex"}, headers={"apikey": ADMIN_KEY})
+    globex = {"apikey": (await other.json())["apiKey"]}
+    reaction = {"instanceName": NAME, "messageId": queued["id"], "emoji": "👍"}
+    quote = {"instanceName": NAME, "to": TO, "text": "x", "quotedMessageId": "msg_nope"}
+    for body, path in ((reaction, "/message/reaction"), (quote, "/message/text")):
+        for headers, status, code in (
+            ({"apikey": "no-such-key"}, 401, "invalid_api_key"),
+            (globex, 403, "forbidden_tenant"),
+        ):
+            response = await client.post(path, json=body, headers=headers)
+            assert response.status == status, await response.text()
+            assert (await response.json())["error"]["code"] == code

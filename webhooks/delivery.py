@@ -42,6 +42,7 @@ SWEEP_SECONDS = 15.0  # how often each worker looks for waiting events that nobo
 IDLE_SECONDS = 1.0  # the longest the delivery loop sleeps without looking
 MAX_IN_FLIGHT = 64  # instances one worker delivers for at once
 RETRY_SECONDS = 0.2  # after a Redis error
+SECRETS_KEPT = 10_000  # webhook secrets kept decrypted, at most
 
 
 async def check_webhook_url(url: str, allow_private: bool) -> None:
@@ -74,6 +75,7 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
+        self._secrets: dict[str, str] = {}  # sealed -> plain (a changed secret is sealed anew)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -103,7 +105,7 @@ class Deliverer:
                 if time.monotonic() > deadline:
                     await self.outbox.kick(instance_name, token=token)  # a fresh take carries on
                     return
-                secret = self.instances.box.open(head.sealed_secret)
+                secret = self._secret(head.sealed_secret)
                 attempt, retryable = await self._attempt(delivery, head.url, secret)
                 settled = delivery.after(attempt, self.delays, retryable)
                 (log.info if attempt.ok else log.warning)(
@@ -116,6 +118,15 @@ class Deliverer:
             if head is not None:
                 await self.outbox.kick(instance_name, token=token)  # another worker carries on
             raise
+
+    def _secret(self, sealed: str) -> str:
+        """The webhook secret `sealed` holds: decrypting it for every event cost as much as signing."""
+        secret = self._secrets.get(sealed)
+        if secret is None:
+            if len(self._secrets) >= SECRETS_KEPT:
+                self._secrets.clear()
+            secret = self._secrets[sealed] = self.instances.box.open(sealed)
+        return secret
 
     async def _attempt(self, delivery: Delivery, url: str, secret: str) -> tuple[Attempt, bool]:
         """One signed POST; the attempt, and whether trying again could help."""

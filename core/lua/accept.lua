@@ -1,14 +1,32 @@
 -- Accept messages for one instance: records + lane entries + wake-up, all or nothing.
 -- ARGV 8 how long a client reference is remembered (s), 9 how many message ids the instance's
--- index of recent messages keeps; from 10, for each message: its id, its lane, its record as
--- JSON and the key of its client reference ('' when it has none).
+-- index of recent messages keeps; 10, 11 and 12 the API key check below ('' without one); from
+-- 13, for each message: its id, its lane, its record as JSON and the key of its client reference
+-- ('' when it has none).
+-- With KEYS (a send route's request: scheduler/lanes.py KeyCheck), the API key is checked first,
+-- as authorize.lua does (its KEYS; ARGV 10 the key's digest, '' for the admin key, 11 the
+-- counter's lifetime), and nothing is recorded unless the key is known, within its per-minute
+-- limit (ARGV 12) and its tenant's (the admin's: any) instance this is: auth and accept in one
+-- round trip.
 -- A message whose client reference already names a message of this instance is not queued
 -- again: its answer is that earlier message's id.
--- Returns 0 if the instance is gone (nothing is recorded then), else {1, then per message the
--- earlier message's id, or '' when it was queued now}.
-if redis.call('HEXISTS', inst, 'createdAt') == 0 then return 0 end
-local ref_ttl, recent_kept, answers, queued = tonumber(ARGV[8]), tonumber(ARGV[9]), {1}, {}
-for i = 10, #ARGV, 4 do
+-- Returns {0 if nothing was recorded (the key may not send here, or the instance is gone), else 1;
+-- the key's tenant ('' for the admin and for no key check) and its count this minute (0 for no
+-- key check); then per message the earlier message's id, or '' when it was queued now}.
+local verdict = {'', 0}
+if #KEYS > 0 then
+  local tenant, count = authorize(KEYS, ARGV[10], ARGV[11])
+  verdict = {tenant, count}
+  local admin = ARGV[10] == ''
+  local cut = string.find(name, '__', 1, true)
+  local owner = cut and string.sub(name, 1, cut - 1) or name -- core/instances.py tenant_of
+  if count > tonumber(ARGV[12]) or not (admin or (tenant ~= '' and tenant == owner)) then
+    return {0, tenant, count}
+  end
+end
+if redis.call('HEXISTS', inst, 'createdAt') == 0 then return {0, verdict[1], verdict[2]} end
+local ref_ttl, recent_kept, answers, queued = tonumber(ARGV[8]), tonumber(ARGV[9]), {1, verdict[1], verdict[2]}, {}
+for i = 13, #ARGV, 4 do
   local ref, earlier = ARGV[i + 3], ''
   if ref ~= '' then
     local known = redis.call('GET', ref)

@@ -1,8 +1,8 @@
 -- Message record fields are named through `F`, generated from scheduler/messages.py (lua_fields).
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
 -- here can interleave with another sender, the claim loop or a flush.
--- ARGV: 1 now (ms), 2 instance name, 3 instance key prefix, 4 due-set key prefix, 5 message key
---       prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's limits, the day's length,
+-- ARGV: 1 now (ms; '' for Redis's own clock), 2 instance name, 3 instance key prefix, 4 due-set
+--       key prefix, 5 message key prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's limits, the day's length,
 --       the trouble thresholds, the opt-out key prefix), 7 stats hash key; script arguments
 --       follow from 8.
 -- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
@@ -11,6 +11,10 @@
 local LANES = {'urgent', 'normal', 'bulk'}
 local HOUR = 3600000
 local now = tonumber(ARGV[1])
+if ARGV[1] == '' then -- run after a wait in the same pipeline (scheduler/lanes.py claim_due): now is when it ended
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local inst_prefix, due_prefix, msg_prefix = ARGV[3], ARGV[4], ARGV[5]
 local rules = cjson.decode(ARGV[6])
 local limits, DAY = rules.lanes, rules.day

@@ -54,6 +54,10 @@ class Laned(ApiModel):
         """The text "typing..." stands for (its length sets how long it shows)."""
         return None
 
+    def refers(self) -> bool:
+        """Whether it names another message (a quote, a reaction's target), looked up on accepting."""
+        return False
+
 
 class Content(Laned):
     to: Recipient
@@ -62,6 +66,9 @@ class Content(Laned):
     )
     mentions: list[PhoneNumber] = Field(default_factory=list, max_length=MAX_MENTIONS)
     typing: bool | None = Field(default=None, description='show "typing..." first; default: the lane\'s setting')
+
+    def refers(self) -> bool:
+        return self.quoted_message_id is not None
 
 
 class TextContent(Content):
@@ -174,3 +181,6 @@ class ReactionContent(Laned):
 
     def details(self) -> Details:
         return Details(emoji=self.emoji, target_id=self.message_id)
+
+    def refers(self) -> bool:
+        return True

@@ -9,6 +9,7 @@ from config.settings import LaneName
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
+from gateway.middleware import caller_now, checked_caller, key_check
 from gateway.responses import json_response
 from gateway.routes.content import (
     AudioContent,
@@ -233,16 +234,28 @@ def _queued(item: Accepting) -> Queued:
 
 
 async def enqueue(request: web.Request, item: Accepting, status: int = 202) -> web.Response:
-    """Queue one message (recorded, in its lane, its instance woken) and answer that it is queued."""
+    """Queue one message (recorded, in its lane, its instance woken) and answer that it is queued.
+    On the send routes the API key is checked in that same step (Route.checks_key)."""
     instance_name = item.message.instance_name
-    if await services(request).lanes.accept(instance_name, [item]) is None:
+    check = key_check(request)
+    if check is None:
+        require_instance_access(request, instance_name)
+    accepted = await services(request).lanes.accept(instance_name, [item], check)
+    if check is not None:
+        checked_caller(request, check, accepted.tenant, accepted.count)
+        require_instance_access(request, instance_name)
+    if accepted.earlier is None:
         raise NotFound(f"no instance {instance_name!r}")
     return json_response(_queued(item), status=status)
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
-    require_instance_access(request, body.instance_name)
     assert isinstance(body, Laned)
+    if body.refers():
+        # A quote or a reaction's target is looked up before the message is accepted: only for a
+        # caller known to have access to the instance (no key check left for the accept step).
+        await caller_now(request)
+        require_instance_access(request, body.instance_name)
     return await enqueue(request, await accepting(request, body.instance_name, type_, body))
 
 
@@ -467,9 +480,11 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
         except (NotFound, InvalidState) as exc:  # a quote or a target that cannot be resolved
             raise type(exc)(f"message {i}: {exc.message}: nothing was queued") from None
     earlier: dict[str, str] = {}  # message id -> the id its clientRef had queued before
-    for name in names:
-        mine = [item for item, m in zip(items, body.messages, strict=True) if m.instance_name == name]
-        answers = await svc.lanes.accept(name, mine)
+    by_instance: dict[str, list[Accepting]] = {}
+    for item in items:
+        by_instance.setdefault(item.message.instance_name, []).append(item)
+    for name, mine in by_instance.items():
+        answers = (await svc.lanes.accept(name, mine)).earlier
         if answers is None:  # deleted since the check above: the instances before it were queued
             raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
         earlier.update({item.message.id: e for item, e in zip(mine, answers, strict=True) if e is not None})
