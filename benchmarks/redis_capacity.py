@@ -6,7 +6,7 @@ whoever sends them. This measures that bound with `redis-benchmark` (Debian's re
 redis-server) on a private Redis started the way the gateway's embedded default starts one (AOF
 on, Unix socket), then divides it by round trips per message.
 
-Options: `python -m benchmarks.redis_capacity --round-trips 22.8 6 --requests 200000 --clients 50`.
+Options: `python -m benchmarks.redis_capacity --round-trips 7.3 5.1 --requests 200000 --clients 50`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def measure(requests: int, clients: int) -> tuple[dict[str, float], float]
 
 async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_capacity", description=__doc__.split("\n")[0])
-    parser.add_argument("--round-trips", type=float, nargs="+", default=[22.8, 6.0],
+    parser.add_argument("--round-trips", type=float, nargs="+", default=[7.3, 5.1],
                         help="round trips per message to divide by (what `python -m benchmarks` printed)")  # fmt: skip
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=50)

@@ -2,9 +2,9 @@
 -- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
 -- here can interleave with another sender, the claim loop or a flush.
 -- ARGV: 1 now (ms; '' for Redis's own clock), 2 instance name, 3 instance key prefix, 4 due-set
---       key prefix, 5 message key prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's limits, the day's length,
---       the trouble thresholds, the opt-out key prefix), 7 stats hash key; script arguments
---       follow from 8.
+--       key prefix, 5 message key prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's
+--       limits, the day's length, the trouble thresholds, the opt-out key prefix), 7 stats hash
+--       key; script arguments follow from 8.
 -- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
 -- can work on many instances (claim_due.lua). They are not declared in KEYS: this needs a single
 -- Redis, not a cluster, as message keys built here always did.
