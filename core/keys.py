@@ -131,7 +131,7 @@ def sandbox_keys(name: str) -> list[str]:
 
 # Number checks: whether a number is on WhatsApp, per tenant (scheduler/numbers.py).
 def on_whatsapp(tenant_id: str, number: str) -> str:
-    return f"{PREFIX}onwa:{tenant_id}:{number}"  # the account's JID, "" when not on WhatsApp; expires
+    return f"{ON_WHATSAPP_PREFIX}{tenant_id}:{number}"  # the account's JID, "" when not on WhatsApp; expires
 
 
 def outbox(name: str) -> str:
@@ -209,6 +209,7 @@ def round_robin(tenant_id: str, client_id: str) -> str:
 WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 DUE_PREFIX = f"{PREFIX}due:"
 SUPPRESSIONS_PREFIX = f"{PREFIX}optout:"
+ON_WHATSAPP_PREFIX = f"{PREFIX}onwa:"  # scheduler/numbers.py's cache, read by claim_due.lua too
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
 
 

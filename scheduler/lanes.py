@@ -59,6 +59,10 @@ class Acceptance:
     count: int = 0
 
 
+# claim_due.lua's answer for a recipient the number cache does not know.
+UNKNOWN = "?"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """An instance the claim loop took: the message to send (already `sending`), if any, picked
@@ -70,6 +74,9 @@ class Claimed:
     message: Message | None
     ended: tuple[str, ...]
     unthrottled: str | None = None
+    # Whether the message's recipient is on WhatsApp, as the number cache knew it when the message
+    # was picked (scheduler/numbers.py); None when the cache did not know.
+    on_whatsapp: bool | None = None
     at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
 
 
@@ -102,6 +109,7 @@ def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConf
             "pause": int(throttle.pause * 1000),
         },
         "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
+        "onWhatsappPrefix": keys.ON_WHATSAPP_PREFIX,
     }
 
 
@@ -258,8 +266,9 @@ class Lanes:
                 message=Message.from_hash(json.loads(fields)) if fields else None,
                 ended=tuple(json.loads(ended)),
                 unthrottled=resumed or None,
+                on_whatsapp=None if known == UNKNOWN else bool(known),
             )
-            for name, epoch, ended, fields, resumed in zip(*[iter(found[1:])] * 5, strict=True)
+            for name, epoch, ended, fields, resumed, known in zip(*[iter(found[1:])] * 6, strict=True)
         ]
         return Claim(taken, int(found[0]) if found[0] else None)
 

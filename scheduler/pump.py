@@ -106,7 +106,7 @@ class Pump:
         message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)
         try:
-            result = await self._send(name, owner, message, claimed.at)
+            result = await self._send(name, owner, message, claimed)
         except RedisError:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
@@ -120,7 +120,7 @@ class Pump:
             return
         await self._finish(name, owner, message, result)
 
-    async def _send(self, name: str, owner: Owner, message: Message, claimed_at: float) -> Result | None:
+    async def _send(self, name: str, owner: Owner, message: Message, claimed: Claimed) -> Result | None:
         """What happened to the message, or None if we were fenced off before sending it."""
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
@@ -131,7 +131,7 @@ class Pump:
         try:
             # A group id is no number to look up: WhatsApp refuses a send to a group the number is
             # not in, which fails the message like any refusal.
-            if not is_group(message.to) and not await self.numbers.on_whatsapp(name, message.to, session.check_numbers):
+            if not is_group(message.to) and not await self._on_whatsapp(name, message.to, claimed, session):
                 raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
             outgoing = await self.media.outgoing(message, text if message.type in ("text", "edit") else caption)
             if outgoing.typing_ms:
@@ -139,7 +139,7 @@ class Pump:
             # Media can take a while, and the process may have been paused: if we lost the
             # instance meanwhile (that takes a lease), the new owner has taken this message back,
             # and sending it here would duplicate it. Sooner than that, we cannot have lost it.
-            if time.monotonic() - claimed_at > self.recheck_after and not await self.sessions.still_owns(name, owner):
+            if time.monotonic() - claimed.at > self.recheck_after and not await self.sessions.still_owns(name, owner):
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError:
@@ -165,6 +165,12 @@ class Pump:
             caption=caption,
         )
         return Result("sent", fields, signal="s")
+
+    async def _on_whatsapp(self, name: str, number: str, claimed: Claimed, session: Session) -> bool:
+        """From the number cache as the claim read it, else asked (and remembered) now."""
+        if claimed.on_whatsapp is not None:
+            return claimed.on_whatsapp
+        return await self.numbers.on_whatsapp(name, number, session.check_numbers)
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         """Record the outcome and publish how the message ended, in one step. It must be recorded,

@@ -9,7 +9,9 @@
 -- An instance with a send in flight (due 0) is never taken: one send in flight per number.
 -- Returns {next wake-up ms or '', then per instance taken with something to report:
 -- name, epoch, ended ids JSON (expired or opted out: failed without a send), message fields JSON
--- ('' when nothing is sent now), the reason of a bulk pause that ended now ('' when none)}.
+-- ('' when nothing is sent now), the reason of a bulk pause that ended now ('' when none), and
+-- what the number cache (scheduler/numbers.py) knows of the recipient: its JID, '' for not on
+-- WhatsApp, '?' when it does not know (so the send asks no second round trip for it)}.
 local worker, room = ARGV[8], tonumber(ARGV[9])
 local max_wait, retention, expired_fields, opted_out_fields = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local set = due_prefix .. worker
@@ -53,7 +55,8 @@ local function pick()
         local fields = {}
         local flat = redis.call('HGETALL', msg)
         for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-        return fields, ended
+        local known = tenant and redis.call('GET', rules.onWhatsappPrefix .. tenant .. ':' .. to)
+        return fields, ended, known or '?'
       end
     end
   end
@@ -74,11 +77,11 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, roo
   local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
   if owner == worker and redis.call('HGET', pump, 'due') ~= '0' then
     local resumed = pause_over()
-    local fields, ended = nil, {}
+    local fields, ended, known = nil, {}, '?'
     if redis.call('HGET', inst, 'state') ~= 'open' then
       redis.call('HDEL', pump, 'due') -- opening wakes it again (kick.lua)
     else
-      fields, ended = pick()
+      fields, ended, known = pick()
     end
     if fields or #ended > 0 or resumed ~= '' then
       table.insert(taken, n)
@@ -86,6 +89,7 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, roo
       table.insert(taken, #ended > 0 and cjson.encode(ended) or '[]')
       table.insert(taken, fields and cjson.encode(fields) or '')
       table.insert(taken, resumed)
+      table.insert(taken, known or '?')
     end
   end
 end
