@@ -80,6 +80,7 @@ class Pump:
         deliverer: Deliverer,
         lease_seconds: float,
         numbers: NumberCache,
+        lookup_timeout: float,
     ) -> None:
         self.worker_id = worker_id
         # A claim younger than this cannot have been fenced off: the lease has not run out since.
@@ -91,6 +92,7 @@ class Pump:
         self.outbox = outbox
         self.deliverer = deliverer
         self.numbers = numbers
+        self.lookup_timeout = lookup_timeout
 
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
@@ -167,10 +169,17 @@ class Pump:
         return Result("sent", fields, signal="s")
 
     async def _on_whatsapp(self, name: str, number: str, claimed: Claimed, session: Session) -> bool:
-        """From the number cache as the claim read it, else asked (and remembered) now."""
+        """From the number cache as the claim read it, else asked (and remembered) now, within the
+        actions' deadline: a lookup WhatsApp never answers is retried, not waited on for good."""
         if claimed.on_whatsapp is not None:
             return claimed.on_whatsapp
-        return await self.numbers.on_whatsapp(name, number, session.check_numbers)
+        try:
+            async with asyncio.timeout(self.lookup_timeout):
+                return await self.numbers.on_whatsapp(name, number, session.check_numbers)
+        except TimeoutError:
+            raise TransientDriverError(
+                f"looking {number} up on WhatsApp got no answer within {self.lookup_timeout:g} s"
+            ) from None
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         """Record the outcome and publish how the message ended, in one step. It must be recorded,

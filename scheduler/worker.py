@@ -121,6 +121,7 @@ class GatewayWorker:
             self.deliverer,
             settings.lease_timeout,
             svc.numbers,
+            settings.action_timeout,
         )
         self.claims = ClaimLoop(
             self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval

@@ -342,3 +342,15 @@ async def test_the_client_carries_out_every_action(gateway: TestClient, acme: di
             await client.list_groups(NAME)
         done = [(a.action, a.chat_id, a.state) for a in await client.sandbox_actions(NAME)]
         assert ("read", GROUP, None) in done and ("presence", None, "unavailable") in done
+
+
+async def test_a_send_whose_number_lookup_gets_no_answer_is_retried_not_stuck(  # type: ignore[no-untyped-def]
+    aiohttp_client, redis_url: str, tmp_path: Path
+) -> None:
+    client = await gateway_with(aiohttp_client, redis_url, tmp_path, action_timeout=0.3)
+    acme = client.acme  # type: ignore[attr-defined]
+    await open_instance(client, acme)
+    await client.post(f"/sandbox/instance/{NAME}/fail-actions", json={"hang": True}, headers=acme)
+    queued = await send(client, acme, to=ANA)
+    done = await finished(client, acme, queued["id"])
+    assert done["status"] == "sent" and done["attempts"] == 2, done
