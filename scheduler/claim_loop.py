@@ -143,10 +143,13 @@ class ClaimLoop:
         """Stop claiming (once a claim under way is done, so the loop can then be cancelled
         without cutting one off) and let the sends under way finish, up to `timeout` s; then
         cancel the rest (their messages are re-queued by the next owner, possibly duplicated)."""
+        # No claim starts from now on (each looks at this once it holds the loop), so the ring
+        # below cannot be taken by a claim that then waits its whole wake-up out.
+        self._claiming = False
         with contextlib.suppress(RedisError):
             await self.lanes.ring(self.worker_id)  # a claim waiting for its wake-up ends now
-        async with self._held:
-            self._claiming = False
+        async with self._held:  # the claim under way, if any, is done
+            pass
         self._room.set()
         tasks = list(self.running.values())
         if tasks:
