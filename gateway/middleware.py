@@ -29,7 +29,7 @@ from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
 from gateway.ratelimit import Allowance
 from gateway.routing import Route, route_of
-from gateway.state import EXTRA_HEADERS, KEY_CHECK, PRINCIPAL, REQUEST_ID, services
+from gateway.state import EXTRA_HEADERS, KEY_CHECK, PRINCIPAL, REQUEST_ID, principal, services
 
 log = structlog.get_logger(__name__)
 
@@ -195,8 +195,7 @@ async def caller_now(request: web.Request) -> Principal:
     needs the caller before it: the key is checked now, in a round trip of its own."""
     check = key_check(request)
     if check is None:
-        found: Principal = request[PRINCIPAL]
-        return found
+        return principal(request)
     tenant, count = await services(request).gatekeeper.count(check)
     return checked_caller(request, check, tenant, count)
 
