@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -124,6 +126,12 @@ class Settings(BaseModel):
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
     media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
     media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
+    media_store: str = Field(
+        default="file", description='where inbound media are kept: "file" (the data directory) or "s3://bucket/prefix"'
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible service's address (unset: AWS S3); credentials from AWS_*"
+    )
     public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
     # Conversation actions (contacts/check, profile, read, presence, groups) answer synchronously.
     action_timeout: float = Field(
@@ -191,12 +199,24 @@ class Settings(BaseModel):
     def _url_scheme(cls, url: str | None) -> str | None:
         return None if url is None else check_redis_url(url)
 
-    @field_validator("public_url")
+    @field_validator("public_url", "s3_endpoint_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return url
+
+    @field_validator("media_store")
+    @classmethod
+    def _media_location(cls, location: str) -> str:
+        if location == "file":
+            return location
+        bucket = location.removeprefix("s3://").partition("/")[0]
+        if not location.startswith("s3://") or not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+            raise ValueError('must be "file" or "s3://<bucket>/<prefix>" with a valid bucket name')
+        if importlib.util.find_spec("aiobotocore") is None:
+            raise ValueError("an S3 media store needs aiobotocore: pip install 'wa-gateway[s3]'")
+        return location
 
     @property
     def base_url(self) -> str:

@@ -1,5 +1,5 @@
-"""Inbound media at rest: where the bytes live (`MediaStore`, a small interface so an
-S3-compatible store can be added later; `FileMediaStore` keeps them under the data directory),
+"""Inbound media at rest: where the bytes live (`MediaStore`: `FileMediaStore` under the data
+directory, the default, or `S3MediaStore` in core/media_s3.py for workers on several machines),
 whose they are (a record in Redis that expires with them), and the signed expiring links that let
 a webhook receiver fetch them without an API key."""
 
@@ -40,6 +40,28 @@ class MediaStore(Protocol):
         """Delete what was stored before `older_than`; returns how many."""
         ...
 
+    async def close(self) -> None: ...
+
+
+def checked_key(instance_name: str, media_id: str | None = None) -> str:
+    """`instance/media id` (or the instance alone), refusing anything that could leave its folder."""
+    if not instance_name or not set(instance_name) <= _SAFE:
+        raise ValueError(f"not an instance name: {instance_name!r}")
+    if media_id is None:
+        return instance_name
+    if not media_id or not set(media_id) <= _SAFE:
+        raise ValueError(f"not a media id: {media_id!r}")
+    return f"{instance_name}/{media_id}"
+
+
+def open_media_store(location: str, data_dir: Path, s3_endpoint_url: str | None) -> MediaStore:
+    """The store `GATEWAY_MEDIA_STORE` names: "file" (under the data directory) or "s3://bucket/prefix"."""
+    if location == "file":
+        return FileMediaStore(data_dir / "media")
+    from core.media_s3 import S3MediaStore  # botocore is loaded only by those who use it
+
+    return S3MediaStore(location, s3_endpoint_url)
+
 
 class FileMediaStore:
     """One file per media under `root` (the data directory's `media/`), a folder per instance.
@@ -49,14 +71,10 @@ class FileMediaStore:
         self.root = root
 
     def _folder(self, instance_name: str) -> Path:
-        if not instance_name or not set(instance_name) <= _SAFE:
-            raise ValueError(f"not an instance name: {instance_name!r}")
-        return self.root / instance_name
+        return self.root / checked_key(instance_name)
 
     def _path(self, instance_name: str, media_id: str) -> Path:
-        if not media_id or not set(media_id) <= _SAFE:
-            raise ValueError(f"not a media id: {media_id!r}")
-        return self._folder(instance_name) / media_id
+        return self.root / checked_key(instance_name, media_id)
 
     async def put(self, instance_name: str, media_id: str, data: bytes) -> None:
         await asyncio.to_thread(self._write, self._path(instance_name, media_id), data)
@@ -90,6 +108,9 @@ class FileMediaStore:
             except FileNotFoundError:
                 continue
         return removed
+
+    async def close(self) -> None:
+        pass  # nothing held open
 
 
 class MediaRecord(ApiModel):

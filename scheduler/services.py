@@ -14,7 +14,7 @@ from core.crypto import SecretBox
 from core.errors import Unavailable, WhatsAppError
 from core.instances import Instance, Instances
 from core.jobs import arq_pool
-from core.media_store import FileMediaStore, MediaLibrary, MediaLinks
+from core.media_store import MediaLibrary, MediaLinks, open_media_store
 from core.redis_client import Redis, connect
 from core.suppressions import Suppressions
 from core.tenants import Tenants
@@ -73,7 +73,7 @@ class Services:
             contacts=Contacts(redis, suppressions, outbox, settings.opt_out_keywords),
             media=MediaLibrary(
                 redis,
-                FileMediaStore(settings.data_dir / "media"),
+                open_media_store(settings.media_store, settings.data_dir, settings.s3_endpoint_url),
                 MediaLinks(settings.secret_key.get_secret_value(), settings.base_url),
                 settings.media_retention,
             ),
@@ -81,6 +81,7 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.media.store.close()
         await self.arq.aclose(close_connection_pool=True)
         await self.redis.aclose()
 
