@@ -111,6 +111,10 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     worker_id: str | None = None
+    # `serve`'s processes: API processes share the port (None: one per core); workers, the first
+    # inside the API's process.
+    api_processes: int | None = Field(default=None, ge=1, le=64)
+    worker_processes: int = Field(default=1, ge=1, le=64)
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
     worker_poll_delay: float = Field(default=0.05, gt=0)
@@ -143,6 +147,9 @@ class Settings(BaseModel):
     number_check_miss_ttl: int = Field(
         default=3600, gt=0, description="seconds a 'not on WhatsApp' answer is reused (it may sign up meanwhile)"
     )
+
+    def api_process_count(self) -> int:
+        return self.api_processes or len(os.sched_getaffinity(0))
 
     def replica_acks(self) -> int:
         if self.redis_replica_acks is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -56,11 +57,12 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(settings: Settings, with_worker: bool) -> None:
+async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> None:
     from gateway.app import create_app
+    from gateway.processes import Children
     from gateway.server import GatewayRunner
     from gateway.state import SERVICES
-    from scheduler.worker import worker_context
+    from scheduler.worker import resolve_worker_id, worker_context
 
     async with redis_url(settings) as url:
         settings = settings.model_copy(update={"redis_url": url})
@@ -69,12 +71,24 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
             app.cleanup_ctx.append(worker_context(settings, lambda app: app[SERVICES]))
         runner = GatewayRunner(app, settings, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
+        apis = settings.api_process_count()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or apis > 1)
         await site.start()
-        click.echo(f"wa-gateway listening on http://{settings.host}:{settings.port} (Redis: {url})", err=True)
+        children = Children(dict(os.environ))
+        for _ in range(apis - 1):
+            children.add("api", GATEWAY_REDIS_URL=url)
+        if with_worker:
+            first = resolve_worker_id(settings)
+            for n in range(1, settings.worker_processes):
+                children.add("worker", GATEWAY_REDIS_URL=url, GATEWAY_WORKER_ID=f"{first}-{n}")
+        watching = asyncio.create_task(children.watch())
+        where = f"http://{settings.host}:{settings.port}"
+        click.echo(f"wa-gateway listening on {where} ({apis} API process(es); Redis: {url})", err=True)
         try:
             await _until_signalled()
         finally:
+            watching.cancel()
+            await asyncio.to_thread(children.stop)
             await runner.cleanup()
 
 
@@ -115,12 +129,25 @@ def main() -> None:
 
 @main.command()
 @click.option("--no-worker", is_flag=True, help="API only; run `wa-gateway worker` processes separately.")
-def serve(no_worker: bool) -> None:
+@click.option(
+    "--api-processes",
+    type=click.IntRange(1, 64),
+    help="HTTP API processes sharing the port (default: GATEWAY_API_PROCESSES, else one per core).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="worker processes, the first inside the API's own (default: GATEWAY_WORKER_PROCESSES, else 1).",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True)  # a child API process of another `serve`
+def serve(no_worker: bool, api_processes: int | None, workers: int | None, reuse_port: bool) -> None:
     """Run the HTTP API (and, by default, one worker in the same process)."""
     settings, notes = with_generated_secrets(_settings())
     for note in notes:
         click.echo(note, err=True)
-    _run(_serve(settings, with_worker=not no_worker))
+    chosen = {"api_processes": api_processes, "worker_processes": workers}
+    settings = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    _run(_serve(settings, with_worker=not no_worker, reuse_port=reuse_port))
 
 
 @main.command()

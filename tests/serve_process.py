@@ -44,6 +44,7 @@ class ServeProcess:
             "GATEWAY_DATA_DIR": str(data_dir),
             "GATEWAY_PORT": str(self.port),
             "GATEWAY_DRIVER": "sandbox",
+            "GATEWAY_API_PROCESSES": "1",  # tests of several API processes ask for them
             **env,
         }
         self.log_path = data_dir.parent / f"{'-'.join(self.args)}-{env.get('GATEWAY_WORKER_ID', self.port)}.log"
