@@ -1,7 +1,8 @@
 """`make bench`: the send path's figures on this machine, printed as one report.
 
 1. Accepted sends per second on POST /message/text (the real gateway in its own process, with
-   its embedded Redis) beside a bare aiohttp handler measured the same way, and their ratio.
+   its embedded Redis) beside a bare aiohttp handler measured the same way, and their ratio;
+   then with two API processes sharing the port (`serve --api-processes 2`).
 2. With many linked sandbox instances on one worker and gaps compressed to tens of milliseconds,
    a steady stream of messages to random instances: lateness of each send (when it went out minus
    when its lanes first allowed it) at p50 / p99 / max. Then a burst on every instance at once:
@@ -12,7 +13,8 @@
 4. Memory per idle sandbox instance: worker process RSS and Redis memory.
 5. Lateness again at 10,000 instances (`--many`), steady phase only.
 
-Options: `python -m benchmarks --instances 1000 --many 10000 --rate 100 --seconds 10 --burst 3 --requests 5000`.
+Options: `python -m benchmarks --instances 1000 --many 10000 --rate 100 --seconds 10 --burst 3 --requests 5000
+--json figures.json` (every figure also written as JSON, for a check to read).
 """
 
 from __future__ import annotations
@@ -116,24 +118,34 @@ async def wait_until_up(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def accept_rate(requests: int, concurrency: int) -> tuple[float, float]:
+async def bare_rate(requests: int, concurrency: int) -> float:
+    """Requests a second a bare aiohttp handler accepts, measured as the gateway is."""
     body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     port = free_port()
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
     try:
         await wait_until_up(f"http://127.0.0.1:{port}/")
         await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests // 5, concurrency)  # warm-up
-        bare_rate = await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests, concurrency)
+        return await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests, concurrency)
     finally:
         bare.terminate()
         bare.wait()
 
+
+async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[float, float]:
+    """Sends accepted a second by `serve --no-worker` with `processes` API processes, and messages
+    accepted a second through POST /message/batch."""
+    body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     with tempfile.TemporaryDirectory() as tmp:
         serve = ServeProcess(
-            Path(tmp) / "data", GATEWAY_ADMIN_KEY=ADMIN, GATEWAY_RATE_LIMIT="100000000", GATEWAY_LOG_LEVEL="warning"
+            Path(tmp) / "data",
+            GATEWAY_ADMIN_KEY=ADMIN,
+            GATEWAY_RATE_LIMIT="100000000",
+            GATEWAY_LOG_LEVEL="warning",
+            GATEWAY_API_PROCESSES=str(processes),
         )
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
-        serve.start(extra_args=("--no-worker",))
+        serve.start(extra_args=("--no-worker",), timeout=60)
         try:
             _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
             key = tenant["apiKey"]
@@ -142,7 +154,7 @@ async def accept_rate(requests: int, concurrency: int) -> tuple[float, float]:
             status, _ = serve.request("POST", "/instance/create", instance, key=key)
             assert status == 201
             url = f"{serve.base}/message/text"
-            await load(url, body, {"apikey": key}, requests // 5, concurrency)  # warm-up
+            await load(url, body, {"apikey": key}, requests // 5, concurrency)  # warm-up (and every child up)
             gateway_rate = await load(url, body, {"apikey": key}, requests, concurrency)
             # Campaign sends: batches of 1,000 texts, 4 at once, spread over 10 instances.
             for i in range(2, 11):
@@ -158,7 +170,7 @@ async def accept_rate(requests: int, concurrency: int) -> tuple[float, float]:
             )
         finally:
             serve.stop()
-    return gateway_rate, bare_rate, batch_rate
+    return gateway_rate, batch_rate
 
 
 async def paced_run(instances: int, rate: float, seconds: float, burst: int, round_trips: RoundTrips) -> dict[str, Any]:
@@ -353,14 +365,25 @@ async def main() -> None:
     parser.add_argument("--many", type=int, default=10000, help="instances of the second lateness run (0: skip)")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
     args = parser.parse_args()
 
-    gateway_rate, bare_rate, batch_rate = await accept_rate(args.requests, args.concurrency)
+    figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
+    bare = await bare_rate(args.requests, args.concurrency)
+    one, batch_rate = await accept_rate(args.requests, args.concurrency, 1)
+    two, _ = await accept_rate(args.requests, args.concurrency, 2)
+    figures["accept"] = {
+        "bare_aiohttp": bare,
+        "one_process": one,
+        "two_processes": two,
+        "ratio_per_process": one / bare,
+        "batch_messages": batch_rate,
+    }
     print(
-        f"1. accepted sends/s  gateway {gateway_rate:8.0f}   bare aiohttp {bare_rate:8.0f}   "
-        f"ratio {gateway_rate / bare_rate:.2f}   (target >= 0.5; {args.requests} requests, "
-        f"{args.concurrency} connections)"
+        f"1. accepted sends/s  gateway, 1 API process {one:8.0f}   bare aiohttp {bare:8.0f}   "
+        f"ratio {one / bare:.2f}   (target >= 0.5; {args.requests} requests, {args.concurrency} connections)"
     )
+    print(f"   2 API processes (serve --api-processes 2): {two:8.0f} in total ({two / one:.2f}x one process)")
     print(f"   POST /message/batch (1,000 texts over 10 instances, 4 at once): {batch_rate:8.0f} messages accepted/s")
     round_trips = RoundTrips(AbstractConnection)
     run = await paced_run(args.instances, args.rate, args.seconds, args.burst, round_trips)
@@ -384,6 +407,13 @@ async def main() -> None:
         f"{_script(name, scripts)} {count / run['sent']:.2f}" for name, count in round_trips.by_command.most_common(10)
     )
     print(f"   by command, per message: {top}")
+    figures["send"] = {
+        "instances": args.instances,
+        "lateness_ms": {"p50": percentile(steady, 0.5), "p99": percentile(steady, 0.99), "max": max(steady)},
+        "burst_sends_per_second": run["burst_rate"],
+        "round_trips_per_message": run["trips_per_message"],
+        "memory_per_instance": {"worker_rss": run["rss_per_instance"], "redis": run["redis_per_instance"]},
+    }
     print(
         f"4. memory per idle sandbox instance  worker RSS {run['rss_per_instance'] / 1024:.1f} KiB   "
         f"Redis {run['redis_per_instance'] / 1024:.1f} KiB"
@@ -395,6 +425,14 @@ async def main() -> None:
             f"p50 {percentile(big['steady'], 0.5):.1f} ms   p99 {percentile(big['steady'], 0.99):.1f} ms   "
             f"max {max(big['steady']):.1f} ms   (target p99 <= 250 ms)"
         )
+        figures["many"] = {
+            "instances": args.many,
+            "lateness_ms": {"p99": percentile(big["steady"], 0.99), "max": max(big["steady"])},
+            "redis_per_instance": big["redis_per_instance"],
+        }
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
 
 
 if __name__ == "__main__":
