@@ -1,0 +1,242 @@
+"""The conversation store, on both backends (Redis, PostgreSQL) through one interface: messages in
+order, cursors that walk every message once while new ones arrive, changes applied to stored
+messages, chats with their last message and unread count, isolation, deletion, retention.
+
+PostgreSQL tests skip (saying why) only when no server answers at WA_GATEWAY_TEST_POSTGRES_URL
+(default: 127.0.0.1:5432, database `test`); each test gets a schema of its own, dropped after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from core.clock import iso_from_ms, now_ms
+from core.conversations import (
+    ChatMessage,
+    ConversationStore,
+    Deleted,
+    Edited,
+    Entry,
+    Reacted,
+    RedisConversations,
+    StatusMoved,
+)
+from core.redis_client import connect
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+A, B = "acme__shop1__sales", "acme__shop1__other"
+ANA, BEN = "5491112345678", "5491187654321"
+GROUP = "120363000000000001@g.us"
+
+
+def pg_url() -> str:
+    import os
+
+    return os.environ.get("WA_GATEWAY_TEST_POSTGRES_URL", PG_URL)
+
+
+async def postgres_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(pg_url(), connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        return f"no PostgreSQL at {pg_url()}: {str(exc).strip()}"
+    await conn.close()
+    return None
+
+
+@pytest.fixture(params=["redis", "postgres"])
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[ConversationStore]:
+    if request.param == "redis":
+        redis = connect(redis_url)
+        yield RedisConversations(redis, retention_days=30, max_per_chat=1000)
+        await redis.aclose()
+        return
+    if (why := await postgres_reachable()) is not None:
+        pytest.skip(why)
+    from core.conversations_pg import PgConversations
+
+    pg = PgConversations(pg_url(), retention_days=30, schema=f"test_conv_{uuid.uuid4().hex[:12]}")
+    yield pg
+    await pg.drop_schema()
+    await pg.close()
+
+
+def message(message_id: str, at_ms: int, direction: str = "in", **fields: Any) -> ChatMessage:
+    sender = None if direction == "out" else fields.pop("sender", ANA)
+    values = {"message_id": message_id, "direction": direction, "sender": sender, "type": "conversation"}
+    values |= {"status": "received" if direction == "in" else "sent", "timestamp": iso_from_ms(at_ms)}
+    return ChatMessage.model_validate(values | fields)
+
+
+def entry(message_id: str, at_ms: int, chat: str = ANA, direction: str = "in", **fields: Any) -> Entry:
+    unread = "in" if direction == "in" else "out"
+    is_group = chat.endswith("@g.us")
+    return Entry(chat, is_group, message(message_id, at_ms, direction, **fields), at_ms, unread=unread)  # type: ignore[arg-type]
+
+
+async def walk(store: ConversationStore, name: str, chat: str, limit: int) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.messages(name, chat, limit, cursor)
+        seen += [item["messageId"] for item in page.items]
+        if page.next is None:
+            return seen
+        cursor = page.next
+
+
+async def test_inbound_and_outbound_land_in_order_newest_first(store: ConversationStore) -> None:
+    start = now_ms() - 60_000
+    added = await store.add(A, [entry("in1", start, text="hi"), entry("out1", start + 1000, direction="out")])
+    added += await store.add(A, [entry("in2", start + 2000, text="still there?")])
+    assert added == 3
+    page = await store.messages(A, ANA, 50, None)
+    assert [(m["messageId"], m["direction"]) for m in page.items] == [("in2", "in"), ("out1", "out"), ("in1", "in")]
+    assert page.next is None
+    assert page.items[0]["text"] == "still there?"
+    assert page.items[0]["from"] == ANA and page.items[1]["from"] is None
+
+
+async def test_a_message_is_stored_once_whatever_arrives_twice(store: ConversationStore) -> None:
+    at = now_ms() - 1000
+    assert await store.add(A, [entry("dup", at, text="first")]) == 1
+    assert await store.add(A, [entry("dup", at, text="again")]) == 0
+    items = (await store.messages(A, ANA, 50, None)).items
+    assert [(m["messageId"], m["text"]) for m in items] == [("dup", "first")]
+    chat = (await store.chats(A, 50, None)).items[0]
+    assert chat["unread"] == 1  # the redelivery did not count again
+
+
+async def test_paging_walks_every_message_exactly_once_while_new_ones_arrive(store: ConversationStore) -> None:
+    start = now_ms() - 3_600_000
+    # Same-millisecond neighbours too: the order key breaks ties by id, so none is skipped.
+    await store.add(A, [entry(f"m{i:03d}", start + (i // 3) * 1000) for i in range(230)])
+    seen: list[str] = []
+    cursor = None
+    arrived = 0
+    while True:
+        page = await store.messages(A, ANA, 50, cursor)
+        assert 1 <= len(page.items) <= 50
+        seen += [item["messageId"] for item in page.items]
+        arrived += 1
+        await store.add(A, [entry(f"new{arrived}", now_ms(), text="arrived while paging")])
+        if page.next is None:
+            break
+        cursor = page.next
+    assert len(seen) == len(set(seen)) == 230
+    assert seen == [f"m{i:03d}" for i in reversed(range(230))]
+    assert (await walk(store, A, ANA, 7))[:arrived] == [f"new{n}" for n in range(arrived, 0, -1)]
+
+
+async def test_a_page_that_ends_exactly_at_the_last_message_has_no_next(store: ConversationStore) -> None:
+    start = now_ms() - 60_000
+    await store.add(A, [entry(f"m{i}", start + i) for i in range(4)])
+    first = await store.messages(A, ANA, 2, None)
+    second = await store.messages(A, ANA, 2, first.next)
+    assert [m["messageId"] for m in first.items + second.items] == ["m3", "m2", "m1", "m0"]
+    assert second.next is None
+
+
+async def test_reactions_edits_deletes_and_receipts_show_on_the_stored_message(store: ConversationStore) -> None:
+    at = now_ms() - 10_000
+    await store.add(A, [entry("in1", at, text="original"), entry("out1", at + 1, direction="out", text="ours")])
+    when = iso_from_ms(at + 5)
+    assert await store.update(A, ANA, "in1", Reacted(ANA, False, "👍", when))
+    assert await store.update(A, ANA, "in1", Reacted(None, True, "❤️", when))
+    assert await store.update(A, ANA, "in1", Reacted(ANA, False, "😂", when))  # replaces Ana's 👍
+    assert await store.update(A, ANA, "in1", Edited("edited text"))
+    assert await store.update(A, ANA, "out1", StatusMoved("read"))
+    assert await store.update(A, ANA, "out1", StatusMoved("delivered"))  # late: never moves back
+    items = {m["messageId"]: m for m in (await store.messages(A, ANA, 50, None)).items}
+    assert items["in1"]["text"] == "edited text" and items["in1"]["edited"] is True
+    reactions = {(r["from"], r["fromMe"], r["emoji"]) for r in items["in1"]["reactions"]}
+    assert reactions == {(ANA, False, "😂"), (None, True, "❤️")}
+    assert items["out1"]["status"] == "read"
+
+    assert await store.update(A, ANA, "in1", Reacted(None, True, "", when))  # "" takes ours back
+    assert await store.update(A, ANA, "out1", Deleted())
+    items = {m["messageId"]: m for m in (await store.messages(A, ANA, 50, None)).items}
+    assert [r["emoji"] for r in items["in1"]["reactions"]] == ["😂"]
+    assert items["out1"]["deleted"] is True and items["out1"]["text"] is None
+    # The chat's last message is the stored one, changes included.
+    chat = (await store.chats(A, 50, None)).items[0]
+    assert chat["lastMessage"]["messageId"] == "out1" and chat["lastMessage"]["deleted"] is True
+    assert not await store.update(A, ANA, "never-stored", Edited("x"))
+
+
+async def test_chats_most_recent_first_with_last_message_and_unread(store: ConversationStore) -> None:
+    start = now_ms() - 60_000
+    await store.add(A, [entry("a1", start, text="one"), entry("a2", start + 1, text="two")])
+    await store.add(A, [entry("g1", start + 2, chat=GROUP, sender=BEN, text="group")])
+    await store.add(A, [entry("b1", start + 3, chat=BEN, sender=BEN, text="ben")])
+    await store.add(A, [entry("b2", start + 4, chat=BEN, direction="out", text="our answer")])
+    page = await store.chats(A, 50, None)
+    assert [c["chatId"] for c in page.items] == [BEN, GROUP, ANA]
+    ben, group, ana = page.items
+    assert ben["unread"] == 0 and ben["lastMessage"]["messageId"] == "b2"  # we answered: read
+    assert group["isGroup"] is True and group["unread"] == 1
+    assert ana["unread"] == 2 and ana["lastMessage"]["text"] == "two" and ana["isGroup"] is False
+    assert ana["lastMessageAt"] == iso_from_ms(start + 1)
+    # Ana writes again: her chat goes first; paging by one walks every chat once.
+    await store.add(A, [entry("a3", start + 10, text="three")])
+    first = await store.chats(A, 1, None)
+    rest = await store.chats(A, 2, first.next)
+    assert [c["chatId"] for c in first.items + rest.items] == [ANA, BEN, GROUP]
+    assert rest.next is None and first.items[0]["unread"] == 3
+
+
+async def test_a_chat_name_is_kept_until_a_new_one_is_known(store: ConversationStore) -> None:
+    at = now_ms() - 1000
+    named = Entry(ANA, False, message("n1", at), at, chat_name="Ana", unread="in")
+    await store.add(A, [named, entry("n2", at + 1)])
+    assert (await store.chats(A, 50, None)).items[0]["name"] == "Ana"
+
+
+async def test_instances_do_not_see_each_others_conversations(store: ConversationStore) -> None:
+    at = now_ms() - 1000
+    await store.add(A, [entry("only-a", at)])
+    await store.add(B, [entry("only-b", at)])
+    assert [m["messageId"] for m in (await store.messages(A, ANA, 50, None)).items] == ["only-a"]
+    assert [m["messageId"] for m in (await store.messages(B, ANA, 50, None)).items] == ["only-b"]
+    assert not await store.update(B, ANA, "only-a", Edited("x"))
+
+
+async def test_forgetting_an_instance_deletes_its_conversations_only(store: ConversationStore) -> None:
+    at = now_ms() - 1000
+    await store.add(A, [entry("a", at), entry("g", at, chat=GROUP)])
+    await store.add(B, [entry("b", at)])
+    await store.forget_instance(A)
+    assert (await store.chats(A, 50, None)).items == []
+    assert (await store.messages(A, ANA, 50, None)).items == []
+    assert [c["chatId"] for c in (await store.chats(B, 50, None)).items] == [ANA]
+
+
+async def test_messages_older_than_the_retention_are_not_kept(store: ConversationStore) -> None:
+    too_old = now_ms() - 31 * 24 * 3600 * 1000
+    assert await store.add(A, [entry("old", too_old), entry("recent", now_ms() - 1000)]) == 1
+    assert [m["messageId"] for m in (await store.messages(A, ANA, 50, None)).items] == ["recent"]
+
+
+async def test_a_cursor_not_handed_out_is_refused(store: ConversationStore) -> None:
+    for cursor in ("not-a-cursor", "!!!", "MTIz"):
+        with pytest.raises(ValueError, match="cursor"):
+            await store.messages(A, ANA, 50, cursor)
+        with pytest.raises(ValueError, match="cursor"):
+            await store.chats(A, 50, cursor)
+
+
+async def test_redis_keeps_at_most_the_cap_per_chat_dropping_the_oldest(redis_url: str) -> None:
+    redis = connect(redis_url)
+    store = RedisConversations(redis, retention_days=30, max_per_chat=5)
+    start = now_ms() - 60_000
+    for i in range(8):
+        await store.add(A, [entry(f"m{i}", start + i)])
+    assert await walk(store, A, ANA, 50) == ["m7", "m6", "m5", "m4", "m3"]
+    assert await redis.hlen(f"wa:conv:{A}:m:{ANA}") == 5  # type: ignore[misc]
+    assert 0 < await redis.ttl(f"wa:conv:{A}:z:{ANA}") <= 30 * 24 * 3600
+    await redis.aclose()
