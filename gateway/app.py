@@ -14,6 +14,7 @@ from gateway.middleware import auth_middleware, body_deadline_middleware, errors
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import (
     admin,
+    chats,
     conversations,
     deliverability,
     instances,
@@ -115,6 +116,12 @@ ROUTES: list[Route] = [
           response=C.GroupSummary, many=True, tag="conversations"),
     Route("GET", "/instance/{name}/groups/{groupId}", C.get_group, "A group with its participants",
           response=C.GroupOut, tag="conversations"),
+    # The conversation store: what the gateway kept of each chat, newest first, by cursor.
+    Route("GET", "/instance/{name}/chats", chats.list_chats, "The instance's chats, the most recent first",
+          response=chats.ChatPage, query=chats.PageQuery, tag="conversations"),
+    Route("GET", "/instance/{name}/chats/{chatId}/messages", chats.list_messages,
+          "A chat's stored messages, newest first", response=chats.MessagePage, query=chats.PageQuery,
+          tag="conversations"),
     # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
     Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
           response=D.SuppressionsOut, tag="deliverability"),

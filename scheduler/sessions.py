@@ -16,6 +16,7 @@ from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_
 from core.instances import InstanceUpdate
 from scheduler.actions import Actions
 from scheduler.commands import Commands
+from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
     Banned,
     Connected,
@@ -52,8 +53,14 @@ class SessionHost:
         self.ownership = services.ownership
         self.contacts = services.contacts
         self.after_ban_seconds = services.settings.throttle.after_ban
+        self.conversations = ConversationLog(services.conversations)
         self.inbound = InboundEvents(
-            services.redis, services.outbox, services.media, services.settings.media_max_bytes, services.contacts
+            services.redis,
+            services.outbox,
+            services.media,
+            services.settings.media_max_bytes,
+            services.contacts,
+            self.conversations,
         )
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
@@ -363,6 +370,7 @@ class SessionHost:
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
+                    await self.conversations.receipt(name, moved, status)
 
     async def _throttle_after_ban(self, name: str, expires_at: datetime) -> None:
         """A temporary ban is a warning: bulk stays paused for a while after it ends."""

@@ -7,13 +7,17 @@ PostgreSQL tests skip (saying why) only when no server answers at WA_GATEWAY_TES
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from aiohttp.test_utils import TestClient
 
+from config import Settings
 from core.clock import iso_from_ms, now_ms
 from core.conversations import (
     ChatMessage,
@@ -26,6 +30,7 @@ from core.conversations import (
     StatusMoved,
 )
 from core.redis_client import connect
+from tests.conftest import ADMIN, eventually, make_settings, open_instance
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 A, B = "acme__shop1__sales", "acme__shop1__other"
@@ -34,8 +39,6 @@ GROUP = "120363000000000001@g.us"
 
 
 def pg_url() -> str:
-    import os
-
     return os.environ.get("WA_GATEWAY_TEST_POSTGRES_URL", PG_URL)
 
 
@@ -240,3 +243,130 @@ async def test_redis_keeps_at_most_the_cap_per_chat_dropping_the_oldest(redis_ur
     assert await redis.hlen(f"wa:conv:{A}:m:{ANA}") == 5  # type: ignore[misc]
     assert 0 < await redis.ttl(f"wa:conv:{A}:z:{ANA}") <= 30 * 24 * 3600
     await redis.aclose()
+
+
+# -- through the API: the sandbox writes in, the worker sends, the routes read ------------------
+
+
+@pytest.fixture(params=["redis", "postgres"])
+async def settings(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The gateway's settings with the conversation store on each backend."""
+    if request.param == "redis":
+        yield make_settings(redis_url, tmp_path / "data")
+        return
+    if (why := await postgres_reachable()) is not None:
+        pytest.skip(why)
+    schema = f"test_conv_{uuid.uuid4().hex[:12]}"
+    yield make_settings(redis_url, tmp_path / "data", database_url=pg_url(), database_schema=schema)
+    from core.conversations_pg import PgConversations
+
+    pg = PgConversations(pg_url(), retention_days=30, schema=schema)
+    await pg.drop_schema()
+    await pg.close()
+
+
+async def get_json(client: TestClient, path: str, headers: dict[str, str], status: int = 200) -> Any:
+    response = await client.get(path, headers=headers)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def inbound(client: TestClient, name: str, headers: dict[str, str], **body: Any) -> str:
+    response = await client.post(f"/sandbox/instance/{name}/inbound", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    return str((await response.json())["messageId"])
+
+
+async def stored(client: TestClient, name: str, chat: str, headers: dict[str, str], count: int) -> list[Any]:
+    """The chat's stored messages once there are `count` (inbound events are stored by the worker)."""
+
+    async def enough() -> Any:
+        items = (await get_json(client, f"/instance/{name}/chats/{chat}/messages", headers))["items"]
+        return items if len(items) >= count else None
+
+    found: list[Any] = await eventually(enough)
+    return found
+
+
+async def test_received_and_sent_messages_land_in_the_chat_in_order(gateway: TestClient, acme: dict[str, str]) -> None:
+    name = await open_instance(gateway, acme)
+    first = await inbound(gateway, name, acme, **{"from": ANA, "text": "hola", "pushName": "Ana"})
+    sent = await gateway.post("/message/text", json={"instanceName": name, "to": ANA, "text": "hi Ana"}, headers=acme)
+    assert sent.status == 202
+    ours = (await sent.json())["id"]
+    path = f"/instance/{name}/chats/{ANA}/messages"
+
+    async def both() -> Any:
+        page = await get_json(gateway, path, acme)
+        return page if len(page["items"]) == 2 else None
+
+    page = await eventually(both)
+    newest, oldest = page["items"]
+    assert (newest["id"], newest["direction"], newest["text"], newest["status"]) == (ours, "out", "hi Ana", "sent")
+    assert (oldest["messageId"], oldest["direction"], oldest["from"], oldest["text"]) == (first, "in", ANA, "hola")
+    assert oldest["type"] == "conversation" and oldest["reactions"] == [] and page["next"] is None
+    contract = "id messageId direction from fromLid type text caption media quotedMessageId status timestamp"
+    assert set(newest) == {*contract.split(), "metadata", "edited", "deleted", "reactions"}
+
+    chats = await get_json(gateway, f"/instance/{name}/chats", acme)
+    assert [(c["chatId"], c["name"], c["isGroup"], c["unread"]) for c in chats["items"]] == [(ANA, "Ana", False, 0)]
+    assert chats["items"][0]["lastMessage"]["id"] == ours and chats["next"] is None
+
+
+async def test_reactions_edits_and_deletes_from_the_contact_change_the_stored_message(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    name = await open_instance(gateway, acme)
+    target = await inbound(gateway, name, acme, **{"from": ANA, "text": "typo hre"})
+    other = await inbound(gateway, name, acme, **{"from": ANA, "text": "to be deleted"})
+    await inbound(gateway, name, acme, **{"from": ANA, "reaction": {"messageId": target, "emoji": "🎉"}})
+    await inbound(gateway, name, acme, **{"from": ANA, "edit": {"messageId": target, "text": "typo here"}})
+    await inbound(gateway, name, acme, **{"from": ANA, "delete": {"messageId": other}})
+    items = {
+        m["messageId"]: m for m in (await get_json(gateway, f"/instance/{name}/chats/{ANA}/messages", acme))["items"]
+    }
+    assert set(items) == {target, other}  # the reaction, the edit and the delete are no messages of their own
+    assert items[target]["text"] == "typo here" and items[target]["edited"] is True
+    assert [(r["from"], r["emoji"]) for r in items[target]["reactions"]] == [(ANA, "🎉")]
+    assert items[other]["deleted"] is True and items[other]["text"] is None
+
+
+async def test_pages_are_bounded_and_a_bad_query_names_what_was_wrong(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    name = await open_instance(gateway, acme)
+    for n in range(3):
+        await inbound(gateway, name, acme, **{"from": ANA, "text": f"m{n}"})
+    first = await get_json(gateway, f"/instance/{name}/chats/{ANA}/messages?limit=2", acme)
+    rest = await get_json(gateway, f"/instance/{name}/chats/{ANA}/messages?limit=2&cursor={first['next']}", acme)
+    assert [m["text"] for m in first["items"] + rest["items"]] == ["m2", "m1", "m0"] and rest["next"] is None
+    for query, field in (("limit=0", "limit"), ("limit=101", "limit"), ("cursor=bogus", "cursor"), ("x=1", "x")):
+        error = await get_json(gateway, f"/instance/{name}/chats?{query}", acme, status=400)
+        assert error["error"]["code"] == "validation_error"
+        assert [issue["path"][-1] for issue in error["error"]["issues"]] == [field], error
+    bad_chat = await get_json(gateway, f"/instance/{name}/chats/not-a-chat/messages", acme, status=400)
+    assert bad_chat["error"]["issues"][0]["path"] == ["path", "chatId"]
+
+
+async def test_a_tenant_reads_only_its_own_instances_conversations(gateway: TestClient, acme: dict[str, str]) -> None:
+    name = await open_instance(gateway, acme)
+    await inbound(gateway, name, acme, **{"from": ANA, "text": "private"})
+    await stored(gateway, name, ANA, acme, 1)
+    created = await gateway.post("/admin/tenants", json={"tenantId": "globex"}, headers=ADMIN)
+    globex = {"apikey": (await created.json())["apiKey"]}
+    for path in (f"/instance/{name}/chats", f"/instance/{name}/chats/{ANA}/messages"):
+        error = await get_json(gateway, path, globex, status=403)
+        assert error["error"]["code"] == "forbidden_tenant"
+        assert (await get_json(gateway, path, ADMIN))["items"]  # the admin sees every tenant's
+    missing = await get_json(gateway, "/instance/acme__shop1__nobody/chats", acme, status=404)
+    assert missing["error"]["code"] == "not_found"
+
+
+async def test_deleting_an_instance_deletes_its_conversations(gateway: TestClient, acme: dict[str, str]) -> None:
+    name = await open_instance(gateway, acme)
+    await inbound(gateway, name, acme, **{"from": ANA, "text": "soon gone"})
+    await stored(gateway, name, ANA, acme, 1)
+    assert (await gateway.delete(f"/instance/{name}", headers=acme)).status == 204
+    await open_instance(gateway, acme)  # the same name again starts with no conversations
+    assert (await get_json(gateway, f"/instance/{name}/chats", acme))["items"] == []
+    assert (await get_json(gateway, f"/instance/{name}/chats/{ANA}/messages", acme))["items"] == []
