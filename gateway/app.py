@@ -168,6 +168,8 @@ SANDBOX_ROUTES: list[Route] = [
           response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/inbound", sandbox.inbound, "A contact writes in",
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/history", sandbox.history, "As if WhatsApp synced this chat history",
+          body=sandbox.HistoryBody, response=sandbox.HistoryOut, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",

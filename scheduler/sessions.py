@@ -24,6 +24,7 @@ from scheduler.drivers.base import (
     Driver,
     DriverError,
     DriverEvent,
+    HistorySynced,
     Inbound,
     NotLinkedError,
     QrCode,
@@ -32,6 +33,7 @@ from scheduler.drivers.base import (
     Session,
 )
 from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
+from scheduler.history import HistoryImport
 from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
 from scheduler.services import Services
@@ -62,6 +64,7 @@ class SessionHost:
             services.contacts,
             self.conversations,
         )
+        self.history = HistoryImport(services.conversations, services.outbox)
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
@@ -366,6 +369,8 @@ class SessionHost:
                     await self.inbound.publish(name, inbound)
                 else:  # instance.connected first: the Connected case above releases it
                     self._held.setdefault(name, []).append(inbound)
+            case HistorySynced() as batch:
+                await self.history.synced(name, batch)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}

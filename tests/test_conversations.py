@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ from core.conversations import (
     StatusMoved,
 )
 from core.redis_client import connect
+from scheduler.drivers.base import HistoryChat, HistoryMessage
+from scheduler.history import history_entry
 from tests.conftest import ADMIN, eventually, make_settings, open_instance
+from tests.receiver import Receiver
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 A, B = "acme__shop1__sales", "acme__shop1__other"
@@ -370,3 +374,95 @@ async def test_deleting_an_instance_deletes_its_conversations(gateway: TestClien
     await open_instance(gateway, acme)  # the same name again starts with no conversations
     assert (await get_json(gateway, f"/instance/{name}/chats", acme))["items"] == []
     assert (await get_json(gateway, f"/instance/{name}/chats/{ANA}/messages", acme))["items"] == []
+
+
+# -- history sync ---------------------------------------------------------------------------------
+
+
+async def test_history_lands_below_what_arrived_live_and_leaves_unread_alone(store: ConversationStore) -> None:
+    now = now_ms()
+    await store.add(A, [entry("live", now - 1000, text="live copy")])
+    chat = HistoryChat(
+        ANA,
+        "Ana",
+        (
+            HistoryMessage(message_id="h1", from_me=False, sender=ANA, text="old", timestamp=at(now - 90_000)),
+            HistoryMessage(message_id="h2", from_me=True, text="old answer", timestamp=at(now - 80_000)),
+            HistoryMessage(message_id="live", from_me=False, sender=ANA, text="synced copy", timestamp=at(now - 1000)),
+        ),
+    )
+    assert await store.add(A, [history_entry(chat, message) for message in chat.messages]) == 2
+    items = (await store.messages(A, ANA, 50, None)).items
+    assert [(m["messageId"], m["direction"], m["text"]) for m in items] == [
+        ("live", "in", "live copy"),
+        ("h2", "out", "old answer"),
+        ("h1", "in", "old"),
+    ]
+    (ana,) = (await store.chats(A, 50, None)).items
+    assert (ana["name"], ana["unread"], ana["lastMessage"]["messageId"]) == ("Ana", 1, "live")
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def test_sandbox_history_is_stored_and_history_synced_fires(
+    gateway: TestClient, acme: dict[str, str], hooked: str, receiver: Receiver
+) -> None:
+    now = now_ms()
+    chats = [
+        {
+            "chatId": ANA,
+            "name": "Ana",
+            "messages": [
+                {
+                    "messageId": "HIST1",
+                    "fromMe": False,
+                    "text": "hello from 2026",
+                    "timestamp": iso_from_ms(now - 9000),
+                },
+                {"messageId": "HIST2", "fromMe": True, "text": "hi Ana", "timestamp": iso_from_ms(now - 8000)},
+            ],
+        },
+        {
+            "chatId": GROUP,
+            "name": "Team",
+            "messages": [
+                {"messageId": "HIST3", "fromMe": False, "from": BEN, "text": "standup?", "timestamp": iso_from_ms(now)}
+            ],
+        },
+    ]
+    response = await gateway.post(f"/sandbox/instance/{hooked}/history", json={"chats": chats}, headers=acme)
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"instanceName": hooked, "chats": 2, "messages": 3}
+    await eventually(lambda: receiver.of("history.synced"))
+    assert receiver.of("history.synced")[0].json()["data"] == {"chats": 2, "messages": 3}
+    listed = await get_json(gateway, f"/instance/{hooked}/chats", acme)
+    assert [(c["chatId"], c["name"], c["isGroup"], c["unread"]) for c in listed["items"]] == [
+        (GROUP, "Team", True, 0),
+        (ANA, "Ana", False, 0),
+    ]
+    items = await stored(gateway, hooked, ANA, acme, 2)
+    assert [(m["messageId"], m["direction"], m["from"]) for m in items] == [
+        ("HIST2", "out", None),
+        ("HIST1", "in", ANA),
+    ]
+    group = await stored(gateway, hooked, GROUP, acme, 1)
+    assert group[0]["from"] == BEN
+    # The same batch again (WhatsApp repeats itself after reconnects): nothing new.
+    await gateway.post(f"/sandbox/instance/{hooked}/history", json={"chats": chats}, headers=acme)
+    await eventually(lambda: len(receiver.of("history.synced")) == 2)
+    assert receiver.of("history.synced")[1].json()["data"] == {"chats": 2, "messages": 0}
+
+
+async def test_sandbox_history_refuses_what_whatsapp_could_not_send(gateway: TestClient, acme: dict[str, str]) -> None:
+    name = await open_instance(gateway, acme)
+    bad = {"chats": [{"chatId": "nobody", "messages": [{"messageId": "X", "fromMe": "maybe", "timestamp": "today"}]}]}
+    response = await gateway.post(f"/sandbox/instance/{name}/history", json=bad, headers=acme)
+    assert response.status == 400
+    paths = {tuple(issue["path"]) for issue in (await response.json())["error"]["issues"]}
+    assert {
+        ("chats", 0, "chatId"),
+        ("chats", 0, "messages", 0, "fromMe"),
+        ("chats", 0, "messages", 0, "timestamp"),
+    } <= paths
