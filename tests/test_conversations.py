@@ -7,6 +7,7 @@ PostgreSQL tests skip (saying why) only when no server answers at WA_GATEWAY_TES
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from scheduler.drivers.base import HistoryChat, HistoryMessage
 from scheduler.history import history_entry
 from tests.conftest import ADMIN, eventually, make_settings, open_instance
 from tests.receiver import Receiver
+from wa_gateway_client import AsyncClient, Client
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 A, B = "acme__shop1__sales", "acme__shop1__other"
@@ -466,3 +468,37 @@ async def test_sandbox_history_refuses_what_whatsapp_could_not_send(gateway: Tes
         ("chats", 0, "messages", 0, "fromMe"),
         ("chats", 0, "messages", 0, "timestamp"),
     } <= paths
+
+
+async def test_the_client_walks_every_chat_and_message_page_by_page(gateway: TestClient, acme: dict[str, str]) -> None:
+    name = await open_instance(gateway, acme)
+    now = now_ms()
+    history = [
+        {
+            "chatId": number,
+            "messages": [
+                {
+                    "messageId": f"H{number[-1]}{n}",
+                    "fromMe": n % 2 == 1,
+                    "text": f"#{n}",
+                    "timestamp": iso_from_ms(now - n),
+                }
+                for n in range(7)
+            ],
+        }
+        for number in (ANA, BEN)
+    ]
+    base_url = str(gateway.make_url("")).rstrip("/")
+    async with AsyncClient(base_url, acme["apikey"]) as client:
+        await client.sandbox_history(name, history)
+        chats = [chat async for chat in client.iter_chats(name, page_size=1)]
+        assert {chat.chat_id for chat in chats} == {ANA, BEN} and len(chats) == 2
+        messages = [m async for m in client.iter_chat_messages(name, ANA, page_size=3)]
+    assert [m.text for m in messages] == [f"#{n}" for n in range(7)]
+    assert [(m.direction, m.from_) for m in messages[:2]] == [("in", ANA), ("out", None)]
+    assert messages[0].reactions == [] and messages[0].edited is False
+    with Client(base_url, acme["apikey"]) as sync:
+        walked = await asyncio.to_thread(
+            lambda: [m.message_id for m in sync.iter_chat_messages(name, BEN, page_size=2)]
+        )
+    assert walked == [f"H{BEN[-1]}{n}" for n in range(7)]
