@@ -502,3 +502,42 @@ async def test_the_client_walks_every_chat_and_message_page_by_page(gateway: Tes
             lambda: [m.message_id for m in sync.iter_chat_messages(name, BEN, page_size=2)]
         )
     assert walked == [f"H{BEN[-1]}{n}" for n in range(7)]
+
+
+async def test_our_reactions_edits_deletes_and_receipts_change_the_stored_messages(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    name = await open_instance(gateway, acme)
+    theirs = await inbound(gateway, name, acme, **{"from": ANA, "text": "lunch?"})
+    await stored(gateway, name, ANA, acme, 1)
+    reacted = await gateway.post(
+        "/message/reaction", json={"instanceName": name, "messageId": theirs, "emoji": "👍"}, headers=acme
+    )
+    assert reacted.status == 202, await reacted.text()
+    sent = await gateway.post("/message/text", json={"instanceName": name, "to": ANA, "text": "yes at 1"}, headers=acme)
+    ours = (await sent.json())["id"]
+    items = await stored(gateway, name, ANA, acme, 2)
+    wa_id = items[0]["messageId"]
+    assert items[0]["id"] == ours
+
+    edited = await gateway.post(f"/message/{ours}/edit", json={"text": "yes at 2"}, headers=acme)
+    assert edited.status == 202, await edited.text()
+    receipt = {"messageIds": [wa_id], "status": "read"}
+    assert (await gateway.post(f"/sandbox/instance/{name}/receipt", json=receipt, headers=acme)).status == 200
+
+    async def changed() -> Any:
+        found = {m["messageId"]: m for m in await stored(gateway, name, ANA, acme, 2)}
+        done = found[wa_id]["edited"] and found[wa_id]["status"] == "read" and found[theirs]["reactions"]
+        return found if done else None
+
+    found = await eventually(changed)
+    assert found[wa_id]["text"] == "yes at 2"
+    assert [(r["from"], r["fromMe"], r["emoji"]) for r in found[theirs]["reactions"]] == [(None, True, "👍")]
+    assert len(found) == 2  # the reaction and the edit went out as messages, but are none of the chat's
+
+    assert (await gateway.delete(f"/message/{ours}", headers=acme)).status == 202
+
+    async def deleted() -> bool:
+        return any(m["deleted"] for m in await stored(gateway, name, ANA, acme, 2))
+
+    await eventually(deleted)
