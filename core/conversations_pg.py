@@ -62,7 +62,11 @@ class PgConversations:
     def __init__(self, url: str, retention_days: int, schema: str, pool_size: int = 4) -> None:
         self.retention_ms = retention_days * DAY_MS
         self.schema = schema
-        self._pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True})
+        # The store is a record of what was already delivered (the webhooks, the sends): losing
+        # its last few writes to a server crash is acceptable, waiting for a disk flush on every
+        # message is not (it multiplies the write cost; PostgreSQL stays consistent either way).
+        options = {"autocommit": True, "options": "-c synchronous_commit=off"}
+        self._pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, kwargs=options)
         self._opened = False
         self._opening = asyncio.Lock()
         self._pruned_at = 0.0
@@ -119,13 +123,18 @@ class PgConversations:
         if not rows:
             return 0
         added = 0
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            # Pipeline mode: the batch goes out in one round trip, each statement's answer read after.
-            await cur.executemany(self._sql["add"], rows, returning=True)
-            while True:
-                added += len(await cur.fetchall())
-                if not cur.nextset():
-                    break
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            if len(rows) == 1:  # the live paths: one statement, atomic on its own
+                await cur.execute(self._sql["add"], rows[0])
+                added = len(await cur.fetchall())
+            else:
+                async with conn.transaction():
+                    # Pipeline mode: the batch goes out at once, each statement's answer read after.
+                    await cur.executemany(self._sql["add"], rows, returning=True)
+                    while True:
+                        added += len(await cur.fetchall())
+                        if not cur.nextset():
+                            break
         await self._prune(cutoff)
         return added
 

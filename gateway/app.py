@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from config import Settings
 from gateway import console
@@ -28,6 +29,7 @@ from gateway.routes import (
 )
 from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
+from scheduler.history import HistorySyncedData
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
@@ -204,7 +206,8 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
-    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
+    events: dict[str, type[BaseModel]] = {**dict(INBOUND_EVENTS.values()), "history.synced": HistorySyncedData}
+    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
     app.cleanup_ctx.append(_services(settings))
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(operating.close_sockets)

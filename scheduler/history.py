@@ -6,9 +6,11 @@ stored as the chats' past, without touching their unread counts, then `history.s
 from __future__ import annotations
 
 import structlog
+from pydantic import Field
 
 from core.clock import iso
 from core.conversations import ChatMessage, ConversationStore, Entry
+from core.records import ApiModel
 from scheduler.drivers.base import HistoryChat, HistoryMessage, HistorySynced, is_group
 from webhooks.outbox import Outbox
 
@@ -16,6 +18,13 @@ log = structlog.get_logger(__name__)
 
 # Stored this many messages at a time: one pipeline (Redis) or one transaction (PostgreSQL) each.
 BATCH = 500
+
+
+class HistorySyncedData(ApiModel):
+    """`history.synced`: one batch of WhatsApp's history sync was stored."""
+
+    chats: int = Field(description="chats the batch held")
+    messages: int = Field(description="messages of it that were new to the store")
 
 
 async def keeps_history(name: str) -> bool:
@@ -41,7 +50,8 @@ class HistoryImport:
             stored += await self.store.add(name, entries[start : start + BATCH])
         chats = len({entry.chat_id for entry in entries})
         log.info("history.synced", instance=name, chats=chats, messages=stored)
-        await self.outbox.publish(name, "history.synced", {"chats": chats, "messages": stored})
+        data = HistorySyncedData(chats=chats, messages=stored).model_dump(mode="json", by_alias=True)
+        await self.outbox.publish(name, "history.synced", data)
 
 
 def history_entry(chat: HistoryChat, message: HistoryMessage) -> Entry:
