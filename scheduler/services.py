@@ -113,6 +113,10 @@ def conversation_store(settings: Settings, redis: Redis) -> ConversationStore:
     """PostgreSQL when `GATEWAY_DATABASE_URL` is set (it needs the `postgres` extra), else Redis."""
     if settings.database_url is None:
         return RedisConversations(redis, settings.conversation_retention, settings.conversation_max_per_chat)
-    from core.conversations_pg import PgConversations  # psycopg is an optional dependency
-
+    try:
+        from core.conversations_pg import PgConversations  # psycopg is an optional dependency
+    except ImportError as exc:
+        raise RuntimeError(
+            "GATEWAY_DATABASE_URL is set, which needs psycopg and psycopg_pool: pip install 'wa-gateway[postgres]'"
+        ) from exc
     return PgConversations(settings.database_url, settings.conversation_retention, settings.database_schema)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from config import Settings
+from config import Settings, SettingsError, load_settings
 from core.clock import iso_from_ms, now_ms
 from core.conversations import (
     ChatMessage,
@@ -34,6 +35,7 @@ from core.conversations import (
 from core.redis_client import connect
 from scheduler.drivers.base import HistoryChat, HistoryMessage
 from scheduler.history import history_entry
+from scheduler.services import conversation_store
 from tests.conftest import ADMIN, eventually, make_settings, open_instance
 from tests.receiver import Receiver
 from wa_gateway_client import AsyncClient, Client
@@ -541,3 +543,20 @@ async def test_our_reactions_edits_deletes_and_receipts_change_the_stored_messag
         return any(m["deleted"] for m in await stored(gateway, name, ANA, acme, 2))
 
     await eventually(deleted)
+
+
+async def test_the_store_is_picked_by_the_settings_and_postgres_without_psycopg_names_what_to_install(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = connect(redis_url)
+    assert isinstance(conversation_store(make_settings(redis_url, tmp_path), redis), RedisConversations)
+    on_postgres = make_settings(redis_url, tmp_path, database_url=pg_url())
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import psycopg_pool now raises ImportError
+    monkeypatch.delitem(sys.modules, "core.conversations_pg", raising=False)
+    with pytest.raises(RuntimeError, match=r"GATEWAY_DATABASE_URL.*wa-gateway\[postgres\]"):
+        conversation_store(on_postgres, redis)
+    with pytest.raises(SettingsError, match="GATEWAY_DATABASE_URL"):
+        load_settings({"GATEWAY_DATABASE_URL": "mysql://db/wa"})
+    with pytest.raises(SettingsError, match="GATEWAY_DATABASE_SCHEMA"):
+        load_settings({"GATEWAY_DATABASE_SCHEMA": "bad-schema; drop"})
+    await redis.aclose()
