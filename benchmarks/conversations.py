@@ -23,14 +23,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.__main__ import percentile
 from config import load_settings
 from core.clock import iso_from_ms, now_ms
 from core.conversations import ChatMessage, ConversationStore, Entry, RedisConversations, encode_cursor, order_key
+from core.conversations_pg import PAGE_OF_MESSAGES, PgConversations
 from core.logs import configure_logging
 from core.redis_client import connect
 from core.redis_server import EmbeddedRedis
@@ -117,13 +119,69 @@ def received_event(n: int) -> tuple[MessageReceived, dict[str, Any]]:
     return event, data
 
 
-async def measure(
-    label: str, store: ConversationStore, messages: int, reads: int, writes: int, settle: Callable[[], Awaitable[None]]
-) -> None:
+class Probe(Protocol):
+    """What the server itself spends, apart from the client and the machine's other load."""
+
+    async def settle(self) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def page_ms(self, cursor_key: str) -> float:
+        """Server time of one page (a deep one, at `cursor_key`), in ms."""
+        ...
+
+
+class RedisProbe:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.before = (0, 0)
+
+    async def settle(self) -> None:
+        """Redis has no statistics to gather after a bulk load."""
+
+    async def _scripts(self) -> tuple[int, int]:
+        stats = (await self.redis.info("commandstats")).get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+    async def start(self) -> None:
+        self.before = await self._scripts()
+
+    async def page_ms(self, cursor_key: str) -> float:
+        # The reads since `start` are the only scripts run meanwhile: their average server time.
+        calls, usec = await self._scripts()
+        return (usec - self.before[1]) / max(1, calls - self.before[0]) / 1000
+
+
+class PgProbe:
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    async def settle(self) -> None:
+        # What autovacuum does after a bulk load, done now so that it does not run during the reads.
+        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+            await conn.execute(f"VACUUM ANALYZE {self.schema}.messages, {self.schema}.chats")
+
+    async def start(self) -> None:
+        """Nothing to note: each page is explained on its own."""
+
+    async def page_ms(self, cursor_key: str) -> float:
+        query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + sql.SQL(PAGE_OF_MESSAGES).format(
+            schema=sql.Identifier(self.schema)
+        )
+        params = {"instance": NAME, "chat": CHAT, "before": cursor_key, "limit": 51}
+        async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+            times = []
+            for _ in range(21):
+                plan = await (await conn.execute(query, params)).fetchone()
+                times.append(plan[0][0]["Execution Time"] if plan else 0.0)
+        return percentile(times, 0.5)
+
+
+async def measure(label: str, store: ConversationStore, messages: int, reads: int, writes: int, probe: Probe) -> None:
     print(f"{label}:")
     seconds, times = await fill(store, messages)
     print(f"  filled one chat with {messages:,} messages in {seconds:.1f} s ({messages / seconds:,.0f} messages/s)")
-    await settle()
+    await probe.settle()
     page = await store.messages(NAME, CHAT, 50, None)
     assert len(page.items) == 50 and page.next is not None
     depth = random.Random(7)
@@ -131,9 +189,12 @@ async def measure(
     cursors = [encode_cursor(order_key(times[n], f"3EB0{n:012d}")) for n in places]
     # The newest page and a page at a random depth, in turns, so that whatever else the machine
     # does weighs on both alike.
+    await probe.start()
     spent = await timed(2 * reads, lambda n: store.messages(NAME, CHAT, 50, cursors[n // 2] if n % 2 else None))
+    server = await probe.page_ms(order_key(times[places[0]], f"3EB0{places[0]:012d}"))
     print(summary("newest page of 50", spent[0::2]) + "   (goal p50 <= 5 ms)")
     print(summary("page of 50 at a random depth (cursor)", spent[1::2]) + "   (goal p50 <= 5 ms)")
+    print(f"  {'of which the server itself spends':<44} {server:8.2f} ms a page")
     print(summary("page of 50 chats", await timed(min(reads, 100), lambda _: store.chats(NAME, 50, None))))
     log = ConversationLog(store)
     sends = [sent_message(n) for n in range(writes)]
@@ -142,10 +203,6 @@ async def measure(
     spent = await timed(writes, lambda n: log.received(NAME, *inbound[n]))
     print(summary("inbound path: store one received message", spent, "us"))
     await store.forget_instance(NAME)
-
-
-async def nothing_to_settle() -> None:
-    """Redis has no statistics to gather after a bulk load."""
 
 
 async def postgres_absent() -> str | None:
@@ -170,25 +227,17 @@ async def main() -> None:
         redis = connect(server.url)
         try:
             store = RedisConversations(redis, retention_days=30, max_per_chat=args.messages + args.writes)
-            await measure("Redis (embedded)", store, args.messages, args.reads, args.writes, nothing_to_settle)
+            await measure("Redis (embedded)", store, args.messages, args.reads, args.writes, RedisProbe(redis))
         finally:
             await redis.aclose()
             await server.stop()
     if (why := await postgres_absent()) is not None:
         print(f"PostgreSQL: skipped, none reachable at {PG_URL}: {why}")
         return
-    from core.conversations_pg import PgConversations
-
     schema = f"bench_conv_{uuid.uuid4().hex[:8]}"
     pg = PgConversations(PG_URL, retention_days=30, schema=schema)
-
-    async def analyzed() -> None:
-        # What autovacuum does after a bulk load, done now so that it does not run during the reads.
-        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
-            await conn.execute(f"VACUUM ANALYZE {schema}.messages, {schema}.chats")
-
     try:
-        await measure("PostgreSQL", pg, args.messages, args.reads, args.writes, analyzed)
+        await measure("PostgreSQL", pg, args.messages, args.reads, args.writes, PgProbe(schema))
     finally:
         await pg.drop_schema()
         await pg.close()

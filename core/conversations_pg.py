@@ -79,7 +79,7 @@ class PgConversations:
                 " FOR UPDATE",
                 "put": "UPDATE {schema}.messages SET record = %s"
                 " WHERE instance = %s AND chat_id = %s AND message_id = %s",
-                "messages": _MESSAGES,
+                "messages": PAGE_OF_MESSAGES,
                 "chats": _CHATS,
                 "forget_messages": "DELETE FROM {schema}.messages WHERE instance = %s",
                 "forget_chats": "DELETE FROM {schema}.chats WHERE instance = %s",
@@ -227,7 +227,7 @@ WITH added AS (
 )
 SELECT order_key FROM added
 """
-_MESSAGES = """
+PAGE_OF_MESSAGES = """
 SELECT order_key, record FROM {schema}.messages
 WHERE instance = %(instance)s AND chat_id = %(chat)s
   AND order_key < %(before)s
