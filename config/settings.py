@@ -137,6 +137,15 @@ class Settings(BaseModel):
         default=None, description="an S3-compatible service's address (unset: AWS S3); credentials from AWS_*"
     )
     public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
+    # The conversation store (core/conversations.py): in Redis unless a PostgreSQL URL is given.
+    database_url: str | None = Field(default=None, description="PostgreSQL URL for the conversation store")
+    database_schema: str = Field(
+        default="wa_gateway", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the conversation store's schema"
+    )
+    conversation_retention: int = Field(default=30, gt=0, description="days chats and messages are kept")
+    conversation_max_per_chat: int = Field(
+        default=10_000, gt=0, description="messages kept per chat in Redis (PostgreSQL keeps the whole retention)"
+    )
     # Conversation actions (contacts/check, profile, read, presence, groups) answer synchronously.
     action_timeout: float = Field(
         default=10.0, gt=0, description="seconds a conversation action waits for WhatsApp before a 502"
@@ -230,7 +239,7 @@ class Settings(BaseModel):
         """Where receivers reach the gateway: `public_url`, else the address it listens on."""
         return self.public_url or f"http://{self.host}:{self.port}"
 
-    @field_validator("session_database_url")
+    @field_validator("session_database_url", "database_url")
     @classmethod
     def _postgres_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("postgres://", "postgresql://")):

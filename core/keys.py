@@ -220,3 +220,26 @@ def media(media_id: str) -> str:
 
 def poll(name: str, poll_id: str) -> str:
     return f"{PREFIX}poll:{name}:{poll_id}"  # JSON list of a poll's option names, to name its votes
+
+
+# Conversations (core/conversations.py): per instance, an index of its chats and, per chat, its
+# messages in order and their records. Sorted sets hold "<13-digit ms>:<id>" members, all at score
+# 0, so they sort by time then id and page by lexical range (core/lua/conversation_*.lua).
+def conversation_prefix(name: str) -> str:
+    return f"{PREFIX}conv:{name}:"
+
+
+def conversation_chats(name: str) -> str:
+    return f"{conversation_prefix(name)}chats"  # sorted set: "<last message ms>:<chatId>"
+
+
+def conversation_chat(name: str, chat_id: str) -> str:
+    return f"{conversation_prefix(name)}c:{chat_id}"  # hash: name, isGroup, last (its message's member), unread
+
+
+def conversation_order(name: str, chat_id: str) -> str:
+    return f"{conversation_prefix(name)}z:{chat_id}"  # sorted set: "<ms>:<messageId>", oldest first
+
+
+def conversation_records(name: str, chat_id: str) -> str:
+    return f"{conversation_prefix(name)}m:{chat_id}"  # hash: WhatsApp messageId -> JSON message record

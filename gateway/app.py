@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from config import Settings
 from gateway import console
@@ -14,6 +15,7 @@ from gateway.middleware import auth_middleware, body_deadline_middleware, errors
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import (
     admin,
+    chats,
     conversations,
     deliverability,
     instances,
@@ -27,6 +29,7 @@ from gateway.routes import (
 )
 from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
+from scheduler.history import HistorySyncedData
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
@@ -115,6 +118,12 @@ ROUTES: list[Route] = [
           response=C.GroupSummary, many=True, tag="conversations"),
     Route("GET", "/instance/{name}/groups/{groupId}", C.get_group, "A group with its participants",
           response=C.GroupOut, tag="conversations"),
+    # The conversation store: what the gateway kept of each chat, newest first, by cursor.
+    Route("GET", "/instance/{name}/chats", chats.list_chats, "The instance's chats, the most recent first",
+          response=chats.ChatPage, query=chats.PageQuery, tag="conversations"),
+    Route("GET", "/instance/{name}/chats/{chatId}/messages", chats.list_messages,
+          "A chat's stored messages, newest first", response=chats.MessagePage, query=chats.PageQuery,
+          tag="conversations"),
     # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
     Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
           response=D.SuppressionsOut, tag="deliverability"),
@@ -161,6 +170,8 @@ SANDBOX_ROUTES: list[Route] = [
           response=sandbox.LinkOut, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/inbound", sandbox.inbound, "A contact writes in",
           body=sandbox.InboundBody, response=sandbox.InboundOut, status=201, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/history", sandbox.history, "As if WhatsApp synced this chat history",
+          body=sandbox.HistoryBody, response=sandbox.HistoryOut, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/sent", sandbox.sent, "What reached 'WhatsApp', in send order",
           response=sandbox.SentMessage, many=True, tag="sandbox"),
     Route("POST", "/sandbox/instance/{name}/receipt", sandbox.receipt, "As if the recipient's phone acknowledged",
@@ -195,7 +206,8 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
-    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
+    events: dict[str, type[BaseModel]] = {**dict(INBOUND_EVENTS.values()), "history.synced": HistorySyncedData}
+    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
     app.cleanup_ctx.append(_services(settings))
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(operating.close_sockets)

@@ -21,6 +21,7 @@ from core.media_store import MediaLibrary
 from core.records import ApiModel
 from core.redis_client import Redis
 from scheduler.contacts import Contacts
+from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
     Contact,
     Inbound,
@@ -135,9 +136,16 @@ EVENTS: dict[type[Inbound], tuple[str, type[InboundData]]] = {
 
 class InboundEvents:
     def __init__(
-        self, redis: Redis, outbox: Outbox, media: MediaLibrary, max_media_bytes: int, contacts: Contacts
+        self,
+        redis: Redis,
+        outbox: Outbox,
+        media: MediaLibrary,
+        max_media_bytes: int,
+        contacts: Contacts,
+        conversations: ConversationLog,
     ) -> None:
         self.redis = redis
+        self.conversations = conversations
         self.outbox = outbox
         self.media = media
         self.max_media_bytes = max_media_bytes
@@ -156,6 +164,7 @@ class InboundEvents:
             fields = {**InboundData.who(event), **await self._fields(name, event), "timestamp": iso(event.timestamp)}
             data = record.model_validate(fields).model_dump(mode="json", by_alias=True)
             await self.outbox.publish(name, event_name, data)
+            await self.conversations.received(name, event, data)
             if isinstance(event, MessageReceived) and event.sender and event.chat_id is None:
                 # A person wrote to this number directly: no longer a first contact, and maybe a STOP.
                 await self.contacts.received(name, event.sender, event.text)

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from core.clock import iso_from_ms, now_iso
 from scheduler import spintax
+from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
     DriverError,
     NotLinkedError,
@@ -81,7 +82,9 @@ class Pump:
         lease_seconds: float,
         numbers: NumberCache,
         lookup_timeout: float,
+        conversations: ConversationLog,
     ) -> None:
+        self.conversations = conversations
         self.worker_id = worker_id
         # A claim younger than this cannot have been fenced off: the lease has not run out since.
         self.recheck_after = lease_seconds / 3
@@ -207,6 +210,8 @@ class Pump:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
                 continue
+            if result.outcome == "sent":
+                await self.conversations.sent(name, message, result.fields)
             if throttle is not None:
                 log.warning("instance.throttled", instance=name, reason=throttle.reason)
                 data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}

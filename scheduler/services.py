@@ -10,6 +10,7 @@ import structlog
 from arq.connections import ArqRedis
 
 from config import Settings
+from core.conversations import ConversationStore, RedisConversations
 from core.crypto import SecretBox
 from core.errors import Unavailable, WhatsAppError
 from core.instances import Instance, Instances
@@ -49,6 +50,7 @@ class Services:
     contacts: Contacts
     media: MediaLibrary
     numbers: NumberCache
+    conversations: ConversationStore
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -78,10 +80,12 @@ class Services:
                 settings.media_retention,
             ),
             numbers=NumberCache(redis, settings.number_check_ttl, settings.number_check_miss_ttl),
+            conversations=conversation_store(settings, redis),
         )
 
     async def close(self) -> None:
         await self.media.store.close()
+        await self.conversations.close()
         await self.arq.aclose(close_connection_pool=True)
         await self.redis.aclose()
 
@@ -97,9 +101,23 @@ class Services:
                 # The records go anyway: a half-deleted instance could not be deleted again.
                 log.warning("instance.logout_failed", instance=name, error=exc.message)
         await self.media.forget_instance(name)
+        await self.conversations.forget_instance(name)
         deliveries = await self.outbox.delivery_ids(name)
         async with self.redis.pipeline(transaction=True) as pipe:
             self.instances.forget(pipe, instance)
             self.lanes.forget(pipe, name)
             self.outbox.forget(pipe, name, deliveries)
             await pipe.execute()
+
+
+def conversation_store(settings: Settings, redis: Redis) -> ConversationStore:
+    """PostgreSQL when `GATEWAY_DATABASE_URL` is set (it needs the `postgres` extra), else Redis."""
+    if settings.database_url is None:
+        return RedisConversations(redis, settings.conversation_retention, settings.conversation_max_per_chat)
+    try:
+        from core.conversations_pg import PgConversations  # psycopg is an optional dependency
+    except ImportError as exc:
+        raise RuntimeError(
+            "GATEWAY_DATABASE_URL is set, which needs psycopg and psycopg_pool: pip install 'wa-gateway[postgres]'"
+        ) from exc
+    return PgConversations(settings.database_url, settings.conversation_retention, settings.database_schema)

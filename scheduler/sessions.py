@@ -16,6 +16,7 @@ from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_
 from core.instances import InstanceUpdate
 from scheduler.actions import Actions
 from scheduler.commands import Commands
+from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
     Banned,
     Connected,
@@ -23,6 +24,7 @@ from scheduler.drivers.base import (
     Driver,
     DriverError,
     DriverEvent,
+    HistorySynced,
     Inbound,
     NotLinkedError,
     QrCode,
@@ -31,6 +33,7 @@ from scheduler.drivers.base import (
     Session,
 )
 from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
+from scheduler.history import HistoryImport
 from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
 from scheduler.services import Services
@@ -52,9 +55,16 @@ class SessionHost:
         self.ownership = services.ownership
         self.contacts = services.contacts
         self.after_ban_seconds = services.settings.throttle.after_ban
+        self.conversations = ConversationLog(services.conversations)
         self.inbound = InboundEvents(
-            services.redis, services.outbox, services.media, services.settings.media_max_bytes, services.contacts
+            services.redis,
+            services.outbox,
+            services.media,
+            services.settings.media_max_bytes,
+            services.contacts,
+            self.conversations,
         )
+        self.history = HistoryImport(services.conversations, services.outbox)
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
@@ -359,10 +369,13 @@ class SessionHost:
                     await self.inbound.publish(name, inbound)
                 else:  # instance.connected first: the Connected case above releases it
                     self._held.setdefault(name, []).append(inbound)
+            case HistorySynced() as batch:
+                await self.history.synced(name, batch)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
+                    await self.conversations.receipt(name, moved, status)
 
     async def _throttle_after_ban(self, name: str, expires_at: datetime) -> None:
         """A temporary ban is a warning: bulk stays paused for a while after it ends."""

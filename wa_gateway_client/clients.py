@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Self, TypeVar
 
 import aiohttp
 
 from wa_gateway_client.calls import Call
+from wa_gateway_client.models import Chat, StoredMessage
 from wa_gateway_client.routes import Routes
 
 T = TypeVar("T")
@@ -56,6 +57,29 @@ class AsyncClient(Routes):
                     break
                 yield frame.json()
 
+    async def iter_chats(self, name: str, *, page_size: int | None = None) -> AsyncIterator[Chat]:
+        """Every chat of the instance, the most recent first, fetched a page at a time."""
+        page = await self.list_chats(name, limit=page_size)
+        while True:
+            for chat in page.items:
+                yield chat
+            if page.next is None:
+                return
+            page = await self.list_chats(name, limit=page_size, cursor=page.next)
+
+    async def iter_chat_messages(
+        self, name: str, chat_id: str, *, page_size: int | None = None
+    ) -> AsyncIterator[StoredMessage]:
+        """Every stored message of a chat, newest first, fetched a page at a time; messages that
+        arrive meanwhile are newer than the walk and are not repeated in it."""
+        page = await self.list_chat_messages(name, chat_id, limit=page_size)
+        while True:
+            for message in page.items:
+                yield message
+            if page.next is None:
+                return
+            page = await self.list_chat_messages(name, chat_id, limit=page_size, cursor=page.next)
+
     async def close(self) -> None:
         if self._session is not None and self._owns_session:
             await self._session.close()
@@ -88,6 +112,24 @@ class Client(Routes):
         except urllib.error.HTTPError as error:
             with error:
                 return call.answer(error.code, dict(error.headers.items()), error.read())
+
+    def iter_chats(self, name: str, *, page_size: int | None = None) -> Iterator[Chat]:
+        """Every chat of the instance, the most recent first, fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_chats(name, limit=page_size, cursor=cursor)
+            yield from page.items
+            if (cursor := page.next) is None:
+                return
+
+    def iter_chat_messages(self, name: str, chat_id: str, *, page_size: int | None = None) -> Iterator[StoredMessage]:
+        """Every stored message of a chat, newest first, fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_chat_messages(name, chat_id, limit=page_size, cursor=cursor)
+            yield from page.items
+            if (cursor := page.next) is None:
+                return
 
     def close(self) -> None:
         """Nothing to release (each call uses its own connection); here for symmetry."""

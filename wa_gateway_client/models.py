@@ -66,7 +66,11 @@ class Model:
     def from_json(cls, data: dict[str, Any]) -> Self:
         hints = _hints(cls)  # type: ignore[arg-type]  # (a class is hashable; Self hides it)
         given = {snake(key): value for key, value in data.items()}
-        fields = {f.name: _convert(hints[f.name], given.get(f.name)) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        # A field named after a Python keyword ends in "_" (`from_` is the wire's `from`).
+        fields = {
+            f.name: _convert(hints[f.name], given.get(f.name.removesuffix("_")))
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        }
         return cls(**fields)
 
 
@@ -437,3 +441,56 @@ class SandboxAction(Model):
     message_ids: list[str] | None
     state: str | None
     group_id: str | None
+
+
+# The conversation store: what the gateway kept of each chat.
+@dataclasses.dataclass(frozen=True)
+class Reaction(Model):
+    from_: str | None  # who reacted; None for this number or a sender known only by LID
+    from_me: bool
+    emoji: str
+    timestamp: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMessage(Model):
+    """A message of a chat as the gateway kept it: received (`direction` "in") or ours ("out")."""
+
+    id: str | None  # the gateway's id (msg_...) of a message sent through it
+    message_id: str  # WhatsApp's id
+    direction: Literal["in", "out"]
+    from_: str | None
+    from_lid: str | None
+    type: str
+    text: str | None
+    caption: str | None
+    media: dict[str, Any] | None
+    quoted_message_id: str | None
+    status: str
+    timestamp: str
+    metadata: dict[str, Any] | None
+    edited: bool
+    deleted: bool
+    reactions: list[Reaction]
+
+
+@dataclasses.dataclass(frozen=True)
+class Chat(Model):
+    chat_id: str
+    name: str | None
+    is_group: bool
+    last_message_at: str | None
+    last_message: StoredMessage | None
+    unread: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatPage(Model):
+    items: list[Chat]
+    next: str | None  # pass it as `cursor` for the next page; None at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMessagePage(Model):
+    items: list[StoredMessage]
+    next: str | None

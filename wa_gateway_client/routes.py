@@ -8,6 +8,7 @@ from typing import Any, Literal
 from wa_gateway_client.calls import Call, body, nothing, operation
 from wa_gateway_client.models import (
     BatchRecord,
+    ChatPage,
     ContactProfile,
     DeliveryPage,
     DeliveryQueued,
@@ -28,6 +29,7 @@ from wa_gateway_client.models import (
     SendType,
     SentMessage,
     Stats,
+    StoredMessagePage,
     Suppressed,
     Suppressions,
     Tenant,
@@ -378,6 +380,21 @@ class Routes:
     def get_group(name: str, group_id: str) -> Call[GroupDetails]:
         return Call(GroupDetails.from_json, path={"name": name, "groupId": group_id})
 
+    # The conversation store: what the gateway kept, newest first (`iter_chats` and
+    # `iter_chat_messages` on the clients walk every page).
+    @operation("GET", "/instance/{name}/chats")
+    def list_chats(name: str, *, limit: int | None = None, cursor: str | None = None) -> Call[ChatPage]:
+        """One page of the instance's chats, the most recent first; pass its `next` as `cursor`."""
+        return Call(ChatPage.from_json, path={"name": name}, query={"limit": limit, "cursor": cursor})
+
+    @operation("GET", "/instance/{name}/chats/{chatId}/messages")
+    def list_chat_messages(
+        name: str, chat_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Call[StoredMessagePage]:
+        """One page of a chat's stored messages, newest first; pass its `next` as `cursor`."""
+        query = {"limit": limit, "cursor": cursor}
+        return Call(StoredMessagePage.from_json, path={"name": name, "chatId": chat_id}, query=query)
+
     # Inbound media.
     @operation("GET", "/media/{id}")
     def get_media(media_id: str, *, exp: int | None = None, sig: str | None = None) -> Call[bytes]:
@@ -499,6 +516,12 @@ class Routes:
         if sender is not None:
             fields["from"] = sender
         return Call(lambda data: str(data["messageId"]), path={"name": name}, body={**fields, **(extra or {})})
+
+    @operation("POST", "/sandbox/instance/{name}/history")
+    def sandbox_history(name: str, chats: list[dict[str, Any]]) -> Call[None]:
+        """As if WhatsApp synced this history: `chats` as `{chatId, name?, messages: [{messageId,
+        fromMe, from?, text, timestamp}]}` (camelCase, as the gateway takes them)."""
+        return Call(nothing, path={"name": name}, body={"chats": chats})
 
     @operation("GET", "/sandbox/instance/{name}/sent")
     def sandbox_sent(name: str) -> Call[list[SentMessage]]:

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field, JsonValue, WithJsonSchema, model_validator
+from pydantic import AwareDatetime, Field, JsonValue, WithJsonSchema, model_validator
 
 from core import keys
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
+from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl
 from scheduler.drivers.base import Contact, ReceiptStatus
 from scheduler.drivers.sandbox import SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
 
@@ -304,3 +304,34 @@ async def actions(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     raw = await services(request).redis.lrange(keys.sandbox_actions(instance.name), 0, -1)  # type: ignore[misc]
     return json_response([SandboxAction.model_validate_json(item) for item in raw])
+
+
+class HistoryMessageBody(ApiModel):
+    message_id: WaMessageId
+    from_me: bool
+    sender: PhoneNumber | None = Field(default=None, alias="from", description="in a group: who wrote it")
+    text: str | None = Field(default=None, max_length=4096)
+    timestamp: AwareDatetime
+
+
+class HistoryChatBody(ApiModel):
+    chat_id: Recipient
+    name: str | None = Field(default=None, max_length=200)
+    messages: list[HistoryMessageBody] = Field(max_length=1000)
+
+
+class HistoryBody(ApiModel):
+    chats: list[HistoryChatBody] = Field(min_length=1, max_length=100)
+
+
+class HistoryOut(ApiModel):
+    instance_name: str
+    chats: int = Field(description="chats handed over as WhatsApp's history sync")
+    messages: int
+
+
+async def history(request: web.Request, body: HistoryBody) -> web.Response:
+    instance = await accessible_instance(request)
+    await services(request).commands.call(instance.name, "sandbox.history", body.model_dump(by_alias=True, mode="json"))
+    handed = sum(len(chat.messages) for chat in body.chats)
+    return json_response(HistoryOut(instance_name=instance.name, chats=len(body.chats), messages=handed))

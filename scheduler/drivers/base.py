@@ -218,6 +218,35 @@ class PollVote(Inbound):
     error: str | None = None  # why the vote could not be read
 
 
+@dataclass(frozen=True, kw_only=True)
+class HistoryMessage:
+    """One message of WhatsApp's history sync: ours (`from_me`) or a contact's (`sender`, its
+    number, None when only its LID is known)."""
+
+    message_id: str
+    from_me: bool
+    sender: str | None = None
+    sender_lid: str | None = None
+    message_type: MessageType = "conversation"
+    text: str | None = None
+    caption: str | None = None
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class HistoryChat:
+    chat_id: str  # a phone number, a group id or a LID chat, as `chatId` everywhere
+    name: str | None
+    messages: tuple[HistoryMessage, ...]
+
+
+@dataclass(frozen=True)
+class HistorySynced:
+    """A batch of WhatsApp's history sync (it comes in several after a link)."""
+
+    chats: tuple[HistoryChat, ...]
+
+
 @dataclass(frozen=True)
 class Receipt:
     message_ids: tuple[str, ...]
@@ -231,7 +260,7 @@ def option_hash(option: str) -> str:
 
 
 InboundEvent = MessageReceived | MessageReaction | MessageEdited | MessageDeleted | PollVote
-DriverEvent = QrCode | Connected | Disconnected | QrExpired | Banned | InboundEvent | Receipt
+DriverEvent = QrCode | Connected | Disconnected | QrExpired | Banned | InboundEvent | Receipt | HistorySynced
 EventSink = Callable[[DriverEvent], Awaitable[None]]
 
 

@@ -44,6 +44,9 @@ from scheduler.drivers.base import (
     EventSink,
     Group,
     GroupMember,
+    HistoryChat,
+    HistoryMessage,
+    HistorySynced,
     InboundMedia,
     Location,
     MessageDeleted,
@@ -392,6 +395,10 @@ class SandboxSession:
                 if not self._connected:
                     raise InvalidState("instance is not open: link it first")
                 return {"messageId": await self.inbound(SandboxInbound.model_validate(args))}
+            case "history":
+                if not self._connected:
+                    raise InvalidState("instance is not open: link it first")
+                await self.sink(history_batch(args["chats"]))
             case "receipt":
                 await self.receipt(tuple(args["messageIds"]), args["status"])
             case "ban":
@@ -579,3 +586,30 @@ class SandboxDriver:
 
     def remove_store(self, instance_name: str) -> None:
         self._store(instance_name).unlink(missing_ok=True)
+
+
+def history_batch(chats: list[dict[str, Any]]) -> HistorySynced:
+    """`POST /sandbox/instance/{name}/history`'s chats as the neonize driver reports a history sync."""
+    return HistorySynced(
+        tuple(
+            HistoryChat(
+                chat_id=chat["chatId"],
+                name=chat.get("name"),
+                messages=tuple(
+                    HistoryMessage(
+                        message_id=message["messageId"],
+                        from_me=message["fromMe"],
+                        sender=None if message["fromMe"] else message.get("from") or _chat_person(chat["chatId"]),
+                        text=message.get("text"),
+                        timestamp=datetime.fromisoformat(message["timestamp"]),
+                    )
+                    for message in chat["messages"]
+                ),
+            )
+            for chat in chats
+        )
+    )
+
+
+def _chat_person(chat_id: str) -> str | None:
+    return None if "@" in chat_id else chat_id

@@ -69,6 +69,7 @@ from scheduler.drivers.neonize.answers import (
     profile_of,
     unknown_group,
 )
+from scheduler.drivers.neonize.history import map_history
 from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
     LID_SERVER,
@@ -486,6 +487,7 @@ class NeonizeSession:
             (pb.ConnectFailure, self._on_event, "connect failure"),
             (pb.ClientOutdated, self._on_event, "client outdated"),
             (pb.StreamError, self._on_event, "stream error"),
+            (pb.HistorySync, self._on_history, "history sync"),
         )
         for event_type, handler, what in handlers:
             client.event(event_type)(guard(handler, what, self._order))
@@ -621,6 +623,10 @@ class NeonizeSession:
                 self._spawn(self._on_ended(False))
             return
         await self._sink(mapped)
+
+    async def _on_history(self, client: Any, event: Any) -> None:
+        if client is self._client and event.HasField("Data"):
+            await self._sink(map_history(event.Data))
 
     def _remember_sender(self, chat_id: str, message_id: str, sender: Any) -> None:
         self._group_senders[(chat_id, message_id)] = sender
