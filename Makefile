@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	@# browser here); where it cannot be installed they skip and say why.
 	@[ -x /usr/bin/chromium ] || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: the console's browser tests will be skipped"
+	@# `make lint` checks deploy/prometheus/alerts.yml with promtool, from Debian's prometheus package.
+	@command -v promtool >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus)
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +34,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	promtool check rules deploy/prometheus/alerts.yml
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -23,17 +28,39 @@ T = TypeVar("T")
 
 
 def _settings() -> Settings:
+    """The settings from GATEWAY_* variables, the group's `--data-dir` over GATEWAY_DATA_DIR."""
+    data_dir = click.get_current_context().find_root().params.get("data_dir")
     try:
-        settings = load_settings()
+        settings = load_settings() if data_dir is None else load_settings(data_dir=data_dir)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
     return settings
 
 
+def _writable_data_dir(settings: Settings) -> None:
+    """Fail with what to do, not a traceback, when the data directory cannot be written (a volume
+    owned by root while the container runs as its own user, say)."""
+    directory = settings.data_dir.resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".writable-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise click.ClickException(
+            f"the data directory {directory} is not writable by uid {os.getuid()} ({exc.strerror}): "
+            f"make it writable (in a container: chown {os.getuid()} the volume) or choose another "
+            "with --data-dir or GATEWAY_DATA_DIR"
+        ) from None
+
+
 @asynccontextmanager
-async def redis_url(settings: Settings) -> AsyncIterator[str]:
-    """The configured Redis, or the embedded one (started here unless already running)."""
+async def redis_url(settings: Settings, existing_only: bool = False) -> AsyncIterator[str]:
+    """The configured Redis, or the embedded one (started here unless already running).
+
+    `existing_only`: refuse to start an embedded Redis on a data directory no gateway has used, so
+    an admin command run from the wrong folder says so instead of finding nothing."""
     if settings.redis_url is not None:
         yield settings.redis_url
         return
@@ -41,6 +68,11 @@ async def redis_url(settings: Settings) -> AsyncIterator[str]:
     if await embedded.answers():
         yield embedded.url  # a running `serve` owns it
         return
+    if existing_only and not embedded.has_data():
+        raise click.ClickException(
+            f"no gateway data in {settings.data_dir.resolve()} (no embedded Redis has run there): pass the "
+            "directory `wa-gateway serve` uses with --data-dir or GATEWAY_DATA_DIR, or set GATEWAY_REDIS_URL"
+        )
     await embedded.start()
     try:
         yield embedded.url
@@ -91,7 +123,7 @@ async def _worker(settings: Settings) -> None:
 
 
 async def _with_tenants(settings: Settings, action: Callable[[Tenants], Awaitable[T]]) -> T:
-    async with redis_url(settings) as url:
+    async with redis_url(settings, existing_only=True) as url:
         redis: Redis = connect(url)
         try:
             return await action(Tenants(redis))
@@ -109,7 +141,13 @@ def _run(coro: Awaitable[T]) -> T:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.version_option(version("wa-gateway"), "--version", "-V", prog_name="wa-gateway")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where keys, sessions and the embedded Redis live (overrides GATEWAY_DATA_DIR; default ./data)",
+)
+def main(data_dir: Path | None) -> None:
     """wa-gateway: a self-hosted, multi-tenant WhatsApp gateway. Configured by GATEWAY_* variables."""
 
 
@@ -117,7 +155,9 @@ def main() -> None:
 @click.option("--no-worker", is_flag=True, help="API only; run `wa-gateway worker` processes separately.")
 def serve(no_worker: bool) -> None:
     """Run the HTTP API (and, by default, one worker in the same process)."""
-    settings, notes = with_generated_secrets(_settings())
+    settings = _settings()
+    _writable_data_dir(settings)
+    settings, notes = with_generated_secrets(settings)
     for note in notes:
         click.echo(note, err=True)
     _run(_serve(settings, with_worker=not no_worker))
@@ -126,8 +166,28 @@ def serve(no_worker: bool) -> None:
 @main.command()
 def worker() -> None:
     """Run a worker alone: it hosts WhatsApp sessions and drains their lanes."""
-    settings, _ = with_generated_secrets(_settings())
+    settings = _settings()
+    _writable_data_dir(settings)
+    settings, _ = with_generated_secrets(settings)
     _run(_worker(settings))
+
+
+@main.command()
+@click.option("--timeout", default=3.0, show_default=True, help="seconds to wait for the answer")
+def health(timeout: float) -> None:
+    """Exit 0 when the gateway on this machine's configured port answers /health with 200 (the
+    container's healthcheck)."""
+    settings = _settings()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            click.echo(f"{url}: {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"{url}: {exc.code}") from None
+    except OSError as exc:
+        raise click.ClickException(f"{url}: {getattr(exc, 'reason', exc)}") from None
 
 
 @main.group()
