@@ -237,3 +237,20 @@ def key_revoke(key_id: str) -> None:
     """Revoke KEY_ID; it stops working at once."""
     _run(_with_tenants(_settings(), lambda t: t.revoke_key(key_id)))
     click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@click.option("--url", envvar="WA_GATEWAY_URL", required=True, help="the gateway's address [env: WA_GATEWAY_URL]")
+@click.option(
+    "--api-key", envvar="WA_GATEWAY_API_KEY", required=True, help="a tenant's API key [env: WA_GATEWAY_API_KEY]"
+)
+def mcp(url: str, api_key: str) -> None:
+    """Serve a tenant's routes as MCP tools over stdio, for AI agents. It talks to the gateway at
+    URL over HTTP and reads no GATEWAY_* setting."""
+    try:
+        from gateway.mcp_server import build_server
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name} is not installed: pip install 'wa-gateway[mcp]' and the client (clients/python)"
+        ) from None
+    build_server(url, api_key).run("stdio")
