@@ -10,6 +10,7 @@ from aiohttp import web
 
 from config import Settings
 from gateway import console
+from gateway.access import access_middleware, flushing_http_counts
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import (
@@ -187,7 +188,13 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[
+            access_middleware,
+            errors_middleware,
+            body_deadline_middleware,
+            auth_middleware,
+            idempotency_middleware,
+        ],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
     paths = router_paths(routes)
@@ -197,6 +204,7 @@ def create_app(settings: Settings) -> web.Application:
     console.add_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
     app.cleanup_ctx.append(_services(settings))
+    app.cleanup_ctx.append(flushing_http_counts)
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(operating.close_sockets)
     return app

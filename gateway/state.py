@@ -10,6 +10,7 @@ from aiohttp import web
 from core.errors import InvalidApiKey
 from core.instances import Instance, tenant_of
 from core.tenants import KeyCheck, Principal
+from gateway.http_counts import HttpCounts
 from gateway.idempotency import Idempotency
 from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
@@ -23,6 +24,7 @@ class ApiServices(Services):
     gatekeeper: Gatekeeper
     idempotency: Idempotency
     metrics: Metrics
+    http: HttpCounts
 
     @classmethod
     def around(cls, domain: Services) -> ApiServices:
@@ -34,6 +36,7 @@ class ApiServices(Services):
             ),
             idempotency=Idempotency(domain.redis, domain.box),
             metrics=Metrics(domain.redis, domain.instances, domain.settings),
+            http=HttpCounts(domain.redis),
         )
 
 
