@@ -12,19 +12,31 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
+import structlog
 from aiohttp import web
 
 from config import Settings, SettingsError, load_settings
+from core import audit
 from core.errors import GatewayError
 from core.keyfiles import with_generated_secrets
 from core.logs import configure_logging
 from core.redis_client import Redis, connect
 from core.redis_server import EmbeddedRedis, EmbeddedRedisError
-from core.tenants import Tenants
+from core.tenants import IssuedKey, Tenant, Tenants
 
 T = TypeVar("T")
+log = structlog.get_logger("gateway")
+
+
+def without_password(url: str) -> str:
+    """A Redis URL fit for a log line: its password, if any, masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _settings() -> Settings:
@@ -103,7 +115,13 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        click.echo(f"wa-gateway listening on http://{settings.host}:{settings.port} (Redis: {url})", err=True)
+        log.info(
+            "gateway.listening",
+            url=f"http://{settings.host}:{settings.port}",
+            redis=without_password(url),
+            version=version("wa-gateway"),
+            worker=with_worker,
+        )
         try:
             await _until_signalled()
         finally:
@@ -159,7 +177,7 @@ def serve(no_worker: bool) -> None:
     _writable_data_dir(settings)
     settings, notes = with_generated_secrets(settings)
     for note in notes:
-        click.echo(note, err=True)
+        log.info("gateway.secrets", note=note)
     _run(_serve(settings, with_worker=not no_worker))
 
 
@@ -207,7 +225,13 @@ def tenant_create(tenant_id: str, name: str | None) -> None:
         body = validate(CreateTenant, {"tenantId": tenant_id, "name": name})
     except GatewayError as exc:
         raise click.ClickException(exc.message) from None
-    created, issued = _run(_with_tenants(_settings(), lambda t: t.create(body.tenant_id, body.name)))
+
+    async def create(tenants: Tenants) -> tuple[Tenant, IssuedKey]:
+        created, issued = await tenants.create(body.tenant_id, body.name)
+        await audit.record(tenants.redis, "key_issued", "cli", tenant_id=created.tenant_id, key_id=issued.key_id)
+        return created, issued
+
+    created, issued = _run(_with_tenants(_settings(), create))
     click.echo(f"tenant: {created.tenant_id}\nkey id: {issued.key_id}\napi key: {issued.api_key}")
 
 
@@ -227,7 +251,13 @@ def key() -> None:
 @click.argument("tenant_id")
 def key_issue(tenant_id: str) -> None:
     """Issue an extra key for TENANT_ID (for rotation)."""
-    issued = _run(_with_tenants(_settings(), lambda t: t.issue_key(tenant_id)))
+
+    async def issue(tenants: Tenants) -> IssuedKey:
+        issued = await tenants.issue_key(tenant_id)
+        await audit.record(tenants.redis, "key_issued", "cli", tenant_id=tenant_id, key_id=issued.key_id)
+        return issued
+
+    issued = _run(_with_tenants(_settings(), issue))
     click.echo(f"key id: {issued.key_id}\napi key: {issued.api_key}")
 
 
@@ -235,7 +265,12 @@ def key_issue(tenant_id: str) -> None:
 @click.argument("key_id")
 def key_revoke(key_id: str) -> None:
     """Revoke KEY_ID; it stops working at once."""
-    _run(_with_tenants(_settings(), lambda t: t.revoke_key(key_id)))
+
+    async def revoke(tenants: Tenants) -> None:
+        await tenants.revoke_key(key_id)
+        await audit.record(tenants.redis, "key_revoked", "cli", key_id=key_id)
+
+    _run(_with_tenants(_settings(), revoke))
     click.echo(f"revoked {key_id}")
 
 

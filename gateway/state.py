@@ -60,6 +60,12 @@ def principal(request: web.Request) -> Principal:
     return found
 
 
+def by_whom(request: web.Request) -> str:
+    """Who asked, for the audit trail: `admin` or the tenant key's id (never the key)."""
+    caller = principal(request)
+    return "admin" if caller.is_admin else caller.key_id
+
+
 def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:
     """The caller must be the admin or a key of `tenant_id`."""
     caller = principal(request)
