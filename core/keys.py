@@ -211,6 +211,7 @@ DUE_PREFIX = f"{PREFIX}due:"
 SUPPRESSIONS_PREFIX = f"{PREFIX}optout:"
 ON_WHATSAPP_PREFIX = f"{PREFIX}onwa:"  # scheduler/numbers.py's cache, read by claim_due.lua too
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
+HTTP_STATS = f"{PREFIX}stats:http"  # hash: "<method> <status> <route>" -> requests (gateway/http_counts.py)
 
 
 # Inbound media.

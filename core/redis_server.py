@@ -118,6 +118,10 @@ class EmbeddedRedis:
             process.kill()
             process.wait()
 
+    def has_data(self) -> bool:
+        """Whether a Redis has run in this directory before (its append-only files are there)."""
+        return any(self.directory.glob("appendonly*"))
+
     async def answers(self) -> bool:
         if not self.socket.exists():
             return False

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from config import Settings
 from gateway import console
+from gateway.access import access_middleware, flushing_http_counts
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
 from gateway.routes import (
@@ -198,7 +199,13 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("create_app needs settings with redis_url, admin_key and secret_key resolved")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_middleware, body_deadline_middleware, auth_middleware, idempotency_middleware],
+        middlewares=[
+            access_middleware,
+            errors_middleware,
+            body_deadline_middleware,
+            auth_middleware,
+            idempotency_middleware,
+        ],
     )
     routes = ROUTES + (SANDBOX_ROUTES if settings.driver == "sandbox" else [])
     paths = router_paths(routes)
@@ -209,6 +216,7 @@ def create_app(settings: Settings) -> web.Application:
     events: dict[str, type[BaseModel]] = {**dict(INBOUND_EVENTS.values()), "history.synced": HistorySyncedData}
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
     app.cleanup_ctx.append(_services(settings))
+    app.cleanup_ctx.append(flushing_http_counts)
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(operating.close_sockets)
     return app

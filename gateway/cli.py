@@ -5,36 +5,74 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
+import structlog
 from aiohttp import web
 
 from config import Settings, SettingsError, load_settings
+from core import audit
 from core.errors import GatewayError
 from core.keyfiles import with_generated_secrets
 from core.logs import configure_logging
 from core.redis_client import Redis, connect
 from core.redis_server import EmbeddedRedis, EmbeddedRedisError
-from core.tenants import Tenants
+from core.tenants import IssuedKey, Tenant, Tenants
 
 T = TypeVar("T")
+log = structlog.get_logger("gateway")
+
+
+def without_password(url: str) -> str:
+    """A Redis URL fit for a log line: its password, if any, masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _settings() -> Settings:
+    """The settings from GATEWAY_* variables, the group's `--data-dir` over GATEWAY_DATA_DIR."""
+    data_dir = click.get_current_context().find_root().params.get("data_dir")
     try:
-        settings = load_settings()
+        settings = load_settings() if data_dir is None else load_settings(data_dir=data_dir)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
     return settings
 
 
+def _writable_data_dir(settings: Settings) -> None:
+    """Fail with what to do, not a traceback, when the data directory cannot be written (a volume
+    owned by root while the container runs as its own user, say)."""
+    directory = settings.data_dir.resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".writable-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise click.ClickException(
+            f"the data directory {directory} is not writable by uid {os.getuid()} ({exc.strerror}): "
+            f"make it writable (in a container: chown {os.getuid()} the volume) or choose another "
+            "with --data-dir or GATEWAY_DATA_DIR"
+        ) from None
+
+
 @asynccontextmanager
-async def redis_url(settings: Settings) -> AsyncIterator[str]:
-    """The configured Redis, or the embedded one (started here unless already running)."""
+async def redis_url(settings: Settings, existing_only: bool = False) -> AsyncIterator[str]:
+    """The configured Redis, or the embedded one (started here unless already running).
+
+    `existing_only`: refuse to start an embedded Redis on a data directory no gateway has used, so
+    an admin command run from the wrong folder says so instead of finding nothing."""
     if settings.redis_url is not None:
         yield settings.redis_url
         return
@@ -42,6 +80,11 @@ async def redis_url(settings: Settings) -> AsyncIterator[str]:
     if await embedded.answers():
         yield embedded.url  # a running `serve` owns it
         return
+    if existing_only and not embedded.has_data():
+        raise click.ClickException(
+            f"no gateway data in {settings.data_dir.resolve()} (no embedded Redis has run there): pass the "
+            "directory `wa-gateway serve` uses with --data-dir or GATEWAY_DATA_DIR, or set GATEWAY_REDIS_URL"
+        )
     await embedded.start()
     try:
         yield embedded.url
@@ -74,7 +117,7 @@ async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> Non
         apis = settings.api_process_count()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or apis > 1)
         await site.start()
-        children = Children(dict(os.environ))
+        children = Children({**os.environ, "GATEWAY_DATA_DIR": str(settings.data_dir)})
         for _ in range(apis - 1):
             children.add("api", GATEWAY_REDIS_URL=url)
         if with_worker:
@@ -82,8 +125,14 @@ async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> Non
             for n in range(1, settings.worker_processes):
                 children.add("worker", GATEWAY_REDIS_URL=url, GATEWAY_WORKER_ID=f"{first}-{n}")
         watching = asyncio.create_task(children.watch())
-        where = f"http://{settings.host}:{settings.port}"
-        click.echo(f"wa-gateway listening on {where} ({apis} API process(es); Redis: {url})", err=True)
+        log.info(
+            "gateway.listening",
+            url=f"http://{settings.host}:{settings.port}",
+            redis=without_password(url),
+            version=version("wa-gateway"),
+            worker=with_worker,
+            api_processes=apis,
+        )
         try:
             await _until_signalled()
         finally:
@@ -105,7 +154,7 @@ async def _worker(settings: Settings) -> None:
 
 
 async def _with_tenants(settings: Settings, action: Callable[[Tenants], Awaitable[T]]) -> T:
-    async with redis_url(settings) as url:
+    async with redis_url(settings, existing_only=True) as url:
         redis: Redis = connect(url)
         try:
             return await action(Tenants(redis))
@@ -123,7 +172,13 @@ def _run(coro: Awaitable[T]) -> T:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.version_option(version("wa-gateway"), "--version", "-V", prog_name="wa-gateway")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where keys, sessions and the embedded Redis live (overrides GATEWAY_DATA_DIR; default ./data)",
+)
+def main(data_dir: Path | None) -> None:
     """wa-gateway: a self-hosted, multi-tenant WhatsApp gateway. Configured by GATEWAY_* variables."""
 
 
@@ -142,9 +197,11 @@ def main() -> None:
 @click.option("--reuse-port", is_flag=True, hidden=True)  # a child API process of another `serve`
 def serve(no_worker: bool, api_processes: int | None, workers: int | None, reuse_port: bool) -> None:
     """Run the HTTP API (and, by default, one worker in the same process)."""
-    settings, notes = with_generated_secrets(_settings())
+    settings = _settings()
+    _writable_data_dir(settings)
+    settings, notes = with_generated_secrets(settings)
     for note in notes:
-        click.echo(note, err=True)
+        log.info("gateway.secrets", note=note)
     chosen = {"api_processes": api_processes, "worker_processes": workers}
     settings = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
     _run(_serve(settings, with_worker=not no_worker, reuse_port=reuse_port))
@@ -153,8 +210,28 @@ def serve(no_worker: bool, api_processes: int | None, workers: int | None, reuse
 @main.command()
 def worker() -> None:
     """Run a worker alone: it hosts WhatsApp sessions and drains their lanes."""
-    settings, _ = with_generated_secrets(_settings())
+    settings = _settings()
+    _writable_data_dir(settings)
+    settings, _ = with_generated_secrets(settings)
     _run(_worker(settings))
+
+
+@main.command()
+@click.option("--timeout", default=3.0, show_default=True, help="seconds to wait for the answer")
+def health(timeout: float) -> None:
+    """Exit 0 when the gateway on this machine's configured port answers /health with 200 (the
+    container's healthcheck)."""
+    settings = _settings()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            click.echo(f"{url}: {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"{url}: {exc.code}") from None
+    except OSError as exc:
+        raise click.ClickException(f"{url}: {getattr(exc, 'reason', exc)}") from None
 
 
 @main.group()
@@ -174,7 +251,13 @@ def tenant_create(tenant_id: str, name: str | None) -> None:
         body = validate(CreateTenant, {"tenantId": tenant_id, "name": name})
     except GatewayError as exc:
         raise click.ClickException(exc.message) from None
-    created, issued = _run(_with_tenants(_settings(), lambda t: t.create(body.tenant_id, body.name)))
+
+    async def create(tenants: Tenants) -> tuple[Tenant, IssuedKey]:
+        created, issued = await tenants.create(body.tenant_id, body.name)
+        await audit.record(tenants.redis, "key_issued", "cli", tenant_id=created.tenant_id, key_id=issued.key_id)
+        return created, issued
+
+    created, issued = _run(_with_tenants(_settings(), create))
     click.echo(f"tenant: {created.tenant_id}\nkey id: {issued.key_id}\napi key: {issued.api_key}")
 
 
@@ -194,7 +277,13 @@ def key() -> None:
 @click.argument("tenant_id")
 def key_issue(tenant_id: str) -> None:
     """Issue an extra key for TENANT_ID (for rotation)."""
-    issued = _run(_with_tenants(_settings(), lambda t: t.issue_key(tenant_id)))
+
+    async def issue(tenants: Tenants) -> IssuedKey:
+        issued = await tenants.issue_key(tenant_id)
+        await audit.record(tenants.redis, "key_issued", "cli", tenant_id=tenant_id, key_id=issued.key_id)
+        return issued
+
+    issued = _run(_with_tenants(_settings(), issue))
     click.echo(f"key id: {issued.key_id}\napi key: {issued.api_key}")
 
 
@@ -202,5 +291,27 @@ def key_issue(tenant_id: str) -> None:
 @click.argument("key_id")
 def key_revoke(key_id: str) -> None:
     """Revoke KEY_ID; it stops working at once."""
-    _run(_with_tenants(_settings(), lambda t: t.revoke_key(key_id)))
+
+    async def revoke(tenants: Tenants) -> None:
+        await tenants.revoke_key(key_id)
+        await audit.record(tenants.redis, "key_revoked", "cli", key_id=key_id)
+
+    _run(_with_tenants(_settings(), revoke))
     click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@click.option("--url", envvar="WA_GATEWAY_URL", required=True, help="the gateway's address [env: WA_GATEWAY_URL]")
+@click.option(
+    "--api-key", envvar="WA_GATEWAY_API_KEY", required=True, help="a tenant's API key [env: WA_GATEWAY_API_KEY]"
+)
+def mcp(url: str, api_key: str) -> None:
+    """Serve a tenant's routes as MCP tools over stdio, for AI agents. It talks to the gateway at
+    URL over HTTP and reads no GATEWAY_* setting."""
+    try:
+        from gateway.mcp_server import build_server
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name} is not installed: pip install 'wa-gateway[mcp]' and the client (clients/python)"
+        ) from None
+    build_server(url, api_key).run("stdio")

@@ -10,7 +10,9 @@ pipelines.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,12 +24,15 @@ from core import keys
 from core.clock import now_ms
 from core.instances import Instances
 from core.redis_client import Redis
+from gateway.http_counts import parse_field
 
 # HISTOGRAM_TOP of core/lua/metrics.lua: bucket k counts values up to 2^k ms.
 HISTOGRAM_TOP = 27
 BUCKET_BOUNDS = tuple(2**k / 1000 for k in range(HISTOGRAM_TOP + 1))
 WINDOWS_MS = {"hour": 3_600_000, "day": 86_400_000}
 SEND_OUTCOMES = ("sent", "failed", "retried", "expired")
+# What a WhatsApp session went through (scheduler/sessions.py counts them in keys.STATS).
+CONNECTION_EVENTS = ("disconnected", "logged_out", "banned", "qr_expired")
 
 
 def histogram(fields: dict[str, str], name: str) -> tuple[list[tuple[str, float]], float]:
@@ -64,6 +69,7 @@ class Metrics:
             *await self._counters(),
             *await self._quotas_and_outbox(),
             *await self._workers(),
+            *await self._operations(),
         ]
         registry.register(_Families(families))
         return generate_latest(registry)
@@ -90,17 +96,22 @@ class Metrics:
             labels=["lane", "outcome"],
         )  # fmt: skip
         lateness = HistogramMetricFamily(
-            "wa_send_lateness_seconds", "From when the lanes first allowed a message to when it was sent",
+            "wa_send_lateness_seconds", "From when the lanes allowed a message to when it was sent, typing excluded",
             labels=["lane"],
         )  # fmt: skip
         accept_to_sent = HistogramMetricFamily(
             "wa_send_accept_to_sent_seconds", "From accepting a message to sending it", labels=["lane"]
         )
+        typing = HistogramMetricFamily(
+            "wa_send_typing_seconds", 'The "typing..." shown before a send, on purpose (not in the lateness)',
+            labels=["lane"],
+        )  # fmt: skip
         for lane in LANES:
             for outcome in SEND_OUTCOMES:
                 outcomes.add_metric([lane, outcome], int(sends.get(f"sends:{lane}:{outcome}", 0)))
             lateness.add_metric([lane], *histogram(sends, f"lateness:{lane}"))
             accept_to_sent.add_metric([lane], *histogram(sends, f"accept_to_sent:{lane}"))
+            typing.add_metric([lane], *histogram(sends, f"typing:{lane}"))
         deliveries = CounterMetricFamily(
             "wa_webhook_deliveries", "Webhook deliveries settled, by outcome", labels=["outcome"]
         )
@@ -112,7 +123,7 @@ class Metrics:
             "wa_webhook_delivery_seconds", "From an event's publication to its successful delivery, retries included"
         )
         latency.add_metric([], *histogram(webhooks, "latency"))
-        return [accepted, outcomes, lateness, accept_to_sent, deliveries, failed, latency]
+        return [accepted, outcomes, lateness, accept_to_sent, typing, deliveries, failed, latency]
 
     async def _quotas_and_outbox(self) -> list[Metric]:
         names = await self.instances.names()
@@ -170,3 +181,32 @@ class Metrics:
             hosted.add_metric([worker_id], count)
         alive.add_metric([], sum(beat >= now - self.lease_timeout_ms for _, beat in beats))
         return [up, age, hosted, alive]
+
+    async def _operations(self) -> list[Metric]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.STATS, [f"connection:{event}" for event in CONNECTION_EVENTS])
+            pipe.hgetall(keys.HTTP_STATS)
+            connection, requests = await pipe.execute()
+        events = CounterMetricFamily(
+            "wa_connection_events", "WhatsApp sessions disconnected, logged out, banned, or their QR expired",
+            labels=["event"],
+        )  # fmt: skip
+        for event, count in zip(CONNECTION_EVENTS, connection, strict=True):
+            events.add_metric([event], int(count or 0))
+        http = CounterMetricFamily(
+            "wa_http_requests", "HTTP requests answered, by method, route template and status",
+            labels=["method", "route", "status"],
+        )  # fmt: skip
+        for name, count in sorted(requests.items()):
+            http.add_metric(list(parse_field(name)), int(count))
+        build = GaugeMetricFamily("wa_build_info", "The running gateway's versions (always 1)",
+                                  labels=["version", "python", "neonize"])  # fmt: skip
+        build.add_metric([_version("wa-gateway"), platform.python_version(), _version("neonize")], 1)
+        return [events, http, build]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"

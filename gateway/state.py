@@ -10,6 +10,7 @@ from aiohttp import web
 from core.errors import InvalidApiKey
 from core.instances import Instance, tenant_of
 from core.tenants import KeyCheck, Principal
+from gateway.http_counts import HttpCounts
 from gateway.idempotency import Idempotency
 from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
@@ -23,6 +24,7 @@ class ApiServices(Services):
     gatekeeper: Gatekeeper
     idempotency: Idempotency
     metrics: Metrics
+    http: HttpCounts
 
     @classmethod
     def around(cls, domain: Services) -> ApiServices:
@@ -34,6 +36,7 @@ class ApiServices(Services):
             ),
             idempotency=Idempotency(domain.redis, domain.box),
             metrics=Metrics(domain.redis, domain.instances, domain.settings),
+            http=HttpCounts(domain.redis),
         )
 
 
@@ -55,6 +58,12 @@ def principal(request: web.Request) -> Principal:
     if found is None:
         raise InvalidApiKey("missing apikey header")
     return found
+
+
+def by_whom(request: web.Request) -> str:
+    """Who asked, for the audit trail: `admin` or the tenant key's id (never the key)."""
+    caller = principal(request)
+    return "admin" if caller.is_admin else caller.key_id
 
 
 def require_tenant_access(request: web.Request, tenant_id: str) -> Principal:

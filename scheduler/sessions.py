@@ -326,6 +326,8 @@ class SessionHost:
     async def _apply(self, name: str, event: DriverEvent) -> None:
         if await self.instances.find(name) is None:
             return  # deleted meanwhile
+        if (counted := connection_event(event)) is not None:
+            await self.instances.count_connection_event(counted)
         match event:
             case QrCode(code=code, expires_at=expires_at):
                 await self.instances.update(name, state="connecting", qr=code, qrExpiresAt=iso(expires_at))
@@ -398,3 +400,17 @@ class SessionHost:
             log.info("session.ban_over", instance=name)
             await self.instances.update(name, state="connecting", bannedUntil=None)
             await self.sessions[name].connect()
+
+
+def connection_event(event: DriverEvent) -> str | None:
+    """The name `wa_connection_events_total` counts `event` under, if it counts it."""
+    match event:
+        case Disconnected(logged_out=True):
+            return "logged_out"
+        case Disconnected():
+            return "disconnected"
+        case Banned():
+            return "banned"
+        case QrExpired():
+            return "qr_expired"
+    return None

@@ -49,6 +49,7 @@ class ServeProcess:
         }
         self.log_path = data_dir.parent / f"{'-'.join(self.args)}-{env.get('GATEWAY_WORKER_ID', self.port)}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.command_prefix: tuple[str, ...] = ()  # e.g. setpriv, to run it as another user
 
     @property
     def base(self) -> str:
@@ -60,7 +61,7 @@ class ServeProcess:
         return self.process.pid
 
     def start(self, timeout: float = 30, extra_args: tuple[str, ...] = (), wait_healthy: bool = True) -> None:
-        command = [sys.executable, "-m", "gateway", *self.args, *extra_args]
+        command = [*self.command_prefix, sys.executable, "-m", "gateway", *self.args, *extra_args]
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)

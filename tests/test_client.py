@@ -278,7 +278,7 @@ async def test_errors_come_back_typed_with_code_message_issues_and_request_id(
 
 async def test_over_the_rate_limit_the_error_says_when_to_retry(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=2)))
-    async with AsyncClient(str(server.make_url("/")), ADMIN_KEY) as admin:
+    async with AsyncClient(str(server.make_url("/")), ADMIN_KEY, retries=0) as admin:
         await admin.whoami()
         await admin.whoami()
         with pytest.raises(RateLimitedError) as limited:

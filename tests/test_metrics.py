@@ -29,6 +29,7 @@ FAMILIES = {
     "wa_sends": "counter",
     "wa_send_lateness_seconds": "histogram",
     "wa_send_accept_to_sent_seconds": "histogram",
+    "wa_send_typing_seconds": "histogram",
     "wa_lane_quota_saturated_instances": "gauge",
     "wa_lane_quota_usage_max_ratio": "gauge",
     "wa_webhook_deliveries": "counter",
@@ -39,6 +40,9 @@ FAMILIES = {
     "wa_worker_heartbeat_age_seconds": "gauge",
     "wa_worker_sessions": "gauge",
     "wa_workers_alive": "gauge",
+    "wa_connection_events": "counter",
+    "wa_http_requests": "counter",
+    "wa_build_info": "gauge",
 }
 
 

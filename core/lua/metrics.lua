@@ -18,14 +18,17 @@ end
 
 -- A send's outcome by lane ('sends:<lane>:<outcome>'; the pump's 'requeue' counts as 'retried'
 -- and both kinds of failure as 'failed'); for one that went out, its lateness (from when its
--- lanes first allowed it to when it went) and its time from accept to sent.
+-- lanes first allowed it to when it went, less the "typing..." it showed on purpose: the claim
+-- comes that much before the gap ends), the typing apart, and its time from accept to sent.
 local SEND_OUTCOMES = {sent = 'sent', failed = 'failed', failed_uncounted = 'failed', requeue = 'retried',
   expired = 'expired'}
 
 local function count_send(hash, lane, outcome, msg, at)
   redis.call('HINCRBY', hash, 'sends:' .. lane .. ':' .. SEND_OUTCOMES[outcome], 1)
   if outcome ~= 'sent' then return end
-  local created, eligible = unpack(redis.call('HMGET', msg, 'createdMs', 'eligibleMs'))
-  if eligible then observe(hash, 'lateness:' .. lane, at - tonumber(eligible)) end
+  local created, eligible, typing = unpack(redis.call('HMGET', msg, 'createdMs', 'eligibleMs', 'typingMs'))
+  typing = tonumber(typing or '0')
+  if eligible then observe(hash, 'lateness:' .. lane, at - tonumber(eligible) - typing) end
+  if typing > 0 then observe(hash, 'typing:' .. lane, typing) end
   if created then observe(hash, 'accept_to_sent:' .. lane, at - tonumber(created)) end
 end

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core import keys
+from core import audit, keys
 from core.clock import iso_from_ms
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
-from gateway.state import services
+from gateway.state import by_whom, services
 from gateway.validation import NamePart
 from scheduler.messages import changes
 
@@ -37,6 +37,9 @@ class KeyIssued(ApiModel):
 
 async def create_tenant(request: web.Request, body: CreateTenant) -> web.Response:
     tenant, issued = await services(request).tenants.create(body.tenant_id, body.name)
+    await audit.record(
+        services(request).redis, "key_issued", by_whom(request), tenant_id=tenant.tenant_id, key_id=issued.key_id
+    )
     out = TenantCreated(tenant_id=tenant.tenant_id, name=tenant.name, api_key=issued.api_key, key_id=issued.key_id)
     return json_response(out, status=201)
 
@@ -49,12 +52,15 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 
 async def issue_key(request: web.Request) -> web.Response:
-    issued = await services(request).tenants.issue_key(request.match_info["tenantId"])
+    svc, tenant_id = services(request), request.match_info["tenantId"]
+    issued = await svc.tenants.issue_key(tenant_id)
+    await audit.record(svc.redis, "key_issued", by_whom(request), tenant_id=tenant_id, key_id=issued.key_id)
     return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id), status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     await services(request).tenants.revoke_key(request.match_info["keyId"])
+    await audit.record(services(request).redis, "key_revoked", by_whom(request), key_id=request.match_info["keyId"])
     return web.Response(status=204)
 
 
@@ -82,6 +88,7 @@ async def flush_queue(request: web.Request) -> web.Response:
     svc = services(request)
     await svc.instances.get(name)
     cancelled = await svc.lanes.flush(name, changes(status="cancelled", error="cancelled: the queue was flushed"))
+    await audit.record(svc.redis, "queue_flushed", by_whom(request), instance=name, flushed=len(cancelled))
     return json_response(Flushed(instance_name=name, flushed=len(cancelled)))
 
 

@@ -8,13 +8,20 @@ from aiohttp import web
 from pydantic import Field
 
 from config.settings import LaneName
+from core import audit
 from core.clock import iso_from_ms
 from core.errors import InvalidState, NotFound
 from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
-from gateway.state import accessible_instance, require_instance_access, require_tenant_access, services
+from gateway.state import (
+    accessible_instance,
+    by_whom,
+    require_instance_access,
+    require_tenant_access,
+    services,
+)
 from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
 
 log = structlog.get_logger(__name__)
@@ -156,6 +163,7 @@ async def get_queue(request: web.Request) -> web.Response:
 async def delete_instance(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     await services(request).delete_instance(instance)
+    await audit.record(services(request).redis, "instance_deleted", by_whom(request), instance=instance.name)
     return web.Response(status=204)
 
 

@@ -26,6 +26,7 @@ HEARTBEAT_SECONDS = 30.0  # WebSocket pings, so proxies and clients see a quiet 
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await services(request).http.flush()  # this process's requests so far count in what it answers
     body = await services(request).metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

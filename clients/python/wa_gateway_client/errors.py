@@ -1,13 +1,17 @@
-"""Errors the gateway answers, as exceptions. Every one carries the error body of the API:
+"""What the client raises: the gateway's error answers, or no answer at all.
 
-GatewayError             any 4xx/5xx answer: status, code, message, issues, request_id
-├── ValidationError      400 validation_error (issues lists every problem)
-├── AuthenticationError  401 invalid_api_key
-├── ForbiddenError       403 forbidden_tenant
-├── NotFoundError        404 not_found
-├── ConflictError        409 already_exists, idempotency_conflict, invalid_state
-├── RateLimitedError     429 rate_limited (retry_after, in seconds)
-└── WhatsAppError        502 whatsapp_error
+ClientError                  everything below
+├── GatewayError             any 4xx/5xx answer: status, code, message, issues, request_id
+│   ├── ValidationError      400 validation_error (issues lists every problem)
+│   ├── AuthenticationError  401 invalid_api_key
+│   ├── ForbiddenError       403 forbidden_tenant
+│   ├── NotFoundError        404 not_found
+│   ├── ConflictError        409 already_exists, idempotency_conflict, invalid_state
+│   ├── RateLimitedError     429 rate_limited (retry_after, in seconds)
+│   └── WhatsAppError        502 whatsapp_error
+└── TransportError           no answer: method and url of the request
+    ├── GatewayConnectionError  the gateway could not be reached, or dropped the connection
+    └── GatewayTimeoutError     no answer within the client's timeout
 """
 
 from __future__ import annotations
@@ -23,7 +27,31 @@ class Issue:
     message: str
 
 
-class GatewayError(Exception):
+class ClientError(Exception):
+    """Anything the client raises."""
+
+
+class TransportError(ClientError):
+    """The request got no answer (after the client's retries, where it may retry)."""
+
+    def __init__(self, method: str, url: str, reason: str) -> None:
+        super().__init__(f"{method} {url}: {reason}")
+        self.method = method
+        self.url = url
+        self.reason = reason
+
+
+class GatewayConnectionError(TransportError):
+    """The gateway could not be reached (refused, unknown host, TLS), or closed the connection."""
+
+
+class GatewayTimeoutError(TransportError):
+    """The gateway did not answer within the client's timeout."""
+
+
+class GatewayError(ClientError):
+    """The gateway answered with an error (4xx or 5xx); the fields are those of its error body."""
+
     def __init__(
         self,
         status: int,

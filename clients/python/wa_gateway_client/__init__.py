@@ -3,17 +3,23 @@
     async with AsyncClient("http://127.0.0.1:8080", api_key) as gw:
         queued = await gw.send_text("acme__shop1__sales", "5491112345678", "Hello")
 
-It talks HTTP only and imports nothing of the gateway's server code."""
+It talks HTTP only and imports nothing of the gateway's server code. Idempotent calls (GET, PUT,
+and sends, which carry an automatic `Idempotency-Key`) are retried with backoff when the gateway
+cannot be reached, times out, or answers 429/503/504; errors are `ClientError`s."""
 
 from wa_gateway_client.clients import AsyncClient, Client
 from wa_gateway_client.errors import (
     AuthenticationError,
+    ClientError,
     ConflictError,
     ForbiddenError,
+    GatewayConnectionError,
     GatewayError,
+    GatewayTimeoutError,
     Issue,
     NotFoundError,
     RateLimitedError,
+    TransportError,
     ValidationError,
     WhatsAppError,
 )
@@ -66,6 +72,7 @@ __all__ = [
     "Chat",
     "ChatPage",
     "Client",
+    "ClientError",
     "ConflictError",
     "Contact",
     "ContactProfile",
@@ -74,7 +81,9 @@ __all__ = [
     "DeliveryQueued",
     "Flushed",
     "ForbiddenError",
+    "GatewayConnectionError",
     "GatewayError",
+    "GatewayTimeoutError",
     "GroupDetails",
     "GroupParticipant",
     "GroupSummary",
@@ -101,6 +110,7 @@ __all__ = [
     "StoredMessagePage",
     "Tenant",
     "TenantCreated",
+    "TransportError",
     "ValidationError",
     "WebhookEvent",
     "WebhookUpdated",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from wa_gateway_client.calls import Call, body, nothing, operation
+from wa_gateway_client.calls import Call, body, new_idempotency_key, nothing, operation
 from wa_gateway_client.models import (
     BatchRecord,
     ChatPage,
@@ -44,7 +44,8 @@ from wa_gateway_client.models import (
 
 
 def _queued(fields: dict[str, Any], idempotency_key: str | None) -> Call[Queued]:
-    return Call(Queued.from_json, body=fields, idempotency_key=idempotency_key)
+    """A send, with an Idempotency-Key of its own unless the caller gave one (so it may be retried)."""
+    return Call(Queued.from_json, body=fields, idempotency_key=idempotency_key or new_idempotency_key())
 
 
 def _cancelled_or_queued(data: Any) -> Message | Queued:
@@ -93,6 +94,7 @@ class Routes:
 
     @operation("GET", "/instance/{name}/status")
     def get_status(name: str) -> Call[InstanceStatus]:
+        """The instance's state (`open`, `connecting`, `close`), linked number and waiting messages."""
         return Call(InstanceStatus.from_json, path={"name": name})
 
     @operation("GET", "/instance/{name}/queue")
@@ -107,10 +109,12 @@ class Routes:
 
     @operation("GET", "/tenant/{tenantId}/instances")
     def list_tenant_instances(tenant_id: str) -> Call[list[InstanceStatus]]:
+        """Every instance of the tenant."""
         return Call(list_of(InstanceStatus), path={"tenantId": tenant_id})
 
     @operation("GET", "/tenant/{tenantId}/client/{clientId}/instances")
     def list_client_instances(tenant_id: str, client_id: str) -> Call[list[InstanceStatus]]:
+        """The instances of one of the tenant's clients (`tenant__client__label`)."""
         return Call(list_of(InstanceStatus), path={"tenantId": tenant_id, "clientId": client_id})
 
     # Webhooks.
@@ -129,6 +133,7 @@ class Routes:
 
     @operation("POST", "/instance/{name}/webhooks/deliveries/{id}/replay")
     def replay_delivery(name: str, delivery_id: str) -> Call[DeliveryQueued]:
+        """Deliver a past webhook event again (a new delivery; the old one stays as it was)."""
         return Call(DeliveryQueued.from_json, path={"name": name, "id": delivery_id})
 
     @operation("POST", "/instance/{name}/webhooks/test")
@@ -172,6 +177,7 @@ class Routes:
         lane: Lane | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
+        """Queue an image fetched from `image_url` at send time, with an optional caption."""
         fields = body(instance_name=instance_name, to=to, image_url=image_url, caption=caption, lane=lane)
         return _queued(fields, idempotency_key)
 
@@ -186,6 +192,7 @@ class Routes:
         lane: Lane | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
+        """Queue a document fetched from `document_url` at send time, shown as `file_name`."""
         fields = body(
             instance_name=instance_name,
             to=to,
@@ -200,6 +207,7 @@ class Routes:
     def send_audio(
         instance_name: str, to: str, audio_url: str, *, lane: Lane | None = None, idempotency_key: str | None = None
     ) -> Call[Queued]:
+        """Queue a voice note: the audio at `audio_url` is converted to OGG/Opus at send time."""
         return _queued(body(instance_name=instance_name, to=to, audio_url=audio_url, lane=lane), idempotency_key)
 
     @operation("POST", "/message/video")
@@ -212,6 +220,7 @@ class Routes:
         lane: Lane | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
+        """Queue a video fetched from `video_url` at send time, with an optional caption."""
         fields = body(instance_name=instance_name, to=to, video_url=video_url, caption=caption, lane=lane)
         return _queued(fields, idempotency_key)
 
@@ -308,7 +317,10 @@ class Routes:
     ) -> Call[Queued]:
         """Queue an edit of a sent text (WhatsApp allows 15 minutes); the answer is the edit's own id."""
         return Call(
-            Queued.from_json, path={"id": message_id}, body=body(text=text, lane=lane), idempotency_key=idempotency_key
+            Queued.from_json,
+            path={"id": message_id},
+            body=body(text=text, lane=lane),
+            idempotency_key=idempotency_key or new_idempotency_key(),
         )
 
     @operation("DELETE", "/message/{id}")
@@ -340,7 +352,8 @@ class Routes:
         "text": ..., "client_ref": ...}` (keys in snake_case or camelCase); an item whose
         `client_ref` was queued on its instance within 24 h is not queued again (`replayed`)."""
         items = [body(**item) for item in messages]
-        return Call(list_of(BatchRecord, "accepted"), body={"messages": items}, idempotency_key=idempotency_key)
+        key = idempotency_key or new_idempotency_key()
+        return Call(list_of(BatchRecord, "accepted"), body={"messages": items}, idempotency_key=key)
 
     @operation("GET", "/instance/{name}/messages")
     def list_messages(name: str, *, limit: int | None = None) -> Call[list[Message]]:
@@ -349,6 +362,7 @@ class Routes:
 
     @operation("GET", "/message/{id}")
     def get_message(message_id: str) -> Call[Message]:
+        """A message and its status (pending, sending, sent, delivered, read, failed, cancelled)."""
         return Call(Message.from_json, path={"id": message_id})
 
     # Conversation actions: answered at once by WhatsApp (WhatsAppError when it fails or is silent).
@@ -369,6 +383,7 @@ class Routes:
 
     @operation("POST", "/instance/{name}/presence")
     def set_presence(name: str, state: Literal["available", "unavailable"]) -> Call[None]:
+        """Show the linked account as online (`available`) or offline (`unavailable`)."""
         return Call(nothing, path={"name": name}, body=body(state=state))
 
     @operation("GET", "/instance/{name}/groups")
@@ -378,6 +393,7 @@ class Routes:
 
     @operation("GET", "/instance/{name}/groups/{groupId}")
     def get_group(name: str, group_id: str) -> Call[GroupDetails]:
+        """A group's subject, description and participants."""
         return Call(GroupDetails.from_json, path={"name": name, "groupId": group_id})
 
     # The conversation store: what the gateway kept, newest first (`iter_chats` and
@@ -405,6 +421,7 @@ class Routes:
     # Admin.
     @operation("GET", "/admin/stats")
     def stats() -> Call[Stats]:
+        """Gateway-wide figures (admin key)."""
         return Call(Stats.from_json)
 
     @operation("GET", "/metrics")
@@ -414,6 +431,7 @@ class Routes:
 
     @operation("GET", "/admin/workers")
     def list_workers() -> Call[list[Worker]]:
+        """The workers, their heartbeats and the sessions each hosts (admin key)."""
         return Call(list_of(Worker))
 
     @operation("DELETE", "/admin/queue/{instanceName}")
@@ -441,6 +459,7 @@ class Routes:
 
     @operation("DELETE", "/tenant/{tenantId}/suppressions/{number}")
     def remove_suppression(tenant_id: str, number: str) -> Call[None]:
+        """Take a number off the tenant's opt-out list."""
         return Call(nothing, path={"tenantId": tenant_id, "number": number})
 
     @operation("PUT", "/admin/instances/{name}/warmup")
@@ -465,14 +484,17 @@ class Routes:
 
     @operation("GET", "/admin/tenants")
     def list_tenants() -> Call[list[Tenant]]:
+        """Every tenant and its key ids (admin key)."""
         return Call(list_of(Tenant))
 
     @operation("POST", "/admin/tenants/{tenantId}/keys")
     def issue_key(tenant_id: str) -> Call[KeyIssued]:
+        """Issue another API key for the tenant (for rotation); it is shown only in this answer."""
         return Call(KeyIssued.from_json, path={"tenantId": tenant_id})
 
     @operation("DELETE", "/admin/keys/{keyId}")
     def revoke_key(key_id: str) -> Call[None]:
+        """Revoke an API key; it stops working at once."""
         return Call(nothing, path={"keyId": key_id})
 
     # Sandbox driver only: they stand in for the phone and the contacts.
@@ -483,6 +505,7 @@ class Routes:
 
     @operation("POST", "/sandbox/instance/{name}/unlink")
     def sandbox_unlink(name: str) -> Call[None]:
+        """(sandbox) As if the phone logged the instance out."""
         return Call(nothing, path={"name": name})
 
     @operation("POST", "/sandbox/instance/{name}/inbound")
@@ -525,20 +548,24 @@ class Routes:
 
     @operation("GET", "/sandbox/instance/{name}/sent")
     def sandbox_sent(name: str) -> Call[list[SentMessage]]:
+        """(sandbox) What the instance has sent to WhatsApp, in order."""
         return Call(list_of(SentMessage), path={"name": name})
 
     @operation("POST", "/sandbox/instance/{name}/receipt")
     def sandbox_receipt(name: str, message_ids: list[str], status: Literal["delivered", "read"]) -> Call[None]:
+        """(sandbox) As if recipients' phones reported these messages delivered or read."""
         return Call(nothing, path={"name": name}, body=body(message_ids=message_ids, status=status))
 
     @operation("POST", "/sandbox/instance/{name}/ban")
     def sandbox_ban(name: str, seconds: float) -> Call[None]:
+        """(sandbox) As if WhatsApp banned the number for `seconds`."""
         return Call(nothing, path={"name": name}, body=body(seconds=seconds))
 
     @operation("POST", "/sandbox/instance/{name}/fail-next")
     def sandbox_fail_next(
         name: str, error: str, *, count: int | None = None, transient: bool | None = None
     ) -> Call[None]:
+        """(sandbox) Make the instance's next sends fail as WhatsApp would."""
         return Call(nothing, path={"name": name}, body=body(error=error, count=count, transient=transient))
 
     @operation("POST", "/sandbox/instance/{name}/fail-actions")
