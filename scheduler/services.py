@@ -24,7 +24,7 @@ from scheduler.lanes import Lanes
 from scheduler.messages import Messages, changes
 from scheduler.numbers import NumberCache
 from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from webhooks.outbox import Limits, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,7 @@ class Services:
         redis, arq = connect(settings.redis_url), arq_pool(settings)
         box = SecretBox(settings.secret_key.get_secret_value())
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
-        outbox, suppressions = Outbox(redis), Suppressions(redis)
+        outbox, suppressions = Outbox(redis, Limits.of(settings)), Suppressions(redis)
         return cls(
             settings=settings,
             redis=redis,

@@ -14,8 +14,10 @@ from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
+from gateway.routes.webhooks import endpoints
 from gateway.state import accessible_instance, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
+from webhooks.endpoint import WebhookStatus
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,10 @@ class InstanceStatus(ApiModel):
     messages_queued_count: int
     webhook_url: str
     created_at: Timestamp
+
+
+class InstanceStatusWithWebhook(InstanceStatus):
+    webhook: WebhookStatus
 
 
 class QrOut(ApiModel):
@@ -132,7 +138,10 @@ async def request_pairing_code(request: web.Request, body: PairingRequest) -> we
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return json_response(await _status(request, await accessible_instance(request)))
+    instance = await accessible_instance(request)
+    status = await _status(request, instance)
+    webhook = await endpoints(request).status(instance.name)
+    return json_response(InstanceStatusWithWebhook(**status.model_dump(), webhook=webhook))
 
 
 async def get_queue(request: web.Request) -> web.Response:
