@@ -15,6 +15,7 @@ from config import Settings
 from core import keys
 from tests.conftest import eventually, instance_body, make_settings
 from tests.receiver import Receiver
+from tests.test_metrics import scrape, value
 from tests.test_webhooks import NAME, new_tenant, send_test, started, stats
 
 FAST = {"webhook_retry_delays": (0.05, 0.1, 0.2), "webhook_probe_delays": (0.3, 0.5), "webhook_timeout": 2.0}
@@ -78,12 +79,19 @@ async def test_an_outage_longer_than_the_retries_loses_nothing_and_the_backlog_a
     [newest] = page["deliveries"]
     assert newest["status"] == "pending"
     assert (await stats(redis_url)).get("deadLettered", "0") == "0"
+    metrics = await scrape(gateway)
+    assert value(metrics, "wa_webhook_endpoints", state="down") == 1
+    assert value(metrics, "wa_webhook_endpoints", state="ok") == 0
+    assert value(metrics, "wa_webhook_oldest_pending_seconds") > 0
 
     receiver.come_back()
     await eventually(lambda: len(received_texts(receiver)) >= 300, timeout=60)
     assert received_texts(receiver) == texts  # each once, in order
     back = await reaches(gateway, acme, "ok")
     assert back["pending"] == 0 and back["oldestPendingAt"] is None
+    metrics = await scrape(gateway)
+    assert value(metrics, "wa_webhook_endpoints", state="ok") == 1
+    assert value(metrics, "wa_webhook_oldest_pending_seconds") == 0
     assert (await stats(redis_url)).get("deadLettered", "0") == "0"
 
     head = receiver.accepted[1].delivery_id
