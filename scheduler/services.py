@@ -88,6 +88,11 @@ class Services:
         """Refuse sends at once (waiting messages end `cancelled`, one in flight `failed`), log the
         session out on its worker, then drop every record of the instance in one transaction."""
         name = instance.name
+        if instance.state == "open":
+            # Published before the records go: on GET /events always; to the webhook if the
+            # deliverer reaches it before the outbox is dropped with the instance.
+            data = {"reason": "deleted", "detail": "the instance was deleted", "loggedOut": True}
+            await self.outbox.publish(name, "instance.disconnected", data)
         await self.lanes.retire(name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:

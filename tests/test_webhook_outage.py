@@ -4,6 +4,7 @@ gateway (API + in-process worker + sandbox WhatsApp) posting to a real local rec
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,43 @@ async def test_a_restart_in_the_middle_of_an_outage_keeps_what_is_held_and_the_s
         assert (await reaches(second, acme, "ok"))["pending"] == 0
     finally:
         await second.close()
+
+
+def disconnections(receiver: Receiver) -> list[dict[str, Any]]:
+    return [
+        dict(r.json()["data"]) for r in receiver.accepted if r.headers["x-gateway-event"] == "instance.disconnected"
+    ]
+
+
+async def test_a_ban_fires_instance_disconnected_once_however_many_times_it_is_refused_meanwhile(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 60}, headers=acme)).status == 200
+    await eventually(lambda: len(receiver.of("instance.banned")) == 1)
+    assert disconnections(receiver) == [
+        {"reason": "banned", "detail": disconnections(receiver)[0]["detail"], "loggedOut": False}
+    ]
+    events = [r.headers["x-gateway-event"] for r in receiver.accepted]
+    assert events.index("instance.disconnected") < events.index("instance.banned")
+    # Banned again while closed (a login refused with the same ban): no second disconnection.
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 90}, headers=acme)).status == 200
+    await eventually(lambda: len(receiver.of("instance.banned")) == 2)
+    assert len(disconnections(receiver)) == 1
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=acme)).status == 200
+    assert (await gateway.post(f"/instance/{NAME}/webhooks/test", headers=acme)).status == 202
+    await eventually(lambda: len(receiver.of("webhook.test")) == 1)
+    assert len(disconnections(receiver)) == 1  # logging out a closed instance: it was not open
+
+
+async def test_deleting_an_open_instance_publishes_instance_disconnected_with_reason_deleted(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, redis_url: str
+) -> None:
+    assert (await gateway.delete(f"/instance/{NAME}", headers=acme)).status == 204
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = await redis.xrange(keys.tenant_events("acme"))
+    finally:
+        await redis.aclose()
+    envelopes = [json.loads(fields["envelope"]) for _, fields in entries]
+    [gone] = [e for e in envelopes if e["event"] == "instance.disconnected"]
+    assert gone["data"]["reason"] == "deleted"

@@ -157,7 +157,7 @@ async def test_link_and_unlink_fire_instance_connected_then_disconnected(
     connected, disconnected = await receiver.wait_for(2)
     assert connected.json()["data"] == {"phoneNumber": "5491100000000"}
     assert disconnected.headers["x-gateway-event"] == "instance.disconnected"
-    assert disconnected.json()["data"] == {"reason": "logged_out", "loggedOut": True}
+    assert disconnected.json()["data"] == {"reason": "logged_out", "detail": "logged_out", "loggedOut": True}
 
 
 @pytest.mark.parametrize(
