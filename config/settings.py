@@ -81,6 +81,7 @@ class ThrottleConfig(BaseModel):
 # API.md, "Webhooks": a failed delivery is retried 3 more times, at 1 s, 5 s and 30 s (each
 # counted from the previous failure); after the last one it is dead-lettered.
 WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (1, 5, 30)
+WEBHOOK_PROBE_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1800)
 
 
 class Settings(BaseModel):
@@ -100,6 +101,19 @@ class Settings(BaseModel):
     allow_private_urls: bool = False
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds one webhook attempt may take")
     webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = WEBHOOK_RETRY_DELAYS
+    # Webhooks that ride out an outage (webhooks/endpoint.py): once a delivery's retries are spent
+    # the endpoint is down and only its head is tried again, at these delays, the last repeating.
+    webhook_probe_delays: tuple[Annotated[float, Field(gt=0)], ...] = Field(default=WEBHOOK_PROBE_DELAYS, min_length=1)
+    webhook_hold: float = Field(
+        default=3 * 24 * 3600, gt=0, description="seconds a down webhook holds its deliveries before it is disabled"
+    )
+    webhook_retention: float = Field(default=7 * 24 * 3600, gt=0, description="seconds a settled delivery is kept")
+    webhook_backlog: int = Field(
+        default=100_000, gt=0, description="held deliveries per instance; the oldest is dead-lettered past it"
+    )
+    webhook_rotation_overlap: float = Field(
+        default=24 * 3600, ge=0, description="seconds the previous webhook secret still signs after a change"
+    )
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Slow or stalled clients (slowloris): how long the HTTP server waits for them.
@@ -201,7 +215,7 @@ class Settings(BaseModel):
             return tuple(str(word).strip().upper() for word in value if str(word).strip())
         return value
 
-    @field_validator("webhook_retry_delays", mode="before")
+    @field_validator("webhook_retry_delays", "webhook_probe_delays", mode="before")
     @classmethod
     def _delay_list(cls, value: object) -> object:
         # From the environment: "1,5,30" or the JSON list "[1, 5, 30]".

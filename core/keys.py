@@ -103,6 +103,15 @@ def webhook_lock(name: str) -> str:
     return f"{PREFIX}whlock:{name}"  # held by the one worker delivering the instance's head event
 
 
+def webhook_endpoint(name: str) -> str:
+    # hash: state, since, probes, events filter, previousSecret (sealed), previousUntil (webhooks/endpoint.py)
+    return f"{PREFIX}whep:{name}"
+
+
+def webhook_dead(name: str) -> str:
+    return f"{PREFIX}whdead:{name}"  # sorted set: dead-lettered delivery id -> its number in publication order
+
+
 # Sandbox driver.
 def sandbox_sent(name: str) -> str:
     return f"{PREFIX}sandbox:{name}:sent"  # list of JSON records, send order

@@ -10,8 +10,10 @@ pipelines.
 
 from __future__ import annotations
 
+import json
 import platform
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,6 +27,7 @@ from core.clock import now_ms
 from core.instances import Instances
 from core.redis_client import Redis
 from gateway.http_counts import parse_field
+from webhooks.endpoint import STATES
 
 # HISTOGRAM_TOP of core/lua/metrics.lua: bucket k counts values up to 2^k ms.
 HISTOGRAM_TOP = 27
@@ -68,6 +71,7 @@ class Metrics:
             *await self._instances(),
             *await self._counters(),
             *await self._quotas_and_outbox(),
+            *await self._webhook_endpoints(),
             *await self._workers(),
             *await self._operations(),
         ]
@@ -159,6 +163,32 @@ class Metrics:
             spent.add_metric([lane, window], saturated[lane, window])
             usage.add_metric([lane, window], highest[lane, window])
         return [outbox, spent, usage]
+
+    async def _webhook_endpoints(self) -> list[Metric]:
+        """Webhook endpoints by state (webhooks/endpoint.py), and how long the oldest delivery
+        still held or waiting has waited: what an alert on a receiver's outage looks at."""
+        names = await self.instances.names()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.webhook_endpoint(name), "state")
+                pipe.lindex(keys.outbox(name), 0)
+            answers = await pipe.execute()
+        by_state = dict.fromkeys(STATES, 0)
+        heads = []
+        for name, state, head in zip(names, answers[::2], answers[1::2], strict=True):
+            by_state[state if state in by_state else "ok"] += 1
+            if head is not None:
+                heads.append(keys.webhook_delivery(name, head))
+        records = await self.redis.mget(heads) if heads else []
+        created = [datetime.fromisoformat(json.loads(raw)["createdAt"]) for raw in records if raw is not None]
+        endpoints = GaugeMetricFamily("wa_webhook_endpoints", "Instances' webhook endpoints by state", labels=["state"])
+        for state, count in by_state.items():
+            endpoints.add_metric([state], count)
+        oldest = GaugeMetricFamily(
+            "wa_webhook_oldest_pending_seconds", "Age of the oldest webhook delivery not yet settled (0: none)"
+        )
+        oldest.add_metric([], max(((datetime.now(UTC) - at).total_seconds() for at in created), default=0.0))
+        return [endpoints, oldest]
 
     async def _workers(self) -> list[Metric]:
         beats = await self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)

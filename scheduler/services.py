@@ -25,7 +25,7 @@ from scheduler.lanes import Lanes
 from scheduler.messages import Messages, changes
 from scheduler.numbers import NumberCache
 from scheduler.ownership import Ownership
-from webhooks.outbox import Outbox
+from webhooks.outbox import Limits, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ class Services:
         redis, arq = connect(settings.redis_url), arq_pool(settings)
         box = SecretBox(settings.secret_key.get_secret_value())
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
-        outbox, suppressions = Outbox(redis), Suppressions(redis)
+        outbox, suppressions = Outbox(redis, Limits.of(settings)), Suppressions(redis)
         return cls(
             settings=settings,
             redis=redis,
@@ -93,6 +93,11 @@ class Services:
         """Refuse sends at once (waiting messages end `cancelled`, one in flight `failed`), log the
         session out on its worker, then drop every record of the instance in one transaction."""
         name = instance.name
+        if instance.state == "open":
+            # Published before the records go: on GET /events always; to the webhook if the
+            # deliverer reaches it before the outbox is dropped with the instance.
+            data = {"reason": "deleted", "detail": "the instance was deleted", "loggedOut": True}
+            await self.outbox.publish(name, "instance.disconnected", data)
         await self.lanes.retire(name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:

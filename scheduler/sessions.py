@@ -324,10 +324,14 @@ class SessionHost:
             log.exception("session.event_failed", instance=name, event=type(event).__name__)
 
     async def _apply(self, name: str, event: DriverEvent) -> None:
-        if await self.instances.find(name) is None:
+        instance = await self.instances.find(name)
+        if instance is None:
             return  # deleted meanwhile
         if (counted := connection_event(event)) is not None:
             await self.instances.count_connection_event(counted)
+        # instance.disconnected says an open instance stopped being open, once per outage: the
+        # reconnect attempts of an instance that is closed already say nothing.
+        was_open = instance.state == "open"
         match event:
             case QrCode(code=code, expires_at=expires_at):
                 await self.instances.update(name, state="connecting", qr=code, qrExpiresAt=iso(expires_at))
@@ -351,7 +355,9 @@ class SessionHost:
                 if logged_out:
                     fields.update({"linked": "0", "phoneNumber": None, "connectedAt": None})
                 await self.instances.update(name, **fields)
-                await self.outbox.publish(name, "instance.disconnected", {"reason": reason, "loggedOut": logged_out})
+                if was_open:
+                    why = "logged_out" if logged_out else "connection_lost"
+                    await self._disconnected(name, why, reason, logged_out)
             case QrExpired():
                 await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
                 await self.outbox.publish(name, "instance.qr_expired", {})
@@ -362,6 +368,8 @@ class SessionHost:
                     pending.cancel()  # the latest ban decides when the number may connect again
                 until = iso(expires_at) if expires_at else None
                 await self.instances.update(name, state="close", bannedUntil=until or "permanent")
+                if was_open:
+                    await self._disconnected(name, "banned", reason, logged_out=False)
                 await self.outbox.publish(name, "instance.banned", {"reason": reason, "expiresAt": until})
                 if expires_at is not None:
                     self._after_ban[name] = asyncio.create_task(self._reconnect_at(name, expires_at))
@@ -378,6 +386,12 @@ class SessionHost:
                     data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
                     await self.conversations.receipt(name, moved, status)
+
+    async def _disconnected(self, name: str, reason: str, detail: str, logged_out: bool) -> None:
+        """instance.disconnected: `reason` one of API.md's (logged_out, banned, connection_lost,
+        deleted), `detail` the driver's own words."""
+        data = {"reason": reason, "detail": detail, "loggedOut": logged_out}
+        await self.outbox.publish(name, "instance.disconnected", data)
 
     async def _throttle_after_ban(self, name: str, expires_at: datetime) -> None:
         """A temporary ban is a warning: bulk stays paused for a while after it ends."""

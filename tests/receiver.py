@@ -35,7 +35,9 @@ class Received:
 class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.accepted: list[Received] = []  # the requests it answered 2xx
         self._failures: list[int] = []
+        self._down: tuple[int, str] | None = None
         self._hangs = 0
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -43,6 +45,13 @@ class Receiver:
 
     def fail_next(self, count: int, status: int = 500) -> None:
         self._failures.extend([status] * count)
+
+    def go_down(self, status: int = 503, text: str = "") -> None:
+        """Answer every request `status` (with `text`) until `come_back`: an outage."""
+        self._down = (status, text)
+
+    def come_back(self) -> None:
+        self._down = None
 
     def hang_next(self, count: int) -> None:
         self._hangs += count
@@ -82,4 +91,8 @@ class Receiver:
             await self._closing.wait()
         if self._failures:
             return web.Response(status=self._failures.pop(0))
+        if self._down is not None:
+            status, text = self._down
+            return web.Response(status=status, text=text)
+        self.accepted.append(self.requests[-1])
         return web.Response(status=204)

@@ -36,6 +36,8 @@ FAMILIES = {
     "wa_webhook_attempts_failed": "counter",
     "wa_webhook_delivery_seconds": "histogram",
     "wa_webhook_outbox_depth": "gauge",
+    "wa_webhook_endpoints": "gauge",
+    "wa_webhook_oldest_pending_seconds": "gauge",
     "wa_worker_up": "gauge",
     "wa_worker_heartbeat_age_seconds": "gauge",
     "wa_worker_sessions": "gauge",

@@ -31,7 +31,7 @@ from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from webhooks import verify_signature
-from webhooks.outbox import STAT_FIELDS, Attempt, LockLost, Outbox
+from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox
 
 NAME = "acme__shop1__sales"
 SECRET = instance_body()["webhookSecret"]
@@ -157,7 +157,7 @@ async def test_link_and_unlink_fire_instance_connected_then_disconnected(
     connected, disconnected = await receiver.wait_for(2)
     assert connected.json()["data"] == {"phoneNumber": "5491100000000"}
     assert disconnected.headers["x-gateway-event"] == "instance.disconnected"
-    assert disconnected.json()["data"] == {"reason": "logged_out", "loggedOut": True}
+    assert disconnected.json()["data"] == {"reason": "logged_out", "detail": "logged_out", "loggedOut": True}
 
 
 @pytest.mark.parametrize(
@@ -183,42 +183,49 @@ async def test_message_received_carries_every_field_and_null_text_for_media(
     assert abs(datetime.fromisoformat(data["timestamp"]) - datetime.now(UTC)).total_seconds() < 10
 
 
-async def test_failed_delivery_is_retried_on_the_schedule_then_dead_lettered_and_listed(
+@pytest.mark.parametrize("settings", [{"webhook_hold": 0.001}], indirect=True, ids=["hold=1ms"])
+async def test_failed_delivery_is_retried_on_the_schedule_then_dead_lettered_once_disabled(
     gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, redis_url: str
 ) -> None:
-    receiver.fail_next(4, status=500)
+    receiver.fail_next(5, status=500)
     delivery_id = await send_test(gateway, acme)
     dead = await settled(gateway, acme, delivery_id, "dead")
 
+    # The seed's schedule, then the endpoint is down; its first probe comes when the hold ends.
     tries = receiver.of("webhook.test")
-    assert [r.delivery_id for r in tries] == [delivery_id] * 4
+    assert [r.delivery_id for r in tries] == [delivery_id] * 5
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(tries)]
-    for gap, delay in zip(gaps, DELAYS, strict=True):
+    for gap, delay in zip(gaps, DELAYS, strict=False):
         assert delay <= gap < delay + 0.5, (gaps, DELAYS)
     assert len({r.body for r in tries}) == 1  # serialized once, sent as is every time
 
-    assert dead["event"] == "webhook.test" and dead["tries"] == 4
+    assert dead["event"] == "webhook.test" and dead["tries"] == 5
     assert dead["deliveredAt"] is None and dead["nextAttemptAt"] is None
-    assert [a["statusCode"] for a in dead["attempts"]] == [500] * 4
+    assert [a["statusCode"] for a in dead["attempts"]] == [500] * 5
+    assert dead["lastStatusCode"] == 500
     assert all(a["durationMs"] >= 0 and a["at"] for a in dead["attempts"])
     assert "body" not in dead
-    assert await stats(redis_url) == {"delivered": "1", "failed": "4", "deadLettered": "1"}
+    assert await stats(redis_url) == {"delivered": "1", "failed": "5", "deadLettered": "1"}
+    status = await (await gateway.get(f"/instance/{NAME}/status", headers=acme)).json()
+    assert status["webhook"]["state"] == "disabled"
 
 
+@pytest.mark.parametrize("settings", [{"webhook_hold": 0.001}], indirect=True, ids=["hold=1ms"])
 async def test_replaying_a_dead_letter_delivers_it_with_the_same_delivery_id(
     gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
 ) -> None:
-    receiver.fail_next(4)
+    receiver.fail_next(5)
     delivery_id = await send_test(gateway, acme)
     await settled(gateway, acme, delivery_id, "dead")
+    assert (await gateway.patch(f"/instance/{NAME}/webhook", json={"enabled": True}, headers=acme)).status == 200
 
     response = await gateway.post(f"/instance/{NAME}/webhooks/deliveries/{delivery_id}/replay", headers=acme)
     assert response.status == 202
     assert await response.json() == {"deliveryId": delivery_id, "event": "webhook.test", "status": "pending"}
     delivered = await settled(gateway, acme, delivery_id, "delivered")
-    assert [a["statusCode"] for a in delivered["attempts"]] == [500, 500, 500, 500, 204]
+    assert [a["statusCode"] for a in delivered["attempts"]] == [500, 500, 500, 500, 500, 204]
     assert delivered["tries"] == 1 and delivered["deliveredAt"] == delivered["attempts"][-1]["at"]
-    assert [r.delivery_id for r in receiver.of("webhook.test")] == [delivery_id] * 5
+    assert [r.delivery_id for r in receiver.of("webhook.test")] == [delivery_id] * 6
 
 
 async def test_replay_is_refused_while_queued_and_unknown_ids_are_404(
@@ -371,13 +378,44 @@ async def test_patch_rotates_the_secret_and_moves_the_url_for_the_next_delivery(
     patch = {"webhookUrl": receiver.url("/moved"), "webhookSecret": new_secret}
     response = await gateway.patch(f"/instance/{NAME}/webhook", json=patch, headers=acme)
     assert response.status == 200
-    assert await response.json() == {"instanceName": NAME, "webhookUrl": receiver.url("/moved"), "secretRotated": True}
+    answer = await response.json()
+    assert answer["webhook"]["state"] == "ok" and answer["events"] == ["*"]
+    assert {k: answer[k] for k in ("instanceName", "webhookUrl", "secretRotated")} == {
+        "instanceName": NAME, "webhookUrl": receiver.url("/moved"), "secretRotated": True}  # fmt: skip
 
     delivery_id = await send_test(gateway, acme)
     _, request = await receiver.wait_for(2)
     assert request.delivery_id == delivery_id and request.path == "/moved"
     assert verify_signature(request.body, request.headers["x-gateway-signature"], new_secret)
     assert not verify_signature(request.body, request.headers["x-gateway-signature"], SECRET)
+    # During the rotation overlap the Standard Webhooks header signs with both, the new one first.
+    new_signature, old_signature = request.headers["webhook-signature"].split(" ")
+    for secret, signature in ((new_secret, new_signature), (SECRET, old_signature)):
+        verifier = standardwebhooks.Webhook(base64.b64encode(secret.encode()).decode())
+        headers = {**dict(request.headers), "webhook-signature": signature}
+        assert verifier.verify(request.body, headers) == request.json()
+
+
+@pytest.mark.parametrize("settings", [{"webhook_rotation_overlap": 3.0}], indirect=True, ids=["overlap=3s"])
+async def test_the_old_secret_stops_signing_once_the_overlap_ends(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str, redis_url: str
+) -> None:
+    new_secret = "a-brand-new-secret-0123456789"
+    assert (await gateway.patch(f"/instance/{NAME}/webhook", json={"webhookSecret": new_secret}, headers=acme)).ok
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        sealed = await redis.hget(keys.webhook_endpoint(NAME), "previousSecret")
+        assert sealed and SECRET not in sealed  # sealed at rest like the current one
+    finally:
+        await redis.aclose()
+    await send_test(gateway, acme)
+    _, during = await receiver.wait_for(2)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    until = time.monotonic() + 3.1
+    await eventually(lambda: time.monotonic() > until, timeout=5)
+    await send_test(gateway, acme)
+    *_, after = await receiver.wait_for(3)
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
 
 
 async def test_patch_body_is_validated(gateway: TestClient, acme: dict[str, str], hooked: str) -> None:
@@ -496,7 +534,7 @@ async def outbox(settings: Settings) -> AsyncIterator[Outbox]:
     store = connect(settings.redis_url)
     instances = Instances(store, SecretBox(settings.secret_key.get_secret_value()))
     await instances.create(InstanceName.parse(NAME), "http://127.0.0.1:9/hook", SECRET, "open")
-    yield Outbox(store)
+    yield Outbox(store, Limits.of(settings))
     await store.aclose()
 
 
@@ -541,7 +579,10 @@ async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None
     assert head is not None and head.url == "http://127.0.0.1:9/hook"
     assert await outbox.next(NAME, "late", 5, claim=True) is None
     attempt = Attempt(at=head.delivery.created_at, duration_ms=1, status_code=204)
-    assert await outbox.next(NAME, "holder", 5, attempted=head.delivery.after(attempt, DELAYS, True)) is None
+    assert (
+        await outbox.next(NAME, "holder", 5, attempted=head.delivery.attempted(attempt, None).delivered(attempt.at))
+        is None
+    )
 
     assert not await outbox.redis.exists(keys.webhook_lock(NAME), keys.outbox(NAME))
     assert await outbox.stats() == {"delivered": 1, "failed": 0, "deadLettered": 0}

@@ -27,11 +27,13 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
-from core.clock import now_iso
+from core.clock import now_iso, now_ms
 from core.instances import Instances
 from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
 from core.redis_client import Redis
-from webhooks.outbox import Attempt, Delivery, Head, LockLost, Outbox
+from webhooks.endpoint import Endpoint
+from webhooks.outbox import ANSWER_KEPT, Attempt, Delivery, Head, LockLost, Outbox
+from webhooks.schedule import Schedule
 from webhooks.signing import signed_headers
 
 log = structlog.get_logger(__name__)
@@ -68,7 +70,7 @@ class Deliverer:
         self.redis = redis
         self.outbox = outbox
         self.instances = instances
-        self.delays = settings.webhook_retry_delays
+        self.schedule = Schedule.of(settings)
         self.timeout = settings.webhook_timeout
         self.allow_private = settings.allow_private_urls
         self.lock_seconds = settings.webhook_timeout + LOCK_MARGIN_SECONDS
@@ -99,25 +101,44 @@ class Deliverer:
             while head is not None:
                 delivery = head.delivery
                 due = delivery.due_at()
-                if due.timestamp() > time.time():
+                # An endpoint PATCHed back to ok (or disabled) does not wait for the head's probe.
+                waits = head.endpoint.state in ("retrying", "down")
+                if waits and due.timestamp() > time.time():
                     await self.outbox.kick(instance_name, at=due, token=token)  # its retry goes then
                     return
                 if time.monotonic() > deadline:
                     await self.outbox.kick(instance_name, token=token)  # a fresh take carries on
                     return
-                secret = self._secret(head.sealed_secret)
-                attempt, retryable = await self._attempt(delivery, head.url, secret)
-                settled = delivery.after(attempt, self.delays, retryable)
-                (log.info if attempt.ok else log.warning)(
-                    f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
-                    webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
-                    error=attempt.error, next_attempt_at=settled.next_attempt_at,
-                )  # fmt: skip
-                head = await self.outbox.next(instance_name, token, self.lock_seconds, attempted=settled)
+                settled, endpoint, tried = await self._settle(instance_name, head)
+                head = await self.outbox.next(
+                    instance_name, token, self.lock_seconds, attempted=settled, tried=tried, endpoint=endpoint
+                )
         except BaseException:
             if head is not None:
                 await self.outbox.kick(instance_name, token=token)  # another worker carries on
             raise
+
+    async def _settle(self, instance_name: str, head: Head) -> tuple[Delivery, Endpoint | None, bool]:
+        """The head once attempted, or dead-lettered untried while the endpoint is disabled; the
+        endpoint's state it led to (None: unchanged); whether an attempt was made."""
+        delivery, endpoint = head.delivery, head.endpoint
+        if endpoint.state == "disabled":
+            log.warning("webhook.dead", instance=instance_name, delivery_id=delivery.id, webhook_event=delivery.event,
+                        endpoint="disabled")  # fmt: skip
+            return delivery.dead(), None, False
+        now = now_ms()
+        previous = endpoint.signing_previous(now)
+        secrets_ = [self._secret(head.sealed_secret), *([self._secret(previous)] if previous else [])]
+        attempt, answer, retryable = await self._attempt(delivery, head.url, secrets_)
+        settled, after = self.schedule.settle(delivery, attempt, answer, retryable, endpoint, now_ms())
+        (log.info if attempt.ok else log.warning)(
+            f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
+            webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
+            error=attempt.error, next_attempt_at=settled.next_attempt_at, endpoint=after.state,
+        )  # fmt: skip
+        if after.state != endpoint.state:
+            log.warning("webhook.endpoint", instance=instance_name, state=after.state, was=endpoint.state)
+        return settled, (after if after != endpoint else None), True
 
     def _secret(self, sealed: str) -> str:
         """The webhook secret `sealed` holds: decrypting it for every event cost as much as signing."""
@@ -128,12 +149,13 @@ class Deliverer:
             secret = self._secrets[sealed] = self.instances.box.open(sealed)
         return secret
 
-    async def _attempt(self, delivery: Delivery, url: str, secret: str) -> tuple[Attempt, bool]:
-        """One signed POST; the attempt, and whether trying again could help."""
+    async def _attempt(self, delivery: Delivery, url: str, secrets_: list[str]) -> tuple[Attempt, str | None, bool]:
+        """One POST signed with `secrets_` (the current one first); the attempt, the start of the
+        receiver's answer, and whether trying again could help."""
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
-            **signed_headers(body, secret, delivery.event, delivery.id, int(time.time())),
+            **signed_headers(body, secrets_, delivery.event, delivery.id, int(time.time())),
         }
         at, started = now_iso(), time.monotonic()
 
@@ -147,16 +169,19 @@ class Deliverer:
                 response = await guarded_request(
                     self._client(), "POST", url, self.allow_private, data=body, headers=headers
                 )
-                response.release()
+                try:
+                    answer = (await response.content.read(ANSWER_KEPT)).decode(errors="replace")
+                finally:
+                    response.release()
         except BlockedUrl as exc:
-            return attempt(error=f"refused by the private-address guard: {exc}"), False
+            return attempt(error=f"refused by the private-address guard: {exc}"), None, False
         except ValueError as exc:  # a URL no client can use (a host name that fails IDNA): retrying cannot help
-            return attempt(error=f"unusable webhook URL: {exc}"), False
+            return attempt(error=f"unusable webhook URL: {exc}"), None, False
         except TimeoutError:
-            return attempt(error=f"no answer within {self.timeout:g} s"), True
+            return attempt(error=f"no answer within {self.timeout:g} s"), None, True
         except aiohttp.ClientError as exc:
-            return attempt(error=f"{type(exc).__name__}: {exc}"), True
-        return attempt(status_code=response.status), True
+            return attempt(error=f"{type(exc).__name__}: {exc}"), None, True
+        return attempt(status_code=response.status), answer, True
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

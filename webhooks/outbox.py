@@ -17,22 +17,26 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import WatchError
 
+from config import Settings
 from core import keys
-from core.clock import iso, now_iso, now_ms
+from core.clock import iso_from_ms, now_iso, now_ms
 from core.errors import InvalidState, NotFound
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
+from webhooks.endpoint import Endpoint
 
-HISTORY = 1000  # settled deliveries kept per instance, for the listing and for replays
+HISTORY = 1000  # settled deliveries listed per instance (dead letters stay replayable beyond it)
+REPLAY_STEP = 1000  # dead letters one replay step queues at most
+ANSWER_KEPT = 1024  # bytes of the receiver's last answer kept on the delivery
 ATTEMPTS_KEPT = 20  # a delivery replayed again and again keeps only its latest attempts
 STAT_FIELDS = ("delivered", "failed", "deadLettered")
 
@@ -64,33 +68,40 @@ class Delivery(ApiModel):
     delivered_at: Timestamp | None = None
     tries: int = 0  # attempts since it was queued (or replayed): what the retry schedule counts
     attempts: list[Attempt] = Field(default_factory=list)
+    last_status_code: int | None = Field(default=None, description="the receiver's status at the last attempt")
+    last_response: str | None = Field(
+        default=None, description=f"the first {ANSWER_KEPT} bytes of the receiver's last answer"
+    )
     # The envelope, serialized once and signed as is; stored, never shown in the API.
     body: SkipJsonSchema[str] = Field(exclude=True, repr=False)
+
+    @field_validator("attempts", mode="before")
+    @classmethod
+    def _empty_list(cls, value: object) -> object:
+        return [] if value == {} else value  # Lua's cjson writes an empty list as {}
 
     def due_at(self) -> datetime:
         return datetime.fromisoformat(self.next_attempt_at) if self.next_attempt_at else datetime.now(UTC)
 
-    def after(self, attempt: Attempt, delays: tuple[float, ...], retryable: bool) -> Delivery:
-        """This delivery once `attempt` is made: delivered, due again after the next delay of the
-        schedule, or dead-lettered when the schedule is spent (or retrying cannot help)."""
-        tries = self.tries + 1
-        next_attempt_at = None
-        if attempt.ok:
-            status: Status = "delivered"
-        elif retryable and tries <= len(delays):
-            status = "retrying"
-            next_attempt_at = iso(datetime.now(UTC) + timedelta(seconds=delays[tries - 1]))
-        else:
-            status = "dead"
+    def attempted(self, attempt: Attempt, answer: str | None) -> Delivery:
+        """Once `attempt` is made (`answer`: the start of what the receiver said), before it settles."""
         return self.model_copy(
             update={
-                "status": status,
-                "tries": tries,
+                "tries": self.tries + 1,
                 "attempts": [*self.attempts, attempt][-ATTEMPTS_KEPT:],
-                "next_attempt_at": next_attempt_at,
-                "delivered_at": attempt.at if attempt.ok else None,
+                "last_status_code": attempt.status_code,
+                "last_response": answer,
             }
         )
+
+    def delivered(self, at: str) -> Delivery:
+        return self.model_copy(update={"status": "delivered", "next_attempt_at": None, "delivered_at": at})
+
+    def dead(self) -> Delivery:
+        return self.model_copy(update={"status": "dead", "next_attempt_at": None, "delivered_at": None})
+
+    def due(self, at_ms: int) -> Delivery:
+        return self.model_copy(update={"status": "retrying", "next_attempt_at": iso_from_ms(at_ms)})
 
 
 def _dump(delivery: Delivery) -> str:
@@ -113,17 +124,42 @@ class Head:
     delivery: Delivery
     url: str
     sealed_secret: str
+    endpoint: Endpoint
 
 
 def head_of(found: list[str]) -> Head:
-    """The head a script returned as {record, url, sealed secret}."""
-    raw, url, sealed_secret = found
-    return Head(_load(raw), url, sealed_secret)
+    """The head a script returned as {record, url, sealed secret, endpoint fields...}."""
+    raw, url, sealed_secret, *endpoint = found
+    return Head(_load(raw), url, sealed_secret, Endpoint.of(endpoint))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long delivery records live and how many an instance holds (the GATEWAY_WEBHOOK_* settings)."""
+
+    retention: float
+    hold: float
+    backlog: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.webhook_retention, settings.webhook_hold, settings.webhook_backlog)
+
+    @property
+    def pending(self) -> int:
+        """Seconds a held record lives: past the hold, and then the retention of the dead letter
+        it may become."""
+        return math.ceil(self.hold + self.retention)
+
+    def script(self) -> dict[str, int]:
+        """As the scripts take them (core/lua/outbox_add.lua)."""
+        return {"pending": self.pending, "retention": math.ceil(self.retention), "backlog": self.backlog}
 
 
 @dataclass(frozen=True)
 class Event:
-    """An event to publish: its delivery id and record, and the outbox keys the scripts write."""
+    """An event to publish: its delivery id, what core/lua/outbox_add.lua takes to record it (the
+    record, the event's name and body, the limits), and the outbox keys the scripts write."""
 
     delivery_id: str
     record: str
@@ -135,12 +171,15 @@ class LockLost(Exception):
 
 
 class Outbox:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, limits: Limits) -> None:
         self.redis = redis
+        self.limits = limits
+        self._limits = limits.script()
         self._publish = redis.register_script(lua("outbox_add", "webhook_publish"))
         self._hand_over = redis.register_script(lua("webhook_hand_over"))
         self._take_due = redis.register_script(lua("webhook_take_due"))
-        self._next = redis.register_script(lua("metrics", "webhook_next"))
+        self._next = redis.register_script(lua("metrics", "outbox_add", "webhook_next"))
+        self._replay = redis.register_script(lua("webhook_replay"))
 
     def event(self, instance_name: str, event: str, data: dict[str, Any]) -> Event:
         """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua)."""
@@ -160,8 +199,12 @@ class Outbox:
             keys.webhook_lock(instance_name),
             keys.tenant_events(tenant_of(instance_name)),
             keys.EVENTS,
+            keys.webhook_endpoint(instance_name),
+            keys.webhook_dead(instance_name),
+            keys.WEBHOOK_STATS,
         ]
-        return Event(delivery.id, _dump(delivery), script_keys)
+        publication = {"record": _dump(delivery), "event": event, "envelope": delivery.body, "limits": self._limits}
+        return Event(delivery.id, json.dumps(publication), script_keys)
 
     async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
         """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
@@ -198,22 +241,28 @@ class Outbox:
         *,
         claim: bool = False,
         attempted: Delivery | None = None,
+        tried: bool = True,
+        endpoint: Endpoint | None = None,
     ) -> Head | None:
-        """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted` delivery, then
-        the head to attempt next, the lock renewed for it; None once the FIFO is empty (the lock
-        is let go then), or when `claim`ing a lock another worker holds (it delivers what
+        """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted`
+        delivery (`tried`: after an attempt, not dead-lettered untried) and the `endpoint` state it
+        led to, then the head to attempt next, the lock renewed for it; None once the FIFO is empty
+        (the lock is let go then), or when `claim`ing a lock another worker holds (it delivers what
         is queued meanwhile). Raises LockLost."""
         record: list[Any] = []
         if attempted is not None:
             counted = {
-                "failed": not attempted.attempts[-1].ok,
+                "failed": tried and not attempted.attempts[-1].ok,
                 "delivered": attempted.status == "delivered",
                 "deadLettered": attempted.status == "dead",
             }
-            settled = int(attempted.status in SETTLED)
+            settled = attempted.status if attempted.status in SETTLED else ""
             latency = _latency_ms(attempted) if attempted.status == "delivered" else ""
             counts = (field for field, yes in counted.items() if yes)
             record = [attempted.id, _dump(attempted), settled, latency, *counts]
+        state: list[Any] = ["", "", ""]
+        if endpoint is not None:
+            state = [endpoint.state, endpoint.since or "", endpoint.probes]
         found = await self._next(
             keys=[
                 keys.webhook_lock(instance_name),
@@ -221,6 +270,8 @@ class Outbox:
                 keys.webhook_log(instance_name),
                 keys.WEBHOOK_STATS,
                 keys.instance(instance_name),
+                keys.webhook_endpoint(instance_name),
+                keys.webhook_dead(instance_name),
             ],
             args=[
                 token,
@@ -228,6 +279,8 @@ class Outbox:
                 int(claim),
                 keys.webhook_delivery(instance_name, ""),
                 HISTORY,
+                json.dumps(self._limits),
+                *state,
                 *record,
             ],
         )
@@ -264,8 +317,9 @@ class Outbox:
                 update={"status": "pending", "tries": 0, "next_attempt_at": None, "delivered_at": None}
             )
             pipe.multi()
-            pipe.set(key, _dump(queued))
+            pipe.set(key, _dump(queued), ex=self.limits.pending)
             pipe.rpush(keys.outbox(instance_name), delivery_id)
+            pipe.zrem(keys.webhook_dead(instance_name), delivery_id)
             try:
                 await pipe.execute()
             except WatchError:
@@ -273,13 +327,32 @@ class Outbox:
         await self.kick(instance_name)
         return queued
 
+    async def replay_dead(self, instance_name: str, since: str | None, until: str | None) -> int:
+        """Queue every dead letter created within [since, until] again, in publication order,
+        behind the held deliveries; how many. Bounded steps (core/lua/webhook_replay.lua)."""
+        replayed, after = 0, "-inf"
+        while after:
+            found = await self._replay(
+                keys=[keys.webhook_dead(instance_name), keys.outbox(instance_name), keys.instance(instance_name)],
+                args=[after, since or "", until or "", keys.webhook_delivery(instance_name, ""), REPLAY_STEP,
+                      self.limits.pending],
+            )  # fmt: skip
+            replayed += int(found[0])
+            after = found[1]
+        if replayed:
+            await self.kick(instance_name)
+        return replayed
+
     async def delivery_ids(self, instance_name: str) -> list[str]:
-        return list(await self.redis.zrange(keys.webhook_log(instance_name), 0, -1))
+        logged = await self.redis.zrange(keys.webhook_log(instance_name), 0, -1)
+        dead = await self.redis.zrange(keys.webhook_dead(instance_name), 0, -1)
+        return list({*logged, *dead})
 
     def forget(self, pipe: Pipeline, instance_name: str, delivery_ids: list[str]) -> None:
         """Queue the deletion of a deleted instance's outbox and deliveries (`delivery_ids`)."""
         name = instance_name
         pipe.delete(keys.outbox(name), keys.webhook_log(name), keys.webhook_seq(name))
+        pipe.delete(keys.webhook_endpoint(name), keys.webhook_dead(name))
         if delivery_ids:
             pipe.delete(*(keys.webhook_delivery(name, d) for d in delivery_ids))
 

@@ -33,16 +33,19 @@ def sign_standard(delivery_id: str, timestamp: int, body: bytes, secret: str) ->
     return "v1," + base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
 
 
-def signed_headers(body: bytes, secret: str, event: str, delivery_id: str, timestamp: int) -> dict[str, str]:
-    """Every header that signs and names one delivery attempt, ours and Standard Webhooks'."""
+def signed_headers(body: bytes, secrets: list[str], event: str, delivery_id: str, timestamp: int) -> dict[str, str]:
+    """Every header that signs and names one delivery attempt, ours and Standard Webhooks'.
+    `secrets`: the current one, then the previous one while a rotation overlaps: the Standard
+    Webhooks header carries one `v1,` signature per secret (space-separated, newest first), so a
+    receiver still holding the old secret verifies until it switches."""
     return {
-        SIGNATURE_HEADER: sign(body, secret),
+        SIGNATURE_HEADER: sign(body, secrets[0]),
         EVENT_HEADER: event,
         DELIVERY_HEADER: delivery_id,
         TIMESTAMP_HEADER: str(timestamp),
         STANDARD_ID_HEADER: delivery_id,
         STANDARD_TIMESTAMP_HEADER: str(timestamp),
-        STANDARD_SIGNATURE_HEADER: sign_standard(delivery_id, timestamp, body, secret),
+        STANDARD_SIGNATURE_HEADER: " ".join(sign_standard(delivery_id, timestamp, body, s) for s in secrets),
     }
 
 

@@ -2,30 +2,87 @@
 -- client that was away can catch up with ?since=.
 local TENANT_EVENTS_KEPT, EVENTS_KEPT = 10000, 100000
 
+-- Keep dead letter `id` replayable: in the instance's dead letters (sorted by publication
+-- number, as in the log) until its record expires; the oldest beyond `cap` go for good.
+local function keep_dead(prefix, dead, log, id, cap)
+  redis.call('ZADD', dead, redis.call('ZSCORE', log, id) or 0, id)
+  local excess = redis.call('ZCARD', dead) - cap
+  if excess > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', dead, 0, excess - 1)) do
+      redis.call('ZREM', dead, old)
+      redis.call('ZREM', log, old)
+      redis.call('DEL', prefix .. old)
+    end
+  end
+end
+
+-- Dead-letter held delivery `id` (its record at prefix .. id) without attempting it: settled,
+-- counted, kept `limits.retention` s (see keep_dead).
+local function dead_letter(prefix, dead, log, stats, id, limits)
+  local key = prefix .. id
+  local raw = redis.call('GET', key)
+  if not raw then return end
+  local delivery = cjson.decode(raw)
+  delivery.status, delivery.nextAttemptAt = 'dead', cjson.null
+  redis.call('SET', key, cjson.encode(delivery), 'EX', limits.retention)
+  redis.call('HINCRBY', stats, 'deadLettered', 1)
+  keep_dead(prefix, dead, log, id, limits.backlog)
+end
+
+-- The head to deliver as the deliverer takes it: {record, url, sealed secret, then the endpoint's
+-- state, since, probes, previousSecret, previousUntil ('' when unset)} (Endpoint.of in
+-- webhooks/endpoint.py).
+local function head_with(record, url, sealed, endpoint)
+  local found = {record, url, sealed or ''}
+  for _, value in ipairs(redis.call('HMGET', endpoint, 'state', 'since', 'probes', 'previousSecret',
+      'previousUntil')) do
+    table.insert(found, value or '')
+  end
+  return found
+end
+
 -- Record a webhook event in an instance's outbox and make the instance due for delivery now,
--- unless it is due already (with its head's retry, say: an instance's events go in order). An
--- instance being deleted (no createdAt) takes no more events: they would outlive it.
+-- unless it is due already (with its head's retry or probe, say: an instance's events go in
+-- order). An instance being deleted (no createdAt) takes no more events: they would outlive it.
+-- The endpoint's filter drops an event it does not want (GET /events still gets it); a disabled
+-- endpoint's events are dead-lettered at once; past the backlog bound the oldest held delivery
+-- not being attempted is dead-lettered.
 -- k: {record, FIFO, log, sequence, due-set, its bell, instance hash, lock, tenant's event stream,
--- gateway's event stream}.
+-- gateway's event stream, endpoint hash, dead letters, stats hash}.
+-- publication: JSON {record, event, envelope, limits: {pending, retention, backlog}} (outbox.py:
+-- the record as stored, the event's name and body, and how long records live, in s).
 -- take: nil, or {lock token, lock expiry ms} to deliver at once: when the event is the FIFO's
 -- head and nobody holds the lock, the caller gets the lock instead of the instance being made due
 -- (no delivery loop needs waking).
--- Returns 0 (gone), 1 (recorded and due), or {record, url, sealed secret} when taken.
-local function outbox_add(k, name, delivery_id, record, now_ms, take)
+-- Returns 0 (gone), 1 (recorded and due, or filtered out), or the head (head_with) when taken.
+local function outbox_add(k, name, delivery_id, publication, now_ms, take)
   if redis.call('HEXISTS', k[7], 'createdAt') == 0 then return 0 end
-  redis.call('SET', k[1], record)
-  redis.call('RPUSH', k[2], delivery_id)
-  redis.call('ZADD', k[3], redis.call('INCR', k[4]), delivery_id)
+  local p = cjson.decode(publication)
   -- GET /events: the envelope also goes on the tenant's and the gateway's capped streams.
-  local envelope = cjson.decode(record).body
   for i, kept in ipairs({TENANT_EVENTS_KEPT, EVENTS_KEPT}) do
     redis.call('XADD', k[8 + i], 'MAXLEN', '~', kept, '*', 'instance', name, 'delivery', delivery_id,
-      'envelope', envelope)
+      'envelope', p.envelope)
+  end
+  local state, wanted = unpack(redis.call('HMGET', k[11], 'state', 'events'))
+  if wanted and not string.find(wanted, ',' .. p.event .. ',', 1, true) then return 1 end
+  local prefix = string.sub(k[1], 1, #k[1] - #delivery_id)
+  redis.call('SET', k[1], p.record, 'EX', p.limits.pending)
+  redis.call('ZADD', k[3], redis.call('INCR', k[4]), delivery_id)
+  if state == 'disabled' then
+    dead_letter(prefix, k[12], k[3], k[13], delivery_id, p.limits)
+    return 1
+  end
+  local held = redis.call('RPUSH', k[2], delivery_id)
+  if held > p.limits.backlog then
+    -- The head may be in the middle of an attempt: then the next one is the oldest held.
+    local oldest = redis.call('LINDEX', k[2], redis.call('EXISTS', k[8]))
+    redis.call('LREM', k[2], 1, oldest)
+    dead_letter(prefix, k[12], k[3], k[13], oldest, p.limits)
   end
   if take and redis.call('LINDEX', k[2], 0) == delivery_id and not redis.call('ZSCORE', k[5], name)
       and redis.call('SET', k[8], take[1], 'NX', 'PX', take[2]) then
     local url, sealed = unpack(redis.call('HMGET', k[7], 'webhookUrl', 'webhookSecret'))
-    return {record, url, sealed}
+    return head_with(p.record, url, sealed, k[11])
   end
   if redis.call('ZADD', k[5], 'NX', now_ms, name) == 1 then
     redis.call('RPUSH', k[6], 1)

@@ -1,18 +1,23 @@
 -- The delivering worker's step, one per event, in one atomic step: store the delivery just
--- attempted (if any), then return the FIFO head to attempt next with the instance's webhook URL
--- and sealed secret, renewing the lock for the attempt. A deliverer's first step (claim) takes
--- the lock; when another worker holds it, that one will see every event queued meanwhile (it
--- lets go only here, with the FIFO empty, or by handing over with webhook_hand_over.lua).
+-- attempted (if any) and the endpoint's state it led to, then return the FIFO head to attempt
+-- next with the instance's webhook URL, sealed secret and endpoint state, renewing the lock for
+-- the attempt. A deliverer's first step (claim) takes the lock; when another worker holds it,
+-- that one will see every event queued meanwhile (it lets go only here, with the FIFO empty, or
+-- by handing over with webhook_hand_over.lua).
 -- Returns nil (nothing to do, the lock is not held), 'lost' (the lock expired under its holder),
--- or {record, url, sealed secret}.
--- KEYS: 1 lock, 2 FIFO, 3 log, 4 stats hash, 5 instance hash
+-- or the head (head_with in outbox_add.lua).
+-- KEYS: 1 lock, 2 FIFO, 3 log, 4 stats hash, 5 instance hash, 6 endpoint hash, 7 dead letters
 -- ARGV: 1 lock token, 2 lock expiry (ms), 3 claim ('1' or '0'), 4 delivery key prefix, 5 settled
---       deliveries kept; then, after an attempt: 6 delivery id, 7 its record, 8 '1' when settled,
---       9 ms from publication to delivery ('' unless delivered now), 10... stats fields to count
-local lock, fifo, log, stats, inst = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+--       deliveries kept in the log, 6 limits JSON (see outbox_add.lua), 7 the endpoint's new
+--       state, 8 since when (ms), 9 probes ('' when it did not change); then, after an attempt:
+--       10 delivery id, 11 its record, 12 'delivered', 'dead' or '' (not settled), 13 ms from
+--       publication to delivery ('' unless delivered now), 14... stats fields to count
+local lock, fifo, log, stats, inst, endpoint, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local token, prefix = ARGV[1], ARGV[4]
+local limits = cjson.decode(ARGV[6])
 
--- Drops the oldest settled deliveries (SETTLED in outbox.py) beyond the number kept.
+-- Drops the oldest settled deliveries beyond the number kept from the log; a dead letter's
+-- record stays (replayable among the dead letters until it expires).
 local function trim()
   local excess = redis.call('ZCARD', log) - tonumber(ARGV[5])
   if excess <= 0 then return end
@@ -21,19 +26,28 @@ local function trim()
     local status = raw and cjson.decode(raw).status
     if not raw or status == 'delivered' or status == 'dead' then
       redis.call('ZREM', log, id)
-      redis.call('DEL', prefix .. id)
+      if status ~= 'dead' then redis.call('DEL', prefix .. id) end
     end
   end
 end
 
-local id = ARGV[6]
+if ARGV[7] ~= '' then redis.call('HSET', endpoint, 'state', ARGV[7], 'since', ARGV[8], 'probes', ARGV[9]) end
+local id = ARGV[10]
 if id then
   -- XX: the instance may have been deleted during the attempt; its deliveries stay deleted.
-  redis.call('SET', prefix .. id, ARGV[7], 'XX')
-  for i = 10, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
-  if ARGV[9] ~= '' then observe(stats, 'latency', tonumber(ARGV[9])) end
-  if ARGV[8] == '1' then
+  local settled = ARGV[12]
+  if settled == '' then
+    redis.call('SET', prefix .. id, ARGV[11], 'XX', 'KEEPTTL')
+  else
+    redis.call('SET', prefix .. id, ARGV[11], 'XX', 'EX', limits.retention)
+  end
+  for i = 14, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  if ARGV[13] ~= '' then observe(stats, 'latency', tonumber(ARGV[13])) end
+  if settled ~= '' then
     redis.call('LREM', fifo, 1, id)
+    if settled == 'dead' and redis.call('EXISTS', prefix .. id) == 1 then
+      keep_dead(prefix, dead, log, id, limits.backlog) -- outbox_add.lua
+    end
     trim()
   end
 end
@@ -51,8 +65,8 @@ while url do -- no URL: the instance is deleted, its outbox with it
   local head = redis.call('LINDEX', fifo, 0)
   if not head then break end
   local raw = redis.call('GET', prefix .. head)
-  if raw then return {raw, url, sealed} end
-  -- Its record was trimmed while a replay queued it again: nothing is left to send.
+  if raw then return head_with(raw, url, sealed, endpoint) end -- outbox_add.lua
+  -- Its record expired, or was trimmed while a replay queued it again: nothing is left to send.
   redis.call('LREM', fifo, 1, head)
 end
 redis.call('DEL', lock)

@@ -15,6 +15,7 @@ from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
+from gateway.routes.webhooks import endpoints
 from gateway.state import (
     accessible_instance,
     by_whom,
@@ -23,6 +24,7 @@ from gateway.state import (
     services,
 )
 from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
+from webhooks.endpoint import WebhookStatus
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,10 @@ class InstanceStatus(ApiModel):
     messages_queued_count: int
     webhook_url: str
     created_at: Timestamp
+
+
+class InstanceStatusWithWebhook(InstanceStatus):
+    webhook: WebhookStatus
 
 
 class QrOut(ApiModel):
@@ -139,7 +145,10 @@ async def request_pairing_code(request: web.Request, body: PairingRequest) -> we
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return json_response(await _status(request, await accessible_instance(request)))
+    instance = await accessible_instance(request)
+    status = await _status(request, instance)
+    webhook = await endpoints(request).status(instance.name)
+    return json_response(InstanceStatusWithWebhook(**status.model_dump(), webhook=webhook))
 
 
 async def get_queue(request: web.Request) -> web.Response:
