@@ -363,8 +363,9 @@ class Lanes:
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
-        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts, recent-messages
-        index and the keys of its deliverability rules."""
+        """Queue the deletion of a deleted instance's lanes, wake-up, own quota counts (a linked
+        phone's pace and quota windows stay with the phone), recent-messages index and the keys of
+        its deliverability rules."""
         pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name), keys.recent_messages(name))
         pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes), *keys.deliverability_keys(name))
 

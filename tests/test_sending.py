@@ -146,7 +146,7 @@ async def test_quota_is_never_exceeded_under_200_concurrent_sends_and_the_rest_w
     await store.zadd(keys.phone_sent(PHONE, "urgent"), {member: score - 3_600_000 for member, score in sends})
     await store.hdel(keys.pump(NAME), "due")
     await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=gateway.acme)
-    await gateway.post(f"/sandbox/instance/{NAME}/link", json={}, headers=gateway.acme)
+    await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": PHONE}, headers=gateway.acme)
     # 12 a day: 7 already went, so only 5 more may go in this day, whatever the hour allows
     await eventually(lambda: _all_sent(gateway, gateway.acme, 13))
     queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 from collections.abc import Sequence
@@ -78,7 +79,6 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
-DEFAULT_PHONE = "5491100000000"
 SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 BAN_REASON = "temporary ban (sandbox)"
 
@@ -422,7 +422,7 @@ class SandboxSession:
     async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         match op:
             case "link":
-                await self.link(args.get("phoneNumber") or DEFAULT_PHONE)
+                await self.link(args.get("phoneNumber") or default_phone(self.name))
             case "unlink":
                 await self.unlink()
             case "inbound":
@@ -571,6 +571,12 @@ class SandboxSession:
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
+
+
+def default_phone(instance_name: str) -> str:
+    """The number an instance links when the sandbox is not told one: its own, the same each time.
+    Instances on one phone share its pace, so instances linked without a number are not on one."""
+    return "5491" + str(int(hashlib.sha256(instance_name.encode()).hexdigest(), 16) % 10**9).zfill(9)
 
 
 def _kind_fields(message: OutgoingMessage) -> dict[str, Any]:
