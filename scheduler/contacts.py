@@ -10,15 +10,24 @@ from core import keys
 from core.instances import InstanceName
 from core.redis_client import Redis
 from core.suppressions import Suppressions
-from scheduler.drivers.base import LID_SUFFIX
+from scheduler.drivers.base import LID_SUFFIX, Account
+from scheduler.numbers import USER_SERVER, NumberCache
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
 
 class Contacts:
-    def __init__(self, redis: Redis, suppressions: Suppressions, outbox: Outbox, opt_out_keywords: tuple[str, ...]):
+    def __init__(
+        self,
+        redis: Redis,
+        suppressions: Suppressions,
+        outbox: Outbox,
+        opt_out_keywords: tuple[str, ...],
+        numbers: NumberCache,
+    ):
         self.redis = redis
+        self.numbers = numbers
         self.suppressions = suppressions
         self.outbox = outbox
         self.keywords = frozenset(word.upper() for word in opt_out_keywords)
@@ -29,6 +38,8 @@ class Contacts:
         number and LID (core/lua/common.lua `identities`)."""
         identities = [i for i in (sender, f"{lid}{LID_SUFFIX}" if lid else None) if i]
         await self.redis.sadd(keys.contacts(name), *identities)  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
+        if sender and lid:  # WhatsApp named the account both ways: the send rules learn the pair
+            await self.numbers.remember(name, {sender: Account(sender, lid, f"{sender}{USER_SERVER}")})
         keyword = (text or "").strip().upper()
         if keyword not in self.keywords:
             return

@@ -285,3 +285,15 @@ async def test_a_reference_keeps_an_unknown_sender_apart_from_us(
         gateway, "/message/reaction", {"instanceName": NAME, "messageId": theirs["messageId"], "emoji": "👍"}
     )
     assert (await finished(gateway, gateway.acme, reacted["id"]))["target"]["fromMe"] is False  # type: ignore[attr-defined]
+
+
+async def test_a_message_naming_both_number_and_lid_teaches_the_rules_the_pair(
+    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
+    gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
+    await post(gateway, f"/sandbox/instance/{NAME}/inbound", {"from": OTHER, "fromLid": LID, "text": "hi"}, 201)
+    await eventually(lambda: receiver.of("message.received"))
+    await post(gateway, "/tenant/acme/suppressions", {"numbers": [OTHER]}, 200)
+    done = await finished(gateway, gateway.acme, await text(gateway, f"{LID}@lid"))  # type: ignore[attr-defined]
+    assert (done["status"], done["error"]) == ("failed", "opted_out")
+    assert await get(gateway, f"/sandbox/instance/{NAME}/actions") == []  # the claim knew: no lookup
