@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -240,6 +241,7 @@ class SandboxSession:
         self._write_sent = redis.register_script(lua("sandbox_sent"))
         self._typing: set[str] = set()  # chats shown "typing..." now
         self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
+        self._accounts: dict[str, Account] | None = None  # declared spellings and LID chats -> account
 
     def _load(self) -> _Store:
         try:
@@ -266,6 +268,8 @@ class SandboxSession:
             return
         store = self._load()
         if store.linked and store.phone_number:
+            with contextlib.suppress(RedisError):  # Redis away: the first send reads them
+                await self._load_accounts()
             self._connected = True
             await self.sink(Connected(phone_number=store.phone_number))
         elif self._qr_task is None or self._qr_task.done():
@@ -304,8 +308,15 @@ class SandboxSession:
         return await self._declared(number) or Account(number=number, lid=None, jid=f"{number}@s.whatsapp.net")
 
     async def _declared(self, spelling: str) -> Account | None:
-        raw = await self.redis.hget(keys.sandbox_accounts(self.name), spelling)  # type: ignore[misc]
-        return SandboxAccount.model_validate_json(raw).account() if raw else None
+        if self._accounts is None:
+            await self._load_accounts()
+        return (self._accounts or {}).get(spelling)
+
+    async def _load_accounts(self) -> None:
+        """Read the declared accounts when the session opens (declarations come through its own
+        control calls after that): a send costs no Redis round trip the real WhatsApp would not."""
+        raw = await self.redis.hgetall(keys.sandbox_accounts(self.name))  # type: ignore[misc]
+        self._accounts = {key: SandboxAccount.model_validate_json(value).account() for key, value in raw.items()}
 
     async def _destination(self, to: str) -> str:
         """The JID a send to `to` reaches: a group or a LID chat as given, a number's account."""
@@ -455,6 +466,7 @@ class SandboxSession:
             raise InvalidState("instance is already open")
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
+        await self._load_accounts()
         self._connected = True
         await self.sink(Connected(phone_number=phone_number))
 
@@ -568,6 +580,7 @@ class SandboxSession:
             spellings = [*account.numbers, *([f"{account.lid}{LID_SUFFIX}"] if account.lid else [])]
             values.update(dict.fromkeys(spellings, account.model_dump_json(by_alias=True)))
         await self.redis.hset(keys.sandbox_accounts(self.name), mapping=values)  # type: ignore[misc]
+        await self._load_accounts()
 
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
