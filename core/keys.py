@@ -133,14 +133,26 @@ def sandbox_profiles(name: str) -> str:
     return f"{PREFIX}sandbox:{name}:profiles"  # hash: number -> JSON, contacts' profiles
 
 
+def sandbox_accounts(name: str) -> str:
+    return f"{PREFIX}sandbox:{name}:accounts"  # hash: number spelling or `<lid>@lid` -> JSON {numbers, lid}
+
+
 def sandbox_keys(name: str) -> list[str]:
     """Every key the sandbox keeps for an instance, for deleting it."""
-    return [sandbox_sent(name), sandbox_actions(name), sandbox_groups(name), sandbox_profiles(name)]
+    return [
+        sandbox_sent(name),
+        sandbox_actions(name),
+        sandbox_groups(name),
+        sandbox_profiles(name),
+        sandbox_accounts(name),
+    ]
 
 
 # Number checks: whether a number is on WhatsApp, per tenant (scheduler/numbers.py).
 def on_whatsapp(tenant_id: str, number: str) -> str:
-    return f"{ON_WHATSAPP_PREFIX}{tenant_id}:{number}"  # the account's JID, "" when not on WhatsApp; expires
+    # JSON {number, lid, jid}: the account a number spelling (or `<lid>@lid`) is, "" when it is not
+    # on WhatsApp (scheduler/numbers.py); expires
+    return f"{ON_WHATSAPP_PREFIX}{tenant_id}:{number}"
 
 
 def outbox(name: str) -> str:
@@ -163,7 +175,22 @@ def pump(name: str) -> str:
 
 
 def sent_times(name: str, lane_name: str) -> str:
-    return f"{instance(name)}:sent:{lane_name}"  # sorted set of sends in the last day (rolling quotas)
+    return f"{instance(name)}:sent:{lane_name}"  # sends in the last day, of an instance never linked
+
+
+# A linked phone's pace, shared by every instance linked to it and kept when one is deleted: built
+# from the instance record's phoneNumber the same way by the lane scripts (`bind` in common.lua).
+def phone(number: str) -> str:
+    return f"{PHONE_PREFIX}{number}"  # hash: last send (ms), drawn gaps, busy (the instance sending), firstLinkedMs
+
+
+def phone_sent(number: str, lane_name: str) -> str:
+    return f"{phone(number)}:sent:{lane_name}"  # sorted set of the phone's sends in the last day (rolling quotas)
+
+
+def quota_sends(name: str, phone_number: str | None, lane_name: str) -> str:
+    """Where an instance's lane counts its sends: its phone's, or its own before it was ever linked."""
+    return phone_sent(phone_number, lane_name) if phone_number else sent_times(name, lane_name)
 
 
 def first_contacts(name: str, lane_name: str) -> str:
@@ -219,6 +246,7 @@ WORKER_QUEUE_PREFIX = f"{PREFIX}q:worker:"
 DUE_PREFIX = f"{PREFIX}due:"
 SUPPRESSIONS_PREFIX = f"{PREFIX}optout:"
 ON_WHATSAPP_PREFIX = f"{PREFIX}onwa:"  # scheduler/numbers.py's cache, read by claim_due.lua too
+PHONE_PREFIX = f"{PREFIX}phone:"
 STATS = f"{PREFIX}stats"  # hash: accepted, sent, failed, cancelled counters
 HTTP_STATS = f"{PREFIX}stats:http"  # hash: "<method> <status> <route>" -> requests (gateway/http_counts.py)
 

@@ -134,10 +134,14 @@ class Metrics:
         now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
+                pipe.hget(keys.instance(name), "phoneNumber")
+            phones = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, phone in zip(names, phones, strict=True):
                 pipe.llen(keys.outbox(name))
                 for lane in LANES:
                     for window_ms in WINDOWS_MS.values():
-                        pipe.zcount(keys.sent_times(name, lane), f"({now - window_ms}", "+inf")
+                        pipe.zcount(keys.quota_sends(name, phone, lane), f"({now - window_ms}", "+inf")
             answers = iter(await pipe.execute())
         depth = 0
         saturated = {(lane, window): 0 for lane in LANES for window in WINDOWS_MS}

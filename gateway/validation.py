@@ -121,16 +121,17 @@ WaMessageId = Annotated[
     ),
     string_schema(WA_MESSAGE_ID, 128),
 ]
-RECIPIENT = rf"(?:{PHONE}|{GROUP_ID})"
+LID_CHAT = rf"{LID}@lid"
+RECIPIENT = rf"(?:{PHONE}|{GROUP_ID}|{LID_CHAT})"
 
 
 def _recipient_problem(value: str) -> str:
     if "@" in value:
-        return "must be a group id: <digits>@g.us or <digits>-<digits>@g.us"
-    return _phone_problem(value) + ", or a group id (<digits>@g.us)"
+        return "must be a group id (<digits>@g.us or <digits>-<digits>@g.us) or a LID chat (<digits>@lid)"
+    return _phone_problem(value) + ", or a group id (<digits>@g.us), or a LID chat (<digits>@lid)"
 
 
-# `to` of a send: a phone number, or a group id.
+# `to` of a send: a phone number, a group id, or a LID chat (WhatsApp's privacy identifier).
 Recipient = Annotated[
     str,
     AfterValidator(_checked(RECIPIENT, GROUP_ID_MAX, _recipient_problem)),
@@ -187,6 +188,7 @@ PATH_PARAMS: dict[str, TypeAdapter[str]] = {
     "number": TypeAdapter(PhoneNumber),
     "chatId": TypeAdapter(Recipient),
     "groupId": TypeAdapter(GroupId),
+    "lid": TypeAdapter(Lid),
 }
 
 

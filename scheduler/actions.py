@@ -39,6 +39,7 @@ class Actions:
         return {
             "contacts.check": self.check_numbers,
             "contacts.profile": self.profile,
+            "contacts.lid": self.lid,
             "chats.read": self.mark_read,
             "presence": self.set_presence,
             "groups.list": self.groups,
@@ -50,7 +51,22 @@ class Actions:
         found = await self._ask(
             "checking the numbers", self.numbers.check(name, args["numbers"], session.check_numbers)
         )
-        return {"results": [{"number": n, "onWhatsApp": jid is not None, "jid": jid} for n, jid in found.items()]}
+        return {
+            "results": [
+                {
+                    "number": number,
+                    "onWhatsApp": account is not None,
+                    "jid": account.jid if account else None,
+                    "lid": account.lid if account else None,
+                }
+                for number, account in found.items()
+            ]
+        }
+
+    async def lid(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        session = self._session(name)
+        found = await self._ask("looking the LID up", self.numbers.lid(name, args["lid"], session.number_for_lid))
+        return {"lid": args["lid"], "number": found.number}
 
     async def profile(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         number = args["number"]

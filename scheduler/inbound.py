@@ -37,7 +37,7 @@ from scheduler.drivers.base import (
     option_hash,
 )
 from scheduler.media import sniff_type
-from scheduler.references import seen_value
+from scheduler.references import seen_value, sender_address
 from webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -53,7 +53,9 @@ class InboundData(ApiModel):
 
     sender: str | None = Field(alias="from", description="phone number; null when only a LID is known")
     from_lid: str | None = None
-    chat_id: str | None = Field(description="the group id in a group, else the contact's number")
+    chat_id: str | None = Field(
+        description="the group id in a group, else the contact's number, or `<lid>@lid` when only its LID is known"
+    )
     is_group: bool
     participant: str | None = Field(description="the sender inside a group")
     push_name: str | None = None
@@ -64,7 +66,7 @@ class InboundData(ApiModel):
         return {
             "sender": event.sender,
             "from_lid": event.sender_lid,
-            "chat_id": event.chat_id if group else event.sender,
+            "chat_id": event.chat_id if group else sender_address(event),
             "is_group": group,
             "participant": event.sender if group else None,
             "push_name": event.push_name,
@@ -165,9 +167,9 @@ class InboundEvents:
             data = record.model_validate(fields).model_dump(mode="json", by_alias=True)
             await self.outbox.publish(name, event_name, data)
             await self.conversations.received(name, event, data)
-            if isinstance(event, MessageReceived) and event.sender and event.chat_id is None:
+            if isinstance(event, MessageReceived) and (event.sender or event.sender_lid) and event.chat_id is None:
                 # A person wrote to this number directly: no longer a first contact, and maybe a STOP.
-                await self.contacts.received(name, event.sender, event.text)
+                await self.contacts.received(name, event.sender, event.sender_lid, event.text)
         except BaseException:
             # Not published: whoever retries it must not find it marked as already forwarded.
             with contextlib.suppress(Exception):

@@ -23,7 +23,9 @@ from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 from core.tenants import KeyCheck
+from scheduler.drivers.base import Account
 from scheduler.messages import FIELDS, RECENT_KEPT, Message, lua_fields
+from scheduler.numbers import decode
 from webhooks.outbox import Event, Head, head_of
 
 # How long accepting a message waits for the replicas to confirm it (see Lanes.accept).
@@ -75,8 +77,9 @@ class Claimed:
     ended: tuple[str, ...]
     unthrottled: str | None = None
     # Whether the message's recipient is on WhatsApp, as the number cache knew it when the message
-    # was picked (scheduler/numbers.py); None when the cache did not know.
+    # was picked (scheduler/numbers.py); None when the cache did not know. With a yes, its account.
     on_whatsapp: bool | None = None
+    account: Account | None = None
     at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
 
 
@@ -110,6 +113,7 @@ def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConf
         },
         "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
         "onWhatsappPrefix": keys.ON_WHATSAPP_PREFIX,
+        "phonePrefix": keys.PHONE_PREFIX,
     }
 
 
@@ -267,6 +271,7 @@ class Lanes:
                 ended=tuple(json.loads(ended)),
                 unthrottled=resumed or None,
                 on_whatsapp=None if known == UNKNOWN else bool(known),
+                account=None if known == UNKNOWN else decode(known),
             )
             for name, epoch, ended, fields, resumed, known in zip(*[iter(found[1:])] * 6, strict=True)
         ]
@@ -358,8 +363,9 @@ class Lanes:
         return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
 
     def forget(self, pipe: Pipeline, name: str) -> None:
-        """Queue the deletion of a deleted instance's lanes, wake-up, quota counts, recent-messages
-        index and the keys of its deliverability rules."""
+        """Queue the deletion of a deleted instance's lanes, wake-up, own quota counts (a linked
+        phone's pace and quota windows stay with the phone), recent-messages index and the keys of
+        its deliverability rules."""
         pipe.delete(*(keys.lane(name, lane) for lane in self.lanes), keys.pump(name), keys.recent_messages(name))
         pipe.delete(*(keys.sent_times(name, lane) for lane in self.lanes), *keys.deliverability_keys(name))
 

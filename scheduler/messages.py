@@ -80,6 +80,7 @@ class Message:
     quoted_message_id: str | None = None  # as the client gave it: our id, or WhatsApp's
     details: str | None = None  # `Details` as JSON
     typing_ms: int = 0  # "typing..." shown this long before the send, within the lane gap
+    recipient: str | None = None  # the account `to` resolved to when it was sent: JSON {number, lid, jid}
 
     @property
     def detail(self) -> Details:

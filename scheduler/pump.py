@@ -5,6 +5,7 @@ wake-up (all the lane rules live in the Lua scripts behind `Lanes`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 import time
@@ -18,6 +19,8 @@ from core.clock import iso_from_ms, now_iso
 from scheduler import spintax
 from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
+    LID_SUFFIX,
+    Account,
     DriverError,
     NotLinkedError,
     NotOnWhatsAppError,
@@ -26,11 +29,12 @@ from scheduler.drivers.base import (
     Session,
     TransientDriverError,
     is_group,
+    is_lid,
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
-from scheduler.numbers import NumberCache
+from scheduler.numbers import NumberCache, encode, lid_account
 from webhooks.delivery import Deliverer
 from webhooks.outbox import Event, Head, Outbox
 
@@ -136,8 +140,11 @@ class Pump:
         try:
             # A group id is no number to look up: WhatsApp refuses a send to a group the number is
             # not in, which fails the message like any refusal.
-            if not is_group(message.to) and not await self._on_whatsapp(name, message.to, claimed, session):
-                raise NotOnWhatsAppError(f"{message.to} is not on WhatsApp")
+            account = None if is_group(message.to) else await self._recipient(name, message.to, claimed, session)
+            if claimed.on_whatsapp is None and account is not None and set(account.identities()) - {message.to}:
+                # The claim applied the per-person rules (opt-outs, spacing, first contacts) to `to`
+                # as typed; the cache now knows the person behind it by more: the claim looks again.
+                return Result("requeue", changes(status="pending"))
             outgoing = await self.media.outgoing(message, text if message.type in ("text", "edit") else caption)
             if outgoing.typing_ms:
                 await show_typing(session, outgoing)
@@ -166,23 +173,32 @@ class Pump:
             sent_at=now_iso(),
             wa_message_id=sent.message_id,
             attempts=attempts,
+            recipient=encode(account) if account is not None else None,
             text=text,
             caption=caption,
         )
         return Result("sent", fields, signal="s")
 
-    async def _on_whatsapp(self, name: str, number: str, claimed: Claimed, session: Session) -> bool:
-        """From the number cache as the claim read it, else asked (and remembered) now, within the
-        actions' deadline: a lookup WhatsApp never answers is retried, not waited on for good."""
-        if claimed.on_whatsapp is not None:
-            return claimed.on_whatsapp
-        try:
-            async with asyncio.timeout(self.lookup_timeout):
-                return await self.numbers.on_whatsapp(name, number, session.check_numbers)
-        except TimeoutError:
-            raise TransientDriverError(
-                f"looking {number} up on WhatsApp got no answer within {self.lookup_timeout:g} s"
-            ) from None
+    async def _recipient(self, name: str, to: str, claimed: Claimed, session: Session) -> Account:
+        """The account `to` (a number or a LID chat) resolves to: from the number cache as the claim
+        read it, else asked (and remembered) now, within the actions' deadline: a lookup WhatsApp
+        never answers is retried, not waited on for good. NotOnWhatsAppError when it has none."""
+        account = claimed.account
+        if claimed.on_whatsapp is None:
+            try:
+                async with asyncio.timeout(self.lookup_timeout):
+                    if is_lid(to):
+                        account = await self.numbers.lid(name, to.removesuffix(LID_SUFFIX), session.number_for_lid)
+                    else:
+                        account = (await self.numbers.check(name, [to], session.check_numbers))[to]
+            except TimeoutError:
+                raise TransientDriverError(
+                    f"looking {to} up on WhatsApp got no answer within {self.lookup_timeout:g} s"
+                ) from None
+        if account is None:
+            raise NotOnWhatsAppError(f"{to} is not on WhatsApp")
+        # A reply to a LID chat goes to that chat, whatever number the cache knows behind it.
+        return lid_account(to.removesuffix(LID_SUFFIX), account.number) if is_lid(to) else account
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
         """Record the outcome and publish how the message ended, in one step. It must be recorded,
@@ -253,4 +269,7 @@ def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any
         for attribute in ("status", "sent_at", "wa_message_id", "error")
     }
     data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
+    recipient = changed.get(FIELDS["recipient"], message.recipient)
+    if recipient:
+        data["recipient"] = json.loads(recipient)
     return f"message.{outcome['status']}", data

@@ -10,7 +10,7 @@ from core import keys
 from core.errors import InvalidState, NotFound
 from core.instances import InstanceName
 from core.redis_client import Redis
-from scheduler.drivers.base import Inbound, MessageRef
+from scheduler.drivers.base import LID_SUFFIX, Inbound, MessageRef
 from scheduler.messages import Message, Messages
 
 OUR_ID_PREFIX = "msg_"
@@ -20,9 +20,16 @@ POINTERS = frozenset({"reaction", "edit", "delete"})
 
 
 def seen_value(event: Inbound) -> str:
-    """What the inbound de-duplication key keeps of a message: where it was and who wrote it, so a
-    reply or a reaction can name it by WhatsApp's id alone."""
-    return json.dumps({"chat": event.chat_id or event.sender, "sender": event.sender})
+    """What the inbound de-duplication key keeps of a message: where it was and who wrote it (its
+    number, else its LID chat), so a reply or a reaction can name it by WhatsApp's id alone."""
+    return json.dumps({"chat": event.chat_id or sender_address(event), "sender": sender_address(event)})
+
+
+def sender_address(event: Inbound) -> str | None:
+    """Who wrote an inbound message, as a `to` can name them: the number, else `<lid>@lid`."""
+    if event.sender is not None:
+        return event.sender
+    return f"{event.sender_lid}{LID_SUFFIX}" if event.sender_lid else None
 
 
 class References:
@@ -66,4 +73,4 @@ class References:
         if message.status not in SENT or message.wa_message_id is None:
             raise InvalidState(f"{what} {reference!r} was never sent (it is {message.status})")
         text = message.text if message.type == "text" else message.caption
-        return MessageRef(message_id=message.wa_message_id, chat=message.to, text=text)
+        return MessageRef(message_id=message.wa_message_id, chat=message.to, from_me=True, text=text)

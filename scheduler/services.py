@@ -59,6 +59,7 @@ class Services:
         box = SecretBox(settings.secret_key.get_secret_value())
         ownership = Ownership(redis, int(settings.lease_timeout * 1000))
         outbox, suppressions = Outbox(redis, Limits.of(settings)), Suppressions(redis)
+        numbers = NumberCache(redis, settings.number_check_ttl, settings.number_check_miss_ttl)
         return cls(
             settings=settings,
             redis=redis,
@@ -72,14 +73,14 @@ class Services:
             messages=Messages(redis, settings.message_retention),
             outbox=outbox,
             suppressions=suppressions,
-            contacts=Contacts(redis, suppressions, outbox, settings.opt_out_keywords),
+            contacts=Contacts(redis, suppressions, outbox, settings.opt_out_keywords, numbers),
             media=MediaLibrary(
                 redis,
                 open_media_store(settings.media_store, settings.data_dir, settings.s3_endpoint_url),
                 MediaLinks(settings.secret_key.get_secret_value(), settings.base_url),
                 settings.media_retention,
             ),
-            numbers=NumberCache(redis, settings.number_check_ttl, settings.number_check_miss_ttl),
+            numbers=numbers,
             conversations=conversation_store(settings, redis),
         )
 

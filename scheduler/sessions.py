@@ -340,7 +340,7 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
-                await self.instances.linked(name, now_ms())
+                await self.instances.linked(name, phone, now_ms())
                 self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})

@@ -42,8 +42,8 @@ async def error_of(response: Any, status: int) -> dict[str, Any]:
 async def test_check_says_which_numbers_are_on_whatsapp_with_their_jid(gateway: TestClient, acme: dict) -> None:
     await open_instance(gateway, acme)
     assert await check(gateway, acme, [ANA, NOBODY, ANA]) == [
-        {"number": ANA, "onWhatsApp": True, "jid": f"{ANA}@s.whatsapp.net"},
-        {"number": NOBODY, "onWhatsApp": False, "jid": None},
+        {"number": ANA, "onWhatsApp": True, "jid": f"{ANA}@s.whatsapp.net", "lid": None},
+        {"number": NOBODY, "onWhatsApp": False, "jid": None, "lid": None},
     ]
     [lookup] = await actions(gateway, acme, "lookup")
     assert lookup["numbers"] == [ANA, NOBODY]  # one call, each number once

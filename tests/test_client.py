@@ -34,8 +34,10 @@ from wa_gateway_client import (
     Client,
     ConflictError,
     ForbiddenError,
+    LidLookup,
     NotFoundError,
     RateLimitedError,
+    Recipient,
     ValidationError,
     WebhookEvent,
     sign,
@@ -323,7 +325,12 @@ async def test_sandbox_controls_through_the_client(gateway: TestClient, acme: As
     await eventually(settled)
     assert (await acme.get_message(failed.id)).status == "failed"
     [out] = await acme.sandbox_sent(NAME)
-    assert (out.to, out.text) == (PHONE, "goes out")
+    assert (out.to, out.text, out.jid) == (PHONE, "goes out", f"{PHONE}@s.whatsapp.net")
+    assert (await acme.get_message(ok.id)).recipient == Recipient(PHONE, None, f"{PHONE}@s.whatsapp.net")
+    await acme.sandbox_declare_accounts(NAME, [{"numbers": ["525512345678", "5215512345678"], "lid": "123456789"}])
+    [check] = await acme.check_numbers(NAME, ["5215512345678"])
+    assert (check.jid, check.lid) == ("525512345678@s.whatsapp.net", "123456789")
+    assert await acme.lookup_lid(NAME, "123456789") == LidLookup("123456789", "525512345678")
     wa_id = (await acme.get_message(ok.id)).wa_message_id
     assert wa_id is not None
     await acme.sandbox_receipt(NAME, [wa_id], "read")

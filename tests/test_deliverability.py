@@ -130,7 +130,7 @@ async def test_a_stop_reply_suppresses_the_sender_and_later_sends_end_opted_out_
     replied = await gateway.post(f"/sandbox/instance/{NAME}/inbound", json=inbound, headers=acme)
     assert replied.status == 201
     [event] = await eventually(lambda: receiver.of("contact.opted_out"))
-    assert event.json()["data"] == {"number": stopper, "keyword": "STOP"}
+    assert event.json()["data"] == {"number": stopper, "lid": None, "keyword": "STOP"}
     listed = await (await gateway.get("/tenant/acme/suppressions", headers=acme)).json()
     assert [(s["number"], s["source"]) for s in listed["suppressions"]] == [(stopper, "keyword")]
 

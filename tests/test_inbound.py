@@ -121,7 +121,7 @@ async def test_sender_known_only_by_lid_has_from_null_until_the_lid_store_knows_
     await inbound(gateway, acme, {"fromLid": LID, "text": "known now"})
     await receiver.wait_for(4)
     unknown, learnt, resolved = (r.json()["data"] for r in receiver.of("message.received"))
-    assert (unknown["from"], unknown["fromLid"], unknown["chatId"]) == (None, LID, None)
+    assert (unknown["from"], unknown["fromLid"], unknown["chatId"]) == (None, LID, f"{LID}@lid")
     assert (learnt["from"], learnt["fromLid"]) == (CONTACT, LID)
     assert (resolved["from"], resolved["fromLid"], resolved["chatId"]) == (CONTACT, LID, CONTACT)
 

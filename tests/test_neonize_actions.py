@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scheduler.drivers import neonize as nd
-from scheduler.drivers.base import Group, GroupMember, NotOnWhatsAppError, Profile, UnknownChatError
+from scheduler.drivers.base import Account, Group, GroupMember, NotOnWhatsAppError, Profile, UnknownChatError
 from scheduler.drivers.neonize.answers import accounts, group_of, hidden_picture, profile_of
 from scheduler.drivers.neonize.kinds import chat_jid
 from scheduler.drivers.neonize.loading import _e2e, _import
@@ -154,11 +154,15 @@ def actions_session(driver: nd.NeonizeDriver) -> tuple[nd.NeonizeSession, Action
     return session, client
 
 
+def account(number: str, lid: str | None = None) -> Account:
+    return Account(number=number, lid=lid, jid=f"{number}@s.whatsapp.net")
+
+
 async def test_check_numbers_asks_once_for_all_and_remembers(driver: nd.NeonizeDriver) -> None:
     session, client = actions_session(driver)
     found = await session.check_numbers([PHONE, "5491187654321"])
-    assert found == {PHONE: f"{PHONE}@s.whatsapp.net", "5491187654321": "5491187654321@s.whatsapp.net"}
-    assert await session.check_numbers([PHONE]) == {PHONE: f"{PHONE}@s.whatsapp.net"}
+    assert found == {PHONE: account(PHONE), "5491187654321": account("5491187654321")}
+    assert await session.check_numbers([PHONE]) == {PHONE: account(PHONE)}
     assert client.lookups == [f"+{PHONE}", "+5491187654321"]
     await session.close()
 
@@ -174,7 +178,7 @@ async def test_an_invalid_number_in_a_batch_does_not_void_the_others(driver: nd.
         return await original(*numbers)
 
     client.is_on_whatsapp = lookup  # type: ignore[method-assign]
-    assert await session.check_numbers(["123", PHONE]) == {"123": None, PHONE: f"{PHONE}@s.whatsapp.net"}
+    assert await session.check_numbers(["123", PHONE]) == {"123": None, PHONE: account(PHONE)}
     await session.close()
 
 
@@ -233,3 +237,38 @@ async def test_a_profile_of_a_number_not_on_whatsapp_is_refused(driver: nd.Neoni
     with pytest.raises(NotOnWhatsAppError):
         await session.profile("5491100000009")
     await session.close()
+
+
+class LidStoreClient(ActionsClient):
+    """The session's LID store: numbers it knows a LID for, and the other way round; whatsmeow
+    answers an unknown one with an error."""
+
+    def __init__(self, lids: dict[str, str]) -> None:
+        super().__init__()
+        self.lids = lids
+
+    async def get_lid_from_pn(self, account: Any) -> Any:
+        if account.User not in self.lids:
+            raise exc_module.GetJIDFromStoreError("no LID found for that number")
+        return jid(self.lids[account.User], "lid")
+
+    async def get_pn_from_lid(self, lid: Any) -> Any:
+        numbers = {lid_: number for number, lid_ in self.lids.items()}
+        if lid.User not in numbers:
+            raise exc_module.GetJIDFromStoreError("no phone number found for that LID")
+        return jid(numbers[lid.User])
+
+
+async def test_check_numbers_answers_each_accounts_lid_from_the_lid_store(driver: nd.NeonizeDriver) -> None:
+    session, _ = actions_session(driver)
+    session._client = LidStoreClient({PHONE: "123456789012345"})
+    found = await session.check_numbers([PHONE, "5491187654321"])
+    assert found == {PHONE: account(PHONE, "123456789012345"), "5491187654321": account("5491187654321")}
+    assert await session.number_for_lid("123456789012345") == PHONE
+    assert await session.number_for_lid("999999999") is None
+    await session.close()
+
+
+def test_a_lid_chat_is_addressed_on_the_lid_server() -> None:
+    lid = chat_jid("123456789012345@lid")
+    assert (lid.User, lid.Server) == ("123456789012345", "lid")

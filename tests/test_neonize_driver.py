@@ -26,6 +26,7 @@ from config import SettingsError, load_settings
 from scheduler.drivers import make_driver
 from scheduler.drivers import neonize as nd
 from scheduler.drivers.base import (
+    Account,
     Banned,
     Connected,
     Disconnected,
@@ -734,7 +735,9 @@ async def test_recipients_are_looked_up_with_a_plus_and_sent_to_the_account_jid(
     session, client = qr_session(driver, Recorder())
     client.account = "525512345678"
     session._connected = True
-    assert await session.check_numbers(["5215512345678"]) == {"5215512345678": "525512345678@s.whatsapp.net"}
+    assert await session.check_numbers(["5215512345678"]) == {
+        "5215512345678": Account(number="525512345678", lid=None, jid="525512345678@s.whatsapp.net")
+    }
     await session.send(OutgoingMessage(to="5215512345678", type="text", text="hola"))
     assert client.lookups == ["+5215512345678"]  # asked once: the answer is cached per recipient
     ((to, _),) = client.sent
@@ -759,7 +762,7 @@ async def test_a_number_whatsapp_knows_nothing_about_is_not_on_whatsapp(driver: 
 async def test_check_numbers_reports_what_whatsapp_says(driver: nd.NeonizeDriver) -> None:
     session, _ = qr_session(driver, Recorder())
     session._connected = True
-    assert await session.check_numbers([PHONE]) == {PHONE: f"{PHONE}@s.whatsapp.net"}
+    assert await session.check_numbers([PHONE]) == {PHONE: Account(PHONE, None, f"{PHONE}@s.whatsapp.net")}
     session._client = FakeClient(on_whatsapp=False)
     assert await session.check_numbers(["5491100000001"]) == {"5491100000001": None}
     await session.close()

@@ -90,7 +90,7 @@ async def test_a_poll_carries_its_options_choice_count_and_a_secret_for_the_vote
 
 
 async def test_a_reaction_names_the_message_by_its_key(session: Any) -> None:
-    ours = MessageRef(message_id="3EB0OURS", chat=PHONE)
+    ours = MessageRef(message_id="3EB0OURS", chat=PHONE, from_me=True)
     _, proto = await sent(session, type="reaction", emoji="👍", target=ours)
     reaction = proto.reactionMessage
     assert reaction.text == "👍" and reaction.senderTimestampMS > 0
@@ -108,7 +108,9 @@ async def test_a_reaction_names_the_message_by_its_key(session: Any) -> None:
 
 
 async def test_an_edit_is_neonizes_edit_of_our_message(session: Any) -> None:
-    _, proto = await sent(session, type="edit", text="Hello", target=MessageRef(message_id="3EB0OURS", chat=PHONE))
+    _, proto = await sent(
+        session, type="edit", text="Hello", target=MessageRef(message_id="3EB0OURS", chat=PHONE, from_me=True)
+    )
     protocol = proto.editedMessage.message.protocolMessage
     assert protocol.type == e2e.ProtocolMessage.MESSAGE_EDIT
     assert (protocol.key.ID, protocol.key.fromMe, protocol.key.remoteJID) == (
@@ -120,7 +122,9 @@ async def test_an_edit_is_neonizes_edit_of_our_message(session: Any) -> None:
 
 
 async def test_a_delete_is_neonizes_revoke_of_our_own_message(session: Any) -> None:
-    _, proto = await sent(session, to=GROUP, type="delete", target=MessageRef(message_id="3EB0OURS", chat=GROUP))
+    _, proto = await sent(
+        session, to=GROUP, type="delete", target=MessageRef(message_id="3EB0OURS", chat=GROUP, from_me=True)
+    )
     protocol = proto.protocolMessage
     assert protocol.type == e2e.ProtocolMessage.REVOKE
     assert (protocol.key.ID, protocol.key.fromMe, protocol.key.remoteJID) == ("3EB0OURS", True, GROUP)
@@ -155,7 +159,7 @@ async def test_a_group_send_goes_to_the_group_jid_without_a_number_lookup(sessio
 async def test_a_sticker_is_uploaded_as_an_image_and_sent_as_a_webp_sticker_replying(session: Any) -> None:
     webp = io.BytesIO()
     Image.new("RGBA", (512, 512), (0, 0, 255, 128)).save(webp, "WEBP")
-    quoted = MessageRef(message_id="3EB0OURS", chat=PHONE, text="pick one")
+    quoted = MessageRef(message_id="3EB0OURS", chat=PHONE, from_me=True, text="pick one")
     _, proto = await sent(session, type="sticker", media=webp.getvalue(), mimetype="image/webp", quoted=quoted)
     sticker = proto.stickerMessage
     assert sticker.mimetype == "image/webp" and (sticker.width, sticker.height) == (512, 512)
@@ -188,3 +192,23 @@ def test_every_new_field_crosses_to_the_session_host() -> None:
         typing_ms=1500,
     )
     assert pickle.loads(pickle.dumps(message)) == message
+
+
+async def test_a_send_to_a_lid_chat_goes_to_that_lid_without_a_number_lookup(session: Any) -> None:
+    jid, proto = await sent(session, to="123456789012345@lid", type="text", text="hola")
+    assert (jid.User, jid.Server) == ("123456789012345", "lid") and proto.conversation == "hola"
+    assert session._client.lookups == []
+
+
+async def test_a_message_from_an_unknown_sender_is_never_taken_for_ours(session: Any) -> None:
+    # A group message whose LID sender was never resolved: its reaction names the LID, not us.
+    theirs = MessageRef(message_id="3AFROMLID", chat=GROUP, sender="123456789012345@lid")
+    _, proto = await sent(session, to=GROUP, type="reaction", emoji="👍", target=theirs)
+    key = proto.reactionMessage.key
+    assert (key.fromMe, key.participant) == (False, "123456789012345@lid")
+    # WhatsApp told us nothing of who wrote it: not ours either, and the quote names no author.
+    unknown = MessageRef(message_id="3ANOBODY", chat=PHONE, text="?")
+    _, reply = await sent(session, type="text", text="ok", quoted=unknown)
+    assert reply.extendedTextMessage.contextInfo.participant == ""
+    _, reaction = await sent(session, type="reaction", emoji="👍", target=unknown)
+    assert reaction.reactionMessage.key.fromMe is False

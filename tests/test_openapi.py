@@ -56,7 +56,7 @@ async def test_openapi_declares_headers_parameters_and_the_validators_constraint
     assert body["webhookUrl"]["format"] == "uri"
     assert (
         schemas["SendText"]["properties"]["to"]["pattern"]
-        == "^(?:[1-9][0-9]{6,14}|[0-9]{5,30}(?:-[0-9]{5,30})?@g\\.us)$"
+        == "^(?:[1-9][0-9]{6,14}|[0-9]{5,30}(?:-[0-9]{5,30})?@g\\.us|[0-9]{5,20}@lid)$"
     )
     status = schemas["InstanceStatus"]["properties"]
     assert status["state"]["enum"] == ["close", "connecting", "open"]

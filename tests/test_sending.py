@@ -16,6 +16,7 @@ from scheduler.worker import worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings, open_instance
 
 NAME = "acme__shop1__sales"
+PHONE = "5491100000000"  # the number open_instance links
 
 
 async def send(client: TestClient, headers: dict[str, str], text: str = "hello", **extra: object) -> dict:
@@ -141,11 +142,11 @@ async def test_quota_is_never_exceeded_under_200_concurrent_sends_and_the_rest_w
     assert (await message(gateway, gateway.acme, bulk["id"]))["status"] == "sent"  # urgent's quota did not block bulk
 
     # Let the hour roll: age every recorded urgent send by an hour, then wake the instance.
-    sends = await store.zrange(keys.sent_times(NAME, "urgent"), 0, -1, withscores=True)
-    await store.zadd(keys.sent_times(NAME, "urgent"), {member: score - 3_600_000 for member, score in sends})
+    sends = await store.zrange(keys.phone_sent(PHONE, "urgent"), 0, -1, withscores=True)
+    await store.zadd(keys.phone_sent(PHONE, "urgent"), {member: score - 3_600_000 for member, score in sends})
     await store.hdel(keys.pump(NAME), "due")
     await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=gateway.acme)
-    await gateway.post(f"/sandbox/instance/{NAME}/link", json={}, headers=gateway.acme)
+    await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": PHONE}, headers=gateway.acme)
     # 12 a day: 7 already went, so only 5 more may go in this day, whatever the hour allows
     await eventually(lambda: _all_sent(gateway, gateway.acme, 13))
     queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()

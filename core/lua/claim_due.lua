@@ -48,8 +48,10 @@ local function pick()
         table.insert(ended, id)
       else
         redis.call('ZADD', sent_key(lane), now, id)
+        redis.call('PEXPIRE', sent_key(lane), DAY)
         if first_contact(lane, to) then redis.call('ZADD', first_key(lane), now, id) end
         redis.call('HSET', pump, 'due', 0, 'inflight', id, 'inflightLane', LANES[lane])
+        if pace ~= pump then redis.call('HSET', pace, 'busy', name) end -- the phone's one send in flight
         -- eligibleMs: when the lanes first allowed this message to go (for lateness figures)
         redis.call('HSET', msg, F.status, 'sending', F.eligibleMs, math.max(at, created))
         local fields = {}

@@ -3,8 +3,8 @@
 -- here can interleave with another sender, the claim loop or a flush.
 -- ARGV: 1 now (ms; '' for Redis's own clock), 2 instance name, 3 instance key prefix, 4 due-set
 --       key prefix, 5 message key prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's
---       limits, the day's length, the trouble thresholds, the opt-out key prefix), 7 stats hash
---       key; script arguments follow from 8.
+--       limits, the day's length, the trouble thresholds, the opt-out, number cache and phone key
+--       prefixes), 7 stats hash key; script arguments follow from 8.
 -- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
 -- can work on many instances (claim_due.lua). They are not declared in KEYS: this needs a single
 -- Redis, not a cluster, as message keys built here always did.
@@ -19,17 +19,24 @@ local inst_prefix, due_prefix, msg_prefix = ARGV[3], ARGV[4], ARGV[5]
 local rules = cjson.decode(ARGV[6])
 local limits, DAY = rules.lanes, rules.day
 local stats = ARGV[7]
-local name, inst, pump
+local name, inst, pump, pace
+-- A linked phone may send again this long after one of its instances picked a message, while that
+-- send is still in flight (another instance on the same phone waits for it).
+local PHONE_BUSY_POLL = 200
 
--- Point the functions below at instance `n`.
+-- Point the functions below at instance `n`. Its pace (last send, drawn gaps, quota windows) is
+-- its linked phone's, shared by every instance on that phone and kept when one is deleted; an
+-- instance never linked paces itself.
 local function bind(n)
   name, inst = n, inst_prefix .. n
   pump = inst .. ':pump'
+  local phone = redis.call('HGET', inst, 'phoneNumber')
+  pace = phone and (rules.phonePrefix .. phone) or pump
 end
 bind(ARGV[2])
 
 local function lane_key(i) return inst .. ':lane:' .. LANES[i] end
-local function sent_key(i) return inst .. ':sent:' .. LANES[i] end
+local function sent_key(i) return (pace == pump and inst or pace) .. ':sent:' .. LANES[i] end
 local function first_key(i) return inst .. ':first:' .. LANES[i] end
 local function spacing_key(i) return inst .. ':spacing:' .. LANES[i] end
 local function contacts_key() return inst .. ':contacts' end
@@ -73,11 +80,29 @@ local function quota_free_at(i)
   return at
 end
 
+-- What the per-person rules may know the recipient `to` of the bound instance under: `to` as
+-- typed, and the account the tenant's number cache (scheduler/numbers.py) resolved it to: its
+-- number and its LID chat (`<lid>@lid`). Whatever spelling a send or a STOP used, they meet here.
+local function identities(to)
+  local found = {to}
+  local tenant = string.match(name, '^(.-)__')
+  local raw = tenant and redis.call('GET', rules.onWhatsappPrefix .. tenant .. ':' .. to)
+  if raw and string.sub(raw, 1, 1) == '{' then
+    local account = cjson.decode(raw)
+    if type(account.number) == 'string' and account.number ~= to then table.insert(found, account.number) end
+    if type(account.lid) == 'string' and account.lid .. '@lid' ~= to then table.insert(found, account.lid .. '@lid') end
+  end
+  return found
+end
+
 -- Whether a message of lane i from `tenant` to `to` must not go: the tenant's opt-out list has
--- the recipient, and it is not a transactional message of the urgent lane.
+-- the recipient (any of its identities), and it is not a transactional message of the urgent lane.
 local function opted_out(i, tenant, to, transactional)
   if LANES[i] == 'urgent' and transactional == '1' then return false end
-  return redis.call('HEXISTS', rules.optOutPrefix .. tenant, to) == 1
+  for _, id in ipairs(identities(to)) do
+    if redis.call('HEXISTS', rules.optOutPrefix .. tenant, id) == 1 then return true end
+  end
+  return false
 end
 
 -- Whether `to` is a group id rather than a phone number.
@@ -90,8 +115,11 @@ end
 -- guards against cold messages to strangers. (The opt-out list holds phone numbers only, so it
 -- never names a group either: a member opts out by leaving.)
 local function first_contact(i, to)
-  return limits[LANES[i]].firstContactPerDay >= 0 and not is_group(to)
-    and redis.call('SISMEMBER', contacts_key(), to) == 0
+  if limits[LANES[i]].firstContactPerDay < 0 or is_group(to) then return false end
+  for _, id in ipairs(identities(to)) do
+    if redis.call('SISMEMBER', contacts_key(), id) == 1 then return false end
+  end
+  return true
 end
 
 -- When message `id` of lane i may go by its recipient's rules (`now` if it may now): the least
@@ -104,8 +132,10 @@ local function recipient_free_at(i, id)
   if not to or opted_out(i, tenant, to, transactional) then return now end
   local at = now
   if rule.spacing > 0 then
-    local last = redis.call('ZSCORE', spacing_key(i), to)
-    if last then at = math.max(at, tonumber(last) + rule.spacing) end
+    for _, id in ipairs(identities(to)) do
+      local last = redis.call('ZSCORE', spacing_key(i), id)
+      if last then at = math.max(at, tonumber(last) + rule.spacing) end
+    end
   end
   if first_contact(i, to) then
     local key, limit = first_key(i), rule.firstContactPerDay
@@ -157,7 +187,11 @@ end
 -- their recipients' rules) waits without blocking the lanes below it. Returns nil, nil and the
 -- next wake-up (nil when nothing needs one) when no lane has a message that may go now.
 local function next_send()
-  local last = tonumber(redis.call('HGET', pump, 'last') or '0')
+  local last = tonumber(redis.call('HGET', pace, 'last') or '0')
+  local busy = redis.call('HGET', pace, 'busy')
+  if busy and busy ~= name and redis.call('HEXISTS', inst_prefix .. busy .. ':pump', 'inflight') == 1 then
+    last = math.max(last, now + PHONE_BUSY_POLL) -- another instance on the phone is sending: after it
+  end
   local wake_at = nil
   for i = 1, 3 do
     if redis.call('LLEN', lane_key(i)) > 0 then
@@ -168,7 +202,7 @@ local function next_send()
         -- "typing..." is shown within the gap, not after it: the head message is picked that much
         -- earlier, and the pump shows it before sending, so the send still never precedes the gap.
         local typing = tonumber(redis.call('HGET', msg_prefix .. redis.call('LINDEX', lane_key(i), 0), F.typingMs) or '0')
-        local at = last + tonumber(redis.call('HGET', pump, 'gap:' .. LANES[i]) or '0') - typing
+        local at = last + tonumber(redis.call('HGET', pace, 'gap:' .. LANES[i]) or '0') - typing
         at = math.max(at, tonumber(redis.call('HGET', pump, 'retry:' .. LANES[i]) or '0'))
         if wake_at == nil or at < wake_at then wake_at = at end
         return i, at, wake_at
@@ -223,5 +257,6 @@ local function reset_pump(possibly_sent)
     end
   end
   redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
+  if redis.call('HGET', pace, 'busy') == name then redis.call('HDEL', pace, 'busy') end
   return requeued
 end

@@ -21,6 +21,7 @@ if owner ~= ARGV[15] or epoch ~= ARGV[16] then return 0 end
 if redis.call('HGET', pump, 'inflight') ~= id then return 0 end
 local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
+if redis.call('HGET', pace, 'busy') == name then redis.call('HDEL', pace, 'busy') end
 local msg = msg_prefix .. id
 local exists = redis.call('EXISTS', msg) == 1
 local cancelled = exists and redis.call('HGET', msg, F.status) == 'cancelled'
@@ -31,14 +32,14 @@ if outcome == 'sent' or outcome == 'failed' then -- it went out, or may have
   local to = exists and redis.call('HGET', msg, F.to)
   if lane and spacing > 0 and to then
     redis.call('ZREMRANGEBYSCORE', spacing_key(lane), '-inf', now - spacing)
-    redis.call('ZADD', spacing_key(lane), now, to)
+    for _, recipient in ipairs(identities(to)) do redis.call('ZADD', spacing_key(lane), now, recipient) end
   end
 end
 if outcome == 'sent' then
   -- receipts name WhatsApp's id: remember which message it was
   redis.call('SET', ARGV[14], id, 'EX', tonumber(ARGV[13]))
   local gaps = cjson.decode(ARGV[11])
-  redis.call('HSET', pump, 'last', now, 'gap:urgent', gaps.urgent, 'gap:normal', gaps.normal, 'gap:bulk', gaps.bulk)
+  redis.call('HSET', pace, 'last', now, 'gap:urgent', gaps.urgent, 'gap:normal', gaps.normal, 'gap:bulk', gaps.bulk)
   redis.call('HINCRBY', stats, 'sent', 1)
 elseif lane and (outcome ~= 'failed' or not exists) then
   redis.call('ZREM', sent_key(lane), id) -- nothing went out: give the quota back

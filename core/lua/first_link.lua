@@ -1,4 +1,10 @@
--- Remember when an instance was first linked (its warm-up counts days from then), once.
--- KEYS: 1 instance hash. ARGV: 1 now (ms). Returns 1 if this was its first link.
+-- Remember when an instance's phone was first linked: its warm-up counts days from then, whatever
+-- instance it was linked through, so a second instance on the phone, or one deleted and created
+-- again, keeps the phone's warm-up day. The instance record carries the phone's day (the lane
+-- scripts and the status read it there).
+-- KEYS: 1 instance hash, 2 its phone's pace hash. ARGV: 1 now (ms). Returns 1 if this was the
+-- phone's first link.
 if redis.call('HEXISTS', KEYS[1], 'createdAt') == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], 'firstLinkedMs', ARGV[1])
+local first = redis.call('HSETNX', KEYS[2], 'firstLinkedMs', ARGV[1])
+redis.call('HSET', KEYS[1], 'firstLinkedMs', redis.call('HGET', KEYS[2], 'firstLinkedMs'))
+return first

@@ -27,6 +27,12 @@ class NumberStatus(ApiModel):
     number: str
     on_whatsapp: bool = Field(alias="onWhatsApp")
     jid: str | None = Field(description="the account's WhatsApp id, where messages to the number go")
+    lid: str | None = Field(description="the account's LID (WhatsApp's privacy identifier); null if unknown")
+
+
+class LidOut(ApiModel):
+    lid: str
+    number: str | None = Field(description="the number behind the LID; null when WhatsApp does not tell")
 
 
 class ProfileOut(ApiModel):
@@ -77,6 +83,11 @@ async def check_numbers(request: web.Request, body: CheckNumbers) -> web.Respons
     numbers = list(dict.fromkeys(body.numbers))  # each number once, in the order given
     answer = await _act(request, "contacts.check", {"numbers": numbers})
     return json_response([NumberStatus.model_validate(result) for result in answer["results"]])
+
+
+async def get_lid(request: web.Request) -> web.Response:
+    answer = await _act(request, "contacts.lid", {"lid": request.match_info["lid"]})
+    return json_response(LidOut.model_validate(answer))
 
 
 async def get_profile(request: web.Request) -> web.Response:

@@ -146,6 +146,14 @@ class Queued(ApiModel):
     instance_name: str
 
 
+class RecipientOut(ApiModel):
+    """The WhatsApp account a message's `to` resolved to when it was sent."""
+
+    number: str | None = Field(description="the account's number; null when WhatsApp hides it (a LID chat)")
+    lid: str | None = Field(description="its LID, when known")
+    jid: str = Field(description="where the message went")
+
+
 class MessageOut(ApiModel):
     id: str
     instance_name: str
@@ -171,6 +179,7 @@ class MessageOut(ApiModel):
     emoji: str | None
     target_message_id: str | None = Field(description="what a reaction, an edit or a deletion is about")
     target: MessageRef | None = Field(description="that message on WhatsApp: its id and chat")
+    recipient: RecipientOut | None = Field(description="the account `to` resolved to; null until sent, and for groups")
 
 
 def _media_url(content: Laned) -> str | None:
@@ -361,6 +370,7 @@ def message_out(message: Message) -> MessageOut:
         emoji=detail.emoji,
         target_message_id=detail.target_id,
         target=detail.target,
+        recipient=RecipientOut.model_validate_json(message.recipient) if message.recipient else None,
     )
 
 

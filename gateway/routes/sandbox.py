@@ -17,7 +17,7 @@ from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl
 from scheduler.drivers.base import Contact, ReceiptStatus
-from scheduler.drivers.sandbox import SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
+from scheduler.drivers.sandbox import SandboxAccount, SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
 
 # What each messageType needs the body to carry.
 _NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
@@ -159,6 +159,15 @@ class ProfilesBody(ApiModel):
     profiles: list[SeedProfile] = Field(min_length=1, max_length=100)
 
 
+class DeclaredAccount(SandboxAccount):
+    numbers: list[PhoneNumber] = Field(min_length=1, max_length=10, description="its spellings; the first is it")
+    lid: Lid | None = None
+
+
+class AccountsBody(ApiModel):
+    accounts: list[DeclaredAccount] = Field(min_length=1, max_length=100)
+
+
 class FailActionsOut(ApiModel):
     instance_name: str
     fail_actions: int
@@ -172,7 +181,7 @@ class Seeded(ApiModel):
 class SandboxAction(ApiModel):
     """One thing a conversation action asked of 'WhatsApp', with what it carried."""
 
-    action: Literal["lookup", "profile", "read", "presence", "groups", "group"]
+    action: Literal["lookup", "lid", "profile", "read", "presence", "groups", "group"]
     at: Timestamp
     numbers: list[str] | None = None
     number: str | None = None
@@ -180,6 +189,7 @@ class SandboxAction(ApiModel):
     message_ids: list[str] | None = None
     state: str | None = None
     group_id: str | None = None
+    lid: str | None = None
 
 
 class InboundOut(ApiModel):
@@ -218,6 +228,7 @@ class SentMessage(ApiModel):
     media_bytes: int | None
     sent_at: Timestamp
     sent_by: str
+    jid: str | None = Field(default=None, description="where it went: the account `to` resolved to, or the chat")
     quoted_message_id: str | None = Field(default=None, description="the WhatsApp id of the message quoted")
     mentions: list[str] = Field(default_factory=list)
     latitude: float | None = None
@@ -292,6 +303,10 @@ async def seed_groups(request: web.Request, body: GroupsBody) -> web.Response:
 
 async def seed_profiles(request: web.Request, body: ProfilesBody) -> web.Response:
     return await _seed(request, "sandbox.profiles", body, len(body.profiles))
+
+
+async def declare_accounts(request: web.Request, body: AccountsBody) -> web.Response:
+    return await _seed(request, "sandbox.accounts", body, len(body.accounts))
 
 
 async def _seed(request: web.Request, op: str, body: ApiModel, count: int) -> web.Response:

@@ -53,6 +53,7 @@ SendType = Literal[
     "delete",
 ]
 GROUP_SUFFIX = "@g.us"
+LID_SUFFIX = "@lid"
 ReceiptStatus = Literal["delivered", "read"]
 PresenceState = Literal["available", "unavailable"]
 
@@ -149,10 +150,12 @@ class Poll(_Value):
 
 class MessageRef(_Value):
     """A WhatsApp message a send points at: the one it quotes, or the one a reaction, an edit or a
-    deletion is about. `sender` is the number that wrote it, None when this number did."""
+    deletion is about. `from_me` when this number wrote it; else `sender` is who did: a number,
+    `<lid>@lid` when WhatsApp only told us a LID, None when it told us nothing (never "us")."""
 
     message_id: str
-    chat: str  # a phone number, or a group id
+    chat: str  # a phone number, a group id or `<lid>@lid`
+    from_me: bool = False
     sender: str | None = None
     text: str | None = None  # its text, shown in a quote's preview
 
@@ -160,6 +163,25 @@ class MessageRef(_Value):
 def is_group(address: str) -> bool:
     """Whether a recipient (`to`) is a group id rather than a phone number."""
     return address.endswith(GROUP_SUFFIX)
+
+
+def is_lid(address: str) -> bool:
+    """Whether a recipient (`to`) is a LID chat (`<digits>@lid`) rather than a phone number."""
+    return address.endswith(LID_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Account:
+    """The WhatsApp account a spelling of a number (or a LID) resolves to: its number (the JID's
+    user; None when WhatsApp hides it), its LID (None when unknown) and the JID a send goes to."""
+
+    number: str | None
+    lid: str | None
+    jid: str
+
+    def identities(self) -> tuple[str, ...]:
+        """What the per-person rules (opt-outs, spacing, first contacts) may have it under."""
+        return tuple(i for i in (self.number, f"{self.lid}{LID_SUFFIX}" if self.lid else None) if i)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,8 +355,12 @@ class Session(Protocol):
         """Ask WhatsApp for an 8-character pairing code ("ABCD-EFGH") for `phone_number`."""
         ...
 
-    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
-        """Ask WhatsApp, in one call, which numbers have an account: each number's JID, or None."""
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
+        """Ask WhatsApp, in one call, which numbers have an account: each number's account, or None."""
+        ...
+
+    async def number_for_lid(self, lid: str) -> str | None:
+        """The number behind a LID (digits), as the session's LID store knows it; None if unknown."""
         ...
 
     async def send(self, message: OutgoingMessage) -> SendResult: ...

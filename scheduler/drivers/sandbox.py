@@ -4,7 +4,9 @@ Sessions keep a small JSON store per instance (like neonize's sqlite file), show
 that rotate and run out, record every send in Redis instead of delivering it, and take injected
 inbound messages and failures through the `/sandbox/...` control routes.
 
-Magic input: a recipient number starting with 999 is not on WhatsApp.
+Magic input: a recipient number starting with 999 is not on WhatsApp. Any other number is an
+account of its own, unless `POST /sandbox/.../accounts` declared it one spelling of an account
+(with its LID): lookups and sends then resolve to that account, as WhatsApp's do.
 
 The conversation actions answer from groups and profiles seeded through the control routes, and
 record what they did (lookups, reads, presence) in Redis for `GET /sandbox/.../actions`.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import json
 import secrets
 from collections.abc import Sequence
@@ -35,6 +39,8 @@ from core.records import ApiModel
 from core.redis_client import Redis
 from core.scripts import lua
 from scheduler.drivers.base import (
+    LID_SUFFIX,
+    Account,
     Banned,
     Connected,
     Contact,
@@ -77,7 +83,6 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
-DEFAULT_PHONE = "5491100000000"
 SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 BAN_REASON = "temporary ban (sandbox)"
 
@@ -163,6 +168,18 @@ class SandboxInbound(ApiModel):
         return "conversation"
 
 
+class SandboxAccount(ApiModel):
+    """Spellings of one WhatsApp account and its LID, as `POST /sandbox/.../accounts` declares
+    them: the account is the first number."""
+
+    numbers: list[str]
+    lid: str | None = None
+
+    def account(self) -> Account:
+        number = self.numbers[0]
+        return Account(number=number, lid=self.lid, jid=f"{number}@s.whatsapp.net")
+
+
 class SandboxMember(ApiModel):
     phone_number: str | None = None
     is_admin: bool = False
@@ -227,6 +244,7 @@ class SandboxSession:
         self._write_sent = redis.register_script(lua("sandbox_sent"))
         self._typing: set[str] = set()  # chats shown "typing..." now
         self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
+        self._accounts: dict[str, Account] | None = None  # declared spellings and LID chats -> account
 
     def _load(self) -> _Store:
         try:
@@ -253,6 +271,8 @@ class SandboxSession:
             return
         store = self._load()
         if store.linked and store.phone_number:
+            with contextlib.suppress(RedisError):  # Redis away: the first send reads them
+                await self._load_accounts()
             self._connected = True
             await self.sink(Connected(phone_number=store.phone_number))
         elif self._qr_task is None or self._qr_task.done():
@@ -276,12 +296,39 @@ class SandboxSession:
         code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
         return f"{code[:4]}-{code[4:]}"
 
-    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
         await self._action("lookup", numbers=list(phone_numbers))
-        return {
-            number: None if number.startswith(NOT_ON_WHATSAPP_PREFIX) else f"{number}@s.whatsapp.net"
-            for number in phone_numbers
-        }
+        return {number: await self._account(number) for number in phone_numbers}
+
+    async def number_for_lid(self, lid: str) -> str | None:
+        await self._action("lid", lid=lid)
+        declared = await self._declared(f"{lid}{LID_SUFFIX}")
+        return declared.number if declared is not None else self._load().lids.get(lid)
+
+    async def _account(self, number: str) -> Account | None:
+        if number.startswith(NOT_ON_WHATSAPP_PREFIX):
+            return None
+        return await self._declared(number) or Account(number=number, lid=None, jid=f"{number}@s.whatsapp.net")
+
+    async def _declared(self, spelling: str) -> Account | None:
+        if self._accounts is None:
+            await self._load_accounts()
+        return (self._accounts or {}).get(spelling)
+
+    async def _load_accounts(self) -> None:
+        """Read the declared accounts when the session opens (declarations come through its own
+        control calls after that): a send costs no Redis round trip the real WhatsApp would not."""
+        raw = await self.redis.hgetall(keys.sandbox_accounts(self.name))  # type: ignore[misc]
+        self._accounts = {key: SandboxAccount.model_validate_json(value).account() for key, value in raw.items()}
+
+    async def _destination(self, to: str) -> str:
+        """The JID a send to `to` reaches: a group or a LID chat as given, a number's account."""
+        if "@" in to:
+            return to
+        account = await self._account(to)
+        if account is None:
+            raise NotOnWhatsAppError(f"{to} is not on WhatsApp")
+        return account.jid
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self._connected:
@@ -294,6 +341,7 @@ class SandboxSession:
         record = {
             "messageId": message_id,
             "to": message.to,
+            "jid": await self._destination(message.to),
             "type": message.type,
             "text": message.text,
             "caption": message.caption,
@@ -388,7 +436,7 @@ class SandboxSession:
     async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         match op:
             case "link":
-                await self.link(args.get("phoneNumber") or DEFAULT_PHONE)
+                await self.link(args.get("phoneNumber") or default_phone(self.name))
             case "unlink":
                 await self.unlink()
             case "inbound":
@@ -414,6 +462,8 @@ class SandboxSession:
             case "profiles":
                 profiles = [SandboxProfile.model_validate(p) for p in args["profiles"]]
                 await self.seed(keys.sandbox_profiles(self.name), profiles)
+            case "accounts":
+                await self.declare([SandboxAccount.model_validate(a) for a in args["accounts"]])
             case _:
                 raise NotFound(f"unknown sandbox control {op!r}")
         return {}
@@ -423,6 +473,7 @@ class SandboxSession:
             raise InvalidState("instance is already open")
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
+        await self._load_accounts()
         self._connected = True
         await self.sink(Connected(phone_number=phone_number))
 
@@ -436,9 +487,11 @@ class SandboxSession:
         """A contact writes in (or reacts, edits, deletes, votes): the event goes to the sink as the
         neonize driver would report it; returns its WhatsApp message id."""
         message_id = "3A" + secrets.token_hex(9).upper()
+        # WhatsApp names a sender by its account, whatever spelling of the number it was declared with.
+        declared = await self._declared(spec.sender) if spec.sender is not None else None
         common: dict[str, Any] = {
             "message_id": message_id,
-            "sender": self._phone_of(spec.sender, spec.from_lid),
+            "sender": self._phone_of(declared.number if declared else spec.sender, spec.from_lid),
             "sender_lid": spec.from_lid,
             "chat_id": spec.chat_id,
             "push_name": spec.push_name,
@@ -527,8 +580,23 @@ class SandboxSession:
         values = {id_: item.model_dump_json(by_alias=True) for id_, item in zip(ids, items, strict=True)}
         await self.redis.hset(key, mapping=values)  # type: ignore[misc]
 
+    async def declare(self, accounts: Sequence[SandboxAccount]) -> None:
+        """Each spelling (and the LID chat) of each account resolves to that account from now on."""
+        values: dict[str, str] = {}
+        for account in accounts:
+            spellings = [*account.numbers, *([f"{account.lid}{LID_SUFFIX}"] if account.lid else [])]
+            values.update(dict.fromkeys(spellings, account.model_dump_json(by_alias=True)))
+        await self.redis.hset(keys.sandbox_accounts(self.name), mapping=values)  # type: ignore[misc]
+        await self._load_accounts()
+
     def fail_next(self, error: str, count: int, transient: bool = False) -> None:
         self._fail.extend([(error, transient)] * count)
+
+
+def default_phone(instance_name: str) -> str:
+    """The number an instance links when the sandbox is not told one: its own, the same each time.
+    Instances on one phone share its pace, so instances linked without a number are not on one."""
+    return "5491" + str(int(hashlib.sha256(instance_name.encode()).hexdigest(), 16) % 10**9).zfill(9)
 
 
 def _kind_fields(message: OutgoingMessage) -> dict[str, Any]:

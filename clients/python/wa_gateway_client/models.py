@@ -198,10 +198,12 @@ class Poll(Model):
 
 @dataclasses.dataclass(frozen=True)
 class MessageRef(Model):
-    """A message on WhatsApp a send points at: its WhatsApp id, its chat, who wrote it (None: us)."""
+    """A message on WhatsApp a send points at: its WhatsApp id, its chat, whether we wrote it, and
+    else who did (None: WhatsApp did not say)."""
 
     message_id: str
     chat: str
+    from_me: bool = False
     sender: str | None = None
     text: str | None = None
 
@@ -232,6 +234,7 @@ class Message(Model):
     emoji: str | None = None
     target_message_id: str | None = None  # what a reaction, an edit or a deletion is about
     target: MessageRef | None = None
+    recipient: Recipient | None = None  # the account `to` resolved to; None until sent, and for groups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,6 +346,7 @@ class SentMessage(Model):
     media_bytes: int | None
     sent_at: str
     sent_by: str
+    jid: str | None = None  # where it went: the account `to` resolved to, or the chat
     quoted_message_id: str | None = None
     mentions: list[str] | None = None
     latitude: float | None = None
@@ -397,6 +401,22 @@ class NumberCheck(Model):
     number: str
     on_whats_app: bool  # onWhatsApp on the wire
     jid: str | None  # the account's WhatsApp id
+    lid: str | None = None  # its LID, when known
+
+
+@dataclasses.dataclass(frozen=True)
+class LidLookup(Model):
+    lid: str
+    number: str | None  # None when WhatsApp does not tell
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipient(Model):
+    """The account a message's `to` resolved to when it was sent."""
+
+    number: str | None  # None for a LID chat whose number is unknown
+    lid: str | None
+    jid: str  # where the message went
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,7 +453,7 @@ class GroupDetails(Model):
 class SandboxAction(Model):
     """What a conversation action asked of the sandbox's 'WhatsApp'."""
 
-    action: str  # lookup, profile, read, presence, groups or group
+    action: str  # lookup, lid, profile, read, presence, groups or group
     at: str
     numbers: list[str] | None
     number: str | None
@@ -441,6 +461,7 @@ class SandboxAction(Model):
     message_ids: list[str] | None
     state: str | None
     group_id: str | None
+    lid: str | None = None
 
 
 # The conversation store: what the gateway kept of each chat.

@@ -19,6 +19,7 @@ from wa_gateway_client.models import (
     InstanceStatus,
     KeyIssued,
     Lane,
+    LidLookup,
     Message,
     NumberCheck,
     PairingCode,
@@ -371,6 +372,11 @@ class Routes:
         """Which of 1 to 50 numbers are on WhatsApp (answers are cached by the gateway)."""
         return Call(list_of(NumberCheck), path={"name": name}, body=body(numbers=numbers))
 
+    @operation("GET", "/instance/{name}/contacts/lid/{lid}")
+    def lookup_lid(name: str, lid: str) -> Call[LidLookup]:
+        """The number behind a LID (WhatsApp's privacy identifier), None when WhatsApp does not tell."""
+        return Call(LidLookup.from_json, path={"name": name, "lid": lid})
+
     @operation("GET", "/instance/{name}/contacts/{number}/profile")
     def get_profile(name: str, number: str) -> Call[ContactProfile]:
         """A contact's name, picture URL and about text, None where the contact hides them."""
@@ -588,6 +594,12 @@ class Routes:
     def sandbox_seed_profiles(name: str, profiles: list[dict[str, Any]]) -> Call[None]:
         """Give contacts a profile: each `{"number", "name", "picture_url", "about", "hidden"}`."""
         return Call(nothing, path={"name": name}, body={"profiles": [body(**profile) for profile in profiles]})
+
+    @operation("POST", "/sandbox/instance/{name}/accounts")
+    def sandbox_declare_accounts(name: str, accounts: list[dict[str, Any]]) -> Call[None]:
+        """Declare spellings of one account and its LID: each `{"numbers": [...], "lid"}`, the
+        account being the first number; lookups, sends and inbound senders resolve through it."""
+        return Call(nothing, path={"name": name}, body={"accounts": [body(**account) for account in accounts]})
 
     @operation("GET", "/sandbox/instance/{name}/actions")
     def sandbox_actions(name: str) -> Call[list[SandboxAction]]:

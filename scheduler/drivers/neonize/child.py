@@ -35,6 +35,7 @@ _METHODS = frozenset(
         "connect",
         "pair_phone",
         "check_numbers",
+        "number_for_lid",
         "send",
         "show_typing",
         "profile",

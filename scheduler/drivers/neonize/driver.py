@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.drivers.base import (
+    Account,
     Connected,
     Disconnected,
     DriverError,
@@ -211,8 +212,12 @@ class HostedSession:
         code: str = await self._call("pair_phone", phone_number, timeout=timeout)
         return code
 
-    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
-        answer: dict[str, str | None] = await self._query("check_numbers", list(phone_numbers))
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
+        answer: dict[str, Account | None] = await self._query("check_numbers", list(phone_numbers))
+        return answer
+
+    async def number_for_lid(self, lid: str) -> str | None:
+        answer: str | None = await self._query("number_for_lid", lid)
         return answer
 
     async def send(self, message: OutgoingMessage) -> SendResult:

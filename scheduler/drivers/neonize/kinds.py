@@ -9,25 +9,38 @@ import os
 import time
 from typing import Any
 
-from scheduler.drivers.base import GROUP_SUFFIX, Contact, DriverError, MessageRef, OutgoingMessage, is_group
+from scheduler.drivers.base import (
+    GROUP_SUFFIX,
+    LID_SUFFIX,
+    Contact,
+    DriverError,
+    MessageRef,
+    OutgoingMessage,
+    is_group,
+    is_lid,
+)
 from scheduler.drivers.neonize.loading import _e2e, _import
 
 USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
+LID_SERVER = "lid"
 STICKER_SIZE = 512
 POLL_SECRET_BYTES = 32  # the poll's messageSecret: voters' clients encrypt their votes with it
 
 
 def chat_jid(address: str) -> Any:
-    """The JID of a recipient: a phone number's account, or a group (`<id>@g.us`)."""
+    """The JID of a recipient: a phone number's account, a group (`<id>@g.us`) or a LID chat
+    (`<lid>@lid`)."""
     build_jid = _import("neonize.utils.jid").build_jid
     if is_group(address):
         return build_jid(address.removesuffix(GROUP_SUFFIX), GROUP_SERVER)
+    if is_lid(address):
+        return build_jid(address.removesuffix(LID_SUFFIX), LID_SERVER)
     return build_jid(address, USER_SERVER)
 
 
 def _jid_string(address: str) -> str:
-    return f"{address}@{USER_SERVER}" if not is_group(address) else address
+    return address if is_group(address) or is_lid(address) else f"{address}@{USER_SERVER}"
 
 
 def context_info(message: OutgoingMessage, own_phone: str | None) -> Any:
@@ -40,8 +53,8 @@ def context_info(message: OutgoingMessage, own_phone: str | None) -> Any:
     quoted = message.quoted
     if quoted is not None:
         info.stanzaID = quoted.message_id
-        # Who wrote the quoted message: the contact, or (None) this number.
-        author = quoted.sender or own_phone
+        # Who wrote the quoted message: this number, or the contact (when WhatsApp told us who).
+        author = own_phone if quoted.from_me else quoted.sender
         info.participant = _jid_string(author) if author else ""
         info.quotedMessage.CopyFrom(e2e.Message(conversation=quoted.text or ""))
     return info
@@ -65,9 +78,9 @@ def vcard(contact: Contact) -> str:
 
 def _message_key(target: MessageRef) -> Any:
     key = _import("neonize.proto.waCommon.WACommon_pb2").MessageKey(
-        remoteJID=_jid_string(target.chat), fromMe=target.sender is None, ID=target.message_id
+        remoteJID=_jid_string(target.chat), fromMe=target.from_me, ID=target.message_id
     )
-    if target.sender is not None and is_group(target.chat):
+    if not target.from_me and target.sender is not None and is_group(target.chat):
         key.participant = _jid_string(target.sender)
     return key
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scheduler.drivers.base import (
+    Account,
     Disconnected,
     DriverError,
     DriverEvent,
@@ -59,6 +60,7 @@ from scheduler.drivers.base import (
     TransientDriverError,
     UnknownChatError,
     is_group,
+    is_lid,
 )
 from scheduler.drivers.neonize import builders, kinds
 from scheduler.drivers.neonize.answers import (
@@ -310,11 +312,23 @@ class NeonizeSession:
             raise classify_error(exc) from exc
         return format_pairing_code(code)
 
-    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
+        """Each number's account: `IsOnWhatsApp`'s JID, and its LID as the session's LID store
+        knows it (`GetLIDFromPN`)."""
+        client = self._require_client()
         found = await self._accounts([digits(number) for number in phone_numbers])
-        return {
-            number: jid_text(jid) if (jid := found[digits(number)]) is not None else None for number in phone_numbers
+        lids = {
+            user: await self._lid_for(client, jid) for jid in found.values() if jid is not None for user in [jid.User]
         }
+        return {
+            number: Account(number=jid.User, lid=lids[jid.User], jid=jid_text(jid))
+            if (jid := found[digits(number)]) is not None
+            else None
+            for number in phone_numbers
+        }
+
+    async def number_for_lid(self, lid: str) -> str | None:
+        return await self._phone_for_lid(self._require_client(), lid)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Send to the recipient's account JID (looked up, or cached from `check_numbers`)."""
@@ -349,8 +363,9 @@ class NeonizeSession:
             raise DriverError(f"showing typing failed: {exc}") from exc
 
     async def _chat(self, to: str) -> Any:
-        """Where a send to `to` goes: a group's JID as it is, a number's account JID (looked up)."""
-        if is_group(to):
+        """Where a send to `to` goes: a group's or a LID chat's JID as it is, a number's account JID
+        (looked up)."""
+        if is_group(to) or is_lid(to):
             return kinds.chat_jid(to)
         phone = digits(to)
         if not phone:
@@ -656,10 +671,17 @@ class NeonizeSession:
     async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
         """The number the session's LID store knows for `lid`, None when it knows none."""
         lid_jid = _pb().JID(User=lid, Server="lid", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+        return await self._lid_store(client.get_pn_from_lid, lid_jid, "phone number for a LID")
+
+    async def _lid_for(self, client: Any, account: Any) -> str | None:
+        """The LID the session's LID store knows for an account JID, None when it knows none."""
+        return await self._lid_store(client.get_lid_from_pn, account, "LID for a number")
+
+    async def _lid_store(self, ask: Callable[[Any], Awaitable[Any]], jid: Any, what: str) -> str | None:
         try:
-            found = await asyncio.wait_for(client.get_pn_from_lid(lid_jid), self._lookup_timeout)
-        except Exception as exc:  # an unknown LID is an error in whatsmeow's store
-            log.debug("%s: no phone number for a LID: %s", self.instance_name, exc)
+            found = await asyncio.wait_for(ask(jid), self._lookup_timeout)
+        except Exception as exc:  # an unknown one is an error in whatsmeow's store
+            log.debug("%s: no %s: %s", self.instance_name, what, exc)
             return None
         return digits(found.User) or None
 
