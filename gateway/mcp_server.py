@@ -19,7 +19,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.types import Image
 
 from wa_gateway_client import AsyncClient, GatewayError
-from wa_gateway_client.calls import Call, operation
 
 Lane = Literal["urgent", "normal", "bulk"]
 T = TypeVar("T")
@@ -29,23 +28,6 @@ INSTRUCTIONS = """Send and read WhatsApp messages through a wa-gateway tenant.
 An instance is one linked WhatsApp number: link it by scanning get_qr's code (or a pairing code),
 then send. Sends are queued and paced (answer `pending`); follow one with get_message until it is
 `sent`, `failed` or `expired`. Numbers are international digits without '+'."""
-
-
-class GatewayClient(AsyncClient):
-    """The typed client plus the conversation routes (API.md, "Conversations").
-
-    Until the conversation store's own client methods are merged, these two are declared here,
-    with the client's machinery (key, errors, retries), rather than as raw HTTP calls."""
-
-    @operation("GET", "/instance/{name}/chats")
-    def list_chats(name: str, *, limit: int | None = None, cursor: str | None = None) -> Call[dict[str, Any]]:
-        return Call(dict, path={"name": name}, query={"limit": limit, "cursor": cursor})
-
-    @operation("GET", "/instance/{name}/chats/{chatId}/messages")
-    def list_chat_messages(
-        name: str, chat_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> Call[dict[str, Any]]:
-        return Call(dict, path={"name": name, "chatId": chat_id}, query={"limit": limit, "cursor": cursor})
 
 
 def plain(value: Any) -> Any:
@@ -72,7 +54,7 @@ async def answer(call: Awaitable[Any]) -> Any:
 
 
 def build_server(url: str, api_key: str) -> MCPServer[None]:
-    gw = GatewayClient(url, api_key)
+    gw = AsyncClient(url, api_key)
 
     @asynccontextmanager
     async def closing(_: MCPServer[None]) -> AsyncIterator[None]:
