@@ -42,6 +42,6 @@ ENV GATEWAY_HOST=0.0.0.0 \
 VOLUME ["/data"]
 EXPOSE 8080
 # `wa-gateway health` asks /health on GATEWAY_PORT, whatever it is set to.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["wa-gateway", "health"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["wa-gateway", "health"]
 ENTRYPOINT ["tini", "--", "wa-gateway"]
 CMD ["serve"]

@@ -312,6 +312,6 @@ def mcp(url: str, api_key: str) -> None:
         from gateway.mcp_server import build_server
     except ImportError as exc:
         raise click.ClickException(
-            f"{exc.name} is not installed: pip install 'wa-gateway[mcp]' and the client (clients/python)"
+            f"{exc.name} is not installed: from the repository, pip install '.[mcp]' ./clients/python"
         ) from None
     build_server(url, api_key).run("stdio")

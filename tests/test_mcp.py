@@ -115,8 +115,10 @@ async def test_every_kind_of_send_is_queued(gateway: tuple[str, str]) -> None:
         queued = [structured(await client.call_tool(tool, arguments)) for tool, arguments in sends]
         queued.append(structured(await client.call_tool("send_reaction", reaction)))
         queued.append(structured(await client.call_tool("edit_message", {"message_id": text["id"], "text": "edited"})))
+        deletion = structured(await client.call_tool("delete_message", {"message_id": text["id"]}))
         with GatewayClient(*gateway) as gw:
             types = [gw.get_message(q["id"]).type for q in queued]
+            assert gw.get_message(deletion["id"]).type == "delete"  # a sent message: deleted for everyone
     assert all(q["status"] == "pending" for q in queued)
     assert types == ["image", "video", "audio", "document", "sticker", "location",
                      "contact", "poll", "reaction", "edit"]  # fmt: skip
