@@ -671,15 +671,15 @@ class NeonizeSession:
     async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
         """The number the session's LID store knows for `lid`, None when it knows none."""
         lid_jid = _pb().JID(User=lid, Server="lid", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-        return await self._lid_store(client.get_pn_from_lid, lid_jid, "phone number for a LID")
+        return await self._lid_store(client, "get_pn_from_lid", lid_jid, "phone number for a LID")
 
     async def _lid_for(self, client: Any, account: Any) -> str | None:
         """The LID the session's LID store knows for an account JID, None when it knows none."""
-        return await self._lid_store(client.get_lid_from_pn, account, "LID for a number")
+        return await self._lid_store(client, "get_lid_from_pn", account, "LID for a number")
 
-    async def _lid_store(self, ask: Callable[[Any], Awaitable[Any]], jid: Any, what: str) -> str | None:
+    async def _lid_store(self, client: Any, method: str, jid: Any, what: str) -> str | None:
         try:
-            found = await asyncio.wait_for(ask(jid), self._lookup_timeout)
+            found = await asyncio.wait_for(getattr(client, method)(jid), self._lookup_timeout)
         except Exception as exc:  # an unknown one is an error in whatsmeow's store
             log.debug("%s: no %s: %s", self.instance_name, what, exc)
             return None
