@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from config import Settings
 from scheduler.drivers import neonize as nd
 from scheduler.drivers.base import (
     Disconnected,
@@ -31,9 +32,11 @@ from scheduler.drivers.base import (
 from scheduler.drivers.neonize import driver as driver_module
 from scheduler.drivers.neonize import wire
 from scheduler.drivers.neonize import zygote as zygote_module
+from scheduler.services import Services
+from scheduler.worker import GatewayWorker
 from tests.conftest import eventually
 from tests.test_session_hosts import Events, alive
-from tests.whatsapp_offline import REFUSED, Blackhole, linked_store
+from tests.whatsapp_offline import REFUSED, Blackhole, linked_instances, linked_store
 
 
 @pytest.fixture
@@ -181,6 +184,27 @@ async def test_a_connect_that_times_out_raises_a_driver_error_and_is_retried(
     await eventually(lambda: "shop" in driver.host_pids(), 20)  # retried with backoff, by itself
     await session.close()
     driver.close()
+
+
+async def test_a_restarted_worker_adopts_its_instances_even_when_their_connects_time_out(
+    settings: Settings, blackhole: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings.model_copy(update={"driver": "neonize", "whatsapp_proxy": blackhole})
+    names = [f"acme__c__n{i}" for i in range(3)]
+    services = Services.open(settings)
+    await linked_instances(services, settings.data_dir / "sessions", names, settings.worker_id or "")
+    await services.close()
+    monkeypatch.setattr(driver_module, "CONNECT_TIMEOUT", 0.001)
+    worker = GatewayWorker(settings)
+    await worker.start()  # the built-in TimeoutError used to abort adopt() here
+    try:
+        assert sorted(worker.host.sessions) == names
+        monkeypatch.setattr(driver_module, "CONNECT_TIMEOUT", 60.0)
+        driver = worker.driver
+        assert isinstance(driver, nd.NeonizeDriver)
+        await eventually(lambda: sorted(driver.host_pids()) == names, 30)  # each retried by itself
+    finally:
+        await worker.stop()
 
 
 # -- 4. heartbeats --------------------------------------------------------------------------------------
