@@ -216,8 +216,8 @@ class SessionHost:
                 log.info("instance.handed_over", instance=name, to=target)
 
     async def close(self) -> None:
-        for name in list(self.sessions):
-            await self.forget(name)
+        # All at once: each session's host gets its own grace to say goodbye, not the sum of them.
+        await asyncio.gather(*(self.forget(name) for name in list(self.sessions)))
 
     # Commands from the API.
 

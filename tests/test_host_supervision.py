@@ -32,6 +32,7 @@ from scheduler.drivers.base import (
 from scheduler.drivers.neonize import driver as driver_module
 from scheduler.drivers.neonize import wire
 from scheduler.drivers.neonize import zygote as zygote_module
+from scheduler.drivers.neonize.logpipe import LogPipe
 from scheduler.services import Services
 from scheduler.worker import GatewayWorker
 from tests.conftest import eventually
@@ -130,6 +131,19 @@ async def test_a_stalled_zygote_is_replaced_without_killing_any_session(
     driver.close()
 
 
+async def test_orphans_inherited_as_a_subreaper_are_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host killed while its own child runs (neonize's `uname`, an ffmpeg) leaves that child to us.
+    monkeypatch.setattr(driver_module, "ORPHAN_SWEEP", 0.1)
+    driver = nd.NeonizeDriver(tmp_path, 2, proxy=REFUSED)
+    await driver.open()  # the worker is a subreaper from here on
+    shell = await asyncio.create_subprocess_exec(
+        "sh", "-c", "sleep 0.3 >/dev/null & echo $!", stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    orphan = int((await shell.communicate())[0])
+    await eventually(lambda: gone(orphan), 10)
+    driver.close()
+
+
 # -- 2. the log pipeline ------------------------------------------------------------------------------
 
 
@@ -166,6 +180,21 @@ async def test_a_hosts_log_reaches_the_worker_log_with_the_instance_name_at_the_
             assert all(lvl >= logging.WARNING for lvl, _ in whatsmeow)  # filtered at the source
         await session.close()
         driver.close()
+
+
+async def test_a_log_flood_is_bounded_and_counted() -> None:
+    sent: list[wire.Log] = []
+    pipe = LogPipe(asyncio.get_running_loop(), lambda line: sent.append(line) is None, limit=10)
+    logger = logging.getLogger("whatsmeow.flood")
+    logger.addHandler(pipe)
+    try:
+        for i in range(100):  # all before the loop runs: nothing is forwarded yet
+            logger.warning("line %d", i)
+        await eventually(lambda: len(sent) == 11, 5)
+    finally:
+        logger.removeHandler(pipe)
+    assert [line.message for line in sent[:10]] == [f"line {i}" for i in range(10)]
+    assert sent[10].level == logging.WARNING and sent[10].message.startswith("90 log line(s)")
 
 
 # -- 3. start failures and exception types --------------------------------------------------------------

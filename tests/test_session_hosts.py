@@ -62,9 +62,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-def usage() -> tuple[int, int]:
-    """The test process's (threads, open file handles)."""
-    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+def usage(pid: int | str = "self") -> tuple[int, int]:
+    """A process's (threads, open file handles): by default the test process's (the worker's)."""
+    return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def warm(driver: nd.NeonizeDriver) -> tuple[int, int]:
@@ -207,6 +207,8 @@ async def test_a_linked_session_whose_run_breaks_is_connected_again_from_its_sto
 async def test_probe_100_sessions_connecting_at_once_through_a_refused_proxy_3_rounds(tmp_path: Path) -> None:
     driver = nd.NeonizeDriver(tmp_path, 100, proxy=REFUSED)
     baseline = await warm(driver)
+    assert driver.zygote.pid is not None
+    zygote = usage(driver.zygote.pid)
     for _ in range(3):
         sinks = [Events() for _ in range(100)]
         sessions = [driver.session(f"i{i}", sink) for i, sink in enumerate(sinks)]
@@ -216,6 +218,7 @@ async def test_probe_100_sessions_connecting_at_once_through_a_refused_proxy_3_r
         await asyncio.gather(*(session.close() for session in sessions))
         assert driver.host_pids() == {}
     await eventually(lambda: usage() == baseline, 10, f"threads and handles back to {baseline} (now {usage()})")
+    assert usage(driver.zygote.pid) == zygote  # the rest of the gateway's process tree: the zygote
     driver.close()
 
 

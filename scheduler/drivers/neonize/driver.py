@@ -43,6 +43,7 @@ from scheduler.drivers.base import (
 )
 from scheduler.drivers.neonize import wire
 from scheduler.drivers.neonize.child import HostSpec
+from scheduler.drivers.neonize.orphans import reap_orphans
 from scheduler.drivers.neonize.session import (
     LOOKUP_TIMEOUT,
     MAX_MEDIA_BYTES,
@@ -67,6 +68,8 @@ CONNECT_TIMEOUT = 60.0
 HOST_GRACE = 3.0
 # How long a session host may leave a heartbeat unanswered before it is killed (and restarted).
 HOST_TIMEOUT = 20.0
+# Seconds between two collections of the zombies the worker inherits as a subreaper (`orphans`).
+ORPHAN_SWEEP = 10.0
 # How long a delete waits for WhatsApp to confirm a logout before the host is ended anyway.
 LOGOUT_TIMEOUT = 1.5
 
@@ -360,6 +363,7 @@ class HostedSession:
             # Never two clients on one store: a host still ending goes first.
             await asyncio.gather(*self._retiring, return_exceptions=True)
             driver = self._driver
+            driver.watch_orphans()
             host = await SessionProcess.start(driver.zygote, driver.spec(self.instance_name), driver.host_timeout)
             host.on_event = self._queue
             host.on_ended = functools.partial(self._host_ended, host)
@@ -502,6 +506,7 @@ class NeonizeDriver:
         self._options = options  # NeonizeSession's keyword options (deadlines), for the children
         self._sessions: dict[str, HostedSession] = {}
         self.zygote = Zygote()
+        self._reaping: asyncio.Task[None] | None = None
 
     def store_path(self, instance_name: str) -> Path:
         if not _INSTANCE_NAME.fullmatch(instance_name):
@@ -547,10 +552,24 @@ class NeonizeDriver:
     async def open(self) -> None:
         """Start the zygote now (it preloads while the worker starts), not at the first session."""
         await asyncio.to_thread(self.zygote.start)
+        self.watch_orphans()
+
+    def watch_orphans(self) -> None:
+        """Collect the orphans we inherit as a subreaper from now on (called from the event loop)."""
+        if self._reaping is None:
+            self._reaping = asyncio.get_running_loop().create_task(self._reap_orphans())
+
+    async def _reap_orphans(self) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_SWEEP)
+            reap_orphans()
 
     def close(self) -> None:
         """Stop the zygote (once the sessions are closed) and close the worker's own PostgreSQL
         connection, if any."""
+        if self._reaping is not None:
+            self._reaping.cancel()
+            self._reaping = None
         self.zygote.close()
         if self.postgres is not None:
             self.postgres.close()
