@@ -119,7 +119,7 @@ class SessionProcess:
         ours, theirs = socket.socketpair()
         try:
             try:
-                pid = await asyncio.to_thread(zygote.spawn, spec, theirs)  # a round trip: off the loop
+                pid = await zygote.spawn(spec, theirs)
                 pidfd = os.pidfd_open(pid)
             finally:
                 theirs.close()

@@ -18,6 +18,7 @@ exits when the worker's end closes, or with the worker (PDEATHSIG).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
 from scheduler.drivers.neonize.child import HostSpec, serve
 from scheduler.drivers.neonize.loading import preload, quiet_log_thread
@@ -51,9 +52,9 @@ def _prctl(option: int, value: int) -> None:
 class Zygote:
     """The worker's handle on its zygote process: `spawn(spec, sock)` forks one session host.
 
-    Requests are pipelined: several threads may wait for a pid at once, and a reader thread hands
-    the zygote's answers (which come in request order) to them, so a busy machine's scheduling
-    delays overlap instead of adding up, one fork after the other.
+    Requests are pipelined: any number of sessions may wait for a pid at once (on the event loop),
+    and a reader thread hands the zygote's answers (which come in request order) to them, so a busy
+    machine's scheduling delays overlap instead of adding up, one fork after the other.
     """
 
     def __init__(self) -> None:
@@ -68,36 +69,46 @@ class Zygote:
         process = self._process
         return process.pid if process is not None else None
 
-    def spawn(self, spec: HostSpec, sock: socket.socket, timeout: float | None = None) -> int:
-        """Fork a session host serving `sock`; its pid. Blocking: call it from a thread.
+    async def spawn(self, spec: HostSpec, sock: socket.socket) -> int:
+        """Fork a session host serving `sock`; its pid.
 
-        A zygote found dead, or that does not answer within `timeout`, is replaced (its hosts live
-        on) and the request made once more to the new one."""
-        for attempt in (1, 2):
-            answer: Future[int] = Future()
-            with self._lock:
-                control = self._running()
-                self._waiting.append(answer)
-                try:
-                    socket.send_fds(control, [spec.to_json()], [sock.fileno()])
-                except OSError:
-                    self._stop(grace=0.0)
-                    continue
+        The answer is awaited on the event loop, not in a thread: hundreds of forks can be asked
+        for at once. A zygote found dead, or that does not answer within `SPAWN_TIMEOUT`, is
+        replaced (its hosts live on) and the request made once more to the new one."""
+        for _attempt in (1, 2):
             try:
-                pid = answer.result(SPAWN_TIMEOUT if timeout is None else timeout)
-            except TimeoutError:
-                with self._lock:
-                    if self._control is control:
-                        self._stop(grace=0.0)  # stopped or swamped: only forks are lost with it
+                control, answer = await asyncio.to_thread(self._request, spec, sock)
             except OSError:
-                pass  # it died meanwhile: the next attempt starts a new one
-            else:
-                if pid <= 0:
-                    raise OSError("the session host zygote refused the request")
-                return pid
-            if attempt == 2:
-                break
+                continue  # it died as we wrote: the next attempt starts a new one
+            try:
+                pid = await asyncio.wait_for(asyncio.wrap_future(answer), SPAWN_TIMEOUT)
+            except TimeoutError:
+                await asyncio.to_thread(self._replace, control)  # stopped or swamped: only forks are lost
+                continue
+            except OSError:
+                continue  # it died meanwhile
+            if pid <= 0:
+                raise OSError("the session host zygote refused the request")
+            return pid
         raise OSError("the session host zygote did not answer")
+
+    def _request(self, spec: HostSpec, sock: socket.socket) -> tuple[socket.socket, Future[int]]:
+        # Blocking only while a zygote starts (it preloads); otherwise one send.
+        answer: Future[int] = Future()
+        with self._lock:
+            control = self._running()
+            self._waiting.append(answer)
+            try:
+                socket.send_fds(control, [spec.to_json()], [sock.fileno()])
+            except OSError:
+                self._stop(grace=0.0)
+                raise
+        return control, answer
+
+    def _replace(self, control: socket.socket) -> None:
+        with self._lock:
+            if self._control is control:
+                self._stop(grace=0.0)
 
     def start(self) -> None:
         with self._lock:
@@ -171,9 +182,11 @@ def _hand_out(control: socket.socket, waiting: deque[Future[int]], process: subp
             answer = b""
         if len(answer) != _PID.size:
             break
-        waiting.popleft().set_result(int(_PID.unpack(answer)[0]))
+        with contextlib.suppress(InvalidStateError):  # its asker gave up waiting
+            waiting.popleft().set_result(int(_PID.unpack(answer)[0]))
     while waiting:
-        waiting.popleft().set_exception(OSError("the session host zygote is gone"))
+        with contextlib.suppress(InvalidStateError):
+            waiting.popleft().set_exception(OSError("the session host zygote is gone"))
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(1.0)
 
