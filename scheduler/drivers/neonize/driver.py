@@ -138,8 +138,9 @@ class SessionProcess:
         try:
             self._writer.write(wire.encode(wire.Call(call_id, method, args)))
             del args  # a send's media is in the transport's buffer now, or already sent
-            await self._writer.drain()
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # a stopped host stops reading too: drain is bounded
+                await self._writer.drain()
+                return await future
         except ConnectionError as exc:
             raise TransientDriverError("the session host has ended") from exc
         finally:
