@@ -31,6 +31,8 @@ from scheduler.drivers.base import DriverError, DriverEvent
 _HEADER = struct.Struct("!I")
 # Frames carry media (an inbound download, an outgoing file): the limit is the media's plus this.
 FRAME_OVERHEAD = 1024 * 1024
+# The limit with the default media limit (100 MiB); the driver computes its own from its settings.
+DEFAULT_FRAME_LIMIT = 100 * 1024 * 1024 + FRAME_OVERHEAD
 
 # Tags of the values msgpack has no type for; a map holding one of these keys is that value.
 _DATACLASS, _MODEL, _ERROR, _TUPLE, _TIME = "\x00dc", "\x00m", "\x00e", "\x00t", "\x00d"
@@ -164,7 +166,7 @@ def decode(packed: bytes) -> Frame:
     raise FrameError(f"not a frame: {str(body)[:80]!r}")
 
 
-async def read(reader: asyncio.StreamReader, limit: int) -> Frame | None:
+async def read(reader: asyncio.StreamReader, limit: int = DEFAULT_FRAME_LIMIT) -> Frame | None:
     """The next frame, or None once the other end has gone; FrameError for one that is not ours."""
     try:
         header = await reader.readexactly(_HEADER.size)
