@@ -133,6 +133,12 @@ class Settings(BaseModel):
     session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
     worker_poll_delay: float = Field(default=0.05, gt=0)
     whatsapp_proxy: str | None = Field(default=None, description="proxy URL the neonize driver dials WhatsApp through")
+    session_host_timeout: float = Field(
+        default=20.0, gt=0, description="seconds a session host may leave a heartbeat unanswered before it is restarted"
+    )
+    whatsmeow_log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    # Sessions a restarted worker brings up at once when it adopts its instances.
+    adopt_concurrency: int = Field(default=500, gt=0, description="instances a worker adopts at once at start")
     lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
     sweep_interval: float = Field(default=10.0, gt=0, description="seconds between a worker's send-path repair sweeps")
     message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")

@@ -3,18 +3,22 @@
 `REFUSED` is a SOCKS5 proxy address nothing listens on: every dial fails at once. `Blackhole` is a
 SOCKS5 proxy that accepts, agrees to connect anywhere, then never answers: a dial that hangs until
 whatsmeow gives up on the TLS handshake (10 s). `linked_store` writes a session store holding a
-made-up linked device, in the schema whatsmeow itself created. Nothing leaves 127.0.0.1.
+made-up linked device, in the schema whatsmeow itself created; `linked_instances` sets up what a
+restarted worker finds: instances it owned, each with such a store. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
+from core.instances import InstanceName
 from scheduler.drivers.base import Disconnected, DriverEvent
 from scheduler.drivers.neonize import NeonizeDriver
+from scheduler.services import Services
 
 REFUSED = "socks5://127.0.0.1:9"
 
@@ -80,3 +84,12 @@ async def linked_store(sessions_dir: Path, name: str, phone: str = "549111234567
         )
     db.close()
     return path
+
+
+async def linked_instances(services: Services, sessions_dir: Path, names: list[str], owner: str) -> None:
+    """Instances `names`, owned by worker `owner` (a previous run of it), each with a linked store."""
+    template = await linked_store(sessions_dir / "template", "template")
+    for name in names:
+        shutil.copy(template, sessions_dir / f"{name}.sqlite3")
+        await services.instances.create(InstanceName.parse(name), "http://127.0.0.1:9/hook", "s" * 16, "open")
+        await services.ownership.claim(name, owner, None)

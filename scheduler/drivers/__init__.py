@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from config import Settings
 from core.redis_client import Redis
 from scheduler.drivers.base import Driver
@@ -25,5 +27,7 @@ def make_driver(settings: Settings, redis: Redis, worker_id: str) -> Driver:
         settings.max_sessions,
         database_url=settings.session_database_url,
         proxy=settings.whatsapp_proxy,
+        host_timeout=settings.session_host_timeout,
+        whatsmeow_log_level=getattr(logging, settings.whatsmeow_log_level.upper()),
         max_media_bytes=settings.media_max_bytes,
     )

@@ -8,21 +8,33 @@ child when the session ends, and whatever Go held goes with the process.
 The worker starts children through a forkserver that has imported `zygote`: the protobuf modules
 and neonize's Python dependencies are then shared copy-on-write by every child. The Go library
 itself is loaded only in the children (its runtime starts threads, which a fork would lose).
+
+A host is on its own once forked: its own session and process group (a signal to the worker's group
+is the worker's to handle: it closes its hosts itself), files only its user can read (the session
+store holds the linked device's keys), and it exits as soon as its socket to the worker closes,
+whether its event loop is free or not (a watchdog thread waits for the hang-up). It answers the
+worker's heartbeat (`ping`) from its event loop, forwards its log (`logpipe`), and keeps no frame
+after use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import select
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from scheduler.drivers.base import DriverError, DriverEvent
 from scheduler.drivers.neonize import wire
+from scheduler.drivers.neonize.loading import _import
+from scheduler.drivers.neonize.logpipe import LogPipe
 from scheduler.drivers.neonize.session import NeonizeSession
 from scheduler.drivers.neonize.stores import PostgresStores, SessionStore, SqliteStore
 
@@ -45,15 +57,18 @@ _METHODS = frozenset(
         "group",
         "logout",
         "close",
+        "ping",
     }
 )
+# Bytes the worker may have left to read before log lines are dropped instead of queued.
+_LOG_WRITE_BUFFER = 1024 * 1024
 # Calls after which the child has nothing left to do.
 _FINAL = frozenset({"logout", "close"})
 
 
 @dataclass(frozen=True)
 class HostSpec:
-    """What a session host is started with (pickled to the child)."""
+    """What a session host is started with (sent to the zygote as JSON)."""
 
     instance_name: str
     sqlite_path: Path
@@ -61,6 +76,19 @@ class HostSpec:
     proxy: str | None
     options: dict[str, Any]
     log_level: int
+    whatsmeow_log_level: int
+    frame_limit: int
+
+    def to_json(self) -> bytes:
+        return json.dumps({**asdict(self), "sqlite_path": str(self.sqlite_path)}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> HostSpec:
+        try:
+            fields = json.loads(data)
+            return cls(**{**fields, "sqlite_path": Path(fields["sqlite_path"])})
+        except (TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a HostSpec: {exc}") from exc
 
     def store(self) -> SessionStore:
         if self.database_url is not None:
@@ -70,7 +98,13 @@ class HostSpec:
 
 def serve(sock: socket.socket, spec: HostSpec) -> None:
     """The child's entry point: serve calls from the parent until told to close or orphaned."""
+    os.setsid()
+    os.umask(0o077)
+    threading.Thread(target=_exit_on_hang_up, args=(sock.fileno(),), name="hang-up", daemon=True).start()
     logging.getLogger().setLevel(spec.log_level)
+    # neonize hands its Go side the level of this logger: whatsmeow filters at the source.
+    logging.getLogger("neonize.utils.log").setLevel(spec.whatsmeow_log_level)
+    logging.getLogger("whatsmeow").setLevel(spec.whatsmeow_log_level)
     os.environ.setdefault("NEONIZE_BOT_TAG", "off")
     loop = asyncio.new_event_loop()
     try:
@@ -80,6 +114,16 @@ def serve(sock: socket.socket, spec: HostSpec) -> None:
     finally:
         # Never wait for the Go side at exit: a thread may be stuck in it for good.
         os._exit(0)
+
+
+def _exit_on_hang_up(fd: int) -> None:
+    """The worker closed its end (or died): end at once, even with the event loop stuck in Go."""
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)
+    while True:
+        for _fd, events in poller.poll():
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                os._exit(0)
 
 
 class _Host:
@@ -93,36 +137,61 @@ class _Host:
         )
 
     async def run(self, sock: socket.socket) -> None:
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="neonize"))
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="neonize"))
         reader, self.writer = await asyncio.open_connection(sock=sock)
+        pipe = LogPipe(loop, self._send_log)
+        logging.getLogger().handlers[:] = [pipe]
+        # neonize looks its log callback up here when a client connects: ours, bounded, replaces
+        # the queue its import filled for a thread the zygote ended.
+        setattr(_import("neonize.aioze.client"), "log_whatsmeow", pipe.whatsmeow)  # noqa: B010
         reading = asyncio.create_task(self._read(reader))
         await asyncio.wait([reading, asyncio.create_task(self.done.wait())], return_when=asyncio.FIRST_COMPLETED)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while (frame := await wire.read(reader)) is not None:
-            if isinstance(frame, wire.Call):
-                task = asyncio.create_task(self._call(frame))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-        # The parent is gone (or closed our socket): nothing here is wanted any more.
+        try:
+            while await self._take(reader):
+                pass
+        except wire.FrameError:
+            log.exception("a frame from the worker did not decode")
+        # The parent is gone (or closed our socket, or talks nonsense): nothing here is wanted.
+
+    async def _take(self, reader: asyncio.StreamReader) -> bool:
+        # One frame per call: its arguments (media bytes) are not kept while the next is awaited.
+        frame = await wire.read(reader, self.spec.frame_limit)
+        if frame is None:
+            return False
+        if isinstance(frame, wire.Call):
+            task = asyncio.create_task(self._call(frame))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return True
 
     async def _call(self, call: wire.Call) -> None:
         value: Any = None
-        error: BaseException | None = None
+        error: DriverError | None = None
+        method, args, call_id = call.method, call.args, call.call_id
+        del call  # a send's media goes once the session is done with it
         try:
-            if call.method not in _METHODS:
-                raise DriverError(f"unknown session call {call.method!r}")
-            if call.method == "close" and not self.session.connected:
-                pass  # nothing to say goodbye to: the process ends, and whatever Go holds with it
-            else:
-                value = await getattr(self.session, call.method)(*call.args)
+            if method not in _METHODS:
+                raise DriverError(f"unknown session call {method!r}")
+            if method in ("close", "logout") and not self.session.connected:
+                # Nothing to say goodbye to (a dial or a linking attempt): whatever Go holds goes
+                # with the process, without a stop() that blocks while it dials.
+                value = False
+            elif method == "logout":
+                await self.session.logout(close=False)  # the process ends right after: Go with it
+                value = True
+            elif method != "ping":  # a ping is answered by the loop being free to answer it
+                value = await getattr(self.session, method)(*args)
         except DriverError as exc:
             error = exc
         except Exception as exc:  # reported to the caller, whatever it was
-            log.exception("%s failed", call.method)
-            error = DriverError(f"{call.method} failed in the session host: {type(exc).__name__}: {exc}")
-        await self._send(wire.Reply(call.call_id, value, error))
-        if call.method in _FINAL:
+            log.exception("%s failed", method)
+            error = DriverError(f"{method} failed in the session host: {type(exc).__name__}: {exc}")
+        del args
+        await self._send(wire.Reply(call_id, value, error))
+        if method in _FINAL:
             self.done.set()
 
     async def emit(self, event: DriverEvent) -> None:
@@ -131,10 +200,18 @@ class _Host:
     async def ended(self, reconnect: bool) -> None:
         await self._send(wire.Ended(reconnect))
 
+    def _send_log(self, line: wire.Log) -> bool:
+        writer = self.writer
+        if writer is None or writer.is_closing() or writer.transport.get_write_buffer_size() > _LOG_WRITE_BUFFER:
+            return False
+        writer.write(wire.encode(line))
+        return True
+
     async def _send(self, frame: wire.Frame) -> None:
         if self.writer is None or self.writer.is_closing():
             return
         self.writer.write(wire.encode(frame))
+        del frame  # an inbound media event is not kept while the worker reads it
         try:
             await self.writer.drain()
         except ConnectionError:

@@ -22,8 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from scheduler.drivers.base import (
     Account,
+    Banned,
     Connected,
     Disconnected,
     DriverError,
@@ -34,22 +37,27 @@ from scheduler.drivers.base import (
     OutgoingMessage,
     PresenceState,
     Profile,
+    QrCode,
+    QrExpired,
     SendResult,
     TransientDriverError,
 )
 from scheduler.drivers.neonize import wire
 from scheduler.drivers.neonize.child import HostSpec
+from scheduler.drivers.neonize.orphans import reap_orphans
 from scheduler.drivers.neonize.session import (
     LOOKUP_TIMEOUT,
+    MAX_MEDIA_BYTES,
     MEDIA_TIMEOUT,
     PAIR_QR_WAIT,
     SEND_TIMEOUT,
-    STOP_TIMEOUT,
 )
-from scheduler.drivers.neonize.stores import PostgresStores, SessionStore, SqliteStore
+from scheduler.drivers.neonize.stores import PostgresStores, SessionStore, SqliteStore, private_dir
 from scheduler.drivers.neonize.zygote import Zygote
+from scheduler.media import MAX_BYTES
 
 log = logging.getLogger(__name__)
+host_log = structlog.get_logger("scheduler.session_host")  # what the hosts log, whatsmeow's lines too
 
 _INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # Pauses before reconnecting a linked session whose host died or whose run broke, by attempt.
@@ -59,35 +67,60 @@ CALL_MARGIN = 10.0
 CONNECT_TIMEOUT = 60.0
 # How long a session host gets to close its client (a clean websocket goodbye) before it is killed.
 HOST_GRACE = 3.0
+# How long a session host may leave a heartbeat unanswered before it is killed (and restarted).
+HOST_TIMEOUT = 20.0
+# Seconds between two collections of the zombies the worker inherits as a subreaper (`orphans`).
+ORPHAN_SWEEP = 10.0
+# How long a delete waits for WhatsApp to confirm a logout before the host is ended anyway.
+LOGOUT_TIMEOUT = 1.5
 
 
 class SessionProcess:
-    """One session host: the child process (watched through a pidfd) and the socket to it."""
+    """One session host: the child process (watched through a pidfd) and the socket to it.
 
-    def __init__(self, pid: int, pidfd: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    The host is watched three ways: its pidfd fires when it exits, its socket closes when it dies,
+    and a heartbeat (`ping`, answered by the host's event loop) every `heartbeat / 3` s catches one
+    that is alive but stuck: no answer within `heartbeat` s and it is killed. A frame that does not
+    decode is treated the same: the host is killed and reaped, never read further.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        frame_limit: int,
+        heartbeat: float,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.pid = pid
         self._pidfd = pidfd
         self._reader = reader
         self._writer = writer
+        self._frame_limit = frame_limit
         self._calls: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._ids = itertools.count(1)
         self.ending = False
         self.killed = False
+        self.why: str | None = None  # why the worker killed it, when it did
         self.exited = loop.create_future()
         self._dead = loop.create_future()
         loop.add_reader(pidfd, self._on_dead)
         self.on_event: Callable[[DriverEvent], None] = lambda event: None
         self.on_ended: Callable[[bool], None] = lambda reconnect: None
         self.on_exit: Callable[[str], None] = lambda why: None
+        self.on_log: Callable[[wire.Log], None] = lambda line: None
         self._reading = loop.create_task(self._read())
+        self._beating = loop.create_task(self._beat(heartbeat))
 
     @classmethod
-    async def start(cls, zygote: Zygote, spec: HostSpec) -> SessionProcess:
+    async def start(cls, zygote: Zygote, spec: HostSpec, heartbeat: float) -> SessionProcess:
         ours, theirs = socket.socketpair()
         try:
             try:
-                pid = await asyncio.to_thread(zygote.spawn, spec, theirs)  # a round trip: off the loop
+                pid = await zygote.spawn(spec, theirs)
                 pidfd = os.pidfd_open(pid)
             finally:
                 theirs.close()
@@ -95,7 +128,7 @@ class SessionProcess:
         except OSError as exc:
             ours.close()
             raise TransientDriverError(f"could not start a session host: {exc}") from exc
-        return cls(pid, pidfd, reader, writer)
+        return cls(pid, pidfd, reader, writer, frame_limit=spec.frame_limit, heartbeat=heartbeat)
 
     async def call(self, method: str, *args: Any, timeout: float) -> Any:
         if self.exited.done():
@@ -105,8 +138,10 @@ class SessionProcess:
         self._calls[call_id] = (method, future)
         try:
             self._writer.write(wire.encode(wire.Call(call_id, method, args)))
-            await self._writer.drain()
-            return await asyncio.wait_for(future, timeout)
+            del args  # a send's media is in the transport's buffer now, or already sent
+            async with asyncio.timeout(timeout):  # a stopped host stops reading too: drain is bounded
+                await self._writer.drain()
+                return await future
         except ConnectionError as exc:
             raise TransientDriverError("the session host has ended") from exc
         finally:
@@ -117,7 +152,7 @@ class SessionProcess:
     async def end(self, timeout: float) -> None:
         """Ask the child to close its client, then end it whatever it does."""
         self.ending = True
-        if not self.exited.done():
+        if not self.exited.done() and timeout > 0:
             with contextlib.suppress(DriverError, TimeoutError):
                 await self.call("close", timeout=timeout)
             with contextlib.suppress(TimeoutError):
@@ -125,9 +160,10 @@ class SessionProcess:
         self.kill()
         await asyncio.shield(self.exited)
 
-    def kill(self) -> None:
+    def kill(self, why: str | None = None) -> None:
         if not self._dead.done():
             self.killed = True
+            self.why = self.why or why
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
@@ -136,31 +172,61 @@ class SessionProcess:
         if not self._dead.done():
             self._dead.set_result(None)
 
+    async def _beat(self, bound: float) -> None:
+        while not self.exited.done():
+            await asyncio.sleep(bound / 3)
+            try:
+                await self.call("ping", timeout=bound)
+            except TimeoutError:
+                log.error("session host %s did not answer a heartbeat within %g s; killing it", self.pid, bound)
+                self.kill(f"no heartbeat within {bound:g} s")
+                return
+            except DriverError:
+                return  # it ended: _reap tells
+
     async def _read(self) -> None:
-        while (frame := await wire.read(self._reader)) is not None:
-            match frame:
-                case wire.Reply(call_id=call_id, value=value, error=error):
-                    _, future = self._calls.get(call_id, ("", None))
-                    if future is not None and not future.done():
-                        if error is not None:
-                            future.set_exception(error)
-                        else:
-                            future.set_result(value)
-                case wire.Event(event=event):
-                    self.on_event(event)
-                case wire.Ended(reconnect=reconnect):
-                    self.on_ended(reconnect)
+        try:
+            while await self._take():
+                pass
+        except wire.FrameError as exc:
+            log.error("session host %s sent a frame that does not decode (%s); killing it", self.pid, exc)
+            self.kill("it sent a frame that does not decode")
         await self._reap()
+
+    async def _take(self) -> bool:
+        # One frame per call: nothing of it (an inbound media's bytes) outlives its handling.
+        frame = await wire.read(self._reader, self._frame_limit)
+        match frame:
+            case None:
+                return False
+            case wire.Reply(call_id=call_id, value=value, error=error):
+                _, future = self._calls.get(call_id, ("", None))
+                if future is not None and not future.done():
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
+            case wire.Event(event=event):
+                self.on_event(event)
+            case wire.Ended(reconnect=reconnect):
+                self.on_ended(reconnect)
+            case wire.Log():
+                self.on_log(frame)
+        return True
 
     async def _reap(self) -> None:
         # The socket closed: the child exited, is about to, or is stuck. It gets a moment.
+        self._beating.cancel()
         self._writer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._dead), HOST_GRACE if self.ending else 1.0)
-        self.kill()
+        self.kill("it closed its socket but did not exit")
         await self._dead
+        # A host whose zygote died is our child (we are its subreaper): collect its exit status.
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222 (it has exited)
         os.close(self._pidfd)
-        why = "killed after it stopped answering" if self.killed and not self.ending else "its process exited"
+        why = f"killed: {self.why}" if self.killed and not self.ending else "its process exited"
         for method, future in self._calls.values():
             if not future.done():
                 if method == "send":
@@ -188,6 +254,7 @@ class HostedSession:
         self._attempts = 0
         self._restart: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
+        self._online = False  # Connected came and nothing ended it since: a logout can reach WhatsApp
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
         self._delivery: asyncio.Task[None] | None = None
 
@@ -201,11 +268,19 @@ class HostedSession:
         return self._host.pid if self._host is not None else None
 
     async def connect(self) -> None:
+        """Start a host and its client; a start that fails is retried with backoff (a linked
+        session reconnects from its store) and raises a `DriverError` to the caller meanwhile."""
         self._wanted = True
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
-        await self._start()
+        try:
+            await self._start()
+        except DriverError as exc:
+            if self._wanted and self._host is None:
+                log.warning("%s: starting the session failed: %s; trying again", self.instance_name, exc)
+                self._schedule_restart()
+            raise
 
     async def pair_phone(self, phone_number: str) -> str:
         timeout = PAIR_QR_WAIT + LOOKUP_TIMEOUT + CALL_MARGIN
@@ -253,22 +328,31 @@ class HostedSession:
         await self._call("show_typing", to, typing, timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
 
     async def logout(self) -> None:
+        """Unlink the device if WhatsApp can be told now, then end the host at once: bounded by
+        `LOGOUT_TIMEOUT` whatever the host does. A device WhatsApp was not told about is dropped by
+        WhatsApp once its store is gone (the caller removes it) and it never connects again."""
         self._wanted = False
         host = self._host
         try:
-            if host is not None and not host.ending:
-                await host.call("logout", timeout=LOOKUP_TIMEOUT + STOP_TIMEOUT + CALL_MARGIN)
+            if host is not None and not host.ending and self._online:
+                await host.call("logout", timeout=LOGOUT_TIMEOUT)
+        except (DriverError, TimeoutError) as exc:
+            log.warning("%s: logout not confirmed by WhatsApp: %s", self.instance_name, exc or "timed out")
         finally:
-            await self.close()
+            await self._close(grace=0.0)
 
     async def close(self) -> None:
+        await self._close(grace=HOST_GRACE)
+
+    async def _close(self, grace: float) -> None:
         self._wanted = False
+        self._online = False
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
         host, self._host = self._host, None
         if host is not None:
-            await host.end(HOST_GRACE)
+            await host.end(grace)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._delivery is not None and self._delivery is not asyncio.current_task():
             self._delivery.cancel()
@@ -284,16 +368,22 @@ class HostedSession:
                 return
             # Never two clients on one store: a host still ending goes first.
             await asyncio.gather(*self._retiring, return_exceptions=True)
-            host = await SessionProcess.start(self._driver.zygote, self._driver.spec(self.instance_name))
+            driver = self._driver
+            driver.watch_orphans()
+            host = await SessionProcess.start(driver.zygote, driver.spec(self.instance_name), driver.host_timeout)
             host.on_event = self._queue
             host.on_ended = functools.partial(self._host_ended, host)
             host.on_exit = functools.partial(self._host_died, host)
+            host.on_log = self._host_log
             if not self._wanted:  # closed while the host was starting
                 self._retire(host)
                 return
             self._host = host
             try:
                 await host.call("connect", timeout=CONNECT_TIMEOUT)
+            except TimeoutError:
+                self._retire(host)
+                raise TransientDriverError(f"the session host did not connect within {CONNECT_TIMEOUT:g} s") from None
             except BaseException:
                 self._retire(host)
                 raise
@@ -326,6 +416,9 @@ class HostedSession:
         elif self._wanted:
             self._schedule_restart()
 
+    def _host_log(self, line: wire.Log) -> None:
+        host_log.log(line.level, line.message, instance=self.instance_name, logger=line.logger)
+
     def _host_died(self, host: SessionProcess, why: str) -> None:
         log.error("%s: session host %s died (%s)", self.instance_name, host.pid, why)
         if self._host is host:
@@ -357,7 +450,7 @@ class HostedSession:
                 return  # a linking attempt: a new one starts when someone asks for a QR again
             log.info("%s: reconnecting from the session store", self.instance_name)
             await self._start()
-        except (DriverError, TimeoutError) as exc:
+        except DriverError as exc:
             log.warning("%s: reconnecting failed: %s", self.instance_name, exc)
             self._restart = None
             if self._wanted and self._host is None:
@@ -371,6 +464,8 @@ class HostedSession:
     def _queue(self, event: DriverEvent) -> None:
         if isinstance(event, Connected):
             self._attempts = 0
+        if isinstance(event, Connected | Disconnected | QrCode | QrExpired | Banned):
+            self._online = isinstance(event, Connected)
         self._events.put_nowait(event)
         if self._delivery is None:
             self._delivery = asyncio.get_running_loop().create_task(self._deliver())
@@ -383,6 +478,7 @@ class HostedSession:
             except Exception:
                 log.exception("%s: the event sink failed on %s", self.instance_name, type(event).__name__)
             finally:
+                del event  # an inbound media's bytes are not kept until the next event
                 self._events.task_done()
 
 
@@ -397,10 +493,17 @@ class NeonizeDriver:
         *,
         database_url: str | None = None,
         proxy: str | None = None,
+        host_timeout: float = HOST_TIMEOUT,
+        whatsmeow_log_level: int = logging.WARNING,
         **options: Any,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
+        self.host_timeout = host_timeout
+        self.whatsmeow_log_level = whatsmeow_log_level
+        # The largest frame: an inbound media download or an outgoing file, and the rest of it.
+        media = max(int(options.get("max_media_bytes", MAX_MEDIA_BYTES)), *MAX_BYTES.values())
+        self.frame_limit = media + wire.FRAME_OVERHEAD
         self.sessions_dir = sessions_dir
         self.max_sessions = max_sessions
         self.database_url = database_url
@@ -409,6 +512,7 @@ class NeonizeDriver:
         self._options = options  # NeonizeSession's keyword options (deadlines), for the children
         self._sessions: dict[str, HostedSession] = {}
         self.zygote = Zygote()
+        self._reaping: asyncio.Task[None] | None = None
 
     def store_path(self, instance_name: str) -> Path:
         if not _INSTANCE_NAME.fullmatch(instance_name):
@@ -429,6 +533,8 @@ class NeonizeDriver:
             proxy=self._proxy,
             options=self._options,
             log_level=logging.getLogger("scheduler").getEffectiveLevel(),
+            whatsmeow_log_level=self.whatsmeow_log_level,
+            frame_limit=self.frame_limit,
         )
 
     def session(self, instance_name: str, sink: EventSink) -> HostedSession:
@@ -438,7 +544,7 @@ class NeonizeDriver:
         if len(self._sessions) >= self.max_sessions:
             raise TransientDriverError(f"this worker already hosts {self.max_sessions} sessions")
         if self.postgres is None:
-            self.sessions_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.sessions_dir)
         session = HostedSession(self, instance_name, store, sink)
         self._sessions[instance_name] = session
         return session
@@ -452,10 +558,24 @@ class NeonizeDriver:
     async def open(self) -> None:
         """Start the zygote now (it preloads while the worker starts), not at the first session."""
         await asyncio.to_thread(self.zygote.start)
+        self.watch_orphans()
+
+    def watch_orphans(self) -> None:
+        """Collect the orphans we inherit as a subreaper from now on (called from the event loop)."""
+        if self._reaping is None:
+            self._reaping = asyncio.get_running_loop().create_task(self._reap_orphans())
+
+    async def _reap_orphans(self) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_SWEEP)
+            reap_orphans()
 
     def close(self) -> None:
         """Stop the zygote (once the sessions are closed) and close the worker's own PostgreSQL
         connection, if any."""
+        if self._reaping is not None:
+            self._reaping.cancel()
+            self._reaping = None
         self.zygote.close()
         if self.postgres is not None:
             self.postgres.close()

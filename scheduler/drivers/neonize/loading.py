@@ -88,3 +88,12 @@ def preload() -> None:
         _import(name)
     # neonize warns, once per process, that ffprobe is missing: the gateway builds its media itself.
     setattr(_import("neonize.utils.ffmpeg"), "_ffmpeg_checked", True)  # noqa: B010
+
+
+def quiet_log_thread() -> None:
+    """End the thread neonize's log module starts at import (a preloading parent must stay
+    single-threaded); each session host installs its own log pipeline after the fork (`logpipe`)."""
+    log = sys.modules.get("neonize.utils.log")
+    if log is not None and log._thread.is_alive():
+        log._log_queue.put(None)  # its worker loop's own sentinel
+        log._thread.join()

@@ -278,7 +278,9 @@ class NeonizeSession:
             if task is not asyncio.current_task():
                 task.cancel()
 
-    async def logout(self) -> None:
+    async def logout(self, *, close: bool = True) -> None:
+        """Unlink the device (when connected), then close the client; without `close` the caller
+        ends the process instead (a host: `client.stop()` can block for many seconds)."""
         client = self._client
         try:
             if client is not None and self._connected:
@@ -289,7 +291,8 @@ class NeonizeSession:
             else:
                 log.info("%s: not connected, logout only forgets the local store", self.instance_name)
         finally:
-            await self.close()
+            if close:
+                await self.close()
 
     # -- pairing and sending
 

@@ -116,6 +116,12 @@ class SessionStore(Protocol):
     def remove(self) -> None: ...
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` if need be, readable by this user only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 class SqliteStore:
     """One sqlite file per instance under the sessions directory (the default)."""
 
@@ -126,7 +132,11 @@ class SqliteStore:
         return str(self.path)
 
     def prepare(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The linked device's keys: for this user only (stores made before this rule included).
+        private_dir(self.path.parent)
+        for path in (self.path, *(self.path.with_name(self.path.name + tail) for tail in ("-wal", "-shm", "-journal"))):
+            with contextlib.suppress(FileNotFoundError):
+                path.chmod(0o600)
 
     def has_device(self) -> bool:
         return store_has_device(self.path)

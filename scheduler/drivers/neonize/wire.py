@@ -1,25 +1,57 @@
-"""The frames a session host and its parent exchange over their socket pair.
+"""The frames a session host and the worker exchange over their socket pair.
 
-A frame is a 4-byte big-endian length and a pickle. Both ends are this program (the parent forks
-its own children), so pickle carries the driver's dataclasses and exceptions as they are.
+A frame is a 4-byte big-endian length and a msgpack array. The host parses untrusted WhatsApp data,
+so what it sends is data, never code: decoding builds only the driver interface's own types (the
+dataclasses, value models and `DriverError`s of `scheduler.drivers.base`, looked up by name), checks
+each frame's shape, and refuses any frame longer than the limit the reader was given. Whatever does
+not decode raises `FrameError`: the reader then treats the other side as broken.
 
-Parent to child: `Call(call_id, method, args)`. Child to parent: `Reply(call_id, value, error)`,
-`Event(event)` (a `DriverEvent`, in the order the session produced them) and `Ended(reconnect)`
-when the session is over and the child only waits to be ended (`reconnect`: the session did not
-end for good: a broken run, worth connecting again from its store).
+Worker to host: `Call(call_id, method, args)`. Host to worker: `Reply(call_id, value, error)`,
+`Event(event)` (a `DriverEvent`, in the order the session produced them), `Ended(reconnect)` when
+the session is over and the host only waits to be ended (`reconnect`: the session did not end for
+good, worth connecting again from its store), and `Log(level, logger, message)`: a line of the
+host's log (whatsmeow's among them) for the worker's structured log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import pickle
+import dataclasses
 import struct
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, get_args
 
-from scheduler.drivers.base import DriverEvent
+import msgpack
+from pydantic import BaseModel, ValidationError
+
+from scheduler.drivers import base
+from scheduler.drivers.base import DriverError, DriverEvent
 
 _HEADER = struct.Struct("!I")
+# Frames carry media (an inbound download, an outgoing file): the limit is the media's plus this.
+FRAME_OVERHEAD = 1024 * 1024
+# The limit with the default media limit (100 MiB); the driver computes its own from its settings.
+DEFAULT_FRAME_LIMIT = 100 * 1024 * 1024 + FRAME_OVERHEAD
+
+# Tags of the values msgpack has no type for; a map holding one of these keys is that value.
+_DATACLASS, _MODEL, _ERROR, _TUPLE, _TIME = "\x00dc", "\x00m", "\x00e", "\x00t", "\x00d"
+_DATACLASSES: dict[str, type[Any]] = {
+    name: kind for name, kind in vars(base).items() if isinstance(kind, type) and dataclasses.is_dataclass(kind)
+}
+_MODELS: dict[str, type[BaseModel]] = {
+    name: kind
+    for name, kind in vars(base).items()
+    if isinstance(kind, type) and issubclass(kind, BaseModel) and kind.__module__ == base.__name__
+}
+_ERRORS: dict[str, type[DriverError]] = {
+    name: kind for name, kind in vars(base).items() if isinstance(kind, type) and issubclass(kind, DriverError)
+}
+_EVENTS = get_args(DriverEvent)
+
+
+class FrameError(Exception):
+    """A frame that is too long, not msgpack, or not one of ours."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +65,7 @@ class Call:
 class Reply:
     call_id: int
     value: Any = None
-    error: BaseException | None = None
+    error: DriverError | None = None
 
 
 @dataclass(frozen=True)
@@ -46,20 +78,101 @@ class Ended:
     reconnect: bool
 
 
-Frame = Call | Reply | Event | Ended
+@dataclass(frozen=True)
+class Log:
+    level: int
+    logger: str
+    message: str
+
+
+Frame = Call | Reply | Event | Ended | Log
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {_TUPLE: list(value)}
+    if isinstance(value, datetime):
+        return {_TIME: value.isoformat()}
+    if isinstance(value, DriverError):
+        return {_ERROR: type(value).__name__, "message": str(value)}
+    if isinstance(value, BaseModel):
+        return {_MODEL: type(value).__name__, "fields": value.model_dump()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        return {_DATACLASS: type(value).__name__, "fields": fields}
+    raise TypeError(f"{type(value).__name__} cannot cross to a session host")
+
+
+def _named(table: dict[str, Any], name: Any) -> Any:
+    kind = table.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise FrameError(f"unknown type {name!r} in a frame")
+    return kind
+
+
+def _object(value: dict[str, Any]) -> Any:
+    if len(value) > 2 or not any(key.startswith("\x00") for key in value):
+        return value
+    try:
+        if _TUPLE in value:
+            return tuple(value[_TUPLE])
+        if _TIME in value:
+            return datetime.fromisoformat(value[_TIME])
+        if _ERROR in value:
+            return _named(_ERRORS, value[_ERROR])(str(value["message"]))
+        if _MODEL in value:
+            return _named(_MODELS, value[_MODEL]).model_validate(value["fields"])
+        if _DATACLASS in value:
+            return _named(_DATACLASSES, value[_DATACLASS])(**value["fields"])
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise FrameError(f"malformed value in a frame: {exc}") from exc
+    return value
 
 
 def encode(frame: Frame) -> bytes:
-    body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
+    match frame:
+        case Call(call_id=call_id, method=method, args=args):
+            body: list[Any] = ["call", call_id, method, list(args)]
+        case Reply(call_id=call_id, value=value, error=error):
+            body = ["reply", call_id, value, error]
+        case Event(event=event):
+            body = ["event", event]
+        case Ended(reconnect=reconnect):
+            body = ["ended", reconnect]
+        case Log(level=level, logger=logger, message=message):
+            body = ["log", level, logger, message]
+    packed: bytes = msgpack.packb(body, default=_default, strict_types=True, use_bin_type=True)
+    return _HEADER.pack(len(packed)) + packed
 
 
-async def read(reader: asyncio.StreamReader) -> Frame | None:
-    """The next frame, or None once the other end has gone."""
+def decode(packed: bytes) -> Frame:
+    try:
+        body = msgpack.unpackb(packed, object_hook=_object, raw=False, use_list=True, strict_map_key=True)
+    except FrameError:
+        raise
+    except Exception as exc:  # msgpack's own errors (ExtraData, FormatError, ValueError...)
+        raise FrameError(f"not a msgpack frame: {type(exc).__name__}: {exc}") from exc
+    match body:
+        case ["call", int(call_id), str(method), list(args)]:
+            return Call(call_id, method, tuple(args))
+        case ["reply", int(call_id), value, None | DriverError() as error]:
+            return Reply(call_id, value, error)
+        case ["event", event] if isinstance(event, _EVENTS):
+            return Event(event)
+        case ["ended", bool(reconnect)]:
+            return Ended(reconnect)
+        case ["log", int(level), str(logger), str(message)]:
+            return Log(level, logger, message)
+    raise FrameError(f"not a frame: {str(body)[:80]!r}")
+
+
+async def read(reader: asyncio.StreamReader, limit: int = DEFAULT_FRAME_LIMIT) -> Frame | None:
+    """The next frame, or None once the other end has gone; FrameError for one that is not ours."""
     try:
         header = await reader.readexactly(_HEADER.size)
         (size,) = _HEADER.unpack(header)
-        frame: Frame = pickle.loads(await reader.readexactly(size))
+        if size > limit:
+            raise FrameError(f"a frame of {size} bytes is over the {limit}-byte limit")
+        return decode(await reader.readexactly(size))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    return frame
