@@ -16,18 +16,19 @@ local lock, fifo, log, stats, inst, endpoint, dead = KEYS[1], KEYS[2], KEYS[3], 
 local token, prefix = ARGV[1], ARGV[4]
 local limits = cjson.decode(ARGV[6])
 
--- Drops the oldest settled deliveries beyond the number kept from the log; a dead letter's
--- record stays (replayable among the dead letters until it expires).
+-- Drops the oldest settled deliveries beyond the number kept from the log, oldest first, a few
+-- at a time; a dead letter's record stays (replayable among the dead letters until it expires).
+-- It stops at the first one not settled: deliveries settle in order, so what follows it is held
+-- (a backlog of 100,000 costs nothing here).
 local function trim()
   local excess = redis.call('ZCARD', log) - tonumber(ARGV[5])
   if excess <= 0 then return end
-  for _, id in ipairs(redis.call('ZRANGE', log, 0, excess - 1)) do
+  for _, id in ipairs(redis.call('ZRANGE', log, 0, math.min(excess, 10) - 1)) do
     local raw = redis.call('GET', prefix .. id)
     local status = raw and cjson.decode(raw).status
-    if not raw or status == 'delivered' or status == 'dead' then
-      redis.call('ZREM', log, id)
-      if status ~= 'dead' then redis.call('DEL', prefix .. id) end
-    end
+    if raw and status ~= 'delivered' and status ~= 'dead' then return end
+    redis.call('ZREM', log, id)
+    if status ~= 'dead' then redis.call('DEL', prefix .. id) end
   end
 end
 
