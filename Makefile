@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
+	$(BIN)/python -m benchmarks.webhook_outage
 	$(BIN)/python -m benchmarks.sessions
 	$(BIN)/python -m benchmarks.conversations
 	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)

@@ -389,7 +389,9 @@ async def test_the_webhook_receiver_helper_verifies_what_the_gateway_signs(
 
     # A new secret the receiver does not know yet: the helper answers 401 and never passes it on.
     rotated = await acme.update_webhook(NAME, webhook_secret="another-secret-0123456789")
-    assert rotated.secret_rotated
+    assert rotated.secret_rotated and rotated.events == ["*"] and rotated.webhook.state == "ok"
+    assert (await acme.get_status(NAME)).webhook.pending >= 0
+    assert (await acme.replay_dead_letters(NAME)).replayed == 0
     seen = len(events)
     retried = await acme.send_test_webhook(NAME)
 

@@ -106,6 +106,7 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     assert linked.status == 200, await linked.text()
     await expect(page.locator("dl.facts .badge")).to_have_text("open", timeout=WAIT_MS)
     await expect(page.locator("dl.facts")).to_contain_text("5491100000000")
+    await expect(page.locator("dl.facts")).to_contain_text(re.compile(r"Webhook state\s*(ok|retrying), \d+ pending"))
     await expect(qr).to_be_hidden()
 
     await page.get_by_label("To").fill("5491112345678")

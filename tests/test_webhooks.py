@@ -31,7 +31,7 @@ from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from webhooks import verify_signature
-from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox
+from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox, Settled
 
 NAME = "acme__shop1__sales"
 SECRET = instance_body()["webhookSecret"]
@@ -580,7 +580,9 @@ async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None
     assert await outbox.next(NAME, "late", 5, claim=True) is None
     attempt = Attempt(at=head.delivery.created_at, duration_ms=1, status_code=204)
     assert (
-        await outbox.next(NAME, "holder", 5, attempted=head.delivery.attempted(attempt, None).delivered(attempt.at))
+        await outbox.next(
+            NAME, "holder", 5, attempted=[Settled(head.delivery.attempted(attempt, None).delivered(attempt.at))]
+        )
         is None
     )
 

@@ -16,6 +16,7 @@ import json
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -125,12 +126,29 @@ class Head:
     url: str
     sealed_secret: str
     endpoint: Endpoint
+    following: tuple[Delivery, ...] = ()  # the deliveries after it, to go in the same batch
+
+    def batch(self) -> tuple[Delivery, ...]:
+        return (self.delivery, *self.following)
+
+
+ENDPOINT_FIELDS = 5  # what head_with in core/lua/outbox_add.lua returns of the endpoint
 
 
 def head_of(found: list[str]) -> Head:
-    """The head a script returned as {record, url, sealed secret, endpoint fields...}."""
-    raw, url, sealed_secret, *endpoint = found
-    return Head(_load(raw), url, sealed_secret, Endpoint.of(endpoint))
+    """The head a script returned as {record, url, sealed secret, endpoint fields..., records of
+    the deliveries after it...}."""
+    raw, url, sealed_secret, *rest = found
+    endpoint, following = rest[:ENDPOINT_FIELDS], rest[ENDPOINT_FIELDS:]
+    return Head(_load(raw), url, sealed_secret, Endpoint.of(endpoint), tuple(_load(r) for r in following))
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A delivery as one step of the deliverer left it: attempted, or dead-lettered untried."""
+
+    delivery: Delivery
+    tried: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,26 +258,23 @@ class Outbox:
         lock_seconds: float,
         *,
         claim: bool = False,
-        attempted: Delivery | None = None,
-        tried: bool = True,
+        attempted: Sequence[Settled] = (),
         endpoint: Endpoint | None = None,
+        batch: int = 1,
     ) -> Head | None:
         """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted`
-        delivery (`tried`: after an attempt, not dead-lettered untried) and the `endpoint` state it
-        led to, then the head to attempt next, the lock renewed for it; None once the FIFO is empty
-        (the lock is let go then), or when `claim`ing a lock another worker holds (it delivers what
-        is queued meanwhile). Raises LockLost."""
-        record: list[Any] = []
-        if attempted is not None:
-            counted = {
-                "failed": tried and not attempted.attempts[-1].ok,
-                "delivered": attempted.status == "delivered",
-                "deadLettered": attempted.status == "dead",
-            }
-            settled = attempted.status if attempted.status in SETTLED else ""
-            latency = _latency_ms(attempted) if attempted.status == "delivered" else ""
-            counts = (field for field, yes in counted.items() if yes)
-            record = [attempted.id, _dump(attempted), settled, latency, *counts]
+        deliveries and the `endpoint` state they led to, then the head to attempt next (with up to
+        `batch` - 1 deliveries after it), the lock renewed for it; None once the FIFO is empty (the
+        lock is let go then), or when `claim`ing a lock another worker holds (it delivers what is
+        queued meanwhile). Raises LockLost."""
+        records: list[Any] = []
+        for done in attempted:
+            delivery = done.delivery
+            settled = delivery.status if delivery.status in SETTLED else ""
+            latency = _latency_ms(delivery) if delivery.status == "delivered" else ""
+            failed = done.tried and not delivery.attempts[-1].ok
+            counted = (failed, delivery.status == "delivered", delivery.status == "dead")
+            records += [delivery.id, _dump(delivery), settled, latency, *(int(yes) for yes in counted)]
         state: list[Any] = ["", "", ""]
         if endpoint is not None:
             state = [endpoint.state, endpoint.since or "", endpoint.probes]
@@ -281,7 +296,8 @@ class Outbox:
                 HISTORY,
                 json.dumps(self._limits),
                 *state,
-                *record,
+                batch,
+                *records,
             ],
         )
         if found == "lost":

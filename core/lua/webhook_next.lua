@@ -5,44 +5,50 @@
 -- that one will see every event queued meanwhile (it lets go only here, with the FIFO empty, or
 -- by handing over with webhook_hand_over.lua).
 -- Returns nil (nothing to do, the lock is not held), 'lost' (the lock expired under its holder),
--- or the head (head_with in outbox_add.lua).
+-- or the head (head_with in outbox_add.lua) followed, while the endpoint is ok or disabled, by the
+-- records of up to ARGV 10 - 1 deliveries after it: a healthy receiver's backlog costs one step
+-- per batch, not per event.
 -- KEYS: 1 lock, 2 FIFO, 3 log, 4 stats hash, 5 instance hash, 6 endpoint hash, 7 dead letters
 -- ARGV: 1 lock token, 2 lock expiry (ms), 3 claim ('1' or '0'), 4 delivery key prefix, 5 settled
 --       deliveries kept in the log, 6 limits JSON (see outbox_add.lua), 7 the endpoint's new
---       state, 8 since when (ms), 9 probes ('' when it did not change); then, after an attempt:
---       10 delivery id, 11 its record, 12 'delivered', 'dead' or '' (not settled), 13 ms from
---       publication to delivery ('' unless delivered now), 14... stats fields to count
+--       state, 8 since when (ms), 9 probes ('' when it did not change), 10 how many deliveries to
+--       return at most; then, for each delivery attempted (in FIFO order), 7 values: its id, its
+--       record, 'delivered', 'dead' or '' (not settled), ms from publication to delivery (''
+--       unless delivered now), then '1' or '0' for each stats field: failed, delivered, deadLettered
 local lock, fifo, log, stats, inst, endpoint, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local token, prefix = ARGV[1], ARGV[4]
 local limits = cjson.decode(ARGV[6])
 
--- Drops the oldest settled deliveries beyond the number kept from the log; a dead letter's
--- record stays (replayable among the dead letters until it expires).
+-- Drops the oldest settled deliveries beyond the number kept from the log, oldest first, a few
+-- at a time; a dead letter's record stays (replayable among the dead letters until it expires).
+-- It stops at the first one not settled: deliveries settle in order, so what follows it is held
+-- (a backlog of 100,000 costs nothing here).
 local function trim()
   local excess = redis.call('ZCARD', log) - tonumber(ARGV[5])
   if excess <= 0 then return end
-  for _, id in ipairs(redis.call('ZRANGE', log, 0, excess - 1)) do
+  for _, id in ipairs(redis.call('ZRANGE', log, 0, math.min(excess, 10) - 1)) do
     local raw = redis.call('GET', prefix .. id)
     local status = raw and cjson.decode(raw).status
-    if not raw or status == 'delivered' or status == 'dead' then
-      redis.call('ZREM', log, id)
-      if status ~= 'dead' then redis.call('DEL', prefix .. id) end
-    end
+    if raw and status ~= 'delivered' and status ~= 'dead' then return end
+    redis.call('ZREM', log, id)
+    if status ~= 'dead' then redis.call('DEL', prefix .. id) end
   end
 end
 
 if ARGV[7] ~= '' then redis.call('HSET', endpoint, 'state', ARGV[7], 'since', ARGV[8], 'probes', ARGV[9]) end
-local id = ARGV[10]
-if id then
+local COUNTED = {'failed', 'delivered', 'deadLettered'}
+for g = 11, #ARGV, 7 do
+  local id, settled = ARGV[g], ARGV[g + 2]
   -- XX: the instance may have been deleted during the attempt; its deliveries stay deleted.
-  local settled = ARGV[12]
   if settled == '' then
-    redis.call('SET', prefix .. id, ARGV[11], 'XX', 'KEEPTTL')
+    redis.call('SET', prefix .. id, ARGV[g + 1], 'XX', 'KEEPTTL')
   else
-    redis.call('SET', prefix .. id, ARGV[11], 'XX', 'EX', limits.retention)
+    redis.call('SET', prefix .. id, ARGV[g + 1], 'XX', 'EX', limits.retention)
   end
-  for i = 14, #ARGV do redis.call('HINCRBY', stats, ARGV[i], 1) end
-  if ARGV[13] ~= '' then observe(stats, 'latency', tonumber(ARGV[13])) end
+  for i, field in ipairs(COUNTED) do
+    if ARGV[g + 3 + i] == '1' then redis.call('HINCRBY', stats, field, 1) end
+  end
+  if ARGV[g + 3] ~= '' then observe(stats, 'latency', tonumber(ARGV[g + 3])) end
   if settled ~= '' then
     redis.call('LREM', fifo, 1, id)
     if settled == 'dead' and redis.call('EXISTS', prefix .. id) == 1 then
@@ -65,7 +71,17 @@ while url do -- no URL: the instance is deleted, its outbox with it
   local head = redis.call('LINDEX', fifo, 0)
   if not head then break end
   local raw = redis.call('GET', prefix .. head)
-  if raw then return head_with(raw, url, sealed, endpoint) end -- outbox_add.lua
+  if raw then
+    local found = head_with(raw, url, sealed, endpoint) -- outbox_add.lua
+    if found[4] == '' or found[4] == 'ok' or found[4] == 'disabled' then
+      for _, next_id in ipairs(redis.call('LRANGE', fifo, 1, tonumber(ARGV[10]) - 1)) do
+        local more = redis.call('GET', prefix .. next_id)
+        if not more then break end -- expired: the head's loop below drops it in its turn
+        table.insert(found, more)
+      end
+    end
+    return found
+  end
   -- Its record expired, or was trimmed while a replay queued it again: nothing is left to send.
   redis.call('LREM', fifo, 1, head)
 end

@@ -97,6 +97,14 @@ class WhoAmI(Model):
 
 
 @dataclasses.dataclass(frozen=True)
+class WebhookStatus(Model):
+    state: Literal["ok", "retrying", "down", "disabled"]
+    since: str | None
+    pending: int
+    oldest_pending_at: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class InstanceStatus(Model):
     instance_name: str
     state: State
@@ -105,6 +113,11 @@ class InstanceStatus(Model):
     messages_queued_count: int
     webhook_url: str
     created_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceStatusWithWebhook(InstanceStatus):
+    webhook: WebhookStatus  # how its webhook fares (get_status)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +255,13 @@ class WebhookUpdated(Model):
     instance_name: str
     webhook_url: str
     secret_rotated: bool
+    events: list[str]  # ["*"]: all
+    webhook: WebhookStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class Replayed(Model):
+    replayed: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +282,8 @@ class Delivery(Model):
     delivered_at: str | None
     tries: int
     attempts: list[Attempt]
+    last_status_code: int | None = None
+    last_response: str | None = None  # the first 1 KB of the receiver's last answer
 
 
 @dataclasses.dataclass(frozen=True)

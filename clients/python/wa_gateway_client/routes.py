@@ -17,6 +17,7 @@ from wa_gateway_client.models import (
     GroupSummary,
     Health,
     InstanceStatus,
+    InstanceStatusWithWebhook,
     KeyIssued,
     Lane,
     LidLookup,
@@ -26,6 +27,7 @@ from wa_gateway_client.models import (
     Qr,
     Queue,
     Queued,
+    Replayed,
     SandboxAction,
     SendType,
     SentMessage,
@@ -94,9 +96,10 @@ class Routes:
         return Call(PairingCode.from_json, path={"name": name}, body=body(phone_number=phone_number))
 
     @operation("GET", "/instance/{name}/status")
-    def get_status(name: str) -> Call[InstanceStatus]:
-        """The instance's state (`open`, `connecting`, `close`), linked number and waiting messages."""
-        return Call(InstanceStatus.from_json, path={"name": name})
+    def get_status(name: str) -> Call[InstanceStatusWithWebhook]:
+        """The instance's state (`open`, `connecting`, `close`), linked number, waiting messages and
+        its webhook endpoint's state."""
+        return Call(InstanceStatusWithWebhook.from_json, path={"name": name})
 
     @operation("GET", "/instance/{name}/queue")
     def get_queue(name: str) -> Call[Queue]:
@@ -121,11 +124,23 @@ class Routes:
     # Webhooks.
     @operation("PATCH", "/instance/{name}/webhook")
     def update_webhook(
-        name: str, *, webhook_url: str | None = None, webhook_secret: str | None = None
+        name: str,
+        *,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        events: list[str] | None = None,
+        enabled: bool | None = None,
     ) -> Call[WebhookUpdated]:
-        """Change the webhook URL and/or rotate its secret."""
-        fields = body(webhook_url=webhook_url, webhook_secret=webhook_secret)
+        """Change the webhook URL, rotate its secret, choose its events (["*"]: all), enable or
+        disable it."""
+        fields = body(webhook_url=webhook_url, webhook_secret=webhook_secret, events=events, enabled=enabled)
         return Call(WebhookUpdated.from_json, path={"name": name}, body=fields)
+
+    @operation("POST", "/instance/{name}/webhooks/replay")
+    def replay_dead_letters(name: str, *, since: str | None = None, until: str | None = None) -> Call[Replayed]:
+        """Deliver every dead letter (published within since..until, ISO 8601) again, in order."""
+        fields = body(status="dead_lettered", since=since, until=until)
+        return Call(Replayed.from_json, path={"name": name}, body=fields)
 
     @operation("GET", "/instance/{name}/webhooks/deliveries")
     def list_deliveries(name: str, *, limit: int | None = None, cursor: int | None = None) -> Call[DeliveryPage]:

@@ -72,6 +72,8 @@ function statusList(s) {
     row("Phone", s.phoneNumber || "—"),
     row("Connected", when(s.connectedAt)),
     row("Webhook", s.webhookUrl),
+    // Plain text, not a badge: the connection state stays the list's one badge.
+    row("Webhook state", `${s.webhook.state}, ${s.webhook.pending} pending`),
   );
 }
 
