@@ -21,6 +21,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "message.delivered",
     "message.read",
     "contact.opted_out",
+    "history.synced",
     "webhook.test",
 )
 ALL = "*"
