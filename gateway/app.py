@@ -9,6 +9,7 @@ from importlib.metadata import version
 from aiohttp import web
 
 from config import Settings
+from core.instance_settings import InstanceSettings
 from gateway import console
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
 from gateway.openapi import OPENAPI, build_openapi
@@ -16,6 +17,7 @@ from gateway.routes import (
     admin,
     conversations,
     deliverability,
+    instance_settings,
     instances,
     media,
     messages,
@@ -30,7 +32,7 @@ from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
-I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, send_kinds  # noqa: E741  (short names keep the table readable)
+I, M, W, D, C, K, S = instances, messages, webhooks, deliverability, conversations, send_kinds, instance_settings  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -48,6 +50,11 @@ ROUTES: list[Route] = [
           response=I.InstanceStatus, tag="instances"),
     Route("GET", "/instance/{name}/queue", I.get_queue, "Messages waiting per lane", response=I.QueueOut,
           tag="instances"),
+    Route("GET", "/instance/{name}/settings", S.get_settings, "The instance's settings",
+          response=InstanceSettings, tag="instances"),
+    Route("PATCH", "/instance/{name}/settings", S.update_settings,
+          "Change any subset of the instance's settings; answers all of them", body=InstanceSettings,
+          response=InstanceSettings, tag="instances"),
     Route("DELETE", "/instance/{name}", I.delete_instance, "Log out and delete an instance", status=204,
           tag="instances"),
     Route("GET", "/tenant/{tenantId}/instances", I.list_tenant_instances, "A tenant's instances",

@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, RootModel, TypeAdapter, ValidationError, WithJsonSchema
+from yarl import URL
 
 from config import Settings
 from core.errors import Issue, ValidationFailed
@@ -255,6 +256,20 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except UnicodeEncodeError:
         raise ValidationFailed.at([], "request body holds a lone UTF-16 surrogate escape: not valid Unicode") from None
     return validate(model, data)
+
+
+async def admitted_proxy_url(settings: Settings, url: str | None, path: list[str | int]) -> None:
+    """A 400 at `path` for a proxy whose host the private-address guard refuses, as it refuses
+    webhook URLs (the proxy's own scheme is checked by InstanceSettings)."""
+    if url is None:
+        return
+    host = URL(url)
+    try:
+        await check_webhook_url(
+            str(URL.build(scheme="http", host=host.raw_host or "", port=host.port)), settings.allow_private_urls
+        )
+    except BlockedUrl as exc:
+        raise ValidationFailed.at(path, f"not allowed: {exc}") from None
 
 
 async def admitted_webhook_url(settings: Settings, url: str) -> None:

@@ -148,6 +148,7 @@ class Queue(Model):
     quotas: dict[str, LaneQuota]  # today's effective quotas, by lane
     warmup: WarmupState
     throttled: ThrottleState | None  # the bulk lane's pause, while it lasts
+    held: dict[str, int] | None = None  # why the heads of the lanes wait: reason -> count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +204,12 @@ class MessageRef(Model):
 
 
 @dataclasses.dataclass(frozen=True)
+class Waiting(Model):
+    reason: str  # queued, gap, hourly_quota, daily_quota, warmup, first_contact, spacing, throttled, ...
+    until: str | None  # the earliest it can go; None when that depends on something else
+
+
+@dataclasses.dataclass(frozen=True)
 class Message(Model):
     id: str
     instance_name: str
@@ -228,6 +235,7 @@ class Message(Model):
     emoji: str | None = None
     target_message_id: str | None = None  # what a reaction, an edit or a deletion is about
     target: MessageRef | None = None
+    waiting: Waiting | None = None  # why a pending message waits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,6 +381,18 @@ class Suppressions(Model):
 class Suppressed(Model):
     tenant_id: str
     added: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSettings(Model):
+    deliverability: Literal["standard", "cautious"]
+    reject_calls: bool
+    reject_call_message: str | None
+    always_online: bool
+    auto_read: bool
+    ignore_groups: bool
+    sync_history: bool
+    proxy_url: str | None  # its password, if any, answered as ***
 
 
 @dataclasses.dataclass(frozen=True)
