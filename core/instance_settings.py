@@ -39,6 +39,7 @@ class InstanceSettings(ApiModel):
             return None
         try:
             parsed = URL(url)
+            _ = parsed.port  # an out-of-range port raises here
         except (ValueError, TypeError):
             raise ValueError("must be a URL") from None
         if parsed.scheme not in PROXY_SCHEMES or not parsed.raw_host or parsed.path not in ("", "/"):

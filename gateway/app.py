@@ -53,7 +53,7 @@ ROUTES: list[Route] = [
     Route("GET", "/instance/{name}/settings", S.get_settings, "The instance's settings",
           response=InstanceSettings, tag="instances"),
     Route("PATCH", "/instance/{name}/settings", S.update_settings,
-          "Change any subset of the instance's settings; answers all of them", body=InstanceSettings,
+          "Change any subset of the instance's settings; answers all of them", body=S.SettingsBody,
           response=InstanceSettings, tag="instances"),
     Route("DELETE", "/instance/{name}", I.delete_instance, "Log out and delete an instance", status=204,
           tag="instances"),

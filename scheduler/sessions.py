@@ -361,7 +361,12 @@ class SessionHost:
                     self._held.setdefault(name, []).append(inbound)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
-                    data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
+                    data = {
+                        "messageId": moved.id,
+                        "to": moved.to,
+                        "waMessageId": moved.wa_message_id,
+                        "metadata": moved.meta,
+                    }
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
 
     async def _throttle_after_ban(self, name: str, expires_at: datetime) -> None:

@@ -122,6 +122,7 @@ class GatewayWorker:
             settings.lease_timeout,
             svc.numbers,
             settings.action_timeout,
+            settings.send_retry_delays,
         )
         self.claims = ClaimLoop(
             self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval

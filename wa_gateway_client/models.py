@@ -236,6 +236,8 @@ class Message(Model):
     target_message_id: str | None = None  # what a reaction, an edit or a deletion is about
     target: MessageRef | None = None
     waiting: Waiting | None = None  # why a pending message waits
+    error_code: str | None = None  # why it failed (or was flushed), for programs
+    metadata: dict[str, Any] | None = None  # the send's own metadata, as it was given
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,13 @@ from aiohttp import web
 from core.instance_settings import InstanceSettings
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import admitted_proxy_url
+from gateway.validation import ProxyUrl, admitted_proxy_url
+
+
+class SettingsBody(InstanceSettings):
+    """The settings as a request sends them (any subset): the proxy URL in its documented shape."""
+
+    proxy_url: ProxyUrl | None = None
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -16,7 +22,7 @@ async def get_settings(request: web.Request) -> web.Response:
     return json_response(found.answered())
 
 
-async def update_settings(request: web.Request, body: InstanceSettings) -> web.Response:
+async def update_settings(request: web.Request, body: SettingsBody) -> web.Response:
     """Only the fields in the body change; the answer has all of them."""
     instance = await accessible_instance(request)
     svc = services(request)

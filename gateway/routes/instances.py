@@ -16,6 +16,7 @@ from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
+from gateway.routes.instance_settings import SettingsBody
 from gateway.state import accessible_instance, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_proxy_url, admitted_webhook_url
 from scheduler.lanes import WaitReason
@@ -27,7 +28,7 @@ class CreateInstance(ApiModel):
     instance_name: InstanceNameStr
     webhook_url: WebUrl
     webhook_secret: str = Field(min_length=16, max_length=256)
-    settings: InstanceSettings | None = None  # every field absent takes its default
+    settings: SettingsBody | None = None  # every field absent takes its default
 
 
 InstanceState = Literal["close", "connecting", "open"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, RootModel
@@ -9,7 +9,7 @@ from config.settings import LaneName
 from core.clock import iso_from_ms
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
-from core.records import ApiModel, Timestamp
+from core.records import ApiModel, ErrorCode, Timestamp
 from gateway.middleware import caller_now, checked_caller, key_check
 from gateway.responses import json_response
 from gateway.routes.content import (
@@ -30,7 +30,7 @@ from gateway.state import accessible_instance, principal, require_instance_acces
 from gateway.validation import InstanceNameStr, NamePart, validate
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
 from scheduler.lanes import BEHIND, Accepting, Waiting, WaitReason
-from scheduler.messages import RECENT_KEPT, Message, new_message_id
+from scheduler.messages import RECENT_KEPT, Message, new_message_id, stored_metadata
 from scheduler.messages import Status as MessageStatus
 from scheduler.references import References
 from scheduler.typing import typing_ms
@@ -157,6 +157,8 @@ class MessageOut(ApiModel):
     created_at: Timestamp
     sent_at: Timestamp | None
     error: str | None
+    error_code: ErrorCode | None = Field(description="why it failed (or was flushed), for programs")
+    metadata: dict[str, Any] | None = Field(description="the send's own metadata, as it was given")
     text: str | None
     caption: str | None
     wa_message_id: str | None
@@ -225,6 +227,7 @@ async def accepting(
         details=details.stored(),
         transactional=content.transactional,
         typing_ms=typing_ms(type_, typing, content.typed_text()),
+        metadata=stored_metadata(content.metadata),
     )
     return Accepting(message, client_ref)
 
@@ -366,6 +369,8 @@ def message_out(message: Message, heads: dict[LaneName, tuple[str, Waiting]] | N
         created_at=message.created_at,
         sent_at=message.sent_at,
         error=message.error,
+        error_code=message.error_code,
+        metadata=message.meta,
         text=message.text,
         caption=message.caption,
         wa_message_id=message.wa_message_id,
