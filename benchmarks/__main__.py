@@ -44,14 +44,14 @@ from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
 from scheduler.worker import worker_context
-from tests.conftest import UNGUARDED
+from tests.conftest import UNTYPED
 from tests.serve_process import ServeProcess, free_port
 
 ADMIN = "bench-admin-key-0123456789"
 COMPRESSED_LANES = {
-    "urgent": {"gap": [0.01, 0.02], "perHour": 100000, "perDay": 100000, **UNGUARDED},
-    "normal": {"gap": [0.02, 0.04], "perHour": 100000, "perDay": 100000, **UNGUARDED},
-    "bulk": {"gap": [0.04, 0.06], "perHour": 100000, "perDay": 100000, **UNGUARDED},
+    "urgent": {"gap": [0.01, 0.02], "perHour": 100000, "perDay": 100000, **UNTYPED},
+    "normal": {"gap": [0.02, 0.04], "perHour": 100000, "perDay": 100000, **UNTYPED},
+    "bulk": {"gap": [0.04, 0.06], "perHour": 100000, "perDay": 100000, **UNTYPED},
 }
 
 

@@ -24,13 +24,12 @@ from core import keys
 from core.logs import configure_logging
 from core.redis_client import connect
 from core.redis_server import EmbeddedRedis
-from tests.conftest import UNGUARDED
+from tests.conftest import UNTYPED
 from tests.serve_process import ServeProcess
 
 ADMIN = "bench-admin-key-0123456789"
 LANES = {
-    lane: {"gap": [0.02, 0.05], "perHour": 100000, "perDay": 100000, **UNGUARDED}
-    for lane in ("urgent", "normal", "bulk")
+    lane: {"gap": [0.02, 0.05], "perHour": 100000, "perDay": 100000, **UNTYPED} for lane in ("urgent", "normal", "bulk")
 }
 LEASE = 5.0
 

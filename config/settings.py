@@ -114,6 +114,9 @@ class Settings(BaseModel):
     webhook_rotation_overlap: float = Field(
         default=24 * 3600, ge=0, description="seconds the previous webhook secret still signs after a change"
     )
+    # A send that failed for a passing reason (not connected, a network blip) is tried again after
+    # each of these delays (seconds), then fails.
+    send_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = (1, 5, 15, 30, 60)
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Slow or stalled clients (slowloris): how long the HTTP server waits for them.
@@ -221,7 +224,7 @@ class Settings(BaseModel):
             return tuple(str(word).strip().upper() for word in value if str(word).strip())
         return value
 
-    @field_validator("webhook_retry_delays", "webhook_probe_delays", mode="before")
+    @field_validator("webhook_retry_delays", "webhook_probe_delays", "send_retry_delays", mode="before")
     @classmethod
     def _delay_list(cls, value: object) -> object:
         # From the environment: "1,5,30" or the JSON list "[1, 5, 30]".

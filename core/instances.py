@@ -13,6 +13,7 @@ from core import keys
 from core.clock import iso
 from core.crypto import SecretBox
 from core.errors import AlreadyExists, NotFound
+from core.instance_settings import InstanceSettings
 from core.redis_client import Pipeline, Redis
 from core.scripts import lua
 
@@ -30,6 +31,7 @@ class InstanceUpdate(TypedDict, total=False):
     webhookUrl: str | None
     webhookSecret: str | None
     warmup: str | None  # an admin's warm-up factor, replacing the lanes' schedule
+    settings: str | None  # InstanceSettings.sealed (core/instance_settings.py)
 
 
 NAME_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
@@ -111,7 +113,14 @@ class Instances:
         self._update = redis.register_script(lua("fields", "update_instance"))
         self._first_link = redis.register_script(lua("first_link"))
 
-    async def create(self, name: InstanceName, webhook_url: str, webhook_secret: str, state: str) -> Instance:
+    async def create(
+        self,
+        name: InstanceName,
+        webhook_url: str,
+        webhook_secret: str,
+        state: str,
+        settings: InstanceSettings | None = None,
+    ) -> Instance:
         key = keys.instance(str(name))
         if not await self.redis.hsetnx(key, "name", str(name)):  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
             raise AlreadyExists(f"instance {str(name)!r} already exists")
@@ -125,6 +134,7 @@ class Instances:
             "state": state,
             "createdAt": iso(now),
             "epoch": "0",
+            "settings": (settings or InstanceSettings()).sealed(self.box),
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
@@ -207,6 +217,16 @@ class Instances:
         if secret is not None:
             fields["webhookSecret"] = self.box.seal(secret)
         await self.update(name, **fields)
+
+    async def settings(self, name: str) -> InstanceSettings:
+        """The instance's settings, its proxy URL unsealed."""
+        stored, created = await self.redis.hmget(keys.instance(name), ["settings", "createdAt"])  # type: ignore[misc]
+        if created is None:
+            raise NotFound(f"no instance {name!r}")
+        return InstanceSettings.unsealed(stored, self.box)
+
+    async def set_settings(self, name: str, settings: InstanceSettings) -> None:
+        await self.update(name, settings=settings.sealed(self.box))
 
     async def webhook_secret(self, name: str) -> str:
         sealed = await self.redis.hget(keys.instance(name), "webhookSecret")  # type: ignore[misc]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
@@ -18,3 +18,19 @@ class ApiModel(BaseModel):
 
 # A moment as the gateway writes it (`core.clock.iso`): ISO 8601 in UTC, documented as date-time.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+# Why a message failed (or was flushed), for programs (API.md, "failures say what"): beside the
+# human `error`, in the record, in message.failed and as the failure metric's label.
+ErrorCode = Literal[
+    "opted_out",
+    "not_on_whatsapp",
+    "media_unreachable",
+    "media_rejected",
+    "expired",
+    "whatsapp_error",
+    "banned",
+    "logged_out",
+    "invalid_recipient",
+    "cancelled_by_flush",
+]

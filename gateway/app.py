@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from config import Settings
+from core.instance_settings import InstanceSettings
 from gateway import console
 from gateway.access import access_middleware, flushing_http_counts
 from gateway.middleware import auth_middleware, body_deadline_middleware, errors_middleware, idempotency_middleware
@@ -19,6 +20,7 @@ from gateway.routes import (
     chats,
     conversations,
     deliverability,
+    instance_settings,
     instances,
     media,
     messages,
@@ -34,7 +36,7 @@ from scheduler.history import HistorySyncedData
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
 
-I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, send_kinds  # noqa: E741  (short names keep the table readable)
+I, M, W, D, C, K, S = instances, messages, webhooks, deliverability, conversations, send_kinds, instance_settings  # noqa: E741  (short names keep the table readable)
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -52,6 +54,11 @@ ROUTES: list[Route] = [
           response=I.InstanceStatusWithWebhook, tag="instances"),
     Route("GET", "/instance/{name}/queue", I.get_queue, "Messages waiting per lane", response=I.QueueOut,
           tag="instances"),
+    Route("GET", "/instance/{name}/settings", S.get_settings, "The instance's settings",
+          response=InstanceSettings, tag="instances"),
+    Route("PATCH", "/instance/{name}/settings", S.update_settings,
+          "Change any subset of the instance's settings; answers all of them", body=S.SettingsBody,
+          response=InstanceSettings, tag="instances"),
     Route("DELETE", "/instance/{name}", I.delete_instance, "Log out and delete an instance", status=204,
           tag="instances"),
     Route("GET", "/tenant/{tenantId}/instances", I.list_tenant_instances, "A tenant's instances",

@@ -15,6 +15,7 @@ import platform
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -25,6 +26,7 @@ from config.settings import LANES
 from core import keys
 from core.clock import now_ms
 from core.instances import Instances
+from core.records import ErrorCode
 from core.redis_client import Redis
 from gateway.http_counts import parse_field
 from webhooks.endpoint import STATES
@@ -127,7 +129,13 @@ class Metrics:
             "wa_webhook_delivery_seconds", "From an event's publication to its successful delivery, retries included"
         )
         latency.add_metric([], *histogram(webhooks, "latency"))
-        return [accepted, outcomes, lateness, accept_to_sent, typing, deliveries, failed, latency]
+        unsent = CounterMetricFamily(
+            "wa_messages_unsent", "Messages that ended unsent (failed, or cancelled by a flush), by errorCode",
+            labels=["code"],
+        )  # fmt: skip
+        for code in get_args(ErrorCode):
+            unsent.add_metric([code], int(sends.get(f"unsent:{code}", 0)))
+        return [accepted, outcomes, lateness, accept_to_sent, typing, unsent, deliveries, failed, latency]
 
     async def _quotas_and_outbox(self) -> list[Metric]:
         names = await self.instances.names()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, RootModel, TypeAdapter, ValidationError, WithJsonSchema
+from yarl import URL
 
 from config import Settings
 from core.errors import Issue, ValidationFailed
@@ -39,6 +40,14 @@ _IPV6 = r"\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\]"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 WEB_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}(?:\.{_LABEL})*|{_IPV6})(?::{_PORT})?(?:[/?#][!-~]*)?"
 WEB_URL_MAX = 2048
+# A proxy for a number's WhatsApp connection: socks5 or http(s), an optional user:password@, a
+# host name or IPv4 address as above (no IPv6 literal: a pattern cannot tell a real one), an
+# optional port, nothing after.
+_USERINFO = r"(?:[A-Za-z0-9._~*-]|%[0-9A-Fa-f]{2})+"  # * too: a password answered as *** comes back
+PROXY_URL = (
+    rf"(?:[Ss][Oo][Cc][Kk][Ss]5|[Hh][Tt][Tt][Pp][Ss]?)://(?:{_USERINFO}(?::(?:{_USERINFO})?)?@)?"
+    rf"{_LABEL}(?:\.{_LABEL})*(?::{_PORT})?/?"
+)
 
 
 def absent_not_null(schema: dict[str, Any]) -> None:
@@ -178,6 +187,21 @@ WebUrl = Annotated[
     string_schema(WEB_URL, WEB_URL_MAX, format="uri"),
 ]
 
+ProxyUrl = Annotated[
+    str,
+    AfterValidator(
+        _checked(
+            PROXY_URL,
+            WEB_URL_MAX,
+            lambda _: (
+                "must be socks5://, http:// or https:// [user:password@]host[:port] (a name or an IPv4 "
+                "address), nothing after"
+            ),
+        )
+    ),
+    string_schema(PROXY_URL, WEB_URL_MAX),
+]
+
 # Path parameters with a shape of their own, checked before the handler runs (400 with the
 # parameter's name), and documented with the same schema.
 PATH_PARAMS: dict[str, TypeAdapter[str]] = {
@@ -257,6 +281,19 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except UnicodeEncodeError:
         raise ValidationFailed.at([], "request body holds a lone UTF-16 surrogate escape: not valid Unicode") from None
     return validate(model, data)
+
+
+async def admitted_proxy_url(settings: Settings, url: str | None, path: list[str | int]) -> None:
+    """A 400 at `path` for a proxy whose host the private-address guard refuses, as it refuses
+    webhook URLs (the proxy's own scheme is checked by InstanceSettings)."""
+    if url is None:
+        return
+    try:
+        proxy = URL(url)
+        where = URL.build(scheme="http", host=proxy.raw_host or "", port=proxy.port)
+        await check_webhook_url(str(where), settings.allow_private_urls)
+    except (BlockedUrl, ValueError) as exc:
+        raise ValidationFailed.at(path, f"not allowed: {exc}") from None
 
 
 async def admitted_webhook_url(settings: Settings, url: str) -> None:

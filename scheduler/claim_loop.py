@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from scheduler.lanes import Claimed, Lanes
-from scheduler.messages import changes
 from scheduler.ownership import Ownership
 from scheduler.pump import EXPIRED, OPTED_OUT, Pump
 
@@ -87,8 +86,8 @@ class ClaimLoop:
             claim = await self.lanes.claim_due(
                 self.worker_id,
                 room,
-                changes(status="failed", error=EXPIRED),
-                changes(status="failed", error=OPTED_OUT),
+                EXPIRED,
+                OPTED_OUT,
                 wait,
             )
             for claimed in claim.taken:

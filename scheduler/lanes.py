@@ -125,6 +125,34 @@ class Throttle:
     until_ms: int
 
 
+# Why a pending message waits (API.md, "Every waiting message says why"); core/lua/waiting.lua.
+WaitReason = Literal[
+    "queued",
+    "gap",
+    "hourly_quota",
+    "daily_quota",
+    "warmup",
+    "first_contact",
+    "spacing",
+    "throttled",
+    "not_connected",
+    "retry",
+]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why a lane's head message waits, and the earliest time (ms) it can go (None when that
+    depends on something else: the number linking, the messages ahead of it)."""
+
+    reason: WaitReason
+    until_ms: int | None
+
+
+# What a message behind its lane's head waits for.
+BEHIND = Waiting("queued", None)
+
+
 @dataclass(frozen=True)
 class Claim:
     taken: list[Claimed]
@@ -156,7 +184,10 @@ class Lanes:
             name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
             for name, *parts in (
                 ("accept", "authorize", "accept"),
-                *((name, name) for name in ("withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle")),
+                *(
+                    (name, name)
+                    for name in ("withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle", "waiting")
+                ),
             )
         }
 
@@ -321,6 +352,14 @@ class Lanes:
         throttle = Throttle(paused, int(paused_until)) if paused else None
         return (head_of(published) if isinstance(published, list) else bool(published)), throttle
 
+    async def waiting(self, name: str) -> dict[LaneName, tuple[str, Waiting]]:
+        """Per lane with messages, its head message's id and why it waits; computed on read."""
+        found = await self._run("waiting", name)
+        return {
+            lane: (head, Waiting(reason, int(until) if until else None))
+            for lane, head, reason, until in zip(*[iter(found)] * 4, strict=True)
+        }
+
     async def throttle(self, name: str, reason: str, until_ms: int) -> None:
         """Pause the instance's bulk lane until `until_ms` (a longer pause already set stays)."""
         await self._run("throttle", name, until_ms, reason)
@@ -336,17 +375,24 @@ class Lanes:
             return None
         return Throttle(reason or "unknown", int(until))
 
-    def quotas_today(self, first_linked_ms: int | None, override: float | None) -> dict[LaneName, Quota]:
-        """Each lane's quotas today, scaled by its warm-up factor as core/lua/common.lua `warmup`."""
+    def quotas_today(
+        self, first_linked_ms: int | None, override: float | None, cautious: bool
+    ) -> dict[LaneName, Quota]:
+        """Each lane's quotas today, scaled by its warm-up factor as core/lua/common.lua `warmup`:
+        an admin's override, else the schedule for a cautious instance, else none."""
         day = self.warmup_day(first_linked_ms)
         found: dict[LaneName, Quota] = {}
         for lane, config in self.lanes.items():
-            factor = override if override is not None else config.warmup[min(day, len(config.warmup) - 1)]
+            factor = 1.0
+            if override is not None:
+                factor = override
+            elif cautious:
+                factor = config.warmup[min(day, len(config.warmup) - 1)]
             found[lane] = Quota(
                 per_hour=max(1, int(config.per_hour * factor)),
                 per_day=max(1, int(config.per_day * factor)),
                 warmup=factor,
-                first_contact_per_day=config.first_contact_per_day,
+                first_contact_per_day=config.first_contact_per_day if cautious else None,
             )
         return found
 

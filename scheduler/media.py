@@ -32,6 +32,7 @@ import magic
 from yarl import URL
 
 from core.netguard import BlockedUrl, guarded_request, guarded_session
+from core.records import ErrorCode
 
 MediaKind = Literal["image", "document", "audio", "video", "sticker"]
 
@@ -85,7 +86,16 @@ class Media:
 
 
 class MediaError(Exception):
-    """A media URL could not be fetched or used; `str(error)` is meant for the API user."""
+    """A media URL could not be fetched or used; `str(error)` is meant for the API user, `code`
+    for its program (the message's errorCode): what was fetched is unusable..."""
+
+    code: ErrorCode = "media_rejected"
+
+
+class MediaUnreachable(MediaError):
+    """...or nothing usable came back from the URL (no connection, a timeout, a non-2xx answer)."""
+
+    code: ErrorCode = "media_unreachable"
 
 
 def _size(n: int) -> str:
@@ -148,21 +158,21 @@ class MediaFetcher:
             async with asyncio.timeout(self.timeout):
                 return await self._fetch(self._session, url, kind, file_name)
         except BlockedUrl as exc:
-            raise MediaError(f"{name}: {exc}") from None
+            raise MediaUnreachable(f"{name}: {exc}") from None
         except aiohttp.ConnectionTimeoutError:
-            raise MediaError(f"{name}: could not connect within {self.connect_timeout:g} s") from None
+            raise MediaUnreachable(f"{name}: could not connect within {self.connect_timeout:g} s") from None
         except TimeoutError:
-            raise MediaError(f"{name}: no complete answer within {self.timeout:g} s") from None
+            raise MediaUnreachable(f"{name}: no complete answer within {self.timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, socket.gaierror):
-                raise MediaError(f"{name}: could not resolve {exc.host}") from None
-            raise MediaError(f"{name}: could not connect to {exc.host}:{exc.port}") from None
+                raise MediaUnreachable(f"{name}: could not resolve {exc.host}") from None
+            raise MediaUnreachable(f"{name}: could not connect to {exc.host}:{exc.port}") from None
         except aiohttp.InvalidURL:
-            raise MediaError(f"{name}: not a valid URL") from None
+            raise MediaUnreachable(f"{name}: not a valid URL") from None
         except aiohttp.ClientPayloadError:
-            raise MediaError(f"{name}: the download broke off") from None
+            raise MediaUnreachable(f"{name}: the download broke off") from None
         except aiohttp.ClientError as exc:
-            raise MediaError(f"{name}: the download failed ({type(exc).__name__}: {exc})") from None
+            raise MediaUnreachable(f"{name}: the download failed ({type(exc).__name__}: {exc})") from None
 
     async def _fetch(self, session: aiohttp.ClientSession, url: str, kind: MediaKind, file_name: str | None) -> Media:
         name = FIELDS[kind]
@@ -171,7 +181,7 @@ class MediaFetcher:
         try:
             if not 200 <= response.status < 300:
                 reason = f" {response.reason}" if response.reason else ""
-                raise MediaError(f"{name}: answered {response.status}{reason}")
+                raise MediaUnreachable(f"{name}: answered {response.status}{reason}")
             length = response.content_length
             # A compressed body's Content-Length is not the size we would get; the stream check covers it.
             encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"

@@ -15,7 +15,7 @@ from config.settings import LaneName
 from core import keys
 from core.clock import now_iso
 from core.instances import InstanceName
-from core.records import ApiModel
+from core.records import ApiModel, ErrorCode
 from core.redis_client import Redis
 from core.scripts import lua
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
@@ -46,6 +46,10 @@ class Details(ApiModel):
         return None if found == "{}" else found
 
 
+def stored_metadata(metadata: dict[str, Any] | None) -> str | None:
+    return None if metadata is None else json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+
+
 def new_message_id() -> str:
     return f"msg_{int(time.time() * 1000):x}{secrets.token_hex(8)}"
 
@@ -72,6 +76,7 @@ class Message:
     file_name: str | None = None
     sent_at: str | None = None
     error: str | None = None
+    error_code: ErrorCode | None = None
     wa_message_id: str | None = None
     attempts: int = 0
     possibly_duplicated: bool = False
@@ -81,6 +86,12 @@ class Message:
     details: str | None = None  # `Details` as JSON
     typing_ms: int = 0  # "typing..." shown this long before the send, within the lane gap
     recipient: str | None = None  # the account `to` resolved to when it was sent: JSON {number, lid, jid}
+    metadata: str | None = None  # the client's metadata object as JSON
+
+    @property
+    def meta(self) -> dict[str, Any] | None:
+        """The client's metadata, as given with the send (every message.* event carries it)."""
+        return json.loads(self.metadata) if self.metadata else None
 
     @property
     def detail(self) -> Details:

@@ -16,6 +16,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from core.clock import iso_from_ms, now_iso
+from core.records import ErrorCode
 from scheduler import spintax
 from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
@@ -40,10 +41,10 @@ from webhooks.outbox import Event, Head, Outbox
 
 log = structlog.get_logger(__name__)
 
-# Transient failures (not connected, network blips) retry after these delays, then give up.
-RETRY_BACKOFF_SECONDS = (1, 5, 15, 30, 60)
-EXPIRED = "expired: waited longer than the configured limit to be sent"
-OPTED_OUT = "opted_out"
+EXPIRED = changes(
+    status="failed", error="expired: waited longer than the configured limit to be sent", error_code="expired"
+)
+OPTED_OUT = changes(status="failed", error="opted_out", error_code="opted_out")
 # While Redis is away, recording an outcome is tried again this often, for as long as it takes:
 # the message stays `sending` meanwhile, and no other send starts on its number.
 FINISH_RETRY_SECONDS = 0.5
@@ -87,6 +88,7 @@ class Pump:
         numbers: NumberCache,
         lookup_timeout: float,
         conversations: ConversationLog,
+        retry_delays: tuple[float, ...],
     ) -> None:
         self.conversations = conversations
         self.worker_id = worker_id
@@ -100,6 +102,8 @@ class Pump:
         self.deliverer = deliverer
         self.numbers = numbers
         self.lookup_timeout = lookup_timeout
+        # Transient failures (not connected, network blips) retry after these delays, then give up.
+        self.retry_delays = retry_delays
 
     async def run(self, claimed: Claimed) -> None:
         name = claimed.name
@@ -120,7 +124,8 @@ class Pump:
             raise  # nothing was sent: the recovery sweep takes the message back once Redis is there
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
-            result = Result("failed_uncounted", changes(status="failed", error=f"internal_error: {type(exc).__name__}"))
+            error = f"internal_error: {type(exc).__name__}"
+            result = Result("failed_uncounted", changes(status="failed", error=error, error_code="whatsapp_error"))
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         if result is None:
@@ -134,7 +139,7 @@ class Pump:
         attempts = message.attempts + 1
         session = self.sessions.connected_session(name)
         if session is None:
-            return self._retry(message, attempts, "the WhatsApp session is not connected on this worker")
+            return self._retry(message, attempts, "the WhatsApp session is not connected on this worker", "logged_out")
         text = spintax.resolve(message.text) if message.text is not None else None
         caption = spintax.resolve(message.caption) if message.caption is not None else None
         try:
@@ -154,22 +159,26 @@ class Pump:
             if time.monotonic() - claimed.at > self.recheck_after and not await self.sessions.still_owns(name, owner):
                 return None
             sent = await session.send(outgoing)
-        except NotOnWhatsAppError:
-            gone = changes(status="failed", error="not_on_whatsapp", attempts=attempts)
+        except NotOnWhatsAppError as exc:
+            gone = changes(status="failed", error="not_on_whatsapp", error_code=exc.code, attempts=attempts)
             return Result("failed_uncounted", gone, signal="n")
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            return Result("failed", changes(status="failed", error=error, attempts=attempts), signal="f")
+            failed = changes(status="failed", error=error, error_code=exc.code, attempts=attempts)
+            return Result("failed", failed, signal="f")
         except (TransientDriverError, NotLinkedError) as exc:
-            return self._retry(message, attempts, str(exc))
+            return self._retry(message, attempts, str(exc), exc.code)
         except DriverError as exc:
-            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts), signal="f")
+            failed = changes(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
+            return Result("failed_uncounted", failed, signal="f")
         except MediaError as exc:
-            return Result("failed_uncounted", changes(status="failed", error=str(exc), attempts=attempts))
+            failed = changes(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
+            return Result("failed_uncounted", failed)
         fields = changes(
             status="sent",
             error=None,  # a transient failure before this attempt is history now
+            error_code=None,
             sent_at=now_iso(),
             wa_message_id=sent.message_id,
             attempts=attempts,
@@ -234,11 +243,12 @@ class Pump:
                 await self.outbox.publish(name, "instance.throttled", data)
             return
 
-    def _retry(self, message: Message, attempts: int, reason: str) -> Result:
-        if attempts > len(RETRY_BACKOFF_SECONDS):
+    def _retry(self, message: Message, attempts: int, reason: str, code: ErrorCode) -> Result:
+        """Try again later, or, after the last of the retry delays, fail with `code`."""
+        if attempts > len(self.retry_delays):
             error = f"gave up after {attempts} attempts: {reason}"
-            return Result("failed_uncounted", changes(status="failed", error=error, attempts=attempts))
-        retry_at = int((time.time() + RETRY_BACKOFF_SECONDS[attempts - 1]) * 1000)
+            return Result("failed_uncounted", changes(status="failed", error=error, error_code=code, attempts=attempts))
+        retry_at = int((time.time() + self.retry_delays[attempts - 1]) * 1000)
         return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
 
     def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
@@ -266,10 +276,11 @@ def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any
     changed since."""
     outcome = {
         FIELDS[attribute]: changed.get(FIELDS[attribute], getattr(message, attribute))
-        for attribute in ("status", "sent_at", "wa_message_id", "error")
+        for attribute in ("status", "sent_at", "wa_message_id", "error", "error_code")
     }
     data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
     recipient = changed.get(FIELDS["recipient"], message.recipient)
     if recipient:
         data["recipient"] = json.loads(recipient)
+    data["metadata"] = message.meta
     return f"message.{outcome['status']}", data

@@ -29,7 +29,9 @@ from webhooks.outbox import Limits, Outbox
 
 log = structlog.get_logger(__name__)
 
-CANCELLED_BY_DELETE = changes(status="cancelled", error="cancelled: the instance was deleted")
+CANCELLED_BY_DELETE = changes(
+    status="cancelled", error="cancelled: the instance was deleted", error_code="cancelled_by_flush"
+)
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
 
 

@@ -397,7 +397,12 @@ class SessionHost:
                 await self.history.synced(name, batch)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
-                    data = {"messageId": moved.id, "to": moved.to, "waMessageId": moved.wa_message_id}
+                    data = {
+                        "messageId": moved.id,
+                        "to": moved.to,
+                        "waMessageId": moved.wa_message_id,
+                        "metadata": moved.meta,
+                    }
                     await self.outbox.publish(name, f"message.{status}", {**data, "timestamp": iso(timestamp)})
                     await self.conversations.receipt(name, moved, status)
 

@@ -123,6 +123,7 @@ class GatewayWorker:
             svc.numbers,
             settings.action_timeout,
             self.host.conversations,
+            settings.send_retry_delays,
         )
         self.claims = ClaimLoop(
             self.worker_id, svc.lanes, svc.ownership, pump, MAX_SENDS_IN_FLIGHT, settings.sweep_interval

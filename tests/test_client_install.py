@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNGUARDED
+from tests.conftest import UNTYPED
 from tests.serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-LANES = {lane: {"gap": [0.005, 0.01], **UNGUARDED} for lane in ("urgent", "normal", "bulk")}
+LANES = {lane: {"gap": [0.005, 0.01], **UNTYPED} for lane in ("urgent", "normal", "bulk")}
 AIOHTTP_AND_ITS_OWN = {"aiohttp", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist", "multidict", "propcache",
                        "yarl", "idna", "typing-extensions"}  # fmt: skip
 SERVER_PACKAGES = ("gateway", "config", "core", "scheduler", "webhooks")

@@ -90,8 +90,11 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
 
     await page.get_by_label("Instance name").fill(NAME)
     await page.get_by_label("Webhook URL").fill(receiver.url())
+    await expect(page.get_by_label("Deliverability")).to_have_value("cautious")  # proposed for a new number
+    await expect(page.get_by_text("warm-up")).to_be_visible()  # and explained
     await page.get_by_role("button", name="Create and link").click()
     await expect(page.get_by_role("heading", name=NAME, level=1)).to_be_visible()
+    assert (await gateway.app[SERVICES].instances.settings(NAME)).deliverability == "cautious"
 
     # The QR shown is the code the (sandbox) WhatsApp session is offering right now.
     qr = page.get_by_role("img", name="WhatsApp QR code")
@@ -135,6 +138,21 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     origin = str(gateway.make_url("/"))
     assert requested and all(url.startswith((origin, "data:")) for url in requested), requested
     assert problems == []
+
+
+async def test_a_waiting_message_and_the_held_lane_heads_say_why(
+    gateway: TestClient, acme: dict[str, str], browser: Browser
+) -> None:
+    assert (await gateway.post("/instance/create", json=instance_body(NAME), headers=acme)).status == 201
+    body = {"instanceName": NAME, "to": "5491112345678", "text": "Waiting for the link"}
+    assert (await gateway.post("/message/text", json=body, headers=acme)).status == 202
+    urgent = {**body, "text": "Urgent, waiting too", "lane": "urgent"}
+    assert (await gateway.post("/message/text", json=urgent, headers=acme)).status == 202
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    await sign_in(page, str(gateway.make_url(f"/dashboard#/instance/{NAME}")), acme["apikey"])
+    row = page.get_by_role("row").filter(has_text="Waiting for the link")
+    await expect(row).to_contain_text("waits: the number is not connected", timeout=WAIT_MS)
+    await expect(page.locator(".held")).to_have_text("Held: the number is not connected (2).", timeout=WAIT_MS)
 
 
 async def test_admin_creates_a_tenant_issues_and_revokes_keys_and_flushes_a_queue(

@@ -20,9 +20,10 @@ NAME = "acme__shop1__sales"
 FAST = [0.01, 0.02]
 
 
-async def open_hooked(client: TestClient, receiver: Receiver) -> None:
+async def open_hooked(client: TestClient, receiver: Receiver, deliverability: str = "standard") -> None:
     acme = client.acme  # type: ignore[attr-defined]
-    created = await client.post("/instance/create", json=instance_body(NAME, webhookUrl=receiver.url()), headers=acme)
+    body = {**instance_body(NAME, webhookUrl=receiver.url()), "settings": {"deliverability": deliverability}}
+    created = await client.post("/instance/create", json=body, headers=acme)
     assert created.status == 201, await created.text()
     linked = await client.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": "5491100000000"}, headers=acme)
     assert linked.status == 200, await linked.text()
@@ -68,8 +69,12 @@ def sent_at(record: dict[str, Any]) -> float:
     return datetime.fromisoformat(record["sentAt"]).timestamp()
 
 
+# Each test of a cautious instance turns on the rule it is about (the defaults are in GATEWAY_LANES).
+NO_RULES = {"gap": FAST, "warmup": [1], "firstContactPerDay": None, "spacing": 0}
+
+
 def lanes(**bulk: Any) -> str:
-    return json.dumps({"urgent": {"gap": FAST}, "normal": {"gap": FAST}, "bulk": {"gap": FAST, **bulk}})
+    return json.dumps({"urgent": NO_RULES, "normal": NO_RULES, "bulk": {**NO_RULES, **bulk}})
 
 
 async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
@@ -78,7 +83,7 @@ async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
     gateway = await gateway_with(
         aiohttp_client, redis_url, tmp_path, day_length=4, lanes=lanes(perHour=100, perDay=10, warmup=[0.3, 1])
     )
-    await open_hooked(gateway, receiver)
+    await open_hooked(gateway, receiver, "cautious")
     today = await queue(gateway)
     assert today["quotas"]["bulk"] == {"perHour": 30, "perDay": 3, "warmup": 0.3, "firstContactPerDay": None}
     assert today["quotas"]["urgent"]["perDay"] == 1000  # lanes without a ramp keep their quotas
@@ -104,7 +109,7 @@ async def test_an_admin_override_lifts_the_warmup_at_once(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=10, warmup=[0.2, 1]))
-    await open_hooked(gateway, receiver)
+    await open_hooked(gateway, receiver, "cautious")
     ids = await send_all(gateway, [{"to": f"54911000000{i:02}", "lane": "bulk"} for i in range(6)])
     await eventually(lambda: _count(gateway, ids, "sent", 2))
     bad = await gateway.put(f"/admin/instances/{NAME}/warmup", json={"factor": 2}, headers=ADMIN)
@@ -195,7 +200,7 @@ async def test_the_first_contact_limit_is_never_exceeded_while_known_contacts_ke
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(firstContactPerDay=2))
-    await open_hooked(gateway, receiver)
+    await open_hooked(gateway, receiver, "cautious")
     known = "5491100000055"
     wrote = await gateway.post(
         f"/sandbox/instance/{NAME}/inbound", json={"from": known, "text": "hello"}, headers=gateway.acme
@@ -272,7 +277,7 @@ async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(spacing=1))
-    await open_hooked(gateway, receiver)
+    await open_hooked(gateway, receiver, "cautious")
     same, others = "5491100000044", [f"54911000005{i}" for i in range(4)]
     bodies = [{"to": same, "lane": "bulk"}] * 3 + [{"to": n, "lane": "bulk"} for n in others]
     bodies += [{"to": same, "lane": "urgent"}]

@@ -15,12 +15,12 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CallToolResult, ImageContent, TextContent
 
-from tests.conftest import UNGUARDED, eventually
+from tests.conftest import UNTYPED, eventually
 from tests.serve_process import ServeProcess
 from wa_gateway_client import Client as GatewayClient
 
 NAME = "acme__shop1__sales"
-LANES = {lane: {"gap": [0.005, 0.01], **UNGUARDED} for lane in ("urgent", "normal", "bulk")}
+LANES = {lane: {"gap": [0.005, 0.01], **UNTYPED} for lane in ("urgent", "normal", "bulk")}
 TOOLS = {
     "list_instances", "get_instance_status", "create_instance", "get_qr", "request_pairing_code",
     "send_text", "send_media", "send_location", "send_contact", "send_poll", "send_reaction",

@@ -30,6 +30,7 @@ FAMILIES = {
     "wa_send_lateness_seconds": "histogram",
     "wa_send_accept_to_sent_seconds": "histogram",
     "wa_send_typing_seconds": "histogram",
+    "wa_messages_unsent": "counter",
     "wa_lane_quota_saturated_instances": "gauge",
     "wa_lane_quota_usage_max_ratio": "gauge",
     "wa_webhook_deliveries": "counter",

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from core.redis_server import EmbeddedRedis
-from tests.conftest import ADMIN_KEY, UNGUARDED
+from tests.conftest import ADMIN_KEY, UNTYPED
 from tests.serve_process import ServeProcess, wait_for
 
 LANES = {
-    lane: {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000, **UNGUARDED}
+    lane: {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000, **UNTYPED}
     for lane in ("urgent", "normal", "bulk")
 }
 INSTANCES = [f"acme__c{i % 3}__n{i}" for i in range(9)]

@@ -328,7 +328,7 @@ async def test_the_first_contact_rule_holds_people_back_but_not_groups(
 ) -> None:  # type: ignore[no-untyped-def]
     lanes = json.dumps({"normal": {"gap": [0.02, 0.04], "firstContactPerDay": 0}})
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes)
-    await open_instance(client, client.acme)
+    await open_instance(client, client.acme, settings={"deliverability": "cautious"})
     person = await send(client, client.acme)
     group = await post(client, "/message/text", {"instanceName": NAME, "to": GROUP, "text": "hello all"})
     assert (await finished(client, client.acme, group["id"]))["status"] == "sent"

@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 
 from core.redis_server import EmbeddedRedis
-from tests.conftest import ADMIN_KEY, UNGUARDED
+from tests.conftest import ADMIN_KEY, UNTYPED
 from tests.serve_process import ServeProcess, wait_for
 
-GAP = {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000, **UNGUARDED}
+GAP = {"gap": [0.005, 0.01], "perHour": 100000, "perDay": 100000, **UNTYPED}
 LANES = {lane: GAP for lane in ("urgent", "normal", "bulk")}
 MEDIA_DELAY = 0.1  # each image fetch takes this long: sends on one number are at least this far apart
 
@@ -212,7 +212,7 @@ def test_every_waiting_instance_sends_within_5_s_of_redis_coming_back_from_a_cra
     tmp_path: Path, redis_server: EmbeddedRedis
 ) -> None:
     # Gaps of 0.1-0.15 s: 30 messages keep each of 12 instances busy for seconds.
-    slow = {"gap": [0.1, 0.15], "perHour": 100000, "perDay": 100000, **UNGUARDED}
+    slow = {"gap": [0.1, 0.15], "perHour": 100000, "perDay": 100000, **UNTYPED}
     lanes = json.dumps(dict.fromkeys(("urgent", "normal", "bulk"), slow))
     gateway = next(gw := started(tmp_path, redis_server, ["w1"], GATEWAY_LANES=lanes))
     try:

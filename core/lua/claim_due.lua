@@ -20,6 +20,7 @@ local function end_unsent(msg, fields)
   hset_json(msg, fields)
   redis.call('EXPIRE', msg, retention)
   redis.call('HINCRBY', stats, 'failed', 1)
+  count_unsent(stats, redis.call('HGET', msg, F.errorCode))
 end
 
 -- The next message of the bound instance: its fields (already `sending`) or nil, and the ids of

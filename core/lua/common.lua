@@ -44,11 +44,25 @@ local function lane_index(lane)
   for i = 1, 3 do if LANES[i] == lane then return i end end
 end
 
--- Lane i's warm-up factor for the bound instance today (an admin's override, else the lane's
--- schedule by days since the first link), and when it next changes (nil: it no longer does).
+-- Whether the bound instance's setting `deliverability` is "cautious" (core/instance_settings.py):
+-- only then do the warm-up schedule, first-contact limits and per-recipient spacing hold its
+-- messages. Memoised per instance for the script's run.
+local cautious_of = {}
+local function cautious()
+  if cautious_of[name] == nil then
+    local stored = redis.call('HGET', inst, 'settings')
+    cautious_of[name] = stored and cjson.decode(stored).deliverability == 'cautious' or false
+  end
+  return cautious_of[name]
+end
+
+-- Lane i's warm-up factor for the bound instance today (an admin's override, else, for a cautious
+-- instance, the lane's schedule by days since the first link), and when it next changes (nil: it
+-- no longer does).
 local function warmup(i)
   local override, linked = unpack(redis.call('HMGET', inst, 'warmup', 'firstLinkedMs'))
   if override then return tonumber(override), nil end
+  if not cautious() then return 1, nil end
   local schedule = limits[LANES[i]].warmup
   linked = tonumber(linked or now)
   local day = math.max(0, math.floor((now - linked) / DAY))
@@ -57,27 +71,30 @@ local function warmup(i)
 end
 
 -- When lane i's rolling hourly and daily quotas, scaled by its warm-up factor, have room again
--- (`now` if they have room now).
+-- (`now` if they have room now), and why not before (waiting.lua): 'daily_quota', 'hourly_quota',
+-- or 'warmup' when only the factor keeps the quota spent (nil when it has room now).
 local function quota_free_at(i)
   local key, limit = sent_key(i), limits[LANES[i]]
   local factor, grows_at = warmup(i)
   local per_day = math.max(1, math.floor(limit.perDay * factor))
   local per_hour = math.max(1, math.floor(limit.perHour * factor))
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - DAY)
-  local at = now
+  local at, why = now, nil
   local day = redis.call('ZCARD', key)
   if day >= per_day then
     local oldest = redis.call('ZRANGE', key, day - per_day, day - per_day, 'WITHSCORES')
     at = math.max(at, tonumber(oldest[2]) + DAY)
+    why = day >= limit.perDay and 'daily_quota' or 'warmup'
   end
   local hour = redis.call('ZCOUNT', key, '(' .. (now - HOUR), '+inf')
   if hour >= per_hour then
     local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (now - HOUR), '+inf', 'WITHSCORES', 'LIMIT',
       hour - per_hour, 1)
-    at = math.max(at, tonumber(oldest[2]) + HOUR)
+    local free = tonumber(oldest[2]) + HOUR
+    if free > at then at, why = free, hour >= limit.perHour and 'hourly_quota' or 'warmup' end
   end
-  if grows_at and at > grows_at then at = grows_at end -- tomorrow's quota may have room
-  return at
+  if grows_at and at > grows_at then at, why = grows_at, 'warmup' end -- tomorrow's quota may have room
+  return at, why
 end
 
 -- What the per-person rules may know the recipient `to` of the bound instance under: `to` as
@@ -115,7 +132,7 @@ end
 -- guards against cold messages to strangers. (The opt-out list holds phone numbers only, so it
 -- never names a group either: a member opts out by leaving.)
 local function first_contact(i, to)
-  if limits[LANES[i]].firstContactPerDay < 0 or is_group(to) then return false end
+  if limits[LANES[i]].firstContactPerDay < 0 or not cautious() or is_group(to) then return false end
   for _, id in ipairs(identities(to)) do
     if redis.call('SISMEMBER', contacts_key(), id) == 1 then return false end
   end
@@ -123,32 +140,35 @@ local function first_contact(i, to)
 end
 
 -- When message `id` of lane i may go by its recipient's rules (`now` if it may now): the least
--- time since this lane's last send to the same recipient, and the lane's daily first contacts.
+-- time since this lane's last send to the same recipient, and the lane's daily first contacts;
+-- and which of them holds it ('spacing' or 'first_contact'; nil when none does, waiting.lua).
 -- An opted-out message may "go" at once: picking it ends it.
 local function recipient_free_at(i, id)
   local rule = limits[LANES[i]]
-  if rule.spacing == 0 and rule.firstContactPerDay < 0 then return now end
+  if not cautious() or (rule.spacing == 0 and rule.firstContactPerDay < 0) then return now end
   local to, tenant, transactional = unpack(redis.call('HMGET', msg_prefix .. id, F.to, F.tenantId, F.transactional))
   if not to or opted_out(i, tenant, to, transactional) then return now end
-  local at = now
+  local at, why = now, nil
   if rule.spacing > 0 then
     for _, id in ipairs(identities(to)) do
       local last = redis.call('ZSCORE', spacing_key(i), id)
-      if last then at = math.max(at, tonumber(last) + rule.spacing) end
+      if last and tonumber(last) + rule.spacing > at then at, why = tonumber(last) + rule.spacing, 'spacing' end
     end
   end
   if first_contact(i, to) then
     local key, limit = first_key(i), rule.firstContactPerDay
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - DAY)
     local count = redis.call('ZCARD', key)
+    local free = now
     if limit == 0 then
-      at = math.max(at, now + DAY)
+      free = now + DAY
     elseif count >= limit then
       local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-      at = math.max(at, tonumber(oldest[2]) + DAY)
+      free = tonumber(oldest[2]) + DAY
     end
+    if free > at then at, why = free, 'first_contact' end
   end
-  return at
+  return at, why
 end
 
 -- How many messages of a lane are looked at, at most, for one that may go now.

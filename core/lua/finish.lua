@@ -50,7 +50,10 @@ if outcome == 'requeue' and exists and not cancelled and lane then
   redis.call('HSET', pump, 'retry:' .. LANES[lane], ARGV[12])
 elseif exists and not cancelled then
   redis.call('EXPIRE', msg, tonumber(ARGV[13]))
-  if outcome ~= 'sent' then redis.call('HINCRBY', stats, 'failed', 1) end
+  if outcome ~= 'sent' then
+    redis.call('HINCRBY', stats, 'failed', 1)
+    count_unsent(stats, redis.call('HGET', msg, F.errorCode))
+  end
 end
 local paused, paused_until = '', 0
 local signal, throttle = ARGV[21], rules.throttle

@@ -9,9 +9,11 @@ if ARGV[10] == '1' then
   redis.call('HDEL', inst, 'createdAt')
   local inflight = redis.call('HGET', pump, 'inflight')
   if inflight and redis.call('HGET', msg_prefix .. inflight, F.status) == 'sending' then
-    redis.call('HSET', msg_prefix .. inflight, F.status, 'failed', F.error, ARGV[11])
+    -- deleting logs the number out: its send cannot be recorded
+    redis.call('HSET', msg_prefix .. inflight, F.status, 'failed', F.error, ARGV[11], F.errorCode, 'logged_out')
     redis.call('EXPIRE', msg_prefix .. inflight, retention)
     redis.call('HINCRBY', stats, 'failed', 1)
+    count_unsent(stats, 'logged_out')
   end
   redis.call('DEL', pump)
 end
@@ -27,4 +29,5 @@ for i = 1, 3 do
   redis.call('DEL', lane_key(i))
 end
 redis.call('HINCRBY', stats, 'cancelled', #cancelled)
+if #cancelled > 0 then count_unsent(stats, cjson.decode(ARGV[9])[F.errorCode], #cancelled) end
 return cancelled

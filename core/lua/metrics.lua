@@ -32,3 +32,9 @@ local function count_send(hash, lane, outcome, msg, at)
   if typing > 0 then observe(hash, 'typing:' .. lane, typing) end
   if created then observe(hash, 'accept_to_sent:' .. lane, at - tonumber(created)) end
 end
+
+-- A message that ended unsent (failed, or cancelled by a flush), by its errorCode
+-- ('unsent:<code>': the label of gateway/metrics.py's wa_messages_unsent).
+local function count_unsent(hash, code, n)
+  redis.call('HINCRBY', hash, 'unsent:' .. (code or 'whatsapp_error'), n or 1)
+end

@@ -87,7 +87,8 @@ async def flush_queue(request: web.Request) -> web.Response:
     name = request.match_info["instanceName"]
     svc = services(request)
     await svc.instances.get(name)
-    cancelled = await svc.lanes.flush(name, changes(status="cancelled", error="cancelled: the queue was flushed"))
+    flushed = changes(status="cancelled", error="cancelled: the queue was flushed", error_code="cancelled_by_flush")
+    cancelled = await svc.lanes.flush(name, flushed)
     await audit.record(svc.redis, "queue_flushed", by_whom(request), instance=name, flushed=len(cancelled))
     return json_response(Flushed(instance_name=name, flushed=len(cancelled)))
 

@@ -4,9 +4,10 @@ lane, a quote, mentions, typing) and the fields of each kind, with what the reco
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from config.settings import LaneName
@@ -23,6 +24,24 @@ MAX_REFERENCE = 128  # our message ids and WhatsApp's are far shorter
 MAX_POLL_OPTIONS = 12
 MAX_CONTACTS = 10
 
+MAX_METADATA = 2048  # bytes of the metadata object as compact JSON
+
+
+def _small(metadata: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA:
+        raise ValueError(f"must be at most {MAX_METADATA} bytes as JSON; this is {size}")
+    return metadata
+
+
+# The client's own context for a send: stored, answered by GET /message/{id}, carried in every
+# message.* event of it.
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_small),
+    Field(description=f"your own context for this send (a JSON object of at most {MAX_METADATA} bytes)"),
+]
+
 MessageReference = Annotated[str, Field(min_length=1, max_length=MAX_REFERENCE, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -38,6 +57,7 @@ class Laned(ApiModel):
     lane: LaneName = "normal"
     # Sent even to a number on the tenant's opt-out list (a code, a receipt): urgent lane only.
     transactional: bool = False
+    metadata: Metadata | None = None
 
     @field_validator("transactional")
     @classmethod

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -11,10 +12,12 @@ from config.settings import LaneName
 from core import audit
 from core.clock import iso_from_ms
 from core.errors import InvalidState, NotFound
+from core.instance_settings import InstanceSettings
 from core.instances import Instance, InstanceName
 from core.records import ApiModel, Timestamp
 from gateway.qr import qr_data_uri
 from gateway.responses import json_response
+from gateway.routes.instance_settings import SettingsBody
 from gateway.routes.webhooks import endpoints
 from gateway.state import (
     accessible_instance,
@@ -23,7 +26,8 @@ from gateway.state import (
     require_tenant_access,
     services,
 )
-from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_webhook_url
+from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_proxy_url, admitted_webhook_url
+from scheduler.lanes import WaitReason
 from webhooks.endpoint import WebhookStatus
 
 log = structlog.get_logger(__name__)
@@ -33,6 +37,7 @@ class CreateInstance(ApiModel):
     instance_name: InstanceNameStr
     webhook_url: WebUrl
     webhook_secret: str = Field(min_length=16, max_length=256)
+    settings: SettingsBody | None = None  # every field absent takes its default
 
 
 InstanceState = Literal["close", "connecting", "open"]
@@ -91,6 +96,7 @@ class QueueOut(ApiModel):
     quotas: dict[LaneName, LaneQuota]  # today's effective quotas
     warmup: WarmupState
     throttled: ThrottleState | None  # the bulk lane's pause, while it lasts
+    held: dict[WaitReason, int] = Field(description="why the heads of the lanes wait: reason -> count")
 
 
 async def _status(request: web.Request, instance: Instance) -> InstanceStatus:
@@ -117,7 +123,11 @@ async def create_instance(request: web.Request, body: CreateInstance) -> web.Res
     if caller.is_admin and not await svc.tenants.exists(name.tenant_id):
         raise NotFound(f"no tenant {name.tenant_id!r}")
     await admitted_webhook_url(svc.settings, body.webhook_url)
-    instance = await svc.instances.create(name, str(body.webhook_url), body.webhook_secret, state="connecting")
+    settings = body.settings or InstanceSettings()
+    await admitted_proxy_url(svc.settings, settings.proxy_url, ["settings", "proxyUrl"])
+    instance = await svc.instances.create(
+        name, str(body.webhook_url), body.webhook_secret, state="connecting", settings=settings
+    )
     if await svc.commands.send(instance.name, "connect") is None:
         await svc.instances.update(instance.name, state="close")
     return json_response(await _status(request, await svc.instances.get(instance.name)), status=201)
@@ -154,9 +164,12 @@ async def get_status(request: web.Request) -> web.Response:
 async def get_queue(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     svc = services(request)
-    quotas = svc.lanes.quotas_today(instance.first_linked_ms, instance.warmup)
+    cautious = (await svc.instances.settings(instance.name)).cautious
+    quotas = svc.lanes.quotas_today(instance.first_linked_ms, instance.warmup, cautious)
     throttle = await svc.lanes.standing(instance.name)
+    heads = await svc.lanes.waiting(instance.name)
     out = QueueOut(
+        held=Counter(waits.reason for _, waits in heads.values()),
         **await svc.instances.queue_counts(instance.name),
         quotas={lane: LaneQuota(**vars(quota)) for lane, quota in quotas.items()},
         warmup=WarmupState(

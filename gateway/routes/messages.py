@@ -1,14 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, RootModel
 
 from config.settings import LaneName
+from core.clock import iso_from_ms
 from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
 from core.instances import tenant_of
-from core.records import ApiModel, Timestamp
+from core.records import ApiModel, ErrorCode, Timestamp
 from gateway.middleware import caller_now, checked_caller, key_check
 from gateway.responses import json_response
 from gateway.routes.content import (
@@ -28,8 +29,8 @@ from gateway.routes.content import (
 from gateway.state import accessible_instance, principal, require_instance_access, require_tenant_access, services
 from gateway.validation import InstanceNameStr, NamePart, validate
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
-from scheduler.lanes import Accepting
-from scheduler.messages import RECENT_KEPT, Message, new_message_id
+from scheduler.lanes import BEHIND, Accepting, Waiting, WaitReason
+from scheduler.messages import RECENT_KEPT, Message, new_message_id, stored_metadata
 from scheduler.messages import Status as MessageStatus
 from scheduler.references import References
 from scheduler.typing import typing_ms
@@ -164,6 +165,8 @@ class MessageOut(ApiModel):
     created_at: Timestamp
     sent_at: Timestamp | None
     error: str | None
+    error_code: ErrorCode | None = Field(description="why it failed (or was flushed), for programs")
+    metadata: dict[str, Any] | None = Field(description="the send's own metadata, as it was given")
     text: str | None
     caption: str | None
     wa_message_id: str | None
@@ -180,6 +183,12 @@ class MessageOut(ApiModel):
     target_message_id: str | None = Field(description="what a reaction, an edit or a deletion is about")
     target: MessageRef | None = Field(description="that message on WhatsApp: its id and chat")
     recipient: RecipientOut | None = Field(description="the account `to` resolved to; null until sent, and for groups")
+    waiting: WaitingOut | None = Field(description="why a pending message waits (null once it is not pending)")
+
+
+class WaitingOut(ApiModel):
+    reason: WaitReason
+    until: Timestamp | None = Field(description="the earliest it can go; null when that depends on something else")
 
 
 def _media_url(content: Laned) -> str | None:
@@ -227,6 +236,7 @@ async def accepting(
         details=details.stored(),
         transactional=content.transactional,
         typing_ms=typing_ms(type_, typing, content.typed_text()),
+        metadata=stored_metadata(content.metadata),
     )
     return Accepting(message, client_ref)
 
@@ -325,7 +335,8 @@ async def get_message(request: web.Request) -> web.Response:
     if message is None:
         raise NotFound(f"no message {request.match_info['id']!r} (finished messages are kept for a limited time)")
     principal(request).require(message.tenant_id, f"message {message.id!r}")
-    return json_response(message_out(message))
+    heads = await services(request).lanes.waiting(message.instance_name) if message.status == "pending" else {}
+    return json_response(message_out(message, heads))
 
 
 class RecentQuery(ApiModel):
@@ -339,11 +350,23 @@ class MessageList(ApiModel):
 async def list_recent(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     query = validate(RecentQuery, dict(request.query))
-    recent = await services(request).messages.recent(instance.name, query.limit)
-    return json_response(MessageList(messages=[message_out(message) for message in recent]))
+    svc = services(request)
+    recent = await svc.messages.recent(instance.name, query.limit)
+    heads = await svc.lanes.waiting(instance.name) if any(m.status == "pending" for m in recent) else {}
+    return json_response(MessageList(messages=[message_out(message, heads) for message in recent]))
 
 
-def message_out(message: Message) -> MessageOut:
+def waiting_out(message: Message, heads: dict[LaneName, tuple[str, Waiting]]) -> WaitingOut | None:
+    """Why a pending message waits: its lane head's reason when it is the head, else `queued`."""
+    if message.status != "pending":
+        return None
+    head, waits = heads.get(message.lane, ("", BEHIND))
+    found = waits if head == message.id else BEHIND
+    return WaitingOut(reason=found.reason, until=iso_from_ms(found.until_ms) if found.until_ms is not None else None)
+
+
+def message_out(message: Message, heads: dict[LaneName, tuple[str, Waiting]] | None = None) -> MessageOut:
+    """The record as the API answers it; `heads` (Lanes.waiting of its instance) say why it waits."""
     detail = message.detail
     return MessageOut(
         id=message.id,
@@ -355,6 +378,8 @@ def message_out(message: Message) -> MessageOut:
         created_at=message.created_at,
         sent_at=message.sent_at,
         error=message.error,
+        error_code=message.error_code,
+        metadata=message.meta,
         text=message.text,
         caption=message.caption,
         wa_message_id=message.wa_message_id,
@@ -371,6 +396,7 @@ def message_out(message: Message) -> MessageOut:
         target_message_id=detail.target_id,
         target=detail.target,
         recipient=RecipientOut.model_validate_json(message.recipient) if message.recipient else None,
+        waiting=waiting_out(message, heads or {}),
     )
 
 

@@ -17,7 +17,14 @@ from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl
 from scheduler.drivers.base import Contact, ReceiptStatus
-from scheduler.drivers.sandbox import SandboxAccount, SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
+from scheduler.drivers.sandbox import (
+    FailureKind,
+    SandboxAccount,
+    SandboxGroup,
+    SandboxInbound,
+    SandboxMember,
+    SandboxProfile,
+)
 
 # What each messageType needs the body to carry.
 _NEEDS = {"locationMessage": "location", "contactMessage": "contacts", "pollCreationMessage": "poll"}
@@ -107,6 +114,7 @@ class FailNextBody(ApiModel):
     error: str = Field(min_length=1, max_length=500)
     count: int = Field(default=1, ge=1, le=10_000)
     transient: bool = False  # a passing failure (the gateway retries) rather than a refusal
+    kind: FailureKind = Field(default="refused", description="how WhatsApp fails the send (when not transient)")
 
 
 class ReceiptBody(ApiModel):

@@ -5,7 +5,7 @@ queued through the lanes like any send."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -14,11 +14,11 @@ from config.settings import LaneName
 from core.errors import InvalidState, NotFound
 from core.records import ApiModel
 from gateway.responses import json_response
-from gateway.routes.content import MAX_TEXT
+from gateway.routes.content import MAX_TEXT, Metadata
 from gateway.routes.messages import enqueue, message_out
 from gateway.state import principal, services
 from scheduler.lanes import Accepting
-from scheduler.messages import Details, Message, new_message_id
+from scheduler.messages import Details, Message, new_message_id, stored_metadata
 from scheduler.references import POINTERS, SENT, References
 
 # WhatsApp lets a sender edit a text for about 15 minutes after sending it.
@@ -29,6 +29,7 @@ CANCELLED_BY_CLIENT = "cancelled by the client (DELETE /message/{id}) before it 
 class EditBody(ApiModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     lane: LaneName | None = Field(default=None, description="default: the lane the text was sent on")
+    metadata: Metadata | None = Field(default=None, description="default: the edited message's metadata")
 
 
 async def _own_message(request: web.Request) -> Message:
@@ -40,8 +41,15 @@ async def _own_message(request: web.Request) -> Message:
     return message
 
 
-def _about(original: Message, type_: Literal["edit", "delete"], lane: LaneName, text: str | None = None) -> Accepting:
-    """A send of `type_` (edit, delete) about `original`, which was sent."""
+def _about(
+    original: Message,
+    type_: Literal["edit", "delete"],
+    lane: LaneName,
+    text: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Accepting:
+    """A send of `type_` (edit, delete) about `original`, which was sent; it carries `metadata`,
+    else the original's."""
     target = References.sent_ref(original.instance_name, original, original.id, "message")
     details = Details(target=target, target_id=original.id)
     message = Message.new(
@@ -52,6 +60,7 @@ def _about(original: Message, type_: Literal["edit", "delete"], lane: LaneName, 
         type_,
         text=text,
         details=details.stored(),
+        metadata=stored_metadata(metadata) if metadata is not None else original.metadata,
     )
     return Accepting(message)
 
@@ -66,7 +75,7 @@ async def edit_message(request: web.Request, body: EditBody) -> web.Response:
     sent_at = datetime.fromisoformat(original.sent_at or original.created_at)
     if datetime.now(UTC) - sent_at > EDIT_WINDOW:
         raise InvalidState(f"{what} is too old to edit: WhatsApp allows edits for 15 minutes after sending")
-    return await enqueue(request, _about(original, "edit", body.lane or original.lane, body.text))
+    return await enqueue(request, _about(original, "edit", body.lane or original.lane, body.text, body.metadata))
 
 
 async def delete_message(request: web.Request) -> web.Response:

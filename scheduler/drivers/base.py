@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from pydantic import ConfigDict
 
-from core.records import ApiModel
+from core.records import ApiModel, ErrorCode
 
 MessageType = Literal[
     "conversation",
@@ -59,7 +59,9 @@ PresenceState = Literal["available", "unavailable"]
 
 
 class DriverError(Exception):
-    """The WhatsApp side refused or failed."""
+    """The WhatsApp side refused or failed; `code` is the errorCode a send failed by it ends with."""
+
+    code: ErrorCode = "whatsapp_error"
 
 
 class TransientDriverError(DriverError):
@@ -71,15 +73,15 @@ class OutcomeUnknownError(DriverError):
 
 
 class NotOnWhatsAppError(DriverError):
-    pass
+    code: ErrorCode = "not_on_whatsapp"
 
 
 class NotLinkedError(DriverError):
-    pass
+    code: ErrorCode = "logged_out"
 
 
 class UnknownChatError(DriverError):
-    pass
+    code: ErrorCode = "invalid_recipient"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
@@ -62,6 +62,7 @@ from scheduler.drivers.base import (
     MessageType,
     NotLinkedError,
     NotOnWhatsAppError,
+    OutcomeUnknownError,
     OutgoingMessage,
     Poll,
     PollVote,
@@ -85,6 +86,15 @@ NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
 SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 BAN_REASON = "temporary ban (sandbox)"
+# How a send the sandbox fails (fail-next) fails, as the real driver would report it.
+FailureKind = Literal["refused", "not_on_whatsapp", "unknown_chat", "not_linked", "outcome_unknown"]
+FAILURES: dict[FailureKind, type[DriverError]] = {
+    "refused": DriverError,
+    "not_on_whatsapp": NotOnWhatsAppError,
+    "unknown_chat": UnknownChatError,
+    "not_linked": NotLinkedError,
+    "outcome_unknown": OutcomeUnknownError,
+}
 
 
 MEDIA_FETCH_TIMEOUT = 30.0
@@ -237,7 +247,7 @@ class SandboxSession:
         self.sink = sink
         self.qr_schedule = qr_schedule
         self._qr_task: asyncio.Task[None] | None = None
-        self._fail: list[tuple[str, bool]] = []
+        self._fail: list[tuple[str, type[DriverError]]] = []
         self._fail_actions: list[str | None] = []  # an error, or None: no answer at all
         self._connected = False
         self._banned_until: datetime | None = None
@@ -334,8 +344,8 @@ class SandboxSession:
         if not self._connected:
             raise NotLinkedError("the sandbox session is not connected")
         if self._fail:
-            error, transient = self._fail.pop(0)
-            raise (TransientDriverError if transient else DriverError)(error)
+            error, kind = self._fail.pop(0)
+            raise kind(error)
         sent_at = datetime.now(UTC)
         message_id = "3EB0" + secrets.token_hex(8).upper()
         record = {
@@ -452,7 +462,7 @@ class SandboxSession:
             case "ban":
                 await self.ban(args["seconds"])
             case "fail_next":
-                self.fail_next(args["error"], args["count"], args["transient"])
+                self.fail_next(args["error"], args["count"], args["transient"], args["kind"])
             case "fail_actions":
                 self._fail_actions.extend([None if args["hang"] else args["error"]] * args["count"])
             case "groups":
@@ -589,8 +599,8 @@ class SandboxSession:
         await self.redis.hset(keys.sandbox_accounts(self.name), mapping=values)  # type: ignore[misc]
         await self._load_accounts()
 
-    def fail_next(self, error: str, count: int, transient: bool = False) -> None:
-        self._fail.extend([(error, transient)] * count)
+    def fail_next(self, error: str, count: int, transient: bool = False, kind: FailureKind = "refused") -> None:
+        self._fail.extend([(error, TransientDriverError if transient else FAILURES[kind])] * count)
 
 
 def default_phone(instance_name: str) -> str:

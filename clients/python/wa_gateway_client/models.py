@@ -165,6 +165,7 @@ class Queue(Model):
     quotas: dict[str, LaneQuota]  # today's effective quotas, by lane
     warmup: WarmupState
     throttled: ThrottleState | None  # the bulk lane's pause, while it lasts
+    held: dict[str, int] | None = None  # why the heads of the lanes wait: reason -> count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +223,12 @@ class MessageRef(Model):
 
 
 @dataclasses.dataclass(frozen=True)
+class Waiting(Model):
+    reason: str  # queued, gap, hourly_quota, daily_quota, warmup, first_contact, spacing, throttled, ...
+    until: str | None  # the earliest it can go; None when that depends on something else
+
+
+@dataclasses.dataclass(frozen=True)
 class Message(Model):
     id: str
     instance_name: str
@@ -248,6 +255,9 @@ class Message(Model):
     target_message_id: str | None = None  # what a reaction, an edit or a deletion is about
     target: MessageRef | None = None
     recipient: Recipient | None = None  # the account `to` resolved to; None until sent, and for groups
+    waiting: Waiting | None = None  # why a pending message waits
+    error_code: str | None = None  # why it failed (or was flushed), for programs
+    metadata: dict[str, Any] | None = None  # the send's own metadata, as it was given
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,6 +413,18 @@ class Suppressions(Model):
 class Suppressed(Model):
     tenant_id: str
     added: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSettings(Model):
+    deliverability: Literal["standard", "cautious"]
+    reject_calls: bool
+    reject_call_message: str | None
+    always_online: bool
+    auto_read: bool
+    ignore_groups: bool
+    sync_history: bool
+    proxy_url: str | None  # its password, if any, answered as ***
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from wa_gateway_client.models import (
     GroupDetails,
     GroupSummary,
     Health,
+    InstanceSettings,
     InstanceStatus,
     InstanceStatusWithWebhook,
     KeyIssued,
@@ -42,6 +43,7 @@ from wa_gateway_client.models import (
     WebhookUpdated,
     WhoAmI,
     Worker,
+    camel,
     list_of,
 )
 
@@ -79,11 +81,55 @@ class Routes:
     # Instances.
     @operation("POST", "/instance/create")
     def create_instance(
-        instance_name: str, webhook_url: str, webhook_secret: str, *, idempotency_key: str | None = None
+        instance_name: str,
+        webhook_url: str,
+        webhook_secret: str,
+        *,
+        settings: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[InstanceStatus]:
-        """Create an instance; linking starts at once (state `connecting`, a QR is available)."""
-        fields = body(instance_name=instance_name, webhook_url=webhook_url, webhook_secret=webhook_secret)
+        """Create an instance; linking starts at once (state `connecting`, a QR is available).
+        `settings`: any of update_settings' fields (snake_case), the others take their defaults."""
+        fields = body(
+            instance_name=instance_name,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            settings=None if settings is None else {camel(key): value for key, value in settings.items()},
+        )
         return Call(InstanceStatus.from_json, body=fields, idempotency_key=idempotency_key)
+
+    @operation("GET", "/instance/{name}/settings")
+    def get_settings(name: str) -> Call[InstanceSettings]:
+        """The instance's settings (the proxy's password as ***)."""
+        return Call(InstanceSettings.from_json, path={"name": name})
+
+    @operation("PATCH", "/instance/{name}/settings")
+    def update_settings(
+        name: str,
+        *,
+        deliverability: Literal["standard", "cautious"] | None = None,
+        reject_calls: bool | None = None,
+        reject_call_message: str | None = None,
+        always_online: bool | None = None,
+        auto_read: bool | None = None,
+        ignore_groups: bool | None = None,
+        sync_history: bool | None = None,
+        proxy_url: str | None = None,
+        clear: tuple[Literal["reject_call_message", "proxy_url"], ...] = (),
+    ) -> Call[InstanceSettings]:
+        """Change the settings given (the others stay); `clear` names the ones to set back to null."""
+        fields = body(
+            deliverability=deliverability,
+            reject_calls=reject_calls,
+            reject_call_message=reject_call_message,
+            always_online=always_online,
+            auto_read=auto_read,
+            ignore_groups=ignore_groups,
+            sync_history=sync_history,
+            proxy_url=proxy_url,
+        )
+        fields.update({camel(key): None for key in clear})
+        return Call(InstanceSettings.from_json, path={"name": name}, body=fields)
 
     @operation("GET", "/instance/{name}/qr")
     def get_qr(name: str) -> Call[Qr]:

@@ -101,8 +101,32 @@ function messageRows(messages) {
     m.type,
     badge(m.status),
     m.text || m.caption || "",
-    m.error || "",
+    m.error || (m.waiting ? waitingText(m.waiting) : ""),
   ]);
+}
+
+// Why a pending message waits (API.md, "Every waiting message says why").
+const REASONS = {
+  queued: "behind earlier messages",
+  gap: "the lane's gap since the last send",
+  hourly_quota: "the lane's hourly quota",
+  daily_quota: "the lane's daily quota",
+  warmup: "the warm-up's smaller quota",
+  first_contact: "the daily limit of first contacts",
+  spacing: "the spacing between two messages to one person",
+  throttled: "bulk paused after trouble",
+  not_connected: "the number is not connected",
+  retry: "a retry after a failed attempt",
+};
+
+function waitingText(waiting) {
+  const why = `waits: ${REASONS[waiting.reason] || waiting.reason}`;
+  return waiting.until ? `${why}, until ${when(waiting.until)}` : why;
+}
+
+function heldText(held) {
+  const parts = Object.entries(held || {}).map(([reason, count]) => `${REASONS[reason] || reason} (${count})`);
+  return parts.length ? `Held: ${parts.join("; ")}.` : "";
 }
 
 function deliveryRows(deliveries, path, reload) {
@@ -146,13 +170,18 @@ export function instanceView(main, { me, arg: name, signal }) {
     link.setOpen(s.state === "open");
     await link.update(s.state);
     refresh(lanes, JSON.stringify(queue), () =>
-      table("Messages waiting per lane", ["Lane", "Waiting"], LANES.map((l) => [l, String(queue[l])]), ""),
+      h(
+        "div",
+        {},
+        table("Messages waiting per lane", ["Lane", "Waiting"], LANES.map((l) => [l, String(queue[l])]), ""),
+        h("p", { class: "held" }, heldText(queue.held)),
+      ),
     );
   }
   async function loadMessages() {
     const out = await api("GET", `${path}/messages?limit=20`);
     refresh(messages, JSON.stringify(out), () =>
-      table("Recent messages, newest first", ["Queued", "To", "Lane", "Type", "Status", "Text", "Error"], messageRows(out.messages), "No message yet."),
+      table("Recent messages, newest first", ["Queued", "To", "Lane", "Type", "Status", "Text", "Error or wait"], messageRows(out.messages), "No message yet."),
     );
   }
   async function loadDeliveries() {

@@ -28,16 +28,35 @@ function createForm(me) {
   const name = h("input", { name: "instanceName", required: true, value: me.admin ? "" : `${me.tenantId}__` });
   const url = h("input", { name: "webhookUrl", type: "url", required: true, placeholder: "https://…" });
   const secret = h("input", { name: "webhookSecret", required: true, minlength: "16", value: randomSecret() });
+  // A number new to sending is safer eased in; one that has sent for years needs no warm-up.
+  const deliverability = h(
+    "select",
+    { name: "deliverability" },
+    h("option", { value: "cautious", selected: true }, "Cautious (proposed for a new number)"),
+    h("option", { value: "standard" }, "Standard"),
+  );
   return form(
     "Create an instance",
     [
       field("Instance name", name, "tenant__client__label, e.g. acme__shop1__sales"),
       field("Webhook URL", url, "Where the gateway posts this number's events"),
       field("Webhook secret", secret, "At least 16 characters; keep a copy, it is never shown again"),
+      field(
+        "Deliverability",
+        deliverability,
+        "Cautious: besides the lane quotas, a new number's quotas grow over its first week (warm-up), " +
+          "it writes to few strangers a day, and bulk waits a day between two messages to one person. " +
+          "Pick Standard for a number that already sends daily. Changeable later in the instance's settings.",
+      ),
     ],
     "Create and link",
     async () => {
-      const body = { instanceName: name.value.trim(), webhookUrl: url.value.trim(), webhookSecret: secret.value };
+      const body = {
+        instanceName: name.value.trim(),
+        webhookUrl: url.value.trim(),
+        webhookSecret: secret.value,
+        settings: { deliverability: deliverability.value },
+      };
       const created = await api("POST", "/instance/create", body);
       location.hash = `#/instance/${seg(created.instanceName)}`;
     },
