@@ -59,10 +59,15 @@ async def sandbox_sent(client: TestClient) -> list[dict[str, Any]]:
 
 
 async def hooked_gateway(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, **settings: Any
+    aiohttp_client,
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    deliverability: str = "standard",
+    **settings: Any,
 ) -> TestClient:  # type: ignore[no-untyped-def]
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, **settings)
-    await open_hooked(gateway, receiver)
+    await open_hooked(gateway, receiver, deliverability)
     return gateway
 
 
@@ -161,7 +166,9 @@ async def test_a_stop_blocks_a_send_to_every_spelling_of_that_account_and_its_li
 async def test_spacing_holds_for_the_person_across_spellings(
     aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:  # type: ignore[no-untyped-def]
-    gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver, lanes=lanes(spacing=1))
+    gateway = await hooked_gateway(
+        aiohttp_client, redis_url, tmp_path, receiver, deliverability="cautious", lanes=lanes(spacing=1)
+    )
     await declare(gateway, [ACCOUNT, OLD_SPELLING], lid=None)
     ids = [await text(gateway, to, lane="bulk") for to in (ACCOUNT, OLD_SPELLING, ACCOUNT)]
     done = [await finished(gateway, gateway.acme, i) for i in ids]  # type: ignore[attr-defined]
