@@ -17,7 +17,6 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
@@ -34,6 +33,7 @@ PAGE_MAX = 100
 DAY_MS = 24 * 3600 * 1000
 # A member's time is 13 digits of milliseconds: enough until the year 2286.
 _TIME_DIGITS = 13
+_LATEST_MS = 10**_TIME_DIGITS - 1
 Direction = Literal["in", "out"]
 # How a stored message moves its chat's unread count: one more, none left (we wrote), unchanged.
 Unread = Literal["in", "out", "keep"]
@@ -149,15 +149,12 @@ def apply_change(record: dict[str, Any], change: Change) -> dict[str, Any]:
 
 
 def order_key(at_ms: int, ident: str) -> str:
-    return f"{max(0, at_ms):0{_TIME_DIGITS}d}:{ident}"
+    # Clamped into 13 digits, so that every key sorts by time (a sender's clock can say anything).
+    return f"{min(max(0, at_ms), _LATEST_MS):0{_TIME_DIGITS}d}:{ident}"
 
 
 def key_ms(key: str) -> int:
     return int(key[:_TIME_DIGITS])
-
-
-def key_iso(key: str) -> str:
-    return datetime.fromtimestamp(key_ms(key) / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode_cursor(key: str | None) -> str | None:
