@@ -12,12 +12,10 @@ it, and walking the pages sees every message that was there exactly once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
@@ -34,6 +32,10 @@ PAGE_MAX = 100
 DAY_MS = 24 * 3600 * 1000
 # A member's time is 13 digits of milliseconds: enough until the year 2286.
 _TIME_DIGITS = 13
+_LATEST_MS = 10**_TIME_DIGITS - 1
+# What a cursor (an order key) can be: the API documents this shape, so anything of it is accepted.
+CURSOR_PATTERN = rf"^[0-9]{{{_TIME_DIGITS}}}:[!-~]{{1,256}}$"
+CURSOR = re.compile(CURSOR_PATTERN)
 Direction = Literal["in", "out"]
 # How a stored message moves its chat's unread count: one more, none left (we wrote), unchanged.
 Unread = Literal["in", "out", "keep"]
@@ -149,32 +151,25 @@ def apply_change(record: dict[str, Any], change: Change) -> dict[str, Any]:
 
 
 def order_key(at_ms: int, ident: str) -> str:
-    return f"{max(0, at_ms):0{_TIME_DIGITS}d}:{ident}"
+    # Clamped into 13 digits, so that every key sorts by time (a sender's clock can say anything).
+    return f"{min(max(0, at_ms), _LATEST_MS):0{_TIME_DIGITS}d}:{ident}"
 
 
 def key_ms(key: str) -> int:
     return int(key[:_TIME_DIGITS])
 
 
-def key_iso(key: str) -> str:
-    return datetime.fromtimestamp(key_ms(key) / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def encode_cursor(key: str | None) -> str | None:
-    return None if key is None else base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    """A page's `next`: the order key of its last item. Clients pass it back as it is; that it is
+    readable is no promise about its form."""
+    return key
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The order key a cursor stands for; raises ValueError for anything we did not hand out."""
-    if cursor is None:
-        return None
-    try:
-        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("not a cursor this gateway handed out") from None
-    if len(key) <= _TIME_DIGITS + 1 or not key[:_TIME_DIGITS].isdigit() or key[_TIME_DIGITS] != ":":
-        raise ValueError("not a cursor this gateway handed out")
-    return key
+    """The order key a cursor stands for; raises ValueError for anything that cannot be one."""
+    if cursor is not None and CURSOR.fullmatch(cursor) is None:
+        raise ValueError("not a cursor this gateway hands out: pass a page's `next` as it came")
+    return cursor
 
 
 def chat_out(

@@ -560,3 +560,10 @@ async def test_the_store_is_picked_by_the_settings_and_postgres_without_psycopg_
     with pytest.raises(SettingsError, match="GATEWAY_DATABASE_SCHEMA"):
         load_settings({"GATEWAY_DATABASE_SCHEMA": "bad-schema; drop"})
     await redis.aclose()
+
+
+async def test_a_timestamp_from_far_in_the_future_still_sorts_as_the_newest(store: ConversationStore) -> None:
+    now = now_ms()
+    far = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
+    await store.add(A, [entry("now", now), entry("far", far), entry("before", now - 1)])
+    assert await walk(store, A, ANA, 1) == ["far", "now", "before"]

@@ -4,13 +4,10 @@ opaque cursors (core/conversations.py). Not to be confused with the conversation
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import Field
 
-from core.conversations import PAGE_DEFAULT, PAGE_MAX, Chat, ChatMessage, Page
-from core.errors import ValidationFailed
+from core.conversations import CURSOR_PATTERN, PAGE_DEFAULT, PAGE_MAX, Chat, ChatMessage, Page
 from core.records import ApiModel
 from gateway.state import accessible_instance, services
 from gateway.validation import validate
@@ -18,7 +15,9 @@ from gateway.validation import validate
 
 class PageQuery(ApiModel):
     limit: int = Field(default=PAGE_DEFAULT, ge=1, le=PAGE_MAX)
-    cursor: str | None = Field(default=None, max_length=512, description="`next` of the previous page")
+    cursor: str | None = Field(
+        default=None, pattern=CURSOR_PATTERN, description="`next` of the previous page, as it came"
+    )
 
 
 class ChatPage(ApiModel):
@@ -35,7 +34,7 @@ async def list_chats(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     query = validate(PageQuery, dict(request.query))
     store = services(request).conversations
-    return _page(await _read(store.chats(instance.name, query.limit, query.cursor)))
+    return _page(await store.chats(instance.name, query.limit, query.cursor))
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -43,15 +42,7 @@ async def list_messages(request: web.Request) -> web.Response:
     query = validate(PageQuery, dict(request.query))
     store = services(request).conversations
     chat_id = request.match_info["chatId"]
-    return _page(await _read(store.messages(instance.name, chat_id, query.limit, query.cursor)))
-
-
-async def _read(reading: Any) -> Page:
-    try:
-        page: Page = await reading
-    except ValueError as exc:
-        raise ValidationFailed.at(("cursor",), str(exc)) from None
-    return page
+    return _page(await store.messages(instance.name, chat_id, query.limit, query.cursor))
 
 
 def _page(page: Page) -> web.Response:

@@ -333,18 +333,20 @@ class HistoryMessageBody(ApiModel):
     message_id: WaMessageId
     from_me: bool
     sender: PhoneNumber | None = Field(default=None, alias="from", description="in a group: who wrote it")
-    text: str | None = Field(default=None, max_length=4096)
+    text: str | None = Field(default=None, max_length=1024)
     timestamp: AwareDatetime
 
 
 class HistoryChatBody(ApiModel):
     chat_id: Recipient
     name: str | None = Field(default=None, max_length=200)
-    messages: list[HistoryMessageBody] = Field(max_length=1000)
+    messages: list[HistoryMessageBody] = Field(max_length=100)
 
 
 class HistoryBody(ApiModel):
-    chats: list[HistoryChatBody] = Field(min_length=1, max_length=100)
+    # Small batches (as WhatsApp's come): a test sends several, and every body stays far below the
+    # request size limit.
+    chats: list[HistoryChatBody] = Field(min_length=1, max_length=20)
 
 
 class HistoryOut(ApiModel):
