@@ -170,9 +170,24 @@ class Seeded(ApiModel):
 
 
 class SandboxAction(ApiModel):
-    """One thing a conversation action asked of 'WhatsApp', with what it carried."""
+    """One thing a conversation action (or a setting) asked of 'WhatsApp', with what it carried."""
 
-    action: Literal["lookup", "profile", "read", "presence", "groups", "group"]
+    action: Literal[
+        "lookup",
+        "profile",
+        "read",
+        "presence",
+        "groups",
+        "group",
+        "group_create",
+        "group_participants",
+        "group_invite",
+        "group_update",
+        "group_leave",
+        "group_join",
+        "call_reject",
+        "proxy",
+    ]
     at: Timestamp
     numbers: list[str] | None = None
     number: str | None = None
@@ -180,6 +195,50 @@ class SandboxAction(ApiModel):
     message_ids: list[str] | None = None
     state: str | None = None
     group_id: str | None = None
+    subject: str | None = None
+    participants: list[str] | None = None
+    change: str | None = Field(default=None, description="a participants change: add, remove, promote, demote")
+    revoke: bool | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+    invite_link: str | None = None
+    call_id: str | None = None
+    proxy_host: str | None = Field(default=None, description="the proxy now used (its host only); null: none")
+
+
+class CallBody(ApiModel):
+    sender: PhoneNumber = Field(alias="from")
+    is_video: bool = False
+
+
+class CallOut(ApiModel):
+    call_id: str
+
+
+class GroupEventBody(ApiModel):
+    """Someone else changed a group: members (`add`, `remove`, `promote`, `demote` with
+    `participants`), or with `update` its subject, description, announce or locked setting."""
+
+    group_id: GroupId
+    action: Literal["add", "remove", "promote", "demote", "update"]
+    participants: list[PhoneNumber] = Field(default_factory=list, max_length=100)
+    by: PhoneNumber | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2048)
+    announce: bool | None = None
+    locked: bool | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> GroupEventBody:
+        if self.action != "update" and not self.participants:
+            raise ValueError(f"participants are required with action {self.action}")
+        return self
+
+
+class GroupEventOut(ApiModel):
+    instance_name: str
+    group_id: str
 
 
 class InboundOut(ApiModel):
@@ -304,3 +363,16 @@ async def actions(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
     raw = await services(request).redis.lrange(keys.sandbox_actions(instance.name), 0, -1)  # type: ignore[misc]
     return json_response([SandboxAction.model_validate_json(item) for item in raw])
+
+
+async def call(request: web.Request, body: CallBody) -> web.Response:
+    instance = await accessible_instance(request)
+    args = {"from": body.sender, "isVideo": body.is_video}
+    result = await services(request).commands.call(instance.name, "sandbox.call", args)
+    return json_response(CallOut(call_id=result["callId"]), status=201)
+
+
+async def group_event(request: web.Request, body: GroupEventBody) -> web.Response:
+    instance = await accessible_instance(request)
+    await services(request).commands.call(instance.name, "sandbox.group_event", body.model_dump(by_alias=True))
+    return json_response(GroupEventOut(instance_name=instance.name, group_id=body.group_id))

@@ -42,6 +42,13 @@ _METHODS = frozenset(
         "set_presence",
         "groups",
         "group",
+        "create_group",
+        "update_participants",
+        "invite_link",
+        "update_group",
+        "leave_group",
+        "join_group",
+        "reject_call",
         "logout",
         "close",
     }
