@@ -38,8 +38,8 @@ def map_call(offer: Any) -> CallReceived:
     children = {child.Tag for child in node.Nodes}
     return CallReceived(
         call_id=meta.callID,
-        caller=digits(phone.User) if phone.Server in _PHONE_SERVERS else None,
-        caller_lid=digits(lid.User) if lid.Server == LID_SERVER else None,
+        caller=(digits(phone.User) or None) if phone.Server in _PHONE_SERVERS else None,
+        caller_lid=(digits(lid.User) or None) if lid.Server == LID_SERVER else None,
         is_video="video" in children,
         is_group="group-jid" in attrs or "group_info" in children,
         timestamp=from_epoch(meta.timestamp),
