@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from core import keys
@@ -13,6 +14,9 @@ from gateway.state import SERVICES
 from tests.conftest import ADMIN, eventually, instance_body, open_instance
 from tests.receiver import Receiver
 from tests.test_actions import actions, error_of
+from tests.test_client import acme as client_acme  # noqa: F401  (fixtures of the typed client)
+from tests.test_client import admin, base_url, first_qr_out  # noqa: F401
+from wa_gateway_client import AsyncClient, NotFoundError
 
 NAME = "acme__shop1__sales"
 OWN, ANA, BEN, NOBODY = "5491100000000", "5491112345678", "5491187654321", "9995550000"
@@ -345,3 +349,46 @@ async def test_group_events_fire_and_the_kept_group_follows(
     missing = {"groupId": group_id, "action": "remove"}
     answer = await gateway.post(f"/sandbox/instance/{NAME}/group-event", json=missing, headers=acme)
     assert "participants" in str(await error_of(answer, 400))
+
+
+# -- the typed client and the OpenAPI document -----------------------------------------------------
+
+
+async def test_the_typed_client_manages_groups_and_drives_calls(gateway: TestClient, client_acme: AsyncClient) -> None:  # noqa: F811
+    await client_acme.create_instance(NAME, "http://127.0.0.1:9/hook", "0123456789abcdef-secret")
+    await first_qr_out(gateway)
+    await client_acme.sandbox_link(NAME)
+    created = await client_acme.create_group(NAME, "Team", [ANA])
+    outcomes = await client_acme.change_participants(NAME, created.group_id, "add", [BEN, NOBODY])
+    assert [(o.number, o.ok) for o in outcomes] == [(BEN, True), (NOBODY, False)]
+    link = await client_acme.get_group_invite(NAME, created.group_id)
+    assert (await client_acme.revoke_group_invite(NAME, created.group_id)).invite_link != link.invite_link
+    await client_acme.update_group(NAME, created.group_id, subject="Renamed", announce=True)
+    assert (await client_acme.get_group(NAME, created.group_id)).subject == "Renamed"
+    await client_acme.sandbox_group_event(NAME, created.group_id, "remove", [ANA], by=BEN)
+    joined = await client_acme.join_group(NAME, "https://chat.whatsapp.com/AbCdEfGhIjKl")
+    await client_acme.leave_group(NAME, joined.group_id)
+    assert [g.group_id for g in await client_acme.list_groups(NAME)] == [created.group_id]
+    await client_acme.update_settings(NAME, reject_calls=True)
+    call_id = await client_acme.sandbox_call(NAME, ANA, is_video=True)
+    reject = await eventually(lambda: _rejected(client_acme))
+    assert (reject.call_id, reject.number) == (call_id, ANA)
+    with pytest.raises(NotFoundError):
+        await client_acme.update_group(NAME, "120363000000000009@g.us", locked=True)
+
+
+async def _rejected(client: AsyncClient) -> Any:
+    found = [a for a in await client.sandbox_actions(NAME) if a.action == "call_reject"]
+    return found[0] if found else None
+
+
+async def test_the_new_routes_and_events_are_in_the_openapi_document(gateway: TestClient) -> None:
+    document = await (await gateway.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert set(paths["/instance/{name}/groups"]) == {"get", "post"}
+    assert set(paths["/instance/{name}/groups/{groupId}"]) == {"get", "patch"}
+    assert set(paths["/instance/{name}/groups/{groupId}/invite"]) == {"get", "delete"}
+    for path in ("/groups/join", "/groups/{groupId}/participants", "/groups/{groupId}/leave"):
+        assert "post" in paths[f"/instance/{{name}}{path}"]
+    assert {"/sandbox/instance/{name}/call", "/sandbox/instance/{name}/group-event"} <= set(paths)
+    assert {"call.received", "call.rejected", "group.participants", "group.updated"} <= set(document["webhooks"])
