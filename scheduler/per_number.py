@@ -97,10 +97,10 @@ class PerNumber:
         """Before a session connects: its proxy."""
         await session.use_proxy((await self.settings(name)).proxy_url)
 
-    async def connected(self, name: str, session: Session) -> None:
+    async def connected(self, name: str, session: Session | None) -> None:
         online = (await self.settings(name)).always_online
         self._online[name] = online
-        if online:
+        if online and session is not None:
             await self._ask(name, "setting the presence", session.set_presence("available"))
 
     def disconnected(self, name: str) -> None:

@@ -349,7 +349,7 @@ class SessionHost:
                 await self._release_held(name)  # what arrived meanwhile follows it
                 self.announced.add(name)
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
-                await self.per_number.connected(name, self.sessions[name])
+                await self.per_number.connected(name, self.sessions.get(name))
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
                 self.per_number.disconnected(name)

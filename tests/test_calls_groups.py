@@ -4,6 +4,7 @@ events checked at a real local webhook receiver."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +12,12 @@ from aiohttp.test_utils import TestClient
 
 from core import keys
 from gateway.state import SERVICES
-from tests.conftest import ADMIN, eventually, instance_body, open_instance
+from tests.conftest import ADMIN, eventually, instance_body, make_settings, open_instance
 from tests.receiver import Receiver
 from tests.test_actions import actions, error_of
 from tests.test_client import acme as client_acme  # noqa: F401  (fixtures of the typed client)
 from tests.test_client import admin, base_url, first_qr_out  # noqa: F401
+from tests.test_webhooks import new_tenant, started
 from wa_gateway_client import AsyncClient, NotFoundError
 
 NAME = "acme__shop1__sales"
@@ -187,6 +189,28 @@ async def test_the_proxy_is_used_from_the_first_connect_after_a_restart(gateway:
     [proxy] = await eventually(lambda: actions(gateway, acme, "proxy"))  # before its first QR
     assert proxy["proxyHost"] == "proxy.example.com"
     assert "s3cret" not in (await gateway.app[SERVICES].redis.hget(keys.instance(NAME), "settings"))
+
+
+async def test_the_settings_hold_after_a_full_restart(redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    settings = make_settings(redis_url, tmp_path / "data")
+    first = await started(settings)
+    try:
+        acme = await new_tenant(first)
+        await open_instance(first, acme, webhookUrl=receiver.url())
+        await patch_settings(first, acme, rejectCalls=True, ignoreGroups=True, alwaysOnline=True)
+        await eventually(lambda: _presences(first, acme, ["available"]))
+    finally:
+        await first.close()
+    second = await started(settings)
+    try:
+        # adopted and reconnected from its store: online again, calls rejected, groups ignored
+        await eventually(lambda: _presences(second, acme, ["available", "available"]))
+        await inbound(second, acme, **{"from": ANA, "chatId": GROUP, "text": "ignored"})
+        call_id = await call(second, acme, **{"from": ANA})
+        [rejected] = await events(receiver, "call.rejected")
+        assert rejected["callId"] == call_id and receiver.of("message.received") == []
+    finally:
+        await second.close()
 
 
 # -- group management ------------------------------------------------------------------------------
