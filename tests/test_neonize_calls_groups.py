@@ -22,7 +22,7 @@ from scheduler.drivers.base import (
     ParticipantResult,
     UnknownChatError,
 )
-from scheduler.drivers.neonize.notices import map_call, map_group_info
+from scheduler.drivers.neonize.notices import map_call, map_group_info, map_joined
 from tests.test_neonize_actions import GROUP, OWN, ActionsClient, actions_session, group_info, participant
 from tests.test_neonize_driver import PHONE, jid, pb
 from tests.test_session_hosts import Events, eventually
@@ -90,11 +90,18 @@ def test_a_group_notice_maps_to_each_members_change_then_the_settings_change() -
     ]
 
 
+def test_being_added_to_a_group_is_an_add_of_the_own_number() -> None:
+    event = pb.JoinedGroup(Reason="", Type="new", GroupInfo=group_info(participant(OWN)), Sender=jid(PHONE))
+    assert map_joined(event, OWN) == GroupParticipants(
+        group_id=f"{GROUP}@g.us", action="add", participants=(OWN,), by=PHONE
+    )
+
+
 def test_the_session_listens_to_call_offers_and_group_notices(driver: nd.NeonizeDriver) -> None:
     session, _ = actions_session(driver)
     client = session._new_client()
     codes = nd.session._import("neonize.events").EVENT_TO_INT
-    assert {codes[pb.CallOffer], codes[pb.GroupInfoEvent]} <= set(client.event.list_func)
+    assert {codes[pb.CallOffer], codes[pb.GroupInfoEvent], codes[pb.JoinedGroup]} <= set(client.event.list_func)
 
 
 # -- requests, on the stand-in client whose methods must match the real client's -------------------

@@ -1,5 +1,5 @@
-"""Pure mappings of neonize's call and group notices (`CallOffer`, `GroupInfoEvent`) into the
-driver interface's `CallReceived`, `GroupParticipants` and `GroupUpdated`.
+"""Pure mappings of neonize's call and group notices (`CallOffer`, `GroupInfoEvent`, `JoinedGroup`)
+into the driver interface's `CallReceived`, `GroupParticipants` and `GroupUpdated`.
 
 A `CallOffer` carries whatsmeow's `offer` node as `data`: a video call has a `video` child, a group
 call a `group-jid` attribute (or a `group_info` child). The caller is `callCreator`, its other
@@ -64,3 +64,12 @@ def map_group_info(event: Any) -> list[GroupParticipants | GroupUpdated]:
     if any(value is not None for value in settings.values()):
         found.append(GroupUpdated(group_id=group_id, by=by, **settings))
     return found
+
+
+def map_joined(event: Any, own_phone: str) -> GroupParticipants:
+    """This number was added to a group (or joined it, or created it): an `add` of itself."""
+    info = event.GroupInfo
+    by = member(event.Sender) if event.HasField("Sender") and event.Sender.User else None
+    return GroupParticipants(
+        group_id=f"{info.JID.User}@{info.JID.Server}", action="add", participants=(own_phone,), by=by
+    )

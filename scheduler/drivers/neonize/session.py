@@ -85,7 +85,7 @@ from scheduler.drivers.neonize.mapping import (
     is_final,
     map_event,
 )
-from scheduler.drivers.neonize.notices import map_call, map_group_info
+from scheduler.drivers.neonize.notices import map_call, map_group_info, map_joined
 from scheduler.drivers.neonize.stores import SessionStore, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -561,6 +561,7 @@ class NeonizeSession:
             (pb.StreamError, self._on_event, "stream error"),
             (pb.CallOffer, self._on_call, "call offer"),
             (pb.GroupInfoEvent, self._on_group_info, "group info"),
+            (pb.JoinedGroup, self._on_joined_group, "joined group"),
         )
         for event_type, handler, what in handlers:
             client.event(event_type)(guard(handler, what, self._order))
@@ -713,6 +714,11 @@ class NeonizeSession:
             return
         for change in map_group_info(event):
             await self._sink(change)
+
+    async def _on_joined_group(self, client: Any, event: Any) -> None:
+        if client is not self._client or not self._own_phone:
+            return
+        await self._sink(map_joined(event, self._own_phone))
 
     def _remember_sender(self, chat_id: str, message_id: str, sender: Any) -> None:
         self._group_senders[(chat_id, message_id)] = sender
