@@ -183,7 +183,9 @@ async def _proxy_hosts(gateway: TestClient, headers: dict[str, str], expected: l
     return [a["proxyHost"] for a in await actions(gateway, headers, "proxy")] == expected
 
 
-async def test_the_proxy_is_used_from_the_first_connect_after_a_restart(gateway: TestClient, acme: dict) -> None:
+async def test_a_proxy_given_at_create_is_used_from_the_first_connect_and_sealed(
+    gateway: TestClient, acme: dict
+) -> None:
     created = await gateway.post("/instance/create", json=instance_body(settings={"proxyUrl": PROXY}), headers=acme)
     assert created.status == 201, await created.text()
     [proxy] = await eventually(lambda: actions(gateway, acme, "proxy"))  # before its first QR
