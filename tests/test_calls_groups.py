@@ -313,6 +313,8 @@ async def test_a_group_is_updated_and_left(gateway: TestClient, acme: dict) -> N
     [update] = await actions(gateway, acme, "group_update")
     assert (update["announce"], update["locked"]) == (True, True)
     assert "at least one" in str(await error_of(await gateway.patch(url, json={}, headers=acme), 400))
+    assert (await gateway.patch(url, json={"description": ""}, headers=acme)).status == 204
+    assert (await group_of(gateway, acme, group_id))["description"] is None  # "" removes it
     assert (await gateway.post(f"{url}/leave", headers=acme)).status == 204
     await error_of(await gateway.get(url, headers=acme), 404)
     await error_of(await gateway.post(f"{url}/leave", headers=acme), 404)

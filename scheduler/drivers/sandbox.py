@@ -408,7 +408,7 @@ class SandboxSession:
     async def update_group(self, group_id: str, change: GroupChange) -> None:
         await self._action("group_update", groupId=group_id, **_changed(change))
         group = await self._administered(group_id)
-        await self._keep(group.model_copy(update=_changed(change)))
+        await self._keep(_changed_group(group, change))
 
     async def leave_group(self, group_id: str) -> None:
         await self._action("group_leave", groupId=group_id)
@@ -643,7 +643,7 @@ class SandboxSession:
             change = GroupChange(**{k: args.get(k) for k in ("subject", "description", "announce", "locked")})
             with contextlib.suppress(UnknownChatError):
                 group = await self._stored_group(group_id)
-                await self._keep(group.model_copy(update=_changed(change)))
+                await self._keep(_changed_group(group, change))
             await self.sink(GroupUpdated(group_id=group_id, by=by, **vars(change)))
             return
         participants = tuple(args["participants"])
@@ -686,6 +686,14 @@ def _participant_error(action: ParticipantAction, number: str, member: bool) -> 
 
 def _changed(change: GroupChange) -> dict[str, Any]:
     return {key: value for key, value in vars(change).items() if value is not None}
+
+
+def _changed_group(group: SandboxGroup, change: GroupChange) -> SandboxGroup:
+    """The group with the change made; an empty description removes it, as on WhatsApp."""
+    update = _changed(change)
+    if update.get("description") == "":
+        update["description"] = None
+    return group.model_copy(update=update)
 
 
 def _kind_fields(message: OutgoingMessage) -> dict[str, Any]:
