@@ -300,6 +300,9 @@ async def test_the_invite_link_is_read_revoked_and_joined_by(gateway: TestClient
         f"/instance/{NAME}/groups/join", json={"inviteLink": "https://evil.example/x"}, headers=acme
     )
     assert "inviteLink" in str(await error_of(bad, 400))
+    # "join" is no group id: another method on it is not allowed, rather than a group id's 400
+    wrong = await gateway.patch(f"/instance/{NAME}/groups/join", json={"subject": "x"}, headers=acme)
+    assert wrong.status == 405 and wrong.headers["Allow"] == "POST"
 
 
 async def test_a_group_is_updated_and_left(gateway: TestClient, acme: dict) -> None:

@@ -12,7 +12,7 @@ from pydantic import Field, StrictBool, StringConstraints, model_validator
 from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.routes.conversations import act
-from gateway.validation import PhoneNumber
+from gateway.validation import PhoneNumber, given
 
 # A WhatsApp invite link, or its code alone.
 INVITE_LINK = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9_-]{10,64}$"
@@ -50,7 +50,12 @@ class JoinGroup(ApiModel):
 
 
 class UpdateGroup(ApiModel):
-    """Any of these; what is left out stays as it is."""
+    """Any of these; what is left out (or null) stays as it is."""
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": {"anyOf": [given(field) for field in ("subject", "description", "announce", "locked")]},
+    }
 
     subject: Subject | None = None
     description: str | None = Field(default=None, max_length=2048, description='"" removes it')

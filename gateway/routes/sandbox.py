@@ -15,7 +15,7 @@ from core import keys
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl
+from gateway.validation import GroupId, Lid, PhoneNumber, WebUrl, given
 from scheduler.drivers.base import Contact, ReceiptStatus
 from scheduler.drivers.sandbox import SandboxGroup, SandboxInbound, SandboxMember, SandboxProfile
 
@@ -25,33 +25,28 @@ _ACTIONS = {"reaction": "reaction", "edit": "edit", "delete": "delete", "pollVot
 _BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
 
 
-def _given(*aliases: str) -> dict[str, Any]:
-    """JSON Schema: every one of `aliases` is present and not null."""
-    return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
-
-
 def _needs(kind: str, alias: str) -> dict[str, Any]:
     """JSON Schema: a body whose messageType is `kind` carries `alias`."""
     type_is = {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
-    return {"anyOf": [{"not": type_is}, _given(alias)]}
+    return {"anyOf": [{"not": type_is}, given(alias)]}
 
 
 # The rules of `InboundBody._consistent`, for the OpenAPI document (and the contract test).
 _RULES: list[JsonValue] = [
-    {"anyOf": [_given("from"), _given("fromLid")]},
-    {"not": {"anyOf": [_given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
-    {"not": _given("mediaBase64", "mediaUrl")},
+    {"anyOf": [given("from"), given("fromLid")]},
+    {"not": {"anyOf": [given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
+    {"not": given("mediaBase64", "mediaUrl")},
     {
         "anyOf": [
             {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
-            *(_given(action) for action in _ACTIONS),
+            *(given(action) for action in _ACTIONS),
             {
                 "required": ["messageType"],
                 "properties": {"messageType": {"not": {"anyOf": [{"const": "conversation"}, {"type": "null"}]}}},
             },
             {
-                "not": _given("messageType"),
-                "anyOf": [_given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
+                "not": given("messageType"),
+                "anyOf": [given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
             },
         ]
     },
@@ -121,7 +116,7 @@ class BanBody(ApiModel):
 class FailActionsBody(ApiModel):
     """The next `count` actions fail with `error`, or (`hang`) get no answer at all."""
 
-    model_config = {**ApiModel.model_config, "json_schema_extra": {"oneOf": [_given("error"), _HANG]}}
+    model_config = {**ApiModel.model_config, "json_schema_extra": {"oneOf": [given("error"), _HANG]}}
     error: str | None = Field(default=None, min_length=1, max_length=500)
     hang: bool = False
     count: int = Field(default=1, ge=1, le=10_000)
@@ -219,6 +214,16 @@ class CallOut(ApiModel):
 class GroupEventBody(ApiModel):
     """Someone else changed a group: members (`add`, `remove`, `promote`, `demote` with
     `participants`), or with `update` its subject, description, announce or locked setting."""
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": {
+            "anyOf": [
+                {"required": ["action"], "properties": {"action": {"const": "update"}}},
+                {"required": ["participants"], "properties": {"participants": {"minItems": 1}}},
+            ]
+        },
+    }
 
     group_id: GroupId
     action: Literal["add", "remove", "promote", "demote", "update"]
