@@ -20,6 +20,7 @@ from gateway.routes import (
     chats,
     conversations,
     deliverability,
+    groups,
     instance_settings,
     instances,
     media,
@@ -34,9 +35,12 @@ from gateway.routing import Route, router_paths
 from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.history import HistorySyncedData
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
+from scheduler.per_number import EVENTS as NUMBER_EVENTS
 from scheduler.services import Services
 
-I, M, W, D, C, K, S = instances, messages, webhooks, deliverability, conversations, send_kinds, instance_settings  # noqa: E741  (short names keep the table readable)
+# Short names keep the table readable.
+I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, send_kinds  # noqa: E741
+S, G = instance_settings, groups
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
     Route("GET", "/whoami", meta.whoami, "Who this API key is: the admin, or which tenant", response=meta.WhoAmI),
@@ -137,6 +141,23 @@ ROUTES: list[Route] = [
     Route("GET", "/instance/{name}/chats/{chatId}/messages", chats.list_messages,
           "A chat's stored messages, newest first", response=chats.MessagePage, query=chats.PageQuery,
           tag="conversations"),
+    # Group management: synchronous too.
+    Route("POST", "/instance/{name}/groups", G.create_group, "Create a group with these numbers in it",
+          body=G.CreateGroup, response=G.GroupCreated, status=201, tag="groups"),
+    Route("POST", "/instance/{name}/groups/join", G.join_group, "Join a group by its invite link",
+          body=G.JoinGroup, response=G.GroupCreated, tag="groups"),
+    Route("POST", "/instance/{name}/groups/{groupId}/participants", G.change_participants,
+          "Add, remove, promote or demote participants; answers each number's outcome",
+          body=G.ChangeParticipants, response=G.ParticipantOut, many=True, tag="groups"),
+    Route("GET", "/instance/{name}/groups/{groupId}/invite", G.get_invite, "The group's invite link",
+          response=G.InviteLink, tag="groups"),
+    Route("DELETE", "/instance/{name}/groups/{groupId}/invite", G.revoke_invite,
+          "Revoke the invite link; answers the new one", response=G.InviteLink, tag="groups"),
+    Route("PATCH", "/instance/{name}/groups/{groupId}", G.update_group,
+          "Change the subject, description, announce-only or locked setting", body=G.UpdateGroup, status=204,
+          tag="groups"),
+    Route("POST", "/instance/{name}/groups/{groupId}/leave", G.leave_group, "Leave the group", status=204,
+          tag="groups"),
     # Staying unbanned: opt-outs, warm-up and the bulk lane's pause.
     Route("GET", "/tenant/{tenantId}/suppressions", D.list_suppressions, "The tenant's opt-out list",
           response=D.SuppressionsOut, tag="deliverability"),
@@ -203,6 +224,11 @@ SANDBOX_ROUTES: list[Route] = [
     Route("POST", "/sandbox/instance/{name}/accounts", sandbox.declare_accounts,
           "Declare spellings of a number and a LID one account (resolved to the first number)",
           body=sandbox.AccountsBody, response=sandbox.Seeded, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/call", sandbox.call, "Someone calls the number",
+          body=sandbox.CallBody, response=sandbox.CallOut, status=201, tag="sandbox"),
+    Route("POST", "/sandbox/instance/{name}/group-event", sandbox.group_event,
+          "Someone else changes a group: its members, or (update) its settings", body=sandbox.GroupEventBody,
+          response=sandbox.GroupEventOut, tag="sandbox"),
     Route("GET", "/sandbox/instance/{name}/actions", sandbox.actions,
           "What the conversation actions asked of 'WhatsApp', in order", response=sandbox.SandboxAction, many=True,
           tag="sandbox"),
@@ -228,7 +254,11 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
-    events: dict[str, type[BaseModel]] = {**dict(INBOUND_EVENTS.values()), "history.synced": HistorySyncedData}
+    events: dict[str, type[BaseModel]] = {
+        **dict(INBOUND_EVENTS.values()),
+        **NUMBER_EVENTS,
+        "history.synced": HistorySyncedData,
+    }
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
     app.cleanup_ctx.append(_services(settings))
     app.cleanup_ctx.append(flushing_http_counts)

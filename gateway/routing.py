@@ -73,9 +73,11 @@ def router_paths(routes: Sequence[Route]) -> dict[str, str]:
                 fixed.setdefault(tuple(parts[:depth]), set()).add(part)
     paths = {}
     for route in routes:
-        parts = route.path.split("/")
-        for depth, part in enumerate(parts):
-            siblings = sorted(fixed.get(tuple(parts[:depth]), ()))
+        original = route.path.split("/")
+        parts = list(original)
+        for depth, part in enumerate(original):
+            # Siblings by the path as written: an earlier segment rewritten below must not hide them.
+            siblings = sorted(fixed.get(tuple(original[:depth]), ()))
             if part.startswith("{") and siblings:
                 excluded = "|".join(re.escape(sibling) for sibling in siblings)
                 parts[depth] = f"{{{part[1:-1]}:(?!(?:{excluded})(?:/|\\Z))[^/]+}}"

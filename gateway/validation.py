@@ -50,6 +50,11 @@ PROXY_URL = (
 )
 
 
+def given(*aliases: str) -> dict[str, Any]:
+    """JSON Schema: every one of `aliases` is present and not null."""
+    return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
+
+
 def absent_not_null(schema: dict[str, Any]) -> None:
     """Document an optional field as the value it takes: None stands for its absence (a field left
     out, a query parameter not given), never for a null the client may send."""

@@ -12,6 +12,7 @@ from core.errors import InvalidState, NotFound, WhatsAppError
 from scheduler.drivers.base import (
     DriverError,
     Group,
+    GroupChange,
     NotLinkedError,
     NotOnWhatsAppError,
     Profile,
@@ -44,6 +45,12 @@ class Actions:
             "presence": self.set_presence,
             "groups.list": self.groups,
             "groups.info": self.group,
+            "groups.create": self.create_group,
+            "groups.participants": self.update_participants,
+            "groups.invite": self.invite_link,
+            "groups.update": self.update_group,
+            "groups.leave": self.leave_group,
+            "groups.join": self.join_group,
         }
 
     async def check_numbers(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +112,34 @@ class Actions:
 
     async def group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return _group(await self._ask("reading the group", self._session(name).group(args["groupId"])))
+
+    # Group management.
+
+    async def create_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        call = self._session(name).create_group(args["subject"], args["participants"])
+        return {"groupId": await self._ask("creating the group", call)}
+
+    async def update_participants(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        call = self._session(name).update_participants(args["groupId"], args["action"], args["participants"])
+        found = await self._ask(f"changing the participants ({args['action']})", call)
+        return {"results": [{"number": r.number, "ok": r.ok, "error": r.error} for r in found]}
+
+    async def invite_link(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        what = "revoking the invite link" if args["revoke"] else "reading the invite link"
+        link = await self._ask(what, self._session(name).invite_link(args["groupId"], args["revoke"]))
+        return {"inviteLink": link}
+
+    async def update_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        change = GroupChange(**{k: args.get(k) for k in ("subject", "description", "announce", "locked")})
+        await self._ask("updating the group", self._session(name).update_group(args["groupId"], change))
+        return {}
+
+    async def leave_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        await self._ask("leaving the group", self._session(name).leave_group(args["groupId"]))
+        return {}
+
+    async def join_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {"groupId": await self._ask("joining the group", self._session(name).join_group(args["inviteLink"]))}
 
     def _session(self, name: str) -> Session:
         session = self.sessions.connected_session(name)

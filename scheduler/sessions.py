@@ -19,11 +19,14 @@ from scheduler.commands import Commands
 from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import (
     Banned,
+    CallReceived,
     Connected,
     Disconnected,
     Driver,
     DriverError,
     DriverEvent,
+    GroupParticipants,
+    GroupUpdated,
     HistorySynced,
     Inbound,
     NotLinkedError,
@@ -36,6 +39,7 @@ from scheduler.drivers.sandbox import SANDBOX_CONTROL, SandboxSession
 from scheduler.history import HistoryImport
 from scheduler.inbound import InboundEvents
 from scheduler.lanes import Owner
+from scheduler.per_number import PerNumber
 from scheduler.services import Services
 
 log = structlog.get_logger(__name__)
@@ -76,12 +80,16 @@ class SessionHost:
         self.announced: set[str] = set()
         self._held: dict[str, list[Inbound]] = {}
         actions = Actions(self, services.numbers, services.settings.action_timeout)
+        self.per_number = PerNumber(
+            services.instances, services.outbox, services.lanes, services.settings.action_timeout
+        )
         self._commands: dict[str, Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "adopt": self._adopt_command,
             "delete": self._delete_command,
             "connect": self._connect_command,
             "qr": self._qr_command,
             "pair": self._pair_command,
+            "settings": self._settings_command,
             **actions.commands(),  # conversation actions: contacts, read, presence, groups
         }
 
@@ -164,7 +172,7 @@ class SessionHost:
             # A store read (sqlite, or PostgreSQL): off the event loop.
             if await asyncio.to_thread(lambda: session.linked):
                 await self.instances.update(name, state="connecting")
-                await session.connect()
+                await self._connect(name, session)
                 return
         except DriverError as exc:  # one unusable session store must not stop the others
             log.error("session.reconnect_failed", instance=name, error=str(exc))
@@ -268,8 +276,18 @@ class SessionHost:
 
     async def _connect_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         await self.instances.get(name)
-        await self.session(name).connect()
+        await self._connect(name, self.session(name))
         return {}
+
+    async def _settings_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The settings changed (PATCH): what the session must be told, it is told now."""
+        if (session := self.sessions.get(name)) is not None:
+            await self.per_number.apply(name, session, name in self.connected)
+        return {}
+
+    async def _connect(self, name: str, session: Session) -> None:
+        await self.per_number.connecting(name, session)
+        await session.connect()
 
     async def _qr_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return await self._linking_started(name, self.session(name))
@@ -291,7 +309,7 @@ class SessionHost:
             raise InvalidState("instance is already open; it needs no QR code")
         if instance.state == "connecting" and instance.qr:
             return {"code": instance.qr, "expiresAt": instance.qr_expires_at}
-        await session.connect()
+        await self._connect(name, session)
         try:
             result = await asyncio.wait_for(asyncio.shield(waiter), QR_WAIT_SECONDS)
         except TimeoutError:
@@ -361,8 +379,10 @@ class SessionHost:
                 await self._release_held(name)  # what arrived meanwhile follows it
                 self.announced.add(name)
                 await self.lanes.kick(name)  # messages waiting for the instance to open go now
+                await self.per_number.connected(name, self.sessions.get(name))
             case Disconnected(reason=reason, logged_out=logged_out):
                 self.connected.discard(name)
+                self.per_number.disconnected(name)
                 self.announced.discard(name)
                 self._resolve_linking(name, {"failed": reason})  # a QR asked for will not come now
                 fields: InstanceUpdate = {"state": "close", "qr": None, "qrExpiresAt": None}
@@ -390,11 +410,15 @@ class SessionHost:
                     await self._throttle_after_ban(name, expires_at)
             case Inbound() as inbound:
                 if name in self.announced:
-                    await self.inbound.publish(name, inbound)
+                    await self._forward(name, inbound)
                 else:  # instance.connected first: the Connected case above releases it
                     self._held.setdefault(name, []).append(inbound)
             case HistorySynced() as batch:
                 await self.history.synced(name, batch)
+            case CallReceived() as call:
+                await self.per_number.call(name, call, self.connected_session(name))
+            case GroupParticipants() | GroupUpdated() as group_event:
+                await self.per_number.group(name, group_event)
             case Receipt(message_ids=wa_ids, status=status, timestamp=timestamp):
                 for moved in await self.messages.apply_receipt(name, wa_ids, status):
                     data = {
@@ -421,9 +445,16 @@ class SessionHost:
     async def _release_held(self, name: str) -> None:
         """Publish the held inbound events in order; one that fails stays held with those after it."""
         while queue := self._held.get(name):
-            await self.inbound.publish(name, queue[0])
+            await self._forward(name, queue[0])
             queue.pop(0)
         self._held.pop(name, None)
+
+    async def _forward(self, name: str, inbound: Inbound) -> None:
+        """An inbound event to its webhook, as the instance's settings want it (ignoreGroups,
+        autoRead)."""
+        if await self.per_number.admits(name, inbound):
+            await self.inbound.publish(name, inbound)
+            await self.per_number.received(name, inbound, self.connected_session(name))
 
     async def _reconnect_at(self, name: str, when: datetime) -> None:
         """A temporary ban is over: connect again (the messages waiting go once it is open)."""
@@ -432,7 +463,7 @@ class SessionHost:
         if name in self.sessions and await self.epoch(name) is not None:
             log.info("session.ban_over", instance=name)
             await self.instances.update(name, state="connecting", bannedUntil=None)
-            await self.sessions[name].connect()
+            await self._connect(name, self.sessions[name])
 
 
 def connection_event(event: DriverEvent) -> str | None:

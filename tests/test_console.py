@@ -155,6 +155,39 @@ async def test_a_waiting_message_and_the_held_lane_heads_say_why(
     await expect(page.locator(".held")).to_have_text("Held: the number is not connected (2).", timeout=WAIT_MS)
 
 
+async def test_the_settings_are_shown_and_saved_on_the_instance_view(
+    gateway: TestClient, acme: dict[str, str], browser: Browser
+) -> None:
+    proxy = "socks5://user:s3cret-pass@proxy.example.com:1080"
+    body = instance_body(NAME, settings={"proxyUrl": proxy, "autoRead": True})
+    assert (await gateway.post("/instance/create", json=body, headers=acme)).status == 201
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    await sign_in(page, str(gateway.make_url(f"/dashboard#/instance/{NAME}")), acme["apikey"])
+    settings = page.get_by_role("form", name="Settings")
+    await expect(settings.get_by_label("Proxy")).to_have_value("socks5://user:***@proxy.example.com:1080")
+    await expect(settings.get_by_label("Read on arrival")).to_be_checked()
+    await expect(settings.get_by_label("Keep past chats")).to_be_checked()
+    await expect(settings.get_by_label("Reject calls")).not_to_be_checked()
+    await settings.get_by_label("Reject calls").check()
+    await settings.get_by_label("Message for a rejected caller").fill("We do not take calls: please write")
+    await settings.get_by_label("Ignore groups").check()
+    await settings.get_by_label("Deliverability").select_option("cautious")
+    await settings.get_by_role("button", name="Save settings").click()
+    await expect(settings.get_by_role("alert")).to_have_text("Settings saved.")
+    stored = await gateway.app[SERVICES].instances.settings(NAME)
+    assert (stored.reject_calls, stored.ignore_groups, stored.auto_read, stored.deliverability) == (
+        True,
+        True,
+        True,
+        "cautious",
+    )
+    assert stored.reject_call_message == "We do not take calls: please write"
+    assert stored.proxy_url == proxy  # sent back masked: the stored password is kept
+    await settings.get_by_label("Proxy").fill("ftp://nope")
+    await settings.get_by_role("button", name="Save settings").click()
+    await expect(settings.get_by_role("alert")).to_contain_text("proxyUrl")
+
+
 async def test_admin_creates_a_tenant_issues_and_revokes_keys_and_flushes_a_queue(
     gateway: TestClient, browser: Browser, shots: Path
 ) -> None:

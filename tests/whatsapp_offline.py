@@ -28,6 +28,7 @@ class Blackhole:
         self._server: asyncio.Server | None = None
         self._held: set[asyncio.StreamWriter] = set()
         self.url = ""
+        self.accepted = 0  # connections taken so far
 
     async def __aenter__(self) -> Blackhole:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
@@ -43,6 +44,7 @@ class Blackhole:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._held.add(writer)
+        self.accepted += 1
         try:
             _, methods = await reader.readexactly(2)
             await reader.readexactly(methods)

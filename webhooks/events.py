@@ -22,6 +22,10 @@ EVENT_NAMES: tuple[str, ...] = (
     "message.read",
     "contact.opted_out",
     "history.synced",
+    "call.received",
+    "call.rejected",
+    "group.participants",
+    "group.updated",
     "webhook.test",
 )
 ALL = "*"

@@ -71,7 +71,7 @@ class GroupOut(ApiModel):
     participants: list[Participant]
 
 
-async def _act(request: web.Request, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+async def act(request: web.Request, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     instance = await accessible_instance(request)
     if instance.state != "open":
         raise InvalidState(f"instance is {instance.state}, not open: link it and wait for state 'open'")
@@ -81,35 +81,35 @@ async def _act(request: web.Request, op: str, args: dict[str, Any] | None = None
 
 async def check_numbers(request: web.Request, body: CheckNumbers) -> web.Response:
     numbers = list(dict.fromkeys(body.numbers))  # each number once, in the order given
-    answer = await _act(request, "contacts.check", {"numbers": numbers})
+    answer = await act(request, "contacts.check", {"numbers": numbers})
     return json_response([NumberStatus.model_validate(result) for result in answer["results"]])
 
 
 async def get_lid(request: web.Request) -> web.Response:
-    answer = await _act(request, "contacts.lid", {"lid": request.match_info["lid"]})
+    answer = await act(request, "contacts.lid", {"lid": request.match_info["lid"]})
     return json_response(LidOut.model_validate(answer))
 
 
 async def get_profile(request: web.Request) -> web.Response:
-    answer = await _act(request, "contacts.profile", {"number": request.match_info["number"]})
+    answer = await act(request, "contacts.profile", {"number": request.match_info["number"]})
     return json_response(ProfileOut.model_validate(answer))
 
 
 async def mark_read(request: web.Request, body: MarkRead) -> web.Response:
-    await _act(request, "chats.read", {"chatId": request.match_info["chatId"], "messageIds": body.message_ids})
+    await act(request, "chats.read", {"chatId": request.match_info["chatId"], "messageIds": body.message_ids})
     return web.Response(status=204)
 
 
 async def set_presence(request: web.Request, body: PresenceBody) -> web.Response:
-    await _act(request, "presence", {"state": body.state})
+    await act(request, "presence", {"state": body.state})
     return web.Response(status=204)
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    answer = await _act(request, "groups.list")
+    answer = await act(request, "groups.list")
     return json_response([GroupSummary.model_validate(group) for group in answer["groups"]])
 
 
 async def get_group(request: web.Request) -> web.Response:
-    answer = await _act(request, "groups.info", {"groupId": request.match_info["groupId"]})
+    answer = await act(request, "groups.info", {"groupId": request.match_info["groupId"]})
     return json_response(GroupOut.model_validate(answer))

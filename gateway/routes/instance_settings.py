@@ -33,4 +33,8 @@ async def update_settings(request: web.Request, body: SettingsBody) -> web.Respo
     await svc.instances.set_settings(instance.name, changed)
     if changed.deliverability != current.deliverability:
         await svc.lanes.kick(instance.name)  # standard may let held messages go now
+    if (changed.proxy_url, changed.always_online) != (current.proxy_url, current.always_online):
+        # The session is told (a new proxy reconnects it, the presence follows alwaysOnline); the
+        # other settings are read where they act (scheduler/per_number.py).
+        await svc.commands.send(instance.name, "settings")
     return json_response(changed.answered())

@@ -15,7 +15,7 @@ from core import keys
 from core.records import ApiModel, Timestamp
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
-from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl
+from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl, given
 from scheduler.drivers.base import Contact, ReceiptStatus
 from scheduler.drivers.sandbox import (
     FailureKind,
@@ -32,33 +32,28 @@ _ACTIONS = {"reaction": "reaction", "edit": "edit", "delete": "delete", "pollVot
 _BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
 
 
-def _given(*aliases: str) -> dict[str, Any]:
-    """JSON Schema: every one of `aliases` is present and not null."""
-    return {"required": list(aliases), "properties": {alias: {"not": {"type": "null"}} for alias in aliases}}
-
-
 def _needs(kind: str, alias: str) -> dict[str, Any]:
     """JSON Schema: a body whose messageType is `kind` carries `alias`."""
     type_is = {"required": ["messageType"], "properties": {"messageType": {"const": kind}}}
-    return {"anyOf": [{"not": type_is}, _given(alias)]}
+    return {"anyOf": [{"not": type_is}, given(alias)]}
 
 
 # The rules of `InboundBody._consistent`, for the OpenAPI document (and the contract test).
 _RULES: list[JsonValue] = [
-    {"anyOf": [_given("from"), _given("fromLid")]},
-    {"not": {"anyOf": [_given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
-    {"not": _given("mediaBase64", "mediaUrl")},
+    {"anyOf": [given("from"), given("fromLid")]},
+    {"not": {"anyOf": [given(a, b) for a, b in itertools.combinations(_ACTIONS, 2)]}},
+    {"not": given("mediaBase64", "mediaUrl")},
     {
         "anyOf": [
             {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
-            *(_given(action) for action in _ACTIONS),
+            *(given(action) for action in _ACTIONS),
             {
                 "required": ["messageType"],
                 "properties": {"messageType": {"not": {"anyOf": [{"const": "conversation"}, {"type": "null"}]}}},
             },
             {
-                "not": _given("messageType"),
-                "anyOf": [_given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
+                "not": given("messageType"),
+                "anyOf": [given(alias) for alias in ("location", "contacts", "poll", "mediaBase64", "mediaUrl")],
             },
         ]
     },
@@ -129,7 +124,7 @@ class BanBody(ApiModel):
 class FailActionsBody(ApiModel):
     """The next `count` actions fail with `error`, or (`hang`) get no answer at all."""
 
-    model_config = {**ApiModel.model_config, "json_schema_extra": {"oneOf": [_given("error"), _HANG]}}
+    model_config = {**ApiModel.model_config, "json_schema_extra": {"oneOf": [given("error"), _HANG]}}
     error: str | None = Field(default=None, min_length=1, max_length=500)
     hang: bool = False
     count: int = Field(default=1, ge=1, le=10_000)
@@ -187,9 +182,25 @@ class Seeded(ApiModel):
 
 
 class SandboxAction(ApiModel):
-    """One thing a conversation action asked of 'WhatsApp', with what it carried."""
+    """One thing a conversation action (or a setting) asked of 'WhatsApp', with what it carried."""
 
-    action: Literal["lookup", "lid", "profile", "read", "presence", "groups", "group"]
+    action: Literal[
+        "lookup",
+        "lid",
+        "profile",
+        "read",
+        "presence",
+        "groups",
+        "group",
+        "group_create",
+        "group_participants",
+        "group_invite",
+        "group_update",
+        "group_leave",
+        "group_join",
+        "call_reject",
+        "proxy",
+    ]
     at: Timestamp
     numbers: list[str] | None = None
     number: str | None = None
@@ -198,6 +209,60 @@ class SandboxAction(ApiModel):
     state: str | None = None
     group_id: str | None = None
     lid: str | None = None
+    subject: str | None = None
+    participants: list[str] | None = None
+    change: str | None = Field(default=None, description="a participants change: add, remove, promote, demote")
+    revoke: bool | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+    invite_link: str | None = None
+    call_id: str | None = None
+    proxy_host: str | None = Field(default=None, description="the proxy now used (its host only); null: none")
+
+
+class CallBody(ApiModel):
+    sender: PhoneNumber = Field(alias="from")
+    is_video: bool = False
+
+
+class CallOut(ApiModel):
+    call_id: str
+
+
+class GroupEventBody(ApiModel):
+    """Someone else changed a group: members (`add`, `remove`, `promote`, `demote` with
+    `participants`), or with `update` its subject, description, announce or locked setting."""
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": {
+            "anyOf": [
+                {"required": ["action"], "properties": {"action": {"const": "update"}}},
+                {"required": ["participants"], "properties": {"participants": {"minItems": 1}}},
+            ]
+        },
+    }
+
+    group_id: GroupId
+    action: Literal["add", "remove", "promote", "demote", "update"]
+    participants: list[PhoneNumber] = Field(default_factory=list, max_length=100)
+    by: PhoneNumber | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2048)
+    announce: bool | None = None
+    locked: bool | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> GroupEventBody:
+        if self.action != "update" and not self.participants:
+            raise ValueError(f"participants are required with action {self.action}")
+        return self
+
+
+class GroupEventOut(ApiModel):
+    instance_name: str
+    group_id: str
 
 
 class InboundOut(ApiModel):
@@ -360,3 +425,16 @@ async def history(request: web.Request, body: HistoryBody) -> web.Response:
     await services(request).commands.call(instance.name, "sandbox.history", body.model_dump(by_alias=True, mode="json"))
     handed = sum(len(chat.messages) for chat in body.chats)
     return json_response(HistoryOut(instance_name=instance.name, chats=len(body.chats), messages=handed))
+
+
+async def call(request: web.Request, body: CallBody) -> web.Response:
+    instance = await accessible_instance(request)
+    args = {"from": body.sender, "isVideo": body.is_video}
+    result = await services(request).commands.call(instance.name, "sandbox.call", args)
+    return json_response(CallOut(call_id=result["callId"]), status=201)
+
+
+async def group_event(request: web.Request, body: GroupEventBody) -> web.Response:
+    instance = await accessible_instance(request)
+    await services(request).commands.call(instance.name, "sandbox.group_event", body.model_dump(by_alias=True))
+    return json_response(GroupEventOut(instance_name=instance.name, group_id=body.group_id))

@@ -56,6 +56,7 @@ GROUP_SUFFIX = "@g.us"
 LID_SUFFIX = "@lid"
 ReceiptStatus = Literal["delivered", "read"]
 PresenceState = Literal["available", "unavailable"]
+ParticipantAction = Literal["add", "remove", "promote", "demote"]
 
 
 class DriverError(Exception):
@@ -283,8 +284,56 @@ def option_hash(option: str) -> str:
     return hashlib.sha256(option.encode()).hexdigest()
 
 
+@dataclass(frozen=True, kw_only=True)
+class CallReceived:
+    """Someone calls this number. `caller` is the phone number (None when WhatsApp only told the
+    LID, `caller_lid`)."""
+
+    call_id: str
+    caller: str | None
+    caller_lid: str | None = None
+    is_video: bool = False
+    is_group: bool = False
+    timestamp: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupParticipants:
+    """Members joined, left, were promoted or demoted in a group; `by` is who did it (None: unknown,
+    or they joined by link). Members WhatsApp shows only by LID are given as `<lid>@lid`."""
+
+    group_id: str
+    action: ParticipantAction
+    participants: tuple[str, ...]
+    by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupUpdated:
+    """A group's subject, description, announce-only or locked setting changed (None: unchanged)."""
+
+    group_id: str
+    by: str | None = None
+    subject: str | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+
+
 InboundEvent = MessageReceived | MessageReaction | MessageEdited | MessageDeleted | PollVote
-DriverEvent = QrCode | Connected | Disconnected | QrExpired | Banned | InboundEvent | Receipt | HistorySynced
+GroupEvent = GroupParticipants | GroupUpdated
+DriverEvent = (
+    QrCode
+    | Connected
+    | Disconnected
+    | QrExpired
+    | Banned
+    | InboundEvent
+    | Receipt
+    | HistorySynced
+    | CallReceived
+    | GroupEvent
+)
 EventSink = Callable[[DriverEvent], Awaitable[None]]
 
 
@@ -341,6 +390,25 @@ class Group:
     is_admin: bool  # whether this number is an admin of the group
 
 
+@dataclass(frozen=True)
+class ParticipantResult:
+    """One participant of a group change: whether WhatsApp made it, and why not."""
+
+    number: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    """What `update_group` changes; None leaves a field as it is."""
+
+    subject: str | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+
+
 class Session(Protocol):
     """One WhatsApp number, owned by exactly one worker."""
 
@@ -383,6 +451,39 @@ class Session(Protocol):
 
     async def group(self, group_id: str) -> Group:
         """Raises UnknownChatError when there is no such group, or this number is not in it."""
+
+    # Group management: each raises UnknownChatError for a group this number is not in.
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> str:
+        """Create a group with these phone numbers in it; returns its id."""
+        ...
+
+    async def update_participants(
+        self, group_id: str, action: ParticipantAction, participants: Sequence[str]
+    ) -> list[ParticipantResult]: ...
+
+    async def invite_link(self, group_id: str, revoke: bool = False) -> str:
+        """The group's invite link; with `revoke`, the old one stops working and a new one is made."""
+        ...
+
+    async def update_group(self, group_id: str, change: GroupChange) -> None: ...
+
+    async def leave_group(self, group_id: str) -> None: ...
+
+    async def join_group(self, invite_link: str) -> str:
+        """Join by an invite link (or its code); returns the group's id."""
+        ...
+
+    # Calls and the connection.
+
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        """Decline a call this session was offered (`caller`: as CallReceived told it)."""
+        ...
+
+    async def use_proxy(self, proxy_url: str | None) -> None:
+        """Connect through this proxy (None: the driver's default) from now on: a connected
+        session reconnects through it when it changed."""
+        ...
 
     async def show_typing(self, to: str, typing: bool) -> None:
         """Show "typing..." in the chat with `to` (a number or a group id), or stop showing it."""

@@ -30,6 +30,7 @@ import aiohttp
 import structlog
 from pydantic import Field
 from redis.exceptions import RedisError
+from yarl import URL
 
 from core import keys
 from core.clock import iso
@@ -39,9 +40,11 @@ from core.records import ApiModel
 from core.redis_client import Redis
 from core.scripts import lua
 from scheduler.drivers.base import (
+    GROUP_SUFFIX,
     LID_SUFFIX,
     Account,
     Banned,
+    CallReceived,
     Connected,
     Contact,
     Disconnected,
@@ -49,7 +52,10 @@ from scheduler.drivers.base import (
     DriverEvent,
     EventSink,
     Group,
+    GroupChange,
     GroupMember,
+    GroupParticipants,
+    GroupUpdated,
     HistoryChat,
     HistoryMessage,
     HistorySynced,
@@ -64,6 +70,8 @@ from scheduler.drivers.base import (
     NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
+    ParticipantAction,
+    ParticipantResult,
     Poll,
     PollVote,
     PresenceState,
@@ -85,6 +93,7 @@ QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
 SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
+INVITE_PREFIX = "https://chat.whatsapp.com/"
 BAN_REASON = "temporary ban (sandbox)"
 # How a send the sandbox fails (fail-next) fails, as the real driver would report it.
 FailureKind = Literal["refused", "not_on_whatsapp", "unknown_chat", "not_linked", "outcome_unknown"]
@@ -196,13 +205,17 @@ class SandboxMember(ApiModel):
 
 
 class SandboxGroup(ApiModel):
-    """A group the number is in, as `POST /sandbox/instance/{name}/groups` seeds it."""
+    """A group the number is in, as `POST /sandbox/instance/{name}/groups` seeds it (and the group
+    management actions keep it)."""
 
     group_id: str
     subject: str
     description: str | None = None
     participants: Sequence[SandboxMember] = Field(default_factory=list)
     is_admin: bool = False  # whether the instance's own number administers it
+    announce: bool = False  # only admins write
+    locked: bool = False  # only admins edit the group's info
+    invite_code: str | None = None  # the current invite link's code, once one was asked for
 
     def group(self) -> Group:
         members = tuple(GroupMember(phone_number=m.phone_number, is_admin=m.is_admin) for m in self.participants)
@@ -255,6 +268,7 @@ class SandboxSession:
         self._typing: set[str] = set()  # chats shown "typing..." now
         self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
         self._accounts: dict[str, Account] | None = None  # declared spellings and LID chats -> account
+        self.proxy_url: str | None = None
 
     def _load(self) -> _Store:
         try:
@@ -411,6 +425,103 @@ class SandboxSession:
             raise UnknownChatError(f"this number is in no group {group_id}")
         return SandboxGroup.model_validate_json(raw).group()
 
+    # Group management, on the groups kept in Redis: the number must administer a group to change it.
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> str:
+        await self._action("group_create", subject=subject, participants=list(participants))
+        group_id = "120363" + "".join(secrets.choice("0123456789") for _ in range(12)) + GROUP_SUFFIX
+        own = SandboxMember(phone_number=self._load().phone_number, is_admin=True)
+        members = [SandboxMember(phone_number=n) for n in participants if not n.startswith(NOT_ON_WHATSAPP_PREFIX)]
+        await self._keep(SandboxGroup(group_id=group_id, subject=subject, participants=[own, *members], is_admin=True))
+        return group_id
+
+    async def update_participants(
+        self, group_id: str, action: ParticipantAction, participants: Sequence[str]
+    ) -> list[ParticipantResult]:
+        await self._action("group_participants", groupId=group_id, change=action, participants=list(participants))
+        group = await self._administered(group_id)
+        members = {m.phone_number: m for m in group.participants}
+        results = []
+        for number in participants:
+            error = _participant_error(action, number, number in members)
+            if error is None:
+                if action == "add":
+                    members[number] = SandboxMember(phone_number=number)
+                elif action == "remove":
+                    del members[number]
+                else:
+                    members[number] = SandboxMember(phone_number=number, is_admin=action == "promote")
+            results.append(ParticipantResult(number=number, ok=error is None, error=error))
+        await self._keep(group.model_copy(update={"participants": list(members.values())}))
+        return results
+
+    async def invite_link(self, group_id: str, revoke: bool = False) -> str:
+        await self._action("group_invite", groupId=group_id, revoke=revoke)
+        group = await self._administered(group_id)
+        code = group.invite_code
+        if code is None or revoke:
+            code = secrets.token_urlsafe(16)
+            await self._keep(group.model_copy(update={"invite_code": code}))
+        return INVITE_PREFIX + code
+
+    async def update_group(self, group_id: str, change: GroupChange) -> None:
+        await self._action("group_update", groupId=group_id, **_changed(change))
+        group = await self._administered(group_id)
+        await self._keep(_changed_group(group, change))
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._action("group_leave", groupId=group_id)
+        await self._stored_group(group_id)
+        await self.redis.hdel(keys.sandbox_groups(self.name), group_id)  # type: ignore[misc]
+
+    async def join_group(self, invite_link: str) -> str:
+        """A link to one of the number's own groups leads to it; any other makes the number a
+        member (no admin) of the group the code stands for."""
+        await self._action("group_join", inviteLink=invite_link)
+        code = invite_link.removeprefix(INVITE_PREFIX)
+        raw = await self.redis.hvals(keys.sandbox_groups(self.name))  # type: ignore[misc]
+        for group in (SandboxGroup.model_validate_json(item) for item in raw):
+            if group.invite_code == code:
+                return group.group_id
+        group_id = "120363" + str(int(hashlib.sha256(code.encode()).hexdigest(), 16))[:12] + GROUP_SUFFIX
+        own = SandboxMember(phone_number=self._load().phone_number)
+        await self._keep(SandboxGroup(group_id=group_id, subject=f"Group {code[:8]}", participants=[own]))
+        return group_id
+
+    async def _stored_group(self, group_id: str) -> SandboxGroup:
+        raw = await self.redis.hget(keys.sandbox_groups(self.name), group_id)  # type: ignore[misc]
+        if raw is None:
+            raise UnknownChatError(f"this number is in no group {group_id}")
+        return SandboxGroup.model_validate_json(raw)
+
+    async def _administered(self, group_id: str) -> SandboxGroup:
+        group = await self._stored_group(group_id)
+        if not group.is_admin:
+            raise DriverError(f"not-authorized: this number is not an admin of {group_id}")
+        return group
+
+    async def _keep(self, group: SandboxGroup) -> None:
+        await self.redis.hset(keys.sandbox_groups(self.name), group.group_id, group.model_dump_json(by_alias=True))  # type: ignore[misc]
+
+    # Calls and the connection.
+
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        await self._action("call_reject", callId=call_id, number=caller)
+
+    async def use_proxy(self, proxy_url: str | None) -> None:
+        """Recorded as the proxy's host only (its password stays out of Redis); a connected session
+        reconnects, as the neonize driver does."""
+        if proxy_url == self.proxy_url:
+            return
+        self.proxy_url = proxy_url
+        host = URL(proxy_url).host if proxy_url else None
+        record = {"action": "proxy", "proxyHost": host, "at": iso(datetime.now(UTC))}
+        await self.redis.rpush(keys.sandbox_actions(self.name), json.dumps(record))  # type: ignore[misc]
+        phone = self._load().phone_number
+        if self._connected and phone:
+            await self.sink(Disconnected(reason="reconnecting through the new proxy"))
+            await self.sink(Connected(phone_number=phone))
+
     async def _action(self, action: str, **fields: Any) -> None:
         if not self._connected:
             raise NotLinkedError("the sandbox session is not connected")
@@ -474,6 +585,10 @@ class SandboxSession:
                 await self.seed(keys.sandbox_profiles(self.name), profiles)
             case "accounts":
                 await self.declare([SandboxAccount.model_validate(a) for a in args["accounts"]])
+            case "call":
+                return {"callId": await self.call(args["from"], args["isVideo"])}
+            case "group_event":
+                await self.group_event(args)
             case _:
                 raise NotFound(f"unknown sandbox control {op!r}")
         return {}
@@ -577,6 +692,40 @@ class SandboxSession:
         """As if the recipient's phone acknowledged messages: delivered, or read."""
         await self.sink(Receipt(message_ids=wa_message_ids, status=status, timestamp=datetime.now(UTC)))
 
+    async def call(self, caller: str, is_video: bool) -> str:
+        """Someone calls the number; returns the call's id."""
+        if not self._connected:
+            raise InvalidState("instance is not open: link it first")
+        call_id = secrets.token_hex(16).upper()
+        event = CallReceived(call_id=call_id, caller=caller, is_video=is_video, timestamp=datetime.now(UTC))
+        await self.sink(event)
+        return call_id
+
+    async def group_event(self, args: dict[str, Any]) -> None:
+        """Something happened in a group, done by someone else: members changed (the kept group
+        follows) or, with action "update", its settings."""
+        if not self._connected:
+            raise InvalidState("instance is not open: link it first")
+        group_id, action, by = args["groupId"], args["action"], args.get("by")
+        if action == "update":
+            change = GroupChange(**{k: args.get(k) for k in ("subject", "description", "announce", "locked")})
+            with contextlib.suppress(UnknownChatError):
+                group = await self._stored_group(group_id)
+                await self._keep(_changed_group(group, change))
+            await self.sink(GroupUpdated(group_id=group_id, by=by, **vars(change)))
+            return
+        participants = tuple(args["participants"])
+        with contextlib.suppress(UnknownChatError):
+            group = await self._stored_group(group_id)
+            members = {m.phone_number: m for m in group.participants}
+            for number in participants:
+                if action == "remove":
+                    members.pop(number, None)
+                else:
+                    members[number] = SandboxMember(phone_number=number, is_admin=action == "promote")
+            await self._keep(group.model_copy(update={"participants": list(members.values())}))
+        await self.sink(GroupParticipants(group_id=group_id, action=action, participants=participants, by=by))
+
     async def ban(self, seconds: float) -> None:
         """As if WhatsApp banned the number for a while: disconnected until then."""
         self._stop_qr()
@@ -607,6 +756,27 @@ def default_phone(instance_name: str) -> str:
     """The number an instance links when the sandbox is not told one: its own, the same each time.
     Instances on one phone share its pace, so instances linked without a number are not on one."""
     return "5491" + str(int(hashlib.sha256(instance_name.encode()).hexdigest(), 16) % 10**9).zfill(9)
+
+
+def _participant_error(action: ParticipantAction, number: str, member: bool) -> str | None:
+    """Why WhatsApp would refuse this change for `number`, None when it makes it."""
+    if action == "add":
+        if number.startswith(NOT_ON_WHATSAPP_PREFIX):
+            return "not on WhatsApp"
+        return "already a participant" if member else None
+    return None if member else "not a participant"
+
+
+def _changed(change: GroupChange) -> dict[str, Any]:
+    return {key: value for key, value in vars(change).items() if value is not None}
+
+
+def _changed_group(group: SandboxGroup, change: GroupChange) -> SandboxGroup:
+    """The group with the change made; an empty description removes it, as on WhatsApp."""
+    update = _changed(change)
+    if update.get("description") == "":
+        update["description"] = None
+    return group.model_copy(update=update)
 
 
 def _kind_fields(message: OutgoingMessage) -> dict[str, Any]:

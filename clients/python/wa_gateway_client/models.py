@@ -494,10 +494,27 @@ class GroupDetails(Model):
 
 
 @dataclasses.dataclass(frozen=True)
-class SandboxAction(Model):
-    """What a conversation action asked of the sandbox's 'WhatsApp'."""
+class GroupCreated(Model):
+    group_id: str
 
-    action: str  # lookup, lid, profile, read, presence, groups or group
+
+@dataclasses.dataclass(frozen=True)
+class ParticipantOutcome(Model):
+    number: str
+    ok: bool
+    error: str | None  # why WhatsApp did not make the change for this number
+
+
+@dataclasses.dataclass(frozen=True)
+class InviteLink(Model):
+    invite_link: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxAction(Model):
+    """What a conversation action (or a setting) asked of the sandbox's 'WhatsApp'."""
+
+    action: str  # lookup, lid, profile, read, presence, groups, group, group_*, call_reject or proxy
     at: str
     numbers: list[str] | None
     number: str | None
@@ -505,6 +522,16 @@ class SandboxAction(Model):
     message_ids: list[str] | None
     state: str | None
     group_id: str | None
+    subject: str | None
+    participants: list[str] | None
+    change: str | None  # a participants change: add, remove, promote, demote
+    revoke: bool | None
+    description: str | None
+    announce: bool | None
+    locked: bool | None
+    invite_link: str | None
+    call_id: str | None
+    proxy_host: str | None  # the proxy now used (its host only); None: none
     lid: str | None = None
 
 

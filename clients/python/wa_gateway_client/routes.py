@@ -13,18 +13,21 @@ from wa_gateway_client.models import (
     DeliveryPage,
     DeliveryQueued,
     Flushed,
+    GroupCreated,
     GroupDetails,
     GroupSummary,
     Health,
     InstanceSettings,
     InstanceStatus,
     InstanceStatusWithWebhook,
+    InviteLink,
     KeyIssued,
     Lane,
     LidLookup,
     Message,
     NumberCheck,
     PairingCode,
+    ParticipantOutcome,
     Qr,
     Queue,
     Queued,
@@ -478,6 +481,52 @@ class Routes:
         query = {"limit": limit, "cursor": cursor}
         return Call(StoredMessagePage.from_json, path={"name": name, "chatId": chat_id}, query=query)
 
+    # Group management (WhatsAppError when WhatsApp refuses, e.g. the number is not an admin).
+    @operation("POST", "/instance/{name}/groups")
+    def create_group(name: str, subject: str, participants: list[str]) -> Call[GroupCreated]:
+        """A new group with these numbers in it, the instance's number its admin."""
+        return Call(GroupCreated.from_json, path={"name": name}, body=body(subject=subject, participants=participants))
+
+    @operation("POST", "/instance/{name}/groups/join")
+    def join_group(name: str, invite_link: str) -> Call[GroupCreated]:
+        """Join by an invite link (or its code)."""
+        return Call(GroupCreated.from_json, path={"name": name}, body=body(invite_link=invite_link))
+
+    @operation("POST", "/instance/{name}/groups/{groupId}/participants")
+    def change_participants(
+        name: str, group_id: str, action: Literal["add", "remove", "promote", "demote"], participants: list[str]
+    ) -> Call[list[ParticipantOutcome]]:
+        """Each number's outcome: WhatsApp may refuse some and make the others."""
+        fields = body(action=action, participants=participants)
+        return Call(list_of(ParticipantOutcome), path={"name": name, "groupId": group_id}, body=fields)
+
+    @operation("GET", "/instance/{name}/groups/{groupId}/invite")
+    def get_group_invite(name: str, group_id: str) -> Call[InviteLink]:
+        return Call(InviteLink.from_json, path={"name": name, "groupId": group_id})
+
+    @operation("DELETE", "/instance/{name}/groups/{groupId}/invite")
+    def revoke_group_invite(name: str, group_id: str) -> Call[InviteLink]:
+        """The old link stops working; returns the new one."""
+        return Call(InviteLink.from_json, path={"name": name, "groupId": group_id})
+
+    @operation("PATCH", "/instance/{name}/groups/{groupId}")
+    def update_group(
+        name: str,
+        group_id: str,
+        *,
+        subject: str | None = None,
+        description: str | None = None,
+        announce: bool | None = None,
+        locked: bool | None = None,
+    ) -> Call[None]:
+        """Change what is given (`description=""` removes it); the rest stays."""
+        fields = body(subject=subject, description=description, announce=announce, locked=locked)
+        return Call(nothing, path={"name": name, "groupId": group_id}, body=fields)
+
+    @operation("POST", "/instance/{name}/groups/{groupId}/leave")
+    def leave_group(name: str, group_id: str) -> Call[None]:
+        return Call(nothing, path={"name": name, "groupId": group_id})
+
     # Inbound media.
     @operation("GET", "/media/{id}")
     def get_media(media_id: str, *, exp: int | None = None, sig: str | None = None) -> Call[bytes]:
@@ -661,6 +710,33 @@ class Routes:
         """Declare spellings of one account and its LID: each `{"numbers": [...], "lid"}`, the
         account being the first number; lookups, sends and inbound senders resolve through it."""
         return Call(nothing, path={"name": name}, body={"accounts": [body(**account) for account in accounts]})
+
+    @operation("POST", "/sandbox/instance/{name}/call")
+    def sandbox_call(name: str, sender: str, *, is_video: bool | None = None) -> Call[str]:
+        """Someone calls the number; returns the call's id."""
+        return Call(
+            lambda data: str(data["callId"]), path={"name": name}, body={"from": sender, **body(is_video=is_video)}
+        )
+
+    @operation("POST", "/sandbox/instance/{name}/group-event")
+    def sandbox_group_event(
+        name: str,
+        group_id: str,
+        action: Literal["add", "remove", "promote", "demote", "update"],
+        participants: list[str] | None = None,
+        *,
+        by: str | None = None,
+        subject: str | None = None,
+        description: str | None = None,
+        announce: bool | None = None,
+        locked: bool | None = None,
+    ) -> Call[None]:
+        """Someone else changes a group: its members, or (`update`) its settings."""
+        fields = body(
+            group_id=group_id, action=action, participants=participants, by=by, subject=subject,
+            description=description, announce=announce, locked=locked,
+        )  # fmt: skip
+        return Call(nothing, path={"name": name}, body=fields)
 
     @operation("GET", "/sandbox/instance/{name}/actions")
     def sandbox_actions(name: str) -> Call[list[SandboxAction]]:

@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from scheduler.drivers.base import Group, GroupMember, Profile
+from scheduler.drivers.base import Group, GroupMember, ParticipantResult, Profile
 from scheduler.drivers.neonize.mapping import LID_SERVER, digits
 
 # whatsmeow's answers when a profile picture is hidden from us or there is none: no picture.
 _NO_PICTURE_MARKERS = ("hidden their profile picture", "doesn't have a profile picture", "item-not-found")
 # whatsmeow's answers for a group that does not exist or that we are not in.
 _UNKNOWN_GROUP_MARKERS = ("group not found", "not participating", "item-not-found", "forbidden", "not-authorized")
+# What the codes WhatsApp answers per participant of a group change mean.
+_PARTICIPANT_ERRORS = {
+    401: "not authorized: this number is not an admin of the group",
+    403: "the number's privacy settings refuse being added: send it the invite link",
+    404: "not on WhatsApp",
+    408: "the number left the group recently and cannot be added again yet",
+    409: "already a participant",
+}
 
 
 def jid_text(jid: Any) -> str:
@@ -75,3 +83,25 @@ def group_of(info: Any, own_phone: str) -> Group:
         members=members,
         is_admin=any(member.is_admin and member.phone_number == own_phone for member in members),
     )
+
+
+def participant_results(
+    numbers: Sequence[str], asked: dict[str, Any], answers: Iterable[Any]
+) -> list[ParticipantResult]:
+    """Each number's outcome of `UpdateGroupParticipants`: `asked` maps the numbers to the account
+    JIDs sent (None: not on WhatsApp, not sent); `answers` are WhatsApp's `GroupParticipant`s."""
+    errors: dict[str, int] = {}
+    for answer in answers:
+        for jid in (answer.JID, answer.PhoneNumber):
+            if jid.User:
+                errors[digits(jid.User)] = answer.Error
+    results = []
+    for number in numbers:
+        jid = asked.get(number)
+        if jid is None:
+            results.append(ParticipantResult(number=number, ok=False, error="not on WhatsApp"))
+            continue
+        code = errors.get(digits(jid.User), 0)
+        error = _PARTICIPANT_ERRORS.get(code, f"WhatsApp answered {code}") if code else None
+        results.append(ParticipantResult(number=number, ok=code == 0, error=error))
+    return results

@@ -33,8 +33,11 @@ from scheduler.drivers.base import (
     DriverEvent,
     EventSink,
     Group,
+    GroupChange,
     OutcomeUnknownError,
     OutgoingMessage,
+    ParticipantAction,
+    ParticipantResult,
     PresenceState,
     Profile,
     QrCode,
@@ -257,6 +260,7 @@ class HostedSession:
         self._online = False  # Connected came and nothing ended it since: a logout can reach WhatsApp
         self._events: asyncio.Queue[DriverEvent] = asyncio.Queue()
         self._delivery: asyncio.Task[None] | None = None
+        self._proxy_url: str | None = None  # this number's own proxy (settings' proxyUrl)
 
     @property
     def linked(self) -> bool:
@@ -320,6 +324,47 @@ class HostedSession:
         answer: Group = await self._query("group", group_id)
         return answer
 
+    async def create_group(self, subject: str, participants: Sequence[str]) -> str:
+        answer: str = await self._query("create_group", subject, list(participants))
+        return answer
+
+    async def update_participants(
+        self, group_id: str, action: ParticipantAction, participants: Sequence[str]
+    ) -> list[ParticipantResult]:
+        answer: list[ParticipantResult] = await self._query("update_participants", group_id, action, list(participants))
+        return answer
+
+    async def invite_link(self, group_id: str, revoke: bool = False) -> str:
+        answer: str = await self._query("invite_link", group_id, revoke)
+        return answer
+
+    async def update_group(self, group_id: str, change: GroupChange) -> None:
+        await self._query("update_group", group_id, change)
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._query("leave_group", group_id)
+
+    async def join_group(self, invite_link: str) -> str:
+        answer: str = await self._query("join_group", invite_link)
+        return answer
+
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        await self._query("reject_call", call_id, caller)
+
+    async def use_proxy(self, proxy_url: str | None) -> None:
+        """A session host connects through one proxy for its life: a new one (None: the driver's
+        GATEWAY_WHATSAPP_PROXY) ends the running host and starts another through it."""
+        if proxy_url == self._proxy_url:
+            return
+        self._proxy_url = proxy_url
+        host = self._host
+        if host is None or host.ending or not self._wanted:
+            return
+        log.info("%s: reconnecting through the new proxy", self.instance_name)
+        self._retire(host)
+        self._queue(Disconnected(reason="reconnecting through the new proxy"))
+        await self._start()
+
     async def _query(self, method: str, *args: Any) -> Any:
         # A profile asks up to four things in turn (lookup, user info, picture, contact).
         return await self._call(method, *args, timeout=4 * LOOKUP_TIMEOUT + CALL_MARGIN)
@@ -370,7 +415,8 @@ class HostedSession:
             await asyncio.gather(*self._retiring, return_exceptions=True)
             driver = self._driver
             driver.watch_orphans()
-            host = await SessionProcess.start(driver.zygote, driver.spec(self.instance_name), driver.host_timeout)
+            spec = driver.spec(self.instance_name, self._proxy_url)
+            host = await SessionProcess.start(driver.zygote, spec, driver.host_timeout)
             host.on_event = self._queue
             host.on_ended = functools.partial(self._host_ended, host)
             host.on_exit = functools.partial(self._host_died, host)
@@ -525,12 +571,13 @@ class NeonizeDriver:
             return self.postgres.store(instance_name)
         return SqliteStore(path)
 
-    def spec(self, instance_name: str) -> HostSpec:
+    def spec(self, instance_name: str, proxy: str | None = None) -> HostSpec:
+        """What a session host starts from; `proxy` is the number's own, else GATEWAY_WHATSAPP_PROXY."""
         return HostSpec(
             instance_name=instance_name,
             sqlite_path=self.store_path(instance_name),
             database_url=self.database_url,
-            proxy=self._proxy,
+            proxy=proxy or self._proxy,
             options=self._options,
             log_level=logging.getLogger("scheduler").getEffectiveLevel(),
             whatsmeow_log_level=self.whatsmeow_log_level,

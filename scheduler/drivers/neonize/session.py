@@ -44,6 +44,7 @@ from scheduler.drivers.base import (
     DriverEvent,
     EventSink,
     Group,
+    GroupChange,
     Inbound,
     InboundEvent,
     InboundMedia,
@@ -51,6 +52,8 @@ from scheduler.drivers.base import (
     NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
+    ParticipantAction,
+    ParticipantResult,
     PollVote,
     PresenceState,
     Profile,
@@ -68,6 +71,7 @@ from scheduler.drivers.neonize.answers import (
     group_of,
     hidden_picture,
     jid_text,
+    participant_results,
     profile_of,
     unknown_group,
 )
@@ -84,6 +88,7 @@ from scheduler.drivers.neonize.mapping import (
     is_final,
     map_event,
 )
+from scheduler.drivers.neonize.notices import map_call, map_group_info, map_joined
 from scheduler.drivers.neonize.stores import SessionStore, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not dow
 LOOKUP_TTL = 24 * 3600.0
 LOOKUP_MISS_TTL = 3600.0
 GROUP_SENDERS_KEPT = 10_000
+CALLS_KEPT = 1000
 # whatsmeow documents the pairing display name as "Browser (OS)".
 PAIRING_DISPLAY_NAME = "Chrome (Linux)"
 _CHROME = 1  # PairClientType CHROME
@@ -225,6 +231,7 @@ class NeonizeSession:
         # (group id, message id) -> the sender's JID, of the latest group messages received: marking
         # a group message read names its sender.
         self._group_senders: dict[tuple[str, str], Any] = {}
+        self._callers: dict[str, Any] = {}  # call id -> the caller's JID, of the latest calls offered
 
     @property
     def linked(self) -> bool:
@@ -466,14 +473,80 @@ class NeonizeSession:
         return [group_of(info, self._own_phone or "") for info in infos]
 
     async def group(self, group_id: str) -> Group:
+        info = await self._group_query(group_id, self._require_client().get_group_info(kinds.chat_jid(group_id)))
+        return group_of(info, self._own_phone or "")
+
+    # -- group management
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> str:
         client = self._require_client()
+        found = await self._accounts([digits(number) for number in participants])
+        jids = [jid for jid in found.values() if jid is not None]
+        info = await self._query(client.create_group(subject, jids))
+        return jid_text(info.JID)
+
+    async def update_participants(
+        self, group_id: str, action: ParticipantAction, participants: Sequence[str]
+    ) -> list[ParticipantResult]:
+        client = self._require_client()
+        found = await self._accounts([digits(number) for number in participants])
+        asked = {number: found[digits(number)] for number in participants}
+        jids = [jid for jid in asked.values() if jid is not None]
+        answers: Sequence[Any] = []
+        if jids:
+            change = _import("neonize.utils.enum").ParticipantChange(action)
+            call = client.update_group_participants(kinds.chat_jid(group_id), jids, change)
+            answers = await self._group_query(group_id, call)
+        return participant_results(participants, asked, answers)
+
+    async def invite_link(self, group_id: str, revoke: bool = False) -> str:
+        call = self._require_client().get_group_invite_link(kinds.chat_jid(group_id), revoke)
+        link: str = await self._group_query(group_id, call)
+        return link
+
+    async def update_group(self, group_id: str, change: GroupChange) -> None:
+        client = self._require_client()
+        jid = kinds.chat_jid(group_id)
+        if change.subject is not None:
+            await self._group_query(group_id, client.set_group_name(jid, change.subject))
+        if change.description is not None:
+            # whatsmeow replaces a topic by its id: the current one from the group, a new one of ours.
+            info = await self._group_query(group_id, client.get_group_info(jid))
+            new_id = uuid.uuid4().hex.upper()[:16]
+            await self._group_query(
+                group_id, client.set_group_topic(jid, info.GroupTopic.TopicID, new_id, change.description)
+            )
+        if change.announce is not None:
+            await self._group_query(group_id, client.set_group_announce(jid, change.announce))
+        if change.locked is not None:
+            await self._group_query(group_id, client.set_group_locked(jid, change.locked))
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._group_query(group_id, self._require_client().leave_group(kinds.chat_jid(group_id)))
+
+    async def join_group(self, invite_link: str) -> str:
+        jid = await self._query(self._require_client().join_group_with_link(invite_link))
+        return jid_text(jid)
+
+    async def _group_query(self, group_id: str, call: Awaitable[T]) -> T:
+        """A request about a group: UnknownChatError when WhatsApp says this number is not in it."""
         try:
-            info = await asyncio.wait_for(client.get_group_info(kinds.chat_jid(group_id)), self._lookup_timeout)
+            return await asyncio.wait_for(call, self._lookup_timeout)
         except Exception as exc:
             if unknown_group(exc):
                 raise UnknownChatError(f"this number is in no group {group_id}") from exc
             raise lookup_error(exc) from exc
-        return group_of(info, self._own_phone or "")
+
+    # -- calls
+
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        """Decline with the caller's JID as the offer named it (remembered), else built from `caller`."""
+        client = self._require_client()
+        jid = self._callers.pop(call_id, None)
+        if jid is None:
+            user, _, server = caller.partition("@")
+            jid = _import("neonize.utils.jid").build_jid(user, server or kinds.USER_SERVER)
+        await self._query(client.reject_call(jid, call_id))
 
     async def _query(self, call: Awaitable[T]) -> T:
         try:
@@ -506,6 +579,9 @@ class NeonizeSession:
             (pb.ClientOutdated, self._on_event, "client outdated"),
             (pb.StreamError, self._on_event, "stream error"),
             (pb.HistorySync, self._on_history, "history sync"),
+            (pb.CallOffer, self._on_call, "call offer"),
+            (pb.GroupInfoEvent, self._on_group_info, "group info"),
+            (pb.JoinedGroup, self._on_joined_group, "joined group"),
         )
         for event_type, handler, what in handlers:
             client.event(event_type)(guard(handler, what, self._order))
@@ -645,6 +721,28 @@ class NeonizeSession:
     async def _on_history(self, client: Any, event: Any) -> None:
         if client is self._client and event.HasField("Data"):
             await self._sink(map_history(event.Data))
+
+    async def _on_call(self, client: Any, offer: Any) -> None:
+        if client is not self._client:
+            return
+        call = map_call(offer)
+        meta = offer.basicCallMeta
+        # RejectCall wants the caller's JID exactly as the offer named it.
+        self._callers[call.call_id] = meta.callCreator if meta.HasField("callCreator") else getattr(meta, "from")
+        if len(self._callers) > CALLS_KEPT:
+            del self._callers[next(iter(self._callers))]  # the oldest
+        await self._sink(call)
+
+    async def _on_group_info(self, client: Any, event: Any) -> None:
+        if client is not self._client:
+            return
+        for change in map_group_info(event):
+            await self._sink(change)
+
+    async def _on_joined_group(self, client: Any, event: Any) -> None:
+        if client is not self._client or not self._own_phone:
+            return
+        await self._sink(map_joined(event, self._own_phone))
 
     def _remember_sender(self, chat_id: str, message_id: str, sender: Any) -> None:
         self._group_senders[(chat_id, message_id)] = sender

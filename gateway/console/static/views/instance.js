@@ -93,6 +93,57 @@ function sendForm(name, onSent) {
   );
 }
 
+// The per-number switches (API.md, "Per-instance settings"), each with what it does.
+const SWITCHES = [
+  ["rejectCalls", "Reject calls", "Incoming calls are declined (call.rejected); the message below, if any, goes to the caller"],
+  ["alwaysOnline", "Always online", "The number shows as online while it is connected"],
+  ["autoRead", "Read on arrival", "Messages received are marked read (blue ticks) at once"],
+  ["ignoreGroups", "Ignore groups", "No message events from group chats"],
+  ["syncHistory", "Keep past chats", "WhatsApp's history sync is stored when the number links"],
+];
+
+// Read once, saved whole: the answer (the proxy's password as ***) is shown again, and a proxy URL
+// sent back with *** keeps the stored password.
+function settingsForm(path) {
+  const deliverability = h(
+    "select",
+    { name: "deliverability" },
+    h("option", { value: "standard" }, "Standard"),
+    h("option", { value: "cautious" }, "Cautious"),
+  );
+  const switches = Object.fromEntries(SWITCHES.map(([key]) => [key, h("input", { type: "checkbox", name: key })]));
+  const message = h("input", { name: "rejectCallMessage", maxlength: "1000" });
+  const proxy = h("input", { name: "proxyUrl", placeholder: "socks5://user:password@host:1080" });
+  const show = (s) => {
+    deliverability.value = s.deliverability;
+    for (const [key, box] of Object.entries(switches)) box.checked = s[key];
+    message.value = s.rejectCallMessage || "";
+    proxy.value = s.proxyUrl || "";
+  };
+  const node = form(
+    "Settings",
+    [
+      field("Deliverability", deliverability, "Cautious adds the warm-up, first-contact limits and per-person spacing"),
+      ...SWITCHES.map(([key, label, hint]) => field(label, switches[key], hint)),
+      field("Message for a rejected caller", message, "Sent through the urgent lane; empty: none"),
+      field("Proxy", proxy, "socks5:// or http(s):// for this number's connection; empty: the gateway's. Changing it reconnects the number"),
+    ],
+    "Save settings",
+    async () => {
+      const body = {
+        deliverability: deliverability.value,
+        rejectCallMessage: message.value.trim() || null,
+        proxyUrl: proxy.value.trim() || null,
+      };
+      for (const [key, box] of Object.entries(switches)) body[key] = box.checked;
+      show(await api("PATCH", `${path}/settings`, body));
+      return "Settings saved.";
+    },
+  );
+  api("GET", `${path}/settings`).then(show, (error) => announce(describe(error)));
+  return node;
+}
+
 function messageRows(messages) {
   return messages.map((m) => [
     when(m.createdAt),
@@ -226,6 +277,7 @@ export function instanceView(main, { me, arg: name, signal }) {
       section("conn-h", "Connection", status, problem, link.node),
       section("send-h", "Send a test message", sendForm(name, loadMessages)),
       section("lanes-h", "Lanes", lanes, flush),
+      section("settings-h", "Settings", settingsForm(path)),
       section("danger-h", "Danger zone", remove),
       wideSection("msgs-h", "Recent messages", messages),
       wideSection("hooks-h", "Webhook deliveries", deliveries, testEvent),
