@@ -18,6 +18,7 @@ from tests.conftest import eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from tests.test_metrics import scrape, value
 from tests.test_webhooks import NAME, new_tenant, send_test, started, stats
+from webhooks.events import EVENT_NAMES
 
 FAST = {"webhook_retry_delays": (0.05, 0.1, 0.2), "webhook_probe_delays": (0.3, 0.5), "webhook_timeout": 2.0}
 
@@ -273,3 +274,8 @@ async def test_deleting_an_open_instance_publishes_instance_disconnected_with_re
     envelopes = [json.loads(fields["envelope"]) for _, fields in entries]
     [gone] = [e for e in envelopes if e["event"] == "instance.disconnected"]
     assert gone["data"]["reason"] == "deleted"
+
+
+async def test_the_events_filter_knows_every_documented_event(client: TestClient) -> None:
+    documented = set((await (await client.get("/openapi.json")).json())["webhooks"])
+    assert documented and documented <= set(EVENT_NAMES)
