@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
@@ -26,6 +25,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.routing import Route, router_paths
+from gateway.sockets import EventSockets
 from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
 from scheduler.services import Services
@@ -197,7 +197,7 @@ def create_app(settings: Settings) -> web.Application:
     console.add_static(app)
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), dict(INBOUND_EVENTS.values()))
     app.cleanup_ctx.append(_services(settings))
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = EventSockets(settings.events_sockets_per_key)
     app.on_shutdown.append(operating.close_sockets)
     return app
 

@@ -199,7 +199,7 @@ async def test_voice_note_by_url_is_downloaded_on_arrival_and_document_keeps_its
     assert (invoice["media"]["mimetype"], invoice["media"]["fileName"]) == ("application/pdf", "invoice 7.pdf")
     served = await gateway.get(local(invoice["media"]["url"]))
     assert served.headers["Content-Type"] == "application/pdf"
-    assert served.headers["Content-Disposition"] == "inline; filename*=UTF-8''invoice%207.pdf"
+    assert served.headers["Content-Disposition"] == "attachment; filename*=UTF-8''invoice%207.pdf"
     assert await served.read() == pdf
 
 
