@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
 	$(BIN)/python -m benchmarks.sessions
+	$(BIN)/python -m benchmarks.bounded
 	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
 	$(BIN)/python -m benchmarks.redis_capacity
 

@@ -57,7 +57,13 @@ class Acceptance:
     earlier: list[str | None] | None
     tenant: str = ""
     count: int = 0
+    full: bool = False  # nothing recorded: the instance's lanes hold the queue limit already
 
+
+DEFAULT_QUEUE_LIMIT = 100_000  # messages waiting per instance (API.md: GATEWAY_QUEUE_LIMIT)
+
+# Messages flush.lua cancels in one call: enough to be quick, few enough never to hold Redis long.
+FLUSH_CHUNK = 200
 
 # claim_due.lua's answer for a recipient the number cache does not know.
 UNKNOWN = "?"
@@ -88,7 +94,9 @@ class Quota:
     first_contact_per_day: int | None
 
 
-def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig) -> dict[str, Any]:
+def rules(
+    lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig, queue_limit: int = DEFAULT_QUEUE_LIMIT
+) -> dict[str, Any]:
     """What the lane scripts enforce (ARGV 6 of core/lua/common.lua); -1 is "no limit"."""
     return {
         "lanes": {
@@ -108,6 +116,7 @@ def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConf
             "failures": throttle.failures,
             "pause": int(throttle.pause * 1000),
         },
+        "queueLimit": queue_limit,
         "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
         "onWhatsappPrefix": keys.ON_WHATSAPP_PREFIX,
     }
@@ -138,6 +147,7 @@ class Lanes:
         replica_acks: int = 0,
         day_ms: int = 24 * 3600 * 1000,
         throttle: ThrottleConfig | None = None,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self.redis = redis
         self.replica_acks = replica_acks
@@ -146,7 +156,7 @@ class Lanes:
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
-        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
+        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig(), queue_limit))
         shared = ("fields", "metrics", "outbox_add", "common")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
@@ -166,6 +176,7 @@ class Lanes:
             replica_acks=settings.replica_acks(),
             day_ms=settings.day_length * 1000,
             throttle=settings.throttle,
+            queue_limit=settings.queue_limit,
         )
 
     async def _run(
@@ -210,7 +221,8 @@ class Lanes:
                 queued = [item.message.id for item, earlier in zip(messages, found[3:], strict=True) if not earlier]
                 await self._withdraw(name, queued)
         recorded, tenant, count, *answers = found
-        return Acceptance([earlier or None for earlier in answers] if recorded else None, tenant, int(count))
+        earlier = [earlier or None for earlier in answers] if recorded == 1 else None
+        return Acceptance(earlier, tenant, int(count), full=recorded == -1)
 
     async def _withdraw(self, name: str, message_ids: list[str]) -> None:
         unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
@@ -351,11 +363,28 @@ class Lanes:
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""
-        return list(await self._run("flush", name, self.retention, json.dumps(fields), "0", ""))
+        return await self._flush(name, fields, "0", "")
 
     async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
         """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
-        return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
+        return await self._flush(name, fields, "1", inflight_error)
+
+    async def _flush(self, name: str, fields: dict[str, Any], retiring: str, inflight_error: str) -> list[str]:
+        """flush.lua, FLUSH_CHUNK messages a call, until none waits. Messages queued meanwhile go
+        too, but only as many calls as the backlog first needed (and one more) are made."""
+        cancelled: list[str] = []
+        calls, budget = 0, 1
+        while calls < budget:
+            left, *ids = await self._run(
+                "flush", name, self.retention, json.dumps(fields), retiring, inflight_error, FLUSH_CHUNK
+            )
+            cancelled += ids
+            if calls == 0:
+                budget = int(left) // FLUSH_CHUNK + 2
+            calls += 1
+            if not int(left):
+                break
+        return cancelled
 
     def forget(self, pipe: Pipeline, name: str) -> None:
         """Queue the deletion of a deleted instance's lanes, wake-up, quota counts, recent-messages

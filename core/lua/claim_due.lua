@@ -15,6 +15,10 @@
 local worker, room = ARGV[8], tonumber(ARGV[9])
 local max_wait, retention, expired_fields, opted_out_fields = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local set = due_prefix .. worker
+-- Messages ended unsent (expired, opted out) in one call, at most, over all instances: a backlog of
+-- 100,000 stale messages ends in chunks, the instance re-woken at once through the due-set, so no
+-- call holds Redis for long.
+local ending_room = 100
 
 local function end_unsent(msg, fields)
   hset_json(msg, fields)
@@ -27,6 +31,11 @@ end
 local function pick()
   local ended = {}
   while true do
+    if ending_room <= 0 then -- the rest next call
+      redis.call('HDEL', pump, 'due')
+      wake(now)
+      return nil, ended
+    end
     local lane, at, wake_at = next_send()
     if lane == nil or at > now then
       redis.call('HDEL', pump, 'due')
@@ -43,9 +52,11 @@ local function pick()
         end_unsent(msg, expired_fields)
         count_send(stats, LANES[lane], 'expired', msg, now)
         table.insert(ended, id)
+        ending_room = ending_room - 1
       elseif opted_out(lane, tenant, to, transactional) then
         end_unsent(msg, opted_out_fields)
         table.insert(ended, id)
+        ending_room = ending_room - 1
       else
         redis.call('ZADD', sent_key(lane), now, id)
         if first_contact(lane, to) then redis.call('ZADD', first_key(lane), now, id) end
