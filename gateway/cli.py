@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -28,7 +30,17 @@ def _settings() -> Settings:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
+    private_files(settings.data_dir)
     return settings
+
+
+def private_files(data_dir: Path) -> None:
+    """Whatever this process and its children (the embedded Redis) write is theirs alone: session
+    stores, media, keys, Redis's files. Files 0600 and folders 0700 from here on, the data
+    folder itself 0700 even if it existed before."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
 
 
 @asynccontextmanager
