@@ -16,8 +16,9 @@ local worker, room = ARGV[8], tonumber(ARGV[9])
 local max_wait, retention, expired_fields, opted_out_fields = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local set = due_prefix .. worker
 -- Messages ended unsent (expired, opted out) in one call, at most, over all instances: a backlog of
--- 100,000 stale messages ends in chunks, the instance re-woken at once through the due-set, so no
--- call holds Redis for long.
+-- 100,000 stale messages ends in chunks, so no call holds Redis for long. An instance cut short is
+-- left unscheduled; the pump wakes it (kick.lua) once it has published this chunk's events, so
+-- chunks never pile up faster than they are reported (the sweep repairs a lost wake-up).
 local ending_room = 100
 
 local function end_unsent(msg, fields)
@@ -31,9 +32,8 @@ end
 local function pick()
   local ended = {}
   while true do
-    if ending_room <= 0 then -- the rest next call
+    if ending_room <= 0 then -- the rest once the pump has reported these
       redis.call('HDEL', pump, 'due')
-      wake(now)
       return nil, ended
     end
     local lane, at, wake_at = next_send()
