@@ -134,6 +134,8 @@ ROUTES: list[Route] = [
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),
+    Route("GET", "/admin/instances", I.list_all_instances, "Every instance, a page at a time (?tenant=&state=)",
+          query=I.InstancesQuery, response=I.InstancePage, access="admin", tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
     Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
@@ -148,8 +150,10 @@ ROUTES: list[Route] = [
           body=admin.CreateTenant, response=admin.TenantCreated, status=201, access="admin", tag="admin"),
     Route("GET", "/admin/tenants", admin.list_tenants, "List tenants with their key ids",
           response=admin.TenantOut, many=True, access="admin", tag="admin"),
-    Route("POST", "/admin/tenants/{tenantId}/keys", admin.issue_key, "Issue an extra API key",
-          response=admin.KeyIssued, status=201, access="admin", tag="admin"),
+    Route("POST", "/admin/tenants/{tenantId}/keys", admin.issue_key, "Issue an extra API key (scopes: all or read)",
+          body=admin.IssueKey, body_optional=True, response=admin.KeyIssued, status=201, access="admin", tag="admin"),
+    Route("POST", "/admin/keys", admin.issue_gateway_key, "Issue a metrics key: GET /metrics alone, its own limit",
+          body=admin.IssueGatewayKey, response=admin.KeyIssued, status=201, access="admin", tag="admin"),
     Route("DELETE", "/admin/keys/{keyId}", admin.revoke_key, "Revoke an API key at once",
           status=204, access="admin", tag="admin"),
 ]  # fmt: skip

@@ -41,13 +41,13 @@ class ErrorBody(ApiModel):
 ERRORS = {
     "400": "validation_error: the body, query, a header or the request itself is invalid (see issues)",
     "401": "invalid_api_key",
-    "403": "forbidden_tenant",
+    "403": "forbidden_tenant / insufficient_scope (a read or metrics key)",
     "404": "not_found",
     "405": "method_not_allowed (Allow lists the methods this path takes)",
     "408": "request_timeout: the body did not arrive in time",
     "409": "already_exists / idempotency_conflict / invalid_state",
     "413": "payload_too_large",
-    "429": "rate_limited (Retry-After set)",
+    "429": "rate_limited / queue_full (Retry-After set)",
     "500": "internal_error: a bug; quote the requestId",
     "502": "whatsapp_error: the worker or WhatsApp failed to carry out the call",
     "503": "unavailable: Redis or every worker is down; retry shortly",
@@ -115,7 +115,7 @@ def build_openapi(
             operation["parameters"] = params
         if route.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": not route.body_optional,
                 "content": {"application/json": {"schema": refs[route.body]}},
             }
         if route.access == "public":

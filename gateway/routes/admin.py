@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import Field
 
 from core import keys
 from core.clock import iso_from_ms
 from core.records import ApiModel, Timestamp
+from core.tenants import NO_TENANT, Scope
 from gateway.responses import json_response
 from gateway.state import services
 from gateway.validation import NamePart
@@ -30,9 +34,20 @@ class TenantOut(ApiModel):
     key_ids: list[str]
 
 
+class IssueKey(ApiModel):
+    scopes: list[Literal["all", "read"]] = Field(
+        default=["all"], min_length=1, max_length=2, description='"read": GET routes and /events only'
+    )
+
+
+class IssueGatewayKey(ApiModel):
+    scopes: list[Literal["metrics"]] = Field(min_length=1, max_length=1, description='"metrics": GET /metrics alone')
+
+
 class KeyIssued(ApiModel):
     api_key: str
     key_id: str
+    scopes: list[str]
 
 
 async def create_tenant(request: web.Request, body: CreateTenant) -> web.Response:
@@ -48,9 +63,17 @@ async def list_tenants(request: web.Request) -> web.Response:
     )
 
 
-async def issue_key(request: web.Request) -> web.Response:
-    issued = await services(request).tenants.issue_key(request.match_info["tenantId"])
-    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id), status=201)
+async def issue_key(request: web.Request, body: IssueKey) -> web.Response:
+    scope: Scope = "all" if "all" in body.scopes else "read"
+    issued = await services(request).tenants.issue_key(request.match_info["tenantId"], scope)
+    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id, scopes=[scope]), status=201)
+
+
+async def issue_gateway_key(request: web.Request, body: IssueGatewayKey) -> web.Response:
+    """A key of no tenant: GET /metrics alone, counted against its own rate limit (Prometheus
+    needs neither the admin key nor the console's share of its limit)."""
+    issued = await services(request).tenants.issue_key(NO_TENANT, "metrics")
+    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id, scopes=["metrics"]), status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
