@@ -83,7 +83,7 @@ class Claimed:
     # Whether the message's recipient is on WhatsApp, as the number cache knew it when the message
     # was picked (scheduler/numbers.py); None when the cache did not know.
     on_whatsapp: bool | None = None
-    at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
+    at: float = field(default_factory=time.monotonic)  # when the claim was asked (monotonic: counts pauses too)
 
 
 @dataclass(frozen=True)
@@ -259,6 +259,10 @@ class Lanes:
             json.dumps(expired_fields),
             json.dumps(opted_out_fields),
         ]
+        # The claim's time is taken before it is sent: a pause before its answer (a frozen process)
+        # then counts against the lease, and the pump checks it still owns the instance before
+        # sending (scheduler/pump.py recheck_after). Taken after, such a pause went unseen.
+        asked = time.monotonic()
         found = None
         if wait > 0:
             # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
@@ -279,6 +283,7 @@ class Lanes:
                 ended=tuple(json.loads(ended)),
                 unthrottled=resumed or None,
                 on_whatsapp=None if known == UNKNOWN else bool(known),
+                at=asked,
             )
             for name, epoch, ended, fields, resumed, known in zip(*[iter(found[1:])] * 6, strict=True)
         ]

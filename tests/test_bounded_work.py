@@ -4,6 +4,7 @@ send answers 429 `queue_full` (a batch then queues nothing)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -105,3 +106,18 @@ async def test_past_the_queue_limit_a_send_is_429_queue_full_and_a_batch_queues_
     flushed = await client.delete(f"/admin/queue/{NAME}", headers=ADMIN)
     assert (await flushed.json())["flushed"] == 3
     assert (await client.post("/message/text", json=text, headers=acme)).status == 202
+
+
+async def test_a_claim_is_timed_from_before_it_was_sent(redis: Redis) -> None:
+    """A pause between asking for a claim and its answer (here the claim's own wait; a frozen
+    worker alike) counts against the lease: the pump rechecks ownership before sending once a
+    third of the lease has gone by since `at`, so `at` must not be taken after the answer."""
+    lanes = Lanes(redis, Settings().lanes, 3600, max_wait_ms=60_000)
+    await an_open_instance(redis)
+    await lanes.accept(NAME, messages(1))
+    await redis.delete(keys.due_bell(WORKER))  # nothing cuts the wait short
+    asked = asyncio.get_running_loop().time()
+    claim = await lanes.claim_due(WORKER, 10, EXPIRED, OPTED_OUT, wait=0.5)
+    [taken] = claim.taken
+    assert taken.message is not None
+    assert taken.at - asked < 0.25  # not after the half-second wait
