@@ -143,7 +143,7 @@ class Lanes:
         lanes: dict[LaneName, LaneConfig],
         retention_seconds: int,
         max_wait_ms: int,
-        clock: Callable[[], int] = now_ms,
+        clock: Callable[[], int] | None = None,
         replica_acks: int = 0,
         day_ms: int = 24 * 3600 * 1000,
         throttle: ThrottleConfig | None = None,
@@ -186,7 +186,10 @@ class Lanes:
 
     def _common(self, name: str) -> list[Any]:
         """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
-        return [self.clock(), name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
+        # '' : Redis's own clock (core/lua/common.lua), shared by every worker for gaps, quotas,
+        # claims and expiry; a clock given here (tests) replaces it.
+        now = "" if self.clock is None else self.clock()
+        return [now, name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
 
     async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -344,7 +347,7 @@ class Lanes:
     async def standing(self, name: str) -> Throttle | None:
         """The bulk lane's pause, while it lasts."""
         until, reason = await self.redis.hmget(keys.pump(name), ["throttledUntil", "throttleReason"])  # type: ignore[misc]
-        if until is None or int(until) <= self.clock():
+        if until is None or int(until) <= self._now():
             return None
         return Throttle(reason or "unknown", int(until))
 
@@ -364,7 +367,10 @@ class Lanes:
 
     def warmup_day(self, first_linked_ms: int | None) -> int:
         """Days since the first link (0 on that day and before any link)."""
-        return max(0, (self.clock() - first_linked_ms) // self.day_ms) if first_linked_ms else 0
+        return max(0, (self._now() - first_linked_ms) // self.day_ms) if first_linked_ms else 0
+
+    def _now(self) -> int:
+        return now_ms() if self.clock is None else self.clock()
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""
