@@ -4,11 +4,15 @@ planted by a contact must not act on the origin where the console keeps its key 
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser
+from playwright.async_api import Error as PlaywrightError
 
 from tests.receiver import Receiver
+from tests.test_console import browser  # noqa: F401
 from tests.test_inbound import CONTACT, PNG, inbound, local, next_event, settings  # noqa: F401
 
 HTML = b"<!DOCTYPE html><html><body><script>document.title = sessionStorage.getItem('apikey')</script></body></html>"
@@ -53,3 +57,23 @@ async def test_console_runs_scripts_from_its_static_path_only(gateway: TestClien
     assert policy["script-src"] == f"http://{host}:{response.url.port}/dashboard/static/"
     forged = await gateway.get("/dashboard", headers={"Host": "evil; script-src *"})
     assert "script-src http://invalid/dashboard/static/;" in forged.headers["Content-Security-Policy"]
+
+
+async def test_in_a_real_browser_a_planted_page_is_downloaded_and_never_runs(
+    gateway: TestClient,
+    acme: dict[str, str],
+    receiver: Receiver,
+    hooked: str,
+    browser: Browser,  # noqa: F811  # the fixture of tests/test_console.py
+) -> None:
+    beacon = receiver.url("/ran")  # the planted script would call here
+    page_html = f"<!DOCTYPE html><html><body><script>fetch('{beacon}')</script></body></html>".encode()
+    body = {"from": CONTACT, "mediaBase64": base64.b64encode(page_html).decode(), "mimetype": "text/html"}
+    await inbound(gateway, acme, body)
+    media = (await next_event(receiver, "message.received"))["media"]
+    page = await browser.new_page()
+    async with page.expect_download() as download:
+        with contextlib.suppress(PlaywrightError):  # Chromium reports the navigation as a download
+            await page.goto(str(gateway.make_url(local(media["url"]))))
+    assert (await download.value).suggested_filename
+    assert not [r for r in receiver.requests if r.path == "/ran"]
