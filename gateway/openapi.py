@@ -115,7 +115,7 @@ def build_openapi(
             operation["parameters"] = params
         if route.body is not None:
             operation["requestBody"] = {
-                "required": not route.body_optional,
+                "required": True,
                 "content": {"application/json": {"schema": refs[route.body]}},
             }
         if route.access == "public":

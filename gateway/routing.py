@@ -42,19 +42,15 @@ class Route:
     # The handler checks the key in its own Redis step (gateway/middleware.py key_check): the
     # send routes check it, count it and accept the message in one round trip.
     checks_key: bool = False
-    # The JSON body may be left out altogether: then the body model's defaults apply.
-    body_optional: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler: parses and validates the body, then calls ours with it."""
-        handler, body, optional = self.handler, self.body, self.body_optional
+        handler, body = self.handler, self.body
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             check_path(request.match_info)
             if body is None:
                 return await handler(request)
-            if optional and not (await request.read()).strip():
-                return await handler(request, body())
             return await handler(request, await parse_body(request, body))
 
         endpoint.route = self  # type: ignore[attr-defined]  # read by the auth middleware

@@ -11,7 +11,7 @@ from core.records import ApiModel, Timestamp
 from core.tenants import NO_TENANT, Scope
 from gateway.responses import json_response
 from gateway.state import services
-from gateway.validation import NamePart
+from gateway.validation import NamePart, parse_body
 from scheduler.messages import changes
 
 
@@ -63,7 +63,10 @@ async def list_tenants(request: web.Request) -> web.Response:
     )
 
 
-async def issue_key(request: web.Request, body: IssueKey) -> web.Response:
+async def issue_key(request: web.Request) -> web.Response:
+    # The body is optional (a call without one, as before scopes existed, issues a full key), so
+    # it is read here rather than declared on the route.
+    body = await parse_body(request, IssueKey) if (await request.read()).strip() else IssueKey()
     scope: Scope = "all" if "all" in body.scopes else "read"
     issued = await services(request).tenants.issue_key(request.match_info["tenantId"], scope)
     return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id, scopes=[scope]), status=201)
