@@ -125,6 +125,12 @@ class Settings(BaseModel):
     )
     http_body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request's body")
     http_max_connections: int = Field(default=1000, gt=0, description="open client connections at once")
+    # /events WebSockets are long-lived: counted per key, apart from the HTTP connections above.
+    events_sockets_per_key: int = Field(default=10, gt=0, le=10_000, description="open /events sockets per API key")
+    events_stall: float = Field(
+        default=30.0, gt=0, description="seconds an /events client may read nothing before it is closed"
+    )
+    queue_limit: int = Field(default=100_000, gt=0, description="messages waiting per instance; past it, 429")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     worker_id: str | None = None

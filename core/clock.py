@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def redis_now_ms(redis: Any) -> int:
+    """Redis's clock: the one clock every process shares, for what one process stamps and another
+    judges (heartbeats and leases), whatever each machine's own clock says."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def iso(moment: datetime) -> str:

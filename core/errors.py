@@ -6,6 +6,7 @@ GatewayError             internal_error
  +-- ValidationFailed      validation_error (with issues)
  +-- InvalidApiKey         invalid_api_key
  +-- ForbiddenTenant       forbidden_tenant
+ |    +-- InsufficientScope  insufficient_scope
  +-- NotFound              not_found
  +-- MethodNotAllowed      method_not_allowed
  +-- AlreadyExists         already_exists
@@ -13,6 +14,7 @@ GatewayError             internal_error
  +-- InvalidState          invalid_state
  +-- PayloadTooLarge       payload_too_large
  +-- RateLimited           rate_limited
+ |    +-- QueueFull          queue_full
  +-- WhatsAppError         whatsapp_error
  +-- Unavailable           unavailable
 """
@@ -72,6 +74,12 @@ class ForbiddenTenant(GatewayError):
     code = "forbidden_tenant"
 
 
+class InsufficientScope(ForbiddenTenant):
+    """The key is known, but its scopes do not cover this call."""
+
+    code = "insufficient_scope"
+
+
 class NotFound(GatewayError):
     code = "not_found"
 
@@ -98,6 +106,12 @@ class PayloadTooLarge(GatewayError):
 
 class RateLimited(GatewayError):
     code = "rate_limited"
+
+
+class QueueFull(RateLimited):
+    """The instance already holds GATEWAY_QUEUE_LIMIT waiting messages."""
+
+    code = "queue_full"
 
 
 class WhatsAppError(GatewayError):

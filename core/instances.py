@@ -112,6 +112,7 @@ class Instances:
         self.box = box
         self._update = redis.register_script(lua("fields", "update_instance"))
         self._first_link = redis.register_script(lua("first_link"))
+        self._create = redis.register_script(lua("fields", "create_instance"))
 
     async def create(
         self,
@@ -121,9 +122,6 @@ class Instances:
         state: str,
         settings: InstanceSettings | None = None,
     ) -> Instance:
-        key = keys.instance(str(name))
-        if not await self.redis.hsetnx(key, "name", str(name)):  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
-            raise AlreadyExists(f"instance {str(name)!r} already exists")
         now = datetime.now(UTC)
         fields = {
             "tenantId": name.tenant_id,
@@ -136,11 +134,12 @@ class Instances:
             "epoch": "0",
             "settings": (settings or InstanceSettings()).sealed(self.box),
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.zadd(keys.tenant_instances(name.tenant_id), {str(name): now.timestamp()})
-            pipe.sadd(keys.INSTANCES, str(name))
-            await pipe.execute()
+        created = await self._create(
+            keys=[keys.instance(str(name)), keys.tenant_instances(name.tenant_id), keys.INSTANCES],
+            args=[str(name), now.timestamp(), json.dumps(fields)],
+        )
+        if not created:
+            raise AlreadyExists(f"instance {str(name)!r} already exists")
         return Instance.from_hash({"name": str(name), **fields})
 
     async def find(self, name: str) -> Instance | None:
@@ -167,11 +166,34 @@ class Instances:
         names = await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1)
         if client_id is not None:
             names = [n for n in names if InstanceName.parse(n).client_id == client_id]
+        return await self.records(names)
+
+    async def records(self, names: list[str]) -> list[Instance]:
+        """Those of `names` that exist, in order, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(keys.instance(name))
             records = await pipe.execute()
         return [Instance.from_hash(data) for data in records if data.get("createdAt")]
+
+    async def page(
+        self, tenant_id: str | None, state: str | None, limit: int, after: str | None
+    ) -> tuple[list[Instance], str | None]:
+        """Up to `limit` instances by name, after the name `after` (of one tenant, in one state),
+        and where the next page starts (None: none is left)."""
+        if tenant_id is None:
+            names = await self.names()
+        else:
+            names = sorted(await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1))
+        names = [name for name in names if after is None or name > after]
+        found: list[Instance] = []
+        for start in range(0, len(names), limit):
+            for instance in await self.records(names[start : start + limit]):
+                if state is None or instance.state == state:
+                    found.append(instance)
+                if len(found) == limit:
+                    return found, (instance.name if instance.name != names[-1] else None)
+        return found, None
 
     async def queued_totals(self, names: list[str]) -> dict[str, int]:
         """Messages waiting in all lanes, for each of `names`, in one round trip."""

@@ -13,10 +13,14 @@ from config import Settings
 
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    # Plain tracebacks, never with local variables (rich's, when rich is installed, and the JSON
+    # dict tracebacks show them): frames hold API keys, decrypted webhook secrets, message bodies.
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        ]
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -32,7 +36,7 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers,
         ])
     )  # fmt: skip
     root = logging.getLogger()

@@ -18,6 +18,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 MAX_REDIRECTS = 5
+NO_PUBLIC_ADDRESS = "{host} does not resolve to a public address"
 
 
 class BlockedUrl(ValueError):
@@ -25,7 +26,26 @@ class BlockedUrl(ValueError):
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local-use translators
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated ::ffff:0:a.b.c.d
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d; never a public destination
+
+
+def _carried(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, by every form that carries one: mapped,
+    translated, 6to4, Teredo (its client) and NAT64 (a local-use /48 prefix may put the IPv4
+    address after the prefix, RFC 6052's /48 layout, or in the last 32 bits: both are judged)."""
+    last32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    found = [address for address in (ip.ipv4_mapped, ip.sixtofour) if address is not None]
+    if ip.teredo is not None:
+        found.append(ip.teredo[1])
+    if ip in _NAT64 or ip in _TRANSLATED:
+        found.append(last32)
+    if ip in _NAT64_LOCAL:
+        value = int(ip)
+        layouts = [last32, ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | (value >> 40) & 0xFFFF)]
+        found += [v4 for v4 in layouts if int(v4)] or layouts  # the layout in use is the one not all zero
+    return found
 
 
 def is_public(address: str) -> bool:
@@ -33,12 +53,9 @@ def is_public(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.is_site_local or ip in _IPV4_COMPATIBLE:
             return False
-        # IPv6 forms that carry an IPv4 address are judged by that address.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return embedded.is_global and not embedded.is_multicast
+        carried = _carried(ip)  # judged by the IPv4 address(es) it carries, all of which must be public
+        if carried:
+            return all(v4.is_global and not v4.is_multicast for v4 in carried)
     return ip.is_global and not ip.is_multicast
 
 
@@ -51,10 +68,15 @@ class PublicOnlyResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
+        # One answer whether the name does not resolve or resolves only to private addresses: the
+        # difference would tell a tenant which internal host names exist.
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except OSError:
+            raise BlockedUrl(NO_PUBLIC_ADDRESS.format(host=host)) from None
         public = [result for result in results if is_public(result["host"])]
         if not public:
-            raise BlockedUrl(f"{host} resolves only to private or reserved addresses")
+            raise BlockedUrl(NO_PUBLIC_ADDRESS.format(host=host))
         return public
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from core import keys
 from core.clock import now_iso
@@ -13,6 +14,13 @@ from core.redis_client import Redis
 from core.scripts import lua
 
 KEY_PREFIX = "wag"
+# A key's scopes, written into its id (the id is bound to the whole key by the stored digest, so
+# they cannot be forged): the middleware knows what a key may do before any round trip. Ids of
+# full keys are hex; a read key's id starts with "r", a metrics key's with "m".
+Scope = Literal["all", "read", "metrics"]
+_SCOPE_MARK: dict[Scope, str] = {"all": "", "read": "r", "metrics": "m"}
+# The tenant field of a metrics key's record: no tenant id can be spelled so.
+NO_TENANT = "*"
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.tenant_id is None
+
+    @property
+    def scope(self) -> Scope:
+        return scope_of(self.key_id)
 
     def require(self, tenant_id: str | None, what: str) -> None:
         """The one tenant check: the admin may touch anything, a tenant key only its own tenant's `what`."""
@@ -75,8 +87,17 @@ def key_id_of(api_key: str) -> str | None:
     return parts[1]
 
 
-def _new_key() -> IssuedKey:
-    key_id = secrets.token_hex(8)
+def scope_of(key_id: str) -> Scope:
+    """What a key may do, read from its id: "read" (GET routes and /events), "metrics" (GET
+    /metrics alone) or "all"."""
+    for scope, mark in _SCOPE_MARK.items():
+        if mark and key_id.startswith(mark):
+            return scope
+    return "all"
+
+
+def _new_key(scope: Scope = "all") -> IssuedKey:
+    key_id = _SCOPE_MARK[scope] + secrets.token_hex(8)
     return IssuedKey(key_id=key_id, api_key=f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}")
 
 
@@ -98,10 +119,11 @@ class Tenants:
     async def exists(self, tenant_id: str) -> bool:
         return bool(await self.redis.exists(keys.tenant(tenant_id)))
 
-    async def issue_key(self, tenant_id: str) -> IssuedKey:
-        if not await self.exists(tenant_id):
+    async def issue_key(self, tenant_id: str, scope: Scope = "all") -> IssuedKey:
+        """A new key of the tenant (or, for NO_TENANT, a metrics key of the whole gateway)."""
+        if tenant_id != NO_TENANT and not await self.exists(tenant_id):
             raise NotFound(f"no tenant {tenant_id!r}")
-        issued = _new_key()
+        issued = _new_key(scope)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.api_key(issued.key_id),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
@@ -32,6 +31,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.routing import Route, router_paths
+from gateway.sockets import EventSockets
 from gateway.state import SERVICES, SOCKETS, ApiServices
 from scheduler.history import HistorySyncedData
 from scheduler.inbound import EVENTS as INBOUND_EVENTS
@@ -177,6 +177,8 @@ ROUTES: list[Route] = [
     # Admin: stats and queues.
     Route("GET", "/admin/stats", admin.stats, "Gateway-wide figures", response=admin.Stats, access="admin",
           tag="admin"),
+    Route("GET", "/admin/instances", I.list_all_instances, "Every instance, a page at a time (?tenant=&state=)",
+          query=I.InstancesQuery, response=I.InstancePage, access="admin", tag="admin"),
     Route("GET", "/admin/workers", admin.list_workers, "Workers with their instances and last heartbeat",
           response=admin.WorkerOut, many=True, access="admin", tag="admin"),
     Route("GET", "/metrics", operating.metrics, "Prometheus metrics of the whole gateway (text format)",
@@ -191,8 +193,11 @@ ROUTES: list[Route] = [
           body=admin.CreateTenant, response=admin.TenantCreated, status=201, access="admin", tag="admin"),
     Route("GET", "/admin/tenants", admin.list_tenants, "List tenants with their key ids",
           response=admin.TenantOut, many=True, access="admin", tag="admin"),
-    Route("POST", "/admin/tenants/{tenantId}/keys", admin.issue_key, "Issue an extra API key",
+    Route("POST", "/admin/tenants/{tenantId}/keys", admin.issue_key,
+          'Issue an extra API key; an optional body {"scopes": ["read"]} makes it a read key (GET and /events)',
           response=admin.KeyIssued, status=201, access="admin", tag="admin"),
+    Route("POST", "/admin/keys", admin.issue_gateway_key, "Issue a metrics key: GET /metrics alone, its own limit",
+          body=admin.IssueGatewayKey, response=admin.KeyIssued, status=201, access="admin", tag="admin"),
     Route("DELETE", "/admin/keys/{keyId}", admin.revoke_key, "Revoke an API key at once",
           status=204, access="admin", tag="admin"),
 ]  # fmt: skip
@@ -262,7 +267,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
     app.cleanup_ctx.append(_services(settings))
     app.cleanup_ctx.append(flushing_http_counts)
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = EventSockets(settings.events_sockets_per_key)
     app.on_shutdown.append(operating.close_sockets)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import urllib.error
@@ -47,6 +48,7 @@ def _settings() -> Settings:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
+    private_files(settings.data_dir)
     return settings
 
 
@@ -65,6 +67,17 @@ def _writable_data_dir(settings: Settings) -> None:
             f"make it writable (in a container: chown {os.getuid()} the volume) or choose another "
             "with --data-dir or GATEWAY_DATA_DIR"
         ) from None
+
+
+def private_files(data_dir: Path) -> None:
+    """Whatever this process and its children (the embedded Redis) write is theirs alone: session
+    stores, media, keys, Redis's files. Files 0600 and folders 0700 from here on, the data
+    folder itself 0700 even if it existed before (one this user cannot change is reported by the
+    writability check of `serve` and `worker`, with what to do)."""
+    os.umask(0o077)
+    with contextlib.suppress(OSError):
+        if data_dir.is_dir():
+            data_dir.chmod(0o700)
 
 
 @asynccontextmanager

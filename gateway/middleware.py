@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from core.errors import (
     ForbiddenTenant,
     GatewayError,
+    InsufficientScope,
     InvalidApiKey,
     MethodNotAllowed,
     NotFound,
@@ -24,7 +25,7 @@ from core.errors import (
     Unavailable,
     ValidationFailed,
 )
-from core.tenants import KeyCheck, Principal
+from core.tenants import KeyCheck, Principal, key_id_of, scope_of
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
 from gateway.ratelimit import Allowance
@@ -141,7 +142,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     api_key = presented_key(request, route) if not keyless else ""
     if api_key and not re.fullmatch(TOKEN, api_key):
         raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
-    if route.checks_key and api_key and "Idempotency-Key" not in request.headers:
+    full_key = scope_of(key_id_of(api_key) or "") == "all"
+    if route.checks_key and api_key and full_key and "Idempotency-Key" not in request.headers:
         # The handler checks the key inside its own Redis step (checked_caller): one round trip for
         # the key, its limit and the work. Should it fail before, the key is checked here and a
         # bad key or the limit answers first, as on any route.
@@ -159,10 +161,19 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if keyless:
         return await handler(request)
     caller = _known(caller, api_key)
-    if route.access == "admin" and not caller.is_admin:
+    _within_scope(caller, route)
+    if route.access == "admin" and not caller.is_admin and not (caller.scope == "metrics" and route.path == "/metrics"):
         raise ForbiddenTenant(f"only the admin key may use {route.path}")
     request[PRINCIPAL] = caller
     return await handler(request)
+
+
+def _within_scope(caller: Principal, route: Route) -> None:
+    """A read key: GET routes (and /events, a GET) only; a metrics key: GET /metrics alone."""
+    if caller.scope == "read" and route.method != "GET":
+        raise InsufficientScope(f"this key may only read (scope read): {route.method} {route.path} is not a read")
+    if caller.scope == "metrics" and route.path != "/metrics":
+        raise InsufficientScope(f"this key may only read GET /metrics (scope metrics), not {route.path}")
 
 
 def _within_limit(request: web.Request, allowance: Allowance) -> None:

@@ -14,6 +14,7 @@ keep-alive timer, which already runs from the first byte); the body deadline is 
 from __future__ import annotations
 
 import json
+from collections.abc import Sized
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from config import Settings
 from core.errors import GatewayError, Issue, ValidationFailed
 from gateway.errors import HttpError
 from gateway.middleware import error_response, new_request_id
+from gateway.state import SOCKETS
 
 log = structlog.get_logger(__name__)
 
@@ -45,12 +47,15 @@ def protocol_error(status: int, exc: BaseException | None) -> GatewayError:
 
 
 class GatewayProtocol(RequestHandler):
-    def __init__(self, manager: web.Server, *, max_connections: int, **kwargs: Any) -> None:
+    def __init__(self, manager: GatewayServer, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self.max_connections = max_connections
+        self.sockets = manager.sockets
 
     def connection_made(self, transport: Any) -> None:
-        if len(self._manager.connections if self._manager else ()) >= self.max_connections:
+        # /events sockets have their own cap per key (gateway/sockets.py) and do not count here.
+        busy = len(self._manager.connections if self._manager else ()) - len(self.sockets)
+        if busy >= self.max_connections:
             log.warning("http.connection_refused", reason="too many connections", limit=self.max_connections)
             transport.write(_too_busy())
             transport.close()
@@ -89,9 +94,10 @@ def _too_busy() -> bytes:
 
 
 class GatewayServer(web.Server):
-    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_connections: int, sockets: Sized, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
+        self.sockets = sockets
 
     def __call__(self) -> RequestHandler:
         return GatewayProtocol(self, loop=self._loop, max_connections=self.max_connections, **self._kwargs)
@@ -110,5 +116,6 @@ class GatewayRunner(web.AppRunner):
             plain.request_handler,
             request_factory=plain.request_factory,
             max_connections=self.max_connections,
+            sockets=self.app[SOCKETS],
             **self._kwargs,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, fields
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from gateway.http_counts import HttpCounts
 from gateway.idempotency import Idempotency
 from gateway.metrics import Metrics
 from gateway.ratelimit import Gatekeeper
+from gateway.sockets import EventSockets
 from scheduler.services import Services
 
 
@@ -41,7 +41,7 @@ class ApiServices(Services):
 
 
 SERVICES = web.AppKey("services", ApiServices)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open /events connections
+SOCKETS = web.AppKey("sockets", EventSockets)  # open /events connections
 PRINCIPAL = web.RequestKey("principal", Principal)
 # A send route's API key, left by the auth middleware for the route to check in its accept step.
 KEY_CHECK = web.RequestKey("key_check", KeyCheck)

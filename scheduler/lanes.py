@@ -59,7 +59,13 @@ class Acceptance:
     earlier: list[str | None] | None
     tenant: str = ""
     count: int = 0
+    full: bool = False  # nothing recorded: the instance's lanes hold the queue limit already
 
+
+DEFAULT_QUEUE_LIMIT = 100_000  # messages waiting per instance (API.md: GATEWAY_QUEUE_LIMIT)
+
+# Messages flush.lua cancels in one call: enough to be quick, few enough never to hold Redis long.
+FLUSH_CHUNK = 200
 
 # claim_due.lua's answer for a recipient the number cache does not know.
 UNKNOWN = "?"
@@ -80,7 +86,7 @@ class Claimed:
     # was picked (scheduler/numbers.py); None when the cache did not know. With a yes, its account.
     on_whatsapp: bool | None = None
     account: Account | None = None
-    at: float = field(default_factory=time.monotonic)  # when it was claimed (monotonic: counts pauses too)
+    at: float = field(default_factory=time.monotonic)  # when the claim was asked (monotonic: counts pauses too)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,9 @@ class Quota:
     first_contact_per_day: int | None
 
 
-def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig) -> dict[str, Any]:
+def rules(
+    lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig, queue_limit: int = DEFAULT_QUEUE_LIMIT
+) -> dict[str, Any]:
     """What the lane scripts enforce (ARGV 6 of core/lua/common.lua); -1 is "no limit"."""
     return {
         "lanes": {
@@ -111,6 +119,7 @@ def rules(lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConf
             "failures": throttle.failures,
             "pause": int(throttle.pause * 1000),
         },
+        "queueLimit": queue_limit,
         "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
         "onWhatsappPrefix": keys.ON_WHATSAPP_PREFIX,
         "phonePrefix": keys.PHONE_PREFIX,
@@ -166,10 +175,11 @@ class Lanes:
         lanes: dict[LaneName, LaneConfig],
         retention_seconds: int,
         max_wait_ms: int,
-        clock: Callable[[], int] = now_ms,
+        clock: Callable[[], int] | None = None,
         replica_acks: int = 0,
         day_ms: int = 24 * 3600 * 1000,
         throttle: ThrottleConfig | None = None,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self.redis = redis
         self.replica_acks = replica_acks
@@ -178,7 +188,7 @@ class Lanes:
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
-        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig()))
+        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig(), queue_limit))
         shared = ("fields", "metrics", "outbox_add", "common")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
@@ -201,6 +211,7 @@ class Lanes:
             replica_acks=settings.replica_acks(),
             day_ms=settings.day_length * 1000,
             throttle=settings.throttle,
+            queue_limit=settings.queue_limit,
         )
 
     async def _run(
@@ -210,7 +221,10 @@ class Lanes:
 
     def _common(self, name: str) -> list[Any]:
         """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
-        return [self.clock(), name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
+        # '' : Redis's own clock (core/lua/common.lua), shared by every worker for gaps, quotas,
+        # claims and expiry; a clock given here (tests) replaces it.
+        now = "" if self.clock is None else self.clock()
+        return [now, name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
 
     async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -245,7 +259,8 @@ class Lanes:
                 queued = [item.message.id for item, earlier in zip(messages, found[3:], strict=True) if not earlier]
                 await self._withdraw(name, queued)
         recorded, tenant, count, *answers = found
-        return Acceptance([earlier or None for earlier in answers] if recorded else None, tenant, int(count))
+        earlier = [earlier or None for earlier in answers] if recorded == 1 else None
+        return Acceptance(earlier, tenant, int(count), full=recorded == -1)
 
     async def _withdraw(self, name: str, message_ids: list[str]) -> None:
         unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
@@ -282,6 +297,10 @@ class Lanes:
             json.dumps(expired_fields),
             json.dumps(opted_out_fields),
         ]
+        # The claim's time is taken before it is sent: a pause before its answer (a frozen process)
+        # then counts against the lease, and the pump checks it still owns the instance before
+        # sending (scheduler/pump.py recheck_after). Taken after, such a pause went unseen.
+        asked = time.monotonic()
         found = None
         if wait > 0:
             # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
@@ -303,6 +322,7 @@ class Lanes:
                 unthrottled=resumed or None,
                 on_whatsapp=None if known == UNKNOWN else bool(known),
                 account=None if known == UNKNOWN else decode(known),
+                at=asked,
             )
             for name, epoch, ended, fields, resumed, known in zip(*[iter(found[1:])] * 6, strict=True)
         ]
@@ -371,7 +391,7 @@ class Lanes:
     async def standing(self, name: str) -> Throttle | None:
         """The bulk lane's pause, while it lasts."""
         until, reason = await self.redis.hmget(keys.pump(name), ["throttledUntil", "throttleReason"])  # type: ignore[misc]
-        if until is None or int(until) <= self.clock():
+        if until is None or int(until) <= self._now():
             return None
         return Throttle(reason or "unknown", int(until))
 
@@ -398,15 +418,35 @@ class Lanes:
 
     def warmup_day(self, first_linked_ms: int | None) -> int:
         """Days since the first link (0 on that day and before any link)."""
-        return max(0, (self.clock() - first_linked_ms) // self.day_ms) if first_linked_ms else 0
+        return max(0, (self._now() - first_linked_ms) // self.day_ms) if first_linked_ms else 0
+
+    def _now(self) -> int:
+        return now_ms() if self.clock is None else self.clock()
 
     async def flush(self, name: str, fields: dict[str, Any]) -> list[str]:
         """Cancel what waits in the instance's lanes; returns the cancelled ids."""
-        return list(await self._run("flush", name, self.retention, json.dumps(fields), "0", ""))
+        return await self._flush(name, fields, "0", "")
 
     async def retire(self, name: str, fields: dict[str, Any], inflight_error: str) -> list[str]:
         """Flush for a deleted instance: it accepts nothing more, and a message in flight ends failed."""
-        return list(await self._run("flush", name, self.retention, json.dumps(fields), "1", inflight_error))
+        return await self._flush(name, fields, "1", inflight_error)
+
+    async def _flush(self, name: str, fields: dict[str, Any], retiring: str, inflight_error: str) -> list[str]:
+        """flush.lua, FLUSH_CHUNK messages a call, until none waits. Messages queued meanwhile go
+        too, but only as many calls as the backlog first needed (and one more) are made."""
+        cancelled: list[str] = []
+        calls, budget = 0, 1
+        while calls < budget:
+            left, *ids = await self._run(
+                "flush", name, self.retention, json.dumps(fields), retiring, inflight_error, FLUSH_CHUNK
+            )
+            cancelled += ids
+            if calls == 0:
+                budget = int(left) // FLUSH_CHUNK + 2
+            calls += 1
+            if not int(left):
+                break
+        return cancelled
 
     def forget(self, pipe: Pipeline, name: str) -> None:
         """Queue the deletion of a deleted instance's lanes, wake-up, own quota counts (a linked

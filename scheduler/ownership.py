@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import keys
-from core.clock import now_ms
+from core.clock import redis_now_ms
 from core.redis_client import Redis
 from core.scripts import lua
 
@@ -31,14 +31,16 @@ class Ownership:
         self._claim = redis.register_script(lua("claim"))
 
     async def live_workers(self) -> list[str]:
-        return list(await self.redis.zrangebyscore(keys.WORKERS, now_ms() - self.lease_timeout_ms, "+inf"))
+        now = await redis_now_ms(self.redis)
+        return list(await self.redis.zrangebyscore(keys.WORKERS, now - self.lease_timeout_ms, "+inf"))
 
     async def dead_workers(self) -> list[str]:
-        return list(await self.redis.zrangebyscore(keys.WORKERS, "-inf", f"({now_ms() - self.lease_timeout_ms}"))
+        now = await redis_now_ms(self.redis)
+        return list(await self.redis.zrangebyscore(keys.WORKERS, "-inf", f"({now - self.lease_timeout_ms}"))
 
     async def is_alive(self, worker_id: str) -> bool:
         beat = await self.redis.zscore(keys.WORKERS, worker_id)
-        return beat is not None and beat >= now_ms() - self.lease_timeout_ms
+        return beat is not None and beat >= await redis_now_ms(self.redis) - self.lease_timeout_ms
 
     async def owned_by(self, worker_id: str) -> list[str]:
         return sorted(await self.redis.smembers(keys.worker_instances(worker_id)))  # type: ignore[misc]
@@ -103,12 +105,13 @@ class Ownership:
 
     async def workers(self) -> list[WorkerInfo]:
         beats = await self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)
+        now = await redis_now_ms(self.redis)
         found = []
         for worker_id, beat in beats:
             found.append(
                 WorkerInfo(
                     worker_id=worker_id,
-                    alive=beat >= now_ms() - self.lease_timeout_ms,
+                    alive=beat >= now - self.lease_timeout_ms,
                     last_heartbeat_ms=int(beat),
                     details=await self.redis.hgetall(keys.worker(worker_id)),  # type: ignore[misc]
                     instances=await self.owned_by(worker_id),

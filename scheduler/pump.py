@@ -115,6 +115,8 @@ class Pump:
             if unsent is not None:
                 await self.outbox.publish(name, *ended(unsent, {}))
         if claimed.message is None:
+            if claimed.ended:  # maybe one chunk of a backlog (claim_due.lua): the next once these are out
+                await self.lanes.kick(name)
             return
         message = claimed.message
         structlog.contextvars.bind_contextvars(instance=name, message_id=message.id)

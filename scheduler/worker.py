@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
+from core.clock import redis_now_ms
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
 from scheduler.claim_loop import ClaimLoop
@@ -177,14 +178,17 @@ class GatewayWorker:
 
     async def _heartbeat_once(self) -> None:
         """Renew the lease with the whole worker record: a worker paused past its lease, whose
-        record the others dropped, shows up again complete, never as a row of nulls."""
+        record the others dropped, shows up again complete, never as a row of nulls. Stamped
+        with Redis's clock, as the others judge it (a pause between the two steps only makes
+        the stamp older: the lease then runs out sooner, never later)."""
+        beat = await redis_now_ms(self.services.redis)
         async with self.services.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.worker(self.worker_id), mapping=self._record)
             if self._stopping:
                 pipe.hset(keys.worker(self.worker_id), "stopping", "1")
             else:
                 pipe.hdel(keys.worker(self.worker_id), "stopping")
-            pipe.zadd(keys.WORKERS, {self.worker_id: int(time.time() * 1000)})
+            pipe.zadd(keys.WORKERS, {self.worker_id: beat})
             await pipe.execute()
 
     async def _heartbeat(self) -> None:

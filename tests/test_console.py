@@ -193,6 +193,8 @@ async def test_admin_creates_a_tenant_issues_and_revokes_keys_and_flushes_a_queu
 ) -> None:
     page = await browser.new_page(viewport={"width": 1200, "height": 800})
     page.on("dialog", lambda dialog: dialog.accept())  # the console confirms revokes and flushes
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     await sign_in(page, str(gateway.make_url("/dashboard")), ADMIN_KEY)
     await page.get_by_role("link", name="Tenants and keys").click()
     await expect(page.get_by_role("heading", name="Tenants and keys", level=1)).to_be_focused()
@@ -230,6 +232,9 @@ async def test_admin_creates_a_tenant_issues_and_revokes_keys_and_flushes_a_queu
         assert (await gateway.post("/message/text", json=body, headers=ADMIN)).status == 202
     await page.get_by_role("link", name="Instances", exact=True).click()
     await page.get_by_role("link", name=name).click()
+    # The admin's list of instances is one call however many tenants there are.
+    assert any("/admin/instances?" in url for url in asked)
+    assert not any("/tenant/" in url for url in asked)
     lanes = page.get_by_role("region", name="Messages waiting per lane")
     await expect(lanes.get_by_role("row").filter(has_text="normal")).to_contain_text("2", timeout=WAIT_MS)
     await page.get_by_role("button", name="Flush the queue").click()

@@ -117,10 +117,33 @@ def test_backslash_in_the_authority_is_refused():
         ("::ffff:169.254.169.254", False),
         ("2001:db8::1", False),
         ("239.255.255.250", False),
+        # IPv6 forms carrying an IPv4 address are judged by it (issue 23).
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64, the IPv4 in the last 32 bits
+        ("64:ff9b:1:7f00:0:1::", False),  # local-use NAT64, RFC 6052's /48 layout: 127.0.0.1
+        ("64:ff9b:1::808:808", True),
+        ("::ffff:0:7f00:1", False),  # IPv4-translated 127.0.0.1
+        ("::ffff:0:808:808", True),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
     ],
 )
 def test_is_public(address: str, public: bool):
     assert is_public(address) is public
+
+
+async def test_an_unresolvable_name_and_a_private_one_get_the_same_answer(fake_dns: dict[str, list[str]]):
+    fake_dns["internal.example.test"] = ["10.0.0.5"]
+    resolver = PublicOnlyResolver()
+    try:
+        answers = []
+        for host in ("internal.example.test", "nowhere.invalid"):
+            with pytest.raises(BlockedUrl) as refused:
+                await resolver.resolve(host, 80, socket.AF_UNSPEC)
+            answers.append(str(refused.value).replace(host, "<host>"))
+    finally:
+        await resolver.close()
+    assert answers == ["<host> does not resolve to a public address"] * 2
 
 
 # --- names: checked after resolution ------------------------------------------------------------
@@ -192,7 +215,7 @@ async def test_localhost_is_refused_by_the_resolver_too():
     """The real resolver, asked directly (past check_url's name shortcut), maps localhost to loopback."""
     resolver = PublicOnlyResolver()
     try:
-        with pytest.raises(BlockedUrl, match=r"^localhost resolves only to private or reserved addresses$"):
+        with pytest.raises(BlockedUrl, match=r"^localhost does not resolve to a public address$"):
             await resolver.resolve("localhost", 80, socket.AF_UNSPEC)
     finally:
         await resolver.close()
@@ -212,7 +235,7 @@ async def test_name_resolving_to_loopback_is_refused_after_resolution(
     fake_dns["media.example.test"] = ["127.0.0.1"]
     check_url(f"http://media.example.test:{port}/echo", allow_private=False)  # the name itself looks fine
     async with guarded_session(False, TIMEOUT) as session:
-        with pytest.raises(BlockedUrl, match=r"^media\.example\.test resolves only to private or reserved addresses$"):
+        with pytest.raises(BlockedUrl, match=r"^media\.example\.test does not resolve to a public address$"):
             await guarded_request(session, "GET", f"http://media.example.test:{port}/echo", False)
     assert seen == []  # never connected
 

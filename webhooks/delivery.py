@@ -49,8 +49,9 @@ BATCH = 100  # deliveries one step hands a healthy endpoint's deliverer: one Red
 
 
 async def check_webhook_url(url: str, allow_private: bool) -> None:
-    """Raise BlockedUrl now for a URL that delivery would refuse. A name that does not resolve
-    passes: delivery checks the address again, after resolving it, every time."""
+    """Raise BlockedUrl now for a URL that delivery would refuse. A name that does not resolve,
+    or resolves only to private addresses, passes alike (telling them apart would reveal which
+    internal names exist): delivery checks the address after resolving it, every time."""
     check_url(url, allow_private)
     host = urlsplit(url).hostname
     if allow_private or host is None:
@@ -60,7 +61,7 @@ async def check_webhook_url(url: str, allow_private: bool) -> None:
         await resolver.resolve(host, 0, socket.AF_UNSPEC)
     except UnicodeError as exc:
         raise BlockedUrl(f"{host!r} is not a valid host name") from exc
-    except OSError:
+    except (OSError, BlockedUrl):
         return
     finally:
         await resolver.close()

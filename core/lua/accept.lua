@@ -10,6 +10,8 @@
 -- round trip.
 -- A message whose client reference already names a message of this instance is not queued
 -- again: its answer is that earlier message's id.
+-- Nothing is recorded either when the instance's lanes would hold more than the queue limit
+-- (rules.queueLimit): then the answer starts with -1.
 -- Returns {0 if nothing was recorded (the key may not send here, or the instance is gone), else 1;
 -- the key's tenant ('' for the admin and for no key check) and its count this minute (0 for no
 -- key check); then per message the earlier message's id, or '' when it was queued now}.
@@ -25,6 +27,9 @@ if #KEYS > 0 then
   end
 end
 if redis.call('HEXISTS', inst, 'createdAt') == 0 then return {0, verdict[1], verdict[2]} end
+local waiting = 0
+for i = 1, 3 do waiting = waiting + redis.call('LLEN', lane_key(i)) end
+if waiting + (#ARGV - 12) / 4 > rules.queueLimit then return {-1, verdict[1], verdict[2]} end
 local ref_ttl, recent_kept, answers, queued = tonumber(ARGV[8]), tonumber(ARGV[9]), {1, verdict[1], verdict[2]}, {}
 for i = 13, #ARGV, 4 do
   local ref, earlier = ARGV[i + 3], ''

@@ -15,6 +15,11 @@
 local worker, room = ARGV[8], tonumber(ARGV[9])
 local max_wait, retention, expired_fields, opted_out_fields = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local set = due_prefix .. worker
+-- Messages ended unsent (expired, opted out) in one call, at most, over all instances: a backlog of
+-- 100,000 stale messages ends in chunks, so no call holds Redis for long. An instance cut short is
+-- left unscheduled; the pump wakes it (kick.lua) once it has published this chunk's events, so
+-- chunks never pile up faster than they are reported (the sweep repairs a lost wake-up).
+local ending_room = 100
 
 local function end_unsent(msg, fields)
   hset_json(msg, fields)
@@ -28,6 +33,10 @@ end
 local function pick()
   local ended = {}
   while true do
+    if ending_room <= 0 then -- the rest once the pump has reported these
+      redis.call('HDEL', pump, 'due')
+      return nil, ended
+    end
     local lane, at, wake_at = next_send()
     if lane == nil or at > now then
       redis.call('HDEL', pump, 'due')
@@ -44,9 +53,11 @@ local function pick()
         end_unsent(msg, expired_fields)
         count_send(stats, LANES[lane], 'expired', msg, now)
         table.insert(ended, id)
+        ending_room = ending_room - 1
       elseif opted_out(lane, tenant, to, transactional) then
         end_unsent(msg, opted_out_fields)
         table.insert(ended, id)
+        ending_room = ending_room - 1
       else
         redis.call('ZADD', sent_key(lane), now, id)
         redis.call('PEXPIRE', sent_key(lane), DAY)

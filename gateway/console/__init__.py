@@ -4,6 +4,7 @@ client, with the API key the operator signs in with, kept in the tab's sessionSt
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -12,19 +13,28 @@ HERE = Path(__file__).parent
 STATIC_PATH = "/dashboard/static"
 # The page may load and run only our own files (images also from data: URIs, the QR code), and
 # never be framed: the API key lives in this page, so no script from anywhere else may run beside it.
+# Scripts come only from the console's own static path, not from the whole origin: media a contact
+# sent is served on this origin too, and must never run as a script here whatever its type. A CSP
+# path needs a host, so it is the one the browser asked for; `http:` also matches https there.
+POLICY = (
+    "default-src 'none'; script-src http://{host}" + STATIC_PATH + "/; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
 
 
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(HERE / "index.html", headers=HEADERS)
+    # A Host that is not a plain name or address must not write its own policy.
+    host = request.host if _HOST.fullmatch(request.host) else "invalid"
+    policy = POLICY.format(host=host)
+    return web.FileResponse(HERE / "index.html", headers={**HEADERS, "Content-Security-Policy": policy})
 
 
 def add_static(app: web.Application) -> None:

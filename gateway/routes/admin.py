@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import Field
 
 from core import audit, keys
 from core.clock import iso_from_ms
 from core.records import ApiModel, Timestamp
+from core.tenants import NO_TENANT, Scope
 from gateway.responses import json_response
 from gateway.state import by_whom, services
-from gateway.validation import NamePart
+from gateway.validation import NamePart, parse_body
 from scheduler.messages import changes
 
 
@@ -30,9 +34,20 @@ class TenantOut(ApiModel):
     key_ids: list[str]
 
 
+class IssueKey(ApiModel):
+    scopes: list[Literal["all", "read"]] = Field(
+        default=["all"], min_length=1, max_length=2, description='"read": GET routes and /events only'
+    )
+
+
+class IssueGatewayKey(ApiModel):
+    scopes: list[Literal["metrics"]] = Field(min_length=1, max_length=1, description='"metrics": GET /metrics alone')
+
+
 class KeyIssued(ApiModel):
     api_key: str
     key_id: str
+    scopes: list[str]
 
 
 async def create_tenant(request: web.Request, body: CreateTenant) -> web.Response:
@@ -52,10 +67,25 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 
 async def issue_key(request: web.Request) -> web.Response:
+    # The body is optional (a call without one, as before scopes existed, issues a full key), so
+    # it is read here rather than declared on the route.
+    body = await parse_body(request, IssueKey) if (await request.read()).strip() else IssueKey()
+    scope: Scope = "all" if "all" in body.scopes else "read"
     svc, tenant_id = services(request), request.match_info["tenantId"]
-    issued = await svc.tenants.issue_key(tenant_id)
-    await audit.record(svc.redis, "key_issued", by_whom(request), tenant_id=tenant_id, key_id=issued.key_id)
-    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id), status=201)
+    issued = await svc.tenants.issue_key(tenant_id, scope)
+    await audit.record(
+        svc.redis, "key_issued", by_whom(request), tenant_id=tenant_id, key_id=issued.key_id, scopes=[scope]
+    )
+    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id, scopes=[scope]), status=201)
+
+
+async def issue_gateway_key(request: web.Request, body: IssueGatewayKey) -> web.Response:
+    """A key of no tenant: GET /metrics alone, counted against its own rate limit (Prometheus
+    needs neither the admin key nor the console's share of its limit)."""
+    svc = services(request)
+    issued = await svc.tenants.issue_key(NO_TENANT, "metrics")
+    await audit.record(svc.redis, "key_issued", by_whom(request), key_id=issued.key_id, scopes=["metrics"])
+    return json_response(KeyIssued(api_key=issued.api_key, key_id=issued.key_id, scopes=["metrics"]), status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:

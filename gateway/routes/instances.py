@@ -26,7 +26,15 @@ from gateway.state import (
     require_tenant_access,
     services,
 )
-from gateway.validation import InstanceNameStr, PhoneNumber, WebUrl, admitted_proxy_url, admitted_webhook_url
+from gateway.validation import (
+    InstanceNameStr,
+    NamePart,
+    PhoneNumber,
+    WebUrl,
+    admitted_proxy_url,
+    admitted_webhook_url,
+    validate,
+)
 from scheduler.lanes import WaitReason
 from webhooks.endpoint import WebhookStatus
 
@@ -198,6 +206,28 @@ async def _listing(request: web.Request, client_id: str | None) -> web.Response:
     instances = await svc.instances.list_for(tenant_id, client_id)
     queued = await svc.instances.queued_totals([instance.name for instance in instances])
     return json_response([_status_of(instance, queued[instance.name]) for instance in instances])
+
+
+class InstancesQuery(ApiModel):
+    tenant: NamePart | None = Field(default=None, description="only this tenant's instances")
+    state: InstanceState | None = Field(default=None, description="only instances in this state")
+    limit: int = Field(default=100, ge=1, le=1000, description="instances on one page")
+    cursor: InstanceNameStr | None = Field(default=None, description="the `next` of the previous page")
+
+
+class InstancePage(ApiModel):
+    items: list[InstanceStatus]
+    next: str | None  # the cursor of the next page; null on the last
+
+
+async def list_all_instances(request: web.Request) -> web.Response:
+    """Every instance, a page at a time: the console polls this once, not once per tenant."""
+    query = validate(InstancesQuery, dict(request.query))
+    svc = services(request)
+    found, following = await svc.instances.page(query.tenant, query.state, query.limit, query.cursor)
+    queued = await svc.instances.queued_totals([instance.name for instance in found])
+    items = [_status_of(instance, queued[instance.name]) for instance in found]
+    return json_response(InstancePage(items=items, next=following))
 
 
 async def list_tenant_instances(request: web.Request) -> web.Response:

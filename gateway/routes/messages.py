@@ -7,7 +7,7 @@ from pydantic import Field, RootModel
 
 from config.settings import LaneName
 from core.clock import iso_from_ms
-from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, ValidationFailed
+from core.errors import ForbiddenTenant, InvalidState, Issue, NotFound, QueueFull, ValidationFailed
 from core.instances import tenant_of
 from core.records import ApiModel, ErrorCode, Timestamp
 from gateway.middleware import caller_now, checked_caller, key_check
@@ -263,9 +263,19 @@ async def enqueue(request: web.Request, item: Accepting, status: int = 202) -> w
     if check is not None:
         checked_caller(request, check, accepted.tenant, accepted.count)
         require_instance_access(request, instance_name)
+    if accepted.full:
+        raise _queue_full(request, instance_name)
     if accepted.earlier is None:
         raise NotFound(f"no instance {instance_name!r}")
     return json_response(_queued(item), status=status)
+
+
+def _queue_full(request: web.Request, name: str) -> QueueFull:
+    limit = services(request).settings.queue_limit
+    return QueueFull(
+        f"instance {name!r} already has {limit} messages waiting (GATEWAY_QUEUE_LIMIT); nothing was queued",
+        headers={"Retry-After": "60"},
+    )
 
 
 async def _send(request: web.Request, body: OnInstance, type_: SendType) -> web.Response:
@@ -519,8 +529,17 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
     by_instance: dict[str, list[Accepting]] = {}
     for item in items:
         by_instance.setdefault(item.message.instance_name, []).append(item)
+    # Past the queue limit on any instance, the batch queues nothing (accept.lua checks it again,
+    # atomically, for each instance).
+    waiting = await svc.instances.queued_totals(names)
     for name, mine in by_instance.items():
-        answers = (await svc.lanes.accept(name, mine)).earlier
+        if waiting[name] + len(mine) > svc.settings.queue_limit:
+            raise _queue_full(request, name)
+    for name, mine in by_instance.items():
+        accepted = await svc.lanes.accept(name, mine)
+        if accepted.full:
+            raise _queue_full(request, name)
+        answers = accepted.earlier
         if answers is None:  # deleted since the check above: the instances before it were queued
             raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
         earlier.update({item.message.id: e for item, e in zip(mine, answers, strict=True) if e is not None})

@@ -363,6 +363,13 @@ class Tenant(Model):
 class KeyIssued(Model):
     api_key: str
     key_id: str
+    scopes: list[str] = dataclasses.field(default_factory=lambda: ["all"])
+
+
+@dataclasses.dataclass(frozen=True)
+class InstancePage(Model):
+    items: list[InstanceStatus]
+    next: str | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from wa_gateway_client.models import (
     GroupDetails,
     GroupSummary,
     Health,
+    InstancePage,
     InstanceSettings,
     InstanceStatus,
     InstanceStatusWithWebhook,
@@ -604,9 +605,22 @@ class Routes:
         return Call(list_of(Tenant))
 
     @operation("POST", "/admin/tenants/{tenantId}/keys")
-    def issue_key(tenant_id: str) -> Call[KeyIssued]:
-        """Issue another API key for the tenant (for rotation); it is shown only in this answer."""
-        return Call(KeyIssued.from_json, path={"tenantId": tenant_id})
+    def issue_key(tenant_id: str, *, scopes: list[str] | None = None) -> Call[KeyIssued]:
+        """A new key of the tenant; `scopes=["read"]` for one that may only read (GET, /events)."""
+        return Call(KeyIssued.from_json, path={"tenantId": tenant_id}, body=body(scopes=scopes))
+
+    @operation("POST", "/admin/keys")
+    def issue_metrics_key() -> Call[KeyIssued]:
+        """A key good for GET /metrics alone, with its own rate limit (for Prometheus)."""
+        return Call(KeyIssued.from_json, body=body(scopes=["metrics"]))
+
+    @operation("GET", "/admin/instances")
+    def list_all_instances(
+        *, tenant: str | None = None, state: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Call[InstancePage]:
+        """Every instance, a page at a time (`next` is the cursor of the following page)."""
+        query = {"tenant": tenant, "state": state, "limit": limit, "cursor": cursor}
+        return Call(InstancePage.from_json, query=query)
 
     @operation("DELETE", "/admin/keys/{keyId}")
     def revoke_key(key_id: str) -> Call[None]:

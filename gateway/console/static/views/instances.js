@@ -1,12 +1,18 @@
 import { api, seg } from "../api.js";
 import { badge, describe, every, field, form, h, refresh, table, when } from "../dom.js";
 
-// A tenant key lists its own instances; the admin key lists every tenant's.
+// A tenant key lists its own instances; the admin key lists every tenant's, a page of 1,000 per
+// call (one call per poll however many tenants there are, not one per tenant).
 async function listInstances(me) {
   if (!me.admin) return api("GET", `/tenant/${seg(me.tenantId)}/instances`);
-  const tenants = await api("GET", "/admin/tenants");
-  const lists = await Promise.all(tenants.map((t) => api("GET", `/tenant/${seg(t.tenantId)}/instances`)));
-  return lists.flat();
+  const found = [];
+  let cursor = "";
+  do {
+    const page = await api("GET", `/admin/instances?limit=1000${cursor && `&cursor=${encodeURIComponent(cursor)}`}`);
+    found.push(...page.items);
+    cursor = page.next || "";
+  } while (cursor);
+  return found;
 }
 
 function instanceRows(instances) {

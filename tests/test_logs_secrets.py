@@ -1,0 +1,79 @@
+"""What a failure logs never holds an API key, a webhook secret or a message body (issue 23): the
+logging `wa-gateway serve` sets up prints plain tracebacks, without the local variables of each
+frame (rich's tracebacks showed them when rich was installed, as `make run` installs it)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from core import keys
+from core.logs import configure_logging
+from core.redis_client import connect
+from tests.conftest import eventually, instance_body, make_settings
+
+SECRET = "webhook-secret-that-must-not-leak"
+BODY = "a-message-body-that-must-not-leak"
+
+
+@pytest.fixture(params=["console", "json"])
+def settings(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Settings:
+    return make_settings(redis_url, tmp_path / "data", log_format=request.param)
+
+
+@pytest.fixture
+def logged(settings: Settings) -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(settings)  # as `wa-gateway serve` does; its handler writes here instead of stderr
+    written = io.StringIO()
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(written)
+    yield written
+    root.handlers[:], root.level = handlers, level
+
+
+async def test_a_failing_request_and_a_failing_send_log_no_key_secret_or_body(
+    gateway: TestClient, acme: dict[str, str], settings: Settings, logged: io.StringIO
+) -> None:
+    redis = connect(settings.redis_url or "")
+    try:
+        # A request that fails (500) with the key and the secret in its frames: the tenant's index
+        # of instances is of the wrong type.
+        await redis.set(keys.tenant_instances("acme"), "not a sorted set")
+        failed = await gateway.post("/instance/create", json=instance_body(webhookSecret=SECRET), headers=acme)
+        assert failed.status == 500
+        await redis.delete(keys.tenant_instances("acme"))
+
+        # A send that crashes in the pump, with the message (its body) in its frames: its record
+        # is corrupted while it waits, before the instance is linked.
+        name = "acme__shop1__sales"
+        created = await gateway.post("/instance/create", json=instance_body(name, webhookSecret=SECRET), headers=acme)
+        assert created.status == 201
+        text = {"instanceName": name, "to": "5491155554444", "text": BODY}
+        message_id = (await (await gateway.post("/message/text", json=text, headers=acme)).json())["id"]
+        await redis.hset(keys.message(message_id), "details", "{not json")
+        link = {"phoneNumber": "5491100000000"}
+        assert (await gateway.post(f"/sandbox/instance/{name}/link", json=link, headers=acme)).status == 200
+
+        async def crashed() -> bool:
+            return await redis.hget(keys.message(message_id), "status") == "failed"
+
+        await eventually(crashed)
+    finally:
+        await redis.aclose()
+    output = logged.getvalue()
+    assert "request.failed" in output and "Traceback" in output
+    assert "pump.send_crashed" in output
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    for secret in (acme["apikey"].split("_")[2], SECRET, BODY):
+        # Any 12 characters of it: a traceback may wrap or cut a long value.
+        assert not [secret[i : i + 12] for i in range(len(secret) - 11) if secret[i : i + 12] in plain], secret
