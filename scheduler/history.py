@@ -10,6 +10,7 @@ from pydantic import Field
 
 from core.clock import iso
 from core.conversations import ChatMessage, ConversationStore, Entry
+from core.instances import Instances
 from core.records import ApiModel
 from scheduler.drivers.base import HistoryChat, HistoryMessage, HistorySynced, is_group
 from webhooks.outbox import Outbox
@@ -27,22 +28,15 @@ class HistorySyncedData(ApiModel):
     messages: int = Field(description="messages of it that were new to the store")
 
 
-async def keeps_history(name: str) -> bool:
-    """Whether the instance keeps WhatsApp's history sync: its `syncHistory` setting (default true).
-
-    The per-instance settings are being built beside this (issue 21); until they are merged every
-    instance keeps it. This is the one place to wire the setting to."""
-    del name  # read once the setting exists
-    return True
-
-
 class HistoryImport:
-    def __init__(self, store: ConversationStore, outbox: Outbox) -> None:
+    def __init__(self, store: ConversationStore, outbox: Outbox, instances: Instances) -> None:
         self.store = store
         self.outbox = outbox
+        self.instances = instances
 
     async def synced(self, name: str, batch: HistorySynced) -> None:
-        if not await keeps_history(name):
+        """Store the batch, unless the instance's `syncHistory` setting is off."""
+        if not (await self.instances.settings(name)).sync_history:
             log.info("history.skipped", instance=name, chats=len(batch.chats))
             return
         entries = [history_entry(chat, message) for chat in batch.chats for message in chat.messages]

@@ -69,7 +69,7 @@ class SessionHost:
             services.contacts,
             self.conversations,
         )
-        self.history = HistoryImport(services.conversations, services.outbox)
+        self.history = HistoryImport(services.conversations, services.outbox, services.instances)
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}

@@ -164,5 +164,5 @@ async def test_methods_show_their_arguments_answer_and_docstring() -> None:
     assert list(awaited.parameters)[:3] == ["instance_name", "to", "text"]
     assert awaited.parameters["idempotency_key"].kind is inspect.Parameter.KEYWORD_ONLY
     assert awaited.return_annotation == "Awaitable[Queued]"
-    assert blocking.return_annotation == "InstanceStatus"
+    assert blocking.return_annotation == "InstanceStatusWithWebhook"
     assert "state" in (Client("http://127.0.0.1:9").get_status.__doc__ or "")

@@ -459,6 +459,23 @@ async def test_sandbox_history_is_stored_and_history_synced_fires(
     assert receiver.of("history.synced")[1].json()["data"] == {"chats": 2, "messages": 0}
 
 
+async def test_history_is_not_kept_when_sync_history_is_off(
+    gateway: TestClient, acme: dict[str, str], hooked: str, receiver: Receiver
+) -> None:
+    patched = await gateway.patch(f"/instance/{hooked}/settings", json={"syncHistory": False}, headers=acme)
+    assert patched.status == 200, await patched.text()
+    message = {"messageId": "HIST9", "fromMe": False, "text": "old news", "timestamp": iso_from_ms(now_ms())}
+    body = {"chats": [{"chatId": ANA, "messages": [message]}]}
+    response = await gateway.post(f"/sandbox/instance/{hooked}/history", json=body, headers=acme)
+    assert response.status == 200, await response.text()
+    # A live message after it: once it is stored, the history batch before it has been handled.
+    sent = await gateway.post(f"/sandbox/instance/{hooked}/inbound", json={"from": ANA, "text": "now"}, headers=acme)
+    assert sent.status == 201, await sent.text()
+    items = await stored(gateway, hooked, ANA, acme, 1)
+    assert [m["text"] for m in items] == ["now"]
+    assert not receiver.of("history.synced")
+
+
 async def test_sandbox_history_refuses_what_whatsapp_could_not_send(gateway: TestClient, acme: dict[str, str]) -> None:
     name = await open_instance(gateway, acme)
     bad = {"chats": [{"chatId": "nobody", "messages": [{"messageId": "X", "fromMe": "maybe", "timestamp": "today"}]}]}
