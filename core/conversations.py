@@ -228,17 +228,23 @@ class RedisConversations:
             return 0
         cutoff_key = f"{cutoff:0{_TIME_DIGITS}d}"
         ttl = self.retention_ms // 1000
+
+        def script_args(entry: Entry) -> tuple[list[str], list[str | int]]:
+            chat_keys = [
+                keys.conversation_chats(name),
+                keys.conversation_chat(name, entry.chat_id),
+                keys.conversation_order(name, entry.chat_id),
+                keys.conversation_records(name, entry.chat_id),
+            ]
+            record = entry.message.model_dump_json(by_alias=True)
+            chat: list[str | int] = [entry.chat_id, entry.chat_name or "", int(entry.is_group), entry.unread]
+            return chat_keys, [entry.key, record, *chat, self.max_per_chat, cutoff_key, ttl]
+
+        if len(kept) == 1:  # a message as it comes: one EVALSHA (a pipeline would first ask SCRIPT EXISTS)
+            return int(await self._add(*script_args(kept[0])))
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in kept:
-                record = entry.message.model_dump_json(by_alias=True)
-                chat_keys = [
-                    keys.conversation_chats(name),
-                    keys.conversation_chat(name, entry.chat_id),
-                    keys.conversation_order(name, entry.chat_id),
-                    keys.conversation_records(name, entry.chat_id),
-                ]
-                chat: list[str | int] = [entry.chat_id, entry.chat_name or "", int(entry.is_group), entry.unread]
-                await self._add(chat_keys, [entry.key, record, *chat, self.max_per_chat, cutoff_key, ttl], client=pipe)
+                await self._add(*script_args(entry), client=pipe)
             return sum(await pipe.execute())
 
     async def update(self, name: str, chat_id: str, message_id: str, change: Change) -> bool:
