@@ -123,8 +123,11 @@ async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> Non
     async with redis_url(settings) as url:
         settings = settings.model_copy(update={"redis_url": url})
         app = create_app(settings)
+        # With deliverer processes (started below) the workers leave webhooks to them.
+        delivers = settings.worker_delivers_webhooks and not settings.deliverer_processes
         if with_worker:
-            app.cleanup_ctx.append(worker_context(settings, lambda app: app[SERVICES]))
+            worker_settings = settings.model_copy(update={"worker_delivers_webhooks": delivers})
+            app.cleanup_ctx.append(worker_context(worker_settings, lambda app: app[SERVICES]))
         runner = GatewayRunner(app, settings, access_log=None)
         await runner.setup()
         apis = settings.api_process_count()
@@ -136,7 +139,10 @@ async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> Non
         if with_worker:
             first = resolve_worker_id(settings)
             for n in range(1, settings.worker_processes):
-                children.add("worker", GATEWAY_REDIS_URL=url, GATEWAY_WORKER_ID=f"{first}-{n}")
+                worker = {"GATEWAY_WORKER_ID": f"{first}-{n}", "GATEWAY_WORKER_DELIVERS_WEBHOOKS": str(int(delivers))}
+                children.add("worker", GATEWAY_REDIS_URL=url, **worker)
+            for _ in range(settings.deliverer_processes):
+                children.add("deliverer", GATEWAY_REDIS_URL=url)
         watching = asyncio.create_task(children.watch())
         log.info(
             "gateway.listening",
@@ -152,6 +158,27 @@ async def _serve(settings: Settings, with_worker: bool, reuse_port: bool) -> Non
             watching.cancel()
             await asyncio.to_thread(children.stop)
             await runner.cleanup()
+
+
+async def _deliverer(settings: Settings) -> None:
+    from scheduler.services import Services
+    from webhooks.delivery import Deliverer, delivering
+
+    async with redis_url(settings) as url:
+        services = Services.open(settings.model_copy(update={"redis_url": url}))
+        deliverer = Deliverer(services.settings, services.redis, services.outbox, services.instances)
+        await deliverer.sweep()  # deliveries left pending by a previous run resume now
+        tasks = delivering(deliverer)
+        log.info("deliverer.started")
+        try:
+            await _until_signalled()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await deliverer.close()
+            await services.close()
+            log.info("deliverer.stopped")
 
 
 async def _worker(settings: Settings) -> None:
@@ -245,6 +272,15 @@ def health(timeout: float) -> None:
         raise click.ClickException(f"{url}: {exc.code}") from None
     except OSError as exc:
         raise click.ClickException(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+@main.command()
+def deliverer() -> None:
+    """Deliver webhooks alone (`serve` runs one beside its workers, which then leave webhooks to it)."""
+    settings = _settings()
+    _writable_data_dir(settings)
+    settings, _ = with_generated_secrets(settings)
+    _run(_deliverer(settings))
 
 
 @main.group()

@@ -1,6 +1,6 @@
 """Every core for `wa-gateway serve`: the extra API processes (all listening on one port with
-SO_REUSEPORT, so the kernel spreads connections over them) and the extra worker processes that
-`serve` starts beside its own, stopped with it.
+SO_REUSEPORT, so the kernel spreads connections over them), the extra worker processes that
+`serve` starts beside its own, and the webhook deliverer processes, stopped with it.
 
 The first API process is `serve`'s own (with its in-process worker and, without a Redis URL, the
 embedded Redis); each child is a plain `wa-gateway serve --no-worker` or `wa-gateway worker` told
@@ -39,7 +39,7 @@ def _die_with(parent: int) -> Callable[[], None]:
 
 @dataclass
 class Child:
-    role: str  # "api" or "worker"
+    role: str  # "api", "worker" or "deliverer"
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -49,7 +49,12 @@ class Children:
     """The processes `serve` started besides itself; one that exits is started again."""
 
     def __init__(self, environ: dict[str, str]) -> None:
-        self.environ = {**environ, "GATEWAY_API_PROCESSES": "1", "GATEWAY_WORKER_PROCESSES": "1"}
+        self.environ = {
+            **environ,
+            "GATEWAY_API_PROCESSES": "1",
+            "GATEWAY_WORKER_PROCESSES": "1",
+            "GATEWAY_DELIVERER_PROCESSES": "0",
+        }
         self.children: list[Child] = []
 
     def add(self, role: str, **env: str) -> None:
@@ -58,7 +63,11 @@ class Children:
         self.children.append(child)
 
     def _spawn(self, child: Child) -> None:
-        command = {"api": ["serve", "--no-worker", "--reuse-port"], "worker": ["worker"]}[child.role]
+        command = {
+            "api": ["serve", "--no-worker", "--reuse-port"],
+            "worker": ["worker"],
+            "deliverer": ["deliverer"],
+        }[child.role]
         child.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", *command],
             env={**self.environ, **child.env},

@@ -83,7 +83,7 @@ class Pump:
         sessions: SessionSource,
         media: MediaSource,
         outbox: Outbox,
-        deliverer: Deliverer,
+        deliverer: Deliverer | None,
         lease_seconds: float,
         numbers: NumberCache,
         lookup_timeout: float,
@@ -216,8 +216,10 @@ class Pump:
         or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
         records a message once, and only for its owner."""
         event = None if result.outcome == "requeue" else self._event(name, message, result.fields)
-        # The event goes to the webhook at once, from here, when nobody else is delivering for it.
-        lock = (secrets.token_hex(8), math.ceil(self.deliverer.lock_seconds * 1000))
+        # The event goes to the webhook at once, from here, when nobody else is delivering for it
+        # (Not when webhooks have a process of their own: finish.lua then makes the instance due there.)
+        deliverer = self.deliverer
+        lock = ("", 0) if deliverer is None else (secrets.token_hex(8), math.ceil(deliverer.lock_seconds * 1000))
         while True:
             try:
                 recorded, throttle = await self.lanes.finish(
@@ -231,8 +233,8 @@ class Pump:
                     lock,
                     result.signal,
                 )
-                if isinstance(recorded, Head):
-                    self.deliverer.deliver_now(name, lock[0], recorded)
+                if isinstance(recorded, Head) and deliverer is not None:
+                    deliverer.deliver_now(name, lock[0], recorded)
             except RedisError:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
                 await asyncio.sleep(FINISH_RETRY_SECONDS)

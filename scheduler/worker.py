@@ -29,7 +29,7 @@ from scheduler.outgoing import Outgoing
 from scheduler.pump import Pump
 from scheduler.services import Services
 from scheduler.sessions import SessionHost
-from webhooks.delivery import Deliverer
+from webhooks.delivery import Deliverer, delivering
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,10 @@ class GatewayWorker:
             job_deserializer=loads,
             ctx={"gateway": self},
         )
-        self.deliverer = Deliverer(settings, svc.redis, svc.outbox, svc.instances)
+        # Webhook deliveries: here, unless a deliverer process of their own does them (`serve` runs one).
+        self.deliverer = (
+            Deliverer(settings, svc.redis, svc.outbox, svc.instances) if settings.worker_delivers_webhooks else None
+        )
         pump = Pump(
             self.worker_id,
             svc.lanes,
@@ -136,15 +139,16 @@ class GatewayWorker:
         await self._heartbeat_once()
         await self.fetcher.open()
         await self.host.adopt()
-        await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
+        if self.deliverer is not None:
+            await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
         self._tasks = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._watch()),
             asyncio.create_task(self.claims.run()),
             asyncio.create_task(supervised(self._arq.main, "arq.instances")),
-            asyncio.create_task(self.deliverer.run_forever()),
-            asyncio.create_task(self.deliverer.sweep_forever()),
         ]
+        if self.deliverer is not None:
+            self._tasks += delivering(self.deliverer)
         log.info("worker.started", worker_id=self.worker_id, instances=len(self.host.sessions))
 
     async def stop(self) -> None:
@@ -171,7 +175,8 @@ class GatewayWorker:
         if isinstance(self.driver, NeonizeDriver):
             self.driver.close()
         await self.fetcher.close()
-        await self.deliverer.close()
+        if self.deliverer is not None:
+            await self.deliverer.close()
         if self._own_services:
             await self.services.close()
         log.info("worker.stopped", worker_id=self.worker_id)

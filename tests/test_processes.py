@@ -3,6 +3,7 @@ a user runs them (real processes, the embedded Redis), supervised and stopped wi
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import signal
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import eventually
+from tests.receiver import Receiver
 from tests.serve_process import ServeProcess, wait_for
 
 
@@ -29,9 +32,10 @@ def children(pid: int) -> dict[int, str]:
 
 
 def roles(pid: int) -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {"api": [], "worker": []}
+    found: dict[str, list[int]] = {"api": [], "worker": [], "deliverer": []}
     for child, command in children(pid).items():
-        found["api" if "--reuse-port" in command else "worker"].append(child)
+        role = "api" if "--reuse-port" in command else "deliverer" if command.endswith(" deliverer") else "worker"
+        found[role].append(child)
     return found
 
 
@@ -74,7 +78,7 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
 
 def test_serve_runs_two_api_processes_on_one_port_and_two_workers(serve: ServeProcess) -> None:
     started = wait_for(lambda: both_roles(serve.pid), 30, "children up")
-    assert (len(started["api"]), len(started["worker"])) == (1, 1)
+    assert (len(started["api"]), len(started["worker"]), len(started["deliverer"])) == (1, 1, 1)
 
     def both_workers() -> bool:
         status, workers = serve.request("GET", "/admin/workers", key=serve.admin_key())
@@ -91,7 +95,7 @@ def test_serve_runs_two_api_processes_on_one_port_and_two_workers(serve: ServePr
         serve.signal(signal.SIGCONT)
 
     assert serve.stop() == 0
-    everyone = started["api"] + started["worker"]
+    everyone = started["api"] + started["worker"] + started["deliverer"]
     wait_for(lambda: not any(alive(pid) for pid in everyone), 30, "children stopped with serve")
 
 
@@ -108,3 +112,39 @@ def test_children_die_with_a_killed_serve(serve: ServeProcess) -> None:
     serve.stop(signal.SIGKILL)
     everyone = started["api"] + started["worker"]
     wait_for(lambda: not any(alive(pid) for pid in everyone), 30, "no orphan left")
+
+
+async def test_webhooks_go_out_from_the_deliverer_process_not_the_workers(tmp_path: Path, receiver: Receiver) -> None:
+    serve = ServeProcess(tmp_path / "data", GATEWAY_ALLOW_PRIVATE_URLS="1")  # one API process, one deliverer
+    await asyncio.to_thread(serve.start, 60)
+    try:
+        deliverer = (await asyncio.to_thread(wait_for, lambda: roles(serve.pid)["deliverer"], 30, "deliverer up"))[0]
+        key = serve.admin_key()
+        _, tenant = await asyncio.to_thread(serve.request, "POST", "/admin/tenants", {"tenantId": "acme"}, key)
+        acme = tenant["apiKey"]
+        name = "acme__shop1__sales"
+        body = {"instanceName": name, "webhookUrl": receiver.url(), "webhookSecret": "s" * 16}
+        assert (await asyncio.to_thread(serve.request, "POST", "/instance/create", body, acme))[0] == 201
+        link = {"phoneNumber": "5491100000000"}
+        assert (await asyncio.to_thread(serve.request, "POST", f"/sandbox/instance/{name}/link", link, acme))[0] == 200
+        await receiver.wait_for(1, timeout=30)  # instance.connected
+
+        # With the deliverer stopped, what the worker publishes waits for it.
+        os.kill(deliverer, signal.SIGSTOP)
+        try:
+            text = {"instanceName": name, "to": "5491112345678", "text": "hi"}
+            status, queued = await asyncio.to_thread(serve.request, "POST", "/message/text", text, acme)
+            assert status == 202
+
+            async def sent() -> bool:
+                found = await asyncio.to_thread(serve.request, "GET", f"/message/{queued['id']}", None, acme)
+                return bool(found[1]["status"] == "sent")
+
+            await eventually(sent, timeout=30)  # the worker sent it
+            await asyncio.sleep(1.5)  # a worker delivering webhooks itself would have posted by now
+            assert not receiver.of("message.sent")
+        finally:
+            os.kill(deliverer, signal.SIGCONT)
+        await eventually(lambda: receiver.of("message.sent"), timeout=30)
+    finally:
+        await asyncio.to_thread(serve.stop)

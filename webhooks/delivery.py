@@ -282,3 +282,8 @@ class Deliverer:
                 await self.sweep()
             except Exception:
                 log.exception("webhook.sweep_failed")
+
+
+def delivering(deliverer: Deliverer) -> list[asyncio.Task[None]]:
+    """`deliverer`'s delivery loop and its sweep, running (in a worker, or a deliverer process)."""
+    return [asyncio.create_task(deliverer.run_forever()), asyncio.create_task(deliverer.sweep_forever())]

@@ -5,7 +5,8 @@
 -- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
 -- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
 -- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
--- (see outbox_add.lua), 19 a webhook lock token and 20 its expiry (ms) to deliver it at once,
+-- (see outbox_add.lua), 19 a webhook lock token and 20 its expiry (ms) to deliver it at once ('' when
+-- a process of its own delivers webhooks: the instance is made due for it instead),
 -- 21 what the outcome says about the number's standing with WhatsApp: 's' sent, 'n' not on
 -- WhatsApp, 'f' WhatsApp failed it, '' nothing (a retry, a bad media URL).
 -- If that worker no longer owns the instance under that epoch, the new owner has taken the
@@ -78,7 +79,10 @@ if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
   end
 end
 local published = 1
-if ARGV[17] ~= '' then published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, {ARGV[19], ARGV[20]}) end
+if ARGV[17] ~= '' then
+  local take = ARGV[19] ~= '' and {ARGV[19], ARGV[20]} or nil -- no token: a deliverer process delivers it
+  published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, take)
+end
 if type(published) ~= 'table' then published = 1 end
 wake_if_open()
 return {published, paused, paused_until}
