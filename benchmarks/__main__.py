@@ -9,13 +9,15 @@
    how many sends a second one worker does, and the lateness that queueing then adds.
    Then POST /message/batch: messages accepted a second in batches of 1,000.
 3. Redis round trips per message in the steady phase (every command or pipeline the API and the
-   worker in this process send: auth, accept, wake-ups and claims, the send; webhooks are delivered
-   by a deliverer process of their own, as `serve` runs them, whose round trips are not counted).
+   worker in this process send: auth, accept, wake-ups and claims, the send, webhook delivery;
+   with `--deliverer` webhooks go from a `wa-gateway deliverer` process, whose round trips are not
+   counted).
 4. Memory per idle sandbox instance: worker process RSS and Redis memory.
 5. Lateness again at 10,000 instances (`--many`), steady phase only.
 
 Options: `python -m benchmarks --instances 1000 --many 10000 --rate 100 --seconds 10 --burst 3 --requests 5000
---json figures.json` (every figure also written as JSON, for a check to read).
+--json figures.json` (every figure also written as JSON, for a check to read) `--deliverer` (webhooks
+from a deliverer process apart).
 """
 
 from __future__ import annotations
@@ -174,7 +176,9 @@ async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[
     return gateway_rate, batch_rate
 
 
-async def paced_run(instances: int, rate: float, seconds: float, burst: int, round_trips: RoundTrips) -> dict[str, Any]:
+async def paced_run(
+    instances: int, rate: float, seconds: float, burst: int, round_trips: RoundTrips, deliverer_apart: bool = False
+) -> dict[str, Any]:
     """`instances` linked sandbox instances on one in-process worker. A steady phase sends `rate`
     messages a second to random instances for `seconds` (lateness, round trips); a burst phase then
     queues `burst` messages on every instance at once (how many sends a second one worker does)."""
@@ -194,21 +198,25 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
             log_level="warning",
             max_sessions=instances + 10,
             allow_private_urls=True,  # webhooks go to the receiver process below
-            worker_delivers_webhooks=False,  # a deliverer process of its own, as `serve` runs it
+            worker_delivers_webhooks=not deliverer_apart,
         )
         hook_port = free_port()
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(hook_port)])
-        deliverer = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "deliverer"],
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-                "GATEWAY_REDIS_URL": redis_server.url,
-                "GATEWAY_SECRET_KEY": "bench-secret-key-0123456789",
-                "GATEWAY_ADMIN_KEY": ADMIN,
-                "GATEWAY_DATA_DIR": str(Path(tmp) / "deliverer"),
-                "GATEWAY_ALLOW_PRIVATE_URLS": "1",
-                "GATEWAY_LOG_LEVEL": "warning",
-            },
+        deliverer = (
+            None
+            if not deliverer_apart
+            else subprocess.Popen(
+                [sys.executable, "-m", "gateway", "deliverer"],
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+                    "GATEWAY_REDIS_URL": redis_server.url,
+                    "GATEWAY_SECRET_KEY": "bench-secret-key-0123456789",
+                    "GATEWAY_ADMIN_KEY": ADMIN,
+                    "GATEWAY_DATA_DIR": str(Path(tmp) / "deliverer"),
+                    "GATEWAY_ALLOW_PRIVATE_URLS": "1",
+                    "GATEWAY_LOG_LEVEL": "warning",
+                },
+            )
         )
         app = create_app(settings)
         app.cleanup_ctx.append(worker_context(settings))
@@ -284,8 +292,9 @@ async def paced_run(instances: int, rate: float, seconds: float, burst: int, rou
         finally:
             await runner.cleanup()
             for process in (deliverer, receiver):
-                process.terminate()
-                process.wait()
+                if process is not None:
+                    process.terminate()
+                    process.wait()
             await redis_server.stop()
     return {
         "steady": steady_late,
@@ -381,6 +390,9 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
+    parser.add_argument(
+        "--deliverer", action="store_true", help="webhooks from a `wa-gateway deliverer` process, not the worker"
+    )
     args = parser.parse_args()
 
     figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
@@ -401,7 +413,7 @@ async def main() -> None:
     print(f"   2 API processes (serve --api-processes 2): {two:8.0f} in total ({two / one:.2f}x one process)")
     print(f"   POST /message/batch (1,000 texts over 10 instances, 4 at once): {batch_rate:8.0f} messages accepted/s")
     round_trips = RoundTrips(AbstractConnection)
-    run = await paced_run(args.instances, args.rate, args.seconds, args.burst, round_trips)
+    run = await paced_run(args.instances, args.rate, args.seconds, args.burst, round_trips, args.deliverer)
     steady, burst = run["steady"], run["burst"]
     print(
         f"2. lateness on {args.instances} instances, {args.rate:g} messages/s for {args.seconds:g} s, "
@@ -414,9 +426,8 @@ async def main() -> None:
         f"worker (target >= 1,500); lateness p50 {percentile(burst, 0.5):.0f} ms   p99 {percentile(burst, 0.99):.0f} ms"
     )
     print(
-        f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (accept + pump + wake-ups, in the "
-        f"API's and the worker's process, steady phase; the deliverer process's webhook settles are not "
-        f"counted; target <= 6)"
+        f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (accept + pump + wake-ups + webhook "
+        f"delivery (unless --deliverer), in this process, steady phase; target <= 6)"
     )
     scripts = run["scripts"]
     top = ", ".join(

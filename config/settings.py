@@ -138,11 +138,12 @@ class Settings(BaseModel):
     # inside the API's process.
     api_processes: int | None = Field(default=None, ge=1, le=64)
     worker_processes: int = Field(default=1, ge=1, le=64)
-    # Webhook deliveries: a worker makes them itself unless told not to; `serve` runs this many
-    # deliverer processes beside its workers (and then tells them not to), so sends and POSTs to
-    # receivers do not share one process.
+    # Webhook deliveries: a worker makes them itself unless told not to; `serve` can run deliverer
+    # processes beside its workers (and then tells them not to). Off by default: on two cores the
+    # worker flat out sent 656-682 messages/s delivering itself and 479-549/s beside a deliverer
+    # (make bench, 2026-12-06), the processes competing for the same cores.
     worker_delivers_webhooks: bool = True
-    deliverer_processes: int = Field(default=1, ge=0, le=16)
+    deliverer_processes: int = Field(default=0, ge=0, le=16)
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
     worker_poll_delay: float = Field(default=0.05, gt=0)

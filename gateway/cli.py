@@ -276,7 +276,7 @@ def health(timeout: float) -> None:
 
 @main.command()
 def deliverer() -> None:
-    """Deliver webhooks alone (`serve` runs one beside its workers, which then leave webhooks to it)."""
+    """Deliver webhooks alone; workers started with GATEWAY_WORKER_DELIVERS_WEBHOOKS=0 leave them to it."""
     settings = _settings()
     _writable_data_dir(settings)
     settings, _ = with_generated_secrets(settings)

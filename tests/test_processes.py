@@ -69,7 +69,9 @@ def health_answers(port: int, attempts: int) -> int:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(tmp_path / "data", GATEWAY_API_PROCESSES="2", GATEWAY_WORKER_PROCESSES="2")
+    process = ServeProcess(
+        tmp_path / "data", GATEWAY_API_PROCESSES="2", GATEWAY_WORKER_PROCESSES="2", GATEWAY_DELIVERER_PROCESSES="1"
+    )
     process.start(timeout=60)
     yield process
     if process.process is not None:
@@ -115,7 +117,7 @@ def test_children_die_with_a_killed_serve(serve: ServeProcess) -> None:
 
 
 async def test_webhooks_go_out_from_the_deliverer_process_not_the_workers(tmp_path: Path, receiver: Receiver) -> None:
-    serve = ServeProcess(tmp_path / "data", GATEWAY_ALLOW_PRIVATE_URLS="1")  # one API process, one deliverer
+    serve = ServeProcess(tmp_path / "data", GATEWAY_ALLOW_PRIVATE_URLS="1", GATEWAY_DELIVERER_PROCESSES="1")
     await asyncio.to_thread(serve.start, 60)
     try:
         deliverer = (await asyncio.to_thread(wait_for, lambda: roles(serve.pid)["deliverer"], 30, "deliverer up"))[0]
