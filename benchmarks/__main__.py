@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from benchmarks.roundtrips import NOT_COUNTED, RoundTrips, script_names
-from config import load_settings
+from config import Settings, load_settings
 from core import keys
 from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
@@ -56,6 +56,21 @@ COMPRESSED_LANES = {
     "normal": {"gap": [0.02, 0.04], "perHour": 100000, "perDay": 100000, **UNTYPED},
     "bulk": {"gap": [0.04, 0.06], "perHour": 100000, "perDay": 100000, **UNTYPED},
 }
+
+
+def sandbox_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
+    """A benchmark's gateway: the sandbox driver on `redis_url`, no rate limit, private URLs allowed."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "admin_key": ADMIN,
+        "secret_key": "bench-secret-key-0123456789",
+        "data_dir": tmp / "data",
+        "driver": "sandbox",
+        "rate_limit": 100_000_000,
+        "worker_id": "bench",
+        "allow_private_urls": True,
+    }
+    return load_settings({}, **{**values, **overrides})
 
 
 def rss_bytes() -> int:

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
-from benchmarks.__main__ import ADMIN, _caller
+from benchmarks.__main__ import ADMIN, _caller, sandbox_settings
 from config import load_settings
 from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
@@ -74,17 +74,10 @@ async def run(instances: int, messages: int, media_kb: int, fetches: int) -> dic
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
         await redis_server.start()
         port = free_port()
-        settings = load_settings(
-            {},
-            redis_url=redis_server.url,
-            admin_key=ADMIN,
-            secret_key="bench-secret-key-0123456789",
-            data_dir=Path(tmp) / "data",
-            driver="sandbox",
-            rate_limit=100_000_000,
-            worker_id="bench",
+        settings = sandbox_settings(
+            Path(tmp),
+            redis_server.url,
             log_level="warning",
-            allow_private_urls=True,
             public_url=f"http://127.0.0.1:{port}",
         )
         counter = Counter()

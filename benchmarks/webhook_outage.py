@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks.__main__ import ADMIN, _caller
+from benchmarks.__main__ import ADMIN, _caller, sandbox_settings
 from config import load_settings
 from core import keys
 from core.logs import configure_logging
@@ -69,17 +69,10 @@ async def run(events: int, down_seconds: float, probe: float) -> dict[str, float
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
         await redis_server.start()
         port = free_port()
-        settings = load_settings(
-            {},
-            redis_url=redis_server.url,
-            admin_key=ADMIN,
-            secret_key="bench-secret-key-0123456789",
-            data_dir=Path(tmp) / "data",
-            driver="sandbox",
-            rate_limit=100_000_000,
-            worker_id="bench",
+        settings = sandbox_settings(
+            Path(tmp),
+            redis_server.url,
             log_level="error",
-            allow_private_urls=True,
             webhook_retry_delays="0.05,0.1,0.2",
             webhook_probe_delays=str(probe),
         )
