@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	promtool check rules deploy/prometheus/alerts.yml
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the documentation site, into build/site
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -25,21 +25,33 @@ class SettingsError(Exception):
 
 
 class LaneConfig(BaseModel):
+    """One lane's pacing and quotas (`GATEWAY_LANES`), and the Staying unbanned rules that hold it."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    gap: tuple[float, float]
-    per_hour: int = Field(alias="perHour", gt=0)
-    per_day: int = Field(alias="perDay", gt=0)
-    # Staying unbanned (README): the fraction of the quotas a number gets on each day after its
-    # first link (the last one holds from then on), how many messages a day may go to numbers
-    # that never wrote to it (None: no limit), and the least time between two messages of this
-    # lane to one recipient (0: none).
-    warmup: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(default=(1.0,), min_length=1)
-    first_contact_per_day: int | None = Field(default=None, alias="firstContactPerDay", ge=0)
-    spacing: float = Field(default=0, ge=0, description="seconds between two sends to one recipient")
-    # Show "typing..." before each send (within the gap, not added to it); a message's `typing`
-    # overrides it.
-    typing: bool = False
+    gap: tuple[float, float] = Field(description="[min, max] seconds drawn between two sends of the number")
+    per_hour: int = Field(alias="perHour", gt=0, description="sends in any rolling hour")
+    per_day: int = Field(alias="perDay", gt=0, description="sends in any rolling day")
+    warmup: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
+        default=(1.0,),
+        min_length=1,
+        description="the fraction of the quotas a cautious number gets on each day after its first link (the last"
+        " one holds from then on)",
+    )
+    first_contact_per_day: int | None = Field(
+        default=None,
+        alias="firstContactPerDay",
+        ge=0,
+        description="messages a day a cautious number may send to numbers that never wrote to it (null: no limit)",
+    )
+    spacing: float = Field(
+        default=0, ge=0, description="least seconds between two sends of this lane to one recipient (cautious only)"
+    )
+    typing: bool = Field(
+        default=False,
+        description='show "typing..." before each send (within the gap, not added to it); a message\'s `typing`'
+        " overrides it",
+    )
 
     @field_validator("gap")
     @classmethod
@@ -70,8 +82,10 @@ class ThrottleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     window: int = Field(default=20, gt=0, description="the last sends whose outcomes are judged")
-    not_on_whatsapp: float = Field(default=0.3, alias="notOnWhatsapp", gt=0, le=1)
-    failures: float = Field(default=0.5, gt=0, le=1)
+    not_on_whatsapp: float = Field(
+        default=0.3, alias="notOnWhatsapp", gt=0, le=1, description="share of the window sent to numbers off WhatsApp"
+    )
+    failures: float = Field(default=0.5, gt=0, le=1, description="share of the window failed at WhatsApp")
     pause: float = Field(default=3600, gt=0, description="seconds bulk pauses after a bad window")
     after_ban: float = Field(
         default=24 * 3600, alias="afterBan", ge=0, description="seconds bulk stays paused after a ban ends"
@@ -85,111 +99,246 @@ WEBHOOK_PROBE_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1800)
 
 
 class Settings(BaseModel):
+    """Every `GATEWAY_*` variable: `docs/gen_reference.py` writes docs/reference/configuration.md from
+    these fields, their types, defaults and descriptions."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    redis_url: str | None = None
-    # Replicas that must hold an accepted message before the API answers 202 (Redis WAIT, in
-    # the same round trip as the accept); unset: 1 with a Sentinel URL, 0 otherwise.
-    redis_replica_acks: int | None = Field(default=None, ge=0)
-    admin_key: SecretStr | None = None
-    driver: Literal["neonize", "sandbox"] = "neonize"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    data_dir: Path = Path("./data")
-    secret_key: SecretStr | None = None
-    lanes: dict[LaneName, LaneConfig] = Field(default_factory=lambda: dict(DEFAULT_LANES))
-    allow_private_urls: bool = False
-    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds one webhook attempt may take")
-    webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = WEBHOOK_RETRY_DELAYS
-    # Webhooks that ride out an outage (webhooks/endpoint.py): once a delivery's retries are spent
-    # the endpoint is down and only its head is tried again, at these delays, the last repeating.
-    webhook_probe_delays: tuple[Annotated[float, Field(gt=0)], ...] = Field(default=WEBHOOK_PROBE_DELAYS, min_length=1)
-    webhook_hold: float = Field(
-        default=3 * 24 * 3600, gt=0, description="seconds a down webhook holds its deliveries before it is disabled"
+    redis_url: str | None = Field(
+        default=None,
+        description="`redis://`, `rediss://` or `unix://` URL, or `redis+sentinel://host:26379[,host2:26379]/master/db`"
+        " (see Redis Sentinel); unset: the embedded Redis, in the data directory",
     )
-    webhook_retention: float = Field(default=7 * 24 * 3600, gt=0, description="seconds a settled delivery is kept")
+    redis_replica_acks: int | None = Field(
+        default=None,
+        ge=0,
+        description="replicas that must hold an accepted message before the API answers 202 (Redis `WAIT`, in the"
+        " same round trip as the accept); unset: 1 with a Sentinel URL, else 0",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="the admin API key; unset: `serve` generates one into the data directory (0600)"
+    )
+    driver: Literal["neonize", "sandbox"] = Field(
+        default="neonize", description="`neonize` (real WhatsApp) or `sandbox` (simulated WhatsApp, no phone needed)"
+    )
+    host: str = Field(default="127.0.0.1", description="the address the API listens on")
+    port: int = Field(default=8080, ge=0, le=65535, description="the port the API listens on")
+    data_dir: Path = Field(
+        default=Path("./data"), description="embedded Redis, session stores, inbound media and generated keys"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="master key for secrets at rest (webhook secrets, proxy URLs); unset: generated into the data"
+        " directory (0600)",
+    )
+    lanes: dict[LaneName, LaneConfig] = Field(
+        default_factory=lambda: dict(DEFAULT_LANES),
+        description='JSON overriding any lane\'s fields, e.g. `{"bulk": {"gap": [8, 15], "perHour": 30,'
+        ' "perDay": 200}}`; the fields and their defaults are in the lanes table below',
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="`1` lets webhooks, media and proxies reach private addresses: the address guard is off"
+        " (tests and single-host setups only)",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="seconds one webhook attempt may take before it counts as failed"
+    )
+    webhook_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = Field(
+        default=WEBHOOK_RETRY_DELAYS,
+        description="seconds before each retry of a failed delivery, counted from the previous failure"
+        " (`1,5,30` or `[1, 5, 30]`)",
+    )
+    webhook_probe_delays: tuple[Annotated[float, Field(gt=0)], ...] = Field(
+        default=WEBHOOK_PROBE_DELAYS,
+        min_length=1,
+        description="once the retries are spent the endpoint is down: seconds between tries of its oldest held"
+        " event, the last repeating (webhooks/endpoint.py)",
+    )
+    webhook_hold: float = Field(
+        default=3 * 24 * 3600,
+        gt=0,
+        description="seconds a down endpoint holds its events before it is disabled and they are dead-lettered",
+    )
+    webhook_retention: float = Field(
+        default=7 * 24 * 3600, gt=0, description="seconds a dead letter (and a delivered record) is kept"
+    )
     webhook_backlog: int = Field(
-        default=100_000, gt=0, description="held deliveries per instance; the oldest is dead-lettered past it"
+        default=100_000, gt=0, description="events held per instance at most; the oldest is dead-lettered past it"
     )
     webhook_rotation_overlap: float = Field(
-        default=24 * 3600, ge=0, description="seconds the previous webhook secret still signs after a change"
+        default=24 * 3600,
+        ge=0,
+        description="seconds the previous webhook secret still signs (`webhook-signature`) after a change",
     )
-    # A send that failed for a passing reason (not connected, a network blip) is tried again after
-    # each of these delays (seconds), then fails.
-    send_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = (1, 5, 15, 30, 60)
+    send_retry_delays: tuple[Annotated[float, Field(ge=0)], ...] = Field(
+        default=(1, 5, 15, 30, 60),
+        description="seconds before each new try of a send that failed for a passing reason (not connected, a"
+        " network blip); after the last it fails",
+    )
     rate_limit: int = Field(default=600, gt=0, description="requests per minute per API key")
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="request body limit (413 above it)")
     # Slow or stalled clients (slowloris): how long the HTTP server waits for them.
     http_header_timeout: float = Field(
-        default=15.0, gt=0, description="seconds to receive a request's headers, from connect or the previous answer"
+        default=15.0,
+        gt=0,
+        description="seconds a client has to send a request's headers, counted from connecting or from the"
+        " previous answer; then the connection is closed (this also closes idle keep-alive connections)",
     )
-    http_body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request's body")
-    http_max_connections: int = Field(default=1000, gt=0, description="open client connections at once")
+    http_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client has to send a request's body; then 408 and the connection is closed",
+    )
+    http_max_connections: int = Field(
+        default=1000, gt=0, description="open client connections at once; one more gets a 503 and is closed"
+    )
     # /events WebSockets are long-lived: counted per key, apart from the HTTP connections above.
-    events_sockets_per_key: int = Field(default=10, gt=0, le=10_000, description="open /events sockets per API key")
+    events_sockets_per_key: int = Field(
+        default=10,
+        gt=0,
+        le=10_000,
+        description="open `/events` sockets per API key (per API process); one more gets a 429",
+    )
     events_stall: float = Field(
-        default=30.0, gt=0, description="seconds an /events client may read nothing before it is closed"
+        default=30.0,
+        gt=0,
+        description="seconds an `/events` client may read nothing (answer no ping) before it is closed",
     )
-    queue_limit: int = Field(default=100_000, gt=0, description="messages waiting per instance; past it, 429")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["console", "json"] = "console"
-    worker_id: str | None = None
-    # `serve`'s processes: API processes share the port (None: one per core); workers, the first
-    # inside the API's process.
-    api_processes: int | None = Field(default=None, ge=1, le=64)
-    worker_processes: int = Field(default=1, ge=1, le=64)
-    # Webhook deliveries: a worker makes them itself unless told not to; `serve` can run deliverer
-    # processes beside its workers (and then tells them not to). Off by default: on two cores the
-    # worker flat out sent 656-682 messages/s delivering itself and 479-549/s beside a deliverer
-    # (make bench, 2026-12-06), the processes competing for the same cores.
-    worker_delivers_webhooks: bool = True
-    deliverer_processes: int = Field(default=0, ge=0, le=16)
+    queue_limit: int = Field(
+        default=100_000, gt=0, description="messages waiting per instance; past it a send answers 429 `queue_full`"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="the lowest level logged"
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="`json` for machines: every line JSON, start-up included"
+    )
+    worker_id: str | None = Field(
+        default=None, description="this worker's stable id; unset: generated and kept in the data directory"
+    )
+    api_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="API processes `serve` runs, sharing the port (`SO_REUSEPORT`); unset: one per core",
+    )
+    worker_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="workers `serve` runs, the first inside the API's own process, the others as children",
+    )
+    # Off by default: on two cores the worker flat out sent 656-682 messages/s delivering itself and
+    # 479-549/s beside a deliverer (make bench, 2026-12-06), the processes competing for the same cores.
+    worker_delivers_webhooks: bool = Field(
+        default=True, description="whether a worker delivers webhooks itself (`serve` turns it off with deliverers)"
+    )
+    deliverer_processes: int = Field(
+        default=0, ge=0, le=16, description="webhook deliverer processes `serve` runs beside its workers"
+    )
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
-    session_database_url: str | None = None  # neonize session stores in PostgreSQL instead of sqlite files
-    worker_poll_delay: float = Field(default=0.05, gt=0)
-    whatsapp_proxy: str | None = Field(default=None, description="proxy URL the neonize driver dials WhatsApp through")
+    session_database_url: str | None = Field(
+        default=None,
+        description="`postgres://` or `postgresql://` URL: neonize session stores in PostgreSQL (see Scaling out);"
+        " unset: sqlite files in the data directory",
+    )
+    worker_poll_delay: float = Field(
+        default=0.05, gt=0, description="arq's `poll_delay` for the worker's command queue (it also waits on its bell)"
+    )
+    whatsapp_proxy: str | None = Field(
+        default=None,
+        description="proxy URL (e.g. `socks5://host:1080`) the neonize driver reaches WhatsApp through",
+    )
     session_host_timeout: float = Field(
-        default=20.0, gt=0, description="seconds a session host may leave a heartbeat unanswered before it is restarted"
+        default=20.0,
+        gt=0,
+        description="seconds a session host may leave a heartbeat unanswered before it is killed and restarted",
     )
-    whatsmeow_log_level: Literal["debug", "info", "warning", "error"] = "warning"
-    # Sessions a restarted worker brings up at once when it adopts its instances.
-    adopt_concurrency: int = Field(default=500, gt=0, description="instances a worker adopts at once at start")
-    lease_timeout: float = Field(default=15.0, gt=0, description="seconds without a heartbeat before a worker is dead")
-    sweep_interval: float = Field(default=10.0, gt=0, description="seconds between a worker's send-path repair sweeps")
-    message_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds a finished message is kept")
-    message_max_wait: int = Field(default=24 * 3600, gt=0, description="seconds a message may wait before it expires")
+    whatsmeow_log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="warning", description="lowest level of whatsmeow's own log lines that reach the worker's log"
+    )
+    adopt_concurrency: int = Field(
+        default=500,
+        gt=0,
+        description="instances a starting worker adopts (and connects) at once: each mostly waits (Redis, its"
+        " host starting), so a low figure makes a restart slow",
+    )
+    lease_timeout: float = Field(
+        default=15.0, gt=0, description="seconds without a heartbeat before a worker's instances are adopted"
+    )
+    sweep_interval: float = Field(
+        default=10.0, gt=0, description="seconds between a worker's repair sweeps of its send path"
+    )
+    message_retention: int = Field(
+        default=7 * 24 * 3600, gt=0, description="seconds a finished message stays readable at `GET /message/{id}`"
+    )
+    message_max_wait: int = Field(
+        default=24 * 3600, gt=0, description="seconds a message may wait before it ends `failed` with `expired`"
+    )
     day_length: int = Field(
-        default=24 * 3600, gt=0, description="seconds in a day of quotas, warm-up and first contacts (tests shorten it)"
+        default=24 * 3600,
+        gt=0,
+        description='seconds in a "day" of daily quotas, warm-up and first-contact limits: shorten it only for'
+        " tests and demos",
     )
-    opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
-    throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
-    media_retention: int = Field(default=7 * 24 * 3600, gt=0, description="seconds inbound media and links are kept")
-    media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="largest inbound media downloaded")
+    opt_out_keywords: tuple[str, ...] = Field(
+        default=DEFAULT_OPT_OUT_KEYWORDS,
+        description="replies that put the sender on the tenant's opt-out list (`STOP,BAJA` or a JSON list)",
+    )
+    throttle: ThrottleConfig = Field(
+        default_factory=ThrottleConfig,
+        description='JSON, e.g. `{"window": 20, "notOnWhatsapp": 0.3, "failures": 0.5, "pause": 3600,'
+        ' "afterBan": 86400}`; the fields are in the throttle table below',
+    )
+    media_retention: int = Field(
+        default=7 * 24 * 3600, gt=0, description="seconds inbound media (and the signed links to it) are kept"
+    )
+    media_max_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        gt=0,
+        description="largest inbound media the worker downloads; larger arrives with `media.error`",
+    )
     media_store: str = Field(
-        default="file", description='where inbound media are kept: "file" (the data directory) or "s3://bucket/prefix"'
+        default="file",
+        description="where inbound media are kept: `file` (the data directory's `media/`; the API and every"
+        " worker must share it) or `s3://bucket/prefix` (any S3-compatible service; `pip install"
+        " 'wa-gateway[s3]'`; credentials and region from the standard `AWS_*` variables)",
     )
     s3_endpoint_url: str | None = Field(
-        default=None, description="an S3-compatible service's address (unset: AWS S3); credentials from AWS_*"
+        default=None, description="the address of an S3-compatible service (MinIO, R2, Ceph, ...); unset: AWS S3"
     )
-    public_url: str | None = Field(default=None, description="the gateway's address as receivers reach it")
-    # The conversation store (core/conversations.py): in Redis unless a PostgreSQL URL is given.
-    database_url: str | None = Field(default=None, description="PostgreSQL URL for the conversation store")
+    public_url: str | None = Field(
+        default=None,
+        description="the gateway's address as webhook receivers reach it, the base of `media.url` links;"
+        " unset: `http://HOST:PORT`",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="`postgres://` or `postgresql://` URL of the conversation store; unset: the store is in Redis",
+    )
     database_schema: str = Field(
-        default="wa_gateway", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the conversation store's schema"
+        default="wa_gateway",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="the PostgreSQL schema of the conversation store",
     )
     conversation_retention: int = Field(default=30, gt=0, description="days chats and messages are kept")
     conversation_max_per_chat: int = Field(
-        default=10_000, gt=0, description="messages kept per chat in Redis (PostgreSQL keeps the whole retention)"
+        default=10_000, gt=0, description="messages a chat keeps in Redis (PostgreSQL keeps the whole retention)"
     )
-    # Conversation actions (contacts/check, profile, read, presence, groups) answer synchronously.
     action_timeout: float = Field(
-        default=10.0, gt=0, description="seconds a conversation action waits for WhatsApp before a 502"
+        default=10.0,
+        gt=0,
+        description="seconds a conversation action waits for WhatsApp before answering 502; also how long a send"
+        " waits for its recipient's number lookup before it is retried",
     )
     number_check_ttl: int = Field(
-        default=24 * 3600, gt=0, description="seconds a number's on-WhatsApp answer is reused when it is on WhatsApp"
+        default=24 * 3600,
+        gt=0,
+        description='seconds a "this number is on WhatsApp" answer is reused, by `contacts/check` and by every send',
     )
     number_check_miss_ttl: int = Field(
-        default=3600, gt=0, description="seconds a 'not on WhatsApp' answer is reused (it may sign up meanwhile)"
+        default=3600, gt=0, description='seconds a "not on WhatsApp" answer is reused (people sign up)'
     )
 
     def api_process_count(self) -> int:
