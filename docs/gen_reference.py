@@ -253,7 +253,8 @@ def events_page(document: Schema | None = None) -> str:
     for name, schema in used.items():
         events = [f"`{event}`" for event in EVENT_NAMES if data_of.get(event) == name]
         lines += ["", f"## {name}", ""]
-        lines.append(f"The `data` of {', '.join(events)}." if events else "A record inside the ones above.")
+        parents = [f"[{other}](#{other.lower()})" for other, outer in used.items() if f"/{name}" in str(outer)]
+        lines.append(f"The `data` of {', '.join(events)}." if events else f"Inside {', '.join(parents)}.")
         if schema.get("description"):
             lines += ["", " ".join(schema["description"].split())]
         lines += ["", *record_table(schema)]

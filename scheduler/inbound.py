@@ -52,7 +52,7 @@ class InboundData(ApiModel):
     """Who sent an inbound event and where: the fields every `message.*` event from a contact has."""
 
     sender: str | None = Field(alias="from", description="phone number; null when only a LID is known")
-    from_lid: str | None = None
+    from_lid: str | None = Field(default=None, description="the sender's LID (WhatsApp's privacy identifier), if sent")
     chat_id: str | None = Field(
         description="the group id in a group, else the contact's number, or `<lid>@lid` when only its LID is known"
     )
@@ -74,6 +74,9 @@ class InboundData(ApiModel):
 
 
 class MediaData(ApiModel):
+    """Media a contact sent, downloaded by the worker as the message arrived (its type taken from the
+    bytes) and kept for GATEWAY_MEDIA_RETENTION; when the download fails the message still arrives."""
+
     id: str | None = Field(description="null when the media could not be kept (see error)")
     mimetype: str | None
     size: int | None
@@ -84,6 +87,9 @@ class MediaData(ApiModel):
 
 
 class ReceivedData(InboundData):
+    """A contact wrote. The number's own messages and status broadcasts are never forwarded; a message
+    WhatsApp delivers again after a reconnect is forwarded once."""
+
     message_id: str
     message_type: MessageType
     text: str | None
@@ -99,6 +105,8 @@ class ReceivedData(InboundData):
 
 
 class ReactionData(InboundData):
+    """A contact reacted to a message, or removed its reaction."""
+
     message_id: str = Field(description="the message reacted to")
     emoji: str = Field(description='"" when the reaction was removed')
     reaction_id: str
@@ -106,18 +114,24 @@ class ReactionData(InboundData):
 
 
 class EditedData(InboundData):
+    """A contact edited a message."""
+
     message_id: str = Field(description="the message edited")
-    text: str | None
+    text: str | None = Field(description="the new text, or the new caption")
     edit_id: str
     timestamp: str
 
 
 class DeletedData(InboundData):
+    """A contact deleted a message for everyone."""
+
     message_id: str = Field(description="the message deleted for everyone")
     timestamp: str
 
 
 class PollVoteData(InboundData):
+    """A contact voted in a poll, or withdrew the vote."""
+
     message_id: str = Field(description="the poll")
     vote_id: str
     selected_options: list[str] | None = Field(description="null when the poll is unknown or the vote unreadable")

@@ -43,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 
 class CallReceivedData(ApiModel):
+    """Someone calls the number."""
+
     call_id: str
     sender: str | None = Field(alias="from", description="the caller's number; null when only a LID is known")
     from_lid: str | None
@@ -52,12 +54,16 @@ class CallReceivedData(ApiModel):
 
 
 class CallRejectedData(ApiModel):
+    """A call was declined (the number's `rejectCalls` setting); a rejection WhatsApp refuses is only logged."""
+
     call_id: str
     sender: str | None = Field(alias="from")
     message_id: str | None = Field(description="the rejectCallMessage queued to the caller (GET /message/{id})")
 
 
 class GroupParticipantsData(ApiModel):
+    """Members of a group the number is in were added, removed, promoted or demoted."""
+
     group_id: str
     action: Literal["add", "remove", "promote", "demote"]
     participants: list[str] = Field(description="numbers; `<lid>@lid` for members known only by LID")
@@ -65,6 +71,8 @@ class GroupParticipantsData(ApiModel):
 
 
 class GroupUpdatedData(ApiModel):
+    """A group's subject, description or settings changed."""
+
     group_id: str
     by: str | None
     subject: str | None = Field(description="null when unchanged, as every field below")

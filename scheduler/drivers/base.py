@@ -133,6 +133,8 @@ class _Value(ApiModel):
 
 
 class Location(_Value):
+    """A place shared in a message."""
+
     latitude: float
     longitude: float
     name: str | None = None
@@ -140,12 +142,16 @@ class Location(_Value):
 
 
 class Contact(_Value):
+    """A contact card shared in a message."""
+
     full_name: str
     phone_number: str | None = None
     organization: str | None = None
 
 
 class Poll(_Value):
+    """A poll: `selectableCount` is how many options a voter may pick, 0 for any number."""
+
     question: str
     options: tuple[str, ...]
     selectable_count: int = 1
