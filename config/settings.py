@@ -77,7 +77,7 @@ DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "BAJA", "SAIR", "UNSUBSCRIBE")
 
 
 class ThrottleConfig(BaseModel):
-    """When WhatsApp signals trouble, a number's bulk lane pauses (README, "Staying unbanned")."""
+    """When WhatsApp signals trouble, a number's bulk lane pauses (docs/staying-unbanned.md)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
