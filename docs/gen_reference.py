@@ -239,13 +239,16 @@ def events_page(document: Schema | None = None) -> str:
         "These are the event names `PATCH /instance/{name}/webhook` accepts in `events`, and the record",
         "of each one's `data`, as the OpenAPI document (`/openapi.json`, `webhooks`) publishes them.",
         "",
-        "| event | `data` |",
-        "|---|---|",
+        "| event | `data` | what happened |",
+        "|---|---|---|",
     ]
     for event in EVENT_NAMES:
         record = data_of.get(event)
-        what = f"[{record}](#{record.lower()})" if record else "no record yet: see [Events](../webhooks.md#events)"
-        lines.append(f"| `{event}` | {what} |")
+        if record is None:
+            lines.append(f"| `{event}` | no record yet: see [Events](../webhooks.md#events) | |")
+            continue
+        happened = " ".join(components[record].get("description", "").split()).split(". ")[0].rstrip(".")
+        lines.append(f"| `{event}` | [{record}](#{record.lower()}) | {cell(happened)} |")
     used: dict[str, Schema] = {}
     for event in EVENT_NAMES:
         if event in data_of:
