@@ -25,6 +25,7 @@ function chatList(chats, chosen, choose) {
           { type: "button", class: "chat", "aria-pressed": String(c.chatId === chosen), onclick: () => choose(c.chatId) },
           h("strong", {}, c.name || c.chatId),
           c.unread ? h("span", { class: "badge badge-unread", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
+          c.name ? h("small", {}, c.chatId) : null,
           h("span", { class: "chat-last" }, `${c.lastMessage && c.lastMessage.direction === "out" ? "You: " : ""}${preview(c.lastMessage)}`),
           h("small", {}, when(c.lastMessageAt)),
         ),

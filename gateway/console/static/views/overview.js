@@ -16,7 +16,7 @@ function figures(title, counts) {
     h(
       "dl",
       { class: "facts" },
-      entries.length ? entries.map(([name, value]) => [h("dt", {}, name), h("dd", {}, String(value))]) : h("dd", {}, "none"),
+      entries.length ? entries.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, String(value))]) : h("dd", {}, "none"),
     ),
   );
 }
@@ -51,7 +51,7 @@ export function overviewView(main, { signal }) {
   main.replaceChildren(
     h("h1", {}, "Gateway overview"),
     stats,
-    h("section", { class: "card", "aria-labelledby": "workers-h" }, h("h2", { id: "workers-h" }, "Workers"), workers, problem),
+    h("section", { class: "card", "aria-labelledby": "workers-h" }, h("h2", { id: "workers-h" }, "Worker processes"), workers, problem),
   );
   follow(signal, {
     gather: 2000,

@@ -47,7 +47,11 @@ function settingsForm(path, onSaved) {
   const boxes = new Map();
   const list = h("div", { class: "events" });
   const chooser = h("fieldset", {}, h("legend", {}, "Events delivered"), field("All events", all), list);
-  all.addEventListener("change", () => (list.hidden = all.checked));
+  // Unticking "All events" starts from none: the events wanted are then ticked one by one.
+  all.addEventListener("change", () => {
+    list.hidden = all.checked;
+    for (const box of boxes.values()) box.checked = all.checked;
+  });
 
   async function show(hook) {
     url.value = hook.webhookUrl;
