@@ -82,6 +82,16 @@ async def test_an_inbound_message_shows_in_its_conversation_live_with_no_reload_
     await expect(thread.get_by_role("listitem").first).to_contain_text("Hola, ¿tienen stock del modelo azul?")
     feed = page.get_by_role("list", name="Live events, newest first")
     await expect(feed).to_contain_text(f"message.received {CONTACT}: Hola")
+
+    # The answer goes from the chat itself, and shows there once sent.
+    reply = page.get_by_role("form", name=f"Reply to {CONTACT}")
+    await reply.get_by_label("Reply").fill("Sí, nos quedan tres.")
+    await reply.get_by_role("button", name="Send reply").click()
+    await expect(reply.get_by_role("alert")).to_contain_text("Queued as msg_")
+    await expect(thread.get_by_role("listitem").first).to_contain_text("Sí, nos quedan tres.", timeout=WAIT_MS)
+    await expect(thread.get_by_role("listitem").first).to_contain_text("Sent")
+    sent = await (await gateway.get(f"/sandbox/instance/{NAME}/sent", headers=acme)).json()
+    assert [(s["to"], s["text"]) for s in sent] == [(CONTACT, "Sí, nos quedan tres.")]
     assert await page.evaluate("window.notReloaded") is True
     await settled(page)
     await screenshot(page, shots, "conversations")
@@ -261,3 +271,38 @@ async def test_on_a_390_px_phone_every_status_and_replay_is_on_screen(
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await replay.scroll_into_view_if_needed()
     await screenshot(page, shots, "phone-webhook", full_page=False)
+
+
+async def test_the_lanes_show_the_warm_up_and_the_bulk_pause_and_the_admin_changes_both(
+    gateway: Gateway, acme: dict[str, str], browser: Browser, receiver: Receiver
+) -> None:
+    body = instance_body(NAME, webhookUrl=receiver.url(), settings={"deliverability": "cautious"})
+    assert (await gateway.post("/instance/create", json=body, headers=acme)).status == 201
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    page.on("dialog", lambda dialog: dialog.accept())
+    await sign_in(page, str(gateway.make_url(f"/dashboard#/instance/{NAME}")), ADMIN_KEY)
+    warmup, bulk = page.locator("p.warmup"), page.locator("p.throttle")
+    await expect(warmup).to_have_text("Warm-up: Starts when the number first links.", timeout=WAIT_MS)
+
+    linking = await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": "5491100000000"}, headers=acme)
+    assert linking.status == 200
+    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=acme)).json()
+    share = round(queue["quotas"]["normal"]["warmup"] * 100)
+    await expect(warmup).to_contain_text("Day 0 since", timeout=WAIT_MS)  # live: instance.connected
+    await expect(warmup).to_contain_text(f"{share} % of the lane quotas today")
+
+    # A temporary ban pauses the bulk lane (instance.throttled): the admin resumes it.
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/ban", json={"seconds": 60}, headers=acme)).status == 200
+    await expect(bulk).to_contain_text("paused until", timeout=WAIT_MS)
+    await expect(bulk).to_contain_text("WhatsApp banned the number for a while")
+    await page.get_by_role("button", name="Resume the bulk lane now").click()
+    await expect(page.get_by_role("status")).to_contain_text("Bulk lane resumed")
+    await expect(bulk).to_have_text("Bulk lane: sending.")
+
+    override = page.get_by_role("form", name="Warm-up override")
+    await override.get_by_label("Share of the lane quotas (%)").fill("50")
+    await override.get_by_role("button", name="Set the warm-up").click()
+    await expect(override.get_by_role("alert")).to_have_text("Warm-up set to 50 %.")
+    await expect(warmup).to_have_text("Warm-up: Overridden by the admin: 50 % of the lane quotas.")
+    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=acme)).json()
+    assert queue["warmup"]["override"] == 0.5

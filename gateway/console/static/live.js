@@ -60,8 +60,17 @@ export function follow(signal, { instance, load, onEvent, onError, gather: gap =
   let socket = null;
   let cursor = null;
 
+  // A tab in the background reads nothing; it catches up when it is shown again.
+  let stale = false;
+  const onVisible = () => {
+    if (!document.hidden && stale) reload();
+  };
+  document.addEventListener("visibilitychange", onVisible);
+
   const reload = serialized(async () => {
     if (signal.aborted) return;
+    stale = document.hidden;
+    if (stale) return;
     let next = null;
     try {
       next = await load();
@@ -113,6 +122,7 @@ export function follow(signal, { instance, load, onEvent, onError, gather: gap =
   signal.addEventListener("abort", () => {
     for (const timer of [due, gather, retry]) clearTimeout(timer);
     clearInterval(fallback);
+    document.removeEventListener("visibilitychange", onVisible);
     if (socket) socket.close(1000);
   });
   reload();

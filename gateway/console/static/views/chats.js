@@ -1,7 +1,7 @@
 // The instance's conversations (the conversation store: GET .../chats and .../chats/{id}/messages):
 // the chats, most recent first, and the messages of the one chosen, in and out, newest first.
 import { api, seg } from "../api.js";
-import { copyButton, h, refresh, when } from "../dom.js";
+import { copyButton, field, form, h, refresh, when } from "../dom.js";
 
 const PAGE = 20;
 
@@ -52,19 +52,32 @@ function bubble(m) {
   );
 }
 
+// A text to the chosen chat, through the normal lane like any send (202: it shows once sent).
+function replyForm(name, chatId, again) {
+  const text = h("textarea", { name: "text", rows: "2", required: true });
+  return form(`Reply to ${chatId}`, [field("Reply", text)], "Send reply", async () => {
+    const queued = await api("POST", "/message/text", { instanceName: name, to: chatId, text: text.value });
+    text.value = "";
+    again();
+    return `Queued as ${queued.id}.`;
+  });
+}
+
 function thread(chatId, messages) {
   return h(
     "div",
-    { class: "thread" },
+    {},
     h("h3", {}, chatId),
     h("ol", { class: "bubbles", "aria-label": `Messages with ${chatId}, newest first` }, messages.map(bubble)),
   );
 }
 
 // `again()` reads everything again (the view's live follower): after a chat is chosen.
-export function chatsPanel(path, again) {
+export function chatsPanel(name, again) {
+  const path = `/instance/${seg(name)}`;
   const list = h("div", {}, h("p", {}, "Loading…"));
   const open = h("div");
+  const reply = h("div");
   let chosen = null;
 
   async function load() {
@@ -74,6 +87,7 @@ export function chatsPanel(path, again) {
     if (chosen) {
       const out = await api("GET", `${path}/chats/${seg(chosen)}/messages?limit=${PAGE}`);
       refresh(open, JSON.stringify([chosen, out.items]), () => thread(chosen, out.items));
+      refresh(reply, chosen, () => replyForm(name, chosen, again)); // kept while the chat stays: a draft survives
     }
     return null;
   }
@@ -83,5 +97,5 @@ export function chatsPanel(path, again) {
     again();
   }
 
-  return { node: h("div", { class: "conversations" }, list, open), load };
+  return { node: h("div", { class: "conversations" }, list, h("div", { class: "thread" }, open, reply)), load };
 }

@@ -186,7 +186,7 @@ export function instanceView(main, { me, arg: name, signal }) {
   const feed = h("ol", { class: "feed", "aria-label": "Live events, newest first" });
   const link = linkPanel(path);
   const again = () => follower.reload();
-  const chats = chatsPanel(path, again);
+  const chats = chatsPanel(name, again);
   const lanes = lanesPanel(name, me, again);
   const webhook = webhookPanel(path, again);
 

@@ -80,6 +80,7 @@ export function instancesView(main, { me, signal }) {
   );
   // Instances change state with an event (connected, disconnected, ...); queue counts with sends.
   follow(signal, {
+    gather: me.admin ? 2000 : 250, // the admin's stream carries every tenant's events
     load: async () => {
       const instances = await listInstances(me);
       problem.textContent = "";
