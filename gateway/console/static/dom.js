@@ -112,8 +112,8 @@ export function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "—";
 }
 
-// Replaces the content of `box` only when what it shows changed, so a poll does not steal the
-// focus from a button the user is on.
+// Replaces the content of `box` only when what it shows changed, so reading it again does not
+// steal the focus from a button the user is on.
 export function refresh(box, key, build) {
   if (box.dataset.key === key) return;
   box.dataset.key = key;
