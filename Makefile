@@ -57,7 +57,7 @@ bench: install
 # The README's console screenshots, taken by the browser tests.
 screenshots: install
 	mkdir -p docs/screenshots
-	CONSOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_console.py
+	CONSOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_console.py tests/test_console_daily.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -70,6 +70,8 @@ ROUTES: list[Route] = [
     Route("GET", "/tenant/{tenantId}/client/{clientId}/instances", I.list_client_instances,
           "One client's instances", response=I.InstanceStatus, many=True, tag="instances"),
     # Webhooks: the instance's endpoint, its recent deliveries, replays and test events.
+    Route("GET", "/instance/{name}/webhook", W.get_webhook, "The webhook: URL, events delivered, state",
+          response=W.WebhookSettings, tag="webhooks"),
     Route("PATCH", "/instance/{name}/webhook", W.update_webhook, "Change the webhook: URL, secret, events, enabled",
           body=W.WebhookUpdate, response=W.WebhookOut, tag="webhooks"),
     Route("GET", "/instance/{name}/webhooks/deliveries", W.list_deliveries,

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 NAME = "acme__shop1__sales"
-WAIT_MS = 15_000  # the page polls every 2-3 s; a state change must show within a few polls
+WAIT_MS = 15_000  # the page reads again on each event; slack for a loaded machine
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -101,19 +101,20 @@ async def test_sign_in_create_link_by_qr_send_and_see_it_sent_without_a_reload(
     await expect(qr).to_be_visible(timeout=WAIT_MS)
     instance = await gateway.app[SERVICES].instances.get(NAME)
     assert decode_qr(await qr.screenshot()) == instance.qr
-    await expect(page.locator("dl.facts")).to_contain_text("connecting")
+    connection = page.locator('dl[aria-label="Connection"]')
+    await expect(connection).to_contain_text("connecting")
     await screenshot(page, shots, "instance-linking")
 
     await page.evaluate("window.notReloaded = true")
     linked = await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": "5491100000000"}, headers=acme)
     assert linked.status == 200, await linked.text()
-    await expect(page.locator("dl.facts .badge")).to_have_text("open", timeout=WAIT_MS)
-    await expect(page.locator("dl.facts")).to_contain_text("5491100000000")
-    await expect(page.locator("dl.facts")).to_contain_text(re.compile(r"Webhook state\s*(ok|retrying), \d+ pending"))
+    await expect(connection.locator(".badge")).to_have_text("open", timeout=WAIT_MS)
+    await expect(connection).to_contain_text("5491100000000")
+    await expect(page.locator('dl[aria-label="Webhook state"] .badge')).to_have_text(re.compile(r"ok|retrying"))
     await expect(qr).to_be_hidden()
 
-    await page.get_by_label("To").fill("5491112345678")
-    await page.get_by_label("Text").fill("Hello from the console")
+    await page.get_by_label("To", exact=True).fill("5491112345678")
+    await page.get_by_label("Text", exact=True).fill("Hello from the console")
     await page.get_by_role("button", name="Send", exact=True).click()
     await expect(page.get_by_role("alert").filter(has_text="Queued as msg_")).to_be_visible()
     row = page.get_by_role("row").filter(has_text="Hello from the console")

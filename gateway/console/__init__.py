@@ -16,6 +16,7 @@ STATIC_PATH = "/dashboard/static"
 # Scripts come only from the console's own static path, not from the whole origin: media a contact
 # sent is served on this origin too, and must never run as a script here whatever its type. A CSP
 # path needs a host, so it is the one the browser asked for; `http:` also matches https there.
+# connect-src 'self' admits the API and, on the same host, the live /events WebSocket (ws: or wss:).
 POLICY = (
     "default-src 'none'; script-src http://{host}" + STATIC_PATH + "/; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

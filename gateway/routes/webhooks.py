@@ -57,12 +57,15 @@ class WebhookUpdate(ApiModel):
         return self
 
 
-class WebhookOut(ApiModel):
+class WebhookSettings(ApiModel):
     instance_name: str
     webhook_url: str
-    secret_rotated: bool
     events: list[str] = Field(description='the events delivered; ["*"]: all')
     webhook: WebhookStatus
+
+
+class WebhookOut(WebhookSettings):
+    secret_rotated: bool
 
 
 class ReplayRequest(ApiModel):
@@ -118,6 +121,18 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
         instance_name=instance.name,
         webhook_url=body.webhook_url or instance.webhook_url,
         secret_rotated=body.webhook_secret is not None,
+        events=await store.events(instance.name),
+        webhook=await store.status(instance.name),
+    )
+    return json_response(out)
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    instance = await accessible_instance(request)
+    store = endpoints(request)
+    out = WebhookSettings(
+        instance_name=instance.name,
+        webhook_url=instance.webhook_url,
         events=await store.events(instance.name),
         webhook=await store.status(instance.name),
     )

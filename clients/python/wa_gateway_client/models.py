@@ -261,12 +261,16 @@ class Message(Model):
 
 
 @dataclasses.dataclass(frozen=True)
-class WebhookUpdated(Model):
+class Webhook(Model):
     instance_name: str
     webhook_url: str
-    secret_rotated: bool
     events: list[str]  # ["*"]: all
     webhook: WebhookStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookUpdated(Webhook):
+    secret_rotated: bool
 
 
 @dataclasses.dataclass(frozen=True)

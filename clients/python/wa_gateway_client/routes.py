@@ -44,6 +44,7 @@ from wa_gateway_client.models import (
     TenantCreated,
     Unthrottled,
     Warmup,
+    Webhook,
     WebhookUpdated,
     WhoAmI,
     Worker,
@@ -172,6 +173,11 @@ class Routes:
         return Call(list_of(InstanceStatus), path={"tenantId": tenant_id, "clientId": client_id})
 
     # Webhooks.
+    @operation("GET", "/instance/{name}/webhook")
+    def get_webhook(name: str) -> Call[Webhook]:
+        """The webhook's URL, the events it gets (["*"]: all) and its state."""
+        return Call(Webhook.from_json, path={"name": name})
+
     @operation("PATCH", "/instance/{name}/webhook")
     def update_webhook(
         name: str,

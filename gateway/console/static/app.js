@@ -1,10 +1,12 @@
 // The console's router: one view per location hash, re-rendered on hashchange. A view gets the
 // main element, who is signed in, and an AbortSignal that fires when the user leaves it (its
-// polls stop then).
+// live updates stop then).
 import { api, session } from "./api.js";
 import { h } from "./dom.js";
 import { instanceView } from "./views/instance.js";
 import { instancesView } from "./views/instances.js";
+import { optOutsView } from "./views/optouts.js";
+import { overviewView } from "./views/overview.js";
 import { signInView } from "./views/signin.js";
 import { tenantsView } from "./views/tenants.js";
 
@@ -19,12 +21,13 @@ function route() {
 }
 
 function renderNav(me) {
-  const links = [["#/", "Instances"]];
-  if (me.admin) links.push(["#/tenants", "Tenants and keys"]);
+  const links = [["#/", "Instances"], ["#/optouts", "Opt-outs"]];
+  if (me.admin) links.push(["#/overview", "Overview"], ["#/tenants", "Tenants and keys"]);
   const here = location.hash || "#/";
   nav.replaceChildren(
     ...links.map(([href, text]) => h("a", { href, "aria-current": here === href ? "page" : null }, text)),
     h("span", { class: "who" }, me.admin ? "admin" : `tenant ${me.tenantId}`),
+    h("span", { id: "live", class: "live" }),
     h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
   );
 }
@@ -54,7 +57,8 @@ async function render() {
     signInView(main, () => go(page === "signin" ? "#/" : location.hash || "#/"));
   } else {
     renderNav(me);
-    const view = { "": instancesView, instance: instanceView, tenants: tenantsView }[page] || instancesView;
+    const views = { "": instancesView, instance: instanceView, optouts: optOutsView, overview: overviewView, tenants: tenantsView };
+    const view = views[page] || instancesView;
     view(main, { me, arg, signal: leave.signal });
   }
   // Move the focus to the new page's heading, as a screen reader user expects after navigating.

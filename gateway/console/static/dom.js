@@ -66,49 +66,70 @@ export function badge(value) {
   return h("span", { class: `badge badge-${value}` }, value);
 }
 
-// A table that scrolls sideways inside its own box on a narrow screen.
+// A table; on a narrow screen each row becomes a card whose cells carry their heading (the
+// CSS shows `data-label`), so no column (a status, a button) is ever off-screen. The roles are
+// written out because a table laid out as blocks loses them in some browsers.
 export function table(caption, headings, rows, empty) {
+  const cell = (content, i) => h("td", { role: "cell", "data-label": headings[i] }, content);
   const body = rows.length
-    ? rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))
-    : [h("tr", {}, h("td", { colspan: headings.length, class: "empty" }, empty))];
+    ? rows.map((cells) => h("tr", { role: "row" }, cells.map(cell)))
+    : [h("tr", { role: "row" }, h("td", { role: "cell", colspan: headings.length, class: "empty" }, empty))];
   return h(
     "div",
     { class: "table-wrap", role: "region", "aria-label": caption, tabindex: "0" },
     h(
       "table",
-      {},
+      { class: "cards", role: "table" },
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headings.map((heading) => h("th", { scope: "col" }, heading)))),
+      h("thead", {}, h("tr", { role: "row" }, headings.map((heading) => h("th", { scope: "col", role: "columnheader" }, heading)))),
       h("tbody", {}, body),
     ),
   );
+}
+
+// A button that puts `text` on the clipboard (kept in data-copy too, for whoever reads the page).
+// The clipboard needs a secure context (https, or the gateway on this machine): elsewhere the
+// text is selected for a manual copy.
+export function copyButton(text, what) {
+  const node = h("button", { type: "button", class: "small copy", "data-copy": text, "aria-label": `Copy ${what}` }, "Copy");
+  node.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      announce(`${what} copied.`);
+    } catch {
+      announce(`The browser refused the clipboard here: select the ${what} and copy it by hand.`);
+    }
+  });
+  return node;
+}
+
+// `text` shown in monospace with its copy button.
+export function copyable(text, what) {
+  return h("span", { class: "copyable" }, h("code", {}, text), copyButton(text, what));
 }
 
 export function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "—";
 }
 
-// Calls `fn` now and then every `ms` until `signal` aborts (the view was left); a failing call
-// shows in `onError` and polling goes on. A tab in the background skips its polls.
-export function every(ms, signal, fn, onError) {
-  let timer;
-  const tick = async () => {
-    if (signal.aborted) return;
-    try {
-      if (!document.hidden) await fn();
-    } catch (error) {
-      if (onError) onError(error);
-    }
-    if (!signal.aborted) timer = setTimeout(tick, ms);
-  };
-  signal.addEventListener("abort", () => clearTimeout(timer));
-  tick();
-}
-
-// Replaces the content of `box` only when what it shows changed, so a poll does not steal the
-// focus from a button the user is on.
+// Replaces the content of `box` only when what it shows changed, so reading it again does not
+// steal the focus from a button the user is on.
 export function refresh(box, key, build) {
   if (box.dataset.key === key) return;
   box.dataset.key = key;
   box.replaceChildren(build());
+}
+
+// A button that runs `run()` and announces what it answers (or what went wrong); `after()` runs
+// once it succeeded (say, to read the view again).
+export function action(text, run, extra = {}, after = null) {
+  const onclick = async () => {
+    try {
+      announce(await run());
+      if (after) after();
+    } catch (error) {
+      announce(describe(error));
+    }
+  };
+  return h("button", { type: "button", ...extra, onclick }, text);
 }

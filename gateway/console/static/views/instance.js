@@ -1,7 +1,11 @@
 import { api, ApiError, seg } from "../api.js";
-import { announce, badge, describe, every, field, form, h, refresh, table, when } from "../dom.js";
+import { action, announce, badge, copyable, copyButton, describe, field, form, h, refresh, table, when } from "../dom.js";
+import { follow } from "../live.js";
+import { chatsPanel } from "./chats.js";
+import { LANES, lanesPanel, REASONS } from "./lanes.js";
+import { webhookPanel } from "./webhooks.js";
 
-const LANES = ["urgent", "normal", "bulk"];
+const FEED_KEPT = 30; // live events listed
 
 function section(id, title, ...content) {
   return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...content);
@@ -13,12 +17,9 @@ function wideSection(id, title, ...content) {
   return node;
 }
 
-function button(text, onclick, extra = {}) {
-  return h("button", { type: "button", onclick, ...extra }, text);
-}
-
 // The QR code while the instance is not linked. WhatsApp's codes last 20-60 s: a new one is
-// fetched whenever the shown one has expired, so the picture refreshes itself.
+// fetched whenever the shown one has expired, so the picture refreshes itself (`update` answers
+// in how many ms that is, for the view's follower).
 function linkPanel(path) {
   const img = h("img", { class: "qr", alt: "WhatsApp QR code: scan it in WhatsApp, Linked devices", hidden: true });
   const note = h("p", { class: "hint" });
@@ -30,9 +31,9 @@ function linkPanel(path) {
     if (state === "open") {
       img.hidden = true;
       note.textContent = "Linked: no QR code needed.";
-      return;
+      return null;
     }
-    if (loading || Date.now() < expiresAt) return;
+    if (loading || Date.now() < expiresAt) return Math.max(expiresAt - Date.now(), 1000);
     loading = true;
     try {
       const qr = await api("GET", `${path}/qr`);
@@ -47,6 +48,7 @@ function linkPanel(path) {
     } finally {
       loading = false;
     }
+    return Math.max(expiresAt - Date.now(), 1000);
   }
 
   const phone = h("input", { name: "phoneNumber", inputmode: "numeric", autocomplete: "tel", required: true });
@@ -67,13 +69,11 @@ function statusList(s) {
   const row = (term, value) => [h("dt", {}, term), h("dd", {}, value)];
   return h(
     "dl",
-    { class: "facts" },
+    { class: "facts", "aria-label": "Connection" },
     row("State", badge(s.state)),
-    row("Phone", s.phoneNumber || "—"),
+    row("Phone", s.phoneNumber ? copyable(s.phoneNumber, "phone number") : "—"),
     row("Connected", when(s.connectedAt)),
-    row("Webhook", s.webhookUrl),
-    // Plain text, not a badge: the connection state stays the list's one badge.
-    row("Webhook state", `${s.webhook.state}, ${s.webhook.pending} pending`),
+    row("Waiting", String(s.messagesQueuedCount)),
   );
 }
 
@@ -153,117 +153,68 @@ function messageRows(messages) {
     badge(m.status),
     m.text || m.caption || "",
     m.error || (m.waiting ? waitingText(m.waiting) : ""),
+    copyButton(m.id, `message id ${m.id}`),
   ]);
 }
-
-// Why a pending message waits (API.md, "Every waiting message says why").
-const REASONS = {
-  queued: "behind earlier messages",
-  gap: "the lane's gap since the last send",
-  hourly_quota: "the lane's hourly quota",
-  daily_quota: "the lane's daily quota",
-  warmup: "the warm-up's smaller quota",
-  first_contact: "the daily limit of first contacts",
-  spacing: "the spacing between two messages to one person",
-  throttled: "bulk paused after trouble",
-  not_connected: "the number is not connected",
-  retry: "a retry after a failed attempt",
-};
 
 function waitingText(waiting) {
   const why = `waits: ${REASONS[waiting.reason] || waiting.reason}`;
   return waiting.until ? `${why}, until ${when(waiting.until)}` : why;
 }
 
-function heldText(held) {
-  const parts = Object.entries(held || {}).map(([reason, count]) => `${REASONS[reason] || reason} (${count})`);
-  return parts.length ? `Held: ${parts.join("; ")}.` : "";
-}
-
-function deliveryRows(deliveries, path, reload) {
-  return deliveries.map((d) => {
-    const last = d.attempts[d.attempts.length - 1];
-    const answer = last ? (last.statusCode ? `HTTP ${last.statusCode}` : last.error || "no answer") : "—";
-    const settled = d.status === "delivered" || d.status === "dead";
-    const replay = async () => {
-      try {
-        await api("POST", `${path}/webhooks/deliveries/${seg(d.id)}/replay`);
-        announce(`Delivery ${d.id} queued again.`);
-        reload();
-      } catch (error) {
-        announce(describe(error));
-      }
-    };
-    return [
-      when(d.createdAt),
-      d.event,
-      badge(d.status),
-      String(d.tries),
-      answer,
-      settled ? button("Replay", replay, { "aria-label": `Replay ${d.event} delivery ${d.id}` }) : "",
-    ];
-  });
+// The last events of the socket, newest first: inbound messages, receipts, connections, ...
+function feedItem(event) {
+  const d = event.data || {};
+  const who = d.from || d.fromLid || d.to || "";
+  const what = d.text || d.caption || d.emoji || d.reason || d.messageType || "";
+  return h(
+    "li",
+    {},
+    h("time", {}, new Date(event.timestamp).toLocaleTimeString()),
+    " ",
+    h("strong", {}, event.event),
+    who ? ` ${who}` : "",
+    what ? `: ${what}` : "",
+  );
 }
 
 export function instanceView(main, { me, arg: name, signal }) {
   const path = `/instance/${seg(name)}`;
   const status = h("div", {}, h("p", {}, "Loading…"));
   const problem = h("p", { class: "result error", role: "alert" });
-  const lanes = h("div");
   const messages = h("div");
-  const deliveries = h("div");
+  const feed = h("ol", { class: "feed", "aria-label": "Live events, newest first" });
   const link = linkPanel(path);
+  const again = () => follower.reload();
+  const chats = chatsPanel(name, again);
+  const lanes = lanesPanel(name, me, again);
+  const webhook = webhookPanel(path, again);
 
-  async function poll() {
-    const [s, queue] = await Promise.all([api("GET", `${path}/status`), api("GET", `${path}/queue`)]);
-    problem.textContent = "";
+  async function loadStatus() {
+    const s = await api("GET", `${path}/status`);
     refresh(status, JSON.stringify(s), () => statusList(s));
     link.setOpen(s.state === "open");
-    await link.update(s.state);
-    refresh(lanes, JSON.stringify(queue), () =>
-      h(
-        "div",
-        {},
-        table("Messages waiting per lane", ["Lane", "Waiting"], LANES.map((l) => [l, String(queue[l])]), ""),
-        h("p", { class: "held" }, heldText(queue.held)),
-      ),
-    );
+    return link.update(s.state);
   }
   async function loadMessages() {
     const out = await api("GET", `${path}/messages?limit=20`);
     refresh(messages, JSON.stringify(out), () =>
-      table("Recent messages, newest first", ["Queued", "To", "Lane", "Type", "Status", "Text", "Error or wait"], messageRows(out.messages), "No message yet."),
+      table(
+        "Recent messages, newest first",
+        ["Queued", "To", "Lane", "Type", "Status", "Text", "Error or wait", "Id"],
+        messageRows(out.messages),
+        "No message yet.",
+      ),
     );
+    return null;
   }
-  async function loadDeliveries() {
-    const out = await api("GET", `${path}/webhooks/deliveries?limit=10`);
-    refresh(deliveries, JSON.stringify(out), () =>
-      table("Webhook deliveries, newest first", ["Created", "Event", "Status", "Tries", "Last answer", "Action"], deliveryRows(out.deliveries, path, loadDeliveries), "No delivery yet."),
-    );
+  async function load() {
+    const hints = await Promise.all([loadStatus(), loadMessages(), chats.load(), lanes.load(), webhook.load()]);
+    problem.textContent = "";
+    const due = hints.filter((hint) => hint !== null && hint !== undefined);
+    return due.length ? Math.min(...due) : null;
   }
-  const act = (text, run, extra) =>
-    button(text, async () => {
-      try {
-        announce(await run());
-      } catch (error) {
-        announce(describe(error));
-      }
-    }, extra);
-
-  const testEvent = act("Send a test event", async () => {
-    const out = await api("POST", `${path}/webhooks/test`);
-    await loadDeliveries();
-    return `Test event ${out.deliveryId} queued.`;
-  });
-  const flush = me.admin
-    ? act("Flush the queue", async () => {
-        if (!confirm(`Cancel every message waiting for ${name}?`)) return "Nothing flushed.";
-        const out = await api("DELETE", `/admin/queue/${seg(name)}`);
-        await loadMessages();
-        return `${out.flushed} waiting messages cancelled.`;
-      }, { class: "danger" })
-    : null;
-  const remove = act("Delete this instance", async () => {
+  const remove = action("Delete this instance", async () => {
     if (!confirm(`Log ${name} out of WhatsApp and delete it?`)) return "Not deleted.";
     await api("DELETE", path);
     location.hash = "#/";
@@ -272,21 +223,28 @@ export function instanceView(main, { me, arg: name, signal }) {
 
   main.replaceChildren(
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Instances"), " / "),
-    h("h1", {}, name),
+    h("div", { class: "title" }, h("h1", {}, name), copyButton(name, "instance name")),
     h("div", { class: "grid" },
       section("conn-h", "Connection", status, problem, link.node),
-      section("send-h", "Send a test message", sendForm(name, loadMessages)),
-      section("lanes-h", "Lanes", lanes, flush),
+      section("send-h", "Send a test message", sendForm(name, again)),
+      wideSection("chats-h", "Conversations", chats.node),
+      section("lanes-h", "Lanes", lanes.node),
+      section("feed-h", "Live events", feed),
+      wideSection("hooks-h", "Webhook", webhook.node),
+      wideSection("msgs-h", "Recent messages", messages),
       section("settings-h", "Settings", settingsForm(path)),
       section("danger-h", "Danger zone", remove),
-      wideSection("msgs-h", "Recent messages", messages),
-      wideSection("hooks-h", "Webhook deliveries", deliveries, testEvent),
     ),
   );
-  const onError = (error) => {
-    problem.textContent = describe(error);
-  };
-  every(2000, signal, poll, onError);
-  every(2000, signal, loadMessages, onError);
-  every(5000, signal, loadDeliveries, onError);
+  const follower = follow(signal, {
+    instance: name,
+    load,
+    onEvent: (event) => {
+      feed.prepend(feedItem(event));
+      while (feed.children.length > FEED_KEPT) feed.lastChild.remove();
+    },
+    onError: (error) => {
+      problem.textContent = describe(error);
+    },
+  });
 }

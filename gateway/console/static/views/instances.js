@@ -1,5 +1,6 @@
 import { api, seg } from "../api.js";
-import { badge, describe, every, field, form, h, refresh, table, when } from "../dom.js";
+import { badge, copyButton, describe, field, form, h, refresh, table, when } from "../dom.js";
+import { follow } from "../live.js";
 
 // A tenant key lists its own instances; the admin key lists every tenant's, a page of 1,000 per
 // call (one call per poll however many tenants there are, not one per tenant).
@@ -17,7 +18,7 @@ async function listInstances(me) {
 
 function instanceRows(instances) {
   return instances.map((i) => [
-    h("a", { href: `#/instance/${seg(i.instanceName)}` }, i.instanceName),
+    h("span", { class: "copyable" }, h("a", { href: `#/instance/${seg(i.instanceName)}` }, i.instanceName), copyButton(i.instanceName, `instance name ${i.instanceName}`)),
     badge(i.state),
     i.phoneNumber || "—",
     String(i.messagesQueuedCount),
@@ -77,18 +78,19 @@ export function instancesView(main, { me, signal }) {
     h("section", { class: "card wide", "aria-labelledby": "list-h" }, h("h2", { id: "list-h" }, "Numbers"), list, problem),
     h("section", { class: "card", "aria-labelledby": "create-h" }, h("h2", { id: "create-h" }, "New instance"), createForm(me)),
   );
-  every(
-    3000,
-    signal,
-    async () => {
+  // Instances change state with an event (connected, disconnected, ...); queue counts with sends.
+  follow(signal, {
+    gather: me.admin ? 2000 : 250, // the admin's stream carries every tenant's events
+    load: async () => {
       const instances = await listInstances(me);
       problem.textContent = "";
       refresh(list, JSON.stringify(instances), () =>
         table("Instances and their state", ["Instance", "State", "Phone", "Waiting", "Connected"], instanceRows(instances), "No instance yet."),
       );
+      return null;
     },
-    (error) => {
+    onError: (error) => {
       problem.textContent = describe(error);
     },
-  );
+  });
 }

@@ -1,5 +1,5 @@
 import { api, seg } from "../api.js";
-import { announce, describe, field, form, h, table, when } from "../dom.js";
+import { announce, copyButton, describe, field, form, h, table, when } from "../dom.js";
 
 // A new key is shown once, here, and never again (the gateway keeps only its hash).
 function shownOnce(label, issued) {
@@ -8,6 +8,8 @@ function shownOnce(label, issued) {
     {},
     `${label}: `,
     h("code", { class: "secret" }, issued.apiKey),
+    " ",
+    copyButton(issued.apiKey, "API key"),
     ` (key id ${issued.keyId}). Copy it now: it is not shown again.`,
   );
 }
