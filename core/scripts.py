@@ -154,11 +154,22 @@ def record(cls: type[R], flat: Sequence[Any]) -> R:
     """The dataclass `cls` from a script's flat field/value pairs, each field by its name (int and
     str fields converted, others as Redis answered them); a name missing or unknown raises."""
     pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-    hints = typing.get_type_hints(cls)
-    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    if set(pairs) != set(names):
-        raise ValueError(f"{cls.__name__}: the script answered {sorted(pairs)}, not {sorted(names)}")
-    return cls(**{name: _typed(hints[name], pairs[name]) for name in names})
+    fields = _fields(cls)
+    if pairs.keys() != fields.keys():
+        raise ValueError(f"{cls.__name__}: the script answered {sorted(pairs)}, not {sorted(fields)}")
+    return cls(**{name: _typed(hint, pairs[name]) for name, hint in fields.items()})
+
+
+_FIELDS: dict[type, dict[str, object]] = {}
+
+
+def _fields(cls: type) -> dict[str, object]:
+    """The dataclass's fields and their types, by name (worked out once per class)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELDS[cls] = {field.name: hints[field.name] for field in dataclasses.fields(cls)}
+    return found
 
 
 def _typed(hint: object, value: Any) -> Any:
