@@ -13,6 +13,7 @@ import pytest
 from config.settings import LaneConfig, LaneName, ThrottleConfig
 from core import keys
 from core.clock import now_ms
+from core.conversations import ChatRow
 from core.redis_client import Redis, connect
 from core.scripts import Scripts, record
 from core.tenants import Tenants
@@ -353,3 +354,23 @@ def test_record_decodes_by_name_and_refuses_a_missing_or_unknown_one() -> None:
         record(Pair, ["name", "x"])
     with pytest.raises(ValueError, match="extra"):
         record(Pair, ["name", "x", "count", 1, "extra", 2])
+
+
+# conversation_add.lua: what a finished send writes to the conversations (scheduler/conversation_log.py).
+
+
+async def test_conversation_add_stores_a_message_once_and_the_chat_page_names_it(redis: Redis) -> None:
+    scripts, chat = Scripts.of(redis), "5491100000001@s.whatsapp.net"
+    chat_keys = [
+        keys.conversation_chats(NAME),
+        keys.conversation_chat(NAME, chat),
+        keys.conversation_order(NAME, chat),
+        keys.conversation_records(NAME, chat),
+    ]
+    member, stored = f"{now_ms():013d}:WA1", '{"id": "WA1"}'
+    args = [member, stored, chat, "Ana", 0, "in", 100, f"{0:013d}", 3600]
+    assert await scripts["conversation_add"](keys=chat_keys, args=args) == 1
+    assert await scripts["conversation_add"](keys=chat_keys, args=args) == 0  # a redelivery
+    following, *rows = await scripts["conversation_chats"](keys=chat_keys[:1], args=[NAME, "+", 10])
+    [row] = [record(ChatRow, row) for row in rows]
+    assert (following, row) == (None, ChatRow(chat, "Ana", "0", 1, stored))
