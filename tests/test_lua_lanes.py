@@ -368,7 +368,7 @@ async def test_conversation_add_stores_a_message_once_and_the_chat_page_names_it
         keys.conversation_records(NAME, chat),
     ]
     member, stored = f"{now_ms():013d}:WA1", '{"id": "WA1"}'
-    args = [member, stored, chat, "Ana", 0, "in", 100, f"{0:013d}", 3600]
+    args: list[str | int] = [member, stored, chat, "Ana", 0, "in", 100, f"{0:013d}", 3600]
     assert await scripts["conversation_add"](keys=chat_keys, args=args) == 1
     assert await scripts["conversation_add"](keys=chat_keys, args=args) == 0  # a redelivery
     following, *rows = await scripts["conversation_chats"](keys=chat_keys[:1], args=[NAME, "+", 10])
