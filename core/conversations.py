@@ -25,7 +25,7 @@ from core import keys
 from core.clock import now_ms
 from core.records import ApiModel, Timestamp
 from core.redis_client import Redis
-from core.scripts import lua
+from core.scripts import Scripts, record
 
 PAGE_DEFAULT = 50
 PAGE_MAX = 100
@@ -172,6 +172,17 @@ def decode_cursor(cursor: str | None) -> str | None:
     return cursor
 
 
+@dataclass(frozen=True)
+class ChatRow:
+    """A chat of conversation_chats.lua's page (by name)."""
+
+    chat_id: str
+    name: str | None
+    is_group: str  # "1" or "0"
+    unread: int
+    last: str | None  # its last message's JSON
+
+
 def chat_out(
     chat_id: str, name: str | None, is_group: bool, unread: int, last: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -217,9 +228,10 @@ class RedisConversations:
         self.redis = redis
         self.retention_ms = retention_days * DAY_MS
         self.max_per_chat = max_per_chat
-        self._add = redis.register_script(lua("conversation_add"))
-        self._messages = redis.register_script(lua("conversation_page", "conversation_messages"))
-        self._chats = redis.register_script(lua("conversation_page", "conversation_chats"))
+        scripts = Scripts.of(redis)
+        self._add = scripts["conversation_add"]
+        self._messages = scripts["conversation_messages"]
+        self._chats = scripts["conversation_chats"]
 
     async def add(self, name: str, entries: Sequence[Entry]) -> int:
         cutoff = now_ms() - self.retention_ms
@@ -265,10 +277,11 @@ class RedisConversations:
 
     async def chats(self, name: str, limit: int, cursor: str | None) -> Page:
         before = _bound(decode_cursor(cursor))
-        answer = await self._chats([keys.conversation_chats(name)], [keys.conversation_prefix(name), before, limit])
+        answer = await self._chats([keys.conversation_chats(name)], [name, before, limit])
+        rows = [record(ChatRow, row) for row in answer[1:]]
         items = [
-            chat_out(chat_id, name or None, is_group == "1", int(unread), json.loads(last) if last else None)
-            for chat_id, name, is_group, unread, last in answer[1:]
+            chat_out(row.chat_id, row.name, row.is_group == "1", row.unread, json.loads(row.last) if row.last else None)
+            for row in rows
         ]
         return Page(items, encode_cursor(answer[0] or None))
 

@@ -15,7 +15,7 @@ from core.crypto import SecretBox
 from core.errors import AlreadyExists, NotFound
 from core.instance_settings import InstanceSettings
 from core.redis_client import Pipeline, Redis
-from core.scripts import lua
+from core.scripts import Scripts
 
 
 class InstanceUpdate(TypedDict, total=False):
@@ -110,9 +110,10 @@ class Instances:
     def __init__(self, redis: Redis, box: SecretBox) -> None:
         self.redis = redis
         self.box = box
-        self._update = redis.register_script(lua("fields", "update_instance"))
-        self._first_link = redis.register_script(lua("first_link"))
-        self._create = redis.register_script(lua("fields", "create_instance"))
+        scripts = Scripts.of(redis)
+        self._update = scripts["update_instance"]
+        self._first_link = scripts["first_link"]
+        self._create = scripts["create_instance"]
 
     async def create(
         self,

@@ -1,4 +1,8 @@
-"""Every Redis key the gateway uses, in one place. All keys start with `wa:`."""
+"""Every Redis key the gateway uses, in one place. All keys start with `wa:`.
+
+The Lua scripts build keys with these same templates: core/scripts.py renders the ones in its
+`LUA_KEYS` as `K.<name>(...)` helpers every script starts with, so no script spells a key itself
+(tests/test_lua_headers.py)."""
 
 from __future__ import annotations
 
@@ -165,7 +169,7 @@ def inbound_seen(name: str, message_id: str) -> str:
 
 
 # An instance's sending keys hang off its record's key: the claim script (core/lua/claim_due.lua)
-# builds them from the instance name the same way (`bind` in core/lua/common.lua).
+# builds them from the instance name with these templates (`bind` in core/lua/common.lua).
 def lane(name: str, lane_name: str) -> str:
     return f"{instance(name)}:lane:{lane_name}"  # list of message ids waiting in that lane
 
@@ -179,7 +183,7 @@ def sent_times(name: str, lane_name: str) -> str:
 
 
 # A linked phone's pace, shared by every instance linked to it and kept when one is deleted: built
-# from the instance record's phoneNumber the same way by the lane scripts (`bind` in common.lua).
+# from the instance record's phoneNumber with these templates by the lane scripts (`bind` in common.lua).
 def phone(number: str) -> str:
     return f"{PHONE_PREFIX}{number}"  # hash: last send (ms), drawn gaps, busy (the instance sending), firstLinkedMs
 

@@ -11,7 +11,7 @@ from core import keys
 from core.clock import now_iso
 from core.errors import AlreadyExists, ForbiddenTenant, NotFound
 from core.redis_client import Redis
-from core.scripts import lua
+from core.scripts import Scripts
 
 KEY_PREFIX = "wag"
 # A key's scopes, written into its id (the id is bound to the whole key by the stored digest, so
@@ -104,7 +104,7 @@ def _new_key(scope: Scope = "all") -> IssuedKey:
 class Tenants:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._create = redis.register_script(lua("create_tenant"))
+        self._create = Scripts.of(redis)["create_tenant"]
 
     async def create(self, tenant_id: str, name: str | None) -> tuple[Tenant, IssuedKey]:
         created_at, issued = now_iso(), _new_key()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from core import keys
 from core.redis_client import Redis
-from core.scripts import lua
+from core.scripts import Scripts
 from core.tenants import ADMIN, KeyCheck, Principal, digest, key_id_of
 
 WINDOW_SECONDS = 60
@@ -37,7 +37,7 @@ class Gatekeeper:
     def __init__(self, redis: Redis, admin_key: str, per_minute: int) -> None:
         self.per_minute = per_minute
         self._admin_digest = digest(admin_key)
-        self._script = redis.register_script(lua("authorize", "check_key"))
+        self._script = Scripts.of(redis)["check_key"]
 
     def key_check(self, api_key: str, remote: str) -> KeyCheck:
         """What checking `api_key` from `remote` takes, here or inside another script (the send

@@ -10,9 +10,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from config import LaneConfig, Settings
@@ -21,10 +20,10 @@ from core import keys
 from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
-from core.scripts import lua
+from core.scripts import Scripts, record
 from core.tenants import KeyCheck
 from scheduler.drivers.base import Account
-from scheduler.messages import FIELDS, RECENT_KEPT, Message, lua_fields
+from scheduler.messages import FIELDS, RECENT_KEPT, Message
 from scheduler.numbers import decode
 from webhooks.outbox import Event, Head, head_of
 
@@ -90,6 +89,59 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """One instance claim_due.lua took, as it answers it (by name)."""
+
+    name: str
+    epoch: int
+    ended: str  # JSON list of the ids ended unsent
+    message: str  # JSON fields of the message picked, '' for none
+    resumed: str  # the reason of a bulk pause that ended now, ''
+    known: str  # the number cache's account of the recipient, '' not on WhatsApp, UNKNOWN
+
+    def claimed(self, asked: float) -> Claimed:
+        return Claimed(
+            name=self.name,
+            epoch=self.epoch,
+            message=Message.from_hash(json.loads(self.message)) if self.message else None,
+            ended=tuple(json.loads(self.ended)),
+            unthrottled=self.resumed or None,
+            on_whatsapp=None if self.known == UNKNOWN else bool(self.known),
+            account=None if self.known == UNKNOWN else decode(self.known),
+            at=asked,
+        )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """accept.lua's answer (by name): see Acceptance for what it means."""
+
+    recorded: int  # 1, 0 (not allowed, or no instance), -1 (queue full)
+    tenant: str
+    count: int
+    earlier: list[str]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """finish.lua's answer when it recorded the outcome (by name)."""
+
+    published: Any  # 1, or the webhook head (a list) to deliver under the lock
+    paused: str  # the reason of a bulk pause that started now, ''
+    paused_until: int
+
+
+@dataclass(frozen=True)
+class LaneHead:
+    """waiting.lua's answer for one lane (by name)."""
+
+    lane: str
+    head: str
+    reason: str
+    until_ms: str  # '' when it depends on something else
+
+
+@dataclass(frozen=True)
 class Quota:
     per_hour: int
     per_day: int
@@ -100,7 +152,7 @@ class Quota:
 def rules(
     lanes: dict[LaneName, LaneConfig], day_ms: int, throttle: ThrottleConfig, queue_limit: int = DEFAULT_QUEUE_LIMIT
 ) -> dict[str, Any]:
-    """What the lane scripts enforce (ARGV 6 of core/lua/common.lua); -1 is "no limit"."""
+    """What the lane scripts enforce (ARGV 3 of core/lua/common.lua); -1 is "no limit"."""
     return {
         "lanes": {
             name: {
@@ -120,9 +172,6 @@ def rules(
             "pause": int(throttle.pause * 1000),
         },
         "queueLimit": queue_limit,
-        "optOutPrefix": keys.SUPPRESSIONS_PREFIX,
-        "onWhatsappPrefix": keys.ON_WHATSAPP_PREFIX,
-        "phonePrefix": keys.PHONE_PREFIX,
     }
 
 
@@ -189,17 +238,7 @@ class Lanes:
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
         self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig(), queue_limit))
-        shared = ("fields", "metrics", "outbox_add", "common")
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(f"{lua_fields()}\n{lua(*shared, *parts)}")
-            for name, *parts in (
-                ("accept", "authorize", "accept"),
-                *(
-                    (name, name)
-                    for name in ("withdraw", "claim_due", "finish", "flush", "kick", "sweep", "throttle", "waiting")
-                ),
-            )
-        }
+        self._scripts = Scripts.of(redis)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> Lanes:
@@ -220,11 +259,11 @@ class Lanes:
         return await self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
 
     def _common(self, name: str) -> list[Any]:
-        """ARGV 1 to 7 of every lane script (core/lua/common.lua)."""
+        """ARGV 1 to 3 of every lane script (core/lua/common.lua): now_ms, instance, rules."""
         # '' : Redis's own clock (core/lua/common.lua), shared by every worker for gaps, quotas,
         # claims and expiry; a clock given here (tests) replaces it.
         now = "" if self.clock is None else self.clock()
-        return [now, name, keys.instance(""), keys.DUE_PREFIX, keys.MESSAGE_PREFIX, self._rules, keys.STATS]
+        return [now, name, self._rules]
 
     async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -249,18 +288,18 @@ class Lanes:
             args += [item.message.id, item.message.lane, json.dumps(item.message.to_hash()), ref_key]
         script_keys = key_check.keys if key_check else None
         if not self.replica_acks:
-            found = await self._run("accept", name, *args, script_keys=script_keys)
+            found = record(Accepted, await self._run("accept", name, *args, script_keys=script_keys))
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
                 await self._run("accept", name, *args, script_keys=script_keys, client=pipe)
                 pipe.wait(self.replica_acks, REPLICA_WAIT_MS)
-                found, acked = await pipe.execute()
-            if found[0] and acked < self.replica_acks:
-                queued = [item.message.id for item, earlier in zip(messages, found[3:], strict=True) if not earlier]
+                answered, acked = await pipe.execute()
+            found = record(Accepted, answered)
+            if found.recorded == 1 and acked < self.replica_acks:
+                queued = [item.message.id for item, known in zip(messages, found.earlier, strict=True) if not known]
                 await self._withdraw(name, queued)
-        recorded, tenant, count, *answers = found
-        earlier = [earlier or None for earlier in answers] if recorded == 1 else None
-        return Acceptance(earlier, tenant, int(count), full=recorded == -1)
+        earlier = [known or None for known in found.earlier] if found.recorded == 1 else None
+        return Acceptance(earlier, found.tenant, found.count, full=found.recorded == -1)
 
     async def _withdraw(self, name: str, message_ids: list[str]) -> None:
         unconfirmed = f"not confirmed by {self.replica_acks} Redis replica(s) within {REPLICA_WAIT_MS} ms"
@@ -313,20 +352,9 @@ class Lanes:
                     _, found = await pipe.execute()
         if found is None:
             found = await self._run("claim_due", "", *args)
-        taken = [
-            Claimed(
-                name=name,
-                epoch=int(epoch),
-                message=Message.from_hash(json.loads(fields)) if fields else None,
-                ended=tuple(json.loads(ended)),
-                unthrottled=resumed or None,
-                on_whatsapp=None if known == UNKNOWN else bool(known),
-                account=None if known == UNKNOWN else decode(known),
-                at=asked,
-            )
-            for name, epoch, ended, fields, resumed, known in zip(*[iter(found[1:])] * 6, strict=True)
-        ]
-        return Claim(taken, int(found[0]) if found[0] else None)
+        next_due, *rows = found
+        taken = [record(Taken, row).claimed(asked) for row in rows]
+        return Claim(taken, int(next_due) if next_due else None)
 
     async def ring(self, worker_id: str) -> None:
         """Cut short the worker's wait for its next claim."""
@@ -368,16 +396,19 @@ class Lanes:
         found = await self._run("finish", name, *args, script_keys=event.keys if event else None)
         if not found:
             return False, None
-        published, paused, paused_until = found
-        throttle = Throttle(paused, int(paused_until)) if paused else None
-        return (head_of(published) if isinstance(published, list) else bool(published)), throttle
+        done = record(Finished, found)
+        throttle = Throttle(done.paused, done.paused_until) if done.paused else None
+        return (head_of(done.published) if isinstance(done.published, list) else bool(done.published)), throttle
 
     async def waiting(self, name: str) -> dict[LaneName, tuple[str, Waiting]]:
         """Per lane with messages, its head message's id and why it waits; computed on read."""
-        found = await self._run("waiting", name)
+        heads = [record(LaneHead, row) for row in await self._run("waiting", name)]
         return {
-            lane: (head, Waiting(reason, int(until) if until else None))
-            for lane, head, reason, until in zip(*[iter(found)] * 4, strict=True)
+            cast(LaneName, head.lane): (
+                head.head,
+                Waiting(cast(WaitReason, head.reason), int(head.until_ms) if head.until_ms else None),
+            )
+            for head in heads
         }
 
     async def throttle(self, name: str, reason: str, until_ms: int) -> None:

@@ -12,12 +12,11 @@ from typing import Any, Literal
 from pydantic.alias_generators import to_camel
 
 from config.settings import LaneName
-from core import keys
+from core import keys, scripts
 from core.clock import now_iso
 from core.instances import InstanceName
 from core.records import ApiModel, ErrorCode
 from core.redis_client import Redis
-from core.scripts import lua
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
 
 Status = Literal["pending", "sending", "sent", "delivered", "read", "failed", "cancelled"]
@@ -167,11 +166,14 @@ def lua_fields() -> str:
     return f"local F = {{{entries}}}"
 
 
+scripts.generate("message_fields", lua_fields)
+
+
 class Messages:
     def __init__(self, redis: Redis, retention_seconds: int) -> None:
         self.redis = redis
         self.retention = retention_seconds
-        self._receipt = redis.register_script(lua("receipt"))
+        self._receipt = scripts.Scripts.of(redis)["receipt"]
 
     async def get(self, message_id: str) -> Message | None:
         data = await self.redis.hgetall(keys.message(message_id))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
@@ -196,8 +198,7 @@ class Messages:
         those that moved, as they were before."""
         found = await self._receipt(
             args=[
-                keys.whatsapp_id(instance_name, ""),
-                keys.MESSAGE_PREFIX,
+                instance_name,
                 FIELDS["status"],
                 status,
                 json.dumps(RECEIPT_ORDER),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from core import keys
 from core.clock import redis_now_ms
 from core.redis_client import Redis
-from core.scripts import lua
+from core.scripts import Scripts
 
 # Choosing an owner races other choosers and workers that begin to stop: this many looks at most.
 CHOOSE_ATTEMPTS = 3
@@ -28,7 +28,7 @@ class Ownership:
     def __init__(self, redis: Redis, lease_timeout_ms: int) -> None:
         self.redis = redis
         self.lease_timeout_ms = lease_timeout_ms
-        self._claim = redis.register_script(lua("claim"))
+        self._claim = Scripts.of(redis)["claim"]
 
     async def live_workers(self) -> list[str]:
         now = await redis_now_ms(self.redis)

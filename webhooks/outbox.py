@@ -32,7 +32,7 @@ from core.errors import InvalidState, NotFound
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
 from core.redis_client import Pipeline, Redis
-from core.scripts import lua
+from core.scripts import Scripts, record
 from webhooks.endpoint import Endpoint
 
 HISTORY = 1000  # settled deliveries listed per instance (dead letters stay replayable beyond it)
@@ -132,15 +132,26 @@ class Head:
         return (self.delivery, *self.following)
 
 
-ENDPOINT_FIELDS = 5  # what head_with in core/lua/outbox_add.lua returns of the endpoint
+@dataclass(frozen=True)
+class HeadRow:
+    """The head as a script answers it (head_with in core/lua/outbox_add.lua), by name."""
+
+    record: str
+    url: str
+    sealed_secret: str
+    state: str
+    since: str
+    probes: str
+    previous_secret: str
+    previous_until: str
+    following: list[str]  # the records of the deliveries after it
 
 
-def head_of(found: list[str]) -> Head:
-    """The head a script returned as {record, url, sealed secret, endpoint fields..., records of
-    the deliveries after it...}."""
-    raw, url, sealed_secret, *rest = found
-    endpoint, following = rest[:ENDPOINT_FIELDS], rest[ENDPOINT_FIELDS:]
-    return Head(_load(raw), url, sealed_secret, Endpoint.of(endpoint), tuple(_load(r) for r in following))
+def head_of(found: list[Any]) -> Head:
+    """The head a script returned (head_with in core/lua/outbox_add.lua)."""
+    row = record(HeadRow, found)
+    endpoint = Endpoint.of([row.state, row.since, row.probes, row.previous_secret, row.previous_until])
+    return Head(_load(row.record), row.url, row.sealed_secret, endpoint, tuple(_load(r) for r in row.following))
 
 
 @dataclass(frozen=True)
@@ -193,11 +204,12 @@ class Outbox:
         self.redis = redis
         self.limits = limits
         self._limits = limits.script()
-        self._publish = redis.register_script(lua("outbox_add", "webhook_publish"))
-        self._hand_over = redis.register_script(lua("webhook_hand_over"))
-        self._take_due = redis.register_script(lua("webhook_take_due"))
-        self._next = redis.register_script(lua("metrics", "outbox_add", "webhook_next"))
-        self._replay = redis.register_script(lua("webhook_replay"))
+        scripts = Scripts.of(redis)
+        self._publish = scripts["webhook_publish"]
+        self._hand_over = scripts["webhook_hand_over"]
+        self._take_due = scripts["webhook_take_due"]
+        self._next = scripts["webhook_next"]
+        self._replay = scripts["webhook_replay"]
 
     def event(self, instance_name: str, event: str, data: dict[str, Any]) -> Event:
         """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua)."""

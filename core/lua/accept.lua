@@ -1,57 +1,67 @@
 -- Accept messages for one instance: records + lane entries + wake-up, all or nothing.
--- ARGV 8 how long a client reference is remembered (s), 9 how many message ids the instance's
--- index of recent messages keeps; 10, 11 and 12 the API key check below ('' without one); from
--- 13, for each message: its id, its lane, its record as JSON and the key of its client reference
--- ('' when it has none).
--- With KEYS (a send route's request: scheduler/lanes.py KeyCheck), the API key is checked first,
--- as authorize.lua does (its KEYS; ARGV 10 the key's digest, '' for the admin key, 11 the
--- counter's lifetime), and nothing is recorded unless the key is known, within its per-minute
--- limit (ARGV 12) and its tenant's (the admin's: any) instance this is: auth and accept in one
--- round trip.
+-- With KEYS (a send route's request: core/tenants.py KeyCheck), the API key is checked first, as
+-- authorize.lua does, and nothing is recorded unless the key is known, within its per-minute
+-- limit and its tenant's (the admin's: any) instance this is: auth and accept in one round trip.
 -- A message whose client reference already names a message of this instance is not queued
--- again: its answer is that earlier message's id.
--- Nothing is recorded either when the instance's lanes would hold more than the queue limit
--- (rules.queueLimit): then the answer starts with -1.
--- Returns {0 if nothing was recorded (the key may not send here, or the instance is gone), else 1;
--- the key's tenant ('' for the admin and for no key check) and its count this minute (0 for no
--- key check); then per message the earlier message's id, or '' when it was queued now}.
-local verdict = {'', 0}
+-- again: its answer is that earlier message's id. Nothing is recorded either when the instance is
+-- gone, or when its lanes would hold more than the queue limit (rules.queueLimit).
+-- KEYS: none, or authorize.lua's three: 1 key_record, 2 key_counter, 3 address_counter
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 ref_ttl (s a client reference is
+--       remembered), 5 recent_kept (message ids the instance's recent index keeps), 6 presented
+--       (the key's digest, '' for the admin key and without a key check), 7 counter_ttl (s),
+--       8 key_limit (requests a minute; '' without a key check); from 9, per message 4 values:
+--       its id, its lane, its record (JSON) and its client reference's key ('' for none)
+-- returns: field/value pairs (scheduler/lanes.py Acceptance): recorded (1; 0 when the key may not
+--          send here or the instance is gone; -1 when the queue is full), tenant (the key's,
+--          '' for the admin and without a key check), count (the key's this minute, 0 without a
+--          check), earlier (per message queued now '', else the id its client reference queued)
+local ref_ttl, recent_kept = tonumber(ARGV[4]), tonumber(ARGV[5])
+local presented, counter_ttl, key_limit = ARGV[6], ARGV[7], ARGV[8]
+local items = {}
+for i = 9, #ARGV, 4 do
+  table.insert(items, {id = ARGV[i], lane = ARGV[i + 1], record = ARGV[i + 2], ref = ARGV[i + 3]})
+end
+
+local function answer(recorded, tenant, count, earlier)
+  return {'recorded', recorded, 'tenant', tenant, 'count', count, 'earlier', earlier or {}}
+end
+
+local tenant, count = '', 0
 if #KEYS > 0 then
-  local tenant, count = authorize(KEYS, ARGV[10], ARGV[11])
-  verdict = {tenant, count}
-  local admin = ARGV[10] == ''
+  tenant, count = authorize(KEYS, presented, counter_ttl)
+  local admin = presented == ''
   local cut = string.find(name, '__', 1, true)
   local owner = cut and string.sub(name, 1, cut - 1) or name -- core/instances.py tenant_of
-  if count > tonumber(ARGV[12]) or not (admin or (tenant ~= '' and tenant == owner)) then
-    return {0, tenant, count}
+  if count > tonumber(key_limit) or not (admin or (tenant ~= '' and tenant == owner)) then
+    return answer(0, tenant, count)
   end
 end
-if redis.call('HEXISTS', inst, 'createdAt') == 0 then return {0, verdict[1], verdict[2]} end
+if redis.call('HEXISTS', inst, 'createdAt') == 0 then return answer(0, tenant, count) end
 local waiting = 0
 for i = 1, 3 do waiting = waiting + redis.call('LLEN', lane_key(i)) end
-if waiting + (#ARGV - 12) / 4 > rules.queueLimit then return {-1, verdict[1], verdict[2]} end
-local ref_ttl, recent_kept, answers, queued = tonumber(ARGV[8]), tonumber(ARGV[9]), {1, verdict[1], verdict[2]}, {}
-for i = 13, #ARGV, 4 do
-  local ref, earlier = ARGV[i + 3], ''
-  if ref ~= '' then
-    local known = redis.call('GET', ref)
-    if known and redis.call('EXISTS', msg_prefix .. known) == 1 then earlier = known end
+if waiting + #items > rules.queueLimit then return answer(-1, tenant, count) end
+local earlier, queued = {}, {}
+for _, item in ipairs(items) do
+  local known = ''
+  if item.ref ~= '' then
+    local found = redis.call('GET', item.ref)
+    if found and redis.call('EXISTS', K.message(found)) == 1 then known = found end
   end
-  if earlier == '' then
-    hset_json(msg_prefix .. ARGV[i], ARGV[i + 2])
-    redis.call('RPUSH', lane_key(lane_index(ARGV[i + 1])), ARGV[i])
-    if ref ~= '' then redis.call('SET', ref, ARGV[i], 'EX', ref_ttl) end
-    table.insert(queued, ARGV[i])
+  if known == '' then
+    hset_json(K.message(item.id), item.record)
+    redis.call('RPUSH', lane_key(lane_index(item.lane)), item.id)
+    if item.ref ~= '' then redis.call('SET', item.ref, item.id, 'EX', ref_ttl) end
+    table.insert(queued, item.id)
   end
-  table.insert(answers, earlier)
+  table.insert(earlier, known)
 end
 -- The gateway-wide count of accepted messages orders the recent index (core/keys.py
 -- recent_messages): milliseconds would tie.
-local count = redis.call('HINCRBY', stats, 'accepted', #queued)
+local accepted = redis.call('HINCRBY', stats, 'accepted', #queued)
 if #queued > 0 then
-  local recent = inst .. ':recent'
-  for k, id in ipairs(queued) do redis.call('ZADD', recent, count - #queued + k, id) end
+  local recent = K.recent_messages(name)
+  for k, id in ipairs(queued) do redis.call('ZADD', recent, accepted - #queued + k, id) end
   redis.call('ZREMRANGEBYRANK', recent, 0, -(recent_kept + 1))
 end
 wake_if_open()
-return answers
+return answer(1, tenant, count, earlier)

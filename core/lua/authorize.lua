@@ -1,9 +1,12 @@
--- Authenticate an API key and count the request against its per-minute limit.
--- k: 1 the key's record (may not exist), 2 the key's rate-limit counter, 3 the caller address's
--- counter (used when the key is unknown, so guessing keys is limited too).
--- presented: SHA-256 of the presented key ('' for the admin key, already checked by the caller);
--- ttl: counter lifetime (s).
--- Returns the tenant id ('' for the admin key and for an unknown key) and the count.
+-- Authenticate an API key and count the request against its per-minute limit: `authorize(k,
+-- presented, ttl)` with k the script's KEYS below, presented the SHA-256 of the presented key ('' for
+-- the admin key, already checked by the caller) and ttl the counter's lifetime (s). It answers the
+-- tenant id ('' for the admin key and for an unknown key) and the count.
+-- KEYS: 1 key_record (may not exist), 2 key_counter (the key's rate-limit counter),
+--       3 address_counter (the caller address's, used when the key is unknown, so guessing keys
+--       is limited too)
+-- ARGV: none (a library: its caller passes them)
+-- returns: nothing; defines authorize
 local function authorize(k, presented, ttl)
   local tenant = ''
   local counter = k[3]

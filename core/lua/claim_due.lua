@@ -1,20 +1,24 @@
--- The claim loop's step: take every instance of this worker whose wake-up is due (at most ARGV 9),
--- and for each pick the next message its lanes allow, marking it `sending`; an instance with
--- nothing to send yet goes back in the due-set for when it will have. Clears the worker's bell.
--- ARGV 8 the worker, 9 how many instances to take at most, 10 longest wait (ms) before a message
--- expires, 11 retention (s), 12 JSON fields of an expired message, 13 JSON fields of a message
--- to an opted-out recipient.
+-- The claim loop's step: take every instance of this worker whose wake-up is due (at most
+-- `room`), and for each pick the next message its lanes allow, marking it `sending`; an instance
+-- with nothing to send yet goes back in the due-set for when it will have. Clears the worker's bell.
 -- Only the owner may send for an instance: an entry of an instance this worker no longer owns is
 -- dropped, and each send carries the epoch it was picked under, which finish.lua checks (fencing).
 -- An instance with a send in flight (due 0) is never taken: one send in flight per number.
--- Returns {next wake-up ms or '', then per instance taken with something to report:
--- name, epoch, ended ids JSON (expired or opted out: failed without a send), message fields JSON
--- ('' when nothing is sent now), the reason of a bulk pause that ended now ('' when none), and
--- what the number cache (scheduler/numbers.py) knows of the recipient: its JID, '' for not on
--- WhatsApp, '?' when it does not know (so the send asks no second round trip for it)}.
-local worker, room = ARGV[8], tonumber(ARGV[9])
-local max_wait, retention, expired_fields, opted_out_fields = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
-local set = due_prefix .. worker
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance: '' here, rules), 4 worker, 5 room (instances to
+--       take at most), 6 max_wait (ms before a message expires), 7 retention (s), 8 expired_fields
+--       (JSON of an expired message), 9 opted_out_fields (JSON of a message to an opted-out
+--       recipient)
+-- returns: {next wake-up ms left in the due-set or '', then per instance taken with something to
+--          report, field/value pairs (scheduler/lanes.py Taken): name, epoch, ended (JSON ids
+--          ended unsent: expired or opted out), message (JSON fields, already `sending`; '' when
+--          nothing is sent now), resumed (the reason of a bulk pause that ended now, or ''), known
+--          (what the number cache, scheduler/numbers.py, knows of the recipient: its account, ''
+--          for not on WhatsApp, '?' when it does not know, so the send asks no second round trip)}
+local worker, room, max_wait, retention = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local expired_fields, opted_out_fields = ARGV[8], ARGV[9]
+
+local set = K.due(worker)
 -- Messages ended unsent (expired, opted out) in one call, at most, over all instances: a backlog of
 -- 100,000 stale messages ends in chunks, so no call holds Redis for long. An instance cut short is
 -- left unscheduled; the pump wakes it (kick.lua) once it has published this chunk's events, so
@@ -44,7 +48,7 @@ local function pick()
       return nil, ended
     end
     local id = redis.call('LPOP', lane_key(lane))
-    local msg = msg_prefix .. id
+    local msg = K.message(id)
     if redis.call('EXISTS', msg) == 1 then
       local created, to, tenant, transactional =
         unpack(redis.call('HMGET', msg, F.createdMs, F.to, F.tenantId, F.transactional))
@@ -69,7 +73,7 @@ local function pick()
         local fields = {}
         local flat = redis.call('HGETALL', msg)
         for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-        local known = tenant and redis.call('GET', rules.onWhatsappPrefix .. tenant .. ':' .. to)
+        local known = tenant and redis.call('GET', K.on_whatsapp(tenant, to))
         return fields, ended, known or '?'
       end
     end
@@ -98,16 +102,12 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, roo
       fields, ended, known = pick()
     end
     if fields or #ended > 0 or resumed ~= '' then
-      table.insert(taken, n)
-      table.insert(taken, epoch)
-      table.insert(taken, #ended > 0 and cjson.encode(ended) or '[]')
-      table.insert(taken, fields and cjson.encode(fields) or '')
-      table.insert(taken, resumed)
-      table.insert(taken, known or '?')
+      table.insert(taken, {'name', n, 'epoch', epoch, 'ended', #ended > 0 and cjson.encode(ended) or '[]',
+        'message', fields and cjson.encode(fields) or '', 'resumed', resumed, 'known', known or '?'})
     end
   end
 end
-redis.call('DEL', set .. ':bell') -- last: wake-ups added above need no second look
+redis.call('DEL', K.due_bell(worker)) -- last: wake-ups added above need no second look
 local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2]
 table.insert(taken, 1, first or '')
 return taken

@@ -1,25 +1,26 @@
--- Message record fields are named through `F`, generated from scheduler/messages.py (lua_fields).
--- Shared by every lane script (prepended to each). Redis runs a script atomically, so nothing
--- here can interleave with another sender, the claim loop or a flush.
--- ARGV: 1 now (ms; '' for Redis's own clock), 2 instance name, 3 instance key prefix, 4 due-set
---       key prefix, 5 message key prefix, 6 rules JSON (scheduler/lanes.py `rules`: each lane's
---       limits, the day's length, the trouble thresholds, the opt-out, number cache and phone key
---       prefixes), 7 stats hash key; script arguments follow from 8.
--- An instance's keys are built from its name as core/keys.py builds them (`bind`), so one script
--- can work on many instances (claim_due.lua). They are not declared in KEYS: this needs a single
--- Redis, not a cluster, as message keys built here always did.
+-- The lanes' shared state and rules, prepended to every lane script (after K, the key helpers of
+-- core/keys.py, and F, the message record's fields of scheduler/messages.py). Redis runs a script
+-- atomically, so nothing here can interleave with another sender, the claim loop or a flush.
+-- An instance's keys are built from its name with K (`bind`), so one script can work on many
+-- instances (claim_due.lua). They are not declared in KEYS: this needs a single Redis, not a
+-- cluster, as message keys built here always did.
+-- KEYS: none (a lane script's own KEYS follow from 1)
+-- ARGV: 1 now_ms ('' for Redis's own clock), 2 instance (its name), 3 rules (JSON, scheduler/lanes.py
+--       `rules`: each lane's limits, the day's length, the trouble thresholds, the queue limit);
+--       a lane script's own ARGV follow from 4
+-- returns: nothing; defines bind, next_send, wake, wake_if_open, reset_pump and the rules' helpers
 local LANES = {'urgent', 'normal', 'bulk'}
 local HOUR = 3600000
-local now = tonumber(ARGV[1])
-if ARGV[1] == '' then -- run after a wait in the same pipeline (scheduler/lanes.py claim_due): now is when it ended
+local now_ms, instance, rules_json = ARGV[1], ARGV[2], ARGV[3]
+local now = tonumber(now_ms)
+if now_ms == '' then -- run after a wait in the same pipeline (scheduler/lanes.py claim_due): now is when it ended
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
-local inst_prefix, due_prefix, msg_prefix = ARGV[3], ARGV[4], ARGV[5]
-local rules = cjson.decode(ARGV[6])
+local rules = cjson.decode(rules_json)
 local limits, DAY = rules.lanes, rules.day
-local stats = ARGV[7]
-local name, inst, pump, pace
+local stats = K.STATS
+local name, inst, pump, pace, phone
 -- A linked phone may send again this long after one of its instances picked a message, while that
 -- send is still in flight (another instance on the same phone waits for it).
 local PHONE_BUSY_POLL = 200
@@ -28,18 +29,17 @@ local PHONE_BUSY_POLL = 200
 -- its linked phone's, shared by every instance on that phone and kept when one is deleted; an
 -- instance never linked paces itself.
 local function bind(n)
-  name, inst = n, inst_prefix .. n
-  pump = inst .. ':pump'
-  local phone = redis.call('HGET', inst, 'phoneNumber')
-  pace = phone and (rules.phonePrefix .. phone) or pump
+  name, inst, pump = n, K.instance(n), K.pump(n)
+  phone = redis.call('HGET', inst, 'phoneNumber')
+  pace = phone and K.phone(phone) or pump
 end
-bind(ARGV[2])
+bind(instance)
 
-local function lane_key(i) return inst .. ':lane:' .. LANES[i] end
-local function sent_key(i) return (pace == pump and inst or pace) .. ':sent:' .. LANES[i] end
-local function first_key(i) return inst .. ':first:' .. LANES[i] end
-local function spacing_key(i) return inst .. ':spacing:' .. LANES[i] end
-local function contacts_key() return inst .. ':contacts' end
+local function lane_key(i) return K.lane(name, LANES[i]) end
+local function sent_key(i) return phone and K.phone_sent(phone, LANES[i]) or K.sent_times(name, LANES[i]) end
+local function first_key(i) return K.first_contacts(name, LANES[i]) end
+local function spacing_key(i) return K.spacing(name, LANES[i]) end
+local function contacts_key() return K.contacts(name) end
 local function lane_index(lane)
   for i = 1, 3 do if LANES[i] == lane then return i end end
 end
@@ -103,7 +103,7 @@ end
 local function identities(to)
   local found = {to}
   local tenant = string.match(name, '^(.-)__')
-  local raw = tenant and redis.call('GET', rules.onWhatsappPrefix .. tenant .. ':' .. to)
+  local raw = tenant and redis.call('GET', K.on_whatsapp(tenant, to))
   if raw and string.sub(raw, 1, 1) == '{' then
     local account = cjson.decode(raw)
     if type(account.number) == 'string' and account.number ~= to then table.insert(found, account.number) end
@@ -117,7 +117,7 @@ end
 local function opted_out(i, tenant, to, transactional)
   if LANES[i] == 'urgent' and transactional == '1' then return false end
   for _, id in ipairs(identities(to)) do
-    if redis.call('HEXISTS', rules.optOutPrefix .. tenant, id) == 1 then return true end
+    if redis.call('HEXISTS', K.suppressions(tenant), id) == 1 then return true end
   end
   return false
 end
@@ -146,7 +146,7 @@ end
 local function recipient_free_at(i, id)
   local rule = limits[LANES[i]]
   if not cautious() or (rule.spacing == 0 and rule.firstContactPerDay < 0) then return now end
-  local to, tenant, transactional = unpack(redis.call('HMGET', msg_prefix .. id, F.to, F.tenantId, F.transactional))
+  local to, tenant, transactional = unpack(redis.call('HMGET', K.message(id), F.to, F.tenantId, F.transactional))
   if not to or opted_out(i, tenant, to, transactional) then return now end
   local at, why = now, nil
   if rule.spacing > 0 then
@@ -209,7 +209,7 @@ end
 local function next_send()
   local last = tonumber(redis.call('HGET', pace, 'last') or '0')
   local busy = redis.call('HGET', pace, 'busy')
-  if busy and busy ~= name and redis.call('HEXISTS', inst_prefix .. busy .. ':pump', 'inflight') == 1 then
+  if busy and busy ~= name and redis.call('HEXISTS', K.pump(busy), 'inflight') == 1 then
     last = math.max(last, now + PHONE_BUSY_POLL) -- another instance on the phone is sending: after it
   end
   local wake_at = nil
@@ -221,7 +221,7 @@ local function next_send()
       else
         -- "typing..." is shown within the gap, not after it: the head message is picked that much
         -- earlier, and the pump shows it before sending, so the send still never precedes the gap.
-        local typing = tonumber(redis.call('HGET', msg_prefix .. redis.call('LINDEX', lane_key(i), 0), F.typingMs) or '0')
+        local typing = tonumber(redis.call('HGET', K.message(redis.call('LINDEX', lane_key(i), 0)), F.typingMs) or '0')
         local at = last + tonumber(redis.call('HGET', pace, 'gap:' .. LANES[i]) or '0') - typing
         at = math.max(at, tonumber(redis.call('HGET', pump, 'retry:' .. LANES[i]) or '0'))
         if wake_at == nil or at < wake_at then wake_at = at end
@@ -245,11 +245,11 @@ local function wake(at)
   if due and tonumber(due) <= at then return end
   local owner = redis.call('HGET', inst, 'owner')
   if not owner then return end -- no worker yet: adoption wakes the instance
-  local set = due_prefix .. owner
+  local set = K.due(owner)
   local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2]
   redis.call('HSET', pump, 'due', at)
   redis.call('ZADD', set, at, name)
-  if not first or at < tonumber(first) then redis.call('RPUSH', set .. ':bell', 1) end
+  if not first or at < tonumber(first) then redis.call('RPUSH', K.due_bell(owner), 1) end
 end
 
 local function wake_if_open()
@@ -266,7 +266,7 @@ local function reset_pump(possibly_sent)
   local inflight = redis.call('HGET', pump, 'inflight')
   local lane = lane_index(redis.call('HGET', pump, 'inflightLane') or '')
   if inflight and lane then
-    local msg = msg_prefix .. inflight
+    local msg = K.message(inflight)
     if redis.call('EXISTS', msg) == 1 and redis.call('HGET', msg, F.status) == 'sending' then
       redis.call('HSET', msg, F.status, 'pending')
       if possibly_sent then redis.call('HSET', msg, F.possiblyDuplicated, '1') end

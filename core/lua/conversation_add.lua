@@ -2,14 +2,16 @@
 -- stored keeps its record (a redelivery, or history that overlaps what arrived live). The chat
 -- keeps its newest message and unread count; the chat and the instance's index are trimmed to
 -- the retention (and the chat to its cap), a bounded number of members per call.
--- KEYS: 1 the instance's chat index, 2 the chat's hash, 3 the chat's message order, 4 its records
--- ARGV: 1 member ("<13-digit ms>:<messageId>"), 2 record JSON, 3 chatId, 4 chat name ("" keeps
---       the one known), 5 isGroup ("1"/"0"), 6 unread ("in": one more, "out": none left, "keep"),
---       7 cap of messages per chat, 8 retention cutoff ("<13-digit ms>"), 9 TTL seconds
--- Returns 1 when stored, 0 when it was there already.
+-- KEYS: 1 chats (the instance's chat index), 2 chat (the chat's hash), 3 order (the chat's message
+--       order), 4 records (its records)
+-- ARGV: 1 member ("<13-digit ms>:<messageId>"), 2 record (JSON), 3 chat_id, 4 chat_name (""
+--       keeps the one known), 5 is_group ("1"/"0"), 6 unread ("in": one more, "out": none left,
+--       "keep"), 7 cap (messages per chat), 8 cutoff (retention: "<13-digit ms>"), 9 ttl (s)
+-- returns: 1 when stored, 0 when it was there already
 local chats, chat, order, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, record, chat_id, chat_name = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local is_group, unread, cap, cutoff, ttl = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+
 local TRIM_PER_CALL = 100
 local ID_AT = 15 -- a member is 13 digits, a colon, then the id
 

@@ -1,7 +1,11 @@
--- Shared by the page scripts: walk a sorted set of "<13-digit ms>:<id>" members newest first,
--- from an exclusive upper bound, until `limit` members have a row (`row(member)` answers the row,
--- or false when the member's record is gone: it is skipped). Returns {next, rows...}: `next` is
--- the member of the last row when more members follow it, else false.
+-- Shared by the page scripts: `page(key, before, limit, row)` walks a sorted set of
+-- "<13-digit ms>:<id>" members newest first, from an exclusive upper bound, until `limit` members
+-- have a row (`row(member)` answers the row, or false when the member's record is gone: it is
+-- skipped). It answers {next, rows...}: `next` is the member of the last row when more members
+-- follow it, else false.
+-- KEYS: none (a library: its caller passes them)
+-- ARGV: none (a library: its caller passes them)
+-- returns: nothing; defines page and ID_AT
 local ID_AT = 15
 local function page(key, before, limit, row)
   local rows, last = {}, false

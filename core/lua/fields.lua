@@ -1,4 +1,7 @@
--- Set the fields of a JSON object on a hash; a null removes the field.
+-- `hset_json(key, json)`: set the fields of a JSON object on a hash; a null removes the field.
+-- KEYS: none (a library: its caller passes them)
+-- ARGV: none (a library: its caller passes them)
+-- returns: nothing; defines hset_json
 local function hset_json(key, json)
   local fields, args, gone = cjson.decode(json), {}, {}
   for k, v in pairs(fields) do

@@ -1,32 +1,40 @@
 -- The last step of a send: record the outcome of the in-flight message and schedule the
--- instance's next wake-up in its owner's due-set.
--- ARGV 8 message id, 9 outcome (sent | failed | failed_uncounted | requeue), 10 record fields JSON,
--- 11 next gaps JSON {lane: ms} (sent only), 12 retry-not-before ms (requeue only), 13 retention (s),
--- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
--- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
--- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
--- (see outbox_add.lua), 19 a webhook lock token and 20 its expiry (ms) to deliver it at once ('' when
--- a process of its own delivers webhooks: the instance is made due for it instead),
--- 21 what the outcome says about the number's standing with WhatsApp: 's' sent, 'n' not on
--- WhatsApp, 'f' WhatsApp failed it, '' nothing (a retry, a bad media URL).
--- If that worker no longer owns the instance under that epoch, the new owner has taken the
--- message back (kick.lua) and it is not ours to record: the send, if it happened, is the one
--- possible duplicate that adoption allows, flagged on the message. A message that is no longer
--- the one in flight was recorded already (a retry after a lost answer): nothing happens twice.
--- When too many of the last outcomes were bad, the bulk lane pauses (rules.throttle).
--- Returns 0 when not recorded, else {1 or the webhook head to deliver at once under ARGV 19's
--- lock, the reason of a bulk pause that started now or '', and when it ends (ms)}.
-local id, outcome = ARGV[8], ARGV[9]
+-- instance's next wake-up in its owner's due-set, publishing the webhook event that says how it
+-- ended in the same step (outbox_add.lua).
+-- If the worker no longer owns the instance under the epoch it picked the message under, the new
+-- owner has taken the message back (kick.lua) and it is not ours to record: the send, if it
+-- happened, is the one possible duplicate that adoption allows, flagged on the message. A message
+-- that is no longer the one in flight was recorded already (a retry after a lost answer): nothing
+-- happens twice. When too many of the last outcomes were bad, the bulk lane pauses (rules.throttle).
+-- KEYS: none, or the outbox's (outbox_add.lua `k`) when an event is published
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 id (the message), 5 outcome (sent | failed |
+--       failed_uncounted | requeue), 6 fields (JSON of the record's changes), 7 gaps (JSON
+--       {lane: ms}, the next gaps; sent only), 8 retry_at (ms not before; requeue only),
+--       9 retention (s), 10 wa_key (the key mapping WhatsApp's message id to ours; sent only),
+--       11 worker (that sent), 12 epoch (it picked the message under), 13 delivery_id (of the
+--       webhook event; '' for none: a requeue), 14 event (its record), 15 lock_token and
+--       16 lock_ms (a webhook lock to take to deliver the event at once; '' when a process of its
+--       own delivers webhooks: the instance is made due for it instead), 17 signal (what the
+--       outcome says about the number's standing: 's' sent, 'n' not on WhatsApp, 'f' WhatsApp
+--       failed it, '' nothing: a retry, a bad media URL)
+-- returns: 0 when not recorded, else field/value pairs (scheduler/lanes.py Finished): published
+--          (1, or the webhook head to deliver at once under the lock: head_with in outbox_add.lua),
+--          paused (the reason of a bulk pause that started now, or ''), paused_until (ms, or 0)
+local id, outcome, fields, gaps_json = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local retry_at, retention, wa_key = ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local worker, picked_epoch = ARGV[11], ARGV[12]
+local delivery_id, event, lock_token, lock_ms, signal = ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+
 local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
-if owner ~= ARGV[15] or epoch ~= ARGV[16] then return 0 end
+if owner ~= worker or epoch ~= picked_epoch then return 0 end
 if redis.call('HGET', pump, 'inflight') ~= id then return 0 end
 local lane = lane_index(redis.call('HGET', pump, 'inflightLane'))
 redis.call('HDEL', pump, 'inflight', 'inflightLane', 'due')
 if redis.call('HGET', pace, 'busy') == name then redis.call('HDEL', pace, 'busy') end
-local msg = msg_prefix .. id
+local msg = K.message(id)
 local exists = redis.call('EXISTS', msg) == 1
 local cancelled = exists and redis.call('HGET', msg, F.status) == 'cancelled'
-if exists and not cancelled then hset_json(msg, ARGV[10]) end
+if exists and not cancelled then hset_json(msg, fields) end
 if lane then count_send(stats, LANES[lane], outcome, msg, now) end
 if outcome == 'sent' or outcome == 'failed' then -- it went out, or may have
   local spacing = limits[LANES[lane or 1]].spacing
@@ -38,8 +46,8 @@ if outcome == 'sent' or outcome == 'failed' then -- it went out, or may have
 end
 if outcome == 'sent' then
   -- receipts name WhatsApp's id: remember which message it was
-  redis.call('SET', ARGV[14], id, 'EX', tonumber(ARGV[13]))
-  local gaps = cjson.decode(ARGV[11])
+  redis.call('SET', wa_key, id, 'EX', retention)
+  local gaps = cjson.decode(gaps_json)
   redis.call('HSET', pace, 'last', now, 'gap:urgent', gaps.urgent, 'gap:normal', gaps.normal, 'gap:bulk', gaps.bulk)
   redis.call('HINCRBY', stats, 'sent', 1)
 elseif lane and (outcome ~= 'failed' or not exists) then
@@ -48,18 +56,18 @@ elseif lane and (outcome ~= 'failed' or not exists) then
 end
 if outcome == 'requeue' and exists and not cancelled and lane then
   redis.call('LPUSH', lane_key(lane), id)
-  redis.call('HSET', pump, 'retry:' .. LANES[lane], ARGV[12])
+  redis.call('HSET', pump, 'retry:' .. LANES[lane], retry_at)
 elseif exists and not cancelled then
-  redis.call('EXPIRE', msg, tonumber(ARGV[13]))
+  redis.call('EXPIRE', msg, retention)
   if outcome ~= 'sent' then
     redis.call('HINCRBY', stats, 'failed', 1)
     count_unsent(stats, redis.call('HGET', msg, F.errorCode))
   end
 end
 local paused, paused_until = '', 0
-local signal, throttle = ARGV[21], rules.throttle
+local throttle = rules.throttle
 if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
-  local key = inst .. ':outcomes'
+  local key = K.outcomes(name)
   redis.call('LPUSH', key, signal)
   redis.call('LTRIM', key, 0, throttle.window - 1)
   local last = redis.call('LRANGE', key, 0, -1)
@@ -79,10 +87,10 @@ if signal ~= '' and not redis.call('HGET', pump, 'throttledUntil') then
   end
 end
 local published = 1
-if ARGV[17] ~= '' then
-  local take = ARGV[19] ~= '' and {ARGV[19], ARGV[20]} or nil -- no token: a deliverer process delivers it
-  published = outbox_add(KEYS, name, ARGV[17], ARGV[18], now, take)
+if delivery_id ~= '' then
+  local take = lock_token ~= '' and {lock_token, lock_ms} or nil -- no token: a deliverer process delivers it
+  published = outbox_add(KEYS, name, delivery_id, event, now, take)
 end
 if type(published) ~= 'table' then published = 1 end
 wake_if_open()
-return {published, paused, paused_until}
+return {'published', published, 'paused', paused, 'paused_until', paused_until}

@@ -2,9 +2,13 @@
 -- instance it was linked through, so a second instance on the phone, or one deleted and created
 -- again, keeps the phone's warm-up day. The instance record carries the phone's day (the lane
 -- scripts and the status read it there).
--- KEYS: 1 instance hash, 2 its phone's pace hash. ARGV: 1 now (ms). Returns 1 if this was the
--- phone's first link.
-if redis.call('HEXISTS', KEYS[1], 'createdAt') == 0 then return 0 end
-local first = redis.call('HSETNX', KEYS[2], 'firstLinkedMs', ARGV[1])
-redis.call('HSET', KEYS[1], 'firstLinkedMs', redis.call('HGET', KEYS[2], 'firstLinkedMs'))
+-- KEYS: 1 inst (the instance hash), 2 phone (its phone's pace hash)
+-- ARGV: 1 now_ms
+-- returns: 1 if this was the phone's first link, else 0
+local inst, phone = KEYS[1], KEYS[2]
+local now_ms = ARGV[1]
+
+if redis.call('HEXISTS', inst, 'createdAt') == 0 then return 0 end
+local first = redis.call('HSETNX', phone, 'firstLinkedMs', now_ms)
+redis.call('HSET', inst, 'firstLinkedMs', redis.call('HGET', phone, 'firstLinkedMs'))
 return first

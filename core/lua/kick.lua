@@ -1,7 +1,11 @@
 -- Wake the instance now if it has something to send: when it opens, or when a worker adopts it.
--- ARGV 8 '1' to reset the pump first (adoption: a message the previous owner had in flight goes
--- back, possibly duplicated). Returns the re-queued id or false.
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 reset ('1' to reset the pump first, on
+--       adoption: a message the previous owner had in flight goes back, possibly duplicated)
+-- returns: the re-queued id or false
+local reset = ARGV[4]
+
 local requeued = false
-if ARGV[8] == '1' then requeued = reset_pump(true) end
+if reset == '1' then requeued = reset_pump(true) end
 wake_if_open()
 return requeued

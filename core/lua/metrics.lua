@@ -3,6 +3,9 @@
 -- A histogram observation of v ms counts in bucket k, the smallest k with v <= 2^k ms, for k up
 -- to HISTOGRAM_TOP (2^27 ms, about 37 h); a larger value counts in bucket HISTOGRAM_TOP + 1,
 -- which only the +Inf bucket shows. Fields on `hash`: '<name>:<k>' and '<name>:sum' (ms).
+-- KEYS: none (a library: its caller passes them)
+-- ARGV: none (a library: its caller passes them)
+-- returns: nothing; defines observe, count_send and count_unsent
 local HISTOGRAM_TOP = 27
 
 local function observe(hash, name, ms)

@@ -1,3 +1,9 @@
+-- The webhook outbox's shared steps: `outbox_add` records an event (below), `dead_letter` and
+-- `keep_dead` keep what is given up on replayable, `head_with` answers the head to deliver.
+-- KEYS: none (a library: its caller passes them, see outbox_add's `k`)
+-- ARGV: none (a library: its caller passes them)
+-- returns: nothing; defines outbox_add, dead_letter, keep_dead and head_with
+
 -- Events kept on the streams GET /events reads (about: Redis trims whole blocks): how far back a
 -- client that was away can catch up with ?since=.
 local TENANT_EVENTS_KEPT, EVENTS_KEPT = 10000, 100000
@@ -29,16 +35,16 @@ local function dead_letter(prefix, dead, log, stats, id, limits)
   keep_dead(prefix, dead, log, id, limits.backlog)
 end
 
--- The head to deliver as the deliverer takes it: {record, url, sealed secret, then the endpoint's
--- state, since, probes, previousSecret, previousUntil ('' when unset)} (Endpoint.of in
--- webhooks/endpoint.py).
-local function head_with(record, url, sealed, endpoint)
-  local found = {record, url, sealed or ''}
-  for _, value in ipairs(redis.call('HMGET', endpoint, 'state', 'since', 'probes', 'previousSecret',
-      'previousUntil')) do
-    table.insert(found, value or '')
-  end
-  return found
+-- The head to deliver as the deliverer takes it, as field/value pairs (webhooks/outbox.py
+-- HeadRow): record, url, sealed_secret, the endpoint's state, since, probes, previous_secret and
+-- previous_until ('' when unset: Endpoint.of in webhooks/endpoint.py), and following (the records
+-- of deliveries after it, to go in the same batch).
+local function head_with(record, url, sealed, endpoint, following)
+  local state, since, probes, previous_secret, previous_until = unpack(redis.call('HMGET', endpoint, 'state',
+    'since', 'probes', 'previousSecret', 'previousUntil'))
+  return {'record', record, 'url', url, 'sealed_secret', sealed or '', 'state', state or '', 'since', since or '',
+    'probes', probes or '', 'previous_secret', previous_secret or '', 'previous_until', previous_until or '',
+    'following', following or {}}
 end
 
 -- Record a webhook event in an instance's outbox and make the instance due for delivery now,
@@ -54,7 +60,7 @@ end
 -- take: nil, or {lock token, lock expiry ms} to deliver at once: when the event is the FIFO's
 -- head and nobody holds the lock, the caller gets the lock instead of the instance being made due
 -- (no delivery loop needs waking).
--- Returns 0 (gone), 1 (recorded and due, or filtered out), or the head (head_with) when taken.
+-- It answers 0 (gone), 1 (recorded and due, or filtered out), or the head (head_with) when taken.
 local function outbox_add(k, name, delivery_id, publication, now_ms, take)
   if redis.call('HEXISTS', k[7], 'createdAt') == 0 then return 0 end
   local p = cjson.decode(publication)

@@ -2,16 +2,20 @@
 -- loop is held (so no claim is half-way): a send marked in flight that the worker is not running
 -- (the claim's answer was lost to a connection cut) goes back to the head of its lane, never
 -- sent; an instance with waiting messages and no wake-up in the due-set gets one.
--- ARGV 8 the worker, 9 JSON list of the instances it owns, 10 JSON list of those with a send
--- running in the worker. Returns the names it had to act on.
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance: '' here, rules), 4 worker, 5 owned (JSON list of the
+--       instances it owns), 6 running_json (JSON list of those with a send running in the worker)
+-- returns: the names it had to act on
+local worker, owned, running_json = ARGV[4], ARGV[5], ARGV[6]
+
 local running = {}
-for _, n in ipairs(cjson.decode(ARGV[10])) do running[n] = true end
-local set = due_prefix .. ARGV[8]
+for _, n in ipairs(cjson.decode(running_json)) do running[n] = true end
+local set = K.due(worker)
 local fixed = {}
-for _, n in ipairs(cjson.decode(ARGV[9])) do
+for _, n in ipairs(cjson.decode(owned)) do
   bind(n)
   local acted = false
-  if redis.call('HGET', inst, 'owner') ~= ARGV[8] then
+  if redis.call('HGET', inst, 'owner') ~= worker then
     -- not ours any more: its new owner looks after it
   elseif redis.call('HGET', pump, 'due') == '0' then
     if not running[n] then

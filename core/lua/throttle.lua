@@ -1,16 +1,20 @@
--- Pause the instance's bulk lane until ARGV 8 (ms) for the reason ARGV 9 (a longer pause already
--- set stays, with its reason), or, when ARGV 8 is '', lift its pause now (an admin's call).
--- Returns the reason of the pause lifted, or of the pause in force; '' when there is none.
-if ARGV[8] == '' then
-  local reason = redis.call('HGET', pump, 'throttleReason')
-  if not reason then return '' end
+-- Pause the instance's bulk lane until `until_ms` for `reason` (a longer pause already set stays,
+-- with its reason), or, when `until_ms` is '', lift its pause now (an admin's call).
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 until_ms ('' to lift the pause), 5 reason
+-- returns: the reason of the pause lifted, or of the pause in force; '' when there is none
+local until_ms, reason = ARGV[4], ARGV[5]
+
+if until_ms == '' then
+  local lifted = redis.call('HGET', pump, 'throttleReason')
+  if not lifted then return '' end
   redis.call('HDEL', pump, 'throttledUntil', 'throttleReason')
   wake_if_open()
-  return reason
+  return lifted
 end
 if redis.call('HEXISTS', inst, 'createdAt') == 0 then return '' end
-if tonumber(ARGV[8]) <= tonumber(redis.call('HGET', pump, 'throttledUntil') or '0') then
+if tonumber(until_ms) <= tonumber(redis.call('HGET', pump, 'throttledUntil') or '0') then
   return redis.call('HGET', pump, 'throttleReason') or ''
 end
-redis.call('HSET', pump, 'throttledUntil', ARGV[8], 'throttleReason', ARGV[9])
-return ARGV[9]
+redis.call('HSET', pump, 'throttledUntil', until_ms, 'throttleReason', reason)
+return reason

@@ -4,14 +4,14 @@
 -- next claim will find, in the order next_send weighs it: a lane held by its quotas, the bulk
 -- pause or its head's recipient waits for that; of the lanes free of those, the first one goes
 -- after the gap (or a retry's delay) and the ones below it wait behind it ('queued').
--- Returns per lane with messages: the lane, its head id, the reason, and the earliest time it can
--- go in ms ('' when that depends on something else: the number linking, the messages ahead).
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules)
+-- returns: per lane with messages, field/value pairs (scheduler/lanes.py Head): lane, head (its
+--          head message's id), reason, until_ms (the earliest time it can go, ms; '' when that
+--          depends on something else: the number linking, the messages ahead)
 local found = {}
 local function report(i, head, reason, at)
-  table.insert(found, LANES[i])
-  table.insert(found, head)
-  table.insert(found, reason)
-  table.insert(found, at or '')
+  table.insert(found, {'lane', LANES[i], 'head', head, 'reason', reason, 'until_ms', at or ''})
 end
 
 local open = redis.call('HGET', inst, 'state') == 'open'

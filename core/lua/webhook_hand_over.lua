@@ -1,13 +1,18 @@
 -- The lock holder lets go of an instance with events left, putting it back in the due-set for
--- `due` ms (its head's retry, or now); without a lock (empty token) it only schedules: a kick.
--- With ARGV 4 '1' an earlier due time already there is kept (a kick for now never jumps ahead of
--- a head waiting for its retry; the head goes first).
--- KEYS: 1 lock, 2 due-set, 3 its bell. ARGV: 1 lock token, 2 instance name, 3 due (ms), 4 keep earlier
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if ARGV[4] == '1' then
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+-- `due_ms` (its head's retry, or now); without a lock (empty token) it only schedules: a kick.
+-- With `keep_earlier` '1' an earlier due time already there is kept (a kick for now never jumps
+-- ahead of a head waiting for its retry; the head goes first).
+-- KEYS: 1 lock, 2 due (the due-set), 3 bell (its bell)
+-- ARGV: 1 token (the lock's, '' for none), 2 instance (its name), 3 due_ms, 4 keep_earlier
+-- returns: nothing
+local lock, due, bell = KEYS[1], KEYS[2], KEYS[3]
+local token, instance, due_ms, keep_earlier = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
+if keep_earlier == '1' then
+  redis.call('ZADD', due, 'NX', due_ms, instance)
 else
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+  redis.call('ZADD', due, due_ms, instance)
 end
-redis.call('RPUSH', KEYS[3], 1)
-redis.call('LTRIM', KEYS[3], -1, -1)
+redis.call('RPUSH', bell, 1)
+redis.call('LTRIM', bell, -1, -1)

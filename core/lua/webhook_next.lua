@@ -4,27 +4,35 @@
 -- the attempt. A deliverer's first step (claim) takes the lock; when another worker holds it,
 -- that one will see every event queued meanwhile (it lets go only here, with the FIFO empty, or
 -- by handing over with webhook_hand_over.lua).
--- Returns nil (nothing to do, the lock is not held), 'lost' (the lock expired under its holder),
--- or the head (head_with in outbox_add.lua) followed, while the endpoint is ok or disabled, by the
--- records of up to ARGV 10 - 1 deliveries after it: a healthy receiver's backlog costs one step
--- per batch, not per event.
--- KEYS: 1 lock, 2 FIFO, 3 log, 4 stats hash, 5 instance hash, 6 endpoint hash, 7 dead letters
--- ARGV: 1 lock token, 2 lock expiry (ms), 3 claim ('1' or '0'), 4 delivery key prefix, 5 settled
---       deliveries kept in the log, 6 limits JSON (see outbox_add.lua), 7 the endpoint's new
---       state, 8 since when (ms), 9 probes ('' when it did not change), 10 how many deliveries to
---       return at most; then, for each delivery attempted (in FIFO order), 7 values: its id, its
---       record, 'delivered', 'dead' or '' (not settled), ms from publication to delivery (''
---       unless delivered now), then '1' or '0' for each stats field: failed, delivered, deadLettered
+-- KEYS: 1 lock, 2 fifo, 3 log, 4 stats (hash), 5 inst (the instance hash), 6 endpoint (hash),
+--       7 dead (dead letters)
+-- ARGV: 1 token (the lock's), 2 lock_ms (its expiry), 3 claim ('1' or '0'), 4 prefix (of the
+--       delivery keys), 5 kept (settled deliveries kept in the log), 6 limits (JSON, see
+--       outbox_add.lua), 7 state (the endpoint's new state, '' when it did not change), 8 since
+--       (ms), 9 probes, 10 batch (deliveries to return at most); then, for each delivery
+--       attempted (in FIFO order), 7 values: its id, its record, 'delivered', 'dead' or '' (not
+--       settled), ms from publication to delivery ('' unless delivered now), then '1' or '0' for
+--       each stats field: failed, delivered, deadLettered
+-- returns: nil (nothing to do, the lock is not held), 'lost' (the lock expired under its
+--          holder), or the head (head_with in outbox_add.lua) with, while the endpoint is ok or
+--          disabled, the records of up to `batch` - 1 deliveries after it as its `following`: a
+--          healthy receiver's backlog costs one step per batch, not per event
 local lock, fifo, log, stats, inst, endpoint, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local token, prefix = ARGV[1], ARGV[4]
+local token, lock_ms, claim, prefix, kept = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local limits = cjson.decode(ARGV[6])
+local state, since, probes, batch = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local attempted = {}
+for g = 11, #ARGV, 7 do
+  table.insert(attempted, {id = ARGV[g], record = ARGV[g + 1], settled = ARGV[g + 2], latency = ARGV[g + 3],
+    counted = {ARGV[g + 4], ARGV[g + 5], ARGV[g + 6]}})
+end
 
 -- Drops the oldest settled deliveries beyond the number kept from the log, oldest first, a few
 -- at a time; a dead letter's record stays (replayable among the dead letters until it expires).
 -- It stops at the first one not settled: deliveries settle in order, so what follows it is held
 -- (a backlog of 100,000 costs nothing here).
 local function trim()
-  local excess = redis.call('ZCARD', log) - tonumber(ARGV[5])
+  local excess = redis.call('ZCARD', log) - kept
   if excess <= 0 then return end
   for _, id in ipairs(redis.call('ZRANGE', log, 0, math.min(excess, 10) - 1)) do
     local raw = redis.call('GET', prefix .. id)
@@ -35,20 +43,20 @@ local function trim()
   end
 end
 
-if ARGV[7] ~= '' then redis.call('HSET', endpoint, 'state', ARGV[7], 'since', ARGV[8], 'probes', ARGV[9]) end
+if state ~= '' then redis.call('HSET', endpoint, 'state', state, 'since', since, 'probes', probes) end
 local COUNTED = {'failed', 'delivered', 'deadLettered'}
-for g = 11, #ARGV, 7 do
-  local id, settled = ARGV[g], ARGV[g + 2]
+for _, done in ipairs(attempted) do
+  local id, settled = done.id, done.settled
   -- XX: the instance may have been deleted during the attempt; its deliveries stay deleted.
   if settled == '' then
-    redis.call('SET', prefix .. id, ARGV[g + 1], 'XX', 'KEEPTTL')
+    redis.call('SET', prefix .. id, done.record, 'XX', 'KEEPTTL')
   else
-    redis.call('SET', prefix .. id, ARGV[g + 1], 'XX', 'EX', limits.retention)
+    redis.call('SET', prefix .. id, done.record, 'XX', 'EX', limits.retention)
   end
   for i, field in ipairs(COUNTED) do
-    if ARGV[g + 3 + i] == '1' then redis.call('HINCRBY', stats, field, 1) end
+    if done.counted[i] == '1' then redis.call('HINCRBY', stats, field, 1) end
   end
-  if ARGV[g + 3] ~= '' then observe(stats, 'latency', tonumber(ARGV[g + 3])) end
+  if done.latency ~= '' then observe(stats, 'latency', tonumber(done.latency)) end
   if settled ~= '' then
     redis.call('LREM', fifo, 1, id)
     if settled == 'dead' and redis.call('EXISTS', prefix .. id) == 1 then
@@ -58,10 +66,10 @@ for g = 11, #ARGV, 7 do
   end
 end
 
-if ARGV[3] == '1' then
-  if not redis.call('SET', lock, token, 'NX', 'PX', ARGV[2]) then return nil end
+if claim == '1' then
+  if not redis.call('SET', lock, token, 'NX', 'PX', lock_ms) then return nil end
 elseif redis.call('GET', lock) == token then
-  redis.call('PEXPIRE', lock, ARGV[2])
+  redis.call('PEXPIRE', lock, lock_ms)
 else
   return 'lost'
 end
@@ -72,15 +80,15 @@ while url do -- no URL: the instance is deleted, its outbox with it
   if not head then break end
   local raw = redis.call('GET', prefix .. head)
   if raw then
-    local found = head_with(raw, url, sealed, endpoint) -- outbox_add.lua
-    if found[4] == '' or found[4] == 'ok' or found[4] == 'disabled' then
-      for _, next_id in ipairs(redis.call('LRANGE', fifo, 1, tonumber(ARGV[10]) - 1)) do
+    local following, health = {}, redis.call('HGET', endpoint, 'state')
+    if not health or health == 'ok' or health == 'disabled' then
+      for _, next_id in ipairs(redis.call('LRANGE', fifo, 1, batch - 1)) do
         local more = redis.call('GET', prefix .. next_id)
         if not more then break end -- expired: the head's loop below drops it in its turn
-        table.insert(found, more)
+        table.insert(following, more)
       end
     end
-    return found
+    return head_with(raw, url, sealed, endpoint, following) -- outbox_add.lua
   end
   -- Its record expired, or was trimmed while a replay queued it again: nothing is left to send.
   redis.call('LREM', fifo, 1, head)

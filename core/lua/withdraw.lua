@@ -1,15 +1,21 @@
--- Take messages back from their lanes: each one still waiting ends `cancelled` with ARGV 9 as its
+-- Take messages back from their lanes: each one still waiting ends `cancelled` with `cancel_error` as its
 -- error; one a claim picked meanwhile goes out (it is not in its lane any more). Used for messages
 -- no replica confirmed in time (Lanes.accept), so that the 503 the API answers means "not
 -- queued", and for a client's cancel (DELETE /message/{id}), race-free against a claim.
--- ARGV 8 retention (s), 9 error; from 10 the message ids. Returns how many were taken back.
+-- KEYS: none
+-- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 retention (s), 5 cancel_error; from 6 the message ids
+-- returns: how many were taken back
+local retention, cancel_error = tonumber(ARGV[4]), ARGV[5]
+local ids = {}
+for i = 6, #ARGV do table.insert(ids, ARGV[i]) end
+
 local taken = 0
-for i = 10, #ARGV do
-  local msg = msg_prefix .. ARGV[i]
+for _, id in ipairs(ids) do
+  local msg = K.message(id)
   local lane = lane_index(redis.call('HGET', msg, F.lane) or '')
-  if lane and redis.call('LREM', lane_key(lane), 1, ARGV[i]) == 1 then
-    redis.call('HSET', msg, F.status, 'cancelled', F.error, ARGV[9])
-    redis.call('EXPIRE', msg, tonumber(ARGV[8]))
+  if lane and redis.call('LREM', lane_key(lane), 1, id) == 1 then
+    redis.call('HSET', msg, F.status, 'cancelled', F.error, cancel_error)
+    redis.call('EXPIRE', msg, retention)
     taken = taken + 1
   end
 end

@@ -38,7 +38,7 @@ from core.errors import InvalidState, NotFound
 from core.netguard import BlockedUrl, guarded_request, guarded_session
 from core.records import ApiModel
 from core.redis_client import Redis
-from core.scripts import lua
+from core.scripts import Scripts
 from scheduler.drivers.base import (
     GROUP_SUFFIX,
     LID_SUFFIX,
@@ -264,7 +264,7 @@ class SandboxSession:
         self._fail_actions: list[str | None] = []  # an error, or None: no answer at all
         self._connected = False
         self._banned_until: datetime | None = None
-        self._write_sent = redis.register_script(lua("sandbox_sent"))
+        self._write_sent = Scripts.of(redis)["sandbox_sent"]
         self._typing: set[str] = set()  # chats shown "typing..." now
         self._typed: set[str] = set()  # chats whose "typing..." ended, their send not made yet
         self._accounts: dict[str, Account] | None = None  # declared spellings and LID chats -> account
