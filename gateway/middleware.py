@@ -147,7 +147,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # The handler checks the key inside its own Redis step (checked_caller): one round trip for
         # the key, its limit and the work. Should it fail before, the key is checked here and a
         # bad key or the limit answers first, as on any route.
-        request[KEY_CHECK] = gatekeeper.key_check(api_key, remote)
+        request[KEY_CHECK] = gatekeeper.key_check(api_key, remote)  # taken by gateway/routes/accepting.py
         try:
             return await handler(request)
         except GatewayError:
@@ -192,14 +192,6 @@ def _known(caller: Principal | None, api_key: str) -> Principal:
             "missing apikey header (or Authorization: Bearer)" if not api_key else "unknown or revoked API key"
         )
     return caller
-
-
-def key_check(request: web.Request) -> KeyCheck | None:
-    """The key check the middleware left to this route's own Redis step (Route.checks_key), if it
-    did; taken once. Only gateway/routes/accepting.py takes it: it hands it to the accept step,
-    then the step's findings to `checked_caller`."""
-    found: KeyCheck | None = request.pop(KEY_CHECK, None)
-    return found
 
 
 def checked_caller(request: web.Request, check: KeyCheck, tenant: str, count: int) -> Principal:

@@ -18,9 +18,9 @@ from aiohttp import web
 from core.errors import ForbiddenTenant, InvalidState, NotFound, QueueFull
 from core.instances import tenant_of
 from core.tenants import Principal
-from gateway.middleware import checked_caller, key_check
+from gateway.middleware import checked_caller
 from gateway.routes.content import Content, Laned, ReactionContent
-from gateway.state import principal, services
+from gateway.state import KEY_CHECK, principal, services
 from scheduler.drivers.base import SendType
 from scheduler.lanes import Accepting
 from scheduler.messages import Message, new_message_id, stored_metadata
@@ -60,7 +60,8 @@ async def accept_sends(
     caller may use every instance named. `numbered`: the items are a list the caller numbered (a
     batch), and errors name the item by its index."""
     names = list(dict.fromkeys(_instance(item) for item in items))
-    check = key_check(request)
+    # The key check the middleware left to this step (Route.checks_key), if it did: taken once.
+    check = request.pop(KEY_CHECK, None)
     if check is not None and (len(names) > 1 or any(isinstance(i, Send) and i.content.refers() for i in items)):
         # Lookups come after the key check: the key is checked now, in a round trip of its own.
         checked_caller(request, check, *await services(request).gatekeeper.count(check))
@@ -69,7 +70,14 @@ async def accept_sends(
         _tenant_check(principal(request), items, numbered)
         if checks is not None:
             await checks()
-    ready = [await _ready(request, item, i, numbered) for i, item in enumerate(items)]
+    ready = []
+    for i, item in enumerate(items):
+        try:
+            ready.append(item if isinstance(item, Accepting) else await accepting(request, item))
+        except (NotFound, InvalidState) as exc:  # a quote or a target that cannot be resolved
+            if not numbered:
+                raise
+            raise type(exc)(f"message {i}: {exc.message}: nothing was queued") from None
     by_instance: dict[str, list[Accepting]] = {name: [] for name in names}
     for item in ready:
         by_instance[item.message.instance_name].append(item)
@@ -114,17 +122,6 @@ def _tenant_check(caller: Principal, items: Sequence[Item], numbered: bool) -> N
             foreign.append(i)
     if foreign:
         raise ForbiddenTenant(f"messages {foreign} are for instances of another tenant: nothing was queued")
-
-
-async def _ready(request: web.Request, item: Item, index: int, numbered: bool) -> Accepting:
-    if isinstance(item, Accepting):
-        return item
-    try:
-        return await accepting(request, item)
-    except (NotFound, InvalidState) as exc:  # a quote or a target that cannot be resolved
-        if not numbered:
-            raise
-        raise type(exc)(f"message {index}: {exc.message}: nothing was queued") from None
 
 
 def queue_full(request: web.Request, name: str) -> QueueFull:

@@ -113,7 +113,8 @@ async def enqueue(request: web.Request, item: Item, status: int = 202) -> web.Re
 
 def _send_handler(kind: SendKind) -> Handler:
     async def send(request: web.Request, body: Any) -> web.Response:
-        return await enqueue(request, Send(body.instance_name, kind.name, body))
+        (accepted,) = await accept_sends(request, [Send(body.instance_name, kind.name, body)])
+        return json_response(_queued(accepted.item), status=202)
 
     send.__name__ = send.__qualname__ = f"send_{kind.name}"
     return send
