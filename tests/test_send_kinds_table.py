@@ -4,6 +4,7 @@ server) and must keep step with it."""
 
 import inspect
 import re
+from pathlib import Path
 from typing import Any
 
 from gateway.app import ROUTES
@@ -60,3 +61,21 @@ def test_every_kind_has_its_route_from_the_table() -> None:
     table = {f"/message/{kind.name}" for kind in SEND_KINDS}
     untabled = {p for p in routes if re.fullmatch(r"/message/\w+", p)} - table - OTHER_SENDS
     assert not untabled
+
+
+def test_only_the_table_routes_leave_the_key_check_to_the_accept_step() -> None:
+    """A route that leaves the key check to its accept step must take it there (accept_sends);
+    the table's routes do, and no route written by hand may ask for it."""
+    deferring = {(route.method, route.path) for route in ROUTES if route.checks_key}
+    assert deferring == {("POST", f"/message/{kind.name}") for kind in SEND_KINDS}
+
+
+def test_messages_are_accepted_through_accept_sends_only() -> None:
+    """Only gateway/routes/accepting.py accepts messages or takes the key check the middleware left."""
+    gateway = Path(__file__).parent.parent / "gateway"
+    callers = {
+        str(path.relative_to(gateway))
+        for path in gateway.rglob("*.py")
+        if "lanes.accept(" in path.read_text() or "request.pop(KEY_CHECK" in path.read_text()
+    }
+    assert callers == {"routes/accepting.py", "middleware.py"}  # the middleware's own fallback check

@@ -62,8 +62,9 @@ async def accept_sends(
     names = list(dict.fromkeys(_instance(item) for item in items))
     # The key check the middleware left to this step (Route.checks_key), if it did: taken once.
     check = request.pop(KEY_CHECK, None)
-    if check is not None and (len(names) > 1 or any(isinstance(i, Send) and i.content.refers() for i in items)):
-        # Lookups come after the key check: the key is checked now, in a round trip of its own.
+    refers = any(isinstance(item, Send) and item.content.refers() for item in items)
+    if check is not None and (len(names) > 1 or refers or checks is not None):
+        # Lookups and checks come after the key check: it is made now, in a round trip of its own.
         checked_caller(request, check, *await services(request).gatekeeper.count(check))
         check = None
     if check is None:
