@@ -105,10 +105,10 @@ def _queued(item: Accepting) -> Queued:
     )
 
 
-async def enqueue(request: web.Request, item: Item, status: int = 202) -> web.Response:
+async def enqueue(request: web.Request, item: Item) -> web.Response:
     """Accept one message and answer that it is queued."""
     (accepted,) = await accept_sends(request, [item])
-    return json_response(_queued(accepted.item), status=status)
+    return json_response(_queued(accepted.item), status=202)
 
 
 def _send_handler(kind: SendKind) -> Handler:
