@@ -7,6 +7,7 @@ send methods are checked against it (tests/test_send_kinds_table.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -83,13 +84,9 @@ SEND_KINDS: tuple[SendKind, ...] = (
     SendKind("reaction", ReactionContent, 'Queue a reaction to a message ("" removes it)', routed=False),
 )
 
-_MODELS: dict[str, type[Laned]] = {}
 
-
+@cache  # one class per name, the same each time it is asked for
 def _model(name: str, bases: tuple[type[BaseModel], ...], type_: str | None = None) -> type[Laned]:
-    """One model per name, made once: the same class each time it is asked for."""
-    if name not in _MODELS:
-        fields = {} if type_ is None else {"type": (Literal[type_], ...)}
-        made: type[Laned] = create_model(name, __base__=bases, __module__=__name__, **fields)  # type: ignore[call-overload]
-        _MODELS[name] = made
-    return _MODELS[name]
+    fields = {} if type_ is None else {"type": (Literal[type_], ...)}
+    made: type[Laned] = create_model(name, __base__=bases, __module__=__name__, **fields)  # type: ignore[call-overload]
+    return made
