@@ -61,10 +61,6 @@ def worker_queue(worker_id: str) -> str:
     return f"{WORKER_QUEUE_PREFIX}{worker_id}"  # arq queue of instance commands, polled only by that worker
 
 
-def worker_queue_bell(worker_id: str) -> str:
-    return f"{worker_queue(worker_id)}:bell"  # list: rung when a command is queued for the worker
-
-
 def command_reply(job_id: str) -> str:
     return f"{PREFIX}q:reply:{job_id}"  # list: the answer to a command the API waits for
 

@@ -19,6 +19,7 @@ from gateway.routes import (
     chats,
     conversations,
     deliverability,
+    edits,
     groups,
     instance_settings,
     instances,
@@ -27,7 +28,6 @@ from gateway.routes import (
     meta,
     operating,
     sandbox,
-    send_kinds,
     webhooks,
 )
 from gateway.routing import Route, router_paths
@@ -39,7 +39,7 @@ from scheduler.per_number import EVENTS as NUMBER_EVENTS
 from scheduler.services import Services
 
 # Short names keep the table readable.
-I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, send_kinds  # noqa: E741
+I, M, W, D, C, K = instances, messages, webhooks, deliverability, conversations, edits  # noqa: E741
 S, G = instance_settings, groups
 ROUTES: list[Route] = [
     Route("GET", "/health", meta.health, "Gateway and Redis health", response=meta.Health, access="public"),
@@ -85,26 +85,7 @@ ROUTES: list[Route] = [
     Route("POST", "/instance/{name}/webhooks/test", W.send_test, "Send a webhook.test event",
           response=W.DeliveryQueued, status=202, tag="webhooks"),
     # Sending: every send is queued (202) into one of the instance's lanes.
-    Route("POST", "/message/text", M.send_text, "Queue a text", body=M.SendText, response=M.Queued,
-          status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/image", M.send_image, "Queue an image", body=M.SendImage, response=M.Queued,
-          status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/document", M.send_document, "Queue a document", body=M.SendDocument,
-          response=M.Queued, status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/audio", M.send_audio, "Queue a voice note", body=M.SendAudio, response=M.Queued,
-          status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/video", M.send_video, "Queue a video", body=M.SendVideo, response=M.Queued,
-          status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/location", M.send_location, "Queue a location", body=M.SendLocation,
-          response=M.Queued, status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/contact", M.send_contact, "Queue 1-10 contact cards (vCards)", body=M.SendContact,
-          response=M.Queued, status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/sticker", M.send_sticker, "Queue a sticker (WebP, or PNG/JPEG converted)",
-          body=M.SendSticker, response=M.Queued, status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/poll", M.send_poll, "Queue a poll", body=M.SendPoll, response=M.Queued,
-          status=202, tag="messages", checks_key=True),
-    Route("POST", "/message/reaction", M.send_reaction, 'Queue a reaction to a message ("" removes it)',
-          body=M.SendReaction, response=M.Queued, status=202, tag="messages", checks_key=True),
+    *M.SEND_ROUTES,
     Route("POST", "/message/{id}/edit", K.edit_message, "Queue an edit of a sent text (within 15 minutes)",
           body=K.EditBody, response=M.Queued, status=202, tag="messages"),
     Route("DELETE", "/message/{id}", K.delete_message,

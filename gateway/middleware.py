@@ -30,7 +30,7 @@ from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
 from gateway.ratelimit import Allowance
 from gateway.routing import Route, route_of
-from gateway.state import EXTRA_HEADERS, KEY_CHECK, PRINCIPAL, REQUEST_ID, principal, services
+from gateway.state import EXTRA_HEADERS, KEY_CHECK, PRINCIPAL, REQUEST_ID, services
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +147,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # The handler checks the key inside its own Redis step (checked_caller): one round trip for
         # the key, its limit and the work. Should it fail before, the key is checked here and a
         # bad key or the limit answers first, as on any route.
-        request[KEY_CHECK] = gatekeeper.key_check(api_key, remote)
+        request[KEY_CHECK] = gatekeeper.key_check(api_key, remote)  # taken by gateway/routes/accepting.py
         try:
             return await handler(request)
         except GatewayError:
@@ -192,23 +192,6 @@ def _known(caller: Principal | None, api_key: str) -> Principal:
             "missing apikey header (or Authorization: Bearer)" if not api_key else "unknown or revoked API key"
         )
     return caller
-
-
-def key_check(request: web.Request) -> KeyCheck | None:
-    """The key check the middleware left to this route's own Redis step (Route.checks_key), if it
-    did; taken once. Hand it to that step, then its findings to `checked_caller`."""
-    found: KeyCheck | None = request.pop(KEY_CHECK, None)
-    return found
-
-
-async def caller_now(request: web.Request) -> Principal:
-    """The caller, for a route that left the key check to its own step (Route.checks_key) but
-    needs the caller before it: the key is checked now, in a round trip of its own."""
-    check = key_check(request)
-    if check is None:
-        return principal(request)
-    tenant, count = await services(request).gatekeeper.count(check)
-    return checked_caller(request, check, tenant, count)
 
 
 def checked_caller(request: web.Request, check: KeyCheck, tenant: str, count: int) -> Principal:

@@ -39,8 +39,8 @@ class Route:
     in_docs: bool = True
     # The key may also come as `?apikey=`: for WebSockets, which browsers open without headers.
     key_in_query: bool = False
-    # The handler checks the key in its own Redis step (gateway/middleware.py key_check): the
-    # send routes check it, count it and accept the message in one round trip.
+    # The handler checks the key in its own Redis step (accept_sends, gateway/routes/accepting.py):
+    # the send routes check it, count it and accept the message in one round trip.
     checks_key: bool = False
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

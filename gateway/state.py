@@ -43,7 +43,8 @@ class ApiServices(Services):
 SERVICES = web.AppKey("services", ApiServices)
 SOCKETS = web.AppKey("sockets", EventSockets)  # open /events connections
 PRINCIPAL = web.RequestKey("principal", Principal)
-# A send route's API key, left by the auth middleware for the route to check in its accept step.
+# A send route's API key, left by the auth middleware for accept_sends (gateway/routes/accepting.py)
+# to check in its accept step.
 KEY_CHECK = web.RequestKey("key_check", KeyCheck)
 REQUEST_ID = web.RequestKey("request_id", str)
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])

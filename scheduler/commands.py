@@ -1,9 +1,6 @@
 """Calls from the API to the worker that owns an instance's WhatsApp session, as arq jobs on
-that worker's own queue. Results are plain JSON: `{"ok": ...}` or `{"error": {code, message}}`.
-
-The worker does not poll its queue many times a second, as arq does: queuing a command rings the
-queue's bell, and between looks the worker waits on the bell (a blocking pop), at most
-BELL_SECONDS, so an idle queue costs two round trips a second whatever the message rate."""
+that worker's own queue (arq's worker runs them: scheduler/worker.py). Results are plain JSON:
+`{"ok": ...}` or `{"error": {code, message}}`."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.jobs import Job
-from arq.worker import Worker
 
 from core import keys
 from core.errors import Unavailable, from_wire
@@ -21,21 +17,6 @@ from scheduler.ownership import Ownership
 COMMAND_JOB = "instance_command"
 # How long an answer nobody took stays (a caller that gave up): about as long as arq keeps results.
 REPLY_SECONDS = 60
-# The longest a worker waits on its queue's bell before looking anyway (a job arq defers for a
-# retry is then due without a ring).
-BELL_SECONDS = 1.0
-
-
-class CommandWorker(Worker):
-    """arq's worker on a worker's own queue, looking when its bell rings instead of polling."""
-
-    def __init__(self, worker_id: str, **options: Any) -> None:
-        super().__init__(queue_name=keys.worker_queue(worker_id), **options)
-        self.bell = keys.worker_queue_bell(worker_id)
-
-    async def _poll_iteration(self) -> None:
-        await self.pool.blpop([self.bell], timeout=BELL_SECONDS)  # type: ignore[arg-type, misc]
-        await super()._poll_iteration()
 
 
 async def answer(redis: ArqRedis, job_id: str, result: dict[str, Any]) -> None:
@@ -75,10 +56,6 @@ class Commands:
         queue = keys.worker_queue(worker_id)
         job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, reply=reply, _queue_name=queue)
         assert job is not None  # a fresh random job id is never a duplicate
-        async with self.arq.pipeline(transaction=False) as pipe:  # ring: the worker looks now
-            pipe.rpush(keys.worker_queue_bell(worker_id), 1)
-            pipe.ltrim(keys.worker_queue_bell(worker_id), -1, -1)
-            await pipe.execute()
         return job
 
     async def call(

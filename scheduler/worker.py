@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
+from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
@@ -21,7 +22,7 @@ from core.clock import redis_now_ms
 from core.jobs import arq_pool, dumps, loads
 from core.keyfiles import read_or_create
 from scheduler.claim_loop import ClaimLoop
-from scheduler.commands import COMMAND_JOB, CommandWorker, answer
+from scheduler.commands import COMMAND_JOB, answer
 from scheduler.drivers import make_driver
 from scheduler.drivers.neonize import NeonizeDriver
 from scheduler.media import MediaFetcher
@@ -53,17 +54,18 @@ def resolve_worker_id(settings: Settings) -> str:
     return worker_id
 
 
-async def close_arq(worker: Worker) -> None:
-    """Cancel the jobs under way (arq runs them again later) and close the worker's pool; call it
-    once its poll loop is stopped.
-
-    Not arq's close(): that re-raises the cancellation of a job stopped before the job's own code
-    ran, and then leaves its pool open."""
-    for job in worker.tasks.values():
-        job.cancel()
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    await worker.pool.delete(worker.health_check_key)
-    await worker.pool.aclose(close_connection_pool=True)
+async def close_arq(worker: Worker, pool: ArqRedis) -> None:
+    """arq's own close(), once its poll loop is stopped: it cancels the jobs under way (arq runs
+    them again later), then closes `pool`, the one it was given. A job it stopped before the job's
+    own code ran passes its cancellation on out of close(), before the pool is closed: then the
+    pool is closed here."""
+    try:
+        await worker.close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this stop itself was cancelled
+        await pool.aclose(close_connection_pool=True)
 
 
 async def instance_command(
@@ -99,10 +101,12 @@ class GatewayWorker:
             "startedAt": int(time.time() * 1000),
         }
         self._stopping = False
-        self._arq = CommandWorker(
-            self.worker_id,
+        # arq's worker as it is, polling the worker's own queue every `worker_poll_delay` s.
+        self._arq_pool = arq_pool(settings)  # arq closes its pool when it stops: one of its own
+        self._arq = Worker(
             functions=[func(instance_command, name=COMMAND_JOB)],
-            redis_pool=arq_pool(settings),  # arq closes its pool when it stops: one of its own
+            queue_name=keys.worker_queue(self.worker_id),
+            redis_pool=self._arq_pool,
             handle_signals=False,
             poll_delay=settings.worker_poll_delay,
             max_jobs=MAX_COMMANDS_AT_ONCE,
@@ -162,7 +166,7 @@ class GatewayWorker:
         for task in self._tasks:  # the claim loop and the arq workers' poll loops among them
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await close_arq(self._arq)
+        await close_arq(self._arq, self._arq_pool)
         # Our lease ends now (score 0): if the hand-over below is cut short, the others adopt
         # what is left as from any dead worker.
         with contextlib.suppress(RedisError):

@@ -93,3 +93,27 @@ async def test_over_the_limit_a_send_is_429_and_queues_nothing(aiohttp_client, r
     assert (await limited.json())["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert await queued(client) == 3
+
+
+GONE = "acme__shop1__gone"  # acme's, and no such instance
+SENDS = [
+    ("/message/text", {"instanceName": GONE, "to": "5491112345678", "text": "hi"}),
+    ("/message/text", {"instanceName": GONE, "to": "5491112345678", "text": "hi", "quotedMessageId": "msg_nothere"}),
+    ("/message/reaction", {"instanceName": GONE, "messageId": "msg_nothere", "emoji": "👍"}),
+    ("/message/batch", {"messages": [{"type": "text", "instanceName": GONE, "to": "5491112345678", "text": "hi"}]}),
+]
+
+
+async def test_every_send_checks_the_key_then_the_tenant_then_the_rest(client: TestClient) -> None:
+    """Whichever route, whether the key is checked in the accept step or before it (a quote to
+    look up, an Idempotency-Key): an unknown key is 401, another tenant's key 403, and only a
+    caller that may use the instance learns that it (or the quoted message) does not exist."""
+    await with_instance(client, "acme")
+    globex = await tenant(client, "globex")
+    callers = [({"apikey": "wag_nothere_secret"}, 401), (globex, 403), (ADMIN, 404)]
+    for path, body in SENDS:
+        for headers, status in callers:
+            for extra in ({}, {"Idempotency-Key": f"k-{path}-{status}-{len(body)}"}):
+                response = await client.post(path, json=body, headers={**headers, **extra})
+                assert response.status == status, (path, body, status, extra, await response.text())
+    assert await queued(client) == 0

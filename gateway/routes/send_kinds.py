@@ -1,98 +1,92 @@
-"""Sends about a message already sent: edit it (`POST /message/{id}/edit`), or cancel it while it
-waits and delete it for everyone once sent (`DELETE /message/{id}`). Each edit or deletion is
-queued through the lanes like any send."""
+"""The send kinds, declared once. Each row names a `type`, the content model of its own fields
+(gateway/routes/content.py) and its summary; from the table follow the request models of
+`POST /message/{type}` (`SendText`), of `/message/route` (`RoutedText`) and of a
+`/message/batch` item (`BatchText`), the routes, and so the OpenAPI document. The Python client's
+send methods are checked against it (tests/test_send_kinds_table.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
 
-from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field, create_model
 
-from config.settings import LaneName
-from core.errors import InvalidState, NotFound
 from core.records import ApiModel
-from gateway.responses import json_response
-from gateway.routes.content import MAX_TEXT, Metadata
-from gateway.routes.messages import enqueue, message_out
-from gateway.state import principal, services
-from scheduler.lanes import Accepting
-from scheduler.messages import Details, Message, new_message_id, stored_metadata
-from scheduler.references import POINTERS, SENT, References
-
-# WhatsApp lets a sender edit a text for about 15 minutes after sending it.
-EDIT_WINDOW = timedelta(minutes=15)
-CANCELLED_BY_CLIENT = "cancelled by the client (DELETE /message/{id}) before it was sent"
-
-
-class EditBody(ApiModel):
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    lane: LaneName | None = Field(default=None, description="default: the lane the text was sent on")
-    metadata: Metadata | None = Field(default=None, description="default: the edited message's metadata")
+from gateway.routes.content import (
+    AudioContent,
+    ContactContent,
+    DocumentContent,
+    ImageContent,
+    Laned,
+    LocationContent,
+    PollContent,
+    ReactionContent,
+    StickerContent,
+    TextContent,
+    VideoContent,
+)
+from gateway.validation import InstanceNameStr, NamePart
+from scheduler.drivers.base import SendType
 
 
-async def _own_message(request: web.Request) -> Message:
-    message_id = request.match_info["id"]
-    message = await services(request).messages.get(message_id)
-    if message is None:
-        raise NotFound(f"no message {message_id!r} (finished messages are kept for a limited time)")
-    principal(request).require(message.tenant_id, f"message {message_id!r}")
-    return message
+class OnInstance(ApiModel):
+    instance_name: InstanceNameStr
 
 
-def _about(
-    original: Message,
-    type_: Literal["edit", "delete"],
-    lane: LaneName,
-    text: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Accepting:
-    """A send of `type_` (edit, delete) about `original`, which was sent; it carries `metadata`,
-    else the original's."""
-    target = References.sent_ref(original.instance_name, original, original.id, "message")
-    details = Details(target=target, target_id=original.id)
-    message = Message.new(
-        new_message_id(),
-        original.instance_name,
-        lane,
-        original.to,
-        type_,
-        text=text,
-        details=details.stored(),
-        metadata=stored_metadata(metadata) if metadata is not None else original.metadata,
-    )
-    return Accepting(message)
+class ToClient(ApiModel):
+    tenant_id: NamePart
+    client_id: NamePart
 
 
-async def edit_message(request: web.Request, body: EditBody) -> web.Response:
-    original = await _own_message(request)
-    what = f"message {original.id!r}"
-    if original.type != "text":
-        raise InvalidState(f"{what} is a {original.type}: only a text can be edited")
-    if original.status not in SENT:
-        raise InvalidState(f"{what} is {original.status}: only a sent text can be edited")
-    sent_at = datetime.fromisoformat(original.sent_at or original.created_at)
-    if datetime.now(UTC) - sent_at > EDIT_WINDOW:
-        raise InvalidState(f"{what} is too old to edit: WhatsApp allows edits for 15 minutes after sending")
-    return await enqueue(request, _about(original, "edit", body.lane or original.lane, body.text, body.metadata))
+class ClientRef(ApiModel):
+    # Within 24 h, an item whose clientRef was already queued on its instance is not queued again:
+    # its answer is the message queued first (`replayed`).
+    client_ref: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-async def delete_message(request: web.Request) -> web.Response:
-    """Waiting: cancelled (200, the record). Sent: deleted for everyone (202, the deletion queued)."""
-    message = await _own_message(request)
-    what = f"message {message.id!r}"
-    svc = services(request)
-    if message.status == "pending":
-        if await svc.lanes.cancel(message.instance_name, message.id, CANCELLED_BY_CLIENT):
-            cancelled = await svc.messages.get(message.id)
-            assert cancelled is not None
-            return json_response(message_out(cancelled))
-        raise InvalidState(f"{what} was picked for sending meanwhile: it can be deleted once it is sent")
-    if message.status == "sending":
-        raise InvalidState(f"{what} is being sent right now: it can be deleted once it is sent")
-    if message.status not in SENT:
-        raise InvalidState(f"{what} is {message.status}: it was never sent, so there is nothing to delete")
-    if message.type in POINTERS:
-        raise InvalidState(f"{what} is a {message.type}: there is nothing to delete for everyone")
-    return await enqueue(request, _about(message, "delete", message.lane))
+@dataclass(frozen=True)
+class SendKind:
+    name: SendType  # the message's `type`
+    content: type[Laned]
+    summary: str
+    # Whether /message/route takes it: a reaction is not routed, as only the instance that has the
+    # message can react to it.
+    routed: bool = True
+
+    @property
+    def title(self) -> str:
+        return self.name.capitalize()
+
+    def on_instance(self) -> type[Laned]:
+        """The body of `POST /message/{type}`: the content on a named instance."""
+        return _model(f"Send{self.title}", (self.content, OnInstance))
+
+    def to_client(self) -> type[Laned]:
+        """Its variant of the /message/route body: the content for a tenant's client."""
+        return _model(f"Routed{self.title}", (self.content, ToClient), self.name)
+
+    def batch_item(self) -> type[Laned]:
+        """Its variant of a /message/batch item: the send body, with a client reference."""
+        return _model(f"Batch{self.title}", (self.on_instance(), ClientRef), self.name)
+
+
+SEND_KINDS: tuple[SendKind, ...] = (
+    SendKind("text", TextContent, "Queue a text"),
+    SendKind("image", ImageContent, "Queue an image"),
+    SendKind("document", DocumentContent, "Queue a document"),
+    SendKind("audio", AudioContent, "Queue a voice note"),
+    SendKind("video", VideoContent, "Queue a video"),
+    SendKind("location", LocationContent, "Queue a location"),
+    SendKind("contact", ContactContent, "Queue 1-10 contact cards (vCards)"),
+    SendKind("sticker", StickerContent, "Queue a sticker (WebP, or PNG/JPEG converted)"),
+    SendKind("poll", PollContent, "Queue a poll"),
+    SendKind("reaction", ReactionContent, 'Queue a reaction to a message ("" removes it)', routed=False),
+)
+
+
+@cache  # one class per name, the same each time it is asked for
+def _model(name: str, bases: tuple[type[BaseModel], ...], type_: str | None = None) -> type[Laned]:
+    fields = {} if type_ is None else {"type": (Literal[type_], ...)}
+    made: type[Laned] = create_model(name, __base__=bases, __module__=__name__, **fields)  # type: ignore[call-overload]
+    return made

@@ -214,6 +214,8 @@ class Routes:
         return Call(DeliveryQueued.from_json, path={"name": name})
 
     # Sending: every send is queued (the answer says `pending`); follow it with get_message.
+    # One method per kind of gateway/routes/send_kinds.py, its fields as arguments
+    # (tests/test_send_kinds_table.py).
     @operation("POST", "/message/text")
     def send_text(
         instance_name: str,
@@ -221,18 +223,24 @@ class Routes:
         text: str,
         *,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
         quoted_message_id: str | None = None,
         mentions: list[str] | None = None,
         typing: bool | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """`to` is a number or a group id; `quoted_message_id` replies to a message (our `msg_` id or
-        WhatsApp's), `mentions` @-mentions numbers, `typing` overrides the lane's "typing..." setting."""
+        WhatsApp's), `mentions` @-mentions numbers, `typing` overrides the lane's "typing..." setting;
+        `transactional` (urgent lane only) sends even to an opted-out number, `metadata` is your own
+        context for the send, echoed in its webhooks."""
         fields = body(
             instance_name=instance_name,
             to=to,
             text=text,
             lane=lane,
+            transactional=transactional,
+            metadata=metadata,
             quoted_message_id=quoted_message_id,
             mentions=mentions,
             typing=typing,
@@ -247,10 +255,26 @@ class Routes:
         *,
         caption: str | None = None,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """Queue an image fetched from `image_url` at send time, with an optional caption."""
-        fields = body(instance_name=instance_name, to=to, image_url=image_url, caption=caption, lane=lane)
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            image_url=image_url,
+            caption=caption,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
         return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/document")
@@ -262,6 +286,11 @@ class Routes:
         *,
         caption: str | None = None,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """Queue a document fetched from `document_url` at send time, shown as `file_name`."""
@@ -272,15 +301,41 @@ class Routes:
             file_name=file_name,
             caption=caption,
             lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
         )
         return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/audio")
     def send_audio(
-        instance_name: str, to: str, audio_url: str, *, lane: Lane | None = None, idempotency_key: str | None = None
+        instance_name: str,
+        to: str,
+        audio_url: str,
+        *,
+        lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """Queue a voice note: the audio at `audio_url` is converted to OGG/Opus at send time."""
-        return _queued(body(instance_name=instance_name, to=to, audio_url=audio_url, lane=lane), idempotency_key)
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            audio_url=audio_url,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
+        return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/video")
     def send_video(
@@ -290,10 +345,26 @@ class Routes:
         *,
         caption: str | None = None,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """Queue a video fetched from `video_url` at send time, with an optional caption."""
-        fields = body(instance_name=instance_name, to=to, video_url=video_url, caption=caption, lane=lane)
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            video_url=video_url,
+            caption=caption,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
         return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/location")
@@ -306,10 +377,14 @@ class Routes:
         name: str | None = None,
         address: str | None = None,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
-        **common: Any,
     ) -> Call[Queued]:
-        """A pin; `common` takes what every send may carry (quoted_message_id, mentions, typing)."""
+        """A pin, with an optional place name and address."""
         fields = body(
             instance_name=instance_name,
             to=to,
@@ -318,7 +393,11 @@ class Routes:
             name=name,
             address=address,
             lane=lane,
-            **common,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
         )
         return _queued(fields, idempotency_key)
 
@@ -329,12 +408,27 @@ class Routes:
         contacts: list[dict[str, str]],
         *,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
-        **common: Any,
     ) -> Call[Queued]:
         """1 to 10 cards, each `{"full_name": ..., "phone_number": ..., "organization": ...}`."""
         cards = [body(**card) for card in contacts]
-        return _queued(body(instance_name=instance_name, to=to, contacts=cards, lane=lane, **common), idempotency_key)
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            contacts=cards,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
+        return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/sticker")
     def send_sticker(
@@ -343,11 +437,25 @@ class Routes:
         sticker_url: str,
         *,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
-        **common: Any,
     ) -> Call[Queued]:
         """A WebP as it is, or a PNG/JPEG converted to a 512x512 WebP, fetched at send time."""
-        fields = body(instance_name=instance_name, to=to, sticker_url=sticker_url, lane=lane, **common)
+        fields = body(
+            instance_name=instance_name,
+            to=to,
+            sticker_url=sticker_url,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
+        )
         return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/poll")
@@ -359,8 +467,12 @@ class Routes:
         *,
         selectable_count: int | None = None,
         lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        typing: bool | None = None,
         idempotency_key: str | None = None,
-        **common: Any,
     ) -> Call[Queued]:
         """2 to 12 distinct options; `selectable_count` 0 lets voters pick any number (default 1)."""
         fields = body(
@@ -370,16 +482,34 @@ class Routes:
             options=options,
             selectable_count=selectable_count,
             lane=lane,
-            **common,
+            transactional=transactional,
+            metadata=metadata,
+            quoted_message_id=quoted_message_id,
+            mentions=mentions,
+            typing=typing,
         )
         return _queued(fields, idempotency_key)
 
     @operation("POST", "/message/reaction")
     def send_reaction(
-        instance_name: str, message_id: str, emoji: str, *, lane: Lane | None = None, idempotency_key: str | None = None
+        instance_name: str,
+        message_id: str,
+        emoji: str,
+        *,
+        lane: Lane | None = None,
+        transactional: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[Queued]:
         """React to a message (our `msg_` id or WhatsApp's) in its chat; `emoji=""` removes the reaction."""
-        fields = body(instance_name=instance_name, message_id=message_id, emoji=emoji, lane=lane)
+        fields = body(
+            instance_name=instance_name,
+            message_id=message_id,
+            emoji=emoji,
+            lane=lane,
+            transactional=transactional,
+            metadata=metadata,
+        )
         fields["emoji"] = emoji  # "" is a value here, not an absence
         return _queued(fields, idempotency_key)
 
