@@ -244,7 +244,7 @@ class Settings(BaseModel):
         " unset: sqlite files in the data directory",
     )
     worker_poll_delay: float = Field(
-        default=0.05, gt=0, description="How often, in seconds, a worker looks in its command queue (arq's `poll_delay`)"
+        default=0.05, gt=0, description="Seconds between two looks into the command queue (arq's `poll_delay`)"
     )
     whatsapp_proxy: str | None = Field(
         default=None,
