@@ -34,6 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# mypy --strict ([tool.mypy]): the product code, the client, tests/ and benchmarks/.
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	promtool check rules deploy/prometheus/alerts.yml

@@ -117,7 +117,7 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
                 link = {"phoneNumber": "5491100000000"}
                 async with http.post(f"/sandbox/instance/{names[0]}/link", json=link, headers=key) as response:
                     assert response.status == 200, await response.text()
-                while await redis.hget(keys.STATS, "failed") != str(count) or await _waiting(redis, names[0]):
+                while await redis.hget(keys.STATS, "failed") != str(count) or await _waiting(redis, names[0]):  # type: ignore[misc]
                     await asyncio.sleep(0.2)
                 phases.append((f"link, {count:,} expire", time.perf_counter() - started, await slowest(redis)))
 
@@ -134,7 +134,7 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
 
 
 async def _waiting(redis: Redis, name: str) -> int:
-    return sum([await redis.llen(keys.lane(name, lane)) for lane in ("urgent", "normal", "bulk")])
+    return sum([await redis.llen(keys.lane(name, lane)) for lane in ("urgent", "normal", "bulk")])  # type: ignore[misc]
 
 
 def main(argv: Any = None) -> None:

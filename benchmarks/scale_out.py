@@ -113,12 +113,12 @@ async def throughput(workers: int, instances: int, messages: int) -> dict[str, f
                     ids += [answer["id"] for answer in await asyncio.gather(*batch)]
                 store = connect(redis.url)
                 try:
-                    while int(await store.hget(keys.STATS, "sent") or 0) < total:
+                    while int(await store.hget(keys.STATS, "sent") or 0) < total:  # type: ignore[misc]
                         await asyncio.sleep(0.05)
                     elapsed = time.perf_counter() - started
                     late = []
                     for message_id in ids:
-                        sent_at, eligible = await store.hmget(keys.message(message_id), ["sentAt", "eligibleMs"])
+                        sent_at, eligible = await store.hmget(keys.message(message_id), ["sentAt", "eligibleMs"])  # type: ignore[misc]
                         late.append(datetime.fromisoformat(sent_at).timestamp() * 1000 - int(eligible))
                 finally:
                     await store.aclose()

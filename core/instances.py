@@ -213,7 +213,7 @@ class Instances:
         candidates = sorted(i.name for i in await self.list_for(tenant_id, client_id) if i.state == "open")
         if not candidates:
             return None
-        turn = await self.redis.incr(keys.round_robin(tenant_id, client_id))
+        turn: int = await self.redis.incr(keys.round_robin(tenant_id, client_id))
         return candidates[(turn - 1) % len(candidates)]
 
     async def count_connection_event(self, event: str) -> None:

@@ -9,16 +9,19 @@ message of the API's error body.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.types import Image
 
 from wa_gateway_client import AsyncClient, GatewayError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 Lane = Literal["urgent", "normal", "bulk"]
 T = TypeVar("T")
@@ -30,15 +33,6 @@ then send. Sends are queued and paced (answer `pending`); follow one with get_me
 `sent`, `failed` or `expired`. Numbers are international digits without '+'."""
 
 
-def plain(value: Any) -> Any:
-    """A client answer (dataclasses, lists of them) as JSON-ready values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
-
-
 async def called(call: Awaitable[T]) -> T:
     """The call's answer, or a tool error carrying the gateway's error (an agent reads it)."""
     try:
@@ -48,9 +42,14 @@ async def called(call: Awaitable[T]) -> T:
         raise ToolError(f"{exc}{f' ({problems})' if problems else ''}") from None
 
 
-async def answer(call: Awaitable[Any]) -> Any:
+async def answer(call: Awaitable[DataclassInstance]) -> dict[str, Any]:
     """The call's answer as JSON-ready values (what a tool returns)."""
-    return plain(await called(call))
+    return dataclasses.asdict(await called(call))
+
+
+async def answers(call: Awaitable[Sequence[DataclassInstance]]) -> list[dict[str, Any]]:
+    """The call's answers as JSON-ready values."""
+    return [dataclasses.asdict(item) for item in await called(call)]
 
 
 def build_server(url: str, api_key: str) -> MCPServer[None]:
@@ -75,8 +74,8 @@ def build_server(url: str, api_key: str) -> MCPServer[None]:
         if me["tenant_id"] is None:
             raise ToolError("the admin key has no instances: use a tenant's API key")
         if client_id is None:
-            return await answer(gw.list_tenant_instances(me["tenant_id"]))
-        return await answer(gw.list_client_instances(me["tenant_id"], client_id))
+            return await answers(gw.list_tenant_instances(me["tenant_id"]))
+        return await answers(gw.list_client_instances(me["tenant_id"], client_id))
 
     @server.tool()
     async def get_instance_status(instance_name: str) -> dict[str, Any]:
@@ -192,7 +191,7 @@ def build_server(url: str, api_key: str) -> MCPServer[None]:
     @server.tool()
     async def check_numbers(instance_name: str, numbers: list[str]) -> list[dict[str, Any]]:
         """Which numbers are on WhatsApp (asked through the instance's linked account)."""
-        return await answer(gw.check_numbers(instance_name, numbers))
+        return await answers(gw.check_numbers(instance_name, numbers))
 
     @server.tool()
     async def list_chats(instance_name: str, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def services(request: web.Request) -> ApiServices:
 
 
 def principal(request: web.Request) -> Principal:
-    found = request.get(PRINCIPAL)
+    found: Principal | None = request.get(PRINCIPAL)
     if found is None:
         raise InvalidApiKey("missing apikey header")
     return found

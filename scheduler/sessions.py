@@ -114,7 +114,7 @@ class SessionHost:
         return self.epochs[name]
 
     async def still_owns(self, name: str, owner: Owner) -> bool:
-        current = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])  # type: ignore[misc]
+        current: list[str | None] = await self.redis.hmget(keys.instance(name), ["owner", "epoch"])  # type: ignore[misc]
         return current == [owner[0], str(owner[1])]
 
     async def adopt(self) -> None:

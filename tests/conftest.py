@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from config import Settings, load_settings
 from config.settings import LANES
@@ -79,7 +80,7 @@ def app(settings: Settings) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient:
     return await aiohttp_client(app)
 
 
@@ -109,7 +110,7 @@ async def tenant_key(client: TestClient) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def gateway(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+async def gateway(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
     """The API with one in-process worker hosting sandbox sessions, as `wa-gateway serve` runs."""
     app = create_app(settings)
     app.cleanup_ctx.append(worker_context(settings))
@@ -133,7 +134,15 @@ def instance_body(name: str = "acme__shop1__sales", **overrides: object) -> dict
     }
 
 
-async def eventually(check, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+# `Callable[..., X]`: a check may bind a loop's variable as a lambda's default argument.
+@overload
+async def eventually(check: Callable[..., Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.02) -> T: ...
+@overload
+async def eventually(check: Callable[..., T | None], timeout: float = 10.0, interval: float = 0.02) -> T: ...
+async def eventually(check: Callable[..., object], timeout: float = 10.0, interval: float = 0.02) -> object:
     """Poll `check` (sync or async) until it returns something truthy; fail after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

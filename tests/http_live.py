@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +76,7 @@ def parse_response(received: bytes) -> RawResponse:
 
 @dataclass
 class Captured:
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[MutableMapping[str, Any]] = field(default_factory=list)
     records: list[logging.LogRecord] = field(default_factory=list)
 
     def errors(self) -> list[str]:

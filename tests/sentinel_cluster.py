@@ -93,7 +93,7 @@ class SentinelCluster:
     def _info(self, port: int, field: str) -> str | None:
         client = redis.Redis(port=port, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
         try:
-            value = client.info("replication").get(field)
+            value = client.info("replication").get(field)  # type: ignore[union-attr]  # redis-py: sync or async
             return None if value is None else str(value)
         except redis.RedisError:
             return None

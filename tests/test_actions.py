@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ADMIN, eventually, instance_body, open_instance
 from tests.test_sending import finished, gateway_with, send
@@ -98,8 +99,8 @@ async def test_the_cache_is_shared_by_the_tenants_instances_but_not_between_tena
 
 
 async def test_a_negative_answer_expires_sooner_than_a_positive_one(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, number_check_miss_ttl=1)
     acme = client.acme  # type: ignore[attr-defined]
     await open_instance(client, acme)
@@ -277,7 +278,9 @@ async def test_a_failed_lookup_is_not_cached(gateway: TestClient, acme: dict) ->
     assert (await check(gateway, acme, [ANA]))[0]["onWhatsApp"] is True
 
 
-async def test_whatsapp_not_answering_in_time_is_a_502(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_whatsapp_not_answering_in_time_is_a_502(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, action_timeout=0.3)
     acme = client.acme  # type: ignore[attr-defined]
     await open_instance(client, acme)
@@ -344,8 +347,8 @@ async def test_the_client_carries_out_every_action(gateway: TestClient, acme: di
         assert ("read", GROUP, None) in done and ("presence", None, "unavailable") in done
 
 
-async def test_a_send_whose_number_lookup_gets_no_answer_is_retried_not_stuck(  # type: ignore[no-untyped-def]
-    aiohttp_client, redis_url: str, tmp_path: Path
+async def test_a_send_whose_number_lookup_gets_no_answer_is_retried_not_stuck(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
 ) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, action_timeout=0.3)
     acme = client.acme  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from config import Settings
 from core import keys
@@ -59,13 +60,13 @@ async def sandbox_sent(client: TestClient) -> list[dict[str, Any]]:
 
 
 async def hooked_gateway(
-    aiohttp_client,
+    aiohttp_client: AiohttpClient,
     redis_url: str,
     tmp_path: Path,
     receiver: Receiver,
     deliverability: str = "standard",
     **settings: Any,
-) -> TestClient:  # type: ignore[no-untyped-def]
+) -> TestClient:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, **settings)
     await open_hooked(gateway, receiver, deliverability)
     return gateway
@@ -75,8 +76,8 @@ async def hooked_gateway(
 
 
 async def test_a_sender_known_only_by_lid_is_answered_at_its_lid_chat(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     await post(gateway, f"/sandbox/instance/{NAME}/inbound", {"fromLid": LID, "text": "hola"}, 201)
     [received] = await eventually(lambda: receiver.of("message.received"))
@@ -94,8 +95,8 @@ async def test_a_sender_known_only_by_lid_is_answered_at_its_lid_chat(
 
 
 async def test_to_takes_a_lid_chat_and_still_refuses_other_jids(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     for bad in (f"{ACCOUNT}@s.whatsapp.net", "12ab@lid", "123@lid"):
         error = (await post(gateway, "/message/text", {"instanceName": NAME, "to": bad, "text": "x"}, 400))["error"]
@@ -113,8 +114,8 @@ async def test_to_takes_a_lid_chat_and_still_refuses_other_jids(
 
 
 async def test_declared_spellings_resolve_in_checks_lid_lookups_and_sends(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     await declare(gateway, [ACCOUNT, OLD_SPELLING])
     checked = await post(gateway, f"/instance/{NAME}/contacts/check", {"numbers": [OLD_SPELLING, OTHER]}, 200)
@@ -143,8 +144,13 @@ async def test_declared_spellings_resolve_in_checks_lid_lookups_and_sends(
     ids=["by-lid", "by-number"],
 )
 async def test_a_stop_blocks_a_send_to_every_spelling_of_that_account_and_its_lid(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, stop: dict[str, str], opted_out: dict[str, Any]
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    stop: dict[str, str],
+    opted_out: dict[str, Any],
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     await declare(gateway, [ACCOUNT, OLD_SPELLING])
     await post(gateway, f"/sandbox/instance/{NAME}/inbound", {**stop, "text": "stop"}, 201)
@@ -164,8 +170,8 @@ async def test_a_stop_blocks_a_send_to_every_spelling_of_that_account_and_its_li
 
 
 async def test_spacing_holds_for_the_person_across_spellings(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(
         aiohttp_client, redis_url, tmp_path, receiver, deliverability="cautious", lanes=lanes(spacing=1)
     )
@@ -187,7 +193,7 @@ async def _on_one_phone(store: aioredis.Redis, owners: dict[str, str]) -> None:
     """Instances linked to PHONE, each owned by its worker, as adoption and a link leave them."""
     for name, worker in owners.items():
         record = {"name": name, "createdAt": "2026-01-01T00:00:00Z", "state": "open", "owner": worker, "epoch": "1"}
-        await store.hset(keys.instance(name), mapping={**record, "phoneNumber": PHONE})
+        await store.hset(keys.instance(name), mapping={**record, "phoneNumber": PHONE})  # type: ignore[misc]
 
 
 async def _drain(lanes: Lanes, worker: str, clock_log: list[int], sends: list[tuple[int, int]], total: int) -> None:
@@ -241,8 +247,8 @@ def _lanes(store: aioredis.Redis, settings: Settings, log: list[int]) -> Lanes:
 
 
 async def test_a_deleted_and_recreated_instance_keeps_its_phones_quota_windows_and_warmup_day(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver, lanes=lanes(perDay=2, perHour=2))
     before = await get(gateway, f"/instance/{NAME}/queue")
     ids = [await text(gateway, f"54911000001{i}", lane="bulk") for i in range(2)]
@@ -272,8 +278,8 @@ async def test_a_deleted_and_recreated_instance_keeps_its_phones_quota_windows_a
 
 
 async def test_a_reference_keeps_an_unknown_sender_apart_from_us(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     svc = gateway.app[SERVICES]
     group = "120363025246125486@g.us"
@@ -295,8 +301,8 @@ async def test_a_reference_keeps_an_unknown_sender_apart_from_us(
 
 
 async def test_a_message_naming_both_number_and_lid_teaches_the_rules_the_pair(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked_gateway(aiohttp_client, redis_url, tmp_path, receiver)
     await post(gateway, f"/sandbox/instance/{NAME}/inbound", {"from": OTHER, "fromLid": LID, "text": "hi"}, 201)
     await eventually(lambda: receiver.of("message.received"))

@@ -1,9 +1,10 @@
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN
 
 
-async def error_of(response) -> dict:  # type: ignore[no-untyped-def]
+async def error_of(response: ClientResponse) -> dict:
     body = await response.json()
     assert set(body) == {"error", "requestId"}
     assert body["requestId"] == response.headers["x-request-id"]

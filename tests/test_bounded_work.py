@@ -44,7 +44,7 @@ def messages(count: int, age_ms: int = 0) -> list[Accepting]:
 
 async def an_open_instance(redis: Redis) -> None:
     record = {"createdAt": "2026-12-01T00:00:00Z", "owner": WORKER, "epoch": "1", "state": "open"}
-    await redis.hset(keys.instance(NAME), mapping=record)
+    await redis.hset(keys.instance(NAME), mapping=record)  # type: ignore[misc]
 
 
 async def test_a_backlog_of_stale_messages_expires_in_chunks_each_rewoken_at_once(redis: Redis) -> None:
@@ -63,19 +63,19 @@ async def test_a_backlog_of_stale_messages_expires_in_chunks_each_rewoken_at_onc
             await lanes.kick(NAME)
             assert await redis.zscore(keys.due(WORKER), NAME) <= time.time() * 1000 + 1000
     assert ended == [100, 100, 100, 100, 50]
-    assert await redis.llen(keys.lane(NAME, "normal")) == 0
+    assert await redis.llen(keys.lane(NAME, "normal")) == 0  # type: ignore[misc]
 
 
 async def test_a_flush_cancels_in_chunks_and_the_admin_call_takes_them_all(redis: Redis) -> None:
     lanes = Lanes(redis, Settings().lanes, 3600, max_wait_ms=60_000)
-    await redis.hset(keys.instance(NAME), mapping={"createdAt": "2026-12-01T00:00:00Z"})  # not linked
+    await redis.hset(keys.instance(NAME), mapping={"createdAt": "2026-12-01T00:00:00Z"})  # type: ignore[misc]  # not linked
     for _ in range(3):
         await lanes.accept(NAME, messages(400))
     fields = {"status": "cancelled"}
     left, *ids = await lanes._run("flush", NAME, 3600, '{"status": "cancelled"}', "0", "", FLUSH_CHUNK)
     assert (len(ids), left) == (FLUSH_CHUNK, 1200 - FLUSH_CHUNK)  # one call: one chunk
     assert len(await lanes.flush(NAME, fields)) == 1200 - FLUSH_CHUNK
-    assert await redis.llen(keys.lane(NAME, "normal")) == 0
+    assert await redis.llen(keys.lane(NAME, "normal")) == 0  # type: ignore[misc]
 
 
 @pytest.fixture

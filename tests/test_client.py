@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 from pydantic import BaseModel
+from pytest_aiohttp import AiohttpClient
 
 import wa_gateway_client
 from gateway.app import ROUTES, SANDBOX_ROUTES, create_app
@@ -115,13 +116,13 @@ async def test_the_client_sends_inbound_media_and_reads_it_back_by_key_and_by_si
 
 def _wire_fields(model: type[BaseModel]) -> dict[str, Any]:
     """A response model's fields as the API shows them, nested models expanded."""
-    fields = {}
-    for field in model.model_fields.values():
+    fields: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
         if field.exclude:
             continue
         kind = get_args(field.annotation)[0] if get_origin(field.annotation) is list else field.annotation
         nested = isinstance(kind, type) and issubclass(kind, BaseModel)
-        fields[field.alias] = _wire_fields(kind) if nested else None  # type: ignore[arg-type]
+        fields[field.alias or name] = _wire_fields(kind) if nested else None  # type: ignore[arg-type]
     return fields
 
 
@@ -279,7 +280,9 @@ async def test_errors_come_back_typed_with_code_message_issues_and_request_id(
         assert unknown.value.message == "unknown or revoked API key"
 
 
-async def test_over_the_rate_limit_the_error_says_when_to_retry(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_over_the_rate_limit_the_error_says_when_to_retry(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     server = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=2)))
     async with AsyncClient(str(server.make_url("/")), ADMIN_KEY, retries=0) as admin:
         await admin.whoami()
@@ -408,7 +411,7 @@ async def test_the_webhook_receiver_helper_verifies_what_the_gateway_signs(
     await eventually(lambda: any(e.delivery_id == retried.delivery_id for e in events), timeout=15)
 
 
-async def test_the_receiver_helper_refuses_unsigned_and_foreign_bodies(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_receiver_helper_refuses_unsigned_and_foreign_bodies(aiohttp_client: AiohttpClient) -> None:
     received: list[WebhookEvent] = []
 
     async def on_event(event: WebhookEvent) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -29,7 +30,7 @@ from wa_gateway_client.errors import GatewayError
 
 QUEUED = {"id": "msg_1", "status": "pending", "lane": "normal", "queuedAt": "2026-12-06T08:00:00Z",
           "instanceName": "acme__shop1__sales"}  # fmt: skip
-FAST = {"retries": 3, "backoff": 0.01}
+FAST: dict[str, Any] = {"retries": 3, "backoff": 0.01}
 
 
 @dataclass

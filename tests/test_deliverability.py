@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ADMIN, eventually, instance_body
 from tests.receiver import Receiver
@@ -40,7 +41,9 @@ async def send_all(client: TestClient, bodies: list[dict[str, Any]]) -> list[str
     return [(await a.json())["id"] for a in answers]
 
 
-async def gateway_with(aiohttp_client, redis_url: str, tmp_path: Path, **overrides: object) -> TestClient:  # type: ignore[no-untyped-def]
+async def gateway_with(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, **overrides: object
+) -> TestClient:
     """The gateway of tests/test_sending.py, with room for these tests' polling of every message."""
     return await sending_gateway(aiohttp_client, redis_url, tmp_path, **{"rate_limit": 1_000_000, **overrides})
 
@@ -78,8 +81,8 @@ def lanes(**bulk: Any) -> str:
 
 
 async def test_warmup_quota_is_never_exceeded_on_day_one_and_raised_on_day_two(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(
         aiohttp_client, redis_url, tmp_path, day_length=4, lanes=lanes(perHour=100, perDay=10, warmup=[0.3, 1])
     )
@@ -106,15 +109,15 @@ async def _count(client: TestClient, ids: list[str], status: str, count: int) ->
 
 
 async def test_an_admin_override_lifts_the_warmup_at_once(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=10, warmup=[0.2, 1]))
     await open_hooked(gateway, receiver, "cautious")
     ids = await send_all(gateway, [{"to": f"54911000000{i:02}", "lane": "bulk"} for i in range(6)])
     await eventually(lambda: _count(gateway, ids, "sent", 2))
     bad = await gateway.put(f"/admin/instances/{NAME}/warmup", json={"factor": 2}, headers=ADMIN)
     assert bad.status == 400
-    tenant = await gateway.put(f"/admin/instances/{NAME}/warmup", json={"skip": True}, headers=gateway.acme)
+    tenant = await gateway.put(f"/admin/instances/{NAME}/warmup", json={"skip": True}, headers=gateway.acme)  # type: ignore[attr-defined]
     assert tenant.status == 403
     skipped = await gateway.put(f"/admin/instances/{NAME}/warmup", json={"skip": True}, headers=ADMIN)
     assert skipped.status == 200 and (await skipped.json())["factor"] == 1
@@ -125,8 +128,8 @@ async def test_an_admin_override_lifts_the_warmup_at_once(
 
 
 async def test_a_stop_reply_suppresses_the_sender_and_later_sends_end_opted_out_but_transactional_urgent_goes(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path)
     await open_hooked(gateway, receiver)
     acme = gateway.acme  # type: ignore[attr-defined]
@@ -139,7 +142,7 @@ async def test_a_stop_reply_suppresses_the_sender_and_later_sends_end_opted_out_
     listed = await (await gateway.get("/tenant/acme/suppressions", headers=acme)).json()
     assert [(s["number"], s["source"]) for s in listed["suppressions"]] == [(stopper, "keyword")]
 
-    bodies = [{"to": stopper, "lane": lane} for lane in ("bulk", "normal", "urgent")] * 3
+    bodies: list[dict[str, Any]] = [{"to": stopper, "lane": lane} for lane in ("bulk", "normal", "urgent")] * 3
     bodies += [{"to": stopper, "lane": "urgent", "transactional": True}, {"to": other, "lane": "normal"}]
     ids = await send_all(gateway, bodies)
     done = await eventually(lambda: _finished(gateway, ids))
@@ -197,13 +200,15 @@ async def test_the_suppression_list_is_per_tenant_and_editable(gateway: TestClie
 
 
 async def test_the_first_contact_limit_is_never_exceeded_while_known_contacts_keep_flowing(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(firstContactPerDay=2))
     await open_hooked(gateway, receiver, "cautious")
     known = "5491100000055"
     wrote = await gateway.post(
-        f"/sandbox/instance/{NAME}/inbound", json={"from": known, "text": "hello"}, headers=gateway.acme
+        f"/sandbox/instance/{NAME}/inbound",
+        json={"from": known, "text": "hello"},
+        headers=gateway.acme,  # type: ignore[attr-defined]
     )
     assert wrote.status == 201
     await eventually(lambda: receiver.of("message.received"))
@@ -219,7 +224,9 @@ async def test_the_first_contact_limit_is_never_exceeded_while_known_contacts_ke
     assert (await queue(gateway))["quotas"]["bulk"]["firstContactPerDay"] == 2
 
 
-async def judged(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, **throttle: float) -> TestClient:  # type: ignore[no-untyped-def]
+async def judged(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver, **throttle: float
+) -> TestClient:
     """An open instance whose last outcomes are judged by `throttle` (GATEWAY_THROTTLE)."""
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle=json.dumps(throttle))
     await open_hooked(gateway, receiver)
@@ -227,8 +234,8 @@ async def judged(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Recei
 
 
 async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_until_an_admin_resumes_it(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await judged(aiohttp_client, redis_url, tmp_path, receiver, window=4, notOnWhatsapp=0.5, pause=600)
     gone = await send_all(gateway, [{"to": f"99911100000{i}", "lane": "normal"} for i in range(4)])
     await eventually(lambda: _finished(gateway, gone))
@@ -242,7 +249,7 @@ async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_un
     await eventually(lambda: _count(gateway, urgent, "sent", 3))
     assert await statuses(gateway, bulk) == ["pending"] * 3
 
-    assert (await gateway.delete(f"/admin/instances/{NAME}/throttle", headers=gateway.acme)).status == 403
+    assert (await gateway.delete(f"/admin/instances/{NAME}/throttle", headers=gateway.acme)).status == 403  # type: ignore[attr-defined]
     resumed = await gateway.delete(f"/admin/instances/{NAME}/throttle", headers=ADMIN)
     assert resumed.status == 200 and (await resumed.json())["reason"] == "not_on_whatsapp"
     await eventually(lambda: _count(gateway, bulk, "sent", 3))
@@ -254,8 +261,8 @@ async def test_a_bad_window_of_not_on_whatsapp_pauses_bulk_while_urgent_flows_un
 
 
 async def test_after_a_temporary_ban_bulk_stays_paused_then_resumes_by_itself(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(), throttle='{"afterBan": 3}')
     await open_hooked(gateway, receiver)
     acme = gateway.acme  # type: ignore[attr-defined]
@@ -274,8 +281,8 @@ async def test_after_a_temporary_ban_bulk_stays_paused_then_resumes_by_itself(
 
 
 async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(spacing=1))
     await open_hooked(gateway, receiver, "cautious")
     same, others = "5491100000044", [f"54911000005{i}" for i in range(4)]
@@ -291,8 +298,8 @@ async def test_bulk_messages_to_one_recipient_are_spaced_while_the_others_flow(
 
 
 async def test_a_failure_rate_over_the_threshold_pauses_bulk_and_it_resumes_by_itself(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await judged(aiohttp_client, redis_url, tmp_path, receiver, window=4, failures=0.75, pause=1.5)
     acme = gateway.acme  # type: ignore[attr-defined]
     failing = await gateway.post(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ADMIN, ADMIN_KEY, eventually, instance_body
 from tests.receiver import Receiver
@@ -21,7 +22,9 @@ from tests.test_media import server as server
 TO = "5491100000101"
 
 
-async def hooked(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, **overrides: Any) -> TestClient:  # type: ignore[no-untyped-def]
+async def hooked(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver, **overrides: Any
+) -> TestClient:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, **overrides)
     await open_hooked(gateway, receiver)
     return gateway
@@ -60,7 +63,7 @@ async def fail_next(client: TestClient, **body: Any) -> None:
     assert answer.status == 200, await answer.text()
 
 
-async def test_opted_out(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_opted_out(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver)
     added = await gateway.post("/tenant/acme/suppressions", json={"numbers": [TO]}, headers=ADMIN)
     assert added.status == 200
@@ -69,7 +72,9 @@ async def test_opted_out(aiohttp_client, redis_url: str, tmp_path: Path, receive
     assert (await unsent(gateway))["opted_out"] == 1
 
 
-async def test_not_on_whatsapp(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_not_on_whatsapp(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver)
     [message_id] = await send_all(gateway, [{"to": "9995551234"}])
     await failed_with(gateway, receiver, message_id, "not_on_whatsapp")
@@ -77,8 +82,8 @@ async def test_not_on_whatsapp(aiohttp_client, redis_url: str, tmp_path: Path, r
 
 
 async def test_media_unreachable_and_rejected(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, server: Server
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver, server: Server
+) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver)
     ids = []
     for url in (
@@ -103,7 +108,7 @@ async def test_media_unreachable_and_rejected(
     assert (counts["media_unreachable"], counts["media_rejected"]) == (2, 1)
 
 
-async def test_expired(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_expired(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, message_max_wait=1)
     body = {**instance_body(NAME, webhookUrl=receiver.url())}
     assert (await gateway.post("/instance/create", json=body, headers=gateway.acme)).status == 201  # type: ignore[attr-defined]
@@ -130,8 +135,8 @@ def _older_than(iso: str, seconds: float) -> bool:
     ],
 )
 async def test_whatsapp_refusals(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver, kind: str, code: str
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver, kind: str, code: str
+) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver)
     await fail_next(gateway, kind=kind)
     [message_id] = await send_all(gateway, [{"to": TO}])
@@ -140,8 +145,8 @@ async def test_whatsapp_refusals(
 
 
 async def test_retries_that_run_out_while_the_number_is_logged_out(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver, send_retry_delays="0.05,0.05")
     await fail_next(gateway, kind="not_linked", count=3)
     [message_id] = await send_all(gateway, [{"to": TO}])
@@ -150,8 +155,8 @@ async def test_retries_that_run_out_while_the_number_is_logged_out(
 
 
 async def test_transient_failures_that_run_out_are_whatsapp_errors(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await hooked(aiohttp_client, redis_url, tmp_path, receiver, send_retry_delays="0.05")
     await fail_next(gateway, transient=True, count=2)
     [message_id] = await send_all(gateway, [{"to": TO}])

@@ -1,12 +1,13 @@
 import io
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN
 
 
-async def issues_of(response) -> list[dict]:  # type: ignore[no-untyped-def]
+async def issues_of(response: ClientResponse) -> list[dict]:
     assert response.status == 400
     body = await response.json()
     assert body["error"]["code"] == "validation_error"

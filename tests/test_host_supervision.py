@@ -184,7 +184,12 @@ async def test_a_hosts_log_reaches_the_worker_log_with_the_instance_name_at_the_
 
 async def test_a_log_flood_is_bounded_and_counted() -> None:
     sent: list[wire.Log] = []
-    pipe = LogPipe(asyncio.get_running_loop(), lambda line: sent.append(line) is None, limit=10)
+
+    def send(line: wire.Log) -> bool:
+        sent.append(line)
+        return True
+
+    pipe = LogPipe(asyncio.get_running_loop(), send, limit=10)
     logger = logging.getLogger("whatsmeow.flood")
     logger.addHandler(pipe)
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +20,7 @@ NAME = "acme__shop1__sales"
 
 
 @pytest.fixture
-def logs() -> AsyncIterator[Captured]:
+def logs() -> Iterator[Captured]:
     with captured_logs() as captured:
         yield captured
     assert captured.errors() == []

@@ -5,8 +5,10 @@ Redis across a restart, and the typed client methods."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from core import keys
 from gateway.app import create_app
@@ -36,7 +38,7 @@ async def settings_of(gateway: TestClient, headers: dict[str, str], name: str = 
     return dict(await found.json())
 
 
-async def patch(gateway: TestClient, headers: dict[str, str], body: dict[str, object]) -> tuple[int, dict[str, object]]:
+async def patch(gateway: TestClient, headers: dict[str, str], body: dict[str, object]) -> tuple[int, dict[str, Any]]:
     answer = await gateway.patch(f"/instance/{NAME}/settings", json=body, headers=headers)
     return answer.status, await answer.json()
 
@@ -62,7 +64,7 @@ async def test_unknown_or_malformed_fields_are_400s_naming_each_and_change_nothi
     body = {"deliverability": "reckless", "autoReed": True, "syncHistory": "yes", "proxyUrl": "ftp://h:21"}
     status, answer = await patch(gateway, acme, body)
     assert status == 400
-    paths = sorted(tuple(issue["path"]) for issue in answer["error"]["issues"])  # type: ignore[index]
+    paths = sorted(tuple(issue["path"]) for issue in answer["error"]["issues"])
     assert paths == [("autoReed",), ("deliverability",), ("proxyUrl",), ("syncHistory",)]
     assert await settings_of(gateway, acme) == DEFAULTS
     bad_create = await gateway.post(
@@ -89,8 +91,8 @@ async def test_create_takes_settings_and_another_tenant_cannot_read_or_change_th
 
 
 async def test_the_proxy_is_sealed_at_rest_answered_masked_and_kept_across_a_restart(
-    aiohttp_client, redis_url: str, tmp_path: Path, gateway: TestClient, acme: dict[str, str]
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, gateway: TestClient, acme: dict[str, str]
+) -> None:
     assert (await gateway.post("/instance/create", json=instance_body(), headers=acme)).status == 201
     status, answer = await patch(gateway, acme, {"proxyUrl": PROXY})
     assert status == 200 and answer["proxyUrl"] == "socks5://user:***@proxy.example.com:1080"
@@ -111,8 +113,8 @@ async def test_the_proxy_is_sealed_at_rest_answered_masked_and_kept_across_a_res
 
 
 async def test_a_proxy_on_a_private_address_is_refused_like_a_webhook_url(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     guarded = await aiohttp_client(create_app(make_settings(redis_url, tmp_path / "data", allow_private_urls=False)))
     created = await guarded.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)
     acme = {"apikey": (await created.json())["apiKey"]}
@@ -125,7 +127,7 @@ async def test_a_proxy_on_a_private_address_is_refused_like_a_webhook_url(
     assert (await guarded.post("/instance/create", json=instance_body(webhookUrl=hook), headers=acme)).status == 201
     for url in ("http://127.0.0.1:3128", "socks5://localhost:1080", "http://[::1]:8080"):
         status, answer = await patch(guarded, acme, {"proxyUrl": url})
-        assert status == 400 and answer["error"]["issues"][0]["path"] == ["proxyUrl"], (url, answer)  # type: ignore[index]
+        assert status == 400 and answer["error"]["issues"][0]["path"] == ["proxyUrl"], (url, answer)
     status, _ = await patch(guarded, acme, {"proxyUrl": "http://1.1.1.1:3128"})
     assert status == 200
 

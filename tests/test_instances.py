@@ -2,11 +2,14 @@ import asyncio
 import base64
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import zxingcpp
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ADMIN, instance_body
 
@@ -23,7 +26,7 @@ def decode_qr(data_uri: str) -> str:
     return str(found.text)
 
 
-async def error_code(response) -> str:  # type: ignore[no-untyped-def]
+async def error_code(response: ClientResponse) -> str:
     return str((await response.json())["error"]["code"])
 
 
@@ -222,8 +225,8 @@ async def test_webhook_url_with_an_unusable_host_is_a_400(gateway: TestClient, a
 
 
 async def test_qr_request_fails_fast_with_the_reason_when_whatsapp_cannot_be_reached(
-    aiohttp_client, redis_url: str, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     from gateway.app import create_app
     from scheduler.worker import worker_context
     from tests.conftest import make_settings

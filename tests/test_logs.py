@@ -84,5 +84,5 @@ async def test_audit_events_reach_the_admin_on_events_and_no_tenant(gateway: Tes
     assert audit[3]["instanceName"] == NAME and audit[3]["data"]["by"] == tenant_key_id
     assert all(event["deliveryId"] == "" for event in audit)  # never sent to a webhook
 
-    tenant_stream = await gateway.server.app[SERVICES].redis.xrange(keys.tenant_events("acme"))
+    tenant_stream = await gateway.app[SERVICES].redis.xrange(keys.tenant_events("acme"))
     assert not [entry for _, entry in tenant_stream if "audit." in entry["envelope"]]

@@ -60,12 +60,12 @@ async def test_a_failing_request_and_a_failing_send_log_no_key_secret_or_body(
         assert created.status == 201
         text = {"instanceName": name, "to": "5491155554444", "text": BODY}
         message_id = (await (await gateway.post("/message/text", json=text, headers=acme)).json())["id"]
-        await redis.hset(keys.message(message_id), "details", "{not json")
+        await redis.hset(keys.message(message_id), "details", "{not json")  # type: ignore[misc]
         link = {"phoneNumber": "5491100000000"}
         assert (await gateway.post(f"/sandbox/instance/{name}/link", json=link, headers=acme)).status == 200
 
         async def crashed() -> bool:
-            return await redis.hget(keys.message(message_id), "status") == "failed"
+            return await redis.hget(keys.message(message_id), "status") == "failed"  # type: ignore[misc]
 
         await eventually(crashed)
     finally:

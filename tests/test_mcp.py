@@ -97,7 +97,7 @@ async def test_instances_status_and_a_text_followed_to_sent(gateway: tuple[str, 
 
 async def test_every_kind_of_send_is_queued(gateway: tuple[str, str]) -> None:
     to = {"instance_name": NAME, "to": "5491112345678"}
-    sends = [
+    sends: list[tuple[str, dict[str, Any]]] = [
         ("send_media", {**to, "kind": "image", "url": "https://example.com/a.png", "caption": "look"}),
         ("send_media", {**to, "kind": "video", "url": "https://example.com/a.mp4"}),
         ("send_media", {**to, "kind": "audio", "url": "https://example.com/a.ogg"}),

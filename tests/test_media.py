@@ -74,7 +74,9 @@ class Server:
         return f"{self.base}{path}"
 
 
-async def stream_until_stopped(request: web.Request, server: Server, name: str, content_length: int | None):
+async def stream_until_stopped(
+    request: web.Request, server: Server, name: str, content_length: int | None
+) -> web.StreamResponse:
     """Writes up to STREAM_TOTAL bytes, counting them, until the client hangs up."""
     response = web.StreamResponse(headers={"Content-Type": "image/png"})
     if content_length is None:
@@ -212,32 +214,32 @@ def loopback_is_public(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # --- fetching ---------------------------------------------------------------------------------
 
 
-async def test_png_is_fetched_with_its_sniffed_type_and_url_file_name(server: Server, fetcher: MediaFetcher):
+async def test_png_is_fetched_with_its_sniffed_type_and_url_file_name(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/image.png"), "image")
     assert media == Media(PNG, "image/png", "image.png")
 
 
-async def test_jpeg_is_fetched(server: Server, fetcher: MediaFetcher):
+async def test_jpeg_is_fetched(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/photo.jpg"), "image")
     assert (media.data, media.mimetype) == (JPEG, "image/jpeg")
 
 
-async def test_html_served_as_png_is_refused_as_not_an_image(server: Server, fetcher: MediaFetcher):
+async def test_html_served_as_png_is_refused_as_not_an_image(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=r"^imageUrl: text/html is not an image$"):
         await fetcher.fetch(server.url("/fake.png"), "image")
 
 
-async def test_gif_is_refused_as_an_unsupported_image_type(server: Server, fetcher: MediaFetcher):
+async def test_gif_is_refused_as_an_unsupported_image_type(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=r"^imageUrl: image/gif is not a supported image \(jpeg, png or webp\)$"):
         await fetcher.fetch(server.url("/anim.gif"), "image")
 
 
-async def test_image_fetched_as_video_is_refused(server: Server, fetcher: MediaFetcher):
+async def test_image_fetched_as_video_is_refused(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=r"^videoUrl: image/png is not a video$"):
         await fetcher.fetch(server.url("/image.png"), "video")
 
 
-async def test_chunked_body_over_the_cap_is_refused_while_streaming(server: Server):
+async def test_chunked_body_over_the_cap_is_refused_while_streaming(server: Server) -> None:
     async with MediaFetcher(allow_private=True, max_bytes={"image": 256 * 1024}) as fetcher:
         with pytest.raises(
             MediaError, match=r"^imageUrl: over the 256 KB image limit \(stopped reading at [\d.]+ KB\)$"
@@ -249,7 +251,7 @@ async def test_chunked_body_over_the_cap_is_refused_while_streaming(server: Serv
     assert server.sent["chunked"] < STREAM_TOTAL // 4
 
 
-async def test_content_length_over_the_cap_is_refused_before_reading(server: Server, fetcher: MediaFetcher):
+async def test_content_length_over_the_cap_is_refused_before_reading(server: Server, fetcher: MediaFetcher) -> None:
     assert MAX_BYTES["image"] == 5 * MB
     with pytest.raises(MediaError, match=r"^imageUrl: 7.2 MB is over the 5 MB image limit$"):
         await fetcher.fetch(server.url("/huge"), "image")
@@ -257,22 +259,22 @@ async def test_content_length_over_the_cap_is_refused_before_reading(server: Ser
     assert server.sent["huge"] < int(7.2 * MB)
 
 
-async def test_404_is_refused_naming_the_status(server: Server, fetcher: MediaFetcher):
+async def test_404_is_refused_naming_the_status(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=r"^documentUrl: answered 404 Not Found$"):
         await fetcher.fetch(server.url("/missing"), "document")
 
 
-async def test_empty_body_is_refused(server: Server, fetcher: MediaFetcher):
+async def test_empty_body_is_refused(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=r"^imageUrl: the answer was empty$"):
         await fetcher.fetch(server.url("/empty"), "image")
 
 
-async def test_redirect_chain_of_every_status_is_followed(server: Server, fetcher: MediaFetcher):
+async def test_redirect_chain_of_every_status_is_followed(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url(f"/hop/{netguard.MAX_REDIRECTS}"), "image")
     assert media.data == PNG
 
 
-async def test_too_many_redirects_are_refused(server: Server, fetcher: MediaFetcher):
+async def test_too_many_redirects_are_refused(server: Server, fetcher: MediaFetcher) -> None:
     with pytest.raises(MediaError, match=rf"^imageUrl: more than {netguard.MAX_REDIRECTS} redirects$"):
         await fetcher.fetch(server.url(f"/hop/{netguard.MAX_REDIRECTS + 1}"), "image")
 
@@ -288,27 +290,29 @@ async def test_too_many_redirects_are_refused(server: Server, fetcher: MediaFetc
         ("file:///etc/passwd", "only http(s) URLs with a host are allowed"),
     ],
 )
-async def test_redirect_to_a_private_address_is_refused_with_the_guard_on(server: Server, target: str, message: str):
+async def test_redirect_to_a_private_address_is_refused_with_the_guard_on(
+    server: Server, target: str, message: str
+) -> None:
     async with MediaFetcher(allow_private=False) as fetcher:
         assert (await fetcher.fetch(server.url("/image.png"), "image")).data == PNG  # the first hop is allowed
         with pytest.raises(MediaError, match="^imageUrl: " + re.escape(message)):
             await fetcher.fetch(f"{server.url('/redirect')}?to={target}", "image")
 
 
-async def test_loopback_server_is_refused_with_the_guard_on(server: Server):
+async def test_loopback_server_is_refused_with_the_guard_on(server: Server) -> None:
     async with MediaFetcher(allow_private=False) as fetcher:
         with pytest.raises(MediaError, match=r"^imageUrl: 127.0.0.1 is a private or reserved address$"):
             await fetcher.fetch(server.url("/image.png"), "image")
     assert server.hits.get("png", 0) == 0
 
 
-async def test_loopback_server_is_reached_when_private_addresses_are_allowed(server: Server):
+async def test_loopback_server_is_reached_when_private_addresses_are_allowed(server: Server) -> None:
     async with MediaFetcher(allow_private=True) as fetcher:
         assert (await fetcher.fetch(server.url("/image.png"), "image")).data == PNG
     assert server.hits["png"] == 1
 
 
-async def test_server_that_never_answers_times_out(server: Server):
+async def test_server_that_never_answers_times_out(server: Server) -> None:
     async with MediaFetcher(allow_private=True, timeout=0.3) as fetcher:
         started = time.monotonic()
         with pytest.raises(MediaError, match=r"^imageUrl: no complete answer within 0.3 s$"):
@@ -316,48 +320,48 @@ async def test_server_that_never_answers_times_out(server: Server):
     assert time.monotonic() - started < 5
 
 
-async def test_body_that_stalls_times_out(server: Server):
+async def test_body_that_stalls_times_out(server: Server) -> None:
     async with MediaFetcher(allow_private=True, timeout=0.3) as fetcher:
         with pytest.raises(MediaError, match=r"^imageUrl: no complete answer within 0.3 s$"):
             await fetcher.fetch(server.url("/stall-body"), "image")
 
 
-async def test_refused_connection_is_reported(fetcher: MediaFetcher, unused_tcp_port: int):
+async def test_refused_connection_is_reported(fetcher: MediaFetcher, unused_tcp_port: int) -> None:
     with pytest.raises(MediaError, match=rf"^audioUrl: could not connect to 127.0.0.1:{unused_tcp_port}$"):
         await fetcher.fetch(f"http://127.0.0.1:{unused_tcp_port}/a.mp3", "audio")
 
 
-async def test_header_type_is_used_only_when_sniffing_is_inconclusive(server: Server, fetcher: MediaFetcher):
+async def test_header_type_is_used_only_when_sniffing_is_inconclusive(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/opaque"), "audio")
     assert media.mimetype == "audio/mpeg"
 
 
-async def test_document_reports_its_sniffed_type_and_caller_file_name(server: Server, fetcher: MediaFetcher):
+async def test_document_reports_its_sniffed_type_and_caller_file_name(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/download"), "document", file_name="invoice.pdf")
     assert (media.mimetype, media.file_name) == ("application/pdf", "invoice.pdf")
 
 
-async def test_document_file_name_comes_from_content_disposition(server: Server, fetcher: MediaFetcher):
+async def test_document_file_name_comes_from_content_disposition(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/download"), "document")
     assert (media.mimetype, media.file_name) == ("application/pdf", "Rechnung März.pdf")
 
 
-async def test_document_file_name_comes_from_the_url_path(server: Server, fetcher: MediaFetcher):
+async def test_document_file_name_comes_from_the_url_path(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/files/report%202024.pdf"), "document")
     assert (media.mimetype, media.file_name) == ("application/pdf", "report 2024.pdf")
 
 
-async def test_plain_text_document_takes_the_csv_type_from_its_extension(server: Server, fetcher: MediaFetcher):
+async def test_plain_text_document_takes_the_csv_type_from_its_extension(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/contacts.csv"), "document")
     assert media.mimetype == "text/csv"
 
 
-async def test_fetch_before_open_is_a_programming_error():
+async def test_fetch_before_open_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await MediaFetcher(allow_private=True).fetch("http://127.0.0.1/x.png", "image")
 
 
-def test_media_repr_leaves_out_the_bytes():
+def test_media_repr_leaves_out_the_bytes() -> None:
     assert "data" not in repr(Media(b"\x89PNG" * 1000, "image/png", "a.png"))
 
 
@@ -374,7 +378,7 @@ def assert_voice_note(media: Media, seconds: float) -> None:
     assert abs(granule / 48000 - seconds) < 0.2  # all of the audio, at 48 kHz (pre-skip is 312 samples)
 
 
-async def test_wav_is_fetched_and_transcoded_to_an_ogg_opus_voice_note(server: Server, fetcher: MediaFetcher):
+async def test_wav_is_fetched_and_transcoded_to_an_ogg_opus_voice_note(server: Server, fetcher: MediaFetcher) -> None:
     media = await fetcher.fetch(server.url("/tone.wav"), "audio")
     assert media.mimetype in ("audio/x-wav", "audio/wav")
     voice = await to_voice_note(media)
@@ -382,7 +386,7 @@ async def test_wav_is_fetched_and_transcoded_to_an_ogg_opus_voice_note(server: S
     assert voice.file_name == "tone.ogg"
 
 
-async def test_ogg_opus_passes_through_untouched():
+async def test_ogg_opus_passes_through_untouched() -> None:
     opus = (await to_voice_note(Media(WAV, "audio/x-wav"))).data
     original = Media(opus, "audio/ogg", "note.ogg")
     voice = await to_voice_note(original, ffmpeg="/nonexistent/ffmpeg")  # would fail if it ran
@@ -391,7 +395,7 @@ async def test_ogg_opus_passes_through_untouched():
     assert await to_voice_note(voice) is voice
 
 
-async def test_m4a_with_its_index_at_the_end_is_transcoded_whole(tmp_path: Path):
+async def test_m4a_with_its_index_at_the_end_is_transcoded_whole(tmp_path: Path) -> None:
     """ffmpeg reading MP4 from a pipe cannot seek to a trailing moov box and converts nothing (exit 0)."""
     source = tmp_path / "long.m4a"
     process = await asyncio.create_subprocess_exec(
@@ -404,17 +408,17 @@ async def test_m4a_with_its_index_at_the_end_is_transcoded_whole(tmp_path: Path)
     assert_voice_note(await to_voice_note(Media(data, "audio/mp4")), 20.0)
 
 
-async def test_bytes_that_are_not_audio_fail_to_convert():
+async def test_bytes_that_are_not_audio_fail_to_convert() -> None:
     with pytest.raises(MediaError, match=r"^audioUrl: could not convert to a voice note: .+"):
         await to_voice_note(Media(b"this is not audio at all\n" * 200, "audio/mpeg"))
 
 
-async def test_missing_ffmpeg_fails_to_convert():
+async def test_missing_ffmpeg_fails_to_convert() -> None:
     with pytest.raises(MediaError, match=r"^audioUrl: could not convert to a voice note: cannot run ffmpeg"):
         await to_voice_note(Media(WAV, "audio/x-wav"), ffmpeg="/nonexistent/ffmpeg")
 
 
-async def test_hung_ffmpeg_is_killed_at_the_timeout(tmp_path: Path):
+async def test_hung_ffmpeg_is_killed_at_the_timeout(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     fake = tmp_path / "ffmpeg"
     fake.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nexec sleep 60\n')

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from config import Settings, SettingsError, load_settings
 from core.media_s3 import S3MediaStore, parse_location
@@ -135,7 +136,7 @@ def split(redis_url: str, tmp_path: Path, bucket: str, s3_endpoint: str) -> tupl
 
 
 @pytest.fixture
-async def api(aiohttp_client, split: tuple[Settings, Settings]) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
+async def api(aiohttp_client: AiohttpClient, split: tuple[Settings, Settings]) -> AsyncIterator[TestClient]:
     worker = GatewayWorker(split[1])
     await worker.start()
     yield await aiohttp_client(create_app(split[0]))

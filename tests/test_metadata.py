@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ADMIN, eventually
 from tests.receiver import Receiver
@@ -33,8 +34,8 @@ async def post(client: TestClient, path: str, body: dict[str, Any]) -> dict[str,
 
 
 async def test_metadata_round_trips_through_the_record_and_every_event(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path)
     await open_hooked(gateway, receiver)
     queued = await post(gateway, "/message/text", {"instanceName": NAME, "to": TO, "text": "hi", "metadata": META})
@@ -46,7 +47,7 @@ async def test_metadata_round_trips_through_the_record_and_every_event(
     for status in ("delivered", "read"):
         receipt = {"messageIds": [wa_id], "status": status}
         assert (await gateway.post(f"/sandbox/instance/{NAME}/receipt", json=receipt, headers=ADMIN)).status == 200
-    events = await eventually(lambda: (found := events_of(receiver, queued["id"])) and len(found) == 3 and found)
+    events = await eventually(lambda: found if len(found := events_of(receiver, queued["id"])) == 3 else None)
     assert {name: data["metadata"] for name, data in events.items()} == {
         "message.sent": META,
         "message.delivered": META,

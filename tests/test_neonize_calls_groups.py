@@ -22,6 +22,7 @@ from scheduler.drivers.base import (
     ParticipantResult,
     UnknownChatError,
 )
+from scheduler.drivers.neonize.loading import _import
 from scheduler.drivers.neonize.notices import map_call, map_group_info, map_joined
 from tests.test_neonize_actions import GROUP, OWN, ActionsClient, actions_session, group_info, participant
 from tests.test_neonize_driver import PHONE, jid, pb
@@ -33,8 +34,8 @@ from tests.test_neonize_driver import driver
 
 LID = "98765432101234"
 real_client = nd.session._client_class()
-enum = nd.session._import("neonize.utils.enum")
-exc_module = nd.session._import("neonize.exc")
+enum = _import("neonize.utils.enum")
+exc_module = _import("neonize.exc")
 
 
 def offer(creator: Any, alt: Any, *children: str, attrs: tuple[str, ...] = ()) -> Any:
@@ -100,7 +101,7 @@ def test_being_added_to_a_group_is_an_add_of_the_own_number() -> None:
 def test_the_session_listens_to_call_offers_and_group_notices(driver: nd.NeonizeDriver) -> None:
     session, _ = actions_session(driver)
     client = session._new_client()
-    codes = nd.session._import("neonize.events").EVENT_TO_INT
+    codes = _import("neonize.events").EVENT_TO_INT
     assert {codes[pb.CallOffer], codes[pb.GroupInfoEvent], codes[pb.JoinedGroup]} <= set(client.event.list_func)
 
 

@@ -894,7 +894,8 @@ async def test_a_lid_sender_without_its_number_is_resolved_through_the_lid_store
     lid = jid("123456789012345", "lid")
     await session._on_event(client, message_event(e2e.Message(conversation="hola"), sender=lid, chat=lid))
     assert asked == ["123456789012345"]
-    assert sink.events[-1].sender == PHONE
+    received = sink.events[-1]
+    assert isinstance(received, MessageReceived) and received.sender == PHONE
 
 
 # -- session stores in PostgreSQL -----------------------------------------------------------------
@@ -1032,7 +1033,7 @@ def pg_driver(tmp_path: Path, postgres: Postgres) -> Any:
     driver.close()
 
 
-async def offline_connect(driver: nd.NeonizeDriver, instance_name: str) -> nd.NeonizeSession:
+async def offline_connect(driver: nd.NeonizeDriver, instance_name: str) -> nd.HostedSession:
     sink = Recorder()
     session = driver.session(instance_name, sink)
     await session.connect()

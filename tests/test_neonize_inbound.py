@@ -16,6 +16,7 @@ from scheduler.drivers import neonize as nd
 from scheduler.drivers.base import (
     Connected,
     Contact,
+    InboundEvent,
     InboundMedia,
     Location,
     MessageDeleted,
@@ -373,6 +374,7 @@ async def test_neonize_events_arrive_at_the_receiver_with_the_documented_fields(
     for number, (content, options) in enumerate(protos):
         event = nd.map_event(message_event(content, **options))
         if event is not None:
+            assert isinstance(event, InboundEvent)
             await worker.host.on_event(NAME, replace(event, message_id=f"3ANEONIZE{number}"))
     await receiver.wait_for(5)
     arrived = [(r.json()["event"], r.json()["data"]) for r in receiver.requests[1:]]
@@ -393,7 +395,7 @@ async def test_inbound_events_cross_the_session_hosts_wire_whole_media_bytes_inc
     common: dict[str, Any] = {"sender": None, "sender_lid": LID, "chat_id": "120363025246125486@g.us"}
     now = datetime.now(UTC)
     media = InboundMedia(mimetype="image/jpeg", size=3_000_000, data=bytes(range(256)) * 11_719 + b"\0" * 64)
-    events = [
+    events: list[InboundEvent] = [
         MessageReceived(message_id="A", timestamp=now, **common, message_type="imageMessage", text=None,
                         caption="look", media=media, location=Location(latitude=1.5, longitude=2.5)),
         MessageReaction(message_id="B", timestamp=now, **common, target_id="A", emoji="🙏"),

@@ -47,7 +47,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
         "http://\u2460\u2461\u2466.0.0.1/",
     ],
 )
-def test_private_literal_addresses_are_refused(url: str):
+def test_private_literal_addresses_are_refused(url: str) -> None:
     with pytest.raises(BlockedUrl, match="is a private or reserved address"):
         check_url(url, allow_private=False)
 
@@ -55,13 +55,13 @@ def test_private_literal_addresses_are_refused(url: str):
 @pytest.mark.parametrize(
     "url", ["http://localhost/", "http://LOCALHOST:8080/x", "http://localhost./", "http://a.localhost/"]
 )
-def test_localhost_names_are_refused_without_resolving(url: str):
+def test_localhost_names_are_refused_without_resolving(url: str) -> None:
     with pytest.raises(BlockedUrl, match="is a loopback name"):
         check_url(url, allow_private=False)
 
 
 @pytest.mark.parametrize("url", ["http://2130706433/", "http://0177.0.0.1/", "http://127.1/", "http://[1:2]/"])
-def test_non_canonical_ip_literals_are_refused(url: str):
+def test_non_canonical_ip_literals_are_refused(url: str) -> None:
     with pytest.raises(BlockedUrl):
         check_url(url, allow_private=False)
 
@@ -70,12 +70,12 @@ def test_non_canonical_ip_literals_are_refused(url: str):
     "url",
     ["http://8.8.8.8/", "https://1.1.1.1:443/x?y=1", "https://[2001:4860:4860::8888]/", "https://example.com/a.png"],
 )
-def test_public_addresses_and_names_pass_the_literal_check(url: str):
+def test_public_addresses_and_names_pass_the_literal_check(url: str) -> None:
     check_url(url, allow_private=False)  # names are checked later, at resolution; nothing connects here
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5/", "http://127.0.0.1:8080/", "http://localhost/", "http://[::1]/"])
-def test_private_addresses_pass_when_allowed(url: str):
+def test_private_addresses_pass_when_allowed(url: str) -> None:
     check_url(url, allow_private=True)
 
 
@@ -94,12 +94,12 @@ def test_private_addresses_pass_when_allowed(url: str):
     ],
 )
 @pytest.mark.parametrize("allow_private", [False, True])
-def test_bad_schemes_and_hostless_urls_are_refused(url: str, allow_private: bool):
+def test_bad_schemes_and_hostless_urls_are_refused(url: str, allow_private: bool) -> None:
     with pytest.raises(BlockedUrl, match="only http"):
         check_url(url, allow_private=allow_private)
 
 
-def test_backslash_in_the_authority_is_refused():
+def test_backslash_in_the_authority_is_refused() -> None:
     # urllib reads the host as example.com, yarl refuses the URL: no disagreement left to exploit.
     with pytest.raises(BlockedUrl):
         check_url("http://127.0.0.1\\@example.com/", allow_private=False)
@@ -128,11 +128,11 @@ def test_backslash_in_the_authority_is_refused():
         ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
     ],
 )
-def test_is_public(address: str, public: bool):
+def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public
 
 
-async def test_an_unresolvable_name_and_a_private_one_get_the_same_answer(fake_dns: dict[str, list[str]]):
+async def test_an_unresolvable_name_and_a_private_one_get_the_same_answer(fake_dns: dict[str, list[str]]) -> None:
     fake_dns["internal.example.test"] = ["10.0.0.5"]
     resolver = PublicOnlyResolver()
     try:
@@ -211,7 +211,7 @@ async def server() -> AsyncIterator[tuple[int, list[tuple[str, int]]]]:
     await runner.cleanup()
 
 
-async def test_localhost_is_refused_by_the_resolver_too():
+async def test_localhost_is_refused_by_the_resolver_too() -> None:
     """The real resolver, asked directly (past check_url's name shortcut), maps localhost to loopback."""
     resolver = PublicOnlyResolver()
     try:
@@ -221,7 +221,7 @@ async def test_localhost_is_refused_by_the_resolver_too():
         await resolver.close()
 
 
-async def test_resolver_drops_private_addresses_and_keeps_public_ones(fake_dns: dict[str, list[str]]):
+async def test_resolver_drops_private_addresses_and_keeps_public_ones(fake_dns: dict[str, list[str]]) -> None:
     fake_dns["mixed.test"] = ["10.0.0.5", "93.184.215.14", "::1", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
     resolver = PublicOnlyResolver()
     results = await resolver.resolve("mixed.test", 443, socket.AF_UNSPEC)
@@ -230,7 +230,7 @@ async def test_resolver_drops_private_addresses_and_keeps_public_ones(fake_dns: 
 
 async def test_name_resolving_to_loopback_is_refused_after_resolution(
     fake_dns: dict[str, list[str]], server: tuple[int, list[tuple[str, int]]]
-):
+) -> None:
     port, seen = server
     fake_dns["media.example.test"] = ["127.0.0.1"]
     check_url(f"http://media.example.test:{port}/echo", allow_private=False)  # the name itself looks fine
@@ -240,7 +240,7 @@ async def test_name_resolving_to_loopback_is_refused_after_resolution(
     assert seen == []  # never connected
 
 
-async def test_loopback_is_reached_when_allowed(server: tuple[int, list[tuple[str, int]]]):
+async def test_loopback_is_reached_when_allowed(server: tuple[int, list[tuple[str, int]]]) -> None:
     port, seen = server
     async with guarded_session(True, TIMEOUT) as session:
         response = await guarded_request(session, "GET", f"http://127.0.0.1:{port}/echo", True)
@@ -251,7 +251,7 @@ async def test_loopback_is_reached_when_allowed(server: tuple[int, list[tuple[st
     assert seen == [("GET", 0)]
 
 
-async def test_see_other_after_post_is_followed_with_a_bodyless_get(server: tuple[int, list[tuple[str, int]]]):
+async def test_see_other_after_post_is_followed_with_a_bodyless_get(server: tuple[int, list[tuple[str, int]]]) -> None:
     port, seen = server
     async with guarded_session(True, TIMEOUT) as session:
         response = await guarded_request(session, "POST", f"http://127.0.0.1:{port}/see-other", True, data=b"x" * 100)

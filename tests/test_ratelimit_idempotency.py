@@ -2,6 +2,7 @@ from pathlib import Path
 
 import redis
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_app
 from tests.conftest import ADMIN, make_settings
@@ -15,7 +16,9 @@ async def test_every_answer_carries_rate_limit_headers(client: TestClient, tenan
     assert 1 <= int(first.headers["X-RateLimit-Reset"]) <= 60
 
 
-async def test_over_the_limit_is_429_with_retry_after(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_over_the_limit_is_429_with_retry_after(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=3)))
     statuses = [(await client.get("/admin/tenants", headers=ADMIN)).status for _ in range(3)]
     limited = await client.get("/admin/tenants", headers=ADMIN)
@@ -26,7 +29,7 @@ async def test_over_the_limit_is_429_with_retry_after(aiohttp_client, redis_url:
     assert limited.headers["X-RateLimit-Remaining"] == "0"
 
 
-async def test_limits_are_per_key(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_limits_are_per_key(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path) -> None:
     client = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=2)))
     created = await (await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=ADMIN)).json()
     await client.get("/admin/tenants", headers=ADMIN)
@@ -73,7 +76,7 @@ async def test_a_replayed_answer_is_not_kept_in_plain_text(client: TestClient, r
     headers = {**ADMIN, "Idempotency-Key": "create-acme"}
     created = await (await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=headers)).json()
     store = redis.Redis.from_url(redis_url)
-    stored = b"".join(store.get(key) or b"" for key in store.scan_iter("wa:idem:*"))
+    stored = b"".join(store.get(key) or b"" for key in store.scan_iter("wa:idem:*"))  # type: ignore[misc]  # redis-py: sync or async
     store.close()
     assert stored and created["apiKey"].encode() not in stored
     again = await (await client.post("/admin/tenants", json={"tenantId": "acme"}, headers=headers)).json()

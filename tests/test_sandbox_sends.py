@@ -31,11 +31,11 @@ async def test_a_send_during_a_redis_outage_is_recorded_once_when_redis_is_back(
         assert not send.done()  # it waits for Redis; it does not fail as if never sent
         await server.start()
         sent = await asyncio.wait_for(send, 10)
-        records = [json.loads(item) for item in await redis.lrange(keys.sandbox_sent("shop"), 0, -1)]
+        records = [json.loads(item) for item in await redis.lrange(keys.sandbox_sent("shop"), 0, -1)]  # type: ignore[misc]
         assert [(r["messageId"], r["text"]) for r in records] == [(sent.message_id, "hi")]
         # The same record written again, as after an answer lost to a cut connection: still once.
         await session._record_sent(sent.message_id, json.dumps(records[0]))
-        assert await redis.llen(keys.sandbox_sent("shop")) == 1
+        assert await redis.llen(keys.sandbox_sent("shop")) == 1  # type: ignore[misc]
     finally:
         await redis.aclose()
         await server.stop()

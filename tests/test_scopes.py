@@ -75,7 +75,7 @@ async def test_admin_lists_every_instance_a_page_at_a_time(client: TestClient, s
             name = f"{tenant}__shop__{label}"
             assert (await client.post("/instance/create", json=instance_body(name), headers=key)).status == 201
     redis = connect(settings.redis_url or "")
-    await redis.hset(keys.instance("globex__shop__b"), "state", "open")
+    await redis.hset(keys.instance("globex__shop__b"), "state", "open")  # type: ignore[misc]
     await redis.aclose()
     seen, cursor = [], ""
     while True:

@@ -4,6 +4,7 @@ its rate limit and the message): they must answer exactly as every other route d
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_app
 from tests.conftest import ADMIN, instance_body, make_settings
@@ -83,7 +84,9 @@ async def test_the_admin_key_queues_on_any_instance_and_a_missing_one_is_404(cli
     assert await queued(client) == 1
 
 
-async def test_over_the_limit_a_send_is_429_and_queues_nothing(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_over_the_limit_a_send_is_429_and_queues_nothing(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await aiohttp_client(create_app(make_settings(redis_url, tmp_path, rate_limit=4)))
     key = await with_instance(client)  # the instance's creation counts one of the key's 4
     statuses = [(await client.post("/message/text", json=TEXT, headers=key)).status for _ in range(4)]

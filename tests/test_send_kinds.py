@@ -8,18 +8,20 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
+from pytest_aiohttp import AiohttpClient
 
 from core import keys
 from gateway.state import SERVICES
 from scheduler.media import Media
 from scheduler.outgoing import to_sticker
-from tests.conftest import ADMIN_KEY, instance_body
-from tests.test_sending import NAME, finished, gateway_with, message, open_instance, send, sent
+from tests.conftest import ADMIN_KEY, instance_body, open_instance
+from tests.test_sending import NAME, finished, gateway_with, message, send, sent
 from tests.test_sending_media import png
 
 TO = "5491112345678"
@@ -42,9 +44,9 @@ async def queue(client: TestClient, kind: str, **fields: object) -> dict:
 
 
 @pytest.fixture
-async def client(aiohttp_client, redis_url: str, tmp_path: Path) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path) -> TestClient:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+    await open_instance(client, client.acme)  # type: ignore[attr-defined]
     return client
 
 
@@ -116,7 +118,9 @@ def test_a_png_becomes_a_512_square_webp_with_the_picture_centred() -> None:
     with Image.open(io.BytesIO(sticker.data)) as image:
         assert image.format == "WEBP" and image.size == (512, 512)
         rgba = image.convert("RGBA")
-        assert rgba.getpixel((256, 256))[0] > 200 and rgba.getpixel((256, 5))[3] == 0  # transparent band above
+        inside, above = rgba.getpixel((256, 256)), rgba.getpixel((256, 5))
+        assert isinstance(inside, tuple) and isinstance(above, tuple)
+        assert inside[0] > 200 and above[3] == 0  # transparent band above
 
 
 async def test_a_reply_quotes_the_whatsapp_id_of_our_message_and_carries_mentions(client: TestClient) -> None:
@@ -190,23 +194,23 @@ async def test_a_text_older_than_15_minutes_is_too_old_to_edit(client: TestClien
 
 
 async def test_cancelling_a_waiting_message_ends_it_and_it_is_never_sent(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    created = await client.post("/instance/create", json=instance_body(), headers=client.acme)
+    created = await client.post("/instance/create", json=instance_body(), headers=client.acme)  # type: ignore[attr-defined]
     assert created.status == 201
-    queued = await send(client, client.acme)
-    kept = await send(client, client.acme, text="second")
-    response = await client.delete(f"/message/{queued['id']}", headers=client.acme)
+    queued = await send(client, client.acme)  # type: ignore[attr-defined]
+    kept = await send(client, client.acme, text="second")  # type: ignore[attr-defined]
+    response = await client.delete(f"/message/{queued['id']}", headers=client.acme)  # type: ignore[attr-defined]
     assert response.status == 200, await response.text()
     cancelled = await response.json()
     assert cancelled["id"] == queued["id"] and cancelled["status"] == "cancelled" and "cancelled" in cancelled["error"]
-    again = await client.delete(f"/message/{queued['id']}", headers=client.acme)
+    again = await client.delete(f"/message/{queued['id']}", headers=client.acme)  # type: ignore[attr-defined]
     assert again.status == 409 and "cancelled" in (await again.json())["error"]["message"]
-    await client.post(f"/sandbox/instance/{NAME}/link", json={}, headers=client.acme)
-    assert (await finished(client, client.acme, kept["id"]))["status"] == "sent"
-    assert [s["text"] for s in await sent(client, client.acme)] == ["second"]
-    assert (await message(client, client.acme, queued["id"]))["status"] == "cancelled"
+    await client.post(f"/sandbox/instance/{NAME}/link", json={}, headers=client.acme)  # type: ignore[attr-defined]
+    assert (await finished(client, client.acme, kept["id"]))["status"] == "sent"  # type: ignore[attr-defined]
+    assert [s["text"] for s in await sent(client, client.acme)] == ["second"]  # type: ignore[attr-defined]
+    assert (await message(client, client.acme, queued["id"]))["status"] == "cancelled"  # type: ignore[attr-defined]
 
 
 async def test_references_to_unknown_or_unsent_messages_are_404_and_409(client: TestClient) -> None:
@@ -263,7 +267,7 @@ async def test_bad_fields_are_a_400_naming_them(client: TestClient, path: str, b
 
 
 async def test_a_batch_takes_every_new_kind_and_lists_bad_items_by_index(client: TestClient) -> None:
-    good = [
+    good: list[dict[str, Any]] = [
         {"type": "location", "instanceName": NAME, "to": TO, "latitude": 1, "longitude": 2},
         {"type": "poll", "instanceName": NAME, "to": GROUP, "question": "Q", "options": ["a", "b"]},
         {"type": "contact", "instanceName": NAME, "to": TO, "contacts": [{"fullName": "A", "phoneNumber": TO}]},
@@ -279,16 +283,16 @@ async def test_a_batch_takes_every_new_kind_and_lists_bad_items_by_index(client:
 
 
 async def test_typing_shows_before_a_normal_text_within_the_gap_and_not_before_bulk(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     lanes = '{"urgent": {"gap": [0.01, 0.02]}, "normal": {"gap": [2, 2], "typing": true}, "bulk": {"gap": [2, 2]}}'
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes)
-    await open_instance(client, client.acme)
-    first = await finished(client, client.acme, (await send(client, client.acme, text="one"))["id"])
-    second = await finished(client, client.acme, (await send(client, client.acme, text="two"))["id"])
-    bulk = await finished(client, client.acme, (await send(client, client.acme, text="three", lane="bulk"))["id"])
-    untyped = await finished(client, client.acme, (await send(client, client.acme, text="four", typing=False))["id"])
-    items = await sent(client, client.acme)
+    await open_instance(client, client.acme)  # type: ignore[attr-defined]
+    first = await finished(client, client.acme, (await send(client, client.acme, text="one"))["id"])  # type: ignore[attr-defined]
+    second = await finished(client, client.acme, (await send(client, client.acme, text="two"))["id"])  # type: ignore[attr-defined]
+    bulk = await finished(client, client.acme, (await send(client, client.acme, text="three", lane="bulk"))["id"])  # type: ignore[attr-defined]
+    untyped = await finished(client, client.acme, (await send(client, client.acme, text="four", typing=False))["id"])  # type: ignore[attr-defined]
+    items = await sent(client, client.acme)  # type: ignore[attr-defined]
     assert [item["typingMs"] for item in items] == [1000, 1000, None, None]
     assert second["typingMs"] == 1000 and bulk["typingMs"] == 0 and untyped["typingMs"] == 0
 
@@ -324,16 +328,16 @@ async def test_a_client_route_takes_the_new_kinds(client: TestClient) -> None:
 
 
 async def test_the_first_contact_rule_holds_people_back_but_not_groups(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     lanes = json.dumps({"normal": {"gap": [0.02, 0.04], "firstContactPerDay": 0}})
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes)
-    await open_instance(client, client.acme, settings={"deliverability": "cautious"})
-    person = await send(client, client.acme)
+    await open_instance(client, client.acme, settings={"deliverability": "cautious"})  # type: ignore[attr-defined]
+    person = await send(client, client.acme)  # type: ignore[attr-defined]
     group = await post(client, "/message/text", {"instanceName": NAME, "to": GROUP, "text": "hello all"})
-    assert (await finished(client, client.acme, group["id"]))["status"] == "sent"
-    assert (await message(client, client.acme, person["id"]))["status"] == "pending"
-    assert [item["to"] for item in await sent(client, client.acme)] == [GROUP]
+    assert (await finished(client, client.acme, group["id"]))["status"] == "sent"  # type: ignore[attr-defined]
+    assert (await message(client, client.acme, person["id"]))["status"] == "pending"  # type: ignore[attr-defined]
+    assert [item["to"] for item in await sent(client, client.acme)] == [GROUP]  # type: ignore[attr-defined]
 
 
 async def test_a_reference_is_looked_up_only_for_a_caller_with_access(client: TestClient) -> None:

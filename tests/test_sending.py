@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from config import Settings
 from core import keys
@@ -44,7 +45,9 @@ async def finished(client: TestClient, headers: dict[str, str], message_id: str)
     return await eventually(check)
 
 
-async def gateway_with(aiohttp_client, redis_url: str, tmp_path: Path, **overrides: object) -> TestClient:  # type: ignore[no-untyped-def]
+async def gateway_with(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, **overrides: object
+) -> TestClient:
     settings = make_settings(redis_url, tmp_path / "data", **overrides)
     app = create_app(settings)
     app.cleanup_ctx.append(worker_context(settings))
@@ -101,16 +104,18 @@ async def _all_sent(client: TestClient, headers: dict[str, str], count: int) -> 
     return found if len(found) == count else None
 
 
-async def test_every_gap_is_within_the_range_of_the_lane_sent(aiohttp_client, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_every_gap_is_within_the_range_of_the_lane_sent(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     lanes = {"urgent": (0.05, 0.1), "normal": (0.1, 0.15), "bulk": (0.15, 0.2)}
     gateway = await gateway_with(
         aiohttp_client, redis_url, tmp_path, lanes=json.dumps({k: {"gap": v} for k, v in lanes.items()})
     )
-    await open_instance(gateway, gateway.acme)
+    await open_instance(gateway, gateway.acme)  # type: ignore[attr-defined]
     order = ["bulk", "urgent", "normal", "bulk", "urgent", "normal", "normal", "bulk", "urgent"]
     for i, lane in enumerate(order):
-        await send(gateway, gateway.acme, text=f"{lane}-{i}", lane=lane)
-    delivered = await eventually(lambda: _all_sent(gateway, gateway.acme, len(order)))
+        await send(gateway, gateway.acme, text=f"{lane}-{i}", lane=lane)  # type: ignore[attr-defined]
+    delivered = await eventually(lambda: _all_sent(gateway, gateway.acme, len(order)))  # type: ignore[attr-defined]
     times = [datetime.fromisoformat(m["sentAt"]).timestamp() for m in delivered]
     for previous, current, record in zip(times, times[1:], delivered[1:], strict=False):
         low, high = lanes[record["text"].split("-")[0]]
@@ -119,39 +124,39 @@ async def test_every_gap_is_within_the_range_of_the_lane_sent(aiohttp_client, re
 
 
 async def test_quota_is_never_exceeded_under_200_concurrent_sends_and_the_rest_wait(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     limits = {"urgent": {"gap": [0, 0], "perHour": 7, "perDay": 12}, "bulk": {"gap": [0, 0], "perHour": 3}}
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=json.dumps(limits))
-    await open_instance(gateway, gateway.acme)
+    await open_instance(gateway, gateway.acme)  # type: ignore[attr-defined]
 
     bodies = [{"instanceName": NAME, "to": "5491112345678", "text": f"m{i}", "lane": "urgent"} for i in range(200)]
-    answers = await asyncio.gather(*(gateway.post("/message/text", json=b, headers=gateway.acme) for b in bodies))
+    answers = await asyncio.gather(*(gateway.post("/message/text", json=b, headers=gateway.acme) for b in bodies))  # type: ignore[attr-defined]
     assert [a.status for a in answers] == [202] * 200
-    bulk = await send(gateway, gateway.acme, text="bulk", lane="bulk")
+    bulk = await send(gateway, gateway.acme, text="bulk", lane="bulk")  # type: ignore[attr-defined]
 
-    await eventually(lambda: _all_sent(gateway, gateway.acme, 8))  # 7 urgent + the bulk one
+    await eventually(lambda: _all_sent(gateway, gateway.acme, 8))  # type: ignore[attr-defined]  # 7 urgent + the bulk one
     store = aioredis.Redis.from_url(redis_url, decode_responses=True)
     pump = await store.hgetall(keys.pump(NAME))
     wake_in = int(pump["due"]) / 1000 - datetime.now().timestamp()
     assert 3500 < wake_in <= 3600  # next urgent send waits for the hour to roll
-    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()
+    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()  # type: ignore[attr-defined]
     assert {lane: queue[lane] for lane in ("urgent", "normal", "bulk", "total")} == {
         "urgent": 193, "normal": 0, "bulk": 0, "total": 193
     }  # fmt: skip
-    assert (await message(gateway, gateway.acme, bulk["id"]))["status"] == "sent"  # urgent's quota did not block bulk
+    assert (await message(gateway, gateway.acme, bulk["id"]))["status"] == "sent"  # type: ignore[attr-defined]  # urgent's quota did not block bulk
 
     # Let the hour roll: age every recorded urgent send by an hour, then wake the instance.
     sends = await store.zrange(keys.phone_sent(PHONE, "urgent"), 0, -1, withscores=True)
     await store.zadd(keys.phone_sent(PHONE, "urgent"), {member: score - 3_600_000 for member, score in sends})
     await store.hdel(keys.pump(NAME), "due")
-    await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=gateway.acme)
-    await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": PHONE}, headers=gateway.acme)
+    await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=gateway.acme)  # type: ignore[attr-defined]
+    await gateway.post(f"/sandbox/instance/{NAME}/link", json={"phoneNumber": PHONE}, headers=gateway.acme)  # type: ignore[attr-defined]
     # 12 a day: 7 already went, so only 5 more may go in this day, whatever the hour allows
-    await eventually(lambda: _all_sent(gateway, gateway.acme, 13))
-    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()
+    await eventually(lambda: _all_sent(gateway, gateway.acme, 13))  # type: ignore[attr-defined]
+    queue = await (await gateway.get(f"/instance/{NAME}/queue", headers=gateway.acme)).json()  # type: ignore[attr-defined]
     assert queue["urgent"] == 188
-    assert len(await sent(gateway, gateway.acme)) == 13
+    assert len(await sent(gateway, gateway.acme)) == 13  # type: ignore[attr-defined]
     await store.aclose()
 
 
@@ -411,26 +416,26 @@ async def test_a_receipt_moves_a_message_forward_only_and_never_recreates_an_exp
     name = "acme__shop1__receipts"
     record = Message.new("msg_live", name, "normal", "5491112345678", "text", text="hi").to_hash()
     stored = {field: value for field, value in record.items() if value is not None}
-    await redis.hset(keys.message("msg_live"), mapping={**stored, "status": "sent"})
+    await redis.hset(keys.message("msg_live"), mapping={**stored, "status": "sent"})  # type: ignore[misc]
     await redis.set(keys.whatsapp_id(name, "WA1"), "msg_live")
     await redis.set(keys.whatsapp_id(name, "WA2"), "msg_expired")  # its record is gone already
     try:
         moved = await messages.apply_receipt(name, ("WA1", "WA2", "WA-unknown"), "read")
         assert [m.id for m in moved] == ["msg_live"]
-        assert await redis.hget(keys.message("msg_live"), "status") == "read"
+        assert await redis.hget(keys.message("msg_live"), "status") == "read"  # type: ignore[misc]
         assert not await redis.exists(keys.message("msg_expired"))
         assert await messages.apply_receipt(name, ("WA1",), "delivered") == []  # never backwards
-        assert await redis.hget(keys.message("msg_live"), "status") == "read"
+        assert await redis.hget(keys.message("msg_live"), "status") == "read"  # type: ignore[misc]
     finally:
         await redis.delete(keys.message("msg_live"), keys.whatsapp_id(name, "WA1"), keys.whatsapp_id(name, "WA2"))
         await redis.aclose()
 
 
 async def test_a_claim_whose_answer_was_lost_is_put_back_by_the_sweep_and_sent_once(
-    aiohttp_client, redis_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, sweep_interval=0.2)
-    acme = client.acme
+    acme = client.acme  # type: ignore[attr-defined]
     await client.post("/instance/create", json=instance_body(), headers=acme)
     queued = await send(client, acme, text="claimed, answer lost")
     store = aioredis.Redis.from_url(redis_url, decode_responses=True)

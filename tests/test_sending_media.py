@@ -11,8 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
+from pytest_aiohttp import AiohttpClient
 
-from tests.test_sending import NAME, finished, gateway_with, open_instance, sent
+from tests.conftest import open_instance
+from tests.test_sending import NAME, finished, gateway_with, sent
 
 
 def png() -> bytes:
@@ -57,17 +59,17 @@ async def media_server() -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def client(aiohttp_client, redis_url: str, tmp_path: Path) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path) -> TestClient:
     """The gateway with one open sandbox instance; `client.acme` holds its tenant's headers."""
     client = await gateway_with(aiohttp_client, redis_url, tmp_path)
-    await open_instance(client, client.acme)
+    await open_instance(client, client.acme)  # type: ignore[attr-defined]
     return client
 
 
-async def send_media(client, path: str, body: dict) -> dict:  # type: ignore[no-untyped-def]
-    response = await client.post(path, json={"instanceName": NAME, "to": "5491112345678", **body}, headers=client.acme)
+async def send_media(client: TestClient, path: str, body: dict) -> dict:
+    response = await client.post(path, json={"instanceName": NAME, "to": "5491112345678", **body}, headers=client.acme)  # type: ignore[attr-defined]
     assert response.status == 202, await response.text()
-    return await finished(client, client.acme, (await response.json())["id"])
+    return await finished(client, client.acme, (await response.json())["id"])  # type: ignore[attr-defined]
 
 
 async def test_image_is_fetched_at_send_time_and_sent_with_its_caption(
@@ -76,7 +78,7 @@ async def test_image_is_fetched_at_send_time_and_sent_with_its_caption(
     url = str(media_server.make_url("/cat.png"))
     done = await send_media(client, "/message/image", {"imageUrl": url, "caption": "{a|b} cat"})
     assert done["status"] == "sent", done
-    [record] = await sent(client, client.acme)
+    [record] = await sent(client, client.acme)  # type: ignore[attr-defined]
     assert (record["type"], record["mediaUrl"], record["mimetype"]) == ("image", url, "image/png")
     assert record["mediaBytes"] == len(png())
     assert record["caption"] in ("a cat", "b cat") and record["caption"] == done["caption"]
@@ -85,7 +87,7 @@ async def test_image_is_fetched_at_send_time_and_sent_with_its_caption(
 async def test_audio_goes_out_as_an_ogg_opus_voice_note(client: TestClient, media_server: TestServer) -> None:
     done = await send_media(client, "/message/audio", {"audioUrl": str(media_server.make_url("/hello.wav"))})
     assert done["status"] == "sent", done
-    [record] = await sent(client, client.acme)
+    [record] = await sent(client, client.acme)  # type: ignore[attr-defined]
     assert record["mimetype"] == "audio/ogg; codecs=opus"
 
 
@@ -93,7 +95,7 @@ async def test_document_keeps_the_file_name_given(client: TestClient, media_serv
     url = str(media_server.make_url("/report"))
     done = await send_media(client, "/message/document", {"documentUrl": url, "fileName": "q3.pdf"})
     assert done["status"] == "sent", done
-    [record] = await sent(client, client.acme)
+    [record] = await sent(client, client.acme)  # type: ignore[attr-defined]
     assert (record["fileName"], record["mimetype"]) == ("q3.pdf", "application/pdf")
 
 
@@ -109,15 +111,15 @@ async def test_media_that_cannot_be_used_fails_the_message_and_the_worker_goes_o
     assert done["error"].startswith("imageUrl: ") and error in done["error"]
     after = await send_media(client, "/message/text", {"text": "still going"})
     assert after["status"] == "sent"
-    assert [m["type"] for m in await sent(client, client.acme)] == ["text"]
+    assert [m["type"] for m in await sent(client, client.acme)] == ["text"]  # type: ignore[attr-defined]
 
 
 async def test_private_media_address_is_refused_when_the_guard_is_on(
-    aiohttp_client, redis_url: str, tmp_path: Path, media_server: TestServer
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, media_server: TestServer
+) -> None:
     client = await gateway_with(aiohttp_client, redis_url, tmp_path, allow_private_urls=False)
     # a webhook name that never resolves passes the guard at create (it is checked again at delivery)
-    await open_instance(client, client.acme, webhookUrl="https://hooks.invalid/wa")
+    await open_instance(client, client.acme, webhookUrl="https://hooks.invalid/wa")  # type: ignore[attr-defined]
     done = await send_media(client, "/message/image", {"imageUrl": str(media_server.make_url("/cat.png"))})
     assert done["status"] == "failed"
     assert "127.0.0.1" in done["error"] and "private" in done["error"]

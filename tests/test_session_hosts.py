@@ -46,7 +46,7 @@ class Events:
         return [event for event in self.seen if isinstance(event, kind)]
 
 
-async def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
+async def eventually(condition: Callable[..., bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

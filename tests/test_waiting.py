@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from core.clock import now_ms
 from gateway.state import SERVICES
@@ -56,8 +57,8 @@ async def _sent(client: TestClient, message_id: str) -> list[dict[str, Any]] | N
 
 
 async def test_a_fresh_gateway_with_no_settings_has_the_seeds_quotas_on_day_zero(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes="{}")  # GATEWAY_LANES unset
     await open_hooked(gateway, receiver)
     today = await queue(gateway)
@@ -77,8 +78,8 @@ async def test_a_fresh_gateway_with_no_settings_has_the_seeds_quotas_on_day_zero
 
 
 async def test_two_bulk_messages_to_one_person_both_go_within_the_bulk_gap(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     # GATEWAY_LANES sets only the gaps (short, for the test): the spacing default (24 h) stays.
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path)
     assert gateway.app[SERVICES].settings.lanes["bulk"].spacing == 24 * HOUR
@@ -91,8 +92,8 @@ async def test_two_bulk_messages_to_one_person_both_go_within_the_bulk_gap(
 
 
 async def test_a_cautious_instance_holds_the_second_and_says_spacing_until_when(
-    aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver
-) -> None:  # type: ignore[no-untyped-def]
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path)
     await open_hooked(gateway, receiver, "cautious")
     ids = await send_all(gateway, [{"to": "5491100000044", "lane": "bulk"}] * 3)
@@ -125,14 +126,16 @@ async def test_not_connected_for_the_head_and_queued_behind_it(gateway: TestClie
     assert (await queue(gateway))["held"] == {"not_connected": 2}
 
 
-async def test_gap(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_gap(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(gap=[30, 30]))
     await open_hooked(gateway, receiver)
     found = await one_sent_one_held(gateway, "gap")
     assert abs(until(found["held"]) - (sent_at(found["sent"]) + 30)) < 2
 
 
-async def test_queued_behind_a_lane_above(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_queued_behind_a_lane_above(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     slow = {**NO_RULES, "gap": [30, 30]}
     gateway = await gateway_with(
         aiohttp_client, redis_url, tmp_path, lanes=json.dumps({"urgent": slow, "normal": slow, "bulk": slow})
@@ -153,21 +156,21 @@ async def test_queued_behind_a_lane_above(aiohttp_client, redis_url: str, tmp_pa
     assert (await queue(gateway))["held"] == {"gap": 1, "queued": 1}
 
 
-async def test_hourly_quota(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_hourly_quota(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perHour=1))
     await open_hooked(gateway, receiver)
     found = await one_sent_one_held(gateway, "hourly_quota")
     assert abs(until(found["held"]) - (sent_at(found["sent"]) + HOUR)) < 2
 
 
-async def test_daily_quota(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_daily_quota(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=1))
     await open_hooked(gateway, receiver)
     found = await one_sent_one_held(gateway, "daily_quota")
     assert abs(until(found["held"]) - (sent_at(found["sent"]) + 24 * HOUR)) < 2
 
 
-async def test_warmup(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_warmup(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(perDay=10, warmup=[0.1, 1]))
     await open_hooked(gateway, receiver, "cautious")
     found = await one_sent_one_held(gateway, "warmup")
@@ -175,14 +178,14 @@ async def test_warmup(aiohttp_client, redis_url: str, tmp_path: Path, receiver: 
     assert abs(until(found["held"]) - (linked + 24 * HOUR)) < 2  # tomorrow's larger quota
 
 
-async def test_first_contact(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_first_contact(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes(firstContactPerDay=1))
     await open_hooked(gateway, receiver, "cautious")
     found = await one_sent_one_held(gateway, "first_contact")
     assert abs(until(found["held"]) - (sent_at(found["sent"]) + 24 * HOUR)) < 2
 
 
-async def test_throttled(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_throttled(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes())
     await open_hooked(gateway, receiver)
     paused_until = now_ms() + 600_000
@@ -193,7 +196,7 @@ async def test_throttled(aiohttp_client, redis_url: str, tmp_path: Path, receive
     assert (await queue(gateway))["held"] == {"throttled": 1}
 
 
-async def test_retry(aiohttp_client, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_retry(aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
     gateway = await gateway_with(aiohttp_client, redis_url, tmp_path, lanes=lanes())
     await open_hooked(gateway, receiver)
     failing = {"error": "connection reset", "count": 1, "transient": True}

@@ -34,7 +34,7 @@ from webhooks import verify_signature
 from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox, Settled
 
 NAME = "acme__shop1__sales"
-SECRET = instance_body()["webhookSecret"]
+SECRET = str(instance_body()["webhookSecret"])
 DELAYS = (0.05, 0.1, 0.2)
 PUBLIC_URL = "https://93.184.216.34/hook"  # a literal public address: no DNS needed to admit it
 
@@ -547,7 +547,7 @@ async def test_publishing_makes_the_instance_due_once_and_one_take_gets_it(outbo
     await outbox.publish(NAME, "webhook.test", {})
     [(name, at)] = await due(outbox)
     assert name == NAME and at <= time.time() * 1000
-    assert await outbox.redis.llen(keys.WEBHOOK_BELL) == 1  # a sleeping delivery loop looks now
+    assert await outbox.redis.llen(keys.WEBHOOK_BELL) == 1  # type: ignore[misc]  # a sleeping delivery loop looks now
     assert await outbox.take_due(10) == ([NAME], None)
     assert await outbox.take_due(10) == ([], None)  # taken once: no other loop gets it
 

@@ -64,7 +64,7 @@ class Retry:
             return None
         if not isinstance(error, GatewayError | TransportError):
             return None
-        return min(self.backoff * 2 ** (tried - 1), MAX_DELAY) * random.uniform(0.5, 1.0)
+        return min(self.backoff * 2.0 ** (tried - 1), MAX_DELAY) * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)
