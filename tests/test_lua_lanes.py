@@ -97,11 +97,11 @@ async def accept(lanes: Lanes, *found: Message) -> list[str]:
 
 
 async def status(redis: Redis, message_id: str) -> str | None:
-    return await redis.hget(keys.message(message_id), FIELDS["status"])  # type: ignore[misc,no-any-return]
+    return await redis.hget(keys.message(message_id), FIELDS["status"])  # type: ignore[misc]
 
 
 async def waiting_ids(redis: Redis, lane: LaneName = "normal") -> list[str]:
-    return await redis.lrange(keys.lane(NAME, lane), 0, -1)  # type: ignore[misc,no-any-return]
+    return await redis.lrange(keys.lane(NAME, lane), 0, -1)  # type: ignore[misc]
 
 
 def sent_fields() -> dict[str, Any]:
