@@ -21,6 +21,7 @@ from core.suppressions import Suppressions
 from core.tenants import Tenants
 from scheduler.commands import Commands
 from scheduler.contacts import Contacts
+from scheduler.instance_commands import Delete
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages, changes
 from scheduler.numbers import NumberCache
@@ -104,7 +105,7 @@ class Services:
         await self.lanes.retire(name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:
-                await self.commands.call(name, "delete")
+                await self.commands.call(name, Delete())
             except (Unavailable, WhatsAppError) as exc:
                 # The records go anyway: a half-deleted instance could not be deleted again.
                 log.warning("instance.logout_failed", instance=name, error=exc.message)

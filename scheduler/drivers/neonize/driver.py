@@ -38,11 +38,13 @@ from scheduler.drivers.base import (
     OutgoingMessage,
     ParticipantAction,
     ParticipantResult,
+    PhoneControls,
     PresenceState,
     Profile,
     QrCode,
     QrExpired,
     SendResult,
+    Session,
     TransientDriverError,
 )
 from scheduler.drivers.neonize import wire
@@ -595,6 +597,9 @@ class NeonizeDriver:
         session = HostedSession(self, instance_name, store, sink)
         self._sessions[instance_name] = session
         return session
+
+    def phone_controls(self, session: Session) -> PhoneControls | None:
+        return None  # a real phone: nothing stands in for it
 
     def remove_store(self, instance_name: str) -> None:
         """Delete the instance's store; with PostgreSQL blocks for a query or two (DROP SCHEMA)."""
