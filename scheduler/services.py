@@ -23,14 +23,14 @@ from scheduler.commands import Commands
 from scheduler.contacts import Contacts
 from scheduler.instance_commands import Delete
 from scheduler.lanes import Lanes
-from scheduler.messages import Messages, changes
+from scheduler.messages import Messages, MessageUpdate
 from scheduler.numbers import NumberCache
 from scheduler.ownership import Ownership
 from webhooks.outbox import Limits, Outbox
 
 log = structlog.get_logger(__name__)
 
-CANCELLED_BY_DELETE = changes(
+CANCELLED_BY_DELETE = MessageUpdate(
     status="cancelled", error="cancelled: the instance was deleted", error_code="cancelled_by_flush"
 )
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
@@ -102,7 +102,7 @@ class Services:
             # deliverer reaches it before the outbox is dropped with the instance.
             data = {"reason": "deleted", "detail": "the instance was deleted", "loggedOut": True}
             await self.outbox.publish(name, "instance.disconnected", data)
-        await self.lanes.retire(name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
+        await self.lanes.retire(name, CANCELLED_BY_DELETE.hash_fields(), INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:
                 await self.commands.call(name, Delete())
