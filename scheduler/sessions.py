@@ -28,6 +28,9 @@ log = structlog.get_logger(__name__)
 
 
 class SessionHost:
+    """The parts put together; what the pump needs of them (`SessionSource`) and the worker's
+    shutdown are here."""
+
     def __init__(self, worker_id: str, services: Services, driver: Driver) -> None:
         per_number = PerNumber(services.instances, services.outbox, services.lanes, services.settings.action_timeout)
         self.registry = SessionRegistry(worker_id, services.redis, driver, per_number)
