@@ -15,12 +15,14 @@ EventHandler = Callable[[str, DriverEvent], Awaitable[None]]
 
 
 class SessionRegistry:
-    def __init__(self, worker_id: str, redis: Redis, driver: Driver, per_number: PerNumber) -> None:
+    def __init__(
+        self, worker_id: str, redis: Redis, driver: Driver, per_number: PerNumber, on_event: EventHandler
+    ) -> None:
         self.worker_id = worker_id
         self.redis = redis
         self.driver = driver
         self.per_number = per_number
-        self.on_event: EventHandler | None = None  # set once by the session host
+        self.on_event = on_event
         self.sessions: dict[str, Session] = {}
         self.connected: set[str] = set()
         self.epochs: dict[str, int] = {}
@@ -28,11 +30,9 @@ class SessionRegistry:
     def session(self, name: str) -> Session:
         """The instance's session, opened on first use; its events go to `on_event`."""
         if name not in self.sessions:
-            handler = self.on_event
-            assert handler is not None, "the session host sets on_event before the first session"
 
             async def sink(event: DriverEvent) -> None:
-                await handler(name, event)
+                await self.on_event(name, event)
 
             self.sessions[name] = self.driver.session(name, sink)
         return self.sessions[name]

@@ -33,14 +33,13 @@ class SessionHost:
 
     def __init__(self, worker_id: str, services: Services, driver: Driver) -> None:
         per_number = PerNumber(services.instances, services.outbox, services.lanes, services.settings.action_timeout)
-        self.registry = SessionRegistry(worker_id, services.redis, driver, per_number)
+        self.registry = SessionRegistry(worker_id, services.redis, driver, per_number, self.on_event)
         self.conversations = ConversationLog(services.conversations)
         self.bans = BanTimers(
             self.registry, services.instances, services.lanes, services.outbox, services.settings.throttle.after_ban
         )
         linking = Linking(services.redis, services.instances, self.registry)
         self.events = SessionEvents(services, self.registry, linking, self.bans, self.conversations)
-        self.registry.on_event = self.events.on_event
         self.takeover = Takeover(services, self.registry, self.forget)
         self.commands = HostCommands(services, self.registry, self.takeover, linking)
 
