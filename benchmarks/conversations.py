@@ -38,7 +38,7 @@ from core.redis_client import connect
 from core.redis_server import EmbeddedRedis
 from scheduler.conversation_log import ConversationLog
 from scheduler.drivers.base import MessageReceived
-from scheduler.messages import Message, changes
+from scheduler.messages import Message, MessageUpdate
 
 NAME = "bench__conv__store"
 CHAT = "5491112345678"
@@ -88,10 +88,10 @@ def summary(label: str, spent: list[float], unit: str = "ms") -> str:
     return f"  {label:<44} p50 {p50:8.2f} {unit}   p99 {p99:8.2f} {unit}"
 
 
-def sent_message(n: int) -> tuple[Message, dict[str, Any]]:
+def sent_message(n: int) -> Message:
     message = Message.new(f"msg_bench{n:08d}", NAME, "normal", "5491187654321", "text", text="hello there")
-    fields = changes(status="sent", sent_at=iso_from_ms(now_ms()), wa_message_id=f"3EBSENT{n:010d}", text="hello there")
-    return message, fields
+    update = MessageUpdate(status="sent", sent_at=iso_from_ms(now_ms()), wa_message_id=f"3EBSENT{n:010d}")
+    return update.applied_to(message)
 
 
 def received_event(n: int) -> tuple[MessageReceived, dict[str, Any]]:
@@ -198,7 +198,7 @@ async def measure(label: str, store: ConversationStore, messages: int, reads: in
     print(summary("page of 50 chats", await timed(min(reads, 100), lambda _: store.chats(NAME, 50, None))))
     log = ConversationLog(store)
     sends = [sent_message(n) for n in range(writes)]
-    print(summary("send path: store one sent message", await timed(writes, lambda n: log.sent(NAME, *sends[n])), "us"))
+    print(summary("send path: store one sent message", await timed(writes, lambda n: log.sent(NAME, sends[n])), "us"))
     inbound = [received_event(n) for n in range(writes)]
     spent = await timed(writes, lambda n: log.received(NAME, *inbound[n]))
     print(summary("inbound path: store one received message", spent, "us"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
@@ -14,6 +14,15 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
     )
+
+
+class Command(ApiModel):
+    """Base of the commands the API sends the worker hosting an instance: one frozen record per
+    command, named on the wire by its `op` (the registry: `scheduler/instance_commands.py`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    op: ClassVar[str]
 
 
 # A moment as the gateway writes it (`core.clock.iso`): ISO 8601 in UTC, documented as date-time.

@@ -5,7 +5,7 @@ or does not answer in time the API answers 502 `whatsapp_error` saying which act
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from core.errors import InvalidState, NotFound, WhatsAppError
@@ -19,10 +19,26 @@ from scheduler.drivers.base import (
     Session,
     UnknownChatError,
 )
+from scheduler.instance_commands import (
+    ActionCommand,
+    ChangeParticipants,
+    CheckNumbers,
+    CreateGroup,
+    InviteLink,
+    JoinGroup,
+    LeaveGroup,
+    ListGroups,
+    LookUpLid,
+    MarkRead,
+    ReadGroup,
+    ReadProfile,
+    SetPresence,
+    UpdateGroup,
+)
 from scheduler.numbers import NumberCache
 
 T = TypeVar("T")
-Command = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Answer = dict[str, Any]  # an action's answer, as the API's JSON
 
 
 class ConnectedSessions(Protocol):
@@ -35,29 +51,55 @@ class Actions:
         self.numbers = numbers
         self.timeout = timeout
 
-    def commands(self) -> dict[str, Command]:
-        """The command table entries, by the op names the API sends."""
-        return {
-            "contacts.check": self.check_numbers,
-            "contacts.profile": self.profile,
-            "contacts.lid": self.lid,
-            "chats.read": self.mark_read,
-            "presence": self.set_presence,
-            "groups.list": self.groups,
-            "groups.info": self.group,
-            "groups.create": self.create_group,
-            "groups.participants": self.update_participants,
-            "groups.invite": self.invite_link,
-            "groups.update": self.update_group,
-            "groups.leave": self.leave_group,
-            "groups.join": self.join_group,
-        }
-
-    async def check_numbers(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, name: str, command: ActionCommand) -> Answer:
+        """Carry out a conversation action; its answer, as the API's JSON."""
         session = self._session(name)
-        found = await self._ask(
-            "checking the numbers", self.numbers.check(name, args["numbers"], session.check_numbers)
-        )
+        match command:
+            case CheckNumbers(numbers=numbers):
+                return await self.check_numbers(name, session, numbers)
+            case LookUpLid(lid=lid):
+                found = await self._ask("looking the LID up", self.numbers.lid(name, lid, session.number_for_lid))
+                return {"lid": lid, "number": found.number}
+            case ReadProfile(number=number):
+                return await self.profile(name, session, number)
+            case MarkRead(chat_id=chat_id, message_ids=message_ids):
+                await self._ask("marking the messages read", session.mark_read(chat_id, message_ids))
+            case SetPresence(state=state):
+                await self._ask("setting the presence", session.set_presence(state))
+            case ListGroups():
+                return {
+                    "groups": [_summary(group) for group in await self._ask("listing the groups", session.groups())]
+                }
+            case ReadGroup(group_id=group_id):
+                return _group(await self._ask("reading the group", session.group(group_id)))
+            case _:
+                return await self._manage_group(session, command)
+        return {}
+
+    async def _manage_group(self, session: Session, command: ActionCommand) -> Answer:
+        match command:
+            case CreateGroup(subject=subject, participants=participants):
+                return {"groupId": await self._ask("creating the group", session.create_group(subject, participants))}
+            case ChangeParticipants(group_id=group_id, action=action, participants=participants):
+                call = session.update_participants(group_id, action, participants)
+                found = await self._ask(f"changing the participants ({action})", call)
+                return {"results": [{"number": r.number, "ok": r.ok, "error": r.error} for r in found]}
+            case InviteLink(group_id=group_id, revoke=revoke):
+                what = "revoking the invite link" if revoke else "reading the invite link"
+                return {"inviteLink": await self._ask(what, session.invite_link(group_id, revoke))}
+            case UpdateGroup(group_id=group_id, subject=subject, description=description):
+                change = GroupChange(subject, description, command.announce, command.locked)
+                await self._ask("updating the group", session.update_group(group_id, change))
+            case LeaveGroup(group_id=group_id):
+                await self._ask("leaving the group", session.leave_group(group_id))
+            case JoinGroup(invite_link=invite_link):
+                return {"groupId": await self._ask("joining the group", session.join_group(invite_link))}
+            case _:
+                raise NotFound(f"unknown command {command.op!r}")
+        return {}
+
+    async def check_numbers(self, name: str, session: Session, numbers: Sequence[str]) -> Answer:
+        found = await self._ask("checking the numbers", self.numbers.check(name, numbers, session.check_numbers))
         return {
             "results": [
                 {
@@ -70,15 +112,7 @@ class Actions:
             ]
         }
 
-    async def lid(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        session = self._session(name)
-        found = await self._ask("looking the LID up", self.numbers.lid(name, args["lid"], session.number_for_lid))
-        return {"lid": args["lid"], "number": found.number}
-
-    async def profile(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        number = args["number"]
-        session = self._session(name)
-
+    async def profile(self, name: str, session: Session, number: str) -> Answer:
         async def read() -> Profile:  # one deadline for both steps: the API waits for one answer
             if not await self.numbers.on_whatsapp(name, number, session.check_numbers):
                 raise NotOnWhatsAppError(f"{number} is not on WhatsApp")
@@ -86,60 +120,6 @@ class Actions:
 
         found = await self._ask("reading the profile", read())
         return {"number": number, "name": found.name, "pictureUrl": found.picture_url, "about": found.about}
-
-    async def mark_read(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        session = self._session(name)
-        await self._ask("marking the messages read", session.mark_read(args["chatId"], args["messageIds"]))
-        return {}
-
-    async def set_presence(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        await self._ask("setting the presence", self._session(name).set_presence(args["state"]))
-        return {}
-
-    async def groups(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        found = await self._ask("listing the groups", self._session(name).groups())
-        return {
-            "groups": [
-                {
-                    "groupId": group.group_id,
-                    "subject": group.subject,
-                    "participantsCount": len(group.members),
-                    "isAdmin": group.is_admin,
-                }
-                for group in found
-            ]
-        }
-
-    async def group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return _group(await self._ask("reading the group", self._session(name).group(args["groupId"])))
-
-    # Group management.
-
-    async def create_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        call = self._session(name).create_group(args["subject"], args["participants"])
-        return {"groupId": await self._ask("creating the group", call)}
-
-    async def update_participants(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        call = self._session(name).update_participants(args["groupId"], args["action"], args["participants"])
-        found = await self._ask(f"changing the participants ({args['action']})", call)
-        return {"results": [{"number": r.number, "ok": r.ok, "error": r.error} for r in found]}
-
-    async def invite_link(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        what = "revoking the invite link" if args["revoke"] else "reading the invite link"
-        link = await self._ask(what, self._session(name).invite_link(args["groupId"], args["revoke"]))
-        return {"inviteLink": link}
-
-    async def update_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        change = GroupChange(**{k: args.get(k) for k in ("subject", "description", "announce", "locked")})
-        await self._ask("updating the group", self._session(name).update_group(args["groupId"], change))
-        return {}
-
-    async def leave_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        await self._ask("leaving the group", self._session(name).leave_group(args["groupId"]))
-        return {}
-
-    async def join_group(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return {"groupId": await self._ask("joining the group", self._session(name).join_group(args["inviteLink"]))}
 
     def _session(self, name: str) -> Session:
         session = self.sessions.connected_session(name)
@@ -160,7 +140,16 @@ class Actions:
             raise WhatsAppError(f"{what} failed: {str(exc) or type(exc).__name__}") from None
 
 
-def _group(group: Group) -> dict[str, Any]:
+def _summary(group: Group) -> Answer:
+    return {
+        "groupId": group.group_id,
+        "subject": group.subject,
+        "participantsCount": len(group.members),
+        "isAdmin": group.is_admin,
+    }
+
+
+def _group(group: Group) -> Answer:
     return {
         "groupId": group.group_id,
         "subject": group.subject,

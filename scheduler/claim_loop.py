@@ -86,8 +86,8 @@ class ClaimLoop:
             claim = await self.lanes.claim_due(
                 self.worker_id,
                 room,
-                EXPIRED,
-                OPTED_OUT,
+                EXPIRED.hash_fields(),
+                OPTED_OUT.hash_fields(),
                 wait,
             )
             for claimed in claim.taken:

@@ -1,5 +1,6 @@
 """Calls from the API to the worker that owns an instance's WhatsApp session, as arq jobs on
-that worker's own queue (arq's worker runs them: scheduler/worker.py). Results are plain JSON:
+that worker's own queue (arq's worker runs them: scheduler/worker.py): a typed command
+(`scheduler/instance_commands.py`) goes as its `op` and its `args`. Results are plain JSON:
 `{"ok": ...}` or `{"error": {code, message}}`."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from arq.jobs import Job
 from core import keys
 from core.errors import Unavailable, from_wire
 from core.jobs import dumps, loads
+from core.records import Command
+from scheduler.instance_commands import Adopt, encode
 from scheduler.ownership import Ownership
 
 COMMAND_JOB = "instance_command"
@@ -28,40 +31,37 @@ async def answer(redis: ArqRedis, job_id: str, result: dict[str, Any]) -> None:
 
 
 class Commands:
-    # Longer than any wait inside a command (a QR code may take sessions.QR_WAIT_SECONDS to come),
+    # Longer than any wait inside a command (a QR code may take linking.QR_WAIT_SECONDS to come),
     # so the worker's own, clearer answer arrives before this gives up.
     def __init__(self, ownership: Ownership, arq: ArqRedis, timeout: float = 30.0) -> None:
         self.ownership = ownership
         self.arq = arq
         self.timeout = timeout
 
-    async def send(self, name: str, op: str, args: dict[str, Any] | None = None) -> str | None:
-        """Hand `op` to the instance's live owner without waiting; returns the owner, or None if no
-        worker is alive."""
+    async def send(self, name: str, command: Command) -> str | None:
+        """Hand `command` to the instance's live owner without waiting; returns the owner, or None
+        if no worker is alive."""
         owner = await self._owner(name)
         if owner is not None:
-            await self.enqueue(owner, name, op, args)
+            await self.enqueue(owner, name, command)
         return owner
 
     async def _owner(self, name: str) -> str | None:
         owner, taken_from_dead = await self.ownership.live_owner(name)
         if owner is not None and taken_from_dead:
-            await self.enqueue(owner, name, "adopt")  # before the command: the in-flight message, the session
+            await self.enqueue(owner, name, Adopt())  # before the command: the in-flight message, the session
         return owner
 
-    async def enqueue(
-        self, worker_id: str, name: str, op: str, args: dict[str, Any] | None = None, reply: bool = False
-    ) -> Job:
-        """Queue `op` for the worker; with `reply`, it pushes its answer to keys.command_reply."""
+    async def enqueue(self, worker_id: str, name: str, command: Command, reply: bool = False) -> Job:
+        """Queue `command` for the worker; with `reply`, it pushes its answer to keys.command_reply."""
         queue = keys.worker_queue(worker_id)
-        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args or {}, reply=reply, _queue_name=queue)
+        op, args = encode(command)
+        job = await self.arq.enqueue_job(COMMAND_JOB, name, op, args, reply=reply, _queue_name=queue)
         assert job is not None  # a fresh random job id is never a duplicate
         return job
 
-    async def call(
-        self, name: str, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Run `op` on the instance's owner and wait for its answer, `timeout` seconds at most
+    async def call(self, name: str, command: Command, *, timeout: float | None = None) -> dict[str, Any]:
+        """Run `command` on the instance's owner and wait for its answer, `timeout` seconds at most
         (default: the channel's own), which the worker pushes to a list of the job's own
         (`reply`): one blocking pop, where polling arq's result many times a second would load
         Redis with every call waiting."""
@@ -69,7 +69,7 @@ class Commands:
         owner = await self._owner(name)
         if owner is None:
             raise Unavailable("no worker is running to host this instance: start `wa-gateway worker`")
-        job = await self.enqueue(owner, name, op, args, reply=True)
+        job = await self.enqueue(owner, name, command, reply=True)
         # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
         found = await self.arq.blpop([keys.command_reply(job.job_id)], timeout=timeout)  # type: ignore[arg-type, misc]
         if found is None:

@@ -36,7 +36,7 @@ from scheduler.drivers.base import (
     ReceiptStatus,
     is_group,
 )
-from scheduler.messages import FIELDS, Message
+from scheduler.messages import Message
 
 log = structlog.get_logger(__name__)
 LID_SUFFIX = "@lid"
@@ -84,11 +84,10 @@ class ConversationLog:
             case MessageDeleted(target_id=target):
                 await self._change(name, chat, target, Deleted())
 
-    async def sent(self, name: str, message: Message, changed: dict[str, Any]) -> None:
-        """One of ours went out (`changed`: what the send changed in its record): stored, or, for a
+    async def sent(self, name: str, message: Message) -> None:
+        """One of ours went out (`message`: its record as the send left it): stored, or, for a
         reaction, an edit or a deletion, applied to the message it is about."""
-        wa_id = changed.get(FIELDS["wa_message_id"]) or message.wa_message_id
-        sent_at = changed.get(FIELDS["sent_at"]) or message.sent_at
+        wa_id, sent_at = message.wa_message_id, message.sent_at
         if wa_id is None or sent_at is None:
             return
         detail = message.detail
@@ -99,7 +98,7 @@ class ConversationLog:
             change: Change = (
                 Reacted(None, True, detail.emoji or "", sent_at)
                 if message.type == "reaction"
-                else Edited(changed.get(FIELDS["text"], message.text))
+                else Edited(message.text)
                 if message.type == "edit"
                 else Deleted()
             )
@@ -110,8 +109,8 @@ class ConversationLog:
             message_id=wa_id,
             direction="out",
             type=message.type,
-            text=changed.get(FIELDS["text"], message.text),
-            caption=changed.get(FIELDS["caption"], message.caption),
+            text=message.text,
+            caption=message.caption,
             media=None if message.media_url is None else {"url": message.media_url, "fileName": message.file_name},
             quoted_message_id=detail.quoted.message_id if detail.quoted is not None else message.quoted_message_id,
             status="sent",

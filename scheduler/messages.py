@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass, fields, replace
+from enum import Enum
+from typing import Any, Final, Literal
 
 from pydantic.alias_generators import to_camel
 
@@ -57,8 +58,7 @@ def new_message_id() -> str:
 class Message:
     """The message record: one definition for Python and Lua. It is a Redis hash whose field
     names are these attributes in camelCase (`FIELDS`); the lane scripts take them from here
-    (`lua_fields`), and every change to a record is made with `changes`, which refuses a name
-    that is not one of these."""
+    (`lua_fields`), and every change to a record is a `MessageUpdate`."""
 
     id: str
     instance_name: str
@@ -138,7 +138,7 @@ class Message:
 
     def to_hash(self) -> dict[str, str | int | None]:
         """The record as the accept script stores it (None: no such field)."""
-        return changes(**{field.name: getattr(self, field.name) for field in fields(self)})
+        return {FIELDS[field.name]: _stored(getattr(self, field.name)) for field in fields(self)}
 
 
 FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}
@@ -148,15 +148,45 @@ _KINDS = {
 }
 
 
-def changes(**values: object) -> dict[str, Any]:
-    """Changes to message records, by Message attribute, as the hash fields the scripts set
-    (None removes a field); an unknown attribute is a KeyError here, never a stray field."""
-    return {FIELDS[name]: _stored(value) for name, value in values.items()}
+class _Keep(Enum):
+    KEEP = "keep"
 
 
-def _stored(value: object) -> object:
+KEEP: Final = _Keep.KEEP
+
+
+@dataclass(frozen=True)
+class MessageUpdate:
+    """A change to message records: each attribute of `Message` given here gets its value (None
+    removes it); those left `KEEP` stay as they are."""
+
+    status: Status | _Keep = KEEP
+    error: str | _Keep | None = KEEP
+    error_code: ErrorCode | _Keep | None = KEEP
+    attempts: int | _Keep = KEEP
+    sent_at: str | _Keep | None = KEEP
+    wa_message_id: str | _Keep | None = KEEP
+    recipient: str | _Keep | None = KEEP
+    text: str | _Keep | None = KEEP
+    caption: str | _Keep | None = KEEP
+
+    def changed(self) -> dict[str, Any]:
+        """What it changes, by Message attribute."""
+        return {field.name: value for field in fields(self) if (value := getattr(self, field.name)) is not KEEP}
+
+    def hash_fields(self) -> dict[str, str | int | None]:
+        """As the hash fields the scripts set (None removes a field)."""
+        return {FIELDS[name]: _stored(value) for name, value in self.changed().items()}
+
+    def applied_to(self, message: Message) -> Message:
+        """The record as it is once changed."""
+        return replace(message, **self.changed())
+
+
+def _stored(value: object) -> str | int | None:
     if isinstance(value, bool):
         return "1" if value else None
+    assert value is None or isinstance(value, str | int)
     return value
 
 

@@ -34,17 +34,17 @@ from scheduler.drivers.base import (
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
-from scheduler.messages import FIELDS, Message, Messages, changes
+from scheduler.messages import Message, Messages, MessageUpdate
 from scheduler.numbers import NumberCache, encode, lid_account
 from webhooks.delivery import Deliverer
 from webhooks.outbox import Event, Head, Outbox
 
 log = structlog.get_logger(__name__)
 
-EXPIRED = changes(
+EXPIRED = MessageUpdate(
     status="failed", error="expired: waited longer than the configured limit to be sent", error_code="expired"
 )
-OPTED_OUT = changes(status="failed", error="opted_out", error_code="opted_out")
+OPTED_OUT = MessageUpdate(status="failed", error="opted_out", error_code="opted_out")
 # While Redis is away, recording an outcome is tried again this often, for as long as it takes:
 # the message stays `sending` meanwhile, and no other send starts on its number.
 FINISH_RETRY_SECONDS = 0.5
@@ -69,7 +69,7 @@ class MediaSource(Protocol):
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
-    fields: dict[str, Any]
+    update: MessageUpdate
     retry_at_ms: int = 0
     signal: Signal = ""
 
@@ -113,7 +113,7 @@ class Pump:
         for message_id in claimed.ended:  # expired, or to an opted-out number
             unsent = await self.messages.get(message_id)
             if unsent is not None:
-                await self.outbox.publish(name, *ended(unsent, {}))
+                await self.outbox.publish(name, *ended(unsent))
         if claimed.message is None:
             if claimed.ended:  # maybe one chunk of a backlog (claim_due.lua): the next once these are out
                 await self.lanes.kick(name)
@@ -127,7 +127,9 @@ class Pump:
         except Exception as exc:  # a bug must not wedge the instance: record it and carry on
             log.exception("pump.send_crashed")
             error = f"internal_error: {type(exc).__name__}"
-            result = Result("failed_uncounted", changes(status="failed", error=error, error_code="whatsapp_error"))
+            result = Result(
+                "failed_uncounted", MessageUpdate(status="failed", error=error, error_code="whatsapp_error")
+            )
         finally:
             structlog.contextvars.unbind_contextvars("instance", "message_id")
         if result is None:
@@ -151,7 +153,7 @@ class Pump:
             if claimed.on_whatsapp is None and account is not None and set(account.identities()) - {message.to}:
                 # The claim applied the per-person rules (opt-outs, spacing, first contacts) to `to`
                 # as typed; the cache now knows the person behind it by more: the claim looks again.
-                return Result("requeue", changes(status="pending"))
+                return Result("requeue", MessageUpdate(status="pending"))
             outgoing = await self.media.outgoing(message, text if message.type in ("text", "edit") else caption)
             if outgoing.typing_ms:
                 await show_typing(session, outgoing)
@@ -162,22 +164,22 @@ class Pump:
                 return None
             sent = await session.send(outgoing)
         except NotOnWhatsAppError as exc:
-            gone = changes(status="failed", error="not_on_whatsapp", error_code=exc.code, attempts=attempts)
+            gone = MessageUpdate(status="failed", error="not_on_whatsapp", error_code=exc.code, attempts=attempts)
             return Result("failed_uncounted", gone, signal="n")
         except OutcomeUnknownError as exc:
             # It may have gone out: repeating it could send it twice, so it ends here, said plainly.
             error = f"outcome_unknown: {exc}; it may or may not have been delivered, and was not repeated"
-            failed = changes(status="failed", error=error, error_code=exc.code, attempts=attempts)
+            failed = MessageUpdate(status="failed", error=error, error_code=exc.code, attempts=attempts)
             return Result("failed", failed, signal="f")
         except (TransientDriverError, NotLinkedError) as exc:
             return self._retry(message, attempts, str(exc), exc.code)
         except DriverError as exc:
-            failed = changes(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
+            failed = MessageUpdate(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
             return Result("failed_uncounted", failed, signal="f")
         except MediaError as exc:
-            failed = changes(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
+            failed = MessageUpdate(status="failed", error=str(exc), error_code=exc.code, attempts=attempts)
             return Result("failed_uncounted", failed)
-        fields = changes(
+        update = MessageUpdate(
             status="sent",
             error=None,  # a transient failure before this attempt is history now
             error_code=None,
@@ -188,7 +190,7 @@ class Pump:
             text=text,
             caption=caption,
         )
-        return Result("sent", fields, signal="s")
+        return Result("sent", update, signal="s")
 
     async def _recipient(self, name: str, to: str, claimed: Claimed, session: Session) -> Account:
         """The account `to` (a number or a LID chat) resolves to: from the number cache as the claim
@@ -215,7 +217,7 @@ class Pump:
         """Record the outcome and publish how the message ended, in one step. It must be recorded,
         or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
         records a message once, and only for its owner."""
-        event = None if result.outcome == "requeue" else self._event(name, message, result.fields)
+        event = None if result.outcome == "requeue" else self._event(name, result.update.applied_to(message))
         # The event goes to the webhook at once, from here, when nobody else is delivering for it
         # (Not when webhooks have a process of their own: finish.lua then makes the instance due there.)
         deliverer = self.deliverer
@@ -227,7 +229,7 @@ class Pump:
                     owner,
                     message.id,
                     result.outcome,
-                    result.fields,
+                    result.update.hash_fields(),
                     result.retry_at_ms,
                     event,
                     lock,
@@ -240,7 +242,7 @@ class Pump:
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
                 continue
             if result.outcome == "sent":
-                await self.conversations.sent(name, message, result.fields)
+                await self.conversations.sent(name, result.update.applied_to(message))
             if throttle is not None:
                 log.warning("instance.throttled", instance=name, reason=throttle.reason)
                 data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
@@ -251,12 +253,14 @@ class Pump:
         """Try again later, or, after the last of the retry delays, fail with `code`."""
         if attempts > len(self.retry_delays):
             error = f"gave up after {attempts} attempts: {reason}"
-            return Result("failed_uncounted", changes(status="failed", error=error, error_code=code, attempts=attempts))
+            return Result(
+                "failed_uncounted", MessageUpdate(status="failed", error=error, error_code=code, attempts=attempts)
+            )
         retry_at = int((time.time() + self.retry_delays[attempts - 1]) * 1000)
-        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
+        return Result("requeue", MessageUpdate(status="pending", error=reason, attempts=attempts), retry_at)
 
-    def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
-        return self.outbox.event(name, *ended(message, changed))
+    def _event(self, name: str, message: Message) -> Event:
+        return self.outbox.event(name, *ended(message))
 
 
 async def show_typing(session: Session, message: OutgoingMessage) -> None:
@@ -275,16 +279,20 @@ async def _gesture(session: Session, to: str, typing: bool) -> None:
         log.info("pump.typing_failed", error=str(exc))
 
 
-def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """message.sent or message.failed and its data, from the record as it was picked plus what
-    changed since."""
-    outcome = {
-        FIELDS[attribute]: changed.get(FIELDS[attribute], getattr(message, attribute))
-        for attribute in ("status", "sent_at", "wa_message_id", "error", "error_code")
+def ended(message: Message) -> tuple[str, dict[str, Any]]:
+    """message.sent or message.failed and its data, from the record as it ended."""
+    data: dict[str, Any] = {
+        "messageId": message.id,
+        "to": message.to,
+        "lane": message.lane,
+        "type": message.type,
+        "status": message.status,
+        "sentAt": message.sent_at,
+        "waMessageId": message.wa_message_id,
+        "error": message.error,
+        "errorCode": message.error_code,
     }
-    data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
-    recipient = changed.get(FIELDS["recipient"], message.recipient)
-    if recipient:
-        data["recipient"] = json.loads(recipient)
+    if message.recipient:
+        data["recipient"] = json.loads(message.recipient)
     data["metadata"] = message.meta
-    return f"message.{outcome['status']}", data
+    return f"message.{message.status}", data

@@ -21,15 +21,16 @@ from core.suppressions import Suppressions
 from core.tenants import Tenants
 from scheduler.commands import Commands
 from scheduler.contacts import Contacts
+from scheduler.instance_commands import Delete
 from scheduler.lanes import Lanes
-from scheduler.messages import Messages, changes
+from scheduler.messages import Messages, MessageUpdate
 from scheduler.numbers import NumberCache
 from scheduler.ownership import Ownership
 from webhooks.outbox import Limits, Outbox
 
 log = structlog.get_logger(__name__)
 
-CANCELLED_BY_DELETE = changes(
+CANCELLED_BY_DELETE = MessageUpdate(
     status="cancelled", error="cancelled: the instance was deleted", error_code="cancelled_by_flush"
 )
 INFLIGHT_AT_DELETE = "the instance was deleted while this message was being sent; it may have been delivered"
@@ -101,10 +102,10 @@ class Services:
             # deliverer reaches it before the outbox is dropped with the instance.
             data = {"reason": "deleted", "detail": "the instance was deleted", "loggedOut": True}
             await self.outbox.publish(name, "instance.disconnected", data)
-        await self.lanes.retire(name, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE)
+        await self.lanes.retire(name, CANCELLED_BY_DELETE.hash_fields(), INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:
-                await self.commands.call(name, "delete")
+                await self.commands.call(name, Delete())
             except (Unavailable, WhatsAppError) as exc:
                 # The records go anyway: a half-deleted instance could not be deleted again.
                 log.warning("instance.logout_failed", instance=name, error=exc.message)

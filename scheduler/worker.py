@@ -72,7 +72,7 @@ async def instance_command(
     ctx: dict[str, Any], name: str, op: str, args: dict[str, Any], reply: bool = False
 ) -> dict[str, Any]:
     worker: GatewayWorker = ctx["gateway"]
-    result = await worker.host.command(name, op, args)
+    result = await worker.host.commands.run(name, op, args)
     if reply:  # the API waits for it (Commands.call)
         await answer(ctx["redis"], ctx["job_id"], result)
     return result
@@ -142,7 +142,7 @@ class GatewayWorker:
             await self.driver.open()
         await self._heartbeat_once()
         await self.fetcher.open()
-        await self.host.adopt()
+        await self.host.takeover.adopt()
         if self.deliverer is not None:
             await self.deliverer.sweep()  # deliveries left pending by the previous run resume now
         self._tasks = [
@@ -215,9 +215,9 @@ class GatewayWorker:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self.host.drop_lost()
+                await self.host.takeover.drop_lost()
                 if not self._stopping:
-                    await self.host.adopt_orphans(self.settings.max_sessions)
+                    await self.host.takeover.adopt_orphans(self.settings.max_sessions)
                 if rounds % media_every == 0:
                     await self.services.media.sweep()
                 rounds += 1

@@ -20,7 +20,7 @@ from core import keys
 from core.clock import now_ms
 from gateway.state import SERVICES
 from scheduler.lanes import Accepting, Lanes
-from scheduler.messages import Message, changes
+from scheduler.messages import Message, MessageUpdate
 from scheduler.references import References
 from tests.conftest import eventually, instance_body, make_settings
 from tests.receiver import Receiver
@@ -187,6 +187,7 @@ async def test_spacing_holds_for_the_person_across_spellings(
 
 PHONE = "5491100000000"
 GAP = (0.2, 0.25)
+FAILED = MessageUpdate(status="failed")
 
 
 async def _on_one_phone(store: aioredis.Redis, owners: dict[str, str]) -> None:
@@ -199,13 +200,13 @@ async def _on_one_phone(store: aioredis.Redis, owners: dict[str, str]) -> None:
 async def _drain(lanes: Lanes, worker: str, clock_log: list[int], sends: list[tuple[int, int]], total: int) -> None:
     """One worker's claim loop and pump: each send takes 30 ms; (picked, finished) in Redis time."""
     while len(sends) < total:
-        claim = await lanes.claim_due(worker, 10, changes(status="failed"), changes(status="failed"))
+        claim = await lanes.claim_due(worker, 10, FAILED.hash_fields(), FAILED.hash_fields())
         picked = clock_log[-1]
         for taken in claim.taken:
             if taken.message is None:
                 continue
             await asyncio.sleep(0.03)
-            done = changes(status="sent", wa_message_id=f"WA{taken.message.id}")
+            done = MessageUpdate(status="sent", wa_message_id=f"WA{taken.message.id}").hash_fields()
             recorded, _ = await lanes.finish(taken.name, (worker, 1), taken.message.id, "sent", done)
             assert recorded
             sends.append((picked, clock_log[-1]))

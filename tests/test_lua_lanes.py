@@ -19,7 +19,7 @@ from core.scripts import Scripts, record
 from core.tenants import Tenants
 from gateway.ratelimit import Gatekeeper
 from scheduler.lanes import Accepting, Lanes, Owner
-from scheduler.messages import FIELDS, Message, changes, new_message_id
+from scheduler.messages import FIELDS, Message, MessageUpdate, new_message_id
 from webhooks.outbox import Limits, Outbox
 
 NAME = "acme__shop__one"
@@ -105,7 +105,7 @@ async def waiting_ids(redis: Redis, lane: LaneName = "normal") -> list[str]:
 
 
 def sent_fields() -> dict[str, Any]:
-    return changes(status="sent", wa_message_id=f"wa-{new_message_id()}")
+    return MessageUpdate(status="sent", wa_message_id=f"wa-{new_message_id()}").hash_fields()
 
 
 # accept.lua
@@ -241,7 +241,7 @@ async def test_claim_ends_stale_messages_a_bounded_chunk_at_a_time(redis: Redis,
     stale = [message(created_ms=clock.ms - 2000) for _ in range(150)]
     for chunk in (stale[:100], stale[100:]):
         await accept(lanes, *chunk)
-    expired = changes(status="failed", error="expired", error_code="expired")
+    expired = MessageUpdate(status="failed", error="expired", error_code="expired").hash_fields()
     [first] = (await lanes.claim_due(WORKER, 10, expired, {})).taken
     assert (first.message, list(first.ended)) == (None, [item.id for item in stale[:100]])
     assert await redis.zscore(keys.due(WORKER), NAME) is None  # the rest once the pump reported these
@@ -284,7 +284,9 @@ async def test_finish_with_a_retry_requeues_at_the_head_and_gives_the_quota_back
     first, second = await accept(lanes, message(), message())
     await lanes.claim_due(WORKER, 10, {}, {})
     retry_at = clock.ms + 2000
-    done = await lanes.finish(NAME, owner, first, "requeue", changes(status="pending"), retry_at_ms=retry_at)
+    done = await lanes.finish(
+        NAME, owner, first, "requeue", MessageUpdate(status="pending").hash_fields(), retry_at_ms=retry_at
+    )
     assert done == (True, None)
     assert (await waiting_ids(redis), await status(redis, first)) == ([first, second], "pending")
     assert await redis.zcard(keys.sent_times(NAME, "normal")) == 0
@@ -301,7 +303,7 @@ async def test_finish_with_a_failure_ends_the_message_and_counts_it(redis: Redis
     lanes = lanes_of(redis, clock)
     [queued] = await accept(lanes, message())
     await lanes.claim_due(WORKER, 10, {}, {})
-    failed = changes(status="failed", error="no", error_code="not_on_whatsapp")
+    failed = MessageUpdate(status="failed", error="no", error_code="not_on_whatsapp").hash_fields()
     assert await lanes.finish(NAME, owner, queued, "failed", failed, signal="n") == (True, None)
     assert await status(redis, queued) == "failed"
     assert await redis.ttl(keys.message(queued)) > 0
@@ -333,7 +335,7 @@ async def test_finish_pauses_the_bulk_lane_when_the_last_outcomes_went_bad(redis
     for _ in range(ThrottleConfig().window):
         [queued] = await accept(lanes, message())
         await lanes.claim_due(WORKER, 10, {}, {})
-        failed = changes(status="failed", error="no", error_code="not_on_whatsapp")
+        failed = MessageUpdate(status="failed", error="no", error_code="not_on_whatsapp").hash_fields()
         _, throttle = await lanes.finish(NAME, owner, queued, "failed", failed, signal="n")
         clock.ms += int(GAP_S * 1000)
     assert throttle is not None and throttle.reason == "not_on_whatsapp" and throttle.until_ms > clock.ms

@@ -33,7 +33,7 @@ __all__ = ["driver"]
 from tests.test_neonize_driver import driver
 
 LID = "98765432101234"
-real_client = nd.session._client_class()
+real_client = nd.client._client_class()
 enum = _import("neonize.utils.enum")
 exc_module = _import("neonize.exc")
 

@@ -99,7 +99,7 @@ async def test_over_the_limit_a_send_is_429_and_queues_nothing(
 
 
 GONE = "acme__shop1__gone"  # acme's, and no such instance
-SENDS = [
+SENDS: list[tuple[str, dict[str, object]]] = [
     ("/message/text", {"instanceName": GONE, "to": "5491112345678", "text": "hi"}),
     ("/message/text", {"instanceName": GONE, "to": "5491112345678", "text": "hi", "quotedMessageId": "msg_nothere"}),
     ("/message/reaction", {"instanceName": GONE, "messageId": "msg_nothere", "emoji": "👍"}),
@@ -116,7 +116,7 @@ async def test_every_send_checks_the_key_then_the_tenant_then_the_rest(client: T
     callers = [({"apikey": "wag_nothere_secret"}, 401), (globex, 403), (ADMIN, 404)]
     for path, body in SENDS:
         for headers, status in callers:
-            for extra in ({}, {"Idempotency-Key": f"k-{path}-{status}-{sorted(body)}"}):
+            for extra in ({}, {"Idempotency-Key": f"k-{path}-{status}-{len(body)}"}):
                 response = await client.post(path, json=body, headers={**headers, **extra})
                 assert response.status == status, (path, body, status, extra, await response.text())
     assert await queued(client) == 0

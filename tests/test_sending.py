@@ -381,7 +381,7 @@ async def test_deletion_refuses_new_sends_at_once_and_fails_the_one_in_flight(
     await store.hset(keys.message(in_flight["id"]), "status", "sending")
 
     lanes = Lanes.from_settings(store, settings)
-    assert await lanes.retire(NAME, CANCELLED_BY_DELETE, INFLIGHT_AT_DELETE) == [waiting["id"]]
+    assert await lanes.retire(NAME, CANCELLED_BY_DELETE.hash_fields(), INFLIGHT_AT_DELETE) == [waiting["id"]]
     late = {"instanceName": NAME, "to": "5491112345678", "text": "too late"}
     assert (await gateway.post("/message/text", json=late, headers=acme)).status == 404
     assert (await message(gateway, acme, waiting["id"]))["status"] == "cancelled"

@@ -12,7 +12,7 @@ from core.tenants import NO_TENANT, Scope
 from gateway.responses import json_response
 from gateway.state import by_whom, services
 from gateway.validation import NamePart, parse_body
-from scheduler.messages import changes
+from scheduler.messages import MessageUpdate
 
 
 class CreateTenant(ApiModel):
@@ -117,8 +117,10 @@ async def flush_queue(request: web.Request) -> web.Response:
     name = request.match_info["instanceName"]
     svc = services(request)
     await svc.instances.get(name)
-    flushed = changes(status="cancelled", error="cancelled: the queue was flushed", error_code="cancelled_by_flush")
-    cancelled = await svc.lanes.flush(name, flushed)
+    flushed = MessageUpdate(
+        status="cancelled", error="cancelled: the queue was flushed", error_code="cancelled_by_flush"
+    )
+    cancelled = await svc.lanes.flush(name, flushed.hash_fields())
     await audit.record(svc.redis, "queue_flushed", by_whom(request), instance=name, flushed=len(cancelled))
     return json_response(Flushed(instance_name=name, flushed=len(cancelled)))
 

@@ -14,6 +14,7 @@ from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import PhoneNumber, WaMessageId
+from scheduler import instance_commands as command
 
 # Beyond the worker's own deadline for WhatsApp, so its answer (a 502 naming the action) comes first.
 WORKER_MARGIN = 5.0
@@ -71,45 +72,45 @@ class GroupOut(ApiModel):
     participants: list[Participant]
 
 
-async def act(request: web.Request, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+async def act(request: web.Request, action: command.ActionCommand) -> dict[str, Any]:
     instance = await accessible_instance(request)
     if instance.state != "open":
         raise InvalidState(f"instance is {instance.state}, not open: link it and wait for state 'open'")
     svc = services(request)
-    return await svc.commands.call(instance.name, op, args, timeout=svc.settings.action_timeout + WORKER_MARGIN)
+    return await svc.commands.call(instance.name, action, timeout=svc.settings.action_timeout + WORKER_MARGIN)
 
 
 async def check_numbers(request: web.Request, body: CheckNumbers) -> web.Response:
     numbers = list(dict.fromkeys(body.numbers))  # each number once, in the order given
-    answer = await act(request, "contacts.check", {"numbers": numbers})
+    answer = await act(request, command.CheckNumbers(numbers=tuple(numbers)))
     return json_response([NumberStatus.model_validate(result) for result in answer["results"]])
 
 
 async def get_lid(request: web.Request) -> web.Response:
-    answer = await act(request, "contacts.lid", {"lid": request.match_info["lid"]})
+    answer = await act(request, command.LookUpLid(lid=request.match_info["lid"]))
     return json_response(LidOut.model_validate(answer))
 
 
 async def get_profile(request: web.Request) -> web.Response:
-    answer = await act(request, "contacts.profile", {"number": request.match_info["number"]})
+    answer = await act(request, command.ReadProfile(number=request.match_info["number"]))
     return json_response(ProfileOut.model_validate(answer))
 
 
 async def mark_read(request: web.Request, body: MarkRead) -> web.Response:
-    await act(request, "chats.read", {"chatId": request.match_info["chatId"], "messageIds": body.message_ids})
+    await act(request, command.MarkRead(chat_id=request.match_info["chatId"], message_ids=tuple(body.message_ids)))
     return web.Response(status=204)
 
 
 async def set_presence(request: web.Request, body: PresenceBody) -> web.Response:
-    await act(request, "presence", {"state": body.state})
+    await act(request, command.SetPresence(state=body.state))
     return web.Response(status=204)
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    answer = await act(request, "groups.list")
+    answer = await act(request, command.ListGroups())
     return json_response([GroupSummary.model_validate(group) for group in answer["groups"]])
 
 
 async def get_group(request: web.Request) -> web.Response:
-    answer = await act(request, "groups.info", {"groupId": request.match_info["groupId"]})
+    answer = await act(request, command.ReadGroup(group_id=request.match_info["groupId"]))
     return json_response(GroupOut.model_validate(answer))

@@ -13,6 +13,7 @@ from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.routes.conversations import act
 from gateway.validation import PhoneNumber, given
+from scheduler import instance_commands as command
 
 # A WhatsApp invite link, or its code alone.
 INVITE_LINK = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9_-]{10,64}$"
@@ -75,37 +76,39 @@ def _group(request: web.Request) -> str:
 
 async def create_group(request: web.Request, body: CreateGroup) -> web.Response:
     participants = list(dict.fromkeys(body.participants))
-    answer = await act(request, "groups.create", {"subject": body.subject, "participants": participants})
+    answer = await act(request, command.CreateGroup(subject=body.subject, participants=tuple(participants)))
     return json_response(GroupCreated.model_validate(answer), status=201)
 
 
 async def change_participants(request: web.Request, body: ChangeParticipants) -> web.Response:
-    args = {"groupId": _group(request), "action": body.action, "participants": list(dict.fromkeys(body.participants))}
-    answer = await act(request, "groups.participants", args)
+    participants = tuple(dict.fromkeys(body.participants))
+    answer = await act(
+        request, command.ChangeParticipants(group_id=_group(request), action=body.action, participants=participants)
+    )
     return json_response([ParticipantOut.model_validate(result) for result in answer["results"]])
 
 
 async def get_invite(request: web.Request) -> web.Response:
-    answer = await act(request, "groups.invite", {"groupId": _group(request), "revoke": False})
+    answer = await act(request, command.InviteLink(group_id=_group(request), revoke=False))
     return json_response(InviteLink.model_validate(answer))
 
 
 async def revoke_invite(request: web.Request) -> web.Response:
     """The old link stops working; the answer is the new one."""
-    answer = await act(request, "groups.invite", {"groupId": _group(request), "revoke": True})
+    answer = await act(request, command.InviteLink(group_id=_group(request), revoke=True))
     return json_response(InviteLink.model_validate(answer))
 
 
 async def update_group(request: web.Request, body: UpdateGroup) -> web.Response:
-    await act(request, "groups.update", {"groupId": _group(request), **body.model_dump(exclude_none=True)})
+    await act(request, command.UpdateGroup(group_id=_group(request), **body.model_dump(exclude_none=True)))
     return web.Response(status=204)
 
 
 async def leave_group(request: web.Request) -> web.Response:
-    await act(request, "groups.leave", {"groupId": _group(request)})
+    await act(request, command.LeaveGroup(group_id=_group(request)))
     return web.Response(status=204)
 
 
 async def join_group(request: web.Request, body: JoinGroup) -> web.Response:
-    answer = await act(request, "groups.join", {"inviteLink": body.invite_link})
+    answer = await act(request, command.JoinGroup(invite_link=body.invite_link))
     return json_response(GroupCreated.model_validate(answer))

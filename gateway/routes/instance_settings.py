@@ -8,6 +8,7 @@ from core.instance_settings import InstanceSettings
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import ProxyUrl, admitted_proxy_url
+from scheduler.instance_commands import SettingsChanged
 
 
 class SettingsBody(InstanceSettings):
@@ -36,5 +37,5 @@ async def update_settings(request: web.Request, body: SettingsBody) -> web.Respo
     if (changed.proxy_url, changed.always_online) != (current.proxy_url, current.always_online):
         # The session is told (a new proxy reconnects it, the presence follows alwaysOnline); the
         # other settings are read where they act (scheduler/per_number.py).
-        await svc.commands.send(instance.name, "settings")
+        await svc.commands.send(instance.name, SettingsChanged())
     return json_response(changed.answered())

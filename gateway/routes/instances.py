@@ -35,6 +35,7 @@ from gateway.validation import (
     admitted_webhook_url,
     validate,
 )
+from scheduler.instance_commands import AskPairingCode, AskQr, Connect
 from scheduler.lanes import WaitReason
 from webhooks.endpoint import WebhookStatus
 
@@ -136,7 +137,7 @@ async def create_instance(request: web.Request, body: CreateInstance) -> web.Res
     instance = await svc.instances.create(
         name, str(body.webhook_url), body.webhook_secret, state="connecting", settings=settings
     )
-    if await svc.commands.send(instance.name, "connect") is None:
+    if await svc.commands.send(instance.name, Connect()) is None:
         await svc.instances.update(instance.name, state="close")
     return json_response(await _status(request, await svc.instances.get(instance.name)), status=201)
 
@@ -148,7 +149,7 @@ async def get_qr(request: web.Request) -> web.Response:
     if instance.qr_is_fresh(datetime.now(UTC)):
         code, expires_at = instance.qr, instance.qr_expires_at
     else:
-        result = await services(request).commands.call(instance.name, "qr")
+        result = await services(request).commands.call(instance.name, AskQr())
         code, expires_at = result["code"], result["expiresAt"]
     assert code is not None and expires_at is not None
     return json_response(QrOut(qrcode=qr_data_uri(code), expires_at=expires_at))
@@ -158,7 +159,7 @@ async def request_pairing_code(request: web.Request, body: PairingRequest) -> we
     instance = await accessible_instance(request)
     if instance.state == "open":
         raise InvalidState("instance is already open; it needs no pairing code")
-    result = await services(request).commands.call(instance.name, "pair", {"phoneNumber": body.phone_number})
+    result = await services(request).commands.call(instance.name, AskPairingCode(phone_number=body.phone_number))
     return json_response(PairingOut(pairing_code=result["pairingCode"]))
 
 

@@ -12,12 +12,13 @@ from aiohttp import web
 from pydantic import AwareDatetime, Field, JsonValue, WithJsonSchema, model_validator
 
 from core import keys
-from core.records import ApiModel, Timestamp
+from core.records import ApiModel, Command, Timestamp
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import GroupId, Lid, PhoneNumber, Recipient, WaMessageId, WebUrl, given
+from scheduler.drivers import sandbox_controls as control
 from scheduler.drivers.base import Contact, ReceiptStatus
-from scheduler.drivers.sandbox import (
+from scheduler.drivers.sandbox_controls import (
     FailureKind,
     SandboxAccount,
     SandboxGroup,
@@ -319,22 +320,20 @@ class SentMessage(ApiModel):
 
 async def link(request: web.Request, body: LinkBody) -> web.Response:
     instance = await accessible_instance(request)
-    args = {"phoneNumber": body.phone_number} if body.phone_number else {}
-    await services(request).commands.call(instance.name, "sandbox.link", args)
+    await services(request).commands.call(instance.name, control.LinkPhone(phone_number=body.phone_number or None))
     return json_response(LinkOut(instance_name=instance.name, linked=True))
 
 
 async def unlink(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.unlink")
+    await services(request).commands.call(instance.name, control.UnlinkPhone())
     return json_response(LinkOut(instance_name=instance.name, linked=False))
 
 
 async def inbound(request: web.Request, body: InboundBody) -> web.Response:
     instance = await accessible_instance(request)
-    result = await services(request).commands.call(
-        instance.name, "sandbox.inbound", body.model_dump(by_alias=True, mode="json")
-    )
+    command = control.InjectInbound.model_validate(body.model_dump(by_alias=True, mode="json"))
+    result = await services(request).commands.call(instance.name, command)
     return json_response(InboundOut(message_id=result["messageId"]), status=201)
 
 
@@ -347,44 +346,45 @@ async def sent(request: web.Request) -> web.Response:
 
 async def fail_next(request: web.Request, body: FailNextBody) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.fail_next", body.model_dump())
+    await services(request).commands.call(instance.name, control.FailNext(**body.model_dump()))
     return json_response(FailNextOut(instance_name=instance.name, fail_next=body.count))
 
 
 async def ban(request: web.Request, body: BanBody) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.ban", {"seconds": body.seconds})
+    await services(request).commands.call(instance.name, control.Ban(seconds=body.seconds))
     return json_response(BanOut(instance_name=instance.name, banned_for=body.seconds))
 
 
 async def receipt(request: web.Request, body: ReceiptBody) -> web.Response:
     instance = await accessible_instance(request)
-    args = {"messageIds": body.message_ids, "status": body.status}
-    await services(request).commands.call(instance.name, "sandbox.receipt", args)
+    command = control.InjectReceipt(message_ids=tuple(body.message_ids), status=body.status)
+    await services(request).commands.call(instance.name, command)
     return json_response(ReceiptOut(instance_name=instance.name, status=body.status))
 
 
 async def fail_actions(request: web.Request, body: FailActionsBody) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.fail_actions", body.model_dump())
+    await services(request).commands.call(instance.name, control.FailActions(**body.model_dump()))
     return json_response(FailActionsOut(instance_name=instance.name, fail_actions=body.count))
 
 
 async def seed_groups(request: web.Request, body: GroupsBody) -> web.Response:
-    return await _seed(request, "sandbox.groups", body, len(body.groups))
+    return await _seed(request, control.SeedGroups, body, len(body.groups))
 
 
 async def seed_profiles(request: web.Request, body: ProfilesBody) -> web.Response:
-    return await _seed(request, "sandbox.profiles", body, len(body.profiles))
+    return await _seed(request, control.SeedProfiles, body, len(body.profiles))
 
 
 async def declare_accounts(request: web.Request, body: AccountsBody) -> web.Response:
-    return await _seed(request, "sandbox.accounts", body, len(body.accounts))
+    return await _seed(request, control.DeclareAccounts, body, len(body.accounts))
 
 
-async def _seed(request: web.Request, op: str, body: ApiModel, count: int) -> web.Response:
+async def _seed(request: web.Request, kind: type[Command], body: ApiModel, count: int) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, op, body.model_dump(by_alias=True, mode="json"))
+    command = kind.model_validate(body.model_dump(by_alias=True, mode="json"))
+    await services(request).commands.call(instance.name, command)
     return json_response(Seeded(instance_name=instance.name, seeded=count))
 
 
@@ -422,19 +422,21 @@ class HistoryOut(ApiModel):
 
 async def history(request: web.Request, body: HistoryBody) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.history", body.model_dump(by_alias=True, mode="json"))
+    await services(request).commands.call(
+        instance.name, control.InjectHistory.model_validate(body.model_dump(by_alias=True, mode="json"))
+    )
     handed = sum(len(chat.messages) for chat in body.chats)
     return json_response(HistoryOut(instance_name=instance.name, chats=len(body.chats), messages=handed))
 
 
 async def call(request: web.Request, body: CallBody) -> web.Response:
     instance = await accessible_instance(request)
-    args = {"from": body.sender, "isVideo": body.is_video}
-    result = await services(request).commands.call(instance.name, "sandbox.call", args)
+    command = control.PlaceCall(caller=body.sender, is_video=body.is_video)
+    result = await services(request).commands.call(instance.name, command)
     return json_response(CallOut(call_id=result["callId"]), status=201)
 
 
 async def group_event(request: web.Request, body: GroupEventBody) -> web.Response:
     instance = await accessible_instance(request)
-    await services(request).commands.call(instance.name, "sandbox.group_event", body.model_dump(by_alias=True))
+    await services(request).commands.call(instance.name, control.InjectGroupEvent(**body.model_dump()))
     return json_response(GroupEventOut(instance_name=instance.name, group_id=body.group_id))

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from pydantic import ConfigDict
 
-from core.records import ApiModel, ErrorCode
+from core.records import ApiModel, Command, ErrorCode
 
 MessageType = Literal[
     "conversation",
@@ -504,8 +504,20 @@ class Session(Protocol):
         ...
 
 
+class PhoneControls(Protocol):
+    """A simulated WhatsApp's stand-in for the phone and its contacts (the sandbox's control routes)."""
+
+    async def control(self, command: Command) -> dict[str, str]:
+        """Carry out one of the driver's own commands; `NotFound` for one it does not know."""
+        ...
+
+
 class Driver(Protocol):
     def session(self, instance_name: str, sink: EventSink) -> Session: ...
+
+    def phone_controls(self, session: Session) -> PhoneControls | None:
+        """The session's simulated phone, when the driver simulates WhatsApp; None otherwise."""
+        ...
 
     def remove_store(self, instance_name: str) -> None:
         """Delete the instance's session store (after logout)."""

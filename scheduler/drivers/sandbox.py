@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import structlog
-from pydantic import Field
 from redis.exceptions import RedisError
 from yarl import URL
 
@@ -36,7 +35,7 @@ from core import keys
 from core.clock import iso
 from core.errors import InvalidState, NotFound
 from core.netguard import BlockedUrl, guarded_request, guarded_session
-from core.records import ApiModel
+from core.records import Command
 from core.redis_client import Redis
 from core.scripts import Scripts
 from scheduler.drivers.base import (
@@ -46,33 +45,28 @@ from scheduler.drivers.base import (
     Banned,
     CallReceived,
     Connected,
-    Contact,
     Disconnected,
     DriverError,
     DriverEvent,
     EventSink,
     Group,
     GroupChange,
-    GroupMember,
     GroupParticipants,
     GroupUpdated,
     HistoryChat,
     HistoryMessage,
     HistorySynced,
     InboundMedia,
-    Location,
     MessageDeleted,
     MessageEdited,
     MessageReaction,
     MessageReceived,
-    MessageType,
     NotLinkedError,
     NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
     ParticipantAction,
     ParticipantResult,
-    Poll,
     PollVote,
     PresenceState,
     Profile,
@@ -81,9 +75,32 @@ from scheduler.drivers.base import (
     Receipt,
     ReceiptStatus,
     SendResult,
+    Session,
     TransientDriverError,
     UnknownChatError,
     option_hash,
+)
+from scheduler.drivers.sandbox_controls import (
+    Ban,
+    DeclareAccounts,
+    FailActions,
+    FailNext,
+    FailureKind,
+    HistoryChatSpec,
+    InjectGroupEvent,
+    InjectHistory,
+    InjectInbound,
+    InjectReceipt,
+    LinkPhone,
+    PlaceCall,
+    SandboxAccount,
+    SandboxGroup,
+    SandboxInbound,
+    SandboxMember,
+    SandboxProfile,
+    SeedGroups,
+    SeedProfiles,
+    UnlinkPhone,
 )
 
 log = structlog.get_logger(__name__)
@@ -92,11 +109,8 @@ log = structlog.get_logger(__name__)
 QR_SCHEDULE: tuple[float, ...] = (60, 20, 20, 20, 20, 20)
 NOT_ON_WHATSAPP_PREFIX = "999"
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
-SANDBOX_CONTROL = "sandbox."  # the prefix of the API's commands that stand in for the phone
 INVITE_PREFIX = "https://chat.whatsapp.com/"
 BAN_REASON = "temporary ban (sandbox)"
-# How a send the sandbox fails (fail-next) fails, as the real driver would report it.
-FailureKind = Literal["refused", "not_on_whatsapp", "unknown_chat", "not_linked", "outcome_unknown"]
 FAILURES: dict[FailureKind, type[DriverError]] = {
     "refused": DriverError,
     "not_on_whatsapp": NotOnWhatsAppError,
@@ -118,124 +132,6 @@ class _Store:
     linked: bool = False
     phone_number: str | None = None
     lids: dict[str, str] = field(default_factory=dict)  # the session's LID store: LID -> phone number
-
-
-class SandboxReaction(ApiModel):
-    message_id: str
-    emoji: str
-
-
-class SandboxEdit(ApiModel):
-    message_id: str
-    text: str
-
-
-class SandboxDelete(ApiModel):
-    message_id: str
-
-
-class SandboxPollVote(ApiModel):
-    message_id: str
-    options: list[str]
-
-
-class SandboxInbound(ApiModel):
-    """What a contact does, as `POST /sandbox/instance/{name}/inbound` describes it (the API
-    validates it; this is its shape on the way to the session)."""
-
-    sender: str | None = Field(default=None, alias="from")
-    from_lid: str | None = None
-    chat_id: str | None = None
-    push_name: str | None = None
-    message_type: MessageType | None = None
-    text: str | None = None
-    caption: str | None = None
-    quoted_message_id: str | None = None
-    mentions: list[str] = Field(default_factory=list)
-    media_base64: str | None = None
-    media_url: str | None = None
-    mimetype: str | None = None
-    file_name: str | None = None
-    seconds: int | None = None
-    location: Location | None = None
-    contacts: list[Contact] | None = None
-    poll: Poll | None = None
-    reaction: SandboxReaction | None = None
-    edit: SandboxEdit | None = None
-    delete: SandboxDelete | None = None
-    poll_vote: SandboxPollVote | None = None
-    raw_type: str | None = None  # with messageType "unsupported": the WhatsApp kind it stands for
-
-    def kind(self) -> MessageType:
-        """The message type, from `messageType` or else from what the message carries."""
-        if self.message_type is not None:
-            return self.message_type
-        if self.location is not None:
-            return "locationMessage"
-        if self.contacts:
-            return "contactMessage"
-        if self.poll is not None:
-            return "pollCreationMessage"
-        if self.media_base64 is not None or self.media_url is not None:
-            family = (self.mimetype or "").split("/", 1)[0]
-            media_types: dict[str, MessageType] = {
-                "image": "imageMessage",
-                "video": "videoMessage",
-                "audio": "audioMessage",
-            }
-            return media_types.get(family, "documentMessage")
-        return "conversation"
-
-
-class SandboxAccount(ApiModel):
-    """Spellings of one WhatsApp account and its LID, as `POST /sandbox/.../accounts` declares
-    them: the account is the first number."""
-
-    numbers: list[str]
-    lid: str | None = None
-
-    def account(self) -> Account:
-        number = self.numbers[0]
-        return Account(number=number, lid=self.lid, jid=f"{number}@s.whatsapp.net")
-
-
-class SandboxMember(ApiModel):
-    phone_number: str | None = None
-    is_admin: bool = False
-
-
-class SandboxGroup(ApiModel):
-    """A group the number is in, as `POST /sandbox/instance/{name}/groups` seeds it (and the group
-    management actions keep it)."""
-
-    group_id: str
-    subject: str
-    description: str | None = None
-    participants: Sequence[SandboxMember] = Field(default_factory=list)
-    is_admin: bool = False  # whether the instance's own number administers it
-    announce: bool = False  # only admins write
-    locked: bool = False  # only admins edit the group's info
-    invite_code: str | None = None  # the current invite link's code, once one was asked for
-
-    def group(self) -> Group:
-        members = tuple(GroupMember(phone_number=m.phone_number, is_admin=m.is_admin) for m in self.participants)
-        return Group(self.group_id, self.subject, self.description, members, self.is_admin)
-
-
-class SandboxProfile(ApiModel):
-    """A contact's profile, as `POST /sandbox/instance/{name}/profiles` seeds it; `hidden`: the
-    contact shows it to nobody (every field reads as null)."""
-
-    number: str
-    name: str | None = None
-    picture_url: str | None = None
-    about: str | None = None
-    hidden: bool = False
-
-    def profile(self) -> Profile:
-        if self.hidden:
-            return Profile(name=None, picture_url=None, about=None)
-        return Profile(name=self.name, picture_url=self.picture_url, about=self.about)
 
 
 class SandboxSession:
@@ -551,47 +447,46 @@ class SandboxSession:
         self._stop_qr()
         self._connected = False
 
-    # The control surface standing in for the phone and the contacts: `control` runs the one named
-    # after `sandbox.` in a command from the API (the routes in gateway/routes/sandbox.py).
+    # The control surface standing in for the phone and the contacts: `control` carries out one of
+    # the commands of the control routes (gateway/routes/sandbox.py).
 
-    async def control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        match op:
-            case "link":
-                await self.link(args.get("phoneNumber") or default_phone(self.name))
-            case "unlink":
+    async def control(self, command: Command) -> dict[str, str]:
+        match command:
+            case LinkPhone(phone_number=phone_number):
+                await self.link(phone_number or default_phone(self.name))
+            case UnlinkPhone():
                 await self.unlink()
-            case "inbound":
-                if not self._connected:
-                    raise InvalidState("instance is not open: link it first")
-                return {"messageId": await self.inbound(SandboxInbound.model_validate(args))}
-            case "history":
-                if not self._connected:
-                    raise InvalidState("instance is not open: link it first")
-                await self.sink(history_batch(args["chats"]))
-            case "receipt":
-                await self.receipt(tuple(args["messageIds"]), args["status"])
-            case "ban":
-                await self.ban(args["seconds"])
-            case "fail_next":
-                self.fail_next(args["error"], args["count"], args["transient"], args["kind"])
-            case "fail_actions":
-                self._fail_actions.extend([None if args["hang"] else args["error"]] * args["count"])
-            case "groups":
-                await self.seed(
-                    keys.sandbox_groups(self.name), [SandboxGroup.model_validate(g) for g in args["groups"]]
-                )
-            case "profiles":
-                profiles = [SandboxProfile.model_validate(p) for p in args["profiles"]]
+            case InjectInbound():
+                self._require_open()
+                return {"messageId": await self.inbound(command)}
+            case InjectHistory(chats=chats):
+                self._require_open()
+                await self.sink(history_batch(chats))
+            case InjectReceipt(message_ids=message_ids, status=status):
+                await self.receipt(message_ids, status)
+            case Ban(seconds=seconds):
+                await self.ban(seconds)
+            case FailNext(error=error, count=count, transient=transient, kind=kind):
+                self.fail_next(error, count, transient, kind)
+            case FailActions(error=error, hang=hang, count=count):
+                self._fail_actions.extend([None if hang else error] * count)
+            case SeedGroups(groups=groups):
+                await self.seed(keys.sandbox_groups(self.name), groups)
+            case SeedProfiles(profiles=profiles):
                 await self.seed(keys.sandbox_profiles(self.name), profiles)
-            case "accounts":
-                await self.declare([SandboxAccount.model_validate(a) for a in args["accounts"]])
-            case "call":
-                return {"callId": await self.call(args["from"], args["isVideo"])}
-            case "group_event":
-                await self.group_event(args)
+            case DeclareAccounts(accounts=accounts):
+                await self.declare(accounts)
+            case PlaceCall(caller=caller, is_video=is_video):
+                return {"callId": await self.call(caller, is_video)}
+            case InjectGroupEvent():
+                await self.group_event(command)
             case _:
-                raise NotFound(f"unknown sandbox control {op!r}")
+                raise NotFound(f"unknown command {command.op!r}: the sandbox has no such control")
         return {}
+
+    def _require_open(self) -> None:
+        if not self._connected:
+            raise InvalidState("instance is not open: link it first")
 
     async def link(self, phone_number: str) -> None:
         if self._connected:
@@ -694,27 +589,25 @@ class SandboxSession:
 
     async def call(self, caller: str, is_video: bool) -> str:
         """Someone calls the number; returns the call's id."""
-        if not self._connected:
-            raise InvalidState("instance is not open: link it first")
+        self._require_open()
         call_id = secrets.token_hex(16).upper()
         event = CallReceived(call_id=call_id, caller=caller, is_video=is_video, timestamp=datetime.now(UTC))
         await self.sink(event)
         return call_id
 
-    async def group_event(self, args: dict[str, Any]) -> None:
+    async def group_event(self, event: InjectGroupEvent) -> None:
         """Something happened in a group, done by someone else: members changed (the kept group
         follows) or, with action "update", its settings."""
-        if not self._connected:
-            raise InvalidState("instance is not open: link it first")
-        group_id, action, by = args["groupId"], args["action"], args.get("by")
+        self._require_open()
+        group_id, action, by = event.group_id, event.action, event.by
         if action == "update":
-            change = GroupChange(**{k: args.get(k) for k in ("subject", "description", "announce", "locked")})
+            change = GroupChange(event.subject, event.description, event.announce, event.locked)
             with contextlib.suppress(UnknownChatError):
                 group = await self._stored_group(group_id)
                 await self._keep(_changed_group(group, change))
             await self.sink(GroupUpdated(group_id=group_id, by=by, **vars(change)))
             return
-        participants = tuple(args["participants"])
+        participants = event.participants
         with contextlib.suppress(UnknownChatError):
             group = await self._stored_group(group_id)
             members = {m.phone_number: m for m in group.participants}
@@ -832,26 +725,29 @@ class SandboxDriver:
             max_media_bytes=self.max_media_bytes,
         )
 
+    def phone_controls(self, session: Session) -> SandboxSession | None:
+        return session if isinstance(session, SandboxSession) else None
+
     def remove_store(self, instance_name: str) -> None:
         self._store(instance_name).unlink(missing_ok=True)
 
 
-def history_batch(chats: list[dict[str, Any]]) -> HistorySynced:
+def history_batch(chats: Sequence[HistoryChatSpec]) -> HistorySynced:
     """`POST /sandbox/instance/{name}/history`'s chats as the neonize driver reports a history sync."""
     return HistorySynced(
         tuple(
             HistoryChat(
-                chat_id=chat["chatId"],
-                name=chat.get("name"),
+                chat_id=chat.chat_id,
+                name=chat.name,
                 messages=tuple(
                     HistoryMessage(
-                        message_id=message["messageId"],
-                        from_me=message["fromMe"],
-                        sender=None if message["fromMe"] else message.get("from") or _chat_person(chat["chatId"]),
-                        text=message.get("text"),
-                        timestamp=datetime.fromisoformat(message["timestamp"]),
+                        message_id=message.message_id,
+                        from_me=message.from_me,
+                        sender=None if message.from_me else message.sender or _chat_person(chat.chat_id),
+                        text=message.text,
+                        timestamp=message.timestamp,
                     )
-                    for message in chat["messages"]
+                    for message in chat.messages
                 ),
             )
             for chat in chats

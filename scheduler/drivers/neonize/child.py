@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.drivers.base import DriverError, DriverEvent
-from scheduler.drivers.neonize import wire
+from scheduler.drivers.neonize import calls, wire
+from scheduler.drivers.neonize.calls import SessionCall
 from scheduler.drivers.neonize.loading import _import
 from scheduler.drivers.neonize.logpipe import LogPipe
 from scheduler.drivers.neonize.session import NeonizeSession
@@ -42,35 +43,10 @@ log = logging.getLogger(__name__)
 
 # A session pins one executor thread for its client's life; a few more serve media and sqlite.
 _THREADS = 6
-_METHODS = frozenset(
-    {
-        "connect",
-        "pair_phone",
-        "check_numbers",
-        "number_for_lid",
-        "send",
-        "show_typing",
-        "profile",
-        "mark_read",
-        "set_presence",
-        "groups",
-        "group",
-        "create_group",
-        "update_participants",
-        "invite_link",
-        "update_group",
-        "leave_group",
-        "join_group",
-        "reject_call",
-        "logout",
-        "close",
-        "ping",
-    }
-)
 # Bytes the worker may have left to read before log lines are dropped instead of queued.
 _LOG_WRITE_BUFFER = 1024 * 1024
 # Calls after which the child has nothing left to do.
-_FINAL = frozenset({"logout", "close"})
+_FINAL = (calls.Logout, calls.Close)
 
 
 @dataclass(frozen=True)
@@ -174,32 +150,53 @@ class _Host:
             task.add_done_callback(self.tasks.discard)
         return True
 
-    async def _call(self, call: wire.Call) -> None:
+    async def _call(self, frame: wire.Call) -> None:
         value: Any = None
         error: DriverError | None = None
-        method, args, call_id = call.method, call.args, call.call_id
-        del call  # a send's media goes once the session is done with it
+        call, call_id = frame.call, frame.call_id
+        del frame  # a send's media goes once the session is done with it
         try:
-            if method not in _METHODS:
-                raise DriverError(f"unknown session call {method!r}")
-            if method in ("close", "logout") and not self.session.connected:
-                # Nothing to say goodbye to (a dial or a linking attempt): whatever Go holds goes
-                # with the process, without a stop() that blocks while it dials.
-                value = False
-            elif method == "logout":
-                await self.session.logout(close=False)  # the process ends right after: Go with it
-                value = True
-            elif method != "ping":  # a ping is answered by the loop being free to answer it
-                value = await getattr(self.session, method)(*args)
+            value = await self._perform(call)
         except DriverError as exc:
             error = exc
         except Exception as exc:  # reported to the caller, whatever it was
-            log.exception("%s failed", method)
-            error = DriverError(f"{method} failed in the session host: {type(exc).__name__}: {exc}")
-        del args
+            log.exception("%s failed", type(call).__name__)
+            error = DriverError(f"{type(call).__name__} failed in the session host: {type(exc).__name__}: {exc}")
+        final = isinstance(call, _FINAL)
+        del call
         await self._send(wire.Reply(call_id, value, error))
-        if method in _FINAL:
+        if final:
             self.done.set()
+
+    async def _perform(self, call: SessionCall) -> Any:
+        session = self.session
+        if isinstance(call, _FINAL) and not session.connected:
+            # Nothing to say goodbye to (a dial or a linking attempt): whatever Go holds goes with
+            # the process, without a stop() that blocks while it dials.
+            return False
+        match call:
+            case calls.Ping():
+                return None  # answered by the loop being free to answer it
+            case calls.Logout():
+                await session.logout(close=False)  # the process ends right after: Go with it
+                return True
+            case calls.Close():
+                return await session.close()
+            case calls.Connect():
+                return await session.connect()
+            case calls.PairPhone(phone_number=phone_number):
+                return await session.pair_phone(phone_number)
+            case calls.CheckNumbers(phone_numbers=phone_numbers):
+                return await session.check_numbers(phone_numbers)
+            case calls.NumberForLid(lid=lid):
+                return await session.number_for_lid(lid)
+            case calls.Send(message=message):
+                return await session.send(message)
+            case calls.ShowTyping(to=to, typing=typing):
+                return await session.show_typing(to, typing)
+            case calls.RejectCall(call_id=call_id, caller=caller):
+                return await session.reject_call(call_id, caller)
+        return await _action(session, call)
 
     async def emit(self, event: DriverEvent) -> None:
         await self._send(wire.Event(event))
@@ -223,3 +220,31 @@ class _Host:
             await self.writer.drain()
         except ConnectionError:
             self.done.set()
+
+
+async def _action(session: NeonizeSession, call: SessionCall) -> Any:
+    """A conversation action on the session."""
+    match call:
+        case calls.ReadProfile(phone_number=phone_number):
+            return await session.profile(phone_number)
+        case calls.MarkRead(chat_id=chat_id, message_ids=message_ids):
+            return await session.mark_read(chat_id, message_ids)
+        case calls.SetPresence(state=state):
+            return await session.set_presence(state)
+        case calls.ListGroups():
+            return await session.groups()
+        case calls.ReadGroup(group_id=group_id):
+            return await session.group(group_id)
+        case calls.CreateGroup(subject=subject, participants=participants):
+            return await session.create_group(subject, participants)
+        case calls.UpdateParticipants(group_id=group_id, action=action, participants=participants):
+            return await session.update_participants(group_id, action, participants)
+        case calls.InviteLink(group_id=group_id, revoke=revoke):
+            return await session.invite_link(group_id, revoke)
+        case calls.UpdateGroup(group_id=group_id, change=change):
+            return await session.update_group(group_id, change)
+        case calls.LeaveGroup(group_id=group_id):
+            return await session.leave_group(group_id)
+        case calls.JoinGroup(invite_link=invite_link):
+            return await session.join_group(invite_link)
+    raise DriverError(f"unknown session call {type(call).__name__}")

@@ -38,14 +38,17 @@ from scheduler.drivers.base import (
     OutgoingMessage,
     ParticipantAction,
     ParticipantResult,
+    PhoneControls,
     PresenceState,
     Profile,
     QrCode,
     QrExpired,
     SendResult,
+    Session,
     TransientDriverError,
 )
-from scheduler.drivers.neonize import wire
+from scheduler.drivers.neonize import calls, wire
+from scheduler.drivers.neonize.calls import SessionCall
 from scheduler.drivers.neonize.child import HostSpec
 from scheduler.drivers.neonize.orphans import reap_orphans
 from scheduler.drivers.neonize.session import (
@@ -103,7 +106,7 @@ class SessionProcess:
         self._reader = reader
         self._writer = writer
         self._frame_limit = frame_limit
-        self._calls: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._calls: dict[int, tuple[bool, asyncio.Future[Any]]] = {}  # (is a send, its answer)
         self._ids = itertools.count(1)
         self.ending = False
         self.killed = False
@@ -133,15 +136,15 @@ class SessionProcess:
             raise TransientDriverError(f"could not start a session host: {exc}") from exc
         return cls(pid, pidfd, reader, writer, frame_limit=spec.frame_limit, heartbeat=heartbeat)
 
-    async def call(self, method: str, *args: Any, timeout: float) -> Any:
+    async def call(self, call: SessionCall, *, timeout: float) -> Any:
         if self.exited.done():
             raise TransientDriverError("the session host has ended")
         call_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[call_id] = (method, future)
+        self._calls[call_id] = (isinstance(call, calls.Send), future)
         try:
-            self._writer.write(wire.encode(wire.Call(call_id, method, args)))
-            del args  # a send's media is in the transport's buffer now, or already sent
+            self._writer.write(wire.encode(wire.Call(call_id, call)))
+            del call  # a send's media is in the transport's buffer now, or already sent
             async with asyncio.timeout(timeout):  # a stopped host stops reading too: drain is bounded
                 await self._writer.drain()
                 return await future
@@ -157,7 +160,7 @@ class SessionProcess:
         self.ending = True
         if not self.exited.done() and timeout > 0:
             with contextlib.suppress(DriverError, TimeoutError):
-                await self.call("close", timeout=timeout)
+                await self.call(calls.Close(), timeout=timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._dead), timeout)
         self.kill()
@@ -179,7 +182,7 @@ class SessionProcess:
         while not self.exited.done():
             await asyncio.sleep(bound / 3)
             try:
-                await self.call("ping", timeout=bound)
+                await self.call(calls.Ping(), timeout=bound)
             except TimeoutError:
                 log.error("session host %s did not answer a heartbeat within %g s; killing it", self.pid, bound)
                 self.kill(f"no heartbeat within {bound:g} s")
@@ -203,7 +206,7 @@ class SessionProcess:
             case None:
                 return False
             case wire.Reply(call_id=call_id, value=value, error=error):
-                _, future = self._calls.get(call_id, ("", None))
+                _, future = self._calls.get(call_id, (False, None))
                 if future is not None and not future.done():
                     if error is not None:
                         future.set_exception(error)
@@ -230,9 +233,9 @@ class SessionProcess:
             os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222 (it has exited)
         os.close(self._pidfd)
         why = f"killed: {self.why}" if self.killed and not self.ending else "its process exited"
-        for method, future in self._calls.values():
+        for sending, future in self._calls.values():
             if not future.done():
-                if method == "send":
+                if sending:
                     future.set_exception(
                         OutcomeUnknownError(f"the session host ended during the send ({why}); it may have gone out")
                     )
@@ -288,68 +291,70 @@ class HostedSession:
 
     async def pair_phone(self, phone_number: str) -> str:
         timeout = PAIR_QR_WAIT + LOOKUP_TIMEOUT + CALL_MARGIN
-        code: str = await self._call("pair_phone", phone_number, timeout=timeout)
+        code: str = await self._call(calls.PairPhone(phone_number), timeout=timeout)
         return code
 
     async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
-        answer: dict[str, Account | None] = await self._query("check_numbers", list(phone_numbers))
+        answer: dict[str, Account | None] = await self._query(calls.CheckNumbers(tuple(phone_numbers)))
         return answer
 
     async def number_for_lid(self, lid: str) -> str | None:
-        answer: str | None = await self._query("number_for_lid", lid)
+        answer: str | None = await self._query(calls.NumberForLid(lid))
         return answer
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         timeout = LOOKUP_TIMEOUT + MEDIA_TIMEOUT + SEND_TIMEOUT + CALL_MARGIN
-        result: SendResult = await self._call("send", message, timeout=timeout)
+        result: SendResult = await self._call(calls.Send(message), timeout=timeout)
         return result
 
     # Conversation actions: one query (or a few) each, answered within the child's lookup deadline.
 
     async def profile(self, phone_number: str) -> Profile:
-        answer: Profile = await self._query("profile", phone_number)
+        answer: Profile = await self._query(calls.ReadProfile(phone_number))
         return answer
 
     async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
-        await self._query("mark_read", chat_id, list(message_ids))
+        await self._query(calls.MarkRead(chat_id, tuple(message_ids)))
 
     async def set_presence(self, state: PresenceState) -> None:
-        await self._query("set_presence", state)
+        await self._query(calls.SetPresence(state))
 
     async def groups(self) -> list[Group]:
-        answer: list[Group] = await self._query("groups")
+        answer: list[Group] = await self._query(calls.ListGroups())
         return answer
 
     async def group(self, group_id: str) -> Group:
-        answer: Group = await self._query("group", group_id)
+        answer: Group = await self._query(calls.ReadGroup(group_id))
         return answer
 
     async def create_group(self, subject: str, participants: Sequence[str]) -> str:
-        answer: str = await self._query("create_group", subject, list(participants))
+        answer: str = await self._query(calls.CreateGroup(subject, tuple(participants)))
         return answer
 
     async def update_participants(
         self, group_id: str, action: ParticipantAction, participants: Sequence[str]
     ) -> list[ParticipantResult]:
-        answer: list[ParticipantResult] = await self._query("update_participants", group_id, action, list(participants))
+        answer: list[ParticipantResult] = await self._query(
+            calls.UpdateParticipants(group_id, action, tuple(participants))
+        )
         return answer
 
     async def invite_link(self, group_id: str, revoke: bool = False) -> str:
-        answer: str = await self._query("invite_link", group_id, revoke)
+        answer: str = await self._query(calls.InviteLink(group_id, revoke))
         return answer
 
     async def update_group(self, group_id: str, change: GroupChange) -> None:
-        await self._query("update_group", group_id, change)
+        await self._query(calls.UpdateGroup(group_id, change))
 
     async def leave_group(self, group_id: str) -> None:
-        await self._query("leave_group", group_id)
+        await self._query(calls.LeaveGroup(group_id))
 
     async def join_group(self, invite_link: str) -> str:
-        answer: str = await self._query("join_group", invite_link)
+        answer: str = await self._query(calls.JoinGroup(invite_link))
         return answer
 
     async def reject_call(self, call_id: str, caller: str) -> None:
-        await self._query("reject_call", call_id, caller)
+        await self._query(calls.RejectCall(call_id, caller))
 
     async def use_proxy(self, proxy_url: str | None) -> None:
         """A session host connects through one proxy for its life: a new one (None: the driver's
@@ -365,12 +370,12 @@ class HostedSession:
         self._queue(Disconnected(reason="reconnecting through the new proxy"))
         await self._start()
 
-    async def _query(self, method: str, *args: Any) -> Any:
+    async def _query(self, call: SessionCall) -> Any:
         # A profile asks up to four things in turn (lookup, user info, picture, contact).
-        return await self._call(method, *args, timeout=4 * LOOKUP_TIMEOUT + CALL_MARGIN)
+        return await self._call(call, timeout=4 * LOOKUP_TIMEOUT + CALL_MARGIN)
 
     async def show_typing(self, to: str, typing: bool) -> None:
-        await self._call("show_typing", to, typing, timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
+        await self._call(calls.ShowTyping(to, typing), timeout=LOOKUP_TIMEOUT + CALL_MARGIN)
 
     async def logout(self) -> None:
         """Unlink the device if WhatsApp can be told now, then end the host at once: bounded by
@@ -380,7 +385,7 @@ class HostedSession:
         host = self._host
         try:
             if host is not None and not host.ending and self._online:
-                await host.call("logout", timeout=LOGOUT_TIMEOUT)
+                await host.call(calls.Logout(), timeout=LOGOUT_TIMEOUT)
         except (DriverError, TimeoutError) as exc:
             log.warning("%s: logout not confirmed by WhatsApp: %s", self.instance_name, exc or "timed out")
         finally:
@@ -426,7 +431,7 @@ class HostedSession:
                 return
             self._host = host
             try:
-                await host.call("connect", timeout=CONNECT_TIMEOUT)
+                await host.call(calls.Connect(), timeout=CONNECT_TIMEOUT)
             except TimeoutError:
                 self._retire(host)
                 raise TransientDriverError(f"the session host did not connect within {CONNECT_TIMEOUT:g} s") from None
@@ -434,20 +439,21 @@ class HostedSession:
                 self._retire(host)
                 raise
 
-    async def _call(self, method: str, *args: Any, timeout: float) -> Any:
+    async def _call(self, call: SessionCall, *, timeout: float) -> Any:
         host = self._require_host()
+        what, sending = type(call).__name__, isinstance(call, calls.Send)
         try:
-            return await host.call(method, *args, timeout=timeout)
+            return await host.call(call, timeout=timeout)
         except TimeoutError:
             # The child's own deadlines are shorter: it is stuck (a Go deadlock). End it; a linked
             # session comes back in a fresh one.
-            log.error("%s: session host %s did not answer %s; ending it", self.instance_name, host.pid, method)
+            log.error("%s: session host %s did not answer %s; ending it", self.instance_name, host.pid, what)
             host.kill()
-            if method == "send":
+            if sending:
                 raise OutcomeUnknownError(
                     "the session host stopped answering; the message may have been sent"
                 ) from None
-            raise TransientDriverError(f"the session host stopped answering {method}") from None
+            raise TransientDriverError(f"the session host stopped answering {what}") from None
 
     def _require_host(self) -> SessionProcess:
         if self._host is None or self._host.ending:
@@ -595,6 +601,9 @@ class NeonizeDriver:
         session = HostedSession(self, instance_name, store, sink)
         self._sessions[instance_name] = session
         return session
+
+    def phone_controls(self, session: Session) -> PhoneControls | None:
+        return None  # a real phone: nothing stands in for it
 
     def remove_store(self, instance_name: str) -> None:
         """Delete the instance's store; with PostgreSQL blocks for a query or two (DROP SCHEMA)."""

@@ -26,62 +26,36 @@ Facts about neonize 0.5.2 this module is built around (see DESIGN.md, "WhatsApp 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from scheduler.drivers.base import (
-    Account,
     Disconnected,
     DriverError,
     DriverEvent,
     EventSink,
-    Group,
-    GroupChange,
     Inbound,
-    InboundEvent,
-    InboundMedia,
-    MessageReceived,
-    NotOnWhatsAppError,
     OutcomeUnknownError,
     OutgoingMessage,
-    ParticipantAction,
-    ParticipantResult,
-    PollVote,
-    PresenceState,
-    Profile,
     QrCode,
     QrExpired,
     SendResult,
     TransientDriverError,
-    UnknownChatError,
-    is_group,
-    is_lid,
 )
-from scheduler.drivers.neonize import builders, kinds
-from scheduler.drivers.neonize.answers import (
-    accounts,
-    group_of,
-    hidden_picture,
-    jid_text,
-    participant_results,
-    profile_of,
-    unknown_group,
-)
+from scheduler.drivers.neonize import builders
+from scheduler.drivers.neonize.client import Handler, _client_class, guard
+from scheduler.drivers.neonize.completion import InboundCompletion
+from scheduler.drivers.neonize.conversation_actions import ConversationActions
 from scheduler.drivers.neonize.history import map_history
 from scheduler.drivers.neonize.loading import _import, _pb
 from scheduler.drivers.neonize.mapping import (
-    LID_SERVER,
     _enum_name,
     classify_error,
-    content_message,
     digits,
     format_pairing_code,
     from_epoch,
@@ -107,79 +81,12 @@ MEDIA_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 MAX_MEDIA_BYTES = 100 * 1024 * 1024  # inbound media larger than this is not downloaded
-# How long an `IsOnWhatsApp` answer is reused: one lookup per message is a pattern WhatsApp watches.
-LOOKUP_TTL = 24 * 3600.0
-LOOKUP_MISS_TTL = 3600.0
-GROUP_SENDERS_KEPT = 10_000
 CALLS_KEPT = 1000
-# whatsmeow documents the pairing display name as "Browser (OS)".
-PAIRING_DISPLAY_NAME = "Chrome (Linux)"
-_CHROME = 1  # PairClientType CHROME
 
 Ended = Callable[[bool], Coroutine[Any, Any, None]]
-T = TypeVar("T")
 
 
-def lookup_error(exc: BaseException) -> DriverError:
-    """A failed query as our exception: it changed nothing, so "outcome unknown" means "try again"."""
-    error = classify_error(exc)
-    return TransientDriverError(str(error)) if isinstance(error, OutcomeUnknownError) else error
-
-
-# -- handlers -------------------------------------------------------------------------------------
-
-Handler = Callable[..., Awaitable[None]]
-
-
-def guard(handler: Handler, what: str, order: asyncio.Lock | None = None) -> Callable[..., Coroutine[Any, Any, None]]:
-    """Wrap an event handler so its exceptions are logged instead of vanishing inside neonize, and
-    (with `order`) so handlers run one at a time in the order neonize scheduled them."""
-
-    @functools.wraps(handler)
-    async def guarded(*args: Any) -> None:
-        try:
-            if order is None:
-                await handler(*args)
-                return
-            async with order:
-                await handler(*args)
-        except Exception:
-            log.exception("neonize %s handler failed", what)
-
-    return guarded
-
-
-@functools.cache
-def _client_class() -> type[Any]:
-    base = _import("neonize.aioze.client").NewAClient
-
-    class Client(base):  # type: ignore[valid-type, misc]
-        """A `NewAClient` that hears whatsmeow's login events (`timeout`, `success`, `err-...`)."""
-
-        login_status: Callable[[str], None] | None = None
-
-        def _NewAClient__onLoginStatus(self, _uuid: int, status: int) -> None:
-            if self.login_status is not None:
-                self.login_status(ctypes.string_at(status).decode(errors="replace"))
-
-        async def pair_code(self, phone: str) -> str:
-            """`PairPhone` with the display name in whatsmeow's documented "Browser (OS)" form
-            (neonize's own wrapper sends "FIREFOX (LINUX)")."""
-            pb = _pb()
-            params = pb.PairPhoneParams(
-                phone=phone, clientDisplayName=PAIRING_DISPLAY_NAME, clientType=_CHROME, showPushNotification=True
-            ).SerializeToString()
-            gocode = _import("neonize._binder").gocode
-            raw = await asyncio.to_thread(gocode.PairPhone, self.uuid, params, len(params))
-            answer = pb.PairPhoneReturnFunction.FromString(raw)
-            if answer.Error:
-                raise DriverError(f"pairing failed: {answer.Error}")
-            return str(answer.Code)
-
-    return Client
-
-
-class NeonizeSession:
+class NeonizeSession(ConversationActions, InboundCompletion):
     """One WhatsApp number on top of one `NewAClient` per connect cycle."""
 
     def __init__(
@@ -322,24 +229,6 @@ class NeonizeSession:
             raise classify_error(exc) from exc
         return format_pairing_code(code)
 
-    async def check_numbers(self, phone_numbers: Sequence[str]) -> dict[str, Account | None]:
-        """Each number's account: `IsOnWhatsApp`'s JID, and its LID as the session's LID store
-        knows it (`GetLIDFromPN`)."""
-        client = self._require_client()
-        found = await self._accounts([digits(number) for number in phone_numbers])
-        lids = {
-            user: await self._lid_for(client, jid) for jid in found.values() if jid is not None for user in [jid.User]
-        }
-        return {
-            number: Account(number=jid.User, lid=lids[jid.User], jid=jid_text(jid))
-            if (jid := found[digits(number)]) is not None
-            else None
-            for number in phone_numbers
-        }
-
-    async def number_for_lid(self, lid: str) -> str | None:
-        return await self._phone_for_lid(self._require_client(), lid)
-
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Send to the recipient's account JID (looked up, or cached from `check_numbers`)."""
         client = self._require_client()
@@ -372,192 +261,11 @@ class NeonizeSession:
         except Exception as exc:
             raise DriverError(f"showing typing failed: {exc}") from exc
 
-    async def _chat(self, to: str) -> Any:
-        """Where a send to `to` goes: a group's or a LID chat's JID as it is, a number's account JID
-        (looked up)."""
-        if is_group(to) or is_lid(to):
-            return kinds.chat_jid(to)
-        phone = digits(to)
-        if not phone:
-            raise DriverError("recipient must be a phone number in international digits, or a group id")
-        jid = await self._recipient(phone)
-        if jid is None:
-            raise NotOnWhatsAppError(f"{phone} is not on WhatsApp")
-        return jid
-
-    async def _recipient(self, phone: str) -> Any:
-        """The account JID of `phone` (international digits), None if it has no WhatsApp."""
-        return (await self._accounts([phone]))[phone]
-
-    async def _accounts(self, phones: Sequence[str]) -> dict[str, Any]:
-        """The account JID of each of `phones` (international digits), None for those without
-        WhatsApp: remembered ones from memory, the others asked in one lookup."""
-        if not all(phones):
-            raise DriverError("recipient must be a phone number in international digits")
-        now = time.monotonic()
-        found = {phone: cached[0] for phone in phones if (cached := self._recipients.get(phone)) and cached[1] > now}
-        missing = [phone for phone in dict.fromkeys(phones) if phone not in found]
-        if missing:
-            asked = await self._ask_accounts(self._require_client(), missing)
-            for phone, jid in asked.items():
-                self._recipients[phone] = (jid, now + (LOOKUP_TTL if jid is not None else LOOKUP_MISS_TTL))
-            found.update(asked)
-        return found
-
-    async def _ask_accounts(self, client: Any, phones: list[str]) -> dict[str, Any]:
-        try:
-            answers = await asyncio.wait_for(client.is_on_whatsapp(*[f"+{p}" for p in phones]), self._lookup_timeout)
-        except Exception as exc:
-            if "returned nothing" not in str(exc):
-                raise lookup_error(exc) from exc
-            # An invalid number: WhatsApp knows no such account, and its answer says nothing of the
-            # other numbers asked with it: those are asked one by one.
-            if len(phones) == 1:
-                return {phones[0]: None}
-            return {phone: jid for one in phones for phone, jid in (await self._ask_accounts(client, [one])).items()}
-        return accounts(phones, answers)
-
     # -- conversation actions
-
-    async def profile(self, phone_number: str) -> Profile:
-        client = self._require_client()
-        jid = await self._recipient(digits(phone_number))
-        if jid is None:
-            raise NotOnWhatsAppError(f"{phone_number} is not on WhatsApp")
-        infos = await self._query(client.get_user_info(jid))
-        info = next((one.UserInfo for one in infos if one.JID.User == jid.User), None)
-        try:
-            picture = await asyncio.wait_for(client.get_profile_picture(jid), self._lookup_timeout)
-        except Exception as exc:
-            if not hidden_picture(exc):
-                raise lookup_error(exc) from exc
-            picture = None
-        try:  # the names this session heard (push name, business name, the address book's)
-            contact = await asyncio.wait_for(client.contact.get_contact(jid), self._lookup_timeout)
-        except Exception as exc:
-            log.debug("%s: no contact record for a profile: %s", self.instance_name, exc)
-            contact = None
-        return profile_of(info, picture, contact)
-
-    async def mark_read(self, chat_id: str, message_ids: Sequence[str]) -> None:
-        client = self._require_client()
-        chat = kinds.chat_jid(chat_id)
-        if chat.Server == kinds.GROUP_SERVER:
-            # In a group WhatsApp wants each message's sender: the ones this session received.
-            unknown = [m for m in message_ids if (chat_id, m) not in self._group_senders]
-            if unknown:
-                raise UnknownChatError(
-                    f"message(s) {', '.join(unknown)} were not received in {chat_id} by this session: "
-                    "WhatsApp needs the sender of a group message to mark it read"
-                )
-            by_sender: dict[str, tuple[Any, list[str]]] = {}
-            for message_id in message_ids:
-                sender = self._group_senders[(chat_id, message_id)]
-                by_sender.setdefault(jid_text(sender), (sender, []))[1].append(message_id)
-            batches = list(by_sender.values())
-        else:
-            chat = await self._recipient(digits(chat_id))
-            if chat is None:
-                raise NotOnWhatsAppError(f"{chat_id} is not on WhatsApp")
-            batches = [(chat, list(message_ids))]
-        read = _import("neonize.utils.enum").ReceiptType.READ
-        for sender, ids in batches:
-            await self._query(client.mark_read(*ids, chat=chat, sender=sender, receipt=read))
-
-    async def set_presence(self, state: PresenceState) -> None:
-        presence = _import("neonize.utils.enum").Presence[state.upper()]
-        await self._query(self._require_client().send_presence(presence))
-
-    async def groups(self) -> list[Group]:
-        infos = await self._query(self._require_client().get_joined_groups())
-        return [group_of(info, self._own_phone or "") for info in infos]
-
-    async def group(self, group_id: str) -> Group:
-        info = await self._group_query(group_id, self._require_client().get_group_info(kinds.chat_jid(group_id)))
-        return group_of(info, self._own_phone or "")
 
     # -- group management
 
-    async def create_group(self, subject: str, participants: Sequence[str]) -> str:
-        client = self._require_client()
-        found = await self._accounts([digits(number) for number in participants])
-        jids = [jid for jid in found.values() if jid is not None]
-        info = await self._query(client.create_group(subject, jids))
-        return jid_text(info.JID)
-
-    async def update_participants(
-        self, group_id: str, action: ParticipantAction, participants: Sequence[str]
-    ) -> list[ParticipantResult]:
-        client = self._require_client()
-        found = await self._accounts([digits(number) for number in participants])
-        asked = {number: found[digits(number)] for number in participants}
-        jids = [jid for jid in asked.values() if jid is not None]
-        answers: Sequence[Any] = []
-        if jids:
-            change = _import("neonize.utils.enum").ParticipantChange(action)
-            call = client.update_group_participants(kinds.chat_jid(group_id), jids, change)
-            answers = await self._group_query(group_id, call)
-        return participant_results(participants, asked, answers)
-
-    async def invite_link(self, group_id: str, revoke: bool = False) -> str:
-        call = self._require_client().get_group_invite_link(kinds.chat_jid(group_id), revoke)
-        link: str = await self._group_query(group_id, call)
-        return link
-
-    async def update_group(self, group_id: str, change: GroupChange) -> None:
-        client = self._require_client()
-        jid = kinds.chat_jid(group_id)
-        if change.subject is not None:
-            await self._group_query(group_id, client.set_group_name(jid, change.subject))
-        if change.description is not None:
-            # whatsmeow replaces a topic by its id: the current one from the group, a new one of ours.
-            info = await self._group_query(group_id, client.get_group_info(jid))
-            new_id = uuid.uuid4().hex.upper()[:16]
-            await self._group_query(
-                group_id, client.set_group_topic(jid, info.GroupTopic.TopicID, new_id, change.description)
-            )
-        if change.announce is not None:
-            await self._group_query(group_id, client.set_group_announce(jid, change.announce))
-        if change.locked is not None:
-            await self._group_query(group_id, client.set_group_locked(jid, change.locked))
-
-    async def leave_group(self, group_id: str) -> None:
-        await self._group_query(group_id, self._require_client().leave_group(kinds.chat_jid(group_id)))
-
-    async def join_group(self, invite_link: str) -> str:
-        jid = await self._query(self._require_client().join_group_with_link(invite_link))
-        return jid_text(jid)
-
-    async def _group_query(self, group_id: str, call: Awaitable[T]) -> T:
-        """A request about a group: UnknownChatError when WhatsApp says this number is not in it."""
-        try:
-            return await asyncio.wait_for(call, self._lookup_timeout)
-        except Exception as exc:
-            if unknown_group(exc):
-                raise UnknownChatError(f"this number is in no group {group_id}") from exc
-            raise lookup_error(exc) from exc
-
     # -- calls
-
-    async def reject_call(self, call_id: str, caller: str) -> None:
-        """Decline with the caller's JID as the offer named it (remembered), else built from `caller`."""
-        client = self._require_client()
-        jid = self._callers.pop(call_id, None)
-        if jid is None:
-            user, _, server = caller.partition("@")
-            jid = _import("neonize.utils.jid").build_jid(user, server or kinds.USER_SERVER)
-        await self._query(client.reject_call(jid, call_id))
-
-    async def _query(self, call: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(call, self._lookup_timeout)
-        except Exception as exc:
-            raise lookup_error(exc) from exc
-
-    def _require_client(self) -> Any:
-        if self._client is None or not self._connected:
-            raise TransientDriverError("not connected to WhatsApp")
-        return self._client
 
     # -- the neonize client
 
@@ -744,66 +452,7 @@ class NeonizeSession:
             return
         await self._sink(map_joined(event, self._own_phone))
 
-    def _remember_sender(self, chat_id: str, message_id: str, sender: Any) -> None:
-        self._group_senders[(chat_id, message_id)] = sender
-        if len(self._group_senders) > GROUP_SENDERS_KEPT:
-            del self._group_senders[next(iter(self._group_senders))]  # the oldest
-
     # -- inbound: what the mapping cannot know offline
-
-    async def _complete(self, client: Any, event: Any, inbound: InboundEvent) -> InboundEvent:
-        """Fill in the number behind a LID, the media's bytes and a vote's choices."""
-        if inbound.sender is None and inbound.sender_lid:
-            inbound = replace(inbound, sender=await self._phone_for_lid(client, inbound.sender_lid))
-        if isinstance(inbound, MessageReceived) and any(m.endswith(f"@{LID_SERVER}") for m in inbound.mentions):
-            inbound = replace(inbound, mentions=tuple([await self._mention(client, m) for m in inbound.mentions]))
-        if isinstance(inbound, MessageReceived) and inbound.media is not None:
-            inbound = replace(inbound, media=await self._download(client, event.Message, inbound.media))
-        if isinstance(inbound, PollVote):
-            inbound = await self._read_vote(client, event, inbound)
-        return inbound
-
-    async def _mention(self, client: Any, mention: str) -> str:
-        lid, _, server = mention.partition("@")
-        if server != LID_SERVER:
-            return mention
-        return await self._phone_for_lid(client, lid) or mention  # unknown: the LID, marked as one
-
-    async def _phone_for_lid(self, client: Any, lid: str) -> str | None:
-        """The number the session's LID store knows for `lid`, None when it knows none."""
-        lid_jid = _pb().JID(User=lid, Server="lid", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-        return await self._lid_store(client, "get_pn_from_lid", lid_jid, "phone number for a LID")
-
-    async def _lid_for(self, client: Any, account: Any) -> str | None:
-        """The LID the session's LID store knows for an account JID, None when it knows none."""
-        return await self._lid_store(client, "get_lid_from_pn", account, "LID for a number")
-
-    async def _lid_store(self, client: Any, method: str, jid: Any, what: str) -> str | None:
-        try:
-            found = await asyncio.wait_for(getattr(client, method)(jid), self._lookup_timeout)
-        except Exception as exc:  # an unknown one is an error in whatsmeow's store
-            log.debug("%s: no %s: %s", self.instance_name, what, exc)
-            return None
-        return digits(found.User) or None
-
-    async def _download(self, client: Any, message: Any, media: InboundMedia) -> InboundMedia:
-        if media.size is not None and media.size > self._max_media_bytes:
-            return replace(media, error=f"{media.size} bytes is over the {self._max_media_bytes}-byte media limit")
-        try:
-            data = await asyncio.wait_for(client.download_any(content_message(message)), self._media_timeout)
-        except Exception as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            return replace(media, error=f"download failed: {reason}")
-        if not data:
-            return replace(media, error="download failed: WhatsApp sent no bytes")
-        return replace(media, data=data, size=len(data))
-
-    async def _read_vote(self, client: Any, event: Any, vote: PollVote) -> PollVote:
-        try:
-            decrypted = await asyncio.wait_for(client.decrypt_poll_vote(event), self._lookup_timeout)
-        except Exception as exc:  # a vote on a poll this session never saw cannot be decrypted
-            return replace(vote, error=f"the vote could not be decrypted: {str(exc) or type(exc).__name__}")
-        return replace(vote, option_hashes=tuple(bytes(option).hex() for option in decrypted.selectedOptions))
 
     # -- QR deadline
 
@@ -826,13 +475,3 @@ class NeonizeSession:
         await self._end(QrExpired(), reconnect=False)
 
     # -- plumbing
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: neonize session task failed", self.instance_name, exc_info=task.exception())

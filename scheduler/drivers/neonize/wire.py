@@ -2,15 +2,17 @@
 
 A frame is a 4-byte big-endian length and a msgpack array. The host parses untrusted WhatsApp data,
 so what it sends is data, never code: decoding builds only the driver interface's own types (the
-dataclasses, value models and `DriverError`s of `scheduler.drivers.base`, looked up by name), checks
-each frame's shape, and refuses any frame longer than the limit the reader was given. Whatever does
-not decode raises `FrameError`: the reader then treats the other side as broken.
+dataclasses, value models and `DriverError`s of `scheduler.drivers.base`) and the call records of
+`calls`, looked up by name; it checks each frame's shape, and refuses any frame longer than the
+limit the reader was given. Whatever does not decode raises `FrameError`: the reader then treats
+the other side as broken.
 
-Worker to host: `Call(call_id, method, args)`. Host to worker: `Reply(call_id, value, error)`,
-`Event(event)` (a `DriverEvent`, in the order the session produced them), `Ended(reconnect)` when
-the session is over and the host only waits to be ended (`reconnect`: the session did not end for
-good, worth connecting again from its store), and `Log(level, logger, message)`: a line of the
-host's log (whatsmeow's among them) for the worker's structured log.
+Worker to host: `Call(call_id, call)`, `call` one of the records of `calls` (a type, no method
+name). Host to worker: `Reply(call_id, value, error)`, `Event(event)` (a `DriverEvent`, in the
+order the session produced them), `Ended(reconnect)` when the session is over and the host only
+waits to be ended (`reconnect`: the session did not end for good, worth connecting again from its
+store), and `Log(level, logger, message)`: a line of the host's log (whatsmeow's among them) for
+the worker's structured log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from scheduler.drivers import base
 from scheduler.drivers.base import DriverError, DriverEvent
+from scheduler.drivers.neonize.calls import SessionCall
 
 _HEADER = struct.Struct("!I")
 # Frames carry media (an inbound download, an outgoing file): the limit is the media's plus this.
@@ -35,7 +38,7 @@ FRAME_OVERHEAD = 1024 * 1024
 DEFAULT_FRAME_LIMIT = 100 * 1024 * 1024 + FRAME_OVERHEAD
 
 # Tags of the values msgpack has no type for; a map holding one of these keys is that value.
-_DATACLASS, _MODEL, _ERROR, _TUPLE, _TIME = "\x00dc", "\x00m", "\x00e", "\x00t", "\x00d"
+_DATACLASS, _MODEL, _ERROR, _TUPLE, _TIME, _CALL = "\x00dc", "\x00m", "\x00e", "\x00t", "\x00d", "\x00c"
 _DATACLASSES: dict[str, type[Any]] = {
     name: kind for name, kind in vars(base).items() if isinstance(kind, type) and dataclasses.is_dataclass(kind)
 }
@@ -48,6 +51,8 @@ _ERRORS: dict[str, type[DriverError]] = {
     name: kind for name, kind in vars(base).items() if isinstance(kind, type) and issubclass(kind, DriverError)
 }
 _EVENTS = get_args(DriverEvent)
+_CALL_TYPES: tuple[type[Any], ...] = get_args(SessionCall)
+_CALLS: dict[str, type[Any]] = {kind.__name__: kind for kind in _CALL_TYPES}
 
 
 class FrameError(Exception):
@@ -57,8 +62,7 @@ class FrameError(Exception):
 @dataclass(frozen=True)
 class Call:
     call_id: int
-    method: str
-    args: tuple[Any, ...] = ()
+    call: SessionCall
 
 
 @dataclass(frozen=True)
@@ -95,12 +99,17 @@ def _default(value: Any) -> Any:
         return {_TIME: value.isoformat()}
     if isinstance(value, DriverError):
         return {_ERROR: type(value).__name__, "message": str(value)}
+    if isinstance(value, _CALL_TYPES):
+        return {_CALL: type(value).__name__, "fields": _fields(value)}
     if isinstance(value, BaseModel):
         return {_MODEL: type(value).__name__, "fields": value.model_dump()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
-        return {_DATACLASS: type(value).__name__, "fields": fields}
+        return {_DATACLASS: type(value).__name__, "fields": _fields(value)}
     raise TypeError(f"{type(value).__name__} cannot cross to a session host")
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
 
 
 def _named(table: dict[str, Any], name: Any) -> Any:
@@ -122,6 +131,8 @@ def _object(value: dict[str, Any]) -> Any:
             return _named(_ERRORS, value[_ERROR])(str(value["message"]))
         if _MODEL in value:
             return _named(_MODELS, value[_MODEL]).model_validate(value["fields"])
+        if _CALL in value:
+            return _named(_CALLS, value[_CALL])(**value["fields"])
         if _DATACLASS in value:
             return _named(_DATACLASSES, value[_DATACLASS])(**value["fields"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
@@ -131,8 +142,8 @@ def _object(value: dict[str, Any]) -> Any:
 
 def encode(frame: Frame) -> bytes:
     match frame:
-        case Call(call_id=call_id, method=method, args=args):
-            body: list[Any] = ["call", call_id, method, list(args)]
+        case Call(call_id=call_id, call=call):
+            body: list[Any] = ["call", call_id, call]
         case Reply(call_id=call_id, value=value, error=error):
             body = ["reply", call_id, value, error]
         case Event(event=event):
@@ -153,8 +164,8 @@ def decode(packed: bytes) -> Frame:
     except Exception as exc:  # msgpack's own errors (ExtraData, FormatError, ValueError...)
         raise FrameError(f"not a msgpack frame: {type(exc).__name__}: {exc}") from exc
     match body:
-        case ["call", int(call_id), str(method), list(args)]:
-            return Call(call_id, method, tuple(args))
+        case ["call", int(call_id), call] if isinstance(call, _CALL_TYPES):
+            return Call(call_id, call)
         case ["reply", int(call_id), value, None | DriverError() as error]:
             return Reply(call_id, value, error)
         case ["event", event] if isinstance(event, _EVENTS):
