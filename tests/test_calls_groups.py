@@ -153,6 +153,8 @@ async def test_always_online_sets_the_presence_when_switched_and_on_every_connec
     await patch_settings(gateway, acme, alwaysOnline=False)
     await eventually(lambda: _presences(gateway, acme, ["available", "unavailable"]))
     await patch_settings(gateway, acme, alwaysOnline=True)
+    # the worker applies a change when its command arrives (it polls its queue): wait for it
+    await eventually(lambda: _presences(gateway, acme, ["available", "unavailable", "available"]))
     assert (await gateway.post(f"/sandbox/instance/{NAME}/unlink", headers=acme)).status == 200
     assert (await gateway.post(f"/sandbox/instance/{NAME}/link", json={}, headers=acme)).status == 200
     # switched on (available), then the new connection announces it again
