@@ -32,6 +32,13 @@ from scheduler.drivers.base import (
     is_group,
     is_lid,
 )
+from scheduler.event_data import (
+    InstanceThrottledData,
+    InstanceUnthrottledData,
+    MessageFailedData,
+    MessageOutcome,
+    MessageSentData,
+)
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
 from scheduler.messages import FIELDS, Message, Messages, changes
@@ -109,7 +116,8 @@ class Pump:
         name = claimed.name
         owner = (self.worker_id, claimed.epoch)
         if claimed.unthrottled is not None:
-            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled, "by": "expiry"})
+            resumed = InstanceUnthrottledData.model_validate({"reason": claimed.unthrottled, "by": "expiry"})
+            await self.outbox.publish(name, "instance.unthrottled", resumed)
         for message_id in claimed.ended:  # expired, or to an opted-out number
             unsent = await self.messages.get(message_id)
             if unsent is not None:
@@ -243,8 +251,8 @@ class Pump:
                 await self.conversations.sent(name, message, result.fields)
             if throttle is not None:
                 log.warning("instance.throttled", instance=name, reason=throttle.reason)
-                data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
-                await self.outbox.publish(name, "instance.throttled", data)
+                paused = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
+                await self.outbox.publish(name, "instance.throttled", InstanceThrottledData.model_validate(paused))
             return
 
     def _retry(self, message: Message, attempts: int, reason: str, code: ErrorCode) -> Result:
@@ -275,16 +283,24 @@ async def _gesture(session: Session, to: str, typing: bool) -> None:
         log.info("pump.typing_failed", error=str(exc))
 
 
-def ended(message: Message, changed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def ended(message: Message, changed: dict[str, Any]) -> tuple[str, MessageOutcome]:
     """message.sent or message.failed and its data, from the record as it was picked plus what
     changed since."""
     outcome = {
         FIELDS[attribute]: changed.get(FIELDS[attribute], getattr(message, attribute))
         for attribute in ("status", "sent_at", "wa_message_id", "error", "error_code")
     }
-    data = {"messageId": message.id, "to": message.to, "lane": message.lane, "type": message.type, **outcome}
     recipient = changed.get(FIELDS["recipient"], message.recipient)
-    if recipient:
-        data["recipient"] = json.loads(recipient)
-    data["metadata"] = message.meta
-    return f"message.{outcome['status']}", data
+    record = MessageSentData if outcome["status"] == "sent" else MessageFailedData
+    data = record.model_validate(
+        {
+            "messageId": message.id,
+            "to": message.to,
+            "lane": message.lane,
+            "type": message.type,
+            **outcome,
+            "recipient": json.loads(recipient) if recipient else None,
+            "metadata": message.meta,
+        }
+    )
+    return f"message.{data.status}", data
