@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_app
 from scheduler.drivers.sandbox import SandboxDriver
@@ -28,10 +29,13 @@ CONTACT, STOPPER, STOPPER_LID = "5491155550001", "5491155550002", "2000000000000
 GROUP = "120363025246125486@g.us"
 # Two failures in a row pause bulk (lifted by the admin); a ban's pause outlasts it by a moment.
 THROTTLE = {"window": 2, "failures": 1.0, "pause": 600, "afterBan": 0.3}
+Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def hosted(aiohttp_client, redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[TestClient, GatewayWorker]]:  # type: ignore[no-untyped-def]
+async def hosted(
+    aiohttp_client: AiohttpClient, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Client, GatewayWorker]]:
     """The API with its worker in the process, as `wa-gateway serve` runs them, and a hand on the worker."""
     settings = make_settings(redis_url, tmp_path / "data", throttle=json.dumps(THROTTLE), rate_limit=1_000_000)
     worker = GatewayWorker(settings)
@@ -46,7 +50,7 @@ async def hosted(aiohttp_client, redis_url: str, tmp_path: Path) -> AsyncIterato
     yield await aiohttp_client(app), worker
 
 
-async def call(client: TestClient, method: str, path: str, body: object = None, **headers: str) -> Any:
+async def call(client: Client, method: str, path: str, body: object = None, **headers: str) -> Any:
     response = await client.request(method, path, json=body, headers=headers)
     assert response.status < 300, f"{method} {path}: {response.status} {await response.text()}"
     return await response.json() if response.status != 204 else None
@@ -56,7 +60,7 @@ def events(receiver: Receiver, event: str) -> list[dict[str, Any]]:
     return [request.json() for request in receiver.of(event)]
 
 
-async def send(client: TestClient, key: str, to: str, **body: object) -> str:
+async def send(client: Client, key: str, to: str, **body: object) -> str:
     queued = await call(
         client, "POST", "/message/text", {"instanceName": NAME, "to": to, "text": "hi", **body}, apikey=key
     )
@@ -64,7 +68,7 @@ async def send(client: TestClient, key: str, to: str, **body: object) -> str:
 
 
 async def test_every_published_event_is_its_record_field_for_field(
-    hosted: tuple[TestClient, GatewayWorker], receiver: Receiver
+    hosted: tuple[Client, GatewayWorker], receiver: Receiver
 ) -> None:
     client, worker = hosted
     key = (await call(client, "POST", "/admin/tenants", {"tenantId": "acme"}, **ADMIN))["apiKey"]
@@ -84,8 +88,8 @@ async def test_every_published_event_is_its_record_field_for_field(
     both = await eventually(lambda: len(found := events(receiver, "message.sent")) == 2 and found)
     wa_id = next(e["data"]["waMessageId"] for e in both if e["data"]["messageId"] == to_contact)
     for status in ("delivered", "read"):
-        receipt = {"messageIds": [wa_id], "status": status}
-        await call(client, "POST", f"/sandbox/instance/{NAME}/receipt", receipt, apikey=key)
+        ack = {"messageIds": [wa_id], "status": status}
+        await call(client, "POST", f"/sandbox/instance/{NAME}/receipt", ack, apikey=key)
         await eventually(lambda status=status: events(receiver, f"message.{status}"))
     await call(client, "POST", f"/sandbox/instance/{NAME}/fail-next", {"error": "refused", "count": 2}, apikey=key)
     for _ in range(2):
