@@ -1,8 +1,9 @@
 """Every event the gateway publishes is the record scheduler/events.py names for it. A sandbox
 number goes through linking, sends (to a number, to a group, failing, to an opted-out contact),
-receipts, an opt-out, a pause and its lifting, a ban and its end, and an unlink; another one's QR
-expires. Every webhook that arrives must be its event's record field for field: the keys the
-record writes and no others, null where it writes null, left out where it leaves out."""
+receipts, an opt-out, a pause and its lifting, a ban and its end, an unlink, and a dropped
+connection and a permanent ban (fed to its session host as WhatsApp reports them); another
+number's QR expires. Every webhook that arrives must be its event's record field for field: the
+keys the record writes and no others, null where it writes null, left out where it leaves out."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_app
+from scheduler.drivers.base import Banned, Connected, Disconnected
 from scheduler.drivers.sandbox import SandboxDriver
 from scheduler.events import EVENTS
 from scheduler.worker import GatewayWorker
@@ -104,20 +106,23 @@ async def test_every_published_event_is_its_record_field_for_field(
     await send(client, key, STOPPER)
     await call(client, "POST", f"/instance/{NAME}/webhooks/test", apikey=key)
 
-    # A ban, its end (connected again, then bulk resumes by itself), and the phone unlinking.
+    # A ban and its end (connected again, then bulk resumes by itself); the connection dropping,
+    # the phone unlinking, a permanent ban.
     await call(client, "POST", f"/sandbox/instance/{NAME}/ban", {"seconds": 0.3}, apikey=key)
     await eventually(lambda: len(events(receiver, "instance.connected")) == 2)
     await eventually(lambda: len(events(receiver, "instance.unthrottled")) == 2)
+    await worker.host.on_event(NAME, Disconnected(reason="stream replaced"))
+    await worker.host.on_event(NAME, Connected(phone_number="5491100000000"))
     await call(client, "POST", f"/sandbox/instance/{NAME}/unlink", apikey=key)
+    await worker.host.on_event(NAME, Banned(reason="permanent ban", expires_at=None))
 
     # Linking that nobody finishes.
     assert isinstance(worker.driver, SandboxDriver)
     worker.driver.qr_schedule = (0.1,)
     await call(client, "POST", "/instance/create", instance_body(UNSCANNED, webhookUrl=receiver.url()), apikey=key)
     await eventually(lambda: events(receiver, "instance.qr_expired"))
-    await eventually(
-        lambda: len(events(receiver, "message.failed")) == 3 and len(events(receiver, "instance.disconnected")) == 2
-    )
+    last = {"message.failed": 3, "instance.disconnected": 3, "instance.banned": 2}
+    await eventually(lambda: all(len(events(receiver, event)) == count for event, count in last.items()))
 
     received = [request.json() for request in receiver.requests]
     assert {e["event"] for e in received} == set(EVENTS) - {
@@ -142,9 +147,10 @@ async def test_every_published_event_is_its_record_field_for_field(
         [receipt] = events(receiver, f"message.{status}")
         assert (receipt["data"]["messageId"], receipt["data"]["metadata"]) == (to_contact, {"order": 7})
     assert [e["data"]["reason"] for e in events(receiver, "instance.throttled")] == ["failure_rate", "banned"]
-    [banned] = events(receiver, "instance.banned")
-    assert banned["data"]["expiresAt"] is not None
-    assert [e["data"]["reason"] for e in events(receiver, "instance.disconnected")] == ["banned", "logged_out"]
+    temporary, permanent = (e["data"] for e in events(receiver, "instance.banned"))
+    assert temporary["expiresAt"] is not None and permanent == {"reason": "permanent ban", "expiresAt": None}
+    gone = [(e["data"]["reason"], e["data"]["loggedOut"]) for e in events(receiver, "instance.disconnected")]
+    assert gone == [("banned", False), ("connection_lost", False), ("logged_out", True)]
     assert [e["data"] for e in events(receiver, "instance.unthrottled")] == [
         {"reason": "failure_rate", "by": "admin"},
         {"reason": "banned", "by": "expiry"},
