@@ -5,7 +5,7 @@
 - docs/reference/configuration.md from `config.settings.Settings`: every `GATEWAY_*` variable with
   its type, default and description, and the fields of the lanes and the throttle.
 - docs/reference/events.md from the OpenAPI document the gateway serves: every webhook event of
-  `webhooks.events.EVENT_NAMES`, and the record its `data` is, field by field.
+  `scheduler.events.EVENTS`, and the record its `data` is, field by field.
 
 tests/test_docs_reference.py renders both again and fails while a committed page differs.
 """
@@ -26,7 +26,7 @@ from pydantic.fields import FieldInfo
 from config.settings import DEFAULT_LANES, ENV_PREFIX, LANES, LaneConfig, Settings, ThrottleConfig, load_settings
 from gateway.app import create_app
 from gateway.openapi import OPENAPI
-from webhooks.events import EVENT_NAMES
+from scheduler.events import EVENT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ".venv/bin/python -m docs.gen_reference"
@@ -198,6 +198,8 @@ def schema_type(schema: Schema) -> str:
 
 
 def record_table(schema: Schema) -> list[str]:
+    if not schema.get("properties"):
+        return ["No fields: `data` is `{}`."]
     rows = ["| field | type | meaning |", "|---|---|---|"]
     for name, prop in schema.get("properties", {}).items():
         rows.append(f"| `{name}` | {cell(schema_type(prop))} | {cell(prop.get('description', ''))} |")
@@ -226,9 +228,10 @@ def events_page(document: Schema | None = None) -> str:
     for event, path in document["webhooks"].items():
         envelope = path["post"]["requestBody"]["content"]["application/json"]["schema"]
         data_of[event] = envelope["properties"]["data"]["$ref"].rsplit("/", 1)[1]
-    unknown = sorted(set(data_of) - set(EVENT_NAMES))
-    if unknown:
-        raise ValueError(f"events with a record but not in webhooks/events.py EVENT_NAMES: {unknown}")
+    if unlisted := sorted(set(data_of) - set(EVENT_NAMES)):
+        raise ValueError(f"events with a record but not in scheduler/events.py EVENTS: {unlisted}")
+    if undocumented := [event for event in EVENT_NAMES if event not in data_of]:
+        raise ValueError(f"events without a record in the OpenAPI document's webhooks: {undocumented}")
     lines = [
         "# Webhook events reference",
         "",
@@ -243,18 +246,14 @@ def events_page(document: Schema | None = None) -> str:
         "|---|---|---|",
     ]
     for event in EVENT_NAMES:
-        record = data_of.get(event)
-        if record is None:
-            lines.append(f"| `{event}` | no record yet: see [Events](../webhooks.md#events) | |")
-            continue
+        record = data_of[event]
         happened = " ".join(components[record].get("description", "").split()).split(". ")[0].rstrip(".")
         lines.append(f"| `{event}` | [{record}](#{record.lower()}) | {cell(happened)} |")
     used: dict[str, Schema] = {}
     for event in EVENT_NAMES:
-        if event in data_of:
-            records_used({"$ref": f"#/{data_of[event]}"}, components, used)
+        records_used({"$ref": f"#/{data_of[event]}"}, components, used)
     for name, schema in used.items():
-        events = [f"`{event}`" for event in EVENT_NAMES if data_of.get(event) == name]
+        events = [f"`{event}`" for event in EVENT_NAMES if data_of[event] == name]
         lines += ["", f"## {name}", ""]
         parents = [f"[{other}](#{other.lower()})" for other, outer in used.items() if f"/{name}" in str(outer)]
         lines.append(f"The `data` of {', '.join(events)}." if events else f"Inside {', '.join(parents)}.")

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from config import Settings
 from core.instance_settings import InstanceSettings
@@ -33,9 +32,7 @@ from gateway.routes import (
 from gateway.routing import Route, router_paths
 from gateway.sockets import EventSockets
 from gateway.state import SERVICES, SOCKETS, ApiServices
-from scheduler.history import HistorySyncedData
-from scheduler.inbound import EVENTS as INBOUND_EVENTS
-from scheduler.per_number import EVENTS as NUMBER_EVENTS
+from scheduler.events import EVENTS
 from scheduler.services import Services
 
 # Short names keep the table readable.
@@ -242,12 +239,7 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_route(route.method, paths[route.path], route.endpoint())
     meta.add_docs_static(app)
     console.add_static(app)
-    events: dict[str, type[BaseModel]] = {
-        **dict(INBOUND_EVENTS.values()),
-        **NUMBER_EVENTS,
-        "history.synced": HistorySyncedData,
-    }
-    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), events)
+    app[OPENAPI] = build_openapi(routes, version("wa-gateway"), EVENTS)
     app.cleanup_ctx.append(_services(settings))
     app.cleanup_ctx.append(flushing_http_counts)
     app[SOCKETS] = EventSockets(settings.events_sockets_per_key)

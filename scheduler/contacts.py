@@ -11,6 +11,7 @@ from core.instances import InstanceName
 from core.redis_client import Redis
 from core.suppressions import Suppressions
 from scheduler.drivers.base import LID_SUFFIX, Account
+from scheduler.event_data import ContactOptedOutData
 from scheduler.numbers import USER_SERVER, NumberCache
 from webhooks.outbox import Outbox
 
@@ -46,5 +47,5 @@ class Contacts:
         tenant_id = InstanceName.parse(name).tenant_id
         if await self.suppressions.add(tenant_id, identities, f"replied {keyword}", "keyword"):
             log.info("contact.opted_out", instance=name, keyword=keyword)
-            data = {"number": sender, "lid": lid, "keyword": keyword}
-            await self.outbox.publish(name, "contact.opted_out", data)
+            opted_out = ContactOptedOutData(number=sender, lid=lid, keyword=keyword)
+            await self.outbox.publish(name, "contact.opted_out", opted_out)

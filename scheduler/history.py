@@ -45,8 +45,7 @@ class HistoryImport:
             stored += await self.store.add(name, entries[start : start + BATCH])
         chats = len({entry.chat_id for entry in entries})
         log.info("history.synced", instance=name, chats=chats, messages=stored)
-        data = HistorySyncedData(chats=chats, messages=stored).model_dump(mode="json", by_alias=True)
-        await self.outbox.publish(name, "history.synced", data)
+        await self.outbox.publish(name, "history.synced", HistorySyncedData(chats=chats, messages=stored))
 
 
 def history_entry(chat: HistoryChat, message: HistoryMessage) -> Entry:

@@ -81,15 +81,6 @@ class GroupUpdatedData(ApiModel):
     locked: bool | None = Field(description="only admins edit the group's info")
 
 
-# Event name: the record of its `data` (for the OpenAPI document's webhooks).
-EVENTS: dict[str, type[ApiModel]] = {
-    "call.received": CallReceivedData,
-    "call.rejected": CallRejectedData,
-    "group.participants": GroupParticipantsData,
-    "group.updated": GroupUpdatedData,
-}
-
-
 class PerNumber:
     def __init__(self, instances: Instances, outbox: Outbox, lanes: Lanes, timeout: float) -> None:
         self.instances = instances
@@ -149,7 +140,7 @@ class PerNumber:
                 "timestamp": iso(call.timestamp),
             }
         )
-        await self.outbox.publish(name, "call.received", received.model_dump(mode="json", by_alias=True))
+        await self.outbox.publish(name, "call.received", received)
         settings = await self.settings(name)
         if not settings.reject_calls or session is None:
             return
@@ -161,7 +152,7 @@ class PerNumber:
         rejected = CallRejectedData.model_validate(
             {"callId": call.call_id, "from": call.caller, "messageId": message_id}
         )
-        await self.outbox.publish(name, "call.rejected", rejected.model_dump(mode="json", by_alias=True))
+        await self.outbox.publish(name, "call.rejected", rejected)
 
     async def _queue_reply(self, name: str, to: str, text: str) -> str | None:
         message = Message.new(new_message_id(), name, "urgent", to, "text", text=text)
@@ -174,10 +165,10 @@ class PerNumber:
                 data: ApiModel = GroupParticipantsData(
                     group_id=event.group_id, action=event.action, participants=list(event.participants), by=event.by
                 )
-                await self.outbox.publish(name, "group.participants", data.model_dump(mode="json", by_alias=True))
+                await self.outbox.publish(name, "group.participants", data)
             case GroupUpdated():
                 data = GroupUpdatedData.model_validate(vars(event))
-                await self.outbox.publish(name, "group.updated", data.model_dump(mode="json", by_alias=True))
+                await self.outbox.publish(name, "group.updated", data)
 
     async def _ask(self, name: str, what: str, call: Any) -> bool:
         """Run a request the settings make of WhatsApp; a failure is logged, not raised: the event

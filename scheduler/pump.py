@@ -10,7 +10,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from redis.exceptions import RedisError
@@ -31,6 +31,13 @@ from scheduler.drivers.base import (
     TransientDriverError,
     is_group,
     is_lid,
+)
+from scheduler.event_data import (
+    InstanceThrottledData,
+    InstanceUnthrottledData,
+    MessageFailedData,
+    MessageOutcome,
+    MessageSentData,
 )
 from scheduler.lanes import Claimed, Lanes, Outcome, Owner, Signal
 from scheduler.media import MediaError
@@ -109,7 +116,8 @@ class Pump:
         name = claimed.name
         owner = (self.worker_id, claimed.epoch)
         if claimed.unthrottled is not None:
-            await self.outbox.publish(name, "instance.unthrottled", {"reason": claimed.unthrottled, "by": "expiry"})
+            resumed = InstanceUnthrottledData.model_validate({"reason": claimed.unthrottled, "by": "expiry"})
+            await self.outbox.publish(name, "instance.unthrottled", resumed)
         for message_id in claimed.ended:  # expired, or to an opted-out number
             unsent = await self.messages.get(message_id)
             if unsent is not None:
@@ -245,8 +253,8 @@ class Pump:
                 await self.conversations.sent(name, result.update.applied_to(message))
             if throttle is not None:
                 log.warning("instance.throttled", instance=name, reason=throttle.reason)
-                data = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
-                await self.outbox.publish(name, "instance.throttled", data)
+                paused = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}
+                await self.outbox.publish(name, "instance.throttled", InstanceThrottledData.model_validate(paused))
             return
 
     def _retry(self, message: Message, attempts: int, reason: str, code: ErrorCode) -> Result:
@@ -279,20 +287,22 @@ async def _gesture(session: Session, to: str, typing: bool) -> None:
         log.info("pump.typing_failed", error=str(exc))
 
 
-def ended(message: Message) -> tuple[str, dict[str, Any]]:
+def ended(message: Message) -> tuple[str, MessageOutcome]:
     """message.sent or message.failed and its data, from the record as it ended."""
-    data: dict[str, Any] = {
-        "messageId": message.id,
-        "to": message.to,
-        "lane": message.lane,
-        "type": message.type,
-        "status": message.status,
-        "sentAt": message.sent_at,
-        "waMessageId": message.wa_message_id,
-        "error": message.error,
-        "errorCode": message.error_code,
-    }
-    if message.recipient:
-        data["recipient"] = json.loads(message.recipient)
-    data["metadata"] = message.meta
-    return f"message.{message.status}", data
+    record = MessageSentData if message.status == "sent" else MessageFailedData
+    data = record.model_validate(
+        {
+            "messageId": message.id,
+            "to": message.to,
+            "lane": message.lane,
+            "type": message.type,
+            "status": message.status,
+            "sentAt": message.sent_at,
+            "waMessageId": message.wa_message_id,
+            "error": message.error,
+            "errorCode": message.error_code,
+            "recipient": json.loads(message.recipient) if message.recipient else None,
+            "metadata": message.meta,
+        }
+    )
+    return f"message.{data.status}", data

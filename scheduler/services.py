@@ -21,6 +21,7 @@ from core.suppressions import Suppressions
 from core.tenants import Tenants
 from scheduler.commands import Commands
 from scheduler.contacts import Contacts
+from scheduler.event_data import InstanceDisconnectedData
 from scheduler.instance_commands import Delete
 from scheduler.lanes import Lanes
 from scheduler.messages import Messages, MessageUpdate
@@ -100,8 +101,8 @@ class Services:
         if instance.state == "open":
             # Published before the records go: on GET /events always; to the webhook if the
             # deliverer reaches it before the outbox is dropped with the instance.
-            data = {"reason": "deleted", "detail": "the instance was deleted", "loggedOut": True}
-            await self.outbox.publish(name, "instance.disconnected", data)
+            gone = InstanceDisconnectedData(reason="deleted", detail="the instance was deleted", logged_out=True)
+            await self.outbox.publish(name, "instance.disconnected", gone)
         await self.lanes.retire(name, CANCELLED_BY_DELETE.hash_fields(), INFLIGHT_AT_DELETE)
         if instance.owner is not None:
             try:

@@ -70,9 +70,13 @@ class WebhookStatus(ApiModel):
     oldest_pending_at: Timestamp | None = Field(description="when the oldest of them was published")
 
 
+# In an `events` filter: every event (scheduler/events.py names them).
+ALL = "*"
+
+
 def events_field(events: list[str]) -> str | None:
     """The filter as the endpoint hash keeps it for core/lua/outbox_add.lua (None: every event)."""
-    return None if "*" in events else f",{','.join(events)},"
+    return None if ALL in events else f",{','.join(events)},"
 
 
 class Endpoints:
@@ -102,7 +106,7 @@ class Endpoints:
     async def events(self, name: str) -> list[str]:
         """The events delivered to the webhook; ["*"]: all of them."""
         wanted = await self.redis.hget(keys.webhook_endpoint(name), "events")  # type: ignore[misc]
-        return wanted.strip(",").split(",") if wanted else ["*"]
+        return wanted.strip(",").split(",") if wanted else [ALL]
 
     async def configure(
         self, name: str, *, events: list[str] | None, enabled: bool | None, moved: bool, previous_secret: str | None

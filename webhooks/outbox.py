@@ -211,8 +211,11 @@ class Outbox:
         self._next = scripts["webhook_next"]
         self._replay = scripts["webhook_replay"]
 
-    def event(self, instance_name: str, event: str, data: dict[str, Any]) -> Event:
-        """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua)."""
+    def event(self, instance_name: str, event: str, data: ApiModel | dict[str, Any]) -> Event:
+        """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua).
+        `data` is the record scheduler/events.py names for `event` (or, still, its wire form)."""
+        if isinstance(data, ApiModel):
+            data = data.model_dump(mode="json", by_alias=True)
         created_at = now_iso()
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
@@ -236,7 +239,7 @@ class Outbox:
         publication = {"record": _dump(delivery), "event": event, "envelope": delivery.body, "limits": self._limits}
         return Event(delivery.id, json.dumps(publication), script_keys)
 
-    async def publish(self, instance_name: str, event: str, data: dict[str, Any]) -> str:
+    async def publish(self, instance_name: str, event: str, data: ApiModel | dict[str, Any]) -> str:
         """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
         returns the delivery id (the `x-gateway-delivery` header). An event of an instance that
         is gone, or going, is dropped."""

@@ -14,6 +14,7 @@ from core.suppressions import Source, Suppression
 from gateway.responses import json_response
 from gateway.state import require_tenant_access, services
 from gateway.validation import PhoneNumber
+from scheduler.event_data import InstanceUnthrottledData
 
 MAX_NUMBERS = 1000
 
@@ -119,5 +120,6 @@ async def lift_throttle(request: web.Request) -> web.Response:
     reason = await svc.lanes.unthrottle(name)
     if reason is None:
         raise InvalidState(f"instance {name!r} has no paused bulk lane")
-    await svc.outbox.publish(name, "instance.unthrottled", {"reason": reason, "by": "admin"})
+    resumed = InstanceUnthrottledData.model_validate({"reason": reason, "by": "admin"})
+    await svc.outbox.publish(name, "instance.unthrottled", resumed)
     return json_response(Unthrottled(instance_name=name, reason=reason))

@@ -21,6 +21,7 @@ from gateway.routing import Handler, Route
 from gateway.state import accessible_instance, principal, require_tenant_access, services
 from gateway.validation import validate
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
+from scheduler.event_data import Recipient
 from scheduler.lanes import BEHIND, Accepting, Waiting, WaitReason
 from scheduler.messages import RECENT_KEPT, Message
 from scheduler.messages import Status as MessageStatus
@@ -50,14 +51,6 @@ class Queued(ApiModel):
     instance_name: str
 
 
-class RecipientOut(ApiModel):
-    """The WhatsApp account a message's `to` resolved to when it was sent."""
-
-    number: str | None = Field(description="the account's number; null when WhatsApp hides it (a LID chat)")
-    lid: str | None = Field(description="its LID, when known")
-    jid: str = Field(description="where the message went")
-
-
 class MessageOut(ApiModel):
     id: str
     instance_name: str
@@ -85,7 +78,7 @@ class MessageOut(ApiModel):
     emoji: str | None
     target_message_id: str | None = Field(description="what a reaction, an edit or a deletion is about")
     target: MessageRef | None = Field(description="that message on WhatsApp: its id and chat")
-    recipient: RecipientOut | None = Field(description="the account `to` resolved to; null until sent, and for groups")
+    recipient: Recipient | None = Field(description="the account `to` resolved to; null until sent, and for groups")
     waiting: WaitingOut | None = Field(description="why a pending message waits (null once it is not pending)")
 
 
@@ -204,7 +197,7 @@ def message_out(message: Message, heads: dict[LaneName, tuple[str, Waiting]] | N
         emoji=detail.emoji,
         target_message_id=detail.target_id,
         target=detail.target,
-        recipient=RecipientOut.model_validate_json(message.recipient) if message.recipient else None,
+        recipient=Recipient.model_validate_json(message.recipient) if message.recipient else None,
         waiting=waiting_out(message, heads or {}),
     )
 

@@ -11,8 +11,9 @@ from core.records import ApiModel
 from gateway.responses import json_response
 from gateway.state import accessible_instance, services
 from gateway.validation import WebUrl, absent_not_null, admitted_webhook_url, validate
-from webhooks.endpoint import Endpoints, WebhookStatus
-from webhooks.events import ALL, EVENT_NAMES
+from scheduler.event_data import WebhookTestData
+from scheduler.events import EVENT_NAMES
+from webhooks.endpoint import ALL, Endpoints, WebhookStatus
 from webhooks.outbox import Delivery
 
 TEST_EVENT = "webhook.test"
@@ -148,7 +149,7 @@ async def replay_dead_letters(request: web.Request, body: ReplayRequest) -> web.
 
 async def send_test(request: web.Request) -> web.Response:
     instance = await accessible_instance(request)
-    data = {"message": "a test event sent on request"}
+    data = WebhookTestData(message="a test event sent on request")
     delivery_id = await services(request).outbox.publish(instance.name, TEST_EVENT, data)
     return json_response(DeliveryQueued(delivery_id=delivery_id, event=TEST_EVENT, status="pending"), status=202)
 
