@@ -5,6 +5,7 @@ buttons, and a phone's width with every status and Replay on screen."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from config.settings import Settings
 from tests import test_console
-from tests.conftest import ADMIN, ADMIN_KEY, instance_body, make_settings
+from tests.conftest import ADMIN, ADMIN_KEY, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from tests.test_console import NAME, WAIT_MS, screenshot, sign_in
 
@@ -52,6 +53,15 @@ async def write_in(gateway: Gateway, headers: dict[str, str], text: str) -> None
 
 def deliveries(page: Page) -> Locator:
     return page.get_by_role("region", name="Webhook deliveries, newest first")
+
+
+async def quiet(asked: list[str], seconds: float = 1.0) -> None:
+    """Wait until the page has asked for nothing new for `seconds` of real time."""
+    while True:
+        before = len(asked)
+        await asyncio.sleep(seconds)
+        if len(asked) == before:
+            return
 
 
 async def settled(page: Page) -> None:
@@ -97,7 +107,10 @@ async def test_an_inbound_message_shows_in_its_conversation_live_with_no_reload_
     await screenshot(page, shots, "conversations")
 
     # Nothing is on its way: a minute of the page's clock reads nothing (a polling page would
-    # have asked a dozen times); the next event alone makes it read again.
+    # have asked a dozen times); the next event alone makes it read again. The reply's own
+    # events (message.sent) make it read once more first: wait until they have, and it is quiet.
+    await eventually(lambda: receiver.of("message.sent"))
+    await quiet(asked)
     asked.clear()
     await page.clock.fast_forward("01:00")
     assert [url for url in asked if "/instance/" in url] == []

@@ -193,6 +193,8 @@ class SandboxSession:
         if store.linked and store.phone_number:
             with contextlib.suppress(RedisError):  # Redis away: the first send reads them
                 await self._load_accounts()
+            if self._connected:  # linked meanwhile (a scan while connecting): it announced itself
+                return
             self._connected = True
             await self.sink(Connected(phone_number=store.phone_number))
         elif self._qr_task is None or self._qr_task.done():
@@ -494,6 +496,8 @@ class SandboxSession:
         self._stop_qr()
         self._save(_Store(linked=True, phone_number=phone_number))
         await self._load_accounts()
+        if self._connected:  # a connect that read the store just saved announced it meanwhile
+            return
         self._connected = True
         await self.sink(Connected(phone_number=phone_number))
 
