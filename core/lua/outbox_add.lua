@@ -2,6 +2,12 @@
 -- client that was away can catch up with ?since=.
 local TENANT_EVENTS_KEPT, EVENTS_KEPT = 10000, 100000
 
+-- Redis's clock (ms): every time the outbox stamps or judges, whichever process asks.
+local function redis_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
 -- Keep dead letter `id` replayable: in the instance's dead letters (sorted by publication
 -- number, as in the log) until its record expires; the oldest beyond `cap` go for good.
 local function keep_dead(prefix, dead, log, id, cap)
@@ -31,13 +37,14 @@ end
 
 -- The head to deliver as the deliverer takes it: {record, url, sealed secret, then the endpoint's
 -- state, since, probes, previousSecret, previousUntil ('' when unset)} (Endpoint.of in
--- webhooks/endpoint.py).
+-- webhooks/endpoint.py), then Redis's time (ms), the clock the deliverer schedules and judges by.
 local function head_with(record, url, sealed, endpoint)
   local found = {record, url, sealed or ''}
   for _, value in ipairs(redis.call('HMGET', endpoint, 'state', 'since', 'probes', 'previousSecret',
       'previousUntil')) do
     table.insert(found, value or '')
   end
+  table.insert(found, redis_ms())
   return found
 end
 
