@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m benchmarks.sessions
 	$(BIN)/python -m benchmarks.conversations
 	$(BIN)/python -m benchmarks.bounded
+	$(BIN)/python -m benchmarks.trials
 	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
 	$(BIN)/python -m benchmarks.redis_capacity
 

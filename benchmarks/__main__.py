@@ -150,9 +150,12 @@ async def bare_rate(requests: int, concurrency: int) -> float:
         bare.wait()
 
 
-async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[float, float]:
-    """Sends accepted a second by `serve --no-worker` with `processes` API processes, and messages
-    accepted a second through POST /message/batch."""
+async def accept_rate(
+    requests: int, concurrency: int, processes: int, speedups: str | None = None
+) -> tuple[float, float]:
+    """Sends accepted a second by `serve --no-worker` with `processes` API processes (and the
+    GATEWAY_SPEEDUPS `speedups`, else the default), and messages accepted a second through POST
+    /message/batch."""
     body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     with tempfile.TemporaryDirectory() as tmp:
         serve = ServeProcess(
@@ -161,6 +164,7 @@ async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[
             GATEWAY_RATE_LIMIT="100000000",
             GATEWAY_LOG_LEVEL="warning",
             GATEWAY_API_PROCESSES=str(processes),
+            **({} if speedups is None else {"GATEWAY_SPEEDUPS": speedups or "none"}),
         )
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)

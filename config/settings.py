@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -84,6 +84,13 @@ WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (1, 5, 30)
 WEBHOOK_PROBE_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1800)
 
 
+Speedup = Literal["uvloop", "orjson", "hiredis"]
+
+
+def _installed() -> frozenset[Speedup]:
+    return frozenset(name for name in get_args(Speedup) if importlib.util.find_spec(name) is not None)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,6 +140,9 @@ class Settings(BaseModel):
     queue_limit: int = Field(default=100_000, gt=0, description="messages waiting per instance; past it, 429")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
+    # Optional accelerators (core/speedups.py), each kept on only where `make bench` shows it pays
+    # (`python -m benchmarks.trials` measures each on and off). hiredis: redis-py's reply parser.
+    speedups: frozenset[Speedup] = Field(default_factory=lambda: _installed() & {"hiredis"})
     worker_id: str | None = None
     # `serve`'s processes: API processes share the port (None: one per core); workers, the first
     # inside the API's process.
@@ -219,6 +229,22 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown lane(s) {sorted(unknown)}; lanes are {list(LANES)}")
         return merged
+
+    @field_validator("speedups", mode="before")
+    @classmethod
+    def _speedup_list(cls, value: object) -> object:
+        # From the environment: "uvloop,orjson" ('' or "none": none of them).
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip() and word.strip() != "none"]
+        return value
+
+    @field_validator("speedups")
+    @classmethod
+    def _speedups_installed(cls, chosen: frozenset[Speedup]) -> frozenset[Speedup]:
+        missing = sorted(chosen - _installed())
+        if missing:
+            raise ValueError(f"{', '.join(missing)} not installed (pip install 'wa-gateway[speedups]')")
+        return chosen
 
     @field_validator("throttle", mode="before")
     @classmethod
