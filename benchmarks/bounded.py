@@ -60,15 +60,22 @@ async def queue(lanes: Lanes, name: str, count: int) -> None:
         await lanes.accept(name, [Accepting(m) for m in made])
 
 
-async def slowest(redis: Redis) -> tuple[float, str, int]:
-    """The slowest command logged since the last reset (ms, its name, how many took >= 1 ms)."""
+def script_names(lanes: Lanes) -> dict[str, str]:
+    """The lane scripts by SHA, to name an EVALSHA in the SLOWLOG."""
+    return {script.sha: name for name, script in lanes._scripts.items()}
+
+
+async def slowest(redis: Redis, names: dict[str, str]) -> tuple[float, str, int]:
+    """The slowest command logged since the last reset (ms, its name (a script's for an EVALSHA),
+    how many took >= 1 ms)."""
     entries = await redis.slowlog_get(100_000)
     await redis.slowlog_reset()
     if not entries:
         return 0.0, "-", 0
     top = max(entries, key=lambda entry: entry["duration"])
     command = top["command"]
-    name = (command.decode() if isinstance(command, bytes) else str(command)).split(" ", 1)[0]
+    words = (command.decode() if isinstance(command, bytes) else str(command)).split(" ")
+    name = words[0] if words[0].upper() != "EVALSHA" else f"EVALSHA {names.get(words[1], words[1][:8])}"
     return top["duration"] / 1000, name, len(entries)
 
 
@@ -96,6 +103,7 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
             )
             configure_logging(settings)
             lanes = Lanes.from_settings(redis, settings)
+            scripts = script_names(lanes)
             async with live_gateway(settings) as served, aiohttp.ClientSession(served.base) as http:
                 admin = {"apikey": ADMIN}
                 async with http.post("/admin/tenants", json={"tenantId": "bench"}, headers=admin) as created:
@@ -110,7 +118,7 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
                 for name in names:
                     await queue(lanes, name, count)
                 phases.append((f"queue 2 x {count:,} (accept, {BATCH:,} a call)", time.perf_counter() - started,
-                               await slowest(redis)))  # fmt: skip
+                               await slowest(redis, scripts)))  # fmt: skip
                 await asyncio.sleep(MAX_WAIT + 1)  # every message is past its longest wait now
 
                 started = time.perf_counter()
@@ -119,13 +127,13 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
                     assert response.status == 200, await response.text()
                 while await redis.hget(keys.STATS, "failed") != str(count) or await _waiting(redis, names[0]):
                     await asyncio.sleep(0.2)
-                phases.append((f"link, {count:,} expire", time.perf_counter() - started, await slowest(redis)))
+                phases.append((f"link, {count:,} expire", time.perf_counter() - started, await slowest(redis, scripts)))
 
                 started = time.perf_counter()
                 async with http.delete(f"/admin/queue/{names[1]}", headers=admin) as response:
                     flushed = (await response.json())["flushed"]
                 assert flushed == count, flushed
-                phases.append((f"flush {count:,}", time.perf_counter() - started, await slowest(redis)))
+                phases.append((f"flush {count:,}", time.perf_counter() - started, await slowest(redis, scripts)))
         finally:
             await redis.aclose()
             await hooks.cleanup()
