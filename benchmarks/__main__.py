@@ -266,7 +266,9 @@ async def paced_run(
                     for name in waiting:
                         await open_one(name)
 
+                opening = time.perf_counter()
                 await asyncio.gather(*(opener() for _ in range(50)))
+                open_seconds = time.perf_counter() - opening
                 memory = {
                     "rss_per_instance": (rss_bytes() - rss_before) / instances,
                     "redis_per_instance": (await _redis_memory(redis_server.url) - redis_before) / instances,
@@ -322,6 +324,7 @@ async def paced_run(
         "sent": len(steady_ids),
         "burst_rate": len(burst_ids) / max(0.001, max(burst_sent) - min(burst_sent)) if burst_ids else 0.0,
         "burst": burst_late,
+        "open_seconds": open_seconds,
         **memory,
     }
 
