@@ -70,7 +70,7 @@ class MediaSource(Protocol):
 class Result:
     outcome: Outcome
     fields: dict[str, Any]
-    retry_at_ms: int = 0
+    retry_after_ms: int = 0  # a requeue's wait (finish.lua adds it to Redis's now)
     signal: Signal = ""
 
 
@@ -228,7 +228,7 @@ class Pump:
                     message.id,
                     result.outcome,
                     result.fields,
-                    result.retry_at_ms,
+                    result.retry_after_ms,
                     event,
                     lock,
                     result.signal,
@@ -252,8 +252,8 @@ class Pump:
         if attempts > len(self.retry_delays):
             error = f"gave up after {attempts} attempts: {reason}"
             return Result("failed_uncounted", changes(status="failed", error=error, error_code=code, attempts=attempts))
-        retry_at = int((time.time() + self.retry_delays[attempts - 1]) * 1000)
-        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), retry_at)
+        wait_ms = round(self.retry_delays[attempts - 1] * 1000)
+        return Result("requeue", changes(status="pending", error=reason, attempts=attempts), wait_ms)
 
     def _event(self, name: str, message: Message, changed: dict[str, Any]) -> Event:
         return self.outbox.event(name, *ended(message, changed))

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
@@ -24,7 +25,7 @@ from gateway.metrics import Metrics
 from scheduler.lanes import Lanes
 from scheduler.ownership import Ownership
 from scheduler.worker import GatewayWorker
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings, open_instance
 from tests.receiver import Receiver
 from tests.test_bounded_work import EXPIRED, NAME, OPTED_OUT, WORKER, an_open_instance, messages
 from webhooks.delivery import Deliverer
@@ -54,7 +55,9 @@ def clock_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return make_settings(redis_url, tmp_path / "data", webhook_retry_delays=(RETRY, RETRY))
+    return make_settings(
+        redis_url, tmp_path / "data", webhook_retry_delays=(RETRY, RETRY), send_retry_delays=(RETRY, RETRY)
+    )
 
 
 @pytest.fixture
@@ -142,3 +145,26 @@ async def test_metrics_judge_a_heartbeat_by_the_clock_that_stamped_it(
                if s.labels.get("worker", worker.worker_id) == worker.worker_id}  # fmt: skip
     assert samples["wa_worker_up"] == 1 and samples["wa_workers_alive"] >= 1
     assert samples["wa_worker_heartbeat_age_seconds"] < 60
+
+
+async def test_a_worker_ahead_waits_for_a_send_retry_by_redis_clock(
+    gateway: TestClient, acme: dict[str, str], settings: Settings, clock_ahead: None
+) -> None:
+    name = await open_instance(gateway, acme, NAME)
+    fail = {"error": "connection lost", "transient": True}
+    assert (await gateway.post(f"/sandbox/instance/{name}/fail-next", json=fail, headers=acme)).status == 200
+    text = {"instanceName": name, "to": "5491155554444", "text": "hi"}
+    message_id = (await (await gateway.post("/message/text", json=text, headers=acme)).json())["id"]
+    redis = connect(settings.redis_url or "")
+    try:
+
+        async def requeued() -> bool:
+            return await redis.hget(keys.message(message_id), "attempts") == "1"  # type: ignore[misc, no-any-return]
+
+        await eventually(requeued)
+        retry_at = await redis.hget(keys.pump(name), "retry:normal")  # type: ignore[misc]
+        now = await redis_now_ms(redis)
+        assert retry_at is not None and close_to(int(retry_at), now + RETRY * 1000)
+        assert int(retry_at) > now + RETRY * 1000 - 10_000  # it waits its delay, from Redis's now
+    finally:
+        await redis.aclose()

@@ -1,7 +1,8 @@
 -- The last step of a send: record the outcome of the in-flight message and schedule the
 -- instance's next wake-up in its owner's due-set.
 -- ARGV 8 message id, 9 outcome (sent | failed | failed_uncounted | requeue), 10 record fields JSON,
--- 11 next gaps JSON {lane: ms} (sent only), 12 retry-not-before ms (requeue only), 13 retention (s),
+-- 11 next gaps JSON {lane: ms} (sent only), 12 ms to wait before a retry, from now by Redis's clock
+-- (requeue only), 13 retention (s),
 -- 14 the key mapping WhatsApp's message id to ours (sent only), 15 the worker that sent, 16 the
 -- epoch it picked the message under, 17 the id of the webhook event that says how it ended and
 -- 18 its record ('' for none: a requeue), published in this same step with the outbox's KEYS
@@ -48,7 +49,7 @@ elseif lane and (outcome ~= 'failed' or not exists) then
 end
 if outcome == 'requeue' and exists and not cancelled and lane then
   redis.call('LPUSH', lane_key(lane), id)
-  redis.call('HSET', pump, 'retry:' .. LANES[lane], ARGV[12])
+  redis.call('HSET', pump, 'retry:' .. LANES[lane], now + tonumber(ARGV[12]))
 elseif exists and not cancelled then
   redis.call('EXPIRE', msg, tonumber(ARGV[13]))
   if outcome ~= 'sent' then
