@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from core import keys
-from core.clock import iso, iso_from_ms, now_iso, now_ms
+from core.clock import iso, iso_from_ms, now_iso
 from core.errors import GatewayError, InvalidState, NotFound, WhatsAppError, to_wire
 from core.instances import InstanceUpdate
 from scheduler.actions import Actions
@@ -372,7 +372,7 @@ class SessionHost:
                 await self.instances.update(
                     name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
                 )
-                await self.instances.linked(name, phone, now_ms())
+                await self.instances.linked(name, phone)
                 self.connected.add(name)
                 self._resolve_linking(name, {"state": "open"})
                 await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})

@@ -168,3 +168,19 @@ async def test_a_worker_ahead_waits_for_a_send_retry_by_redis_clock(
         assert int(retry_at) > now + RETRY * 1000 - 10_000  # it waits its delay, from Redis's now
     finally:
         await redis.aclose()
+
+
+async def test_a_worker_ahead_stamps_the_first_link_by_redis_clock(
+    gateway: TestClient, acme: dict[str, str], settings: Settings, clock_ahead: None
+) -> None:
+    name = await open_instance(gateway, acme, NAME)
+    redis = connect(settings.redis_url or "")
+    try:
+
+        async def linked() -> str | None:
+            return await redis.hget(keys.instance(name), "firstLinkedMs")  # type: ignore[misc, no-any-return]
+
+        first = await eventually(linked)
+        assert close_to(int(first), await redis_now_ms(redis))  # the warm-up's day 0 starts now
+    finally:
+        await redis.aclose()
