@@ -46,12 +46,14 @@ format: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.many --instances 100000
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
 	$(BIN)/python -m benchmarks.webhook_outage
 	$(BIN)/python -m benchmarks.sessions
 	$(BIN)/python -m benchmarks.conversations
 	$(BIN)/python -m benchmarks.bounded
+	$(BIN)/python -m benchmarks.trials
 	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
 	$(BIN)/python -m benchmarks.redis_capacity
 

@@ -149,9 +149,12 @@ async def bare_rate(requests: int, concurrency: int) -> float:
         bare.wait()
 
 
-async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[float, float]:
-    """Sends accepted a second by `serve --no-worker` with `processes` API processes, and messages
-    accepted a second through POST /message/batch."""
+async def accept_rate(
+    requests: int, concurrency: int, processes: int, speedups: str | None = None
+) -> tuple[float, float]:
+    """Sends accepted a second by `serve --no-worker` with `processes` API processes (and the
+    GATEWAY_SPEEDUPS `speedups`, else the default), and messages accepted a second through POST
+    /message/batch."""
     body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     with tempfile.TemporaryDirectory() as tmp:
         serve = ServeProcess(
@@ -160,6 +163,7 @@ async def accept_rate(requests: int, concurrency: int, processes: int) -> tuple[
             GATEWAY_RATE_LIMIT="100000000",
             GATEWAY_LOG_LEVEL="warning",
             GATEWAY_API_PROCESSES=str(processes),
+            **({} if speedups is None else {"GATEWAY_SPEEDUPS": speedups or "none"}),
         )
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)
@@ -261,7 +265,9 @@ async def paced_run(
                     for name in waiting:
                         await open_one(name)
 
+                opening = time.perf_counter()
                 await asyncio.gather(*(opener() for _ in range(50)))
+                open_seconds = time.perf_counter() - opening
                 memory = {
                     "rss_per_instance": (rss_bytes() - rss_before) / instances,
                     "redis_per_instance": (await _redis_memory(redis_server.url) - redis_before) / instances,
@@ -317,6 +323,7 @@ async def paced_run(
         "sent": len(steady_ids),
         "burst_rate": len(burst_ids) / max(0.001, max(burst_sent) - min(burst_sent)) if burst_ids else 0.0,
         "burst": burst_late,
+        "open_seconds": open_seconds,
         **memory,
     }
 

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -96,6 +96,13 @@ class ThrottleConfig(BaseModel):
 # counted from the previous failure); after the last one it is dead-lettered.
 WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (1, 5, 30)
 WEBHOOK_PROBE_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1800)
+
+
+Speedup = Literal["uvloop", "orjson", "hiredis"]
+
+
+def _installed() -> frozenset[Speedup]:
+    return frozenset(name for name in get_args(Speedup) if importlib.util.find_spec(name) is not None)
 
 
 class Settings(BaseModel):
@@ -237,6 +244,14 @@ class Settings(BaseModel):
     deliverer_processes: int = Field(
         default=0, ge=0, le=16, description="webhook deliverer processes `serve` runs beside its workers"
     )
+    # Each kept on only where `make bench` shows it pays (`python -m benchmarks.trials`).
+    speedups: frozenset[Speedup] = Field(
+        default_factory=lambda: _installed() & {"hiredis"},
+        json_schema_extra={"docs_default": "`hiredis` when installed, else none"},
+        description="optional accelerators (core/speedups.py), comma-separated: `uvloop` (the event loop),"
+        " `orjson` (JSON of HTTP requests and answers), `hiredis` (redis-py's reply parser), or `none`"
+        " (`pip install 'wa-gateway[speedups]'` installs all three)",
+    )
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     session_database_url: str | None = Field(
         default=None,
@@ -368,6 +383,22 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown lane(s) {sorted(unknown)}; lanes are {list(LANES)}")
         return merged
+
+    @field_validator("speedups", mode="before")
+    @classmethod
+    def _speedup_list(cls, value: object) -> object:
+        # From the environment: "uvloop,orjson" ('' or "none": none of them).
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip() and word.strip() != "none"]
+        return value
+
+    @field_validator("speedups")
+    @classmethod
+    def _speedups_installed(cls, chosen: frozenset[Speedup]) -> frozenset[Speedup]:
+        missing = sorted(chosen - _installed())
+        if missing:
+            raise ValueError(f"{', '.join(missing)} not installed (pip install 'wa-gateway[speedups]')")
+        return chosen
 
     @field_validator("throttle", mode="before")
     @classmethod

@@ -227,10 +227,10 @@ class Instances:
             raise TypeError(f"not fields of an instance record: {sorted(unknown)}")
         await self._update(keys=[keys.instance(name)], args=[json.dumps(fields)])
 
-    async def linked(self, name: str, phone_number: str, now_ms: int) -> None:
+    async def linked(self, name: str, phone_number: str) -> None:
         """The instance is linked to `phone_number` and open: its warm-up counts days from that
-        phone's first link."""
-        await self._first_link(keys=[keys.instance(name), keys.phone(phone_number)], args=[now_ms])
+        phone's first link (by Redis's clock)."""
+        await self._first_link(keys=[keys.instance(name), keys.phone(phone_number)])
 
     async def set_webhook(self, name: str, url: str | None, secret: str | None) -> None:
         """Point the webhook elsewhere and/or rotate its secret; the next delivery attempt uses them."""

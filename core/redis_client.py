@@ -15,6 +15,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from config.redis_url import is_sentinel_url, parse_sentinel_url
+from core.speedups import parser_class
 
 __all__ = ["Pipeline", "Redis", "connect", "connection_pool"]
 
@@ -42,5 +43,7 @@ def connection_pool(url: str, **options: Any) -> ConnectionPool:
 
 
 def connect(url: str) -> Redis:
-    pool = connection_pool(url, decode_responses=True, health_check_interval=10, socket_connect_timeout=2)
+    pool = connection_pool(
+        url, decode_responses=True, health_check_interval=10, socket_connect_timeout=2, parser_class=parser_class()
+    )
     return Redis.from_pool(pool)

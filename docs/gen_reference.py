@@ -50,6 +50,8 @@ def type_name(annotation: Any) -> str:
         return type_name(args[0])
     if origin is tuple:
         return f"list of {type_name(args[0])}s" if args[-1] is Ellipsis else "pair of numbers"
+    if origin is frozenset:
+        return f"comma-separated, each {type_name(args[0])}"
     if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         return "JSON object"
     names: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}
@@ -81,6 +83,9 @@ def duration(seconds: float) -> str:
 
 
 def default_text(field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("docs_default"), str):
+        return str(extra["docs_default"])  # a default that depends on the machine
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "unset"

@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from config import Settings, SettingsError, load_settings
-from core import audit
+from core import audit, speedups
 from core.errors import GatewayError
 from core.keyfiles import with_generated_secrets
 from core.logs import configure_logging
@@ -48,6 +48,7 @@ def _settings() -> Settings:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
+    speedups.configure(settings.speedups)
     private_files(settings.data_dir)
     return settings
 
@@ -204,7 +205,7 @@ async def _with_tenants(settings: Settings, action: Callable[[Tenants], Awaitabl
 
 def _run(coro: Awaitable[T]) -> T:
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return speedups.run(coro)  # type: ignore[arg-type]
     except EmbeddedRedisError as exc:
         raise click.ClickException(str(exc)) from None
     except GatewayError as exc:

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from config import Settings
 from config.settings import LANES
 from core import keys
-from core.clock import now_ms
+from core.clock import from_time
 from core.instances import Instances
 from core.records import ErrorCode
 from core.redis_client import Redis
@@ -139,11 +139,12 @@ class Metrics:
 
     async def _quotas_and_outbox(self) -> list[Metric]:
         names = await self.instances.names()
-        now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()  # the windows end at Redis's now, the clock the claims count sends by
             for name in names:
                 pipe.hget(keys.instance(name), "phoneNumber")
-            phones = await pipe.execute()
+            redis_time, *phones = await pipe.execute()
+        now = from_time(redis_time)
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, phone in zip(names, phones, strict=True):
                 pipe.llen(keys.outbox(name))
@@ -181,10 +182,11 @@ class Metrics:
         still held or waiting has waited: what an alert on a receiver's outage looks at."""
         names = await self.instances.names()
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()  # the outbox stamps its deliveries with Redis's clock
             for name in names:
                 pipe.hget(keys.webhook_endpoint(name), "state")
                 pipe.lindex(keys.outbox(name), 0)
-            answers = await pipe.execute()
+            redis_time, *answers = await pipe.execute()
         by_state = dict.fromkeys(STATES, 0)
         heads = []
         for name, state, head in zip(names, answers[::2], answers[1::2], strict=True):
@@ -193,22 +195,24 @@ class Metrics:
                 heads.append(keys.webhook_delivery(name, head))
         records = await self.redis.mget(heads) if heads else []
         created = [datetime.fromisoformat(json.loads(raw)["createdAt"]) for raw in records if raw is not None]
+        now = datetime.fromtimestamp(from_time(redis_time) / 1000, UTC)
         endpoints = GaugeMetricFamily("wa_webhook_endpoints", "Instances' webhook endpoints by state", labels=["state"])
         for state, count in by_state.items():
             endpoints.add_metric([state], count)
         oldest = GaugeMetricFamily(
             "wa_webhook_oldest_pending_seconds", "Age of the oldest webhook delivery not yet settled (0: none)"
         )
-        oldest.add_metric([], max(((datetime.now(UTC) - at).total_seconds() for at in created), default=0.0))
+        oldest.add_metric([], max(((now - at).total_seconds() for at in created), default=0.0))
         return [endpoints, oldest]
 
     async def _workers(self) -> list[Metric]:
         beats = await self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()  # heartbeats are stamped with Redis's clock: judged by it too
             for worker_id, _ in beats:
                 pipe.scard(keys.worker_instances(worker_id))
-            sessions = await pipe.execute()
-        now = now_ms()
+            redis_time, *sessions = await pipe.execute()
+        now = from_time(redis_time)
         up = GaugeMetricFamily("wa_worker_up", "1 while the worker's heartbeat is fresh (its lease)", labels=["worker"])
         age = GaugeMetricFamily(
             "wa_worker_heartbeat_age_seconds", "Time since the worker's heartbeat", labels=["worker"]

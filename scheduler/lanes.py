@@ -367,13 +367,14 @@ class Lanes:
         message_id: str,
         outcome: Outcome,
         fields: dict[str, Any],
-        retry_at_ms: int = 0,
+        retry_after_ms: int = 0,
         event: Event | None = None,
         webhook_lock: tuple[str, int] = ("", 0),
         signal: Signal = "",
     ) -> tuple[Head | bool, Throttle | None]:
         """Record the outcome of the message in flight and schedule the instance's next wake-up,
-        publishing `event` (how it ended) in the same step. With a `webhook_lock` (token, ms),
+        publishing `event` (how it ended) in the same step; a requeued message waits `retry_after_ms`
+        from now by Redis's clock (the one the claim judges it by). With a `webhook_lock` (token, ms),
         when the event can be delivered at once, the lock is taken and its head returned.
         False when it was not ours to record: fenced off, or recorded already. Beside it, the
         bulk lane's pause when this outcome started one (core/lua/finish.lua judges the last few)."""
@@ -384,7 +385,7 @@ class Lanes:
             outcome,
             json.dumps(fields),
             json.dumps(gaps),
-            retry_at_ms,
+            retry_after_ms,
             self.retention,
             wa_key,
             *owner,

@@ -77,7 +77,7 @@ class MediaSource(Protocol):
 class Result:
     outcome: Outcome
     update: MessageUpdate
-    retry_at_ms: int = 0
+    retry_after_ms: int = 0  # a requeue's wait (finish.lua adds it to Redis's now)
     signal: Signal = ""
 
 
@@ -238,7 +238,7 @@ class Pump:
                     message.id,
                     result.outcome,
                     result.update.hash_fields(),
-                    result.retry_at_ms,
+                    result.retry_after_ms,
                     event,
                     lock,
                     result.signal,
@@ -264,8 +264,8 @@ class Pump:
             return Result(
                 "failed_uncounted", MessageUpdate(status="failed", error=error, error_code=code, attempts=attempts)
             )
-        retry_at = int((time.time() + self.retry_delays[attempts - 1]) * 1000)
-        return Result("requeue", MessageUpdate(status="pending", error=reason, attempts=attempts), retry_at)
+        wait_ms = round(self.retry_delays[attempts - 1] * 1000)
+        return Result("requeue", MessageUpdate(status="pending", error=reason, attempts=attempts), wait_ms)
 
     def _event(self, name: str, message: Message) -> Event:
         return self.outbox.event(name, *ended(message))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog
 
-from core.clock import iso, now_iso, now_ms
+from core.clock import iso, now_iso
 from core.instances import InstanceUpdate
 from scheduler.ban_timers import BanTimers
 from scheduler.conversation_log import ConversationLog
@@ -128,7 +128,7 @@ class SessionEvents:
         await self.instances.update(
             name, state="open", phoneNumber=phone, connectedAt=now_iso(), linked="1", qr=None, qrExpiresAt=None
         )
-        await self.instances.linked(name, phone, now_ms())
+        await self.instances.linked(name, phone)
         self.registry.connected.add(name)
         self.linking.resolve(name, Opened())
         await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})

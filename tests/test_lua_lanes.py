@@ -285,7 +285,7 @@ async def test_finish_with_a_retry_requeues_at_the_head_and_gives_the_quota_back
     await lanes.claim_due(WORKER, 10, {}, {})
     retry_at = clock.ms + 2000
     done = await lanes.finish(
-        NAME, owner, first, "requeue", MessageUpdate(status="pending").hash_fields(), retry_at_ms=retry_at
+        NAME, owner, first, "requeue", MessageUpdate(status="pending").hash_fields(), retry_after_ms=2000
     )
     assert done == (True, None)
     assert (await waiting_ids(redis), await status(redis, first)) == ([first, second], "pending")

@@ -8,10 +8,9 @@ import base64
 import hashlib
 import hmac
 import itertools
-import math
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from redis.asyncio import Redis
 
 from config import Settings, SettingsError, load_settings
 from core import keys
+from core.clock import redis_now_ms
 from core.crypto import SecretBox
 from core.instances import InstanceName, Instances
 from core.redis_client import connect
@@ -561,12 +561,12 @@ async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jum
     await outbox.publish(NAME, "webhook.test", {})
     await outbox.take_due(10)
     assert await outbox.next(NAME, "holder", 5, claim=True) is not None
-    retry_at = datetime.now(UTC) + timedelta(seconds=30)
-    await outbox.kick(NAME, at=retry_at, token="holder")  # the holder saw the head not due yet
+    retry_at = await redis_now_ms(outbox.redis) + 30_000
+    await outbox.kick(NAME, at_ms=retry_at, token="holder")  # the holder saw the head not due yet
 
     assert not await outbox.redis.exists(keys.webhook_lock(NAME))
     [(_, at)] = await due(outbox)
-    assert at == math.ceil(retry_at.timestamp() * 1000)
+    assert at == retry_at
     await outbox.kick(NAME)  # a sweep, or a replay: the head's retry still goes first
     assert await due(outbox) == [(NAME, at)]
     names, next_due = await outbox.take_due(10)

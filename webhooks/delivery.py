@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from core import keys
-from core.clock import now_iso, now_ms
+from core.clock import iso_from_ms
 from core.instances import Instances
 from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
 from core.redis_client import Redis
@@ -101,12 +101,13 @@ class Deliverer:
         deadline = time.monotonic() + DRAIN_SECONDS
         try:
             while head is not None:
+                self.outbox.clock.learn(head.redis_ms, head.received)
                 delivery = head.delivery
-                due = delivery.due_at()
+                due = delivery.due_ms()
                 # An endpoint PATCHed back to ok (or disabled) does not wait for the head's probe.
                 waits = head.endpoint.state in ("retrying", "down")
-                if waits and due.timestamp() > time.time():
-                    await self.outbox.kick(instance_name, at=due, token=token)  # its retry goes then
+                if waits and due is not None and due > self.outbox.clock.now_ms():
+                    await self.outbox.kick(instance_name, at_ms=due, token=token)  # its retry goes then
                     return
                 if time.monotonic() > deadline:
                     await self.outbox.kick(instance_name, token=token)  # a fresh take carries on
@@ -146,11 +147,11 @@ class Deliverer:
             log.warning("webhook.dead", instance=instance_name, delivery_id=delivery.id, webhook_event=delivery.event,
                         endpoint="disabled")  # fmt: skip
             return Settled(delivery.dead(), tried=False), None
-        now = now_ms()
-        previous = endpoint.signing_previous(now)
+        clock = self.outbox.clock
+        previous = endpoint.signing_previous(clock.now_ms())
         secrets_ = [self._secret(head.sealed_secret), *([self._secret(previous)] if previous else [])]
         attempt, answer, retryable = await self._attempt(delivery, head.url, secrets_)
-        settled, after = self.schedule.settle(delivery, attempt, answer, retryable, endpoint, now_ms())
+        settled, after = self.schedule.settle(delivery, attempt, answer, retryable, endpoint, clock.now_ms())
         (log.info if attempt.ok else log.warning)(
             f"webhook.{settled.status}", instance=instance_name, delivery_id=delivery.id,
             webhook_event=delivery.event, attempt=settled.tries, status_code=attempt.status_code,
@@ -172,12 +173,12 @@ class Deliverer:
     async def _attempt(self, delivery: Delivery, url: str, secrets_: list[str]) -> tuple[Attempt, str | None, bool]:
         """One POST signed with `secrets_` (the current one first); the attempt, the start of the
         receiver's answer, and whether trying again could help."""
-        body = delivery.body.encode()
+        body, now = delivery.body.encode(), self.outbox.clock.now_ms()
         headers = {
             "Content-Type": "application/json",
-            **signed_headers(body, secrets_, delivery.event, delivery.id, int(time.time())),
+            **signed_headers(body, secrets_, delivery.event, delivery.id, now // 1000),
         }
-        at, started = now_iso(), time.monotonic()
+        at, started = iso_from_ms(now), time.monotonic()
 
         def attempt(status_code: int | None = None, error: str | None = None) -> Attempt:
             duration_ms = round((time.monotonic() - started) * 1000)
@@ -235,7 +236,7 @@ class Deliverer:
                     names, next_due = await self.outbox.take_due(room)
                     for name in names:
                         self._track(self._run_logged(name))
-                    wait = IDLE_SECONDS if next_due is None else (next_due - time.time() * 1000) / 1000
+                    wait = IDLE_SECONDS if next_due is None else (next_due - self.outbox.clock.now_ms()) / 1000
                     if len(names) < room and min(wait, IDLE_SECONDS) > 0.001:
                         await self.outbox.wait_bell(min(wait, IDLE_SECONDS))
                 except RedisError as exc:

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field
 
 from core import keys
-from core.clock import iso_from_ms, now_ms
+from core.clock import iso_from_ms, redis_now_ms
 from core.records import ApiModel, Timestamp
 from core.redis_client import Redis
 
@@ -115,7 +115,7 @@ class Endpoints:
         down or disabled endpoint is given a fresh start there), the sealed `previous_secret`
         that keeps signing for the rotation overlap. True when the instance's deliveries should
         be looked at now (re-enabled, moved or disabled)."""
-        key, now = keys.webhook_endpoint(name), now_ms()
+        key, now = keys.webhook_endpoint(name), await redis_now_ms(self.redis)  # the deliverer judges by it
         changes: dict[str, str | int] = {}
         if events is not None:
             wanted = events_field(events)

@@ -17,8 +17,8 @@ import math
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -27,7 +27,7 @@ from redis.exceptions import WatchError
 
 from config import Settings
 from core import keys
-from core.clock import iso_from_ms, now_iso, now_ms
+from core.clock import RedisClock, iso_from_ms
 from core.errors import InvalidState, NotFound
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
@@ -81,8 +81,9 @@ class Delivery(ApiModel):
     def _empty_list(cls, value: object) -> object:
         return [] if value == {} else value  # Lua's cjson writes an empty list as {}
 
-    def due_at(self) -> datetime:
-        return datetime.fromisoformat(self.next_attempt_at) if self.next_attempt_at else datetime.now(UTC)
+    def due_ms(self) -> int | None:
+        """When its retry or probe is due (ms, Redis's clock); None: now."""
+        return round(datetime.fromisoformat(self.next_attempt_at).timestamp() * 1000) if self.next_attempt_at else None
 
     def attempted(self, attempt: Attempt, answer: str | None) -> Delivery:
         """Once `attempt` is made (`answer`: the start of what the receiver said), before it settles."""
@@ -113,9 +114,9 @@ def _load(raw: str) -> Delivery:
     return Delivery.model_validate_json(raw)
 
 
-def _latency_ms(delivery: Delivery) -> int:
-    """From the event's publication to now, when its delivery has just succeeded."""
-    return round((datetime.now(UTC) - datetime.fromisoformat(delivery.created_at)).total_seconds() * 1000)
+def _latency_ms(delivery: Delivery, now_ms: int) -> int:
+    """From the event's publication to `now_ms`, when its delivery has just succeeded."""
+    return now_ms - round(datetime.fromisoformat(delivery.created_at).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class Head:
     sealed_secret: str
     endpoint: Endpoint
     following: tuple[Delivery, ...] = ()  # the deliveries after it, to go in the same batch
+    redis_ms: int = 0  # Redis's time when the step handed it out (the deliverer's clock)
+    received: float = field(default_factory=time.monotonic)  # and when its answer arrived here
 
     def batch(self) -> tuple[Delivery, ...]:
         return (self.delivery, *self.following)
@@ -145,13 +148,15 @@ class HeadRow:
     previous_secret: str
     previous_until: str
     following: list[str]  # the records of the deliveries after it
+    now_ms: int  # Redis's time: the clock the deliverer schedules and judges by
 
 
 def head_of(found: list[Any]) -> Head:
-    """The head a script returned (head_with in core/lua/outbox_add.lua)."""
+    """The head a script returned (head_with in core/lua/outbox_add.lua), with Redis's time."""
     row = record(HeadRow, found)
     endpoint = Endpoint.of([row.state, row.since, row.probes, row.previous_secret, row.previous_until])
-    return Head(_load(row.record), row.url, row.sealed_secret, endpoint, tuple(_load(r) for r in row.following))
+    following = tuple(_load(r) for r in row.following)
+    return Head(_load(row.record), row.url, row.sealed_secret, endpoint, following, int(row.now_ms))
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class Outbox:
     def __init__(self, redis: Redis, limits: Limits) -> None:
         self.redis = redis
         self.limits = limits
+        self.clock = RedisClock()  # learnt from the scripts' answers: what stamps and judges deliveries
         self._limits = limits.script()
         scripts = Scripts.of(redis)
         self._publish = scripts["webhook_publish"]
@@ -216,7 +222,7 @@ class Outbox:
         `data` is the record scheduler/events.py names for `event` (or, still, its wire form)."""
         if isinstance(data, ApiModel):
             data = data.model_dump(mode="json", by_alias=True)
-        created_at = now_iso()
+        created_at = iso_from_ms(self.clock.now_ms())
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
         delivery = Delivery(
             id=_new_id(), event=event, status="pending", created_at=created_at, body=json.dumps(envelope)
@@ -244,23 +250,24 @@ class Outbox:
         returns the delivery id (the `x-gateway-delivery` header). An event of an instance that
         is gone, or going, is dropped."""
         ready = self.event(instance_name, event, data)
-        await self._publish(keys=ready.keys, args=[ready.delivery_id, ready.record, now_ms(), instance_name])
+        await self._publish(keys=ready.keys, args=[ready.delivery_id, ready.record, instance_name])
         return ready.delivery_id
 
-    async def kick(self, instance_name: str, at: datetime | None = None, token: str = "") -> None:
-        """Make the instance due now (unless it is due already), or at `at`. The lock holder
-        passes its `token` to let go of the lock in the same step (core/lua/webhook_hand_over.lua)."""
-        due = now_ms() if at is None else math.ceil(at.timestamp() * 1000)
+    async def kick(self, instance_name: str, at_ms: int | None = None, token: str = "", *, jump: bool = False) -> None:
+        """Make the instance due now by Redis's clock (unless it is due earlier already, or
+        `jump`ing that), or at `at_ms` (Redis's clock). The lock holder passes its `token` to let
+        go of the lock in the same step (core/lua/webhook_hand_over.lua)."""
         await self._hand_over(
             keys=[keys.webhook_lock(instance_name), keys.WEBHOOK_DUE, keys.WEBHOOK_BELL],
-            args=[token, instance_name, due, int(at is None)],
+            args=[token, instance_name, "" if at_ms is None else at_ms, int(at_ms is None and not jump)],
         )
 
     async def take_due(self, room: int) -> tuple[list[str], int | None]:
         """Up to `room` instances whose events are due, each to this caller only, and the next
-        due time left (ms)."""
-        found = await self._take_due(keys=[keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], args=[now_ms(), room])
-        return list(found[1:]), int(found[0]) if found[0] else None
+        due time left (ms, Redis's clock: `self.clock` has learnt it from the answer)."""
+        found = await self._take_due(keys=[keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], args=[room])
+        self.clock.learn(int(found[0]), time.monotonic())
+        return list(found[2:]), int(found[1]) if found[1] else None
 
     async def wait_bell(self, timeout: float) -> None:
         """Sleep up to `timeout` s, or until an instance is made due."""
@@ -286,7 +293,7 @@ class Outbox:
         for done in attempted:
             delivery = done.delivery
             settled = delivery.status if delivery.status in SETTLED else ""
-            latency = _latency_ms(delivery) if delivery.status == "delivered" else ""
+            latency = _latency_ms(delivery, self.clock.now_ms()) if delivery.status == "delivered" else ""
             failed = done.tried and not delivery.attempts[-1].ok
             counted = (failed, delivery.status == "delivered", delivery.status == "dead")
             records += [delivery.id, _dump(delivery), settled, latency, *(int(yes) for yes in counted)]

@@ -32,6 +32,28 @@ local function end_unsent(msg, fields)
   count_unsent(stats, redis.call('HGET', msg, F.errorCode))
 end
 
+-- End the run of expired messages now at the head of lane i (its oldest first), up to the room
+-- left: once next_send has chosen the lane, the messages behind an expired head are looked at
+-- here alone (about 10 commands each), not through next_send again (about 30 each, most of a
+-- chunk's time when 100,000 stale messages end). Expiring needs nothing of what next_send judges.
+local function end_expired_run(i, ended)
+  local key = lane_key(i)
+  while ending_room > 0 do
+    local id = redis.call('LINDEX', key, 0)
+    if not id then return end
+    local msg = K.message(id)
+    local created = tonumber(redis.call('HGET', msg, F.createdMs))
+    if created and now - created <= max_wait then return end
+    redis.call('LPOP', key)
+    if created then
+      end_unsent(msg, expired_fields)
+      count_send(stats, LANES[i], 'expired', msg, now)
+      table.insert(ended, id)
+      ending_room = ending_room - 1
+    end
+  end
+end
+
 -- The next message of the bound instance: its fields (already `sending`) or nil, and the ids of
 -- messages ended on the way (expired, or to an opted-out recipient).
 local function pick()
@@ -58,6 +80,7 @@ local function pick()
         count_send(stats, LANES[lane], 'expired', msg, now)
         table.insert(ended, id)
         ending_room = ending_room - 1
+        end_expired_run(lane, ended)
       elseif opted_out(lane, tenant, to, transactional) then
         end_unsent(msg, opted_out_fields)
         table.insert(ended, id)

@@ -9,7 +9,8 @@
 -- KEYS: none, or the outbox's (outbox_add.lua `k`) when an event is published
 -- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 id (the message), 5 outcome (sent | failed |
 --       failed_uncounted | requeue), 6 fields (JSON of the record's changes), 7 gaps (JSON
---       {lane: ms}, the next gaps; sent only), 8 retry_at (ms not before; requeue only),
+--       {lane: ms}, the next gaps; sent only), 8 retry_after (ms to wait before a retry, from
+--       now by Redis's clock; requeue only),
 --       9 retention (s), 10 wa_key (the key mapping WhatsApp's message id to ours; sent only),
 --       11 worker (that sent), 12 epoch (it picked the message under), 13 delivery_id (of the
 --       webhook event; '' for none: a requeue), 14 event (its record), 15 lock_token and
@@ -21,7 +22,7 @@
 --          (1, or the webhook head to deliver at once under the lock: head_with in outbox_add.lua),
 --          paused (the reason of a bulk pause that started now, or ''), paused_until (ms, or 0)
 local id, outcome, fields, gaps_json = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local retry_at, retention, wa_key = ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local retry_after, retention, wa_key = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local worker, picked_epoch = ARGV[11], ARGV[12]
 local delivery_id, event, lock_token, lock_ms, signal = ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17]
 
@@ -56,7 +57,7 @@ elseif lane and (outcome ~= 'failed' or not exists) then
 end
 if outcome == 'requeue' and exists and not cancelled and lane then
   redis.call('LPUSH', lane_key(lane), id)
-  redis.call('HSET', pump, 'retry:' .. LANES[lane], retry_at)
+  redis.call('HSET', pump, 'retry:' .. LANES[lane], now + retry_after)
 elseif exists and not cancelled then
   redis.call('EXPIRE', msg, retention)
   if outcome ~= 'sent' then

@@ -8,6 +8,12 @@
 -- client that was away can catch up with ?since=.
 local TENANT_EVENTS_KEPT, EVENTS_KEPT = 10000, 100000
 
+-- Redis's clock (ms): every time the outbox stamps or judges, whichever process asks.
+local function redis_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
 -- Keep dead letter `id` replayable: in the instance's dead letters (sorted by publication
 -- number, as in the log) until its record expires; the oldest beyond `cap` go for good.
 local function keep_dead(prefix, dead, log, id, cap)
@@ -37,14 +43,15 @@ end
 
 -- The head to deliver as the deliverer takes it, as field/value pairs (webhooks/outbox.py
 -- HeadRow): record, url, sealed_secret, the endpoint's state, since, probes, previous_secret and
--- previous_until ('' when unset: Endpoint.of in webhooks/endpoint.py), and following (the records
--- of deliveries after it, to go in the same batch).
+-- previous_until ('' when unset: Endpoint.of in webhooks/endpoint.py), following (the records
+-- of deliveries after it, to go in the same batch), and now_ms: Redis's time, the clock the
+-- deliverer schedules and judges by.
 local function head_with(record, url, sealed, endpoint, following)
   local state, since, probes, previous_secret, previous_until = unpack(redis.call('HMGET', endpoint, 'state',
     'since', 'probes', 'previousSecret', 'previousUntil'))
   return {'record', record, 'url', url, 'sealed_secret', sealed or '', 'state', state or '', 'since', since or '',
     'probes', probes or '', 'previous_secret', previous_secret or '', 'previous_until', previous_until or '',
-    'following', following or {}}
+    'following', following or {}, 'now_ms', redis_ms()}
 end
 
 -- Record a webhook event in an instance's outbox and make the instance due for delivery now,

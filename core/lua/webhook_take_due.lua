@@ -1,14 +1,16 @@
--- A delivery loop's step: take up to `room` instances whose webhook events are due (each goes to
--- one loop; its deliverer then claims the instance's lock) and clear the bell.
+-- A delivery loop's step: take up to `room` instances whose webhook events are due by Redis's
+-- clock (each goes to one loop; its deliverer then claims the instance's lock) and clear the bell.
 -- KEYS: 1 due (the due-set), 2 bell (its bell)
--- ARGV: 1 now_ms, 2 room (instances to take at most)
--- returns: {the next due time left (ms) or '', then the names taken}
+-- ARGV: 1 room (instances to take at most)
+-- returns: {Redis's time (ms), the next due time left (ms) or '', then the names taken}
 local due, bell = KEYS[1], KEYS[2]
-local now_ms, room = ARGV[1], tonumber(ARGV[2])
+local room = tonumber(ARGV[1])
 
-local taken = redis.call('ZRANGEBYSCORE', due, '-inf', now_ms, 'LIMIT', 0, room)
+local now = redis_ms() -- outbox_add.lua
+local taken = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, room)
 for _, name in ipairs(taken) do redis.call('ZREM', due, name) end
 redis.call('DEL', bell)
 local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')[2]
 table.insert(taken, 1, first or '')
+table.insert(taken, 1, now)
 return taken

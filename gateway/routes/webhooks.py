@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aiohttp import web
@@ -117,7 +116,7 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
     if await store.configure(
         instance.name, events=body.events, enabled=body.enabled, moved=moved, previous_secret=previous
     ):
-        await svc.outbox.kick(instance.name, at=datetime.now(UTC))  # the held head goes now, not at its probe
+        await svc.outbox.kick(instance.name, jump=True)  # the held head goes now, not at its probe
     out = WebhookOut(
         instance_name=instance.name,
         webhook_url=body.webhook_url or instance.webhook_url,

@@ -1,0 +1,64 @@
+"""The optional accelerators GATEWAY_SPEEDUPS switches on, process-wide, once at start-up:
+uvloop (the event loop), orjson (JSON of HTTP requests and answers), hiredis (redis-py's reply
+parser). Each is kept on only where `make bench` shows it pays: `python -m benchmarks.trials`
+measures the gateway with each on and off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, TypeVar
+
+from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
+
+T = TypeVar("T")
+
+_chosen: frozenset[str] = frozenset({"hiredis"})
+
+
+def configure(speedups: Collection[str]) -> None:
+    """Switch on `speedups` (the settings' `speedups`) for this process."""
+    global _chosen
+    _chosen = frozenset(speedups)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop's loop when it is switched on."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if "uvloop" in _chosen:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)
+
+
+def dumps(data: Any) -> str:
+    """JSON text of an HTTP answer."""
+    if "orjson" in _chosen:
+        import orjson
+
+        return orjson.dumps(data).decode()
+    return json.dumps(data)
+
+
+def loads(raw: bytes) -> Any:
+    """JSON of an HTTP request. ValueError when it is not JSON (NaN and Infinity included);
+    UnicodeEncodeError (json) or ValueError (orjson) when it escapes a lone UTF-16 surrogate."""
+    if "orjson" in _chosen:
+        import orjson
+
+        return orjson.loads(raw)  # refuses NaN, Infinity and lone surrogates itself
+    data = json.loads(raw, parse_constant=_no_constant)
+    json.dumps(data, ensure_ascii=False).encode()  # "\ud800" decodes to no Unicode text at all
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parser_class() -> type[_AsyncHiredisParser] | type[_AsyncRESP2Parser]:
+    """redis-py's reply parser: hiredis's (C) when switched on, else the pure-Python one."""
+    return _AsyncHiredisParser if "hiredis" in _chosen else _AsyncRESP2Parser
