@@ -10,6 +10,7 @@ import structlog
 
 from core.clock import iso_from_ms
 from core.instances import Instances
+from scheduler.event_data import InstanceThrottledData
 from scheduler.lanes import Lanes
 from scheduler.session_registry import SessionRegistry
 from webhooks.outbox import Outbox
@@ -41,7 +42,8 @@ class BanTimers:
         """A temporary ban is a warning: bulk stays paused for a while after it ends."""
         until_ms = int((expires_at.timestamp() + self.after_ban_seconds) * 1000)
         await self.lanes.throttle(name, "banned", until_ms)
-        await self.outbox.publish(name, "instance.throttled", {"reason": "banned", "until": iso_from_ms(until_ms)})
+        paused = InstanceThrottledData(reason="banned", until=iso_from_ms(until_ms))
+        await self.outbox.publish(name, "instance.throttled", paused)
 
     async def _reconnect_at(self, name: str, when: datetime) -> None:
         """A temporary ban is over: connect again (the messages waiting go once it is open)."""

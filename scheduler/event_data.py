@@ -25,11 +25,14 @@ class InstanceConnectedData(ApiModel):
     phone_number: str = Field(description="the linked phone's number")
 
 
+DisconnectReason = Literal["logged_out", "banned", "connection_lost", "deleted"]
+
+
 class InstanceDisconnectedData(ApiModel):
     """An open instance stopped being open; fired once per outage, however often it tries to
     reconnect meanwhile."""
 
-    reason: Literal["logged_out", "banned", "connection_lost", "deleted"] = Field(
+    reason: DisconnectReason = Field(
         description="`logged_out`: the phone removed the device; `banned`: WhatsApp banned the number;"
         " `connection_lost`: the connection dropped (it reconnects by itself); `deleted`: the instance was deleted"
     )

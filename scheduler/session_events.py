@@ -23,6 +23,15 @@ from scheduler.drivers.base import (
     QrExpired,
     Receipt,
 )
+from scheduler.event_data import (
+    DisconnectReason,
+    InstanceBannedData,
+    InstanceConnectedData,
+    InstanceDisconnectedData,
+    InstanceQrExpiredData,
+    MessageDeliveredData,
+    MessageReadData,
+)
 from scheduler.history import HistoryImport
 from scheduler.inbound import InboundEvents
 from scheduler.linking import LinkFailed, Linking, Opened, QrShown
@@ -103,11 +112,11 @@ class SessionEvents:
                     fields.update({"linked": "0", "phoneNumber": None, "connectedAt": None})
                 await self.instances.update(name, **fields)
                 if was_open:
-                    why = "logged_out" if logged_out else "connection_lost"
+                    why: DisconnectReason = "logged_out" if logged_out else "connection_lost"
                     await self._disconnected(name, why, reason, logged_out)
             case QrExpired():
                 await self.instances.update(name, state="close", qr=None, qrExpiresAt=None)
-                await self.outbox.publish(name, "instance.qr_expired", {})
+                await self.outbox.publish(name, "instance.qr_expired", InstanceQrExpiredData())
             case Banned():
                 await self._banned(name, event, was_open)
             case Inbound() as inbound:
@@ -131,7 +140,7 @@ class SessionEvents:
         await self.instances.linked(name, phone)
         self.registry.connected.add(name)
         self.linking.resolve(name, Opened())
-        await self.outbox.publish(name, "instance.connected", {"phoneNumber": phone})
+        await self.outbox.publish(name, "instance.connected", InstanceConnectedData(phone_number=phone))
         await self._release_held(name)  # what arrived meanwhile follows it
         self.announced.add(name)
         await self.lanes.kick(name)  # messages waiting for the instance to open go now
@@ -145,27 +154,28 @@ class SessionEvents:
         await self.instances.update(name, state="close", bannedUntil=until or "permanent")
         if was_open:
             await self._disconnected(name, "banned", event.reason, logged_out=False)
-        await self.outbox.publish(name, "instance.banned", {"reason": event.reason, "expiresAt": until})
+        await self.outbox.publish(name, "instance.banned", InstanceBannedData(reason=event.reason, expires_at=until))
         if event.expires_at is not None:
             await self.bans.banned_until(name, event.expires_at)
 
     async def _receipt(self, name: str, receipt: Receipt) -> None:
         status = receipt.status
         for moved in await self.messages.apply_receipt(name, receipt.message_ids, status):
-            data = {
-                "messageId": moved.id,
-                "to": moved.to,
-                "waMessageId": moved.wa_message_id,
-                "metadata": moved.meta,
-                "timestamp": iso(receipt.timestamp),
-            }
+            assert moved.wa_message_id is not None  # the receipt found the message by it
+            record = MessageDeliveredData if status == "delivered" else MessageReadData
+            data = record(
+                message_id=moved.id,
+                to=moved.to,
+                wa_message_id=moved.wa_message_id,
+                metadata=moved.meta,
+                timestamp=iso(receipt.timestamp),
+            )
             await self.outbox.publish(name, f"message.{status}", data)
             await self.conversations.receipt(name, moved, status)
 
-    async def _disconnected(self, name: str, reason: str, detail: str, logged_out: bool) -> None:
-        """instance.disconnected: `reason` one of API.md's (logged_out, banned, connection_lost,
-        deleted), `detail` the driver's own words."""
-        data = {"reason": reason, "detail": detail, "loggedOut": logged_out}
+    async def _disconnected(self, name: str, reason: DisconnectReason, detail: str, logged_out: bool) -> None:
+        """instance.disconnected: `reason` one of API.md's, `detail` the driver's own words."""
+        data = InstanceDisconnectedData(reason=reason, detail=detail, logged_out=logged_out)
         await self.outbox.publish(name, "instance.disconnected", data)
 
     async def _release_held(self, name: str) -> None:
