@@ -174,8 +174,10 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     asyncio.run(server.stop())
 
 
-def make_cluster(tmp_path: Path, redis_server: EmbeddedRedis, lease: float) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path, redis_server.url, lease, ["w1", "w2", "w3"])
+def make_cluster(
+    tmp_path: Path, redis_server: EmbeddedRedis, lease: float, workers: tuple[str, ...] = ("w1", "w2", "w3")
+) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path, redis_server.url, lease, list(workers))
     try:
         cluster.start()
         cluster.set_up_instances()
@@ -270,13 +272,7 @@ def freeze_until_adopted(cluster: Cluster, frozen: str, other: str, before_resum
 @pytest.fixture
 def pair(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[Cluster]:
     """Two workers with a short lease: a freeze outlives it in a second or two."""
-    cluster = Cluster(tmp_path, redis_server.url, 1.5, ["w1", "w2"])
-    try:
-        cluster.start()
-        cluster.set_up_instances()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from make_cluster(tmp_path, redis_server, 1.5, ("w1", "w2"))
 
 
 def test_a_worker_frozen_past_its_lease_never_sends_on_an_instance_it_lost(pair: Cluster) -> None:
