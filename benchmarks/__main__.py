@@ -31,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from core import keys
 from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
-from scheduler.worker import worker_context
+from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import UNTYPED
 from tests.serve_process import ServeProcess, free_port
 
@@ -70,6 +72,37 @@ def sandbox_settings(tmp: Path, redis_url: str, **overrides: Any) -> Settings:
         "allow_private_urls": True,
     }
     return load_settings({}, **{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class Served:
+    worker: GatewayWorker
+    hook_url: str  # where the receiver takes webhooks
+
+
+@asynccontextmanager
+async def gateway_and_receiver(
+    settings: Settings, port: int, hook: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> AsyncIterator[Served]:
+    """A benchmark's gateway on loopback `port` (the API, and its worker in this process), and a
+    webhook receiver that hands each POST to `hook`."""
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", hook)
+    hook_runner = web.AppRunner(hook_app, access_log=None)
+    await hook_runner.setup()
+    hook_port = free_port()
+    await web.TCPSite(hook_runner, "127.0.0.1", hook_port).start()
+    worker = GatewayWorker(settings)
+    await worker.start()
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Served(worker, f"http://127.0.0.1:{hook_port}/hook")
+    finally:
+        await runner.cleanup()
+        await worker.stop()
+        await hook_runner.cleanup()
 
 
 def rss_bytes() -> int:
@@ -203,19 +236,12 @@ async def paced_run(
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
         await redis_server.start()
-        settings = load_settings(
-            {},
-            redis_url=redis_server.url,
-            admin_key=ADMIN,
-            secret_key="bench-secret-key-0123456789",
-            data_dir=Path(tmp) / "data",
-            driver="sandbox",
+        settings = sandbox_settings(  # private URLs allowed: webhooks go to the receiver process below
+            Path(tmp),
+            redis_server.url,
             lanes=json.dumps(COMPRESSED_LANES),
-            rate_limit=100_000_000,
-            worker_id="bench",
             log_level="warning",
             max_sessions=instances + 10,
-            allow_private_urls=True,  # webhooks go to the receiver process below
             worker_delivers_webhooks=not deliverer_apart,
         )
         hook_port = free_port()

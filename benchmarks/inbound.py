@@ -23,13 +23,11 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
-from benchmarks.__main__ import ADMIN, _caller, sandbox_settings
+from benchmarks.__main__ import ADMIN, _caller, gateway_and_receiver, sandbox_settings
 from config import load_settings
 from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
-from gateway.app import create_app
 from scheduler.drivers.base import InboundMedia, MessageReceived
-from scheduler.worker import GatewayWorker
 from tests.serve_process import free_port
 
 CONCURRENCY = 32
@@ -81,25 +79,17 @@ async def run(instances: int, messages: int, media_kb: int, fetches: int) -> dic
             public_url=f"http://127.0.0.1:{port}",
         )
         counter = Counter()
-        hook_app = web.Application()
-        hook_app.router.add_post("/hook", counter.hook)
-        hook_runner = web.AppRunner(hook_app, access_log=None)
-        await hook_runner.setup()
-        hook_port = free_port()
-        await web.TCPSite(hook_runner, "127.0.0.1", hook_port).start()
-        worker = GatewayWorker(settings)
-        await worker.start()
-        app = create_app(settings)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            async with (
+                gateway_and_receiver(settings, port, counter.hook) as gateway,
+                aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http,
+            ):
+                worker = gateway.worker
                 call = _caller(http)
                 key = (await call("POST", "/admin/tenants", {"tenantId": "bench"}, ADMIN))["apiKey"]
                 names = [f"bench__c__n{i}" for i in range(instances)]
                 for name in names:
-                    body = {"instanceName": name, "webhookUrl": f"http://127.0.0.1:{hook_port}/hook"}
+                    body = {"instanceName": name, "webhookUrl": gateway.hook_url}
                     await call("POST", "/instance/create", {**body, "webhookSecret": "x" * 16}, key)
                     await call("POST", f"/sandbox/instance/{name}/link", {}, key)
 
@@ -143,9 +133,6 @@ async def run(instances: int, messages: int, media_kb: int, fetches: int) -> dic
                     await asyncio.gather(*(fetch(link) for link in links[start : start + CONCURRENCY]))
                 served = len(links) / (time.perf_counter() - started)
         finally:
-            await runner.cleanup()
-            await worker.stop()
-            await hook_runner.cleanup()
             await redis_server.stop()
     return {"texts": texts, "media": with_media, "served": served, "media_kb": len(image) / 1024}
 

@@ -22,14 +22,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks.__main__ import ADMIN, _caller, sandbox_settings
+from benchmarks.__main__ import ADMIN, _caller, gateway_and_receiver, sandbox_settings
 from config import load_settings
 from core import keys
 from core.logs import configure_logging
 from core.redis_server import EmbeddedRedis
-from gateway.app import create_app
 from scheduler.drivers.base import MessageReceived
-from scheduler.worker import GatewayWorker
 from tests.serve_process import free_port
 
 NAME = "bench__c__outage"
@@ -77,24 +75,16 @@ async def run(events: int, down_seconds: float, probe: float) -> dict[str, float
             webhook_probe_delays=str(probe),
         )
         receiver = Receiver()
-        hook_app = web.Application()
-        hook_app.router.add_post("/hook", receiver.hook)
-        hook_runner = web.AppRunner(hook_app, access_log=None)
-        await hook_runner.setup()
-        hook_port = free_port()
-        await web.TCPSite(hook_runner, "127.0.0.1", hook_port).start()
-        worker = GatewayWorker(settings)
-        await worker.start()
-        app = create_app(settings)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        redis = worker.services.redis
         try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            async with (
+                gateway_and_receiver(settings, port, receiver.hook) as served,
+                aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http,
+            ):
+                worker = served.worker
+                redis = worker.services.redis
                 call = _caller(http)
                 key = (await call("POST", "/admin/tenants", {"tenantId": "bench"}, ADMIN))["apiKey"]
-                body = {"instanceName": NAME, "webhookUrl": f"http://127.0.0.1:{hook_port}/hook"}
+                body = {"instanceName": NAME, "webhookUrl": served.hook_url}
                 await call("POST", "/instance/create", {**body, "webhookSecret": "x" * 16}, key)
                 await call("POST", f"/sandbox/instance/{NAME}/link", {}, key)
 
@@ -131,9 +121,6 @@ async def run(events: int, down_seconds: float, probe: float) -> dict[str, float
                 drained = time.perf_counter()
                 stats = await redis.hgetall(keys.WEBHOOK_STATS)  # type: ignore[misc]
         finally:
-            await runner.cleanup()
-            await worker.stop()
-            await hook_runner.cleanup()
             await redis_server.stop()
     first_ok = receiver.first_ok or drained
     in_order = receiver.texts == sent
