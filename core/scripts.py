@@ -10,20 +10,27 @@ Every file opens with the same header (tests/test_lua_headers.py checks it):
     -- ARGV: 1 <name> <what>, 2 ... (or: none)
     -- returns: <what>
 
-and reads its KEYS and ARGV into named locals at its top, nowhere else."""
+and reads its KEYS and ARGV into named locals at its top, nowhere else.
+
+Script calls made in the same turn of the event loop go to Redis together (`Script`): one
+pipeline, one write and one round trip for all of them, as the replies come back in order. Fifty
+requests accepted at once cost one round trip, not fifty; a message's record and its conversation
+entry, asked for together, cost one."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import re
 import typing
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from core import keys
 from core.redis_client import Redis
@@ -130,7 +137,8 @@ class Scripts:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._loaded: dict[str, AsyncScript] = {}
+        self._loaded: dict[str, Script] = {}
+        self._batch = Batch(redis)
 
     @classmethod
     def of(cls, redis: Redis) -> Scripts:
@@ -140,11 +148,103 @@ class Scripts:
             found = cls._of[redis] = cls(redis)
         return found
 
-    def __getitem__(self, name: str) -> AsyncScript:
+    def __getitem__(self, name: str) -> Script:
         found = self._loaded.get(name)
         if found is None:
-            found = self._loaded[name] = self.redis.register_script(lua(*SCRIPTS[name]))
+            found = self._loaded[name] = Script(self.redis.register_script(lua(*SCRIPTS[name])), self._batch)
         return found
+
+
+class Script:
+    """One registered script. Called with no `client`, it joins the calls of this turn of the event
+    loop in one pipeline; with a pipeline as `client`, it is queued there, as redis-py's own."""
+
+    def __init__(self, registered: AsyncScript, batch: Batch) -> None:
+        self.registered = registered
+        self.sha: str = registered.sha
+        self._batch = batch
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        if client is not None:
+            return await self.registered(keys=keys, args=args, client=client)
+        return await self._batch.run(self.registered, keys, args)
+
+
+class Batch:
+    """The script calls of one turn of the event loop, sent as one pipeline once the turn is over.
+    Each caller gets its own answer or its own error; a connection error fails the calls it cut,
+    as it would have failed each alone. A script Redis no longer knows (it restarted) is loaded
+    and run again alone, as redis-py does for one call."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._waiting: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send)
+        self._waiting.append((script, keys, args, answer))
+        return await answer
+
+    def _send(self) -> None:
+        calls, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._execute(calls))
+        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    async def _execute(self, calls: list[_Call]) -> None:
+        calls = [call for call in calls if not call[3].done()]  # a caller that gave up before it went
+        if len(calls) == 1:
+            script, keys, args, answer = calls[0]
+            await _settle(answer, script(keys=keys, args=args))
+            return
+        if not calls:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for *_, answer in calls:
+                answer.cancel()
+            raise
+        except Exception as exc:  # the connection: every call of the batch failed with it
+            for *_, answer in calls:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (script, keys, args, answer), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                await _settle(answer, script(keys=keys, args=args))
+            elif answer.done():  # its caller gave up waiting
+                continue
+            elif isinstance(reply, Exception):
+                answer.set_exception(reply)
+            else:
+                answer.set_result(reply)
+
+
+# A script call waiting for its batch: the script, its keys and args, and where its answer goes.
+_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+
+async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any]) -> None:
+    """`answer` gets what `call` answers, or raises."""
+    try:
+        reply = await call
+    except asyncio.CancelledError:
+        answer.cancel()
+        raise
+    except Exception as exc:
+        if not answer.done():
+            answer.set_exception(exc)
+        return
+    if not answer.done():
+        answer.set_result(reply)
 
 
 R = TypeVar("R")

@@ -90,4 +90,4 @@ async def test_every_script_compiles_and_is_registered_once_per_client(redis: Re
     assert Scripts.of(redis) is scripts
     for name in SCRIPTS:
         assert scripts[name] is scripts[name]
-        assert await redis.script_load(scripts[name].script) == scripts[name].sha
+        assert await redis.script_load(scripts[name].registered.script) == scripts[name].sha

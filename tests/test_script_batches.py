@@ -1,0 +1,89 @@
+"""Script calls made in one turn of the event loop go to Redis as one pipeline (core/scripts.py
+`Batch`): each caller still gets its own answer or its own error, against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from benchmarks.roundtrips import RoundTrips
+from core.redis_client import Redis, connect
+from core.scripts import Batch, Script
+from tests.serve_process import free_port
+
+ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
+FAILS_ON_BOOM = "if ARGV[1] == 'boom' then return redis.error_reply('boom asked') end return ARGV[1]"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = connect(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def script(redis: Redis, source: str, batch: Batch) -> Script:
+    return Script(redis.register_script(source), batch)
+
+
+async def test_calls_of_one_turn_are_one_round_trip_and_each_gets_its_own_answer(redis: Redis) -> None:
+    echo = script(redis, ECHO, Batch(redis))
+    await echo(["warm"], ["0"])  # loaded: the batch below is the whole story
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        answers = await asyncio.gather(*(echo(["counter"], [f"call {i}"]) for i in range(50)))
+    assert counted() == 1
+    assert [answer[0] for answer in answers] == [f"call {i}" for i in range(50)]
+    assert [int(answer[1]) for answer in answers] == list(range(1, 51))  # run in the order asked
+
+
+async def test_calls_one_after_the_other_each_go_at_once(redis: Redis) -> None:
+    echo = script(redis, ECHO, Batch(redis))
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        for i in range(3):
+            assert (await echo(["counter"], [str(i)]))[0] == str(i)
+    assert counted() >= 3
+
+
+async def test_an_error_answers_only_its_own_caller(redis: Redis) -> None:
+    fails = script(redis, FAILS_ON_BOOM, Batch(redis))
+    results = await asyncio.gather(fails([], ["a"]), fails([], ["boom"]), fails([], ["b"]), return_exceptions=True)
+    assert results[0] == "a" and results[2] == "b"
+    assert isinstance(results[1], ResponseError) and "boom asked" in str(results[1])
+
+
+async def test_scripts_redis_forgot_are_loaded_and_run_again(redis: Redis) -> None:
+    batch = Batch(redis)
+    echo, fails = script(redis, ECHO, batch), script(redis, FAILS_ON_BOOM, batch)
+    await asyncio.gather(echo(["counter"], ["x"]), fails([], ["y"]))
+    await redis.script_flush()  # as after a Redis restart
+    answers = await asyncio.gather(echo(["counter"], ["again"]), fails([], ["ok"]), echo(["counter"], ["more"]))
+    assert answers[0][0] == "again" and answers[1] == "ok" and answers[2][0] == "more"
+    assert await redis.get("counter") == "3"  # each ran once: none lost, none twice
+
+
+async def test_a_caller_that_gives_up_before_the_batch_goes_is_not_sent(redis: Redis) -> None:
+    echo = script(redis, ECHO, Batch(redis))
+    await echo(["warm"], ["0"])
+    gone = asyncio.ensure_future(echo(["given-up"], ["never"]))
+    kept = asyncio.ensure_future(echo(["kept"], ["yes"]))
+    await asyncio.sleep(0)  # both asked; the batch goes on the next turn
+    gone.cancel()
+    assert (await kept)[0] == "yes"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await redis.exists("given-up") == 0
+
+
+async def test_no_connection_fails_every_call_of_the_batch_with_it() -> None:
+    client = connect(f"redis://127.0.0.1:{free_port()}")  # nobody listens there
+    echo = script(client, ECHO, Batch(client))
+    results = await asyncio.gather(*(echo(["k"], [str(i)]) for i in range(3)), return_exceptions=True)
+    assert [type(result) for result in results] == [RedisConnectionError] * 3
+    await client.aclose()
