@@ -10,8 +10,8 @@
    Then POST /message/batch: messages accepted a second in batches of 1,000.
 3. Redis round trips per message in the steady phase (every command or pipeline the API and the
    worker in this process send: auth, accept, wake-ups and claims, the send, webhook delivery;
-   with `--deliverer` webhooks go from a `wa-gateway deliverer` process, whose round trips are not
-   counted).
+   with `--deliverer` webhooks go from a `wa-gateway deliverer` process, whose round trips are
+   counted apart, benchmarks/counted.py).
 4. Memory per idle sandbox instance: worker process RSS and Redis memory.
 5. Lateness again at 10,000 instances (`--many`), steady phase only.
 
@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -245,12 +246,13 @@ async def paced_run(
             worker_delivers_webhooks=not deliverer_apart,
         )
         hook_port = free_port()
+        deliverer_trips = Path(tmp) / "deliverer-trips.json"
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(hook_port)])
         deliverer = (
             None
             if not deliverer_apart
-            else subprocess.Popen(
-                [sys.executable, "-m", "gateway", "deliverer"],
+            else subprocess.Popen(  # its round trips counted too (benchmarks/counted.py)
+                [sys.executable, "-m", "benchmarks.counted", str(deliverer_trips), "deliverer"],
                 env={
                     **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
                     "GATEWAY_REDIS_URL": redis_server.url,
@@ -310,6 +312,7 @@ async def paced_run(
                     return call("POST", "/message/text", body, key)
 
                 steady_ids: list[str] = []
+                before = await _counted_apart(deliverer, deliverer_trips)
                 with round_trips.counting() as counted:
                     started = time.perf_counter()
                     for i in range(int(rate * seconds)):
@@ -317,12 +320,16 @@ async def paced_run(
                         steady_ids.append((await text(random.choice(names), i))["id"])
                     await _until_all_sent(redis_server.url, len(steady_ids))
                     trips = counted()
+                await asyncio.sleep(1)  # the last events' deliveries (a few ms after their sends)
+                apart = _minus(await _counted_apart(deliverer, deliverer_trips), before)
                 scripts = script_names()
                 steady_late = await _lateness(redis_server.url, steady_ids)
 
                 # The burst is queued through POST /message/batch, 1,000 at a time, and the worker's
                 # rate is read from the send times: accepting it costs the worker little.
                 burst_ids: list[str] = []
+                others = {"deliverer": deliverer, "webhook receiver": receiver}
+                cpu_before = await _cpu_seconds(redis_server.url, others)
                 for i in range(burst):
                     for chunk in range(0, len(names), 1000):
                         items = [
@@ -333,6 +340,9 @@ async def paced_run(
                         answer = await call("POST", "/message/batch", {"messages": items}, key)
                         burst_ids += [record["id"] for record in answer["accepted"]]
                 await _until_all_sent(redis_server.url, len(steady_ids) + len(burst_ids))
+                await asyncio.sleep(0.5)  # the burst's last webhook deliveries
+                cpu_after = await _cpu_seconds(redis_server.url, others)
+                burst_cpu = {who: (cpu_after[who] - cpu_before[who]) / max(1, len(burst_ids)) for who in cpu_after}
                 burst_late = await _lateness(redis_server.url, burst_ids) if burst_ids else [0.0]
                 burst_sent = await _sent_times(redis_server.url, burst_ids) if burst_ids else [0.0]
         finally:
@@ -345,13 +355,53 @@ async def paced_run(
     return {
         "steady": steady_late,
         "trips_per_message": trips / len(steady_ids),
+        "deliverer_trips_per_message": apart["count"] / len(steady_ids),
+        "deliverer_by_command": apart["by_command"],
         "scripts": scripts,
         "sent": len(steady_ids),
         "burst_rate": len(burst_ids) / max(0.001, max(burst_sent) - min(burst_sent)) if burst_ids else 0.0,
         "burst": burst_late,
+        "burst_cpu_per_message": burst_cpu,
         "open_seconds": open_seconds,
         **memory,
     }
+
+
+async def _cpu_seconds(url: str, others: dict[str, subprocess.Popen[bytes] | None]) -> dict[str, float]:
+    """CPU time (user and system, s) spent so far by this process (the API and the worker), by
+    Redis, and by each of `others` that runs."""
+    client = Redis.from_url(url, decode_responses=True, client_name=NOT_COUNTED)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = {"API and worker": time.process_time(), "Redis": info["used_cpu_user"] + info["used_cpu_sys"]}
+    for who, process in others.items():
+        if process is not None:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+            spent[who] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return spent
+
+
+async def _counted_apart(process: subprocess.Popen[bytes] | None, path: Path) -> dict[str, Any]:
+    """What the deliverer process (benchmarks/counted.py) has counted so far; nothing without one."""
+    if process is None:
+        return {"count": 0, "by_command": {}}
+    path.unlink(missing_ok=True)
+    process.send_signal(signal.SIGUSR1)
+    for _ in range(200):
+        if path.exists() and path.read_text():
+            found: dict[str, Any] = json.loads(path.read_text())
+            return found
+        await asyncio.sleep(0.02)
+    raise RuntimeError("the deliverer did not write its round trips")
+
+
+def _minus(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    commands = after["by_command"]
+    by_command = {name: n - before["by_command"].get(name, 0) for name, n in commands.items()}
+    return {"count": after["count"] - before["count"], "by_command": {k: n for k, n in by_command.items() if n}}
 
 
 def _script(command: str, scripts: dict[str, str]) -> str:
@@ -472,9 +522,15 @@ async def main() -> None:
         f"{run['burst_rate']:.0f} sends/s on one "
         f"worker (target >= 1,500); lateness p50 {percentile(burst, 0.5):.0f} ms   p99 {percentile(burst, 0.99):.0f} ms"
     )
+    cpu = run["burst_cpu_per_message"]
     print(
-        f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (accept + pump + wake-ups + webhook "
-        f"delivery (unless --deliverer), in this process, steady phase; target <= 6)"
+        "   CPU per message in the burst: "
+        + ", ".join(f"{who} {seconds * 1000:.2f} ms" for who, seconds in cpu.items())
+        + f"; in all {sum(cpu.values()) * 1000:.2f} ms on {figures['machine']['cores']} cores"
+    )
+    print(
+        f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (the API and the worker: accept, claims, "
+        f"the send, its record{'' if args.deliverer else ', webhook delivery'}; steady phase)"
     )
     scripts = run["scripts"]
     top = ", ".join(
@@ -484,12 +540,21 @@ async def main() -> None:
     sandbox = sum(n for name, n in round_trips.by_command.items() if _script(name, scripts) == "EVALSHA sandbox_sent")
     own = run["trips_per_message"] - sandbox / run["sent"]
     print(f"   without the sandbox's own record of each send (no such write with WhatsApp): {own:.1f}   (target <= 4)")
+    if args.deliverer:
+        apart = ", ".join(f"{name} {n / run['sent']:.2f}" for name, n in sorted(run["deliverer_by_command"].items()))
+        print(
+            f"   the deliverer process apart, delivering each message's webhook event: "
+            f"{run['deliverer_trips_per_message']:.1f} per message ({apart}); in all, without the sandbox's: "
+            f"{own + run['deliverer_trips_per_message']:.1f}"
+        )
     figures["send"] = {
         "instances": args.instances,
         "lateness_ms": {"p50": percentile(steady, 0.5), "p99": percentile(steady, 0.99), "max": max(steady)},
         "burst_sends_per_second": run["burst_rate"],
+        "burst_cpu_ms_per_message": {who: seconds * 1000 for who, seconds in cpu.items()},
         "round_trips_per_message": run["trips_per_message"],
         "round_trips_per_message_without_sandbox": own,
+        "deliverer_round_trips_per_message": run["deliverer_trips_per_message"],
         "memory_per_instance": {"worker_rss": run["rss_per_instance"], "redis": run["redis_per_instance"]},
     }
     print(

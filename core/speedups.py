@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
@@ -51,8 +52,14 @@ def loads(raw: bytes) -> Any:
 
         return orjson.loads(raw)  # refuses NaN, Infinity and lone surrogates itself
     data = json.loads(raw, parse_constant=_no_constant)
-    json.dumps(data, ensure_ascii=False).encode()  # "\ud800" decodes to no Unicode text at all
+    if _SURROGATE_ESCAPE.search(raw):  # "\ud800" decodes to no Unicode text at all
+        json.dumps(data, ensure_ascii=False).encode()
     return data
+
+
+# The only way a lone surrogate gets into JSON text: a \uD800-\uDFFF escape (raw UTF-8 cannot
+# carry one). A request without such an escape needs no look for one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def _no_constant(name: str) -> Any:

@@ -115,8 +115,11 @@ async def body_deadline_middleware(request: web.Request, handler: Handler) -> we
     if request.body_exists:
         timeout = services(request).settings.http_body_timeout
         try:
-            async with asyncio.timeout(timeout):
-                await request.read()
+            if request.content.is_eof():
+                await request.read()  # all of it came with the headers: nothing to wait for
+            else:
+                async with asyncio.timeout(timeout):
+                    await request.read()
         except TimeoutError:
             request.content.feed_eof()  # read no more of it: the 408 goes out and the connection closes
             raise HttpError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s") from None

@@ -222,10 +222,21 @@ class Pump:
         return lid_account(to.removesuffix(LID_SUFFIX), account.number) if is_lid(to) else account
 
     async def _finish(self, name: str, owner: Owner, message: Message, result: Result) -> None:
-        """Record the outcome and publish how the message ended, in one step. It must be recorded,
-        or the message stays `sending`: outlast a Redis outage. Trying again is safe: finish.lua
-        records a message once, and only for its owner."""
-        event = None if result.outcome == "requeue" else self._event(name, result.update.applied_to(message))
+        """Record the outcome and publish how the message ended, in one step; a sent message's
+        entry in the conversation store is asked for in the same turn, so the two go to Redis in
+        one round trip (core/scripts.py batches them)."""
+        ended_as = result.update.applied_to(message)
+        if result.outcome != "sent":
+            await self._record(name, owner, message, ended_as, result)
+            return
+        await asyncio.gather(
+            self._record(name, owner, message, ended_as, result), self.conversations.sent(name, ended_as)
+        )
+
+    async def _record(self, name: str, owner: Owner, message: Message, ended_as: Message, result: Result) -> None:
+        """The outcome, recorded. It must be, or the message stays `sending`: outlast a Redis
+        outage. Trying again is safe: finish.lua records a message once, and only for its owner."""
+        event = None if result.outcome == "requeue" else self._event(name, ended_as)
         # The event goes to the webhook at once, from here, when nobody else is delivering for it
         # (Not when webhooks have a process of their own: finish.lua then makes the instance due there.)
         deliverer = self.deliverer
@@ -249,8 +260,6 @@ class Pump:
                 log.warning("pump.finish_retrying", instance=name, message_id=message.id)
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
                 continue
-            if result.outcome == "sent":
-                await self.conversations.sent(name, result.update.applied_to(message))
             if throttle is not None:
                 log.warning("instance.throttled", instance=name, reason=throttle.reason)
                 paused = {"reason": throttle.reason, "until": iso_from_ms(throttle.until_ms)}

@@ -225,6 +225,7 @@ class Deliverer:
     async def run_forever(self) -> None:
         """The delivery loop: take the due instances there is room for, deliver for each in a
         task of its own, and sleep until the next due time or until an instance is made due."""
+        wait = 0.0  # before the next take: its wait for the bell and the take are one round trip
         try:
             while True:
                 try:
@@ -232,18 +233,21 @@ class Deliverer:
                     if room <= 0:
                         self._room.clear()
                         await self._room.wait()
+                        wait = 0.0
                         continue
-                    names, next_due = await self.outbox.take_due(room)
+                    names, next_due = await self.outbox.take_due(room, wait)
                     for name in names:
                         self._track(self._run_logged(name))
-                    wait = IDLE_SECONDS if next_due is None else (next_due - self.outbox.clock.now_ms()) / 1000
-                    if len(names) < room and min(wait, IDLE_SECONDS) > 0.001:
-                        await self.outbox.wait_bell(min(wait, IDLE_SECONDS))
+                    until = IDLE_SECONDS if next_due is None else (next_due - self.outbox.clock.now_ms()) / 1000
+                    wait = min(until, IDLE_SECONDS) if len(names) < room else 0.0
+                    wait = wait if wait > 0.001 else 0.0
                 except RedisError as exc:
                     log.warning("webhook.loop_redis_error", error=str(exc))
+                    wait = 0.0
                     await asyncio.sleep(RETRY_SECONDS)
                 except Exception:  # a bug must not stop this worker's deliveries for good
                     log.exception("webhook.loop_failed")
+                    wait = 0.0
                     await asyncio.sleep(RETRY_SECONDS)
         finally:
             for task in self._running:

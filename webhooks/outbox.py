@@ -12,6 +12,7 @@ that every worker's delivery loop takes from (`keys.WEBHOOK_DUE`, webhooks/deliv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError, WatchError
 
 from config import Settings
 from core import keys
@@ -262,16 +263,24 @@ class Outbox:
             args=[token, instance_name, "" if at_ms is None else at_ms, int(at_ms is None and not jump)],
         )
 
-    async def take_due(self, room: int) -> tuple[list[str], int | None]:
+    async def take_due(self, room: int, wait: float = 0.0) -> tuple[list[str], int | None]:
         """Up to `room` instances whose events are due, each to this caller only, and the next
-        due time left (ms, Redis's clock: `self.clock` has learnt it from the answer)."""
-        found = await self._take_due(keys=[keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], args=[room])
+        due time left (ms, Redis's clock: `self.clock` has learnt it from the answer). With a
+        `wait` (s), first sleep that long at most, or until an instance is made due (its bell
+        rings): the wait and the take after it are one pipeline, one round trip."""
+        script_keys, args = [keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], [str(room)]
+        found = None
+        if wait > 0:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+                pipe.blpop([keys.WEBHOOK_BELL], timeout=wait)  # type: ignore[arg-type]
+                pipe.evalsha(self._take_due.sha, len(script_keys), *script_keys, *args)
+                with contextlib.suppress(NoScriptError):  # a restarted Redis: taken below, loading it
+                    _, found = await pipe.execute()
+        if found is None:
+            found = await self._take_due(keys=script_keys, args=args)
         self.clock.learn(int(found[0]), time.monotonic())
         return list(found[2:]), int(found[1]) if found[1] else None
-
-    async def wait_bell(self, timeout: float) -> None:
-        """Sleep up to `timeout` s, or until an instance is made due."""
-        await self.redis.blpop([keys.WEBHOOK_BELL], timeout=timeout)  # type: ignore[arg-type, misc]  # fractional
 
     async def next(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -133,10 +134,10 @@ def queue_full(request: web.Request, name: str) -> QueueFull:
     )
 
 
-def _media_url(content: Laned) -> str | None:
+def _media_url(fields: dict[str, Any]) -> str | None:
     for field in ("image_url", "document_url", "audio_url", "video_url", "sticker_url"):
-        if hasattr(content, field):
-            return str(getattr(content, field))
+        if field in fields:
+            return str(fields[field])
     return None
 
 
@@ -163,17 +164,18 @@ async def accepting(request: web.Request, send: Send) -> Accepting:
                     f"quotedMessageId {content.quoted_message_id!r} is in the chat with {quoted.chat}, not {to}"
                 )
         details = details.model_copy(update={"quoted": quoted, "mentions": tuple(content.mentions)})
+    fields = vars(content)  # the kind's fields by name (a kind without one has no such key)
     message = Message.new(
         new_message_id(),
         instance_name,
         content.lane,
         to,
         send.type,
-        text=getattr(content, "text", None),
-        caption=getattr(content, "caption", None),
-        media_url=_media_url(content),
-        file_name=getattr(content, "file_name", None),
-        quoted_message_id=getattr(content, "quoted_message_id", None),
+        text=fields.get("text"),
+        caption=fields.get("caption"),
+        media_url=_media_url(fields),
+        file_name=fields.get("file_name"),
+        quoted_message_id=fields.get("quoted_message_id"),
         details=details.stored(),
         transactional=content.transactional,
         typing_ms=typing_ms(send.type, typing, content.typed_text()),
