@@ -10,6 +10,7 @@ in the same order: 401 or 429 for the key, 403 for the tenant, then the accept's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,16 +92,22 @@ async def accept_sends(
         for name, mine in by_instance.items():
             if waiting[name] + len(mine) > svc.settings.queue_limit:
                 raise queue_full(request, name)
+    # One atomic step per instance, all asked for at once: they go to Redis together, in one round
+    # trip (core/scripts.py), however many instances a batch names.
+    answers = await asyncio.gather(*(svc.lanes.accept(name, mine, check) for name, mine in by_instance.items()))
     earlier: dict[str, str | None] = {}
-    for name, mine in by_instance.items():
-        accepted = await svc.lanes.accept(name, mine, check)
+    for (name, mine), accepted in zip(by_instance.items(), answers, strict=True):
         if check is not None:  # what the accept step found for the key: the key, then its tenant
             _tenant_check(checked_caller(request, check, accepted.tenant, accepted.count), items, numbered)
+        others = len(by_instance) > 1  # checked before, changed since: the other instances' were queued
         if accepted.full:
-            raise queue_full(request, name)
+            raise queue_full(request, name, others_queued=others)
         if accepted.earlier is None:
-            if earlier:  # deleted since the checks: the instances before it were queued
-                raise NotFound(f"instance {name!r} was deleted while the batch was queued; its messages were not")
+            if others:
+                raise NotFound(
+                    f"instance {name!r} was deleted while the batch was queued; its messages were not, "
+                    "the other instances' were"
+                )
             raise NotFound(f"no instance {name!r}" + (": nothing was queued" if numbered else ""))
         earlier.update({item.message.id: e for item, e in zip(mine, accepted.earlier, strict=True)})
     return [Accepted(item, earlier[item.message.id]) for item in ready]
@@ -126,10 +133,11 @@ def _tenant_check(caller: Principal, items: Sequence[Item], numbered: bool) -> N
         raise ForbiddenTenant(f"messages {foreign} are for instances of another tenant: nothing was queued")
 
 
-def queue_full(request: web.Request, name: str) -> QueueFull:
+def queue_full(request: web.Request, name: str, others_queued: bool = False) -> QueueFull:
     limit = services(request).settings.queue_limit
+    queued = "its messages were not queued, the other instances' were" if others_queued else "nothing was queued"
     return QueueFull(
-        f"instance {name!r} already has {limit} messages waiting (GATEWAY_QUEUE_LIMIT); nothing was queued",
+        f"instance {name!r} already has {limit} messages waiting (GATEWAY_QUEUE_LIMIT); {queued}",
         headers={"Retry-After": "60"},
     )
 
