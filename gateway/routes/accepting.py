@@ -94,7 +94,8 @@ async def accept_sends(
                 raise queue_full(request, name)
     # One atomic step per instance, all asked for at once: they go to Redis together, in one round
     # trip (core/scripts.py), however many instances a batch names.
-    answers = await asyncio.gather(*(svc.lanes.accept(name, mine, check) for name, mine in by_instance.items()))
+    accepts = [svc.lanes.accept(name, mine, check) for name, mine in by_instance.items()]
+    answers = [await accepts[0]] if len(accepts) == 1 else await asyncio.gather(*accepts)
     earlier: dict[str, str | None] = {}
     for (name, mine), accepted in zip(by_instance.items(), answers, strict=True):
         if check is not None:  # what the accept step found for the key: the key, then its tenant
