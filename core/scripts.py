@@ -174,7 +174,7 @@ class Batch:
     """The script calls of one turn of the event loop, sent as one pipeline once the turn is over.
     Each caller gets its own answer or its own error; a connection error fails the calls it cut,
     as it would have failed each alone. A script Redis no longer knows (it restarted) is loaded
-    and run again alone, as redis-py does for one call."""
+    once and its calls sent together again."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -195,7 +195,7 @@ class Batch:
         self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._sending.discard)
 
-    async def _execute(self, calls: list[_Call]) -> None:
+    async def _execute(self, calls: list[_Call], reloaded: bool = False) -> None:
         calls = [call for call in calls if not call[3].done()]  # a caller that gave up before it went
         if len(calls) == 1:
             script, keys, args, answer = calls[0]
@@ -217,15 +217,34 @@ class Batch:
                 if not answer.done():
                     answer.set_exception(exc)
             return
-        for (script, keys, args, answer), reply in zip(calls, replies, strict=True):
+        forgotten = []
+        for call, reply in zip(calls, replies, strict=True):
+            script, keys, args, answer = call
             if isinstance(reply, NoScriptError):
-                await _settle(answer, script(keys=keys, args=args))
+                forgotten.append(call)
             elif answer.done():  # its caller gave up waiting
                 continue
             elif isinstance(reply, Exception):
                 answer.set_exception(reply)
             else:
                 answer.set_result(reply)
+        if forgotten and not reloaded:  # each script loaded once, then its calls sent together again
+            try:
+                for script in {call[0].sha: call[0] for call in forgotten}.values():
+                    await self.redis.script_load(script.script)
+            except asyncio.CancelledError:
+                for *_, answer in forgotten:
+                    answer.cancel()
+                raise
+            except Exception as exc:
+                for *_, answer in forgotten:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                return
+            await self._execute(forgotten, reloaded=True)
+        else:  # forgotten again at once (a flush meanwhile): one by one, as redis-py does
+            for script, keys, args, answer in forgotten:
+                await _settle(answer, script(keys=keys, args=args))
 
 
 # A script call waiting for its batch: the script, its keys and args, and where its answer goes.

@@ -3,6 +3,9 @@ a whole, accepted in one atomic step per instance, each clientRef queued once.""
 
 from aiohttp.test_utils import TestClient
 
+from benchmarks.roundtrips import RoundTrips
+from core.scripts import Scripts
+from gateway.state import SERVICES
 from tests.conftest import instance_body, open_instance
 from tests.test_sending import finished, sent
 
@@ -99,3 +102,19 @@ async def test_a_client_ref_already_queued_answers_the_first_message_and_queues_
     assert not fresh["replayed"] and fresh["id"] != original["id"]
     assert again["replayed"] and again["id"] == original["id"] and again["clientRef"] == "c-1"
     assert await queued(gateway, acme, SALES) == 2
+
+
+async def test_a_batch_over_many_instances_goes_to_redis_in_one_round_trip(
+    gateway: TestClient, acme: dict[str, str]
+) -> None:
+    names = [f"acme__shop1__n{i}" for i in range(20)]
+    for name in names:
+        assert (await gateway.post("/instance/create", json=instance_body(name), headers=acme)).status == 201
+    messages = [{"type": "text", "instanceName": name, "to": TO, "text": f"to {name}"} for name in names]
+    trips = RoundTrips()
+    with trips.counting():
+        status, body = await batch(gateway, acme, messages)
+    assert status == 202, body
+    accept_sha = Scripts.of(gateway.app[SERVICES].redis)["accept"].sha
+    assert trips.by_command[f"EVALSHA {accept_sha}"] == 1  # twenty atomic steps, one pipeline
+    assert [await queued(gateway, acme, name) for name in names] == [1] * 20

@@ -63,7 +63,10 @@ async def test_scripts_redis_forgot_are_loaded_and_run_again(redis: Redis) -> No
     echo, fails = script(redis, ECHO, batch), script(redis, FAILS_ON_BOOM, batch)
     await asyncio.gather(echo(["counter"], ["x"]), fails([], ["y"]))
     await redis.script_flush()  # as after a Redis restart
-    answers = await asyncio.gather(echo(["counter"], ["again"]), fails([], ["ok"]), echo(["counter"], ["more"]))
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        answers = await asyncio.gather(echo(["counter"], ["again"]), fails([], ["ok"]), echo(["counter"], ["more"]))
+    assert counted() == 4  # the batch, each script loaded once, the batch again
     assert answers[0][0] == "again" and answers[1] == "ok" and answers[2][0] == "more"
     assert await redis.get("counter") == "3"  # each ran once: none lost, none twice
 
