@@ -1,7 +1,8 @@
 """`python -m benchmarks.trials`: does each optional accelerator pay? (issue 27: uvloop, orjson,
 hiredis, each kept only where `make bench` shows it pays.)
 
-For each variant of GATEWAY_SPEEDUPS (none, each one alone, all three) a fresh process measures
+For each variant of GATEWAY_SPEEDUPS (none, each one alone, uvloop and orjson each on top of
+hiredis, all three) a fresh process measures
 accepted sends a second (`serve --no-worker`, one API process, as figure 1 of `make bench`) and
 sends a second of one worker in a burst on sandbox instances (as figure 2), with the variant on
 in the gateway it starts and in its own event loop. Variants run one after the other: on a loaded
@@ -24,7 +25,8 @@ from config import load_settings
 from core import speedups
 from core.logs import configure_logging
 
-VARIANTS = ("none", "uvloop", "orjson", "hiredis", "uvloop,orjson,hiredis")
+# Each alone against none, then each on top of hiredis (on by default): does it pay beside it?
+VARIANTS = ("none", "uvloop", "orjson", "hiredis", "uvloop,hiredis", "orjson,hiredis", "uvloop,orjson,hiredis")
 
 
 async def measure(variant: str, requests: int, instances: int, burst: int) -> dict[str, float]:

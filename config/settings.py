@@ -246,11 +246,11 @@ class Settings(BaseModel):
     )
     # Each kept on only where `make bench` shows it pays (`python -m benchmarks.trials`).
     speedups: frozenset[Speedup] = Field(
-        default_factory=lambda: _installed() & {"hiredis"},
-        json_schema_extra={"docs_default": "`hiredis` when installed, else none"},
+        default_factory=lambda: _installed() & {"hiredis", "uvloop"},
+        json_schema_extra={"docs_default": "`hiredis` and `uvloop` where installed (both are dependencies), else none"},
         description="optional accelerators (core/speedups.py), comma-separated: `uvloop` (the event loop),"
         " `orjson` (JSON of HTTP requests and answers), `hiredis` (redis-py's reply parser), or `none`"
-        " (`pip install 'wa-gateway[speedups]'` installs all three)",
+        " (`pip install 'wa-gateway[speedups]'` adds orjson)",
     )
     max_sessions: int = Field(default=500, gt=0, description="WhatsApp sessions one worker may host")
     session_database_url: str | None = Field(
