@@ -45,7 +45,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --deliverer
 	$(BIN)/python -m benchmarks.many --instances 100000
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
