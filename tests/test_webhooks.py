@@ -19,6 +19,7 @@ import standardwebhooks
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from benchmarks.roundtrips import NOT_COUNTED, RoundTrips
 from config import Settings, SettingsError, load_settings
 from core import keys
 from core.clock import redis_now_ms
@@ -555,6 +556,26 @@ async def test_publishing_makes_the_instance_due_once_and_one_take_gets_it(outbo
     assert head is not None and head.delivery.id == first
     await outbox.publish(NAME, "webhook.test", {})  # due again: a loop that takes it finds the lock held
     assert await outbox.next(NAME, "late", 5, claim=True) is None
+
+
+async def test_a_take_that_waits_for_the_bell_is_one_round_trip_and_wakes_on_a_publication(
+    outbox: Outbox, settings: Settings
+) -> None:
+    await outbox.take_due(10)  # nothing due, the bell cleared
+    assert settings.redis_url is not None
+    publisher = Redis.from_url(settings.redis_url, decode_responses=True, client_name=NOT_COUNTED)
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        taking = asyncio.ensure_future(outbox.take_due(10, wait=5.0))
+        await asyncio.sleep(0.1)
+        assert not taking.done()  # asleep on the bell: nothing is due
+        started = time.monotonic()
+        await Outbox(publisher, Limits.of(settings)).publish(NAME, "webhook.test", {})
+        assert await taking == ([NAME], None)
+        woke_after = time.monotonic() - started
+    await publisher.aclose()
+    assert woke_after < 1.0  # the publication rang the bell: the 5 s were not waited out
+    assert counted() == 1 and trips.by_command["BLPOP"] == 1  # the wait and the take: one pipeline
 
 
 async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jump_it(outbox: Outbox) -> None:
