@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, overload
 
 import pytest
-import redis
+import redis as sync_redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from config import Settings, load_settings
 from config.settings import LANES
+from core.redis_client import Redis, connect
 from core.redis_server import EmbeddedRedis
 from gateway.app import create_app
 from gateway.state import SERVICES
@@ -46,10 +47,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 @pytest.fixture
 def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_server.url)
+    client = sync_redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the test's Redis (emptied for the test), closed after it."""
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
 
 
 def make_settings(redis_url: str, data_dir: Path, **overrides: object) -> Settings:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from core import keys
-from core.redis_client import Redis, connect
+from core.redis_client import Redis
 from scheduler.lanes import FLUSH_CHUNK, Accepting, Lanes
 from scheduler.messages import Message, new_message_id
 from tests.conftest import ADMIN, instance_body, make_settings
@@ -25,13 +24,6 @@ OTHER = "acme__shop1__support"
 WORKER = "w-bounded"
 EXPIRED = {"status": "failed", "error": "expired"}
 OPTED_OUT = {"status": "failed", "error": "opted out"}
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 def messages(count: int, age_ms: int = 0) -> list[Accepting]:

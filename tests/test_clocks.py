@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -33,13 +32,6 @@ from webhooks.outbox import Limits, Outbox
 
 HOUR = 3600
 RETRY = 30.0  # s: the first webhook retry's delay
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 def skew(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:

@@ -5,14 +5,13 @@ files, and the key helpers against real Redis."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import pytest
 
 import scheduler.messages  # noqa: F401  # renders the message fields the lane scripts start with
 from core import keys
-from core.redis_client import Redis, connect
+from core.redis_client import Redis
 from core.scripts import LUA_KEYS, SCRIPTS, Scripts, lua_key, lua_keys
 
 FOLDER = resources.files("core") / "lua"
@@ -68,13 +67,6 @@ def test_no_script_spells_a_key_of_core_keys_by_hand() -> None:
         literals = re.findall(r"'([^']*)'", "\n".join(line.split("--")[0] for line in body))
         spelled = [literal for literal in literals for piece in pieces if piece in literal]
         assert not spelled, f"{name}.lua builds a key from its own literals: {spelled}"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_the_key_helpers_build_what_core_keys_builds(redis: Redis) -> None:

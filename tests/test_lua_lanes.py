@@ -4,7 +4,6 @@ with a clock the test moves (scheduler/lanes.py Lanes takes it): no HTTP, no wor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from config.settings import LaneConfig, LaneName, ThrottleConfig
 from core import keys
 from core.clock import now_ms
 from core.conversations import ChatRow
-from core.redis_client import Redis, connect
+from core.redis_client import Redis
 from core.scripts import Scripts, record
 from core.tenants import Tenants
 from gateway.ratelimit import Gatekeeper
@@ -42,13 +41,6 @@ class Clock:
 def lane_configs(per_hour: int = 100) -> dict[LaneName, LaneConfig]:
     config = LaneConfig.model_validate({"gap": (GAP_S, GAP_S), "perHour": per_hour, "perDay": 10 * per_hour})
     return {"urgent": config, "normal": config, "bulk": config}
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

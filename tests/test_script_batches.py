@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -17,14 +16,6 @@ from tests.serve_process import free_port
 
 ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
 FAILS_ON_BOOM = "if ARGV[1] == 'boom' then return redis.error_reply('boom asked') end return ARGV[1]"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 def script(redis: Redis, source: str, batch: Batch) -> Script:
