@@ -169,6 +169,21 @@ class Script:
             return await self.registered(keys=keys, args=args, client=client)
         return await self._batch.run(self.registered, keys, args)
 
+    async def after_wait(self, bell: str, wait: float, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        """Sleep up to `wait` s on the list `bell` (until something is pushed on it), then run: one
+        pipeline and one round trip, as Redis runs a pipeline's commands in order. None when Redis
+        had forgotten the script (it restarted): the caller runs it as without a wait, loading it."""
+        # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
+        async with self._batch.redis.pipeline(transaction=False) as pipe:
+            # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
+            pipe.blpop([bell], timeout=wait)  # type: ignore[arg-type]
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            try:
+                _, found = await pipe.execute()
+            except NoScriptError:
+                return None
+            return found
+
 
 class Batch:
     """The script calls of one turn of the event loop, sent as one pipeline once the turn is over.

@@ -4,15 +4,12 @@ flushes can never see each other half-done."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-
-from redis.exceptions import NoScriptError
 
 from config import LaneConfig, Settings
 from config.settings import LaneName, ThrottleConfig
@@ -341,15 +338,9 @@ class Lanes:
         # sending (scheduler/pump.py recheck_after). Taken after, such a pause went unseen.
         asked = time.monotonic()
         found = None
-        if wait > 0:
-            # EVALSHA by hand: a script handed to a pipeline costs a SCRIPT EXISTS round trip more.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
-                pipe.blpop([keys.due_bell(worker_id)], timeout=wait)  # type: ignore[arg-type]
-                # Its time is Redis's when the wait ends: ours now would be stale by then.
-                pipe.evalsha(self._scripts["claim_due"].sha, 0, "", *self._common("")[1:], *args)
-                with contextlib.suppress(NoScriptError):  # a restarted Redis: claim below, loading it
-                    _, found = await pipe.execute()
+        if wait > 0:  # its time is Redis's when the wait ends: ours now would be stale by then
+            claim_due = self._scripts["claim_due"]
+            found = await claim_due.after_wait(keys.due_bell(worker_id), wait, args=["", *self._common("")[1:], *args])
         if found is None:
             found = await self._run("claim_due", "", *args)
         next_due, *rows = found

@@ -81,3 +81,15 @@ async def test_no_connection_fails_every_call_of_the_batch_with_it() -> None:
     results = await asyncio.gather(*(echo(["k"], [str(i)]) for i in range(3)), return_exceptions=True)
     assert [type(result) for result in results] == [RedisConnectionError] * 3
     await client.aclose()
+
+
+async def test_a_wait_on_a_bell_and_the_script_after_it_are_one_round_trip(redis: Redis) -> None:
+    echo = script(redis, ECHO, Batch(redis))
+    await echo(["warm"], ["0"])
+    await redis.rpush("bell", 1)  # type: ignore[misc]  # rung: no waiting out the 5 s
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        assert (await echo.after_wait("bell", 5.0, ["counter"], ["after"]))[0] == "after"
+    assert counted() == 1
+    await redis.script_flush()  # as after a Redis restart: the caller runs it as without a wait
+    assert await echo.after_wait("bell", 0.01, ["counter"], ["lost"]) is None

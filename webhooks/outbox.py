@@ -12,7 +12,6 @@ that every worker's delivery loop takes from (`keys.WEBHOOK_DUE`, webhooks/deliv
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import secrets
@@ -24,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import WatchError
 
 from config import Settings
 from core import keys
@@ -268,15 +267,8 @@ class Outbox:
         due time left (ms, Redis's clock: `self.clock` has learnt it from the answer). With a
         `wait` (s), first sleep that long at most, or until an instance is made due (its bell
         rings): the wait and the take after it are one pipeline, one round trip."""
-        script_keys, args = [keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], [str(room)]
-        found = None
-        if wait > 0:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                # Redis takes a fractional timeout (6.0 on); redis-py types it as an int.
-                pipe.blpop([keys.WEBHOOK_BELL], timeout=wait)  # type: ignore[arg-type]
-                pipe.evalsha(self._take_due.sha, len(script_keys), *script_keys, *args)
-                with contextlib.suppress(NoScriptError):  # a restarted Redis: taken below, loading it
-                    _, found = await pipe.execute()
+        script_keys, args = [keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], [room]
+        found = await self._take_due.after_wait(keys.WEBHOOK_BELL, wait, script_keys, args) if wait > 0 else None
         if found is None:
             found = await self._take_due(keys=script_keys, args=args)
         self.clock.learn(int(found[0]), time.monotonic())
