@@ -234,7 +234,7 @@ class Batch:
             return
         forgotten = []
         for call, reply in zip(calls, replies, strict=True):
-            script, keys, args, answer = call
+            answer = call[3]
             if isinstance(reply, NoScriptError):
                 forgotten.append(call)
             elif answer.done():  # its caller gave up waiting
@@ -243,7 +243,9 @@ class Batch:
                 answer.set_exception(reply)
             else:
                 answer.set_result(reply)
-        if forgotten and not reloaded:  # each script loaded once, then its calls sent together again
+        if not forgotten:
+            return
+        if not reloaded:  # each script loaded once, then its calls sent together again
             try:
                 for script in {call[0].sha: call[0] for call in forgotten}.values():
                     await self.redis.script_load(script.script)

@@ -97,10 +97,10 @@ async def accept_sends(
     accepts = [svc.lanes.accept(name, mine, check) for name, mine in by_instance.items()]
     answers = [await accepts[0]] if len(accepts) == 1 else await asyncio.gather(*accepts)
     earlier: dict[str, str | None] = {}
+    others = len(by_instance) > 1  # a problem found now, after the checks: the other instances' were queued
     for (name, mine), accepted in zip(by_instance.items(), answers, strict=True):
         if check is not None:  # what the accept step found for the key: the key, then its tenant
             _tenant_check(checked_caller(request, check, accepted.tenant, accepted.count), items, numbered)
-        others = len(by_instance) > 1  # checked before, changed since: the other instances' were queued
         if accepted.full:
             raise queue_full(request, name, others_queued=others)
         if accepted.earlier is None:
