@@ -1,6 +1,6 @@
 """The optional accelerators GATEWAY_SPEEDUPS switches on, process-wide, once at start-up:
 uvloop (the event loop), orjson (JSON of HTTP requests and answers), hiredis (redis-py's reply
-parser). Each is kept on only where `make bench` shows it pays: `python -m benchmarks.trials`
+parser and command packer). Each is kept on only where `make bench` shows it pays: `python -m benchmarks.trials`
 measures the gateway with each on and off."""
 
 from __future__ import annotations
@@ -69,3 +69,8 @@ def _no_constant(name: str) -> Any:
 def parser_class() -> type[_AsyncHiredisParser] | type[_AsyncRESP2Parser]:
     """redis-py's reply parser: hiredis's (C) when switched on, else the pure-Python one."""
     return _AsyncHiredisParser if "hiredis" in _chosen else _AsyncRESP2Parser
+
+
+def packs_with_hiredis() -> bool:
+    """Whether commands are packed by hiredis's (C) packer (core/redis_client.py)."""
+    return "hiredis" in _chosen
