@@ -103,6 +103,10 @@ LUA_KEYS: tuple[Callable[..., str], ...] = (
     keys.whatsapp_id,
     keys.conversation_chat,
     keys.conversation_records,
+    keys.webhook_lock,
+    keys.outbox,
+    keys.webhook_endpoint,
+    keys.webhook_delivery,
 )
 LUA_KEY_CONSTANTS = {"STATS": keys.STATS}
 

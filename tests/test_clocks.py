@@ -5,6 +5,7 @@ webhook deliveries by it; and /metrics judges heartbeats by the clock that stamp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime
@@ -97,7 +98,7 @@ async def test_a_worker_behind_takes_the_webhook_events_another_process_made_due
     assert close_to(due, await redis_now_ms(redis))
     skew(monkeypatch, -HOUR)  # the delivering worker's clock is an hour behind
     worker_side = Outbox(redis, Limits.of(settings))
-    assert await worker_side.take_due(10) == ([NAME], None)
+    assert list((await worker_side.take_due(10, "holder", 5)).heads) == [NAME]
     event = worker_side.event(NAME, "webhook.test", {})  # stamped as the worker learnt the time
     created_at = json.loads(json.loads(event.record)["record"])["createdAt"]
     assert close_to(iso_ms(created_at), await redis_now_ms(redis))
@@ -111,9 +112,16 @@ async def test_a_deliverer_ahead_schedules_a_retry_and_stamps_the_attempt_by_red
     receiver.fail_next(1, 500)
     delivery_id = await outbox.publish(NAME, "webhook.test", {})
     deliverer = Deliverer(settings, redis, outbox, instances)
+    delivering = asyncio.create_task(deliverer.run_forever())
+
+    async def handed_over() -> bool:  # it took the instance, attempted, failed, and handed it over for the retry
+        return bool(receiver.requests) and not await redis.exists(keys.webhook_lock(NAME))
+
     try:
-        await deliverer.run(NAME)  # attempts, fails, hands the instance over for the retry
+        await eventually(handed_over)
     finally:
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
         await deliverer.close()
     [request] = receiver.requests
     now = await redis_now_ms(redis)

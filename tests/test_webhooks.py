@@ -32,7 +32,7 @@ from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
 from webhooks import verify_signature
-from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox, Settled
+from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox, Settled, Take
 
 NAME = "acme__shop1__sales"
 SECRET = str(instance_body()["webhookSecret"])
@@ -549,39 +549,62 @@ async def test_publishing_makes_the_instance_due_once_and_one_take_gets_it(outbo
     [(name, at)] = await due(outbox)
     assert name == NAME and at <= time.time() * 1000
     assert await outbox.redis.llen(keys.WEBHOOK_BELL) == 1  # type: ignore[misc]  # a sleeping delivery loop looks now
-    assert await outbox.take_due(10) == ([NAME], None)
-    assert await outbox.take_due(10) == ([], None)  # taken once: no other loop gets it
+    take = await outbox.take_due(10, "holder", 5)
+    assert take.taken == 1 and take.next_due_ms is None and list(take.heads) == [NAME]
+    head = take.heads[NAME]
+    assert head.delivery.id == first and head.following == ()  # a take hands out the head alone
+    assert await outbox.redis.get(keys.webhook_lock(NAME)) == "holder"  # taken with the instance
+    assert await outbox.take_due(10, "other", 5) == Take({}, 0, None)  # taken once: no other loop gets it
 
-    head = await outbox.next(NAME, "holder", 5, claim=True)
-    assert head is not None and head.delivery.id == first
     await outbox.publish(NAME, "webhook.test", {})  # due again: a loop that takes it finds the lock held
-    assert await outbox.next(NAME, "late", 5, claim=True) is None
+    assert await outbox.take_due(10, "late", 5) == Take({}, 1, None)  # taken from the set, left to its holder
+    assert await outbox.redis.get(keys.webhook_lock(NAME)) == "holder"
 
 
 async def test_a_take_that_waits_for_the_bell_is_one_round_trip_and_wakes_on_a_publication(
     outbox: Outbox, settings: Settings
 ) -> None:
-    await outbox.take_due(10)  # nothing due, the bell cleared
+    await outbox.take_due(10, "holder", 5)  # nothing due, the bell cleared
     assert settings.redis_url is not None
     publisher = Redis.from_url(settings.redis_url, decode_responses=True, client_name=NOT_COUNTED)
     trips = RoundTrips()
     with trips.counting() as counted:
-        taking = asyncio.ensure_future(outbox.take_due(10, wait=5.0))
+        taking = asyncio.ensure_future(outbox.take_due(10, "holder", 5, wait=5.0))
         await asyncio.sleep(0.1)
         assert not taking.done()  # asleep on the bell: nothing is due
         started = time.monotonic()
         await Outbox(publisher, Limits.of(settings)).publish(NAME, "webhook.test", {})
-        assert await taking == ([NAME], None)
+        assert list((await taking).heads) == [NAME]
         woke_after = time.monotonic() - started
     await publisher.aclose()
     assert woke_after < 1.0  # the publication rang the bell: the 5 s were not waited out
     assert counted() == 1 and trips.by_command["BLPOP"] == 1  # the wait and the take: one pipeline
 
 
+async def test_one_take_locks_and_hands_out_the_heads_of_many_instances_in_one_round_trip(
+    outbox: Outbox, settings: Settings
+) -> None:
+    assert settings.secret_key is not None
+    instances = Instances(outbox.redis, SecretBox(settings.secret_key.get_secret_value()))
+    names = [f"acme__shop1__n{i}" for i in range(20)]
+    published = {}
+    for name in names:
+        await instances.create(InstanceName.parse(name), "http://127.0.0.1:9/hook", SECRET, "open")
+        published[name] = await outbox.publish(name, "webhook.test", {})
+    gone = names[0]  # its only event's record expired before the take: nothing is left to send
+    await outbox.redis.delete(keys.webhook_delivery(gone, published[gone]))
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        take = await outbox.take_due(64, "holder", 5)
+    assert counted() == 1 and take.taken == 20
+    assert {name: head.delivery.id for name, head in take.heads.items()} == {n: published[n] for n in names[1:]}
+    assert await outbox.redis.mget([keys.webhook_lock(n) for n in names]) == [None] + ["holder"] * 19
+    assert await outbox.redis.llen(keys.outbox(gone)) == 0  # type: ignore[misc]
+
+
 async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jump_it(outbox: Outbox) -> None:
     await outbox.publish(NAME, "webhook.test", {})
-    await outbox.take_due(10)
-    assert await outbox.next(NAME, "holder", 5, claim=True) is not None
+    assert NAME in (await outbox.take_due(10, "holder", 5)).heads
     retry_at = await redis_now_ms(outbox.redis) + 30_000
     await outbox.kick(NAME, at_ms=retry_at, token="holder")  # the holder saw the head not due yet
 
@@ -590,15 +613,13 @@ async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jum
     assert at == retry_at
     await outbox.kick(NAME)  # a sweep, or a replay: the head's retry still goes first
     assert await due(outbox) == [(NAME, at)]
-    names, next_due = await outbox.take_due(10)
-    assert names == [] and next_due == int(at)
+    assert await outbox.take_due(10, "other", 5) == Take({}, 0, int(at))
 
 
 async def test_the_holder_lets_go_once_the_fifo_is_empty(outbox: Outbox) -> None:
     await outbox.publish(NAME, "webhook.test", {})
-    head = await outbox.next(NAME, "holder", 5, claim=True)
-    assert head is not None and head.url == "http://127.0.0.1:9/hook"
-    assert await outbox.next(NAME, "late", 5, claim=True) is None
+    head = (await outbox.take_due(10, "holder", 5)).heads[NAME]
+    assert head.url == "http://127.0.0.1:9/hook"
     attempt = Attempt(at=head.delivery.created_at, duration_ms=1, status_code=204)
     assert (
         await outbox.next(

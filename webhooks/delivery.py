@@ -2,11 +2,12 @@
 and settles it (delivered, due again later, or dead-lettered) before the next one goes.
 
 An instance with events to deliver is in one sorted set by due time (`keys.WEBHOOK_DUE`); every
-worker's delivery loop takes due instances from it in one script call (each goes to one loop).
-All state is in the outbox, so any worker may deliver for any instance, and being taken twice is
-harmless: who delivers is decided by a short per-instance lock; its holder delivers head after
-head until the FIFO is empty, so a burst of events costs one take. Each event costs one round
-trip to Redis besides the POST: storing the attempt and fetching the next head are one script.
+worker's delivery loop takes due instances from it in one script call (each goes to one loop),
+which also takes each one's short delivery lock and hands out its head. All state is in the
+outbox, so any worker may deliver for any instance, and being taken twice is harmless: the lock
+decides who delivers; its holder delivers head after head until the FIFO is empty, so a burst of
+events costs one take. Each event costs one round trip to Redis besides the POST: storing the
+attempt and fetching the next head are one script.
 A head waiting for its retry goes back in the set for its due time; a sweep at start-up (and now
 and then) makes due any instance whose holder died with the lock.
 """
@@ -84,15 +85,6 @@ class Deliverer:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-    async def run(self, instance_name: str) -> None:
-        """Deliver the instance's due events in order, unless another worker is at it already."""
-        token = secrets.token_hex(8)
-        try:
-            head = await self.outbox.next(instance_name, token, self.lock_seconds, claim=True)
-            await self._drain(instance_name, token, head)
-        except LockLost:
-            log.warning("webhook.lock_expired", instance=instance_name)
 
     async def _drain(self, instance_name: str, token: str, head: Head | None) -> None:
         """Settle head after head while they are due; hand over to a job for the head's due time,
@@ -235,11 +227,13 @@ class Deliverer:
                         await self._room.wait()
                         wait = 0.0
                         continue
-                    names, next_due = await self.outbox.take_due(room, wait)
-                    for name in names:
-                        self._track(self._run_logged(name))
+                    token = secrets.token_hex(8)
+                    take = await self.outbox.take_due(room, token, self.lock_seconds, wait)
+                    for name, head in take.heads.items():
+                        self.deliver_now(name, token, head)
+                    next_due = take.next_due_ms
                     until = IDLE_SECONDS if next_due is None else (next_due - self.outbox.clock.now_ms()) / 1000
-                    wait = min(until, IDLE_SECONDS) if len(names) < room else 0.0
+                    wait = min(until, IDLE_SECONDS) if take.taken < room else 0.0
                     wait = wait if wait > 0.001 else 0.0
                 except RedisError as exc:
                     log.warning("webhook.loop_redis_error", error=str(exc))
@@ -255,8 +249,9 @@ class Deliverer:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def deliver_now(self, instance_name: str, token: str, head: Head) -> None:
-        """Deliver from `head` on, under the lock `token` that a step publishing the event took."""
-        self._track(self._run_logged(instance_name, (token, head)))
+        """Deliver from `head` on, under the lock `token` that a take, or a step publishing the
+        event, took."""
+        self._track(self._run_logged(instance_name, token, head))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -267,12 +262,9 @@ class Deliverer:
         self._running.discard(task)
         self._room.set()
 
-    async def _run_logged(self, instance_name: str, held: tuple[str, Head] | None = None) -> None:
+    async def _run_logged(self, instance_name: str, token: str, head: Head) -> None:
         try:
-            if held is None:
-                await self.run(instance_name)
-            else:
-                await self._drain(instance_name, *held)
+            await self._drain(instance_name, token, head)
         except LockLost:
             log.warning("webhook.lock_expired", instance=instance_name)
         except RedisError as exc:  # the sweep makes the instance due again once Redis is back

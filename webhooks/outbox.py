@@ -200,6 +200,17 @@ class Event:
     keys: list[str]
 
 
+@dataclass(frozen=True)
+class Take:
+    """What a delivery loop's take got: the instances whose lock it took, with the head each has to
+    deliver; how many it took from the due-set (an instance with nothing left to send, or whose
+    lock another deliverer holds, is left out of `heads`); the next due time left (ms, Redis's clock)."""
+
+    heads: dict[str, Head]
+    taken: int
+    next_due_ms: int | None
+
+
 class LockLost(Exception):
     """The delivery lock expired under its holder: another worker may be delivering by now."""
 
@@ -262,17 +273,18 @@ class Outbox:
             args=[token, instance_name, "" if at_ms is None else at_ms, int(at_ms is None and not jump)],
         )
 
-    async def take_due(self, room: int, wait: float = 0.0) -> tuple[list[str], int | None]:
-        """Up to `room` instances whose events are due, each to this caller only, and the next
-        due time left (ms, Redis's clock: `self.clock` has learnt it from the answer). With a
-        `wait` (s), first sleep that long at most, or until an instance is made due (its bell
+    async def take_due(self, room: int, token: str, lock_seconds: float, wait: float = 0.0) -> Take:
+        """Up to `room` instances whose events are due, each to this caller only, with the delivery
+        lock of each taken under `token` and its head to deliver (core/lua/webhook_take_due.lua).
+        With a `wait` (s), first sleep that long at most, or until an instance is made due (its bell
         rings): the wait and the take after it are one pipeline, one round trip."""
-        script_keys, args = [keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], [room]
+        script_keys, args = [keys.WEBHOOK_DUE, keys.WEBHOOK_BELL], [room, token, math.ceil(lock_seconds * 1000)]
         found = await self._take_due.after_wait(keys.WEBHOOK_BELL, wait, script_keys, args) if wait > 0 else None
         if found is None:
             found = await self._take_due(keys=script_keys, args=args)
         self.clock.learn(int(found[0]), time.monotonic())
-        return list(found[2:]), int(found[1]) if found[1] else None
+        heads = {found[i]: head_of(found[i + 1]) for i in range(3, len(found), 2)}
+        return Take(heads, int(found[2]), int(found[1]) if found[1] else None)
 
     async def next(
         self,
@@ -280,7 +292,6 @@ class Outbox:
         token: str,
         lock_seconds: float,
         *,
-        claim: bool = False,
         attempted: Sequence[Settled] = (),
         endpoint: Endpoint | None = None,
         batch: int = 1,
@@ -288,8 +299,7 @@ class Outbox:
         """One step of the delivering worker (core/lua/webhook_next.lua): store the `attempted`
         deliveries and the `endpoint` state they led to, then the head to attempt next (with up to
         `batch` - 1 deliveries after it), the lock renewed for it; None once the FIFO is empty (the
-        lock is let go then), or when `claim`ing a lock another worker holds (it delivers what is
-        queued meanwhile). Raises LockLost."""
+        lock is let go then). Raises LockLost."""
         records: list[Any] = []
         for done in attempted:
             delivery = done.delivery
@@ -314,7 +324,6 @@ class Outbox:
             args=[
                 token,
                 math.ceil(lock_seconds * 1000),
-                int(claim),
                 keys.webhook_delivery(instance_name, ""),
                 HISTORY,
                 json.dumps(self._limits),

@@ -1,8 +1,9 @@
 -- The webhook outbox's shared steps: `outbox_add` records an event (below), `dead_letter` and
--- `keep_dead` keep what is given up on replayable, `head_with` answers the head to deliver.
+-- `keep_dead` keep what is given up on replayable, `head_with` answers the head to deliver and
+-- `next_head` finds it.
 -- KEYS: none (a library: its caller passes them, see outbox_add's `k`)
 -- ARGV: none (a library: its caller passes them)
--- returns: nothing; defines outbox_add, dead_letter, keep_dead and head_with
+-- returns: nothing; defines outbox_add, dead_letter, keep_dead, head_with and next_head
 
 -- Events kept on the streams GET /events reads (about: Redis trims whole blocks): how far back a
 -- client that was away can catch up with ?since=.
@@ -52,6 +53,35 @@ local function head_with(record, url, sealed, endpoint, following)
   return {'record', record, 'url', url, 'sealed_secret', sealed or '', 'state', state or '', 'since', since or '',
     'probes', probes or '', 'previous_secret', previous_secret or '', 'previous_until', previous_until or '',
     'following', following or {}, 'now_ms', redis_ms()}
+end
+
+-- The head of FIFO `fifo` to deliver under lock `lock` (its caller holds it), as head_with
+-- answers it with, while the endpoint is ok or disabled, the records of up to `batch` - 1
+-- deliveries after it as its `following`: a healthy receiver's backlog costs one step per batch,
+-- not per event. nil once nothing is left to send: the lock is let go then. `inst` is the
+-- instance's hash, `endpoint` its endpoint's, `prefix` its delivery records' key prefix.
+local function next_head(lock, fifo, inst, endpoint, prefix, batch)
+  local url, sealed = unpack(redis.call('HMGET', inst, 'webhookUrl', 'webhookSecret'))
+  while url do -- no URL: the instance is deleted, its outbox with it
+    local head = redis.call('LINDEX', fifo, 0)
+    if not head then break end
+    local raw = redis.call('GET', prefix .. head)
+    if raw then
+      local following, health = {}, redis.call('HGET', endpoint, 'state')
+      if not health or health == 'ok' or health == 'disabled' then
+        for _, next_id in ipairs(redis.call('LRANGE', fifo, 1, batch - 1)) do
+          local more = redis.call('GET', prefix .. next_id)
+          if not more then break end -- expired: the head's loop below drops it in its turn
+          table.insert(following, more)
+        end
+      end
+      return head_with(raw, url, sealed, endpoint, following)
+    end
+    -- Its record expired, or was trimmed while a replay queued it again: nothing is left to send.
+    redis.call('LREM', fifo, 1, head)
+  end
+  redis.call('DEL', lock)
+  return nil
 end
 
 -- Record a webhook event in an instance's outbox and make the instance due for delivery now,

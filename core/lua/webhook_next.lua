@@ -1,28 +1,26 @@
--- The delivering worker's step, one per event, in one atomic step: store the delivery just
--- attempted (if any) and the endpoint's state it led to, then return the FIFO head to attempt
--- next with the instance's webhook URL, sealed secret and endpoint state, renewing the lock for
--- the attempt. A deliverer's first step (claim) takes the lock; when another worker holds it,
--- that one will see every event queued meanwhile (it lets go only here, with the FIFO empty, or
--- by handing over with webhook_hand_over.lua).
+-- The delivering worker's step, one per batch of events, in one atomic step: store the
+-- deliveries just attempted and the endpoint's state they led to, then return the FIFO head to
+-- attempt next with the instance's webhook URL, sealed secret and endpoint state, renewing the
+-- lock for the attempt. The lock was taken with the instance (webhook_take_due.lua), or by the
+-- step that published the event (finish.lua); its holder lets go only here, with the FIFO empty,
+-- or by handing over with webhook_hand_over.lua.
 -- KEYS: 1 lock, 2 fifo, 3 log, 4 stats (hash), 5 inst (the instance hash), 6 endpoint (hash),
 --       7 dead (dead letters)
--- ARGV: 1 token (the lock's), 2 lock_ms (its expiry), 3 claim ('1' or '0'), 4 prefix (of the
---       delivery keys), 5 kept (settled deliveries kept in the log), 6 limits (JSON, see
---       outbox_add.lua), 7 state (the endpoint's new state, '' when it did not change), 8 since
---       (ms), 9 probes, 10 batch (deliveries to return at most); then, for each delivery
+-- ARGV: 1 token (the lock's), 2 lock_ms (its expiry), 3 prefix (of the delivery keys), 4 kept
+--       (settled deliveries kept in the log), 5 limits (JSON, see outbox_add.lua), 6 state (the
+--       endpoint's new state, '' when it did not change), 7 since (ms), 8 probes, 9 batch
+--       (deliveries to return at most); then, for each delivery
 --       attempted (in FIFO order), 7 values: its id, its record, 'delivered', 'dead' or '' (not
 --       settled), ms from publication to delivery ('' unless delivered now), then '1' or '0' for
 --       each stats field: failed, delivered, deadLettered
--- returns: nil (nothing to do, the lock is not held), 'lost' (the lock expired under its
---          holder), or the head (head_with in outbox_add.lua) with, while the endpoint is ok or
---          disabled, the records of up to `batch` - 1 deliveries after it as its `following`: a
---          healthy receiver's backlog costs one step per batch, not per event
+-- returns: nil (nothing left to send: the lock is let go), 'lost' (the lock expired under its
+--          holder), or the head with the deliveries after it (next_head in outbox_add.lua)
 local lock, fifo, log, stats, inst, endpoint, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local token, lock_ms, claim, prefix, kept = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local limits = cjson.decode(ARGV[6])
-local state, since, probes, batch = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local token, lock_ms, prefix, kept = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local limits = cjson.decode(ARGV[5])
+local state, since, probes, batch = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local attempted = {}
-for g = 11, #ARGV, 7 do
+for g = 10, #ARGV, 7 do
   table.insert(attempted, {id = ARGV[g], record = ARGV[g + 1], settled = ARGV[g + 2], latency = ARGV[g + 3],
     counted = {ARGV[g + 4], ARGV[g + 5], ARGV[g + 6]}})
 end
@@ -66,32 +64,6 @@ for _, done in ipairs(attempted) do
   end
 end
 
-if claim == '1' then
-  if not redis.call('SET', lock, token, 'NX', 'PX', lock_ms) then return nil end
-elseif redis.call('GET', lock) == token then
-  redis.call('PEXPIRE', lock, lock_ms)
-else
-  return 'lost'
-end
-
-local url, sealed = unpack(redis.call('HMGET', inst, 'webhookUrl', 'webhookSecret'))
-while url do -- no URL: the instance is deleted, its outbox with it
-  local head = redis.call('LINDEX', fifo, 0)
-  if not head then break end
-  local raw = redis.call('GET', prefix .. head)
-  if raw then
-    local following, health = {}, redis.call('HGET', endpoint, 'state')
-    if not health or health == 'ok' or health == 'disabled' then
-      for _, next_id in ipairs(redis.call('LRANGE', fifo, 1, batch - 1)) do
-        local more = redis.call('GET', prefix .. next_id)
-        if not more then break end -- expired: the head's loop below drops it in its turn
-        table.insert(following, more)
-      end
-    end
-    return head_with(raw, url, sealed, endpoint, following) -- outbox_add.lua
-  end
-  -- Its record expired, or was trimmed while a replay queued it again: nothing is left to send.
-  redis.call('LREM', fifo, 1, head)
-end
-redis.call('DEL', lock)
-return nil
+if redis.call('GET', lock) ~= token then return 'lost' end
+redis.call('PEXPIRE', lock, lock_ms)
+return next_head(lock, fifo, inst, endpoint, prefix, batch) -- outbox_add.lua
