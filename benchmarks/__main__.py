@@ -106,6 +106,13 @@ async def gateway_and_receiver(
         await hook_runner.cleanup()
 
 
+def collector_variable() -> dict[str, str]:
+    """GATEWAY_GC_THRESHOLD as this benchmark was run with, if at all: every process it starts gets
+    it (`GATEWAY_GC_THRESHOLD=0 python -m benchmarks` measures CPython's own garbage collector);
+    every other setting is the default."""
+    return {k: v for k, v in os.environ.items() if k == "GATEWAY_GC_THRESHOLD"}
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -203,6 +210,7 @@ async def accept_rate(
             GATEWAY_LOG_LEVEL="warning",
             GATEWAY_API_PROCESSES=str(processes),
             **({} if speedups is None else {"GATEWAY_SPEEDUPS": speedups or "none"}),
+            **collector_variable(),
         )
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)
@@ -260,6 +268,7 @@ async def paced_run(
                 [sys.executable, "-m", "benchmarks.counted", str(deliverer_trips), "deliverer"],
                 env={
                     **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+                    **collector_variable(),
                     "GATEWAY_REDIS_URL": redis_server.url,
                     "GATEWAY_SECRET_KEY": "bench-secret-key-0123456789",
                     "GATEWAY_ADMIN_KEY": ADMIN,
@@ -586,7 +595,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    # As a gateway runs by default (GATEWAY_SPEEDUPS' defaults: the event loop included), so the
-    # in-process worker, the load and the receivers all run as deployed.
-    speedups.configure(load_settings({}).speedups)
+    # As a gateway runs by default (GATEWAY_SPEEDUPS' defaults, the event loop included, and the
+    # garbage collector's tuning), so the in-process worker, the load and the receivers all run as deployed.
+    defaults = load_settings(collector_variable())
+    speedups.configure(defaults.speedups)
+    speedups.tune_collector(defaults.gc_threshold)
     speedups.run(main())

@@ -49,6 +49,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
     speedups.configure(settings.speedups)
+    speedups.tune_collector(settings.gc_threshold)
     private_files(settings.data_dir)
     return settings
 
