@@ -32,11 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -106,11 +106,24 @@ async def gateway_and_receiver(
         await hook_runner.cleanup()
 
 
+T = TypeVar("T")
+
+
 def collector_variable() -> dict[str, str]:
     """GATEWAY_GC_THRESHOLD as this benchmark was run with, if at all: every process it starts gets
     it (`GATEWAY_GC_THRESHOLD=0 python -m benchmarks` measures CPython's own garbage collector);
     every other setting is the default."""
     return {k: v for k, v in os.environ.items() if k == "GATEWAY_GC_THRESHOLD"}
+
+
+def run_as_deployed(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` as a gateway process runs by default (GATEWAY_SPEEDUPS' defaults, the event loop
+    included, and the garbage collector's tuning), so the in-process worker, the load and the
+    receivers all run as deployed."""
+    defaults = load_settings(collector_variable())
+    speedups.configure(defaults.speedups)
+    speedups.tune_collector(defaults.gc_threshold)
+    return speedups.run(coro)
 
 
 def rss_bytes() -> int:
@@ -595,9 +608,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    # As a gateway runs by default (GATEWAY_SPEEDUPS' defaults, the event loop included, and the
-    # garbage collector's tuning), so the in-process worker, the load and the receivers all run as deployed.
-    defaults = load_settings(collector_variable())
-    speedups.configure(defaults.speedups)
-    speedups.tune_collector(defaults.gc_threshold)
-    speedups.run(main())
+    run_as_deployed(main())

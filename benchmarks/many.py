@@ -8,13 +8,12 @@ the API, 50 at a time). Steady phase only: `--rate` messages a second to random 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.__main__ import paced_run, percentile
+from benchmarks.__main__ import paced_run, percentile, run_as_deployed
 from benchmarks.roundtrips import RoundTrips
 from config import load_settings
 from core.logs import configure_logging
@@ -28,7 +27,7 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = parser.parse_args(argv)
     configure_logging(load_settings({}, log_level="error"))
-    run = asyncio.run(paced_run(args.instances, args.rate, args.seconds, 0, RoundTrips()))
+    run = run_as_deployed(paced_run(args.instances, args.rate, args.seconds, 0, RoundTrips()))
     steady = run["steady"]
     figures = {
         "instances": args.instances,
