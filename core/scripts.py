@@ -25,7 +25,7 @@ import inspect
 import re
 import typing
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -79,7 +79,7 @@ def lua(*parts: str) -> str:
     """The source of each part, in order, after the key helpers (`lua_keys`)."""
     folder = resources.files("core") / "lua"
     texts = [_GENERATED[part]() if part in _GENERATED else (folder / f"{part}.lua").read_text() for part in parts]
-    return "\n".join([lua_keys(), *texts])
+    return "\n".join([lua_keys(set(re.findall(r"\bK\.(\w+)", "\n".join(texts)))), *texts])
 
 
 # The key templates of core/keys.py the scripts build keys with, as `K.<name>(...)` in Lua.
@@ -127,10 +127,12 @@ def lua_key(build: Callable[..., str]) -> str:
     return f"function K.{build.__name__}({', '.join(params)}) return {' .. '.join(terms)} end"
 
 
-def lua_keys() -> str:
-    """The key helpers every script starts with: `K`, rendered from core/keys.py's templates."""
+def lua_keys(used: Collection[str] | None = None) -> str:
+    """The key helpers a script starts with: `K`, rendered from core/keys.py's templates; only the
+    `used` ones (None: all), as a script builds its table anew at every call."""
     constants = ", ".join(f"{name} = {_lua_string(value)}" for name, value in LUA_KEY_CONSTANTS.items())
-    return "\n".join([f"local K = {{{constants}}}", *(lua_key(build) for build in LUA_KEYS)])
+    helpers = (lua_key(build) for build in LUA_KEYS if used is None or build.__name__ in used)
+    return "\n".join([f"local K = {{{constants}}}", *helpers])
 
 
 class Scripts:

@@ -252,7 +252,12 @@ local function wake(at)
   if not first or at < tonumber(first) then redis.call('RPUSH', K.due_bell(owner), 1) end
 end
 
+-- Schedule the bound instance's next wake-up, if it is open. A wake-up due by now already (0: a
+-- send in flight, whose finish schedules the next one) covers whatever next_send would find: a
+-- message accepted for a busy number costs no look at its lanes.
 local function wake_if_open()
+  local due = redis.call('HGET', pump, 'due')
+  if due and tonumber(due) <= now then return end
   if redis.call('HGET', inst, 'state') ~= 'open' then return end
   local _, _, at = next_send()
   if at then wake(at) end
