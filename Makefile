@@ -45,6 +45,8 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
+	@# The accept figures' load comes from wrk (benchmarks/wrk.py), Debian's package.
+	@command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
 	$(BIN)/python -m benchmarks --deliverer
 	$(BIN)/python -m benchmarks.many --instances 100000
 	$(BIN)/python -m benchmarks.scale_out

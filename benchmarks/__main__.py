@@ -15,7 +15,7 @@
 4. Memory per idle sandbox instance: worker process RSS and Redis memory.
 5. Lateness again at 10,000 instances (`--many`), steady phase only.
 
-Options: `python -m benchmarks --instances 1000 --many 10000 --rate 100 --seconds 10 --burst 3 --requests 20000
+Options: `python -m benchmarks --instances 1000 --many 10000 --rate 100 --seconds 10 --burst 3 --accept-seconds 5
 --json figures.json` (every figure also written as JSON, for a check to read) `--deliverer` (webhooks
 from a deliverer process apart).
 """
@@ -43,6 +43,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from benchmarks.roundtrips import NOT_COUNTED, RoundTrips, script_names
+from benchmarks.wrk import wrk_rate
 from config import Settings, load_settings
 from core import keys, speedups
 from core.logs import configure_logging
@@ -53,6 +54,7 @@ from tests.conftest import UNTYPED
 from tests.serve_process import ServeProcess, free_port
 
 ADMIN = "bench-admin-key-0123456789"
+WARM_UP_SECONDS = 1.0  # of load before each accept figure: every process up, the first requests' costs paid
 COMPRESSED_LANES = {
     "urgent": {"gap": [0.01, 0.02], "perHour": 100000, "perDay": 100000, **UNTYPED},
     "normal": {"gap": [0.02, 0.04], "perHour": 100000, "perDay": 100000, **UNTYPED},
@@ -131,29 +133,6 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def load(url: str, body: dict[str, Any], headers: dict[str, str], total: int, concurrency: int) -> float:
-    """Requests per second for `total` POSTs from `concurrency` connections; all must answer 202."""
-    sent = 0
-    statuses: dict[int, int] = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client() -> None:
-            nonlocal sent
-            while sent < total:
-                sent += 1
-                async with session.post(url, json=body, headers=headers) as response:
-                    await response.read()
-                    statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    if set(statuses) != {202}:
-        raise RuntimeError(f"unexpected answers: {statuses}")
-    return total / elapsed
-
-
 RECEIVER = """
 import sys
 from aiohttp import web
@@ -182,6 +161,27 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 """
 
 
+def listening_sockets(port: int) -> int:
+    """Sockets listening on TCP `port` (one per API process: they share it with SO_REUSEPORT)."""
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            found += state == "0A" and int(local.rpartition(":")[2], 16) == port  # 0A: LISTEN
+    return found
+
+
+async def until_listening(port: int, processes: int) -> None:
+    """Wait until every API process listens: the kernel spreads a connection only over the
+    sockets listening when it arrives, so a load started sooner all goes to the first process
+    (measured so: 2 processes at 0.84x one, while the second was still starting)."""
+    for _ in range(600):
+        if listening_sockets(port) >= processes:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{processes} API processes did not all listen on port {port} within 60 s")
+
+
 async def wait_until_up(url: str) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
@@ -194,22 +194,23 @@ async def wait_until_up(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def bare_rate(requests: int, concurrency: int) -> float:
+async def bare_rate(seconds: float, concurrency: int) -> float:
     """Requests a second a bare aiohttp handler accepts, measured as the gateway is."""
     body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     port = free_port()
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
     try:
         await wait_until_up(f"http://127.0.0.1:{port}/")
-        await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests // 5, concurrency)  # warm-up
-        return await load(f"http://127.0.0.1:{port}/message/text", body, {}, requests, concurrency)
+        url = f"http://127.0.0.1:{port}/message/text"
+        await wrk_rate(url, body, {}, WARM_UP_SECONDS, concurrency)
+        return await wrk_rate(url, body, {}, seconds, concurrency)
     finally:
         bare.terminate()
         bare.wait()
 
 
 async def accept_rate(
-    requests: int, concurrency: int, processes: int, speedups: str | None = None
+    seconds: float, concurrency: int, processes: int, speedups: str | None = None
 ) -> tuple[float, float]:
     """Sends accepted a second by `serve --no-worker` with `processes` API processes (and the
     GATEWAY_SPEEDUPS `speedups`, else the default), and messages accepted a second through POST
@@ -228,6 +229,7 @@ async def accept_rate(
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)
         try:
+            await until_listening(serve.port, processes)
             _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
             key = tenant["apiKey"]
             hook = "https://hooks.invalid/wa"  # never resolves: passes the guard, and no worker delivers here
@@ -235,8 +237,8 @@ async def accept_rate(
             status, _ = serve.request("POST", "/instance/create", instance, key=key)
             assert status == 201
             url = f"{serve.base}/message/text"
-            await load(url, body, {"apikey": key}, requests // 5, concurrency)  # warm-up (and every child up)
-            gateway_rate = await load(url, body, {"apikey": key}, requests, concurrency)
+            await wrk_rate(url, body, {"apikey": key}, WARM_UP_SECONDS, concurrency)  # and every child up
+            gateway_rate = await wrk_rate(url, body, {"apikey": key}, seconds, concurrency)
             # Campaign sends: batches of 1,000 texts, 4 at once, spread over 10 instances.
             for i in range(2, 11):
                 named = {**instance, "instanceName": f"bench__c1__n{i}"}
@@ -245,9 +247,8 @@ async def accept_rate(
                 {"type": "text", "instanceName": f"bench__c1__n{1 + i % 10}", "to": "5491112345678", "text": f"m{i}"}
                 for i in range(1000)
             ]
-            batches = max(4, requests // 1000)
-            batch_rate = 1000 * await load(
-                f"{serve.base}/message/batch", {"messages": items}, {"apikey": key}, batches, 4
+            batch_rate = 1000 * await wrk_rate(
+                f"{serve.base}/message/batch", {"messages": items}, {"apikey": key}, seconds, 4
             )
         finally:
             serve.stop()
@@ -511,9 +512,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of the steady phase")
     parser.add_argument("--burst", type=int, default=3, help="messages per instance in the burst phase")
     parser.add_argument("--many", type=int, default=10000, help="instances of the second lateness run (0: skip)")
-    parser.add_argument(
-        "--requests", type=int, default=20000, help="POST /message/text requests measured (short runs are noisy)"
-    )
+    parser.add_argument("--accept-seconds", type=float, default=5, help="of load (from wrk) behind each accept figure")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
     parser.add_argument(
@@ -522,9 +521,9 @@ async def main() -> None:
     args = parser.parse_args()
 
     figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
-    bare = await bare_rate(args.requests, args.concurrency)
-    one, batch_rate = await accept_rate(args.requests, args.concurrency, 1)
-    two, _ = await accept_rate(args.requests, args.concurrency, 2)
+    bare = await bare_rate(args.accept_seconds, args.concurrency)
+    one, batch_rate = await accept_rate(args.accept_seconds, args.concurrency, 1)
+    two, _ = await accept_rate(args.accept_seconds, args.concurrency, 2)
     figures["accept"] = {
         "bare_aiohttp": bare,
         "one_process": one,
@@ -534,7 +533,7 @@ async def main() -> None:
     }
     print(
         f"1. accepted sends/s  gateway, 1 API process {one:8.0f}   bare aiohttp {bare:8.0f}   "
-        f"ratio {one / bare:.2f}   (target >= 0.5; {args.requests} requests, {args.concurrency} connections)"
+        f"ratio {one / bare:.2f}   (target >= 0.5; wrk, {args.concurrency} connections, {args.accept_seconds:g} s)"
     )
     print(f"   2 API processes (serve --api-processes 2): {two:8.0f} in total ({two / one:.2f}x one process)")
     print(f"   POST /message/batch (1,000 texts over 10 instances, 4 at once): {batch_rate:8.0f} messages accepted/s")

@@ -8,7 +8,7 @@ sends a second of one worker in a burst on sandbox instances (as figure 2), with
 in the gateway it starts and in its own event loop. Variants run one after the other: on a loaded
 machine the figures say nothing; run it on a quiet one.
 
-Options: `python -m benchmarks.trials --requests 5000 --instances 200 --burst 3 --rounds 1`
+Options: `python -m benchmarks.trials --accept-seconds 5 --instances 200 --burst 3 --rounds 1`
 """
 
 from __future__ import annotations
@@ -29,16 +29,17 @@ from core.logs import configure_logging
 VARIANTS = ("none", "uvloop", "orjson", "hiredis", "uvloop,hiredis", "orjson,hiredis", "uvloop,orjson,hiredis")
 
 
-async def measure(variant: str, requests: int, instances: int, burst: int) -> dict[str, float]:
-    accepted, _ = await accept_rate(requests, 50, 1, speedups=variant)
+async def measure(variant: str, seconds: float, instances: int, burst: int) -> dict[str, float]:
+    accepted, _ = await accept_rate(seconds, 50, 1, speedups=variant)
     run = await paced_run(instances, 50, 2, burst, RoundTrips())
     return {"accepted_per_second": accepted, "burst_sends_per_second": run["burst_rate"]}
 
 
 def one(variant: str, args: argparse.Namespace) -> dict[str, float]:
     """The figures of `variant`, measured in a process of its own."""
-    command = [sys.executable, "-m", "benchmarks.trials", "--only", variant, "--requests", str(args.requests),
-               "--instances", str(args.instances), "--burst", str(args.burst)]  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.trials", "--only", variant,
+               "--accept-seconds", str(args.accept_seconds), "--instances", str(args.instances),
+               "--burst", str(args.burst)]  # fmt: skip
     answer = subprocess.run(command, check=True, capture_output=True, text=True)
     found: dict[str, float] = json.loads(answer.stdout.strip().splitlines()[-1])
     return found
@@ -46,7 +47,7 @@ def one(variant: str, args: argparse.Namespace) -> dict[str, float]:
 
 def main(argv: Any = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.trials", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=5000, help="POST /message/text requests measured")
+    parser.add_argument("--accept-seconds", type=float, default=5, help="of load (wrk) behind the accept figure")
     parser.add_argument("--instances", type=int, default=200, help="sandbox instances of the burst")
     parser.add_argument("--burst", type=int, default=3, help="messages per instance in the burst")
     parser.add_argument("--rounds", type=int, default=1, help="times each variant is measured (best kept)")
@@ -56,7 +57,7 @@ def main(argv: Any = None) -> None:
         configure_logging(load_settings({}, log_level="error"))
         chosen = [] if args.only == "none" else args.only.split(",")
         speedups.configure(chosen)
-        print(json.dumps(speedups.run(measure(args.only, args.requests, args.instances, args.burst))))
+        print(json.dumps(speedups.run(measure(args.only, args.accept_seconds, args.instances, args.burst))))
         return
     print("speedups (GATEWAY_SPEEDUPS)   accepted sends/s   vs none   burst sends/s (1 worker)   vs none")
     base: dict[str, float] = {}
