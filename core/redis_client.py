@@ -8,7 +8,7 @@ fails once with a ConnectionError, like any other outage, and the next one reach
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 import hiredis
@@ -22,7 +22,7 @@ from redis.typing import EncodableT
 from config.redis_url import is_sentinel_url, parse_sentinel_url
 from core.speedups import packs_with_hiredis, parser_class
 
-__all__ = ["Pipeline", "Redis", "connect", "connection_pool"]
+__all__ = ["Pipeline", "Redis", "connect", "connection_pool", "set_chunks"]
 
 # How long one sentinel may take to answer "who is the master?" before the next one is asked.
 SENTINEL_TIMEOUT_SECONDS = 1.0
@@ -91,3 +91,17 @@ def connection_pool(url: str, **options: Any) -> ConnectionPool:
 def connect(url: str) -> Redis:
     pool = connection_pool(url, decode_responses=True, health_check_interval=10, socket_connect_timeout=2)
     return Redis.from_pool(pool)
+
+
+async def set_chunks(redis: Redis, key: str, size: int) -> AsyncIterator[list[str]]:
+    """The members of the set `key`, `size` at a time at most (SSCAN): a sweep over 100,000
+    instances then costs Redis, and the process, no more than a chunk's work at once. A member
+    there throughout comes at least once; one added or removed meanwhile may or may not."""
+    cursor = 0
+    while True:
+        cursor, found = await redis.sscan(key, cursor, count=size)
+        members = list(found)  # a small set answers whole, whatever the count
+        for start in range(0, len(members), size):
+            yield members[start : start + size]
+        if cursor == 0:
+            return

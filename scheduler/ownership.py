@@ -4,11 +4,12 @@ fencing token), so a worker that lost an instance can tell, and stops sending fo
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core import keys
 from core.clock import redis_now_ms
-from core.redis_client import Redis
+from core.redis_client import Redis, set_chunks
 from core.scripts import Scripts
 
 # Choosing an owner races other choosers and workers that begin to stop: this many looks at most.
@@ -44,6 +45,10 @@ class Ownership:
 
     async def owned_by(self, worker_id: str) -> list[str]:
         return sorted(await self.redis.smembers(keys.worker_instances(worker_id)))  # type: ignore[misc]
+
+    def owned_chunks(self, worker_id: str, size: int) -> AsyncIterator[list[str]]:
+        """The instances `worker_id` owns, about `size` at a time (core/redis_client.py set_chunks)."""
+        return set_chunks(self.redis, keys.worker_instances(worker_id), size)
 
     async def claim(self, name: str, worker_id: str, expected: str | None) -> int | None:
         """Make `worker_id` the owner of `name` if its owner is still `expected`; the new epoch, or None."""

@@ -31,6 +31,7 @@ from scheduler.drivers.base import Connected, MessageReceived
 from scheduler.worker import GatewayWorker, worker_context
 from tests.conftest import ADMIN, eventually, instance_body, make_settings
 from tests.receiver import Receiver
+from webhooks import delivery as delivering
 from webhooks import verify_signature
 from webhooks.outbox import STAT_FIELDS, Attempt, Limits, LockLost, Outbox, Settled, Take
 
@@ -600,6 +601,40 @@ async def test_one_take_locks_and_hands_out_the_heads_of_many_instances_in_one_r
     assert {name: head.delivery.id for name, head in take.heads.items()} == {n: published[n] for n in names[1:]}
     assert await outbox.redis.mget([keys.webhook_lock(n) for n in names]) == [None] + ["holder"] * 19
     assert await outbox.redis.llen(keys.outbox(gone)) == 0  # type: ignore[misc]
+
+
+async def test_the_sweep_makes_due_every_instance_with_events_nobody_delivers_a_chunk_at_a_time(
+    outbox: Outbox, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.secret_key is not None
+    monkeypatch.setattr(delivering, "SWEEP_CHUNK", 2)
+    instances = Instances(outbox.redis, SecretBox(settings.secret_key.get_secret_value()))
+    names = [NAME, *(f"acme__shop1__n{i}" for i in range(4))]
+    for name in names[1:]:
+        await instances.create(InstanceName.parse(name), "http://127.0.0.1:9/hook", SECRET, "open")
+    for name in names:
+        await outbox.publish(name, "webhook.test", {})
+    await outbox.redis.delete(keys.WEBHOOK_DUE)  # a restart lost who was due
+    await outbox.redis.set(keys.webhook_lock(names[-1]), "holder")  # its holder delivers it
+    chunks: list[int] = []
+    pipeline = outbox.redis.pipeline
+
+    def counted(transaction: bool = True) -> Any:
+        pipe = pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        async def execute_counted(raise_on_error: bool = True) -> Any:
+            chunks.append(len(pipe.command_stack) // 2)
+            return await execute(raise_on_error)
+
+        pipe.execute = execute_counted  # type: ignore[method-assign]
+        return pipe
+
+    monkeypatch.setattr(outbox.redis, "pipeline", counted)
+    deliverer = delivering.Deliverer(settings, outbox.redis, outbox, instances)
+    await deliverer.sweep()
+    assert sorted(name for name, _ in await due(outbox)) == sorted(names[:-1])
+    assert sorted(chunks) == [1, 2, 2]  # five instances, two a pipeline
 
 
 async def test_the_holder_hands_over_for_its_heads_retry_and_a_kick_does_not_jump_it(outbox: Outbox) -> None:
