@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import structlog
 from redis.exceptions import RedisError
@@ -56,30 +57,56 @@ class ClaimLoop:
         self.running: dict[str, asyncio.Task[None]] = {}  # instance -> its send under way
         self._held = asyncio.Lock()  # held by a claim and by a sweep: never both at once
         self._room = asyncio.Event()
-        self._sweep_due = True
+        self._sweep_due = True  # a sweep first
+        self._sweeping: AsyncIterator[list[str]] | None = None  # the sweep under way: its chunks left
         self._claiming = True
 
     async def run(self) -> None:
-        """Claim and send until cancelled; a Redis outage only pauses it."""
+        """Claim and send until cancelled; a Redis outage only pauses it. A sweep goes a chunk
+        between two claims, which do not wait for their wake-up meanwhile: sends go on while a
+        worker of 100,000 instances sweeps."""
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_seconds
         wait = 0.0
         while True:
             try:
-                if self._sweep_due or loop.time() > next_sweep:
-                    await self.sweep()
+                if self._sweeping is None and (self._sweep_due or loop.time() > next_sweep):
+                    self._sweep_due = False
+                    self._sweeping = self.ownership.owned_chunks(self.worker_id, SWEEP_CHUNK)
                     next_sweep = loop.time() + self.sweep_seconds
+                if self._sweeping is not None:
+                    await self._sweep_step(self._sweeping)
+                    wait = 0.0
                 wait = await self._wait(await self._claim(wait))
             except (RedisError, OSError) as exc:
                 log.warning("claims.redis_error", worker_id=self.worker_id, error=str(exc))
-                self._sweep_due = True
+                self._sweep_again()
                 wait = 0.0
                 await asyncio.sleep(RETRY_SECONDS)
             except Exception:  # a bug must not stop this worker's sends for good
                 log.exception("claims.failed", worker_id=self.worker_id)
-                self._sweep_due = True
+                self._sweep_again()
                 wait = 0.0
                 await asyncio.sleep(RETRY_SECONDS)
+
+    def _sweep_again(self) -> None:
+        """Sweep from the start at the next turn (a sweep cut off by an error is dropped)."""
+        self._sweeping = None
+        self._sweep_due = True
+
+    async def _sweep_step(self, sweeping: AsyncIterator[list[str]]) -> None:
+        """Put back what a lost claim answer left marked in flight, and wake any of our instances
+        whose waiting messages have no wake-up (see core/lua/sweep.lua), for the next SWEEP_CHUNK
+        instances of the sweep under way, with no claim under way and the sends running now."""
+        try:
+            owned = await anext(sweeping)
+        except StopAsyncIteration:
+            self._sweeping = None
+            return
+        async with self._held:
+            fixed = await self.lanes.sweep(self.worker_id, owned, set(self.running))
+        for name in fixed:
+            log.info("claims.swept", instance=name)
 
     async def _claim(self, wait: float) -> int | None:
         """Sleep up to `wait` s (until the bell rings), then start the sends of every due instance
@@ -124,7 +151,7 @@ class ClaimLoop:
             await self.pump.run(claimed)
         except RedisError as exc:
             log.warning("pump.redis_error", instance=claimed.name, error=str(exc))
-            self._sweep_due = True  # the send did not start: the sweep puts its message back
+            self._sweep_due = True  # the send did not start: the (next) sweep puts its message back
         except Exception:
             log.exception("pump.failed", instance=claimed.name)
             self._sweep_due = True
@@ -133,17 +160,6 @@ class ClaimLoop:
         if self.running.get(name) is task:
             del self.running[name]
         self._room.set()
-
-    async def sweep(self) -> None:
-        """Put back what a lost claim answer left marked in flight, and wake any of our instances
-        whose waiting messages have no wake-up (see core/lua/sweep.lua): SWEEP_CHUNK instances a
-        step, each step with no claim under way and the sends running then."""
-        self._sweep_due = False
-        async for owned in self.ownership.owned_chunks(self.worker_id, SWEEP_CHUNK):
-            async with self._held:
-                fixed = await self.lanes.sweep(self.worker_id, owned, set(self.running))
-            for name in fixed:
-                log.info("claims.swept", instance=name)
 
     async def drain(self, timeout: float) -> None:
         """Stop claiming (once a claim under way is done, so the loop can then be cancelled
