@@ -17,6 +17,8 @@ from scheduler.session_registry import SessionRegistry
 
 log = structlog.get_logger(__name__)
 
+LOOK_CHUNK = 1000  # sessions whose owner one pipeline reads
+
 
 class Takeover:
     def __init__(self, services: Services, registry: SessionRegistry, forget: Callable[[str], Awaitable[None]]) -> None:
@@ -102,19 +104,22 @@ class Takeover:
         await self.take_over(name)
 
     async def drop_lost(self) -> list[str]:
-        """Close the sessions of instances another worker owns now (we were fenced off)."""
+        """Close the sessions of instances another worker owns now (we were fenced off); their
+        owners are read LOOK_CHUNK a pipeline (every heartbeat: over 100,000 sessions one pipeline
+        took the worker's loop for most of a second)."""
         names = list(self.registry.sessions)
-        if not names:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(keys.instance(name), "owner")
-            owners = await pipe.execute()
-        lost = [name for name, owner in zip(names, owners, strict=True) if owner != self.worker_id]
-        for name in lost:
-            log.warning("instance.lost", instance=name, owner=owners[names.index(name)])
+        lost: list[tuple[str, str | None]] = []
+        for start in range(0, len(names), LOOK_CHUNK):
+            chunk = names[start : start + LOOK_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in chunk:
+                    pipe.hget(keys.instance(name), "owner")
+                owners = await pipe.execute()
+            lost += [(name, owner) for name, owner in zip(chunk, owners, strict=True) if owner != self.worker_id]
+        for name, owner in lost:
+            log.warning("instance.lost", instance=name, owner=owner)
             await self.forget(name)
-        return lost
+        return [name for name, _ in lost]
 
     async def hand_over(self, commands: Commands) -> None:
         """Graceful shutdown (once our sessions are closed): give each instance to another live
