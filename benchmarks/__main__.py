@@ -166,7 +166,7 @@ def listening_sockets(port: int) -> int:
     found = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
+            local, state = line.split()[1:4:2]
             found += state == "0A" and int(local.rpartition(":")[2], 16) == port  # 0A: LISTEN
     return found
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict, Unpack
@@ -14,7 +15,7 @@ from core.clock import iso
 from core.crypto import SecretBox
 from core.errors import AlreadyExists, NotFound
 from core.instance_settings import InstanceSettings
-from core.redis_client import Pipeline, Redis
+from core.redis_client import Pipeline, Redis, set_chunks
 from core.scripts import Scripts
 
 
@@ -162,6 +163,10 @@ class Instances:
 
     async def names(self) -> list[str]:
         return sorted(await self.redis.smembers(keys.INSTANCES))  # type: ignore[misc]  # redis-py types it Awaitable[T] | T
+
+    def name_chunks(self, size: int) -> AsyncIterator[list[str]]:
+        """Every instance's name, `size` at a time at most (core/redis_client.py set_chunks)."""
+        return set_chunks(self.redis, keys.INSTANCES, size)
 
     async def list_for(self, tenant_id: str, client_id: str | None = None) -> list[Instance]:
         names = await self.redis.zrange(keys.tenant_instances(tenant_id), 0, -1)

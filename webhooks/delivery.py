@@ -31,7 +31,7 @@ from core import keys
 from core.clock import iso_from_ms
 from core.instances import Instances
 from core.netguard import BlockedUrl, PublicOnlyResolver, check_url, guarded_request, guarded_session
-from core.redis_client import Redis, set_chunks
+from core.redis_client import Redis
 from webhooks.endpoint import Endpoint
 from webhooks.outbox import ANSWER_KEPT, Attempt, Delivery, Head, LockLost, Outbox, Settled
 from webhooks.schedule import Schedule
@@ -205,7 +205,7 @@ class Deliverer:
     async def sweep(self) -> None:
         """Kick every instance with unsettled events and nobody delivering them: after a restart of
         the whole gateway, or when a worker died holding an instance's lock."""
-        async for names in set_chunks(self.redis, keys.INSTANCES, SWEEP_CHUNK):
+        async for names in self.instances.name_chunks(SWEEP_CHUNK):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.llen(keys.outbox(name))

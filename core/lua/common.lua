@@ -239,9 +239,9 @@ end
 -- send in flight, due 0) already covers it. The pump hash's `due` and the due-set's score are
 -- written together, here only: they cannot disagree. When the new wake-up comes before every
 -- other one of that worker, its bell rings, so a claim loop sleeping until later looks now.
-local function wake(at)
+local function wake(at, due)
   at = math.max(at, now)
-  local due = redis.call('HGET', pump, 'due')
+  if due == nil then due = redis.call('HGET', pump, 'due') end -- a caller that read it passes it (false: none)
   if due and tonumber(due) <= at then return end
   local owner = redis.call('HGET', inst, 'owner')
   if not owner then return end -- no worker yet: adoption wakes the instance
@@ -260,7 +260,7 @@ local function wake_if_open()
   if due and tonumber(due) <= now then return end
   if redis.call('HGET', inst, 'state') ~= 'open' then return end
   local _, _, at = next_send()
-  if at then wake(at) end
+  if at then wake(at, due) end
 end
 
 -- Take the message in flight back to the head of its lane, `possiblyDuplicated` when it may have
