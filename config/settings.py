@@ -249,7 +249,7 @@ class Settings(BaseModel):
         default_factory=lambda: _installed() & {"hiredis", "uvloop"},
         json_schema_extra={"docs_default": "`hiredis` and `uvloop` where installed (both are dependencies), else none"},
         description="optional accelerators (core/speedups.py), comma-separated: `uvloop` (the event loop),"
-        " `orjson` (JSON of HTTP requests and answers), `hiredis` (redis-py's reply parser), or `none`"
+        " `orjson` (the JSON of HTTP requests), `hiredis` (redis-py's reply parser), or `none`"
         " (`pip install 'wa-gateway[speedups]'` adds orjson)",
     )
     # 2026-12-06, python -m benchmarks --deliverer: at CPython's 700, collections took 406-420 ms of the

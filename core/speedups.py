@@ -1,5 +1,5 @@
 """The optional accelerators GATEWAY_SPEEDUPS switches on, process-wide, once at start-up:
-uvloop (the event loop), orjson (JSON of HTTP requests and answers), hiredis (redis-py's reply
+uvloop (the event loop), orjson (the JSON of HTTP requests; answers are pydantic's), hiredis (redis-py's reply
 parser and command packer). Each is kept on only where `make bench` shows it pays: `python -m benchmarks.trials`
 measures the gateway with each on and off."""
 
@@ -50,15 +50,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def dumps(data: Any) -> str:
-    """JSON text of an HTTP answer."""
-    if "orjson" in _chosen:
-        import orjson
-
-        return orjson.dumps(data).decode()
-    return json.dumps(data)
-
-
 def loads(raw: bytes) -> Any:
     """JSON of an HTTP request. ValueError when it is not JSON (NaN and Infinity included);
     UnicodeEncodeError (json) or ValueError (orjson) when it escapes a lone UTF-16 surrogate."""
@@ -66,7 +57,8 @@ def loads(raw: bytes) -> Any:
         import orjson
 
         return orjson.loads(raw)  # refuses NaN, Infinity and lone surrogates itself
-    data = json.loads(raw, parse_constant=_no_constant)
+    # json.loads(raw, parse_constant=...) itself, without the decoder it would build at every call
+    data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     if _SURROGATE_ESCAPE.search(raw):  # "\ud800" decodes to no Unicode text at all
         json.dumps(data, ensure_ascii=False).encode()
     return data
@@ -79,6 +71,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def parser_class() -> type[_AsyncHiredisParser] | type[_AsyncRESP2Parser]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import secrets
 
 import redis.exceptions
 import structlog
@@ -25,6 +24,7 @@ from core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from core.ids import random_hex
 from core.tenants import KeyCheck, Principal, key_id_of, scope_of
 from gateway.errors import HttpError, status_of
 from gateway.idempotency import StoredAnswer, fingerprint
@@ -41,7 +41,7 @@ IDEMPOTENCY_KEY_MAX = 255
 
 
 def new_request_id() -> str:
-    return f"req_{secrets.token_hex(12)}"
+    return f"req_{random_hex(12)}"
 
 
 def _request_id(request: web.Request) -> str:

@@ -4,8 +4,6 @@ they end (sent, failed or cancelled); pending ones are kept until they end."""
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any, Final, Literal
@@ -14,8 +12,9 @@ from pydantic.alias_generators import to_camel
 
 from config.settings import LaneName
 from core import keys, scripts
-from core.clock import now_iso
-from core.instances import InstanceName
+from core.clock import iso_from_ms, now_ms
+from core.ids import random_hex
+from core.instances import tenant_of
 from core.records import ApiModel, ErrorCode
 from core.redis_client import Redis
 from scheduler.drivers.base import Contact, Location, MessageRef, Poll, SendType
@@ -42,6 +41,8 @@ class Details(ApiModel):
     target_id: str | None = None  # the reference the client gave for the target (our id or WhatsApp's)
 
     def stored(self) -> str | None:
+        if not self.model_fields_set:  # nothing given: every field its default (a plain text's)
+            return None
         found = self.model_dump_json(by_alias=True, exclude_defaults=True)
         return None if found == "{}" else found
 
@@ -51,7 +52,7 @@ def stored_metadata(metadata: dict[str, Any] | None) -> str | None:
 
 
 def new_message_id() -> str:
-    return f"msg_{int(time.time() * 1000):x}{secrets.token_hex(8)}"
+    return f"msg_{now_ms():x}{random_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,17 @@ class Message:
     ) -> Message:
         """A message just accepted: pending, with its content (text, caption, media_url, file_name,
         quoted_message_id, details)."""
+        created_ms = now_ms()  # one clock reading for both of its times
         return cls(
             id=message_id,
             instance_name=instance_name,
-            tenant_id=InstanceName.parse(instance_name).tenant_id,
+            tenant_id=tenant_of(instance_name),
             lane=lane,
             to=to,
             type=type_,
             status="pending",
-            created_at=now_iso(),
-            created_ms=int(time.time() * 1000),
+            created_at=iso_from_ms(created_ms),
+            created_ms=created_ms,
             transactional=transactional,
             typing_ms=typing_ms,
             **content,  # type: ignore[arg-type]  # only the optional str fields are passed
@@ -136,12 +138,21 @@ class Message:
             values[field.name] = raw == "1" if kind is bool else int(raw) if kind is int else raw
         return cls(**values)
 
-    def to_hash(self) -> dict[str, str | int | None]:
-        """The record as the accept script stores it (None: no such field)."""
-        return {FIELDS[field.name]: _stored(getattr(self, field.name)) for field in fields(self)}
+    def to_hash(self) -> dict[str, str | int]:
+        """The record as the accept script stores it: a field without a value (None, or a false
+        flag) is left out, as the hash has no such field."""
+        record: dict[str, str | int] = {}
+        for name, field in _FIELD_NAMES:  # once per accepted message: no dataclasses.fields() walk
+            value = getattr(self, name)
+            if value is True:
+                record[field] = "1"
+            elif value is not None and value is not False:
+                record[field] = value
+        return record
 
 
 FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}
+_FIELD_NAMES = tuple(FIELDS.items())
 _KINDS = {
     name: int if hint in ("int", "int | None") else bool if hint == "bool" else str
     for name, hint in ((field.name, str(field.type)) for field in fields(Message))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from config import Settings
 from core import keys
 from core.clock import RedisClock, iso_from_ms
 from core.errors import InvalidState, NotFound
+from core.ids import random_hex
 from core.instances import tenant_of
 from core.records import ApiModel, Timestamp
 from core.redis_client import Pipeline, Redis
@@ -46,7 +46,7 @@ SETTLED: tuple[Status, ...] = ("delivered", "dead")
 
 
 def _new_id() -> str:
-    return f"evt_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    return f"evt_{int(time.time() * 1000):012x}{random_hex(6)}"
 
 
 class Attempt(ApiModel):

@@ -172,7 +172,8 @@ async def accepting(request: web.Request, send: Send) -> Accepting:
                 raise InvalidState(
                     f"quotedMessageId {content.quoted_message_id!r} is in the chat with {quoted.chat}, not {to}"
                 )
-        details = details.model_copy(update={"quoted": quoted, "mentions": tuple(content.mentions)})
+        if quoted is not None or content.mentions:
+            details = details.model_copy(update={"quoted": quoted, "mentions": tuple(content.mentions)})
     fields = vars(content)  # the kind's fields by name (a kind without one has no such key)
     message = Message.new(
         new_message_id(),
