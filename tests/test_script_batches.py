@@ -11,7 +11,7 @@ from redis.exceptions import ResponseError
 
 from benchmarks.roundtrips import RoundTrips
 from core.redis_client import Redis, connect
-from core.scripts import Batch, Script
+from core.scripts import BATCH_EARLY, EARLY_IN_FLIGHT, Batch, Script
 from tests.serve_process import free_port
 
 ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
@@ -27,10 +27,25 @@ async def test_calls_of_one_turn_are_one_round_trip_and_each_gets_its_own_answer
     await echo(["warm"], ["0"])  # loaded: the batch below is the whole story
     trips = RoundTrips()
     with trips.counting() as counted:
-        answers = await asyncio.gather(*(echo(["counter"], [f"call {i}"]) for i in range(50)))
+        answers = await asyncio.gather(*(echo(["counter"], [f"call {i}"]) for i in range(BATCH_EARLY - 1)))
     assert counted() == 1
-    assert [answer[0] for answer in answers] == [f"call {i}" for i in range(50)]
-    assert [int(answer[1]) for answer in answers] == list(range(1, 51))  # run in the order asked
+    assert [answer[0] for answer in answers] == [f"call {i}" for i in range(BATCH_EARLY - 1)]
+    assert [int(answer[1]) for answer in answers] == list(range(1, BATCH_EARLY))  # run in the order asked
+
+
+@pytest.mark.parametrize("calls", [50, 1000])
+async def test_a_full_batch_goes_early_while_few_are_on_their_way(redis: Redis, calls: int) -> None:
+    """BATCH_EARLY calls go at once, EARLY_IN_FLIGHT batches at most; the rest go when the turn is
+    over: a thousand calls in one turn are three pipelines (three connections), not sixty-three."""
+    echo = script(redis, ECHO, Batch(redis))
+    await echo(["warm"], ["0"])
+    trips = RoundTrips()
+    with trips.counting() as counted:
+        answers = await asyncio.gather(*(echo(["counter"], [f"call {i}"]) for i in range(calls)))
+    pipelines = sum(n for name, n in trips.by_command.items() if name.startswith("EVALSHA"))
+    assert pipelines == EARLY_IN_FLIGHT + 1 and counted() >= pipelines  # (and a new connection's hello)
+    assert [answer[0] for answer in answers] == [f"call {i}" for i in range(calls)]
+    assert sorted(int(answer[1]) for answer in answers) == list(range(1, calls + 1))  # each ran once
 
 
 async def test_calls_one_after_the_other_each_go_at_once(redis: Redis) -> None:
