@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -51,5 +52,10 @@ def now_iso() -> str:
 
 
 def iso_from_ms(ms: int) -> str:
-    seconds, millis = divmod(ms, 1000)  # exact, where ms / 1000 rounds (and a quarter faster)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    seconds, millis = divmod(ms, 1000)  # exact, where ms / 1000 rounds
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)  # times stamped now mostly fall in the same few seconds
+def _iso_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
