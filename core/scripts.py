@@ -13,10 +13,11 @@ Every file opens with the same header (tests/test_lua_headers.py checks it):
 and reads its KEYS and ARGV into named locals at its top, nowhere else.
 
 Script calls made in the same turn of the event loop go to Redis together (`Script`): one
-pipeline, one write and one round trip for all of them, as the replies come back in order. Fifty
-requests accepted at once cost three round trips, not fifty (the first sixteen go while the API
-reads the rest: `BATCH_EARLY`); a message's record and its conversation entry, asked for
-together, cost one."""
+pipeline and one write for all of them, on a connection kept for them (`_Line`) where each batch
+goes without waiting for the ones before to answer, and the replies come back in order. Fifty
+requests accepted at once cost four writes, not fifty round trips (sixteen go at once, so Redis
+runs them while the API reads the rest: `BATCH_EARLY`); a message's record and its conversation
+entry, asked for together, cost one."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ import inspect
 import re
 import typing
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 from core import keys
 from core.redis_client import Redis
@@ -192,25 +195,25 @@ class Script:
             return found
 
 
-# A batch goes before its turn is over once it holds BATCH_EARLY calls, while fewer than
-# EARLY_IN_FLIGHT batches are on their way: Redis then runs the first requests' steps while the
-# API still reads the next ones, where a whole turn's batch had each wait for the other (the API
-# process was busy 77-84 % of the time under load, 90-94 % with this; make bench, 2026-12-06).
+# A batch goes before its turn is over once it holds BATCH_EARLY calls: Redis then runs the first
+# requests' steps while the API still reads the next ones, where a whole turn's batch had each wait
+# for the other (the API process was busy 77-84 % of the time under load, 90-94 % with this; make
+# bench, 2026-12-06).
 BATCH_EARLY = 16
-EARLY_IN_FLIGHT = 2
 
 
 class Batch:
     """The script calls of one turn of the event loop, sent as one pipeline once the turn is over
-    (sooner, BATCH_EARLY at a time, while fewer than EARLY_IN_FLIGHT batches are on their way).
-    Each caller gets its own answer or its own error; a connection error fails the calls it cut,
-    as it would have failed each alone. A script Redis no longer knows (it restarted) is loaded
-    once and its calls sent together again."""
+    (sooner, BATCH_EARLY at a time), on a connection of their own that carries every batch of the
+    client in order (`_Line`). Each caller gets its own answer or its own error; a connection error
+    fails the calls it cut, as it would have failed each alone. A script Redis no longer knows (it
+    restarted) is loaded once and its calls sent together again."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._line = _Line(redis)
 
     async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -218,7 +221,7 @@ class Batch:
         if not self._waiting:
             loop.call_soon(self._send)
         self._waiting.append((script, keys, args, answer))
-        if len(self._waiting) >= BATCH_EARLY and len(self._sending) < EARLY_IN_FLIGHT:
+        if len(self._waiting) >= BATCH_EARLY:
             self._send()
         return await answer
 
@@ -232,17 +235,10 @@ class Batch:
 
     async def _execute(self, calls: list[_Call], reloaded: bool = False) -> None:
         calls = [call for call in calls if not call[3].done()]  # a caller that gave up before it went
-        if len(calls) == 1:
-            script, keys, args, answer = calls[0]
-            await _settle(answer, script(keys=keys, args=args))
-            return
         if not calls:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self._line.send([(script.sha, keys, args) for script, keys, args, _ in calls])
         except asyncio.CancelledError:
             for *_, answer in calls:
                 answer.cancel()
@@ -265,27 +261,97 @@ class Batch:
                 answer.set_result(reply)
         if not forgotten:
             return
-        if not reloaded:  # each script loaded once, then its calls sent together again
-            try:
-                for script in {call[0].sha: call[0] for call in forgotten}.values():
-                    await self.redis.script_load(script.script)
-            except asyncio.CancelledError:
-                for *_, answer in forgotten:
-                    answer.cancel()
-                raise
-            except Exception as exc:
-                for *_, answer in forgotten:
-                    if not answer.done():
-                        answer.set_exception(exc)
-                return
-            await self._execute(forgotten, reloaded=True)
-        else:  # forgotten again at once (a flush meanwhile): one by one, as redis-py does
+        if reloaded:  # forgotten again at once (a flush meanwhile): one by one, as redis-py does
             for script, keys, args, answer in forgotten:
                 await _settle(answer, script(keys=keys, args=args))
+            return
+        try:
+            for script in {call[0].sha: call[0] for call in forgotten}.values():
+                await self.redis.script_load(script.script)
+        except asyncio.CancelledError:
+            for *_, answer in forgotten:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for *_, answer in forgotten:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        await self._execute(forgotten, reloaded=True)  # each script loaded once, its calls sent again
 
 
 # A script call waiting for its batch: the script, its keys and args, and where its answer goes.
 _Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+
+class _Line:
+    """One connection of the client's pool, kept for the script batches: each batch is written as
+    soon as it goes, whatever is still on its way, and the replies are read back in order by one
+    reader, each to its batch. Through redis-py's own call path, a script call cost the API 256k
+    instructions (callgrind, 2026-12-06: a pooled connection taken and given back, retries,
+    callbacks, a round trip awaited per pipeline); here it costs a write and its share of a read.
+    A connection lost fails what is on its way (once, as redis-py's path would); the next batch
+    connects again (to the current master, with Sentinel)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._connection: Any = None
+        self._connecting = asyncio.Lock()
+        self._replies: deque[asyncio.Future[Any]] = deque()  # one per command written, in order
+        self._reader: asyncio.Task[None] | None = None
+
+    async def send(self, commands: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """The reply to each EVALSHA (sha, keys, args), an error reply as its exception."""
+        connection = await self._connected()
+        packed = connection.pack_commands([("EVALSHA", sha, len(keys), *keys, *args) for sha, keys, args in commands])
+        loop = asyncio.get_running_loop()
+        replies = [loop.create_future() for _ in commands]
+        self._replies.extend(replies)  # before the write, in the same step: the reader's order is the write's
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+        except BaseException as exc:  # redis-py closed the connection: nothing written answers now
+            self._fail(exc)
+            raise
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(connection))
+        return list(await asyncio.gather(*replies))
+
+    async def _connected(self) -> Any:
+        if self._connection is None:
+            async with self._connecting:
+                if self._connection is None:
+                    self._connection = await self.redis.connection_pool.get_connection()
+        if not self._connection.is_connected:
+            async with self._connecting:
+                if not self._connection.is_connected:
+                    await self._connection.connect()
+        return self._connection
+
+    async def _read(self, connection: Any) -> None:
+        try:
+            while self._replies:
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:  # an error reply: its command's answer
+                    reply = exc
+                found = self._replies.popleft()
+                if not found.done():
+                    found.set_result(reply)
+        except BaseException as exc:
+            self._fail(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self._reader = None
+
+    def _fail(self, exc: BaseException) -> None:
+        """Every command on its way fails with `exc` (the connection is gone)."""
+        if isinstance(exc, asyncio.CancelledError):  # the reader stopped (shutdown): nothing will answer
+            exc = RedisConnectionError("the connection to Redis was closed before it answered")
+        waiting, self._replies = self._replies, deque()
+        for found in waiting:
+            if not found.done():
+                found.set_exception(exc)
 
 
 async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any]) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -11,7 +12,7 @@ from redis.exceptions import ResponseError
 
 from benchmarks.roundtrips import RoundTrips
 from core.redis_client import Redis, connect
-from core.scripts import BATCH_EARLY, EARLY_IN_FLIGHT, Batch, Script
+from core.scripts import BATCH_EARLY, Batch, Script
 from tests.serve_process import free_port
 
 ECHO = "return {ARGV[1], redis.call('INCR', KEYS[1])}"
@@ -34,18 +35,20 @@ async def test_calls_of_one_turn_are_one_round_trip_and_each_gets_its_own_answer
 
 
 @pytest.mark.parametrize("calls", [50, 1000])
-async def test_a_full_batch_goes_early_while_few_are_on_their_way(redis: Redis, calls: int) -> None:
-    """BATCH_EARLY calls go at once, EARLY_IN_FLIGHT batches at most; the rest go when the turn is
-    over: a thousand calls in one turn are three pipelines (three connections), not sixty-three."""
+async def test_a_full_batch_goes_early_on_the_one_connection_in_order(redis: Redis, calls: int) -> None:
+    """BATCH_EARLY calls go at once, the rest as the turn ends: a thousand calls in one turn are
+    sixty-three writes on one connection, each written while the ones before are on their way, and
+    Redis runs them in the order asked."""
     echo = script(redis, ECHO, Batch(redis))
     await echo(["warm"], ["0"])
     trips = RoundTrips()
     with trips.counting() as counted:
         answers = await asyncio.gather(*(echo(["counter"], [f"call {i}"]) for i in range(calls)))
-    pipelines = sum(n for name, n in trips.by_command.items() if name.startswith("EVALSHA"))
-    assert pipelines == EARLY_IN_FLIGHT + 1 and counted() >= pipelines  # (and a new connection's hello)
+    assert counted() == math.ceil(calls / BATCH_EARLY)
     assert [answer[0] for answer in answers] == [f"call {i}" for i in range(calls)]
-    assert sorted(int(answer[1]) for answer in answers) == list(range(1, calls + 1))  # each ran once
+    assert [int(answer[1]) for answer in answers] == list(range(1, calls + 1))  # run in the order asked
+    clients = [c for c in await redis.client_list() if c.get("cmd") == "evalsha"]
+    assert len(clients) == 1  # one connection carried them all
 
 
 async def test_calls_one_after_the_other_each_go_at_once(redis: Redis) -> None:
@@ -96,6 +99,46 @@ async def test_no_connection_fails_every_call_of_the_batch_with_it() -> None:
     results = await asyncio.gather(*(echo(["k"], [str(i)]) for i in range(3)), return_exceptions=True)
     assert [type(result) for result in results] == [RedisConnectionError] * 3
     await client.aclose()
+
+
+async def test_a_connection_cut_fails_what_was_on_its_way_once_and_the_next_call_connects_again(
+    redis_url: str,
+) -> None:
+    """The batches' connection (`_Line`) lost with calls on their way: each fails with a
+    ConnectionError (nothing answers them, nothing is retried twice), and the next call connects
+    again. Between the client and Redis, a proxy on loopback that cuts the connection on demand."""
+    cutting = asyncio.Event()
+
+    async def proxied(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(redis_url.removeprefix("unix://"))
+
+        async def answers() -> None:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+
+        back = asyncio.ensure_future(answers())
+        while (data := await reader.read(65536)) and not cutting.is_set():
+            up_writer.write(data)
+        back.cancel()  # cut (or the client left): what was asked is never answered
+        writer.close()
+        up_writer.close()
+
+    proxy = await asyncio.start_server(proxied, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}")
+    echo = script(client, ECHO, Batch(client))
+    try:
+        assert (await echo(["k"], ["before"]))[0] == "before"
+        cutting.set()
+        cut = asyncio.gather(*(echo(["k"], [str(i)]) for i in range(3)), return_exceptions=True)
+        results = await asyncio.wait_for(cut, 5)  # failed, not left waiting
+        assert [type(result) for result in results] == [RedisConnectionError] * 3
+        cutting.clear()
+        assert (await echo(["k"], ["after"]))[0] == "after"  # a new connection, through the proxy
+        assert await client.get("k") == "2"  # the cut calls never ran
+    finally:
+        await client.aclose()
+        proxy.close()
 
 
 async def test_a_wait_on_a_bell_and_the_script_after_it_are_one_round_trip(redis: Redis) -> None:

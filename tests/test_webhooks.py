@@ -565,7 +565,7 @@ async def test_publishing_makes_the_instance_due_once_and_one_take_gets_it(outbo
 async def test_a_take_that_waits_for_the_bell_is_one_round_trip_and_wakes_on_a_publication(
     outbox: Outbox, settings: Settings
 ) -> None:
-    await outbox.take_due(10, "holder", 5)  # nothing due, the bell cleared
+    await outbox.take_due(10, "holder", 5, wait=0.01)  # nothing due, the bell cleared, a connection open for it
     assert settings.redis_url is not None
     publisher = Redis.from_url(settings.redis_url, decode_responses=True, client_name=NOT_COUNTED)
     trips = RoundTrips()
