@@ -38,6 +38,7 @@ REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
 # Printable ASCII without spaces: API keys and idempotency keys are tokens, never free text.
 TOKEN = r"[!-~]+"
 IDEMPOTENCY_KEY_MAX = 255
+_REQUEST_ID, _TOKEN = re.compile(REQUEST_ID_PATTERN), re.compile(TOKEN)
 
 
 def new_request_id() -> str:
@@ -46,7 +47,7 @@ def new_request_id() -> str:
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if re.fullmatch(REQUEST_ID_PATTERN, given) else new_request_id()
+    return given if given and _REQUEST_ID.fullmatch(given) else new_request_id()
 
 
 def error_response(exc: GatewayError, request_id: str) -> web.Response:
@@ -143,7 +144,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     keyless = route.access == "public" or (route.access == "signed" and "sig" in request.query)
     api_key = presented_key(request, route) if not keyless else ""
-    if api_key and not re.fullmatch(TOKEN, api_key):
+    if api_key and not _TOKEN.fullmatch(api_key):
         raise InvalidApiKey("unknown API key: keys are printable ASCII without spaces")
     full_key = scope_of(key_id_of(api_key) or "") == "all"
     if route.checks_key and api_key and full_key and "Idempotency-Key" not in request.headers:
@@ -211,7 +212,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     key = request.headers.get("Idempotency-Key")
     if request.method != "POST" or key is None or PRINCIPAL not in request:
         return await handler(request)
-    if not re.fullmatch(TOKEN, key) or len(key) > IDEMPOTENCY_KEY_MAX:
+    if not _TOKEN.fullmatch(key) or len(key) > IDEMPOTENCY_KEY_MAX:
         raise ValidationFailed.at(
             ["headers", "Idempotency-Key"], f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, no spaces"
         )

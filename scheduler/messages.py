@@ -4,7 +4,7 @@ they end (sent, failed or cancelled); pending ones are kept until they end."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from enum import Enum
 from typing import Any, Final, Literal
 
@@ -112,31 +112,43 @@ class Message:
         """A message just accepted: pending, with its content (text, caption, media_url, file_name,
         quoted_message_id, details)."""
         created_ms = now_ms()  # one clock reading for both of its times
-        return cls(
-            id=message_id,
-            instance_name=instance_name,
-            tenant_id=tenant_of(instance_name),
-            lane=lane,
-            to=to,
-            type=type_,
-            status="pending",
-            created_at=iso_from_ms(created_ms),
-            created_ms=created_ms,
-            transactional=transactional,
-            typing_ms=typing_ms,
-            **content,  # type: ignore[arg-type]  # only the optional str fields are passed
+        return cls._of(
+            {
+                **content,  # only the optional str fields are passed
+                "id": message_id,
+                "instance_name": instance_name,
+                "tenant_id": tenant_of(instance_name),
+                "lane": lane,
+                "to": to,
+                "type": type_,
+                "status": "pending",
+                "created_at": iso_from_ms(created_ms),
+                "created_ms": created_ms,
+                "transactional": transactional,
+                "typing_ms": typing_ms,
+            }
         )
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Message:
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = data.get(FIELDS[field.name])
-            if raw is None:
-                continue
-            kind = _KINDS[field.name]
-            values[field.name] = raw == "1" if kind is bool else int(raw) if kind is int else raw
-        return cls(**values)
+        for name, field, kind in _FIELD_KINDS:
+            raw = data.get(field)
+            if raw is not None:
+                values[name] = raw == "1" if kind is bool else int(raw) if kind is int else raw
+        return cls._of(values)
+
+    @classmethod
+    def _of(cls, values: dict[str, Any]) -> Message:
+        """The record from its attributes by name, as `Message(**values)` makes it, without the
+        constructor's frozen writes (an object.__setattr__ call per attribute: 5.4 µs against 1.0
+        for a message, made for every send accepted and every record read)."""
+        if not _REQUIRED <= values.keys() <= FIELDS.keys():
+            return cls(**values)  # the constructor's own TypeError names what is missing or unknown
+        made = object.__new__(cls)
+        made.__dict__.update(_DEFAULTS)
+        made.__dict__.update(values)
+        return made
 
     def to_hash(self) -> dict[str, str | int]:
         """The record as the accept script stores it: a field without a value (None, or a false
@@ -153,10 +165,13 @@ class Message:
 
 FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}
 _FIELD_NAMES = tuple(FIELDS.items())
+_DEFAULTS = {field.name: field.default for field in fields(Message) if field.default is not MISSING}
+_REQUIRED = FIELDS.keys() - _DEFAULTS.keys()
 _KINDS = {
     name: int if hint in ("int", "int | None") else bool if hint == "bool" else str
     for name, hint in ((field.name, str(field.type)) for field in fields(Message))
 }
+_FIELD_KINDS = tuple((name, field, _KINDS[name]) for name, field in _FIELD_NAMES)
 
 
 class _Keep(Enum):
