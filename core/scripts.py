@@ -174,10 +174,11 @@ class Script:
         self.sha: str = registered.sha
         self._batch = batch
 
-    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Awaitable[Any]:
+        """Its answer, to await: asked for now, as the call is made (no coroutine in between)."""
         if client is not None:
-            return await self.registered(keys=keys, args=args, client=client)
-        return await self._batch.run(self.registered, keys, args)
+            return self.registered(keys=keys, args=args, client=client)
+        return self._batch.run(self.registered, keys, args)
 
     async def after_wait(self, bell: str, wait: float, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         """Sleep up to `wait` s on the list `bell` (until something is pushed on it), then run: one
@@ -215,7 +216,8 @@ class Batch:
         self._sending: set[asyncio.Task[None]] = set()
         self._line = _Line(redis)
 
-    async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """The call's answer, to await: it joins this turn's batch."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         if not self._waiting:
@@ -223,7 +225,7 @@ class Batch:
         self._waiting.append((script, keys, args, answer))
         if len(self._waiting) >= BATCH_EARLY:
             self._send()
-        return await answer
+        return answer
 
     def _send(self) -> None:
         calls, self._waiting = self._waiting, []
@@ -297,24 +299,25 @@ class _Line:
         self.redis = redis
         self._connection: Any = None
         self._connecting = asyncio.Lock()
-        self._replies: deque[asyncio.Future[Any]] = deque()  # one per command written, in order
+        # Per batch written, in order: its replies read so far, how many it waits for, where they go.
+        self._batches: deque[tuple[list[Any], int, asyncio.Future[list[Any]]]] = deque()
         self._reader: asyncio.Task[None] | None = None
 
     async def send(self, commands: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """The reply to each EVALSHA (sha, keys, args), an error reply as its exception."""
         connection = await self._connected()
         packed = connection.pack_commands([("EVALSHA", sha, len(keys), *keys, *args) for sha, keys, args in commands])
-        loop = asyncio.get_running_loop()
-        replies = [loop.create_future() for _ in commands]
-        self._replies.extend(replies)  # before the write, in the same step: the reader's order is the write's
+        replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._batches.append(([], len(commands), replies))  # in the step that writes: the reader's order is the write's
         try:
             await connection.send_packed_command(packed, check_health=False)
         except BaseException as exc:  # redis-py closed the connection: nothing written answers now
+            replies.cancel()  # raised here, to the batch's own caller
             self._fail(exc)
             raise
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(connection))
-        return list(await asyncio.gather(*replies))
+        return await replies
 
     async def _connected(self) -> Any:
         if self._connection is None:
@@ -329,14 +332,17 @@ class _Line:
 
     async def _read(self, connection: Any) -> None:
         try:
-            while self._replies:
+            while self._batches:
                 try:
                     reply = await connection.read_response()
                 except ResponseError as exc:  # an error reply: its command's answer
                     reply = exc
-                found = self._replies.popleft()
-                if not found.done():
-                    found.set_result(reply)
+                read, expected, replies = self._batches[0]
+                read.append(reply)
+                if len(read) == expected:
+                    self._batches.popleft()
+                    if not replies.done():  # its batch may have been cancelled meanwhile
+                        replies.set_result(read)
         except BaseException as exc:
             self._fail(exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -345,13 +351,13 @@ class _Line:
             self._reader = None
 
     def _fail(self, exc: BaseException) -> None:
-        """Every command on its way fails with `exc` (the connection is gone)."""
+        """Every batch on its way fails with `exc` (the connection is gone)."""
         if isinstance(exc, asyncio.CancelledError):  # the reader stopped (shutdown): nothing will answer
             exc = RedisConnectionError("the connection to Redis was closed before it answered")
-        waiting, self._replies = self._replies, deque()
-        for found in waiting:
-            if not found.done():
-                found.set_exception(exc)
+        waiting, self._batches = self._batches, deque()
+        for _, _, replies in waiting:
+            if not replies.done():
+                replies.set_exception(exc)
 
 
 async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any]) -> None:

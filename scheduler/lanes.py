@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -250,10 +250,11 @@ class Lanes:
             queue_limit=settings.queue_limit,
         )
 
-    async def _run(
+    def _run(
         self, script: str, name: str, *args: Any, script_keys: list[str] | None = None, client: Any = None
-    ) -> Any:
-        return await self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
+    ) -> Awaitable[Any]:
+        """The lane script's answer, to await (asked for as the call is made)."""
+        return self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
 
     def _common(self, name: str) -> list[Any]:
         """ARGV 1 to 3 of every lane script (core/lua/common.lua): now_ms, instance, rules."""
