@@ -48,6 +48,9 @@ bench: install
 	@# The accept figures' load comes from wrk (benchmarks/wrk.py), Debian's package.
 	@command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
 	$(BIN)/python -m benchmarks --deliverer
+	@# Instructions per accepted send, counted by valgrind's callgrind (Debian's package).
+	@command -v valgrind >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q valgrind)
+	$(BIN)/python -m benchmarks.instructions
 	$(BIN)/python -m benchmarks.many --instances 100000
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound

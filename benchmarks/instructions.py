@@ -1,0 +1,127 @@
+"""Instructions an API process runs per accepted send, against a bare aiohttp handler's per
+request, counted by valgrind's callgrind: a figure that holds whatever else the machine does, where
+requests a second drift by ±15 % from one minute to the next on two shared cores.
+
+    python -m benchmarks.instructions [--sends 800] [--concurrency 16]
+
+`serve --no-worker` (one API process) and the bare handler of `python -m benchmarks` each run
+under callgrind with counting off; after a warm-up, counting is on for exactly `--sends` POSTs
+from `--concurrency` clients (aiohttp, in this process: outside the count), then off. The kernel's
+part (the socket calls) is not counted, the same for both. Needs valgrind (Debian's package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.__main__ import ADMIN, BARE_SERVER, collector_variable, wait_until_up
+from tests.serve_process import ServeProcess, free_port
+
+BODY = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
+WARM_UP = 200  # requests before counting: every lazy first cost paid
+
+
+def callgrind(out: Path) -> tuple[str, ...]:
+    return ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+
+
+def counted(out: Path) -> int:
+    """The instructions callgrind counted in the dump `out` (0 while it is being written)."""
+    found = re.findall(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    return max((int(count) for count in found), default=0)
+
+
+async def post_many(url: str, headers: dict[str, str], sends: int, concurrency: int) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def some(count: int) -> None:
+            for _ in range(count):
+                async with session.post(url, json=BODY, headers=headers) as response:
+                    if response.status != 202:
+                        raise RuntimeError(f"{response.status}: {await response.text()}")
+
+        await asyncio.gather(*(some(sends // concurrency) for _ in range(concurrency)))
+
+
+async def per_request(pid: int, out: Path, url: str, headers: dict[str, str], sends: int, concurrency: int) -> float:
+    """Instructions per request of the process `pid` (under callgrind, writing `out`)."""
+    await post_many(url, headers, WARM_UP, concurrency)
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+    await post_many(url, headers, sends, concurrency)
+    subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    for _ in range(100):  # the dump is written as the process next runs
+        await asyncio.sleep(0.2)
+        found = max((counted(dump) for dump in out.parent.glob(out.name + "*")), default=0)
+        if found:  # counting was on only between the two calls above: the one dump that counted
+            return found / (sends // concurrency * concurrency)
+    raise RuntimeError("callgrind wrote no dump with a count")
+
+
+async def gateway(tmp: Path, sends: int, concurrency: int) -> float:
+    serve = ServeProcess(
+        tmp / "data",
+        GATEWAY_ADMIN_KEY=ADMIN,
+        GATEWAY_RATE_LIMIT="100000000",
+        GATEWAY_LOG_LEVEL="warning",
+        **collector_variable(),
+    )
+    serve.command_prefix = callgrind(tmp / "gateway.out")
+    serve.start(extra_args=("--no-worker",), timeout=300)
+    try:
+        _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
+        instance = {
+            "instanceName": "bench__c1__n1",
+            "webhookUrl": "https://hooks.invalid/wa",
+            "webhookSecret": "x" * 16,
+        }
+        assert serve.request("POST", "/instance/create", instance, key=tenant["apiKey"])[0] == 201
+        headers = {"apikey": tenant["apiKey"]}
+        return await per_request(
+            serve.pid, tmp / "gateway.out", f"{serve.base}/message/text", headers, sends, concurrency
+        )
+    finally:
+        serve.stop()
+
+
+async def bare(tmp: Path, sends: int, concurrency: int) -> float:
+    port = free_port()
+    out = tmp / "bare.out"
+    process = subprocess.Popen(
+        [*callgrind(out), sys.executable, "-c", BARE_SERVER, str(port)], stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_until_up(f"http://127.0.0.1:{port}/")
+        return await per_request(process.pid, out, f"http://127.0.0.1:{port}/message/text", {}, sends, concurrency)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__.split("\n")[0])
+    parser.add_argument("--sends", type=int, default=800)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found (Debian's package valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = await gateway(Path(tmp), args.sends, args.concurrency)
+        theirs = await bare(Path(tmp), args.sends, args.concurrency)
+    print(
+        f"instructions per accepted send, 1 API process: {ours / 1000:.0f}k   bare aiohttp: {theirs / 1000:.0f}k   "
+        f"ratio {theirs / ours:.2f}   ({args.sends} sends, {args.concurrency} at once; callgrind, the kernel apart)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
