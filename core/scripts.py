@@ -306,6 +306,9 @@ class _Line:
     async def send(self, commands: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """The reply to each EVALSHA (sha, keys, args), an error reply as its exception."""
         connection = await self._connected()
+        if not connection.is_connected:  # lost meanwhile: this batch fails once, as redis-py's call would
+            raise RedisConnectionError("the connection to Redis was lost before the batch was written")
+        # Connected, and no await until the write: redis-py does not connect again under the reader.
         packed = connection.pack_commands([("EVALSHA", sha, len(keys), *keys, *args) for sha, keys, args in commands])
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._batches.append(([], len(commands), replies))  # in the step that writes: the reader's order is the write's
@@ -327,6 +330,10 @@ class _Line:
         if not self._connection.is_connected:
             async with self._connecting:
                 if not self._connection.is_connected:
+                    if self._reader is not None:
+                        # The lost connection's reader ends first (failing what it had on its way):
+                        # it must never read a reply of the new connection.
+                        await asyncio.wait([self._reader])
                     await self._connection.connect()
         return self._connection
 
