@@ -141,6 +141,48 @@ async def test_a_connection_cut_fails_what_was_on_its_way_once_and_the_next_call
         proxy.close()
 
 
+async def test_a_batch_after_a_lost_connection_gets_its_own_answer_and_the_lost_one_fails(redis_url: str) -> None:
+    """The connection lost while a batch waits for its replies (held back by a proxy): that batch
+    fails, and the next one, on a new connection, gets its own answer. (That the new connection
+    waits for the lost one's reader to end, core/scripts.py `_Line._connected`, is not what
+    decides this run: the reader sees the connection closed while the new one is being opened.)"""
+    holding = asyncio.Event()
+
+    async def proxied(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(redis_url.removeprefix("unix://"))
+
+        async def answers() -> None:
+            while data := await up_reader.read(65536):
+                if not holding.is_set():
+                    writer.write(data)
+
+        back = asyncio.ensure_future(answers())
+        while data := await reader.read(65536):
+            up_writer.write(data)
+        back.cancel()
+        writer.close()
+        up_writer.close()
+
+    proxy = await asyncio.start_server(proxied, "127.0.0.1", 0)
+    client = connect(f"redis://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+    batch = Batch(client)
+    echo = script(client, ECHO, batch)
+    try:
+        assert (await echo(["k"], ["first"]))[0] == "first"  # loaded, and the batches' connection open
+        holding.set()
+        held = asyncio.ensure_future(echo(["k"], ["held"]))
+        await asyncio.sleep(0.2)  # written, its answer held back
+        assert not held.done()
+        await batch._line._connection.disconnect(nowait=True)  # lost, as after a failed write
+        holding.clear()
+        assert (await asyncio.wait_for(echo(["k"], ["next"]), 5))[0] == "next"
+        with pytest.raises(RedisConnectionError):
+            await held
+    finally:
+        await client.aclose()
+        proxy.close()
+
+
 async def test_a_wait_on_a_bell_and_the_script_after_it_are_one_round_trip(redis: Redis) -> None:
     echo = script(redis, ECHO, Batch(redis))
     await echo(["warm"], ["0"])
