@@ -30,7 +30,7 @@ VARIANTS = ("none", "uvloop", "orjson", "hiredis", "uvloop,hiredis", "orjson,hir
 
 
 async def measure(variant: str, seconds: float, instances: int, burst: int) -> dict[str, float]:
-    accepted, _ = await accept_rate(seconds, 50, 1, speedups=variant)
+    accepted = (await accept_rate(seconds, 50, 1, speedups=variant)).gateway
     run = await paced_run(instances, 50, 2, burst, RoundTrips())
     return {"accepted_per_second": accepted, "burst_sends_per_second": run["burst_rate"]}
 
