@@ -222,6 +222,33 @@ class Accepts:
     ratio: float | None = None  # the median of each round's gateway / bare
 
 
+# What every accept load POSTs to /message/text: a text to the one instance `bench_instance` opens.
+ACCEPT_BODY = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
+
+
+def accept_serve(data_dir: Path, **env: str) -> ServeProcess:
+    """`serve` as the accept figures run it: the admin key known, no rate limit, warnings only."""
+    return ServeProcess(
+        data_dir,
+        GATEWAY_ADMIN_KEY=ADMIN,
+        GATEWAY_RATE_LIMIT="100000000",
+        GATEWAY_LOG_LEVEL="warning",
+        **env,
+        **collector_variable(),
+    )
+
+
+def bench_instance(serve: ServeProcess) -> tuple[str, dict[str, str]]:
+    """Tenant `bench` and the instance ACCEPT_BODY names: the tenant's API key, and the
+    instance's body (for more like it)."""
+    _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
+    hook = "https://hooks.invalid/wa"  # never resolves: passes the guard, and no worker delivers here
+    instance = {"instanceName": ACCEPT_BODY["instanceName"], "webhookUrl": hook, "webhookSecret": "x" * 16}
+    status, _ = serve.request("POST", "/instance/create", instance, key=tenant["apiKey"])
+    assert status == 201
+    return tenant["apiKey"], instance
+
+
 async def accept_rate(
     seconds: float, concurrency: int, processes: int, speedups: str | None = None, bare_url: str | None = None
 ) -> Accepts:
@@ -229,36 +256,26 @@ async def accept_rate(
     GATEWAY_SPEEDUPS `speedups`, else the default), and messages accepted a second through POST
     /message/batch; with `bare_url`, the bare handler there measured in turn with the gateway
     (RATIO_ROUNDS rounds)."""
-    body = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
     with tempfile.TemporaryDirectory() as tmp:
-        serve = ServeProcess(
+        serve = accept_serve(
             Path(tmp) / "data",
-            GATEWAY_ADMIN_KEY=ADMIN,
-            GATEWAY_RATE_LIMIT="100000000",
-            GATEWAY_LOG_LEVEL="warning",
             GATEWAY_API_PROCESSES=str(processes),
             **({} if speedups is None else {"GATEWAY_SPEEDUPS": speedups or "none"}),
-            **collector_variable(),
         )
         # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)
         try:
             await until_listening(serve.port, processes)
-            _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
-            key = tenant["apiKey"]
-            hook = "https://hooks.invalid/wa"  # never resolves: passes the guard, and no worker delivers here
-            instance = {"instanceName": "bench__c1__n1", "webhookUrl": hook, "webhookSecret": "x" * 16}
-            status, _ = serve.request("POST", "/instance/create", instance, key=key)
-            assert status == 201
+            key, instance = bench_instance(serve)
             url = f"{serve.base}/message/text"
-            await wrk_rate(url, body, {"apikey": key}, WARM_UP_SECONDS, concurrency)  # and every child up
+            await wrk_rate(url, ACCEPT_BODY, {"apikey": key}, WARM_UP_SECONDS, concurrency)  # and every child up
             bares, rates = [], []
             if bare_url is not None:
-                await wrk_rate(bare_url, body, {}, WARM_UP_SECONDS, concurrency)
+                await wrk_rate(bare_url, ACCEPT_BODY, {}, WARM_UP_SECONDS, concurrency)
             for _ in range(RATIO_ROUNDS if bare_url is not None else 1):
                 if bare_url is not None:
-                    bares.append(await wrk_rate(bare_url, body, {}, seconds, concurrency))
-                rates.append(await wrk_rate(url, body, {"apikey": key}, seconds, concurrency))
+                    bares.append(await wrk_rate(bare_url, ACCEPT_BODY, {}, seconds, concurrency))
+                rates.append(await wrk_rate(url, ACCEPT_BODY, {"apikey": key}, seconds, concurrency))
             # Campaign sends: batches of 1,000 texts, 4 at once, spread over 10 instances.
             for i in range(2, 11):
                 named = {**instance, "instanceName": f"bench__c1__n{i}"}

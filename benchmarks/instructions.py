@@ -23,10 +23,9 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.__main__ import ADMIN, BARE_SERVER, collector_variable, wait_until_up
-from tests.serve_process import ServeProcess, free_port
+from benchmarks.__main__ import ACCEPT_BODY, BARE_SERVER, accept_serve, bench_instance, wait_until_up
+from tests.serve_process import free_port
 
-BODY = {"instanceName": "bench__c1__n1", "to": "5491112345678", "text": "{Hi|Hello} there"}
 WARM_UP = 200  # requests before counting: every lazy first cost paid
 
 
@@ -45,7 +44,7 @@ async def post_many(url: str, headers: dict[str, str], sends: int, concurrency: 
 
         async def some(count: int) -> None:
             for _ in range(count):
-                async with session.post(url, json=BODY, headers=headers) as response:
+                async with session.post(url, json=ACCEPT_BODY, headers=headers) as response:
                     if response.status != 202:
                         raise RuntimeError(f"{response.status}: {await response.text()}")
 
@@ -68,24 +67,12 @@ async def per_request(pid: int, out: Path, url: str, headers: dict[str, str], se
 
 
 async def gateway(tmp: Path, sends: int, concurrency: int) -> float:
-    serve = ServeProcess(
-        tmp / "data",
-        GATEWAY_ADMIN_KEY=ADMIN,
-        GATEWAY_RATE_LIMIT="100000000",
-        GATEWAY_LOG_LEVEL="warning",
-        **collector_variable(),
-    )
+    serve = accept_serve(tmp / "data")
     serve.command_prefix = callgrind(tmp / "gateway.out")
     serve.start(extra_args=("--no-worker",), timeout=300)
     try:
-        _, tenant = serve.request("POST", "/admin/tenants", {"tenantId": "bench"}, key=ADMIN)
-        instance = {
-            "instanceName": "bench__c1__n1",
-            "webhookUrl": "https://hooks.invalid/wa",
-            "webhookSecret": "x" * 16,
-        }
-        assert serve.request("POST", "/instance/create", instance, key=tenant["apiKey"])[0] == 201
-        headers = {"apikey": tenant["apiKey"]}
+        key, _ = bench_instance(serve)
+        headers = {"apikey": key}
         return await per_request(
             serve.pid, tmp / "gateway.out", f"{serve.base}/message/text", headers, sends, concurrency
         )

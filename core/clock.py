@@ -48,7 +48,7 @@ def iso(moment: datetime) -> str:
 
 
 def now_iso() -> str:
-    return iso(datetime.now(UTC))
+    return iso_from_ms(now_ms())
 
 
 def iso_from_ms(ms: int) -> str:

@@ -154,24 +154,20 @@ class Message:
         """The record as the accept script stores it: a field without a value (None, or a false
         flag) is left out, as the hash has no such field."""
         record: dict[str, str | int] = {}
-        for name, field in _FIELD_NAMES:  # once per accepted message: no dataclasses.fields() walk
-            value = getattr(self, name)
-            if value is True:
-                record[field] = "1"
-            elif value is not None and value is not False:
-                record[field] = value
+        for name, field, _ in _FIELD_KINDS:  # once per accepted message: no dataclasses.fields() walk
+            if (stored := _stored(getattr(self, name))) is not None:
+                record[field] = stored
         return record
 
 
 FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}
-_FIELD_NAMES = tuple(FIELDS.items())
 _DEFAULTS = {field.name: field.default for field in fields(Message) if field.default is not MISSING}
 _REQUIRED = FIELDS.keys() - _DEFAULTS.keys()
-_KINDS = {
-    name: int if hint in ("int", "int | None") else bool if hint == "bool" else str
-    for name, hint in ((field.name, str(field.type)) for field in fields(Message))
-}
-_FIELD_KINDS = tuple((name, field, _KINDS[name]) for name, field in _FIELD_NAMES)
+# Each attribute, its hash field and the type its stored text reads back as.
+_FIELD_KINDS = tuple(
+    (field.name, FIELDS[field.name], int if hint in ("int", "int | None") else bool if hint == "bool" else str)
+    for field, hint in ((field, str(field.type)) for field in fields(Message))
+)
 
 
 class _Keep(Enum):
@@ -210,9 +206,12 @@ class MessageUpdate:
 
 
 def _stored(value: object) -> str | int | None:
-    if isinstance(value, bool):
-        return "1" if value else None
-    assert value is None or isinstance(value, str | int)
+    """An attribute as its hash field holds it: a flag as "1" or no field, None as no field."""
+    if value is True:
+        return "1"
+    if value is None or value is False:
+        return None
+    assert isinstance(value, str | int)
     return value
 
 

@@ -26,7 +26,7 @@ from redis.exceptions import WatchError
 
 from config import Settings
 from core import keys
-from core.clock import RedisClock, iso_from_ms
+from core.clock import RedisClock, iso_from_ms, now_ms
 from core.errors import InvalidState, NotFound
 from core.ids import random_hex
 from core.instances import tenant_of
@@ -46,7 +46,7 @@ SETTLED: tuple[Status, ...] = ("delivered", "dead")
 
 
 def _new_id() -> str:
-    return f"evt_{int(time.time() * 1000):012x}{random_hex(6)}"
+    return f"evt_{now_ms():012x}{random_hex(6)}"
 
 
 class Attempt(ApiModel):
