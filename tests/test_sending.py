@@ -86,6 +86,19 @@ async def test_unbalanced_spintax_is_sent_as_written(gateway: TestClient, acme: 
     assert done["status"] == "sent" and done["text"] == "{Hi|Hello"
 
 
+async def test_text_beyond_ascii_is_stored_and_sent_as_written(gateway: TestClient, acme: dict[str, str]) -> None:
+    # The record goes to Redis as UTF-8 JSON (scheduler/lanes.py): accents, an emoji beyond the
+    # BMP, a right-to-left script, quotes and a backslash come back and go out unchanged.
+    await open_instance(gateway, acme)
+    text = 'Ol\u00e1 \U0001f600 \u0645\u0631\u062d\u0628\u0627 "q" \\ \u00fcber\nline'
+    queued = await send(gateway, acme, text=text, metadata={"note": "\u00e9t\u00e9 \U0001f389"})
+    assert (await message(gateway, acme, queued["id"]))["metadata"] == {"note": "\u00e9t\u00e9 \U0001f389"}
+    done = await finished(gateway, acme, queued["id"])
+    assert done["status"] == "sent" and done["text"] == text
+    [delivered] = await sent(gateway, acme)
+    assert delivered["text"] == text
+
+
 async def test_urgent_goes_before_normal_before_bulk_whatever_the_arrival_order(
     gateway: TestClient, acme: dict[str, str]
 ) -> None:
