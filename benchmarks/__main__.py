@@ -2,7 +2,8 @@
 
 1. Accepted sends per second on POST /message/text (the real gateway in its own process, with
    its embedded Redis) beside a bare aiohttp handler measured the same way, and their ratio;
-   then with two API processes sharing the port (`serve --api-processes 2`).
+   and with two API processes sharing the port (`serve --api-processes 2`): the three measured in
+   turn, three rounds, each comparison the median of the rounds' own.
 2. With many linked sandbox instances on one worker and gaps compressed to tens of milliseconds,
    a steady stream of messages to random instances: lateness of each send (when it went out minus
    when its lanes first allowed it) at p50 / p99 / max. Then a burst on every instance at once:
@@ -208,18 +209,12 @@ async def bare_server() -> AsyncIterator[str]:
         bare.wait()
 
 
-# With a bare handler to compare with, the accept load goes to it and to the gateway in turn, this
-# many rounds: each round's two figures a few seconds apart, where the machine's speed moves by
-# ±15 % from one minute to the next (one run each, a minute apart, read 0.22-0.40 on one commit).
-RATIO_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class Accepts:
-    gateway: float  # sends accepted a second (the median of the rounds)
-    batch: float  # messages accepted a second through POST /message/batch
-    bare: float | None = None  # requests a second of the bare handler (median), when compared
-    ratio: float | None = None  # the median of each round's gateway / bare
+# The accept figures are measured in turn, this many rounds: the bare handler, the gateway with one
+# API process, then with two, in each round, so each round's figures are seconds apart, where the
+# machine's speed moves by ±15 % from one minute to the next (one run each, a minute apart, read a
+# ratio of 0.22-0.40 on one commit, and two processes at 0.94-1.56x one). Each comparison is the
+# median of the rounds' own.
+ROUNDS = 3
 
 
 # What every accept load POSTs to /message/text: a text to the one instance `bench_instance` opens.
@@ -249,50 +244,71 @@ def bench_instance(serve: ServeProcess) -> tuple[str, dict[str, str]]:
     return tenant["apiKey"], instance
 
 
-async def accept_rate(
-    seconds: float, concurrency: int, processes: int, speedups: str | None = None, bare_url: str | None = None
-) -> Accepts:
-    """Sends accepted a second by `serve --no-worker` with `processes` API processes (and the
-    GATEWAY_SPEEDUPS `speedups`, else the default), and messages accepted a second through POST
-    /message/batch; with `bare_url`, the bare handler there measured in turn with the gateway
-    (RATIO_ROUNDS rounds)."""
+# Where an accept load goes: the URL and the headers it sends.
+Target = tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class AcceptingGateway:
+    """`serve --no-worker` (the instance stays closed: accepting alone, as the API does it)."""
+
+    serve: ServeProcess
+    key: str  # tenant `bench`'s
+    instance: dict[str, str]  # the body that created the instance ACCEPT_BODY names
+
+    @property
+    def target(self) -> Target:
+        return f"{self.serve.base}/message/text", {"apikey": self.key}
+
+
+@asynccontextmanager
+async def accepting_gateway(processes: int, speedups: str | None = None) -> AsyncIterator[AcceptingGateway]:
+    """A gateway with `processes` API processes (and the GATEWAY_SPEEDUPS `speedups`, else the
+    default), every process listening, its bench instance created."""
     with tempfile.TemporaryDirectory() as tmp:
         serve = accept_serve(
             Path(tmp) / "data",
             GATEWAY_API_PROCESSES=str(processes),
             **({} if speedups is None else {"GATEWAY_SPEEDUPS": speedups or "none"}),
         )
-        # --no-worker: the instance stays closed, so this measures accepting alone, as the API does it.
         serve.start(extra_args=("--no-worker",), timeout=60)
         try:
             await until_listening(serve.port, processes)
             key, instance = bench_instance(serve)
-            url = f"{serve.base}/message/text"
-            await wrk_rate(url, ACCEPT_BODY, {"apikey": key}, WARM_UP_SECONDS, concurrency)  # and every child up
-            bares, rates = [], []
-            if bare_url is not None:
-                await wrk_rate(bare_url, ACCEPT_BODY, {}, WARM_UP_SECONDS, concurrency)
-            for _ in range(RATIO_ROUNDS if bare_url is not None else 1):
-                if bare_url is not None:
-                    bares.append(await wrk_rate(bare_url, ACCEPT_BODY, {}, seconds, concurrency))
-                rates.append(await wrk_rate(url, ACCEPT_BODY, {"apikey": key}, seconds, concurrency))
-            # Campaign sends: batches of 1,000 texts, 4 at once, spread over 10 instances.
-            for i in range(2, 11):
-                named = {**instance, "instanceName": f"bench__c1__n{i}"}
-                assert serve.request("POST", "/instance/create", named, key=key)[0] == 201
-            items = [
-                {"type": "text", "instanceName": f"bench__c1__n{1 + i % 10}", "to": "5491112345678", "text": f"m{i}"}
-                for i in range(1000)
-            ]
-            batch_rate = 1000 * await wrk_rate(
-                f"{serve.base}/message/batch", {"messages": items}, {"apikey": key}, seconds, 4
-            )
+            yield AcceptingGateway(serve, key, instance)
         finally:
             serve.stop()
-    if not bares:
-        return Accepts(median(rates), batch_rate)
-    ratio = median([rate / bare for rate, bare in zip(rates, bares, strict=True)])
-    return Accepts(median(rates), batch_rate, median(bares), ratio)
+
+
+async def in_turn(targets: list[Target], seconds: float, concurrency: int, rounds: int) -> list[list[float]]:
+    """Requests a second of each target (accept loads, from wrk), measured in turn `rounds` times,
+    each warmed up first (every API process up): per target, its figure of each round."""
+    for url, headers in targets:
+        await wrk_rate(url, ACCEPT_BODY, headers, WARM_UP_SECONDS, concurrency)
+    found: list[list[float]] = [[] for _ in targets]
+    for _ in range(rounds):
+        for rates, (url, headers) in zip(found, targets, strict=True):
+            rates.append(await wrk_rate(url, ACCEPT_BODY, headers, seconds, concurrency))
+    return found
+
+
+def ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of the rounds' ratios ours / theirs."""
+    return median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
+async def campaign_rate(gateway: AcceptingGateway, seconds: float) -> float:
+    """Messages accepted a second through POST /message/batch: batches of 1,000 texts, 4 at once,
+    spread over 10 instances."""
+    for i in range(2, 11):
+        named = {**gateway.instance, "instanceName": f"bench__c1__n{i}"}
+        assert gateway.serve.request("POST", "/instance/create", named, key=gateway.key)[0] == 201
+    items = [
+        {"type": "text", "instanceName": f"bench__c1__n{1 + i % 10}", "to": "5491112345678", "text": f"m{i}"}
+        for i in range(1000)
+    ]
+    url = f"{gateway.serve.base}/message/batch"
+    return 1000 * await wrk_rate(url, {"messages": items}, {"apikey": gateway.key}, seconds, 4)
 
 
 async def paced_run(
@@ -561,23 +577,26 @@ async def main() -> None:
     args = parser.parse_args()
 
     figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
-    async with bare_server() as bare_url:
-        accepts = await accept_rate(args.accept_seconds, args.concurrency, 1, bare_url=bare_url)
-    one, bare, ratio, batch_rate = accepts.gateway, accepts.bare or 0.0, accepts.ratio or 0.0, accepts.batch
-    two = (await accept_rate(args.accept_seconds, args.concurrency, 2)).gateway
+    async with bare_server() as bare_url, accepting_gateway(1) as one_process, accepting_gateway(2) as two_processes:
+        targets = [(bare_url, {}), one_process.target, two_processes.target]
+        bares, ones, twos = await in_turn(targets, args.accept_seconds, args.concurrency, ROUNDS)
+        batch_rate = await campaign_rate(one_process, args.accept_seconds)
+    one, two, bare = median(ones), median(twos), median(bares)
+    per_process, scaling = ratio(ones, bares), ratio(twos, ones)
     figures["accept"] = {
         "bare_aiohttp": bare,
         "one_process": one,
         "two_processes": two,
-        "ratio_per_process": ratio,
+        "ratio_per_process": per_process,
+        "two_processes_vs_one": scaling,
         "batch_messages": batch_rate,
     }
     print(
         f"1. accepted sends/s  gateway, 1 API process {one:8.0f}   bare aiohttp {bare:8.0f}   "
-        f"ratio {ratio:.2f}   (target >= 0.5; wrk, {args.concurrency} connections, {args.accept_seconds:g} s; "
-        f"medians of {RATIO_ROUNDS} rounds, the bare handler then the gateway in each)"
+        f"ratio {per_process:.2f}   (target >= 0.5; wrk, {args.concurrency} connections, {args.accept_seconds:g} s; "
+        f"medians of {ROUNDS} rounds, each the bare handler, then 1 and 2 API processes)"
     )
-    print(f"   2 API processes (serve --api-processes 2): {two:8.0f} in total ({two / one:.2f}x one process)")
+    print(f"   2 API processes (serve --api-processes 2): {two:8.0f} in total ({scaling:.2f}x one process)")
     print(f"   POST /message/batch (1,000 texts over 10 instances, 4 at once): {batch_rate:8.0f} messages accepted/s")
     round_trips = RoundTrips()
     run = await paced_run(args.instances, args.rate, args.seconds, args.burst, round_trips, args.deliverer)

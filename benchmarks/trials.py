@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.__main__ import accept_rate, paced_run
+from benchmarks.__main__ import accepting_gateway, in_turn, paced_run
 from benchmarks.roundtrips import RoundTrips
 from config import load_settings
 from core import speedups
@@ -30,7 +30,8 @@ VARIANTS = ("none", "uvloop", "orjson", "hiredis", "uvloop,hiredis", "orjson,hir
 
 
 async def measure(variant: str, seconds: float, instances: int, burst: int) -> dict[str, float]:
-    accepted = (await accept_rate(seconds, 50, 1, speedups=variant)).gateway
+    async with accepting_gateway(1, speedups=variant) as gateway:
+        [[accepted]] = await in_turn([gateway.target], seconds, 50, rounds=1)
     run = await paced_run(instances, 50, 2, burst, RoundTrips())
     return {"accepted_per_second": accepted, "burst_sends_per_second": run["burst_rate"]}
 
