@@ -197,13 +197,15 @@ async def wait_until_up(url: str) -> None:
 
 
 @asynccontextmanager
-async def bare_server() -> AsyncIterator[str]:
-    """A bare aiohttp handler in a process of its own: the URL the accept load goes to."""
+async def bare_server(prefix: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, int]]:
+    """A bare aiohttp handler in a process of its own (run under `prefix`, such as valgrind): the
+    URL the accept load goes to, and the process's id."""
     port = free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    quiet = subprocess.DEVNULL if prefix else None  # the prefix's own chatter (valgrind's banner)
+    bare = subprocess.Popen([*prefix, sys.executable, "-c", BARE_SERVER, str(port)], stderr=quiet)
     try:
         await wait_until_up(f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}/message/text"
+        yield f"http://127.0.0.1:{port}/message/text", bare.pid
     finally:
         bare.terminate()
         bare.wait()
@@ -577,7 +579,11 @@ async def main() -> None:
     args = parser.parse_args()
 
     figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
-    async with bare_server() as bare_url, accepting_gateway(1) as one_process, accepting_gateway(2) as two_processes:
+    async with (
+        bare_server() as (bare_url, _),
+        accepting_gateway(1) as one_process,
+        accepting_gateway(2) as two_processes,
+    ):
         targets = [(bare_url, {}), one_process.target, two_processes.target]
         bares, ones, twos = await in_turn(targets, args.accept_seconds, args.concurrency, ROUNDS)
         batch_rate = await campaign_rate(one_process, args.accept_seconds)

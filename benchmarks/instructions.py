@@ -17,14 +17,12 @@ import asyncio
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.__main__ import ACCEPT_BODY, BARE_SERVER, accept_serve, bench_instance, wait_until_up
-from tests.serve_process import free_port
+from benchmarks.__main__ import ACCEPT_BODY, accept_serve, bare_server, bench_instance
 
 WARM_UP = 200  # requests before counting: every lazy first cost paid
 
@@ -81,17 +79,9 @@ async def gateway(tmp: Path, sends: int, concurrency: int) -> float:
 
 
 async def bare(tmp: Path, sends: int, concurrency: int) -> float:
-    port = free_port()
     out = tmp / "bare.out"
-    process = subprocess.Popen(
-        [*callgrind(out), sys.executable, "-c", BARE_SERVER, str(port)], stderr=subprocess.DEVNULL
-    )
-    try:
-        await wait_until_up(f"http://127.0.0.1:{port}/")
-        return await per_request(process.pid, out, f"http://127.0.0.1:{port}/message/text", {}, sends, concurrency)
-    finally:
-        process.terminate()
-        process.wait()
+    async with bare_server(callgrind(out)) as (url, pid):
+        return await per_request(pid, out, url, {}, sends, concurrency)
 
 
 async def main() -> None:

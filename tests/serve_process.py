@@ -77,6 +77,13 @@ class ServeProcess:
             except OSError:
                 pass
             time.sleep(0.1)
+        self.process.terminate()  # not left running behind the error (with its embedded Redis)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
         raise TimeoutError(f"{' '.join(self.args)} did not become healthy")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
