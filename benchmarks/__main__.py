@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -314,11 +314,19 @@ async def campaign_rate(gateway: AcceptingGateway, seconds: float) -> float:
 
 
 async def paced_run(
-    instances: int, rate: float, seconds: float, burst: int, round_trips: RoundTrips, deliverer_apart: bool = False
+    instances: int,
+    rate: float,
+    seconds: float,
+    burst: int,
+    round_trips: RoundTrips,
+    deliverer_apart: bool = False,
+    around_burst: Callable[[EmbeddedRedis], AbstractAsyncContextManager[None]] | None = None,
 ) -> dict[str, Any]:
     """`instances` linked sandbox instances on one in-process worker. A steady phase sends `rate`
     messages a second to random instances for `seconds` (lateness, round trips); a burst phase then
-    queues `burst` messages on every instance at once (how many sends a second one worker does)."""
+    queues `burst` messages on every instance at once (how many sends a second one worker does).
+    `around_burst`, given its embedded Redis, is entered for the burst alone (its accepts, sends and
+    deliveries: benchmarks/redis_instructions.py counts Redis's instructions there)."""
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
         await redis_server.start()
@@ -416,17 +424,18 @@ async def paced_run(
                 burst_ids: list[str] = []
                 others = {"deliverer": deliverer, "webhook receiver": receiver}
                 cpu_before = await _cpu_seconds(redis_server.url, others)
-                for i in range(burst):
-                    for chunk in range(0, len(names), 1000):
-                        items = [
-                            {"type": "text", "instanceName": n, "to": "5491112345678", "text": f"b{i}",
-                             "lane": lanes[i % 3]}
-                            for n in names[chunk : chunk + 1000]
-                        ]  # fmt: skip
-                        answer = await call("POST", "/message/batch", {"messages": items}, key)
-                        burst_ids += [record["id"] for record in answer["accepted"]]
-                await _until_all_sent(redis_server.url, len(steady_ids) + len(burst_ids))
-                await asyncio.sleep(0.5)  # the burst's last webhook deliveries
+                async with (around_burst or _nothing)(redis_server):
+                    for i in range(burst):
+                        for chunk in range(0, len(names), 1000):
+                            items = [
+                                {"type": "text", "instanceName": n, "to": "5491112345678", "text": f"b{i}",
+                                 "lane": lanes[i % 3]}
+                                for n in names[chunk : chunk + 1000]
+                            ]  # fmt: skip
+                            answer = await call("POST", "/message/batch", {"messages": items}, key)
+                            burst_ids += [record["id"] for record in answer["accepted"]]
+                    await _until_all_sent(redis_server.url, len(steady_ids) + len(burst_ids))
+                    await asyncio.sleep(0.5)  # the burst's last webhook deliveries
                 cpu_after = await _cpu_seconds(redis_server.url, others)
                 burst_cpu = {who: (cpu_after[who] - cpu_before[who]) / max(1, len(burst_ids)) for who in cpu_after}
                 burst_late = await _lateness(redis_server.url, burst_ids) if burst_ids else [0.0]
@@ -451,6 +460,10 @@ async def paced_run(
         "open_seconds": open_seconds,
         **memory,
     }
+
+
+def _nothing(_: EmbeddedRedis) -> AbstractAsyncContextManager[None]:
+    return nullcontext()
 
 
 async def _cpu_seconds(url: str, others: dict[str, subprocess.Popen[bytes] | None]) -> dict[str, float]:
