@@ -61,10 +61,11 @@ async def queue(lanes: Lanes, name: str, count: int) -> None:
         await lanes.accept(name, [Accepting(m) for m in made])
 
 
-def script_names(redis: Redis) -> dict[str, str]:
-    """Every script by SHA (computed here, nothing sent), to name an EVALSHA in the SLOWLOG."""
+def script_names(redis: Redis, lanes: Lanes) -> dict[str, str]:
+    """Every script by SHA (computed here, nothing sent), to name an EVALSHA in the SLOWLOG; a lane
+    script (core/lua/common.lua's) as `lanes` run it, under their rules."""
     scripts = Scripts.of(redis)
-    return {scripts[name].sha: name for name in SCRIPTS}
+    return {(lanes.script(name) if "common" in parts else scripts[name]).sha: name for name, parts in SCRIPTS.items()}
 
 
 async def slowest(redis: Redis, names: dict[str, str]) -> tuple[float, str, int]:
@@ -105,7 +106,7 @@ async def run(count: int) -> list[tuple[str, float, tuple[float, str, int]]]:
             )
             configure_logging(settings)
             lanes = Lanes.from_settings(redis, settings)
-            scripts = script_names(redis)
+            scripts = script_names(redis, lanes)
             async with live_gateway(settings) as served, aiohttp.ClientSession(served.base) as http:
                 admin = {"apikey": ADMIN}
                 async with http.post("/admin/tenants", json={"tenantId": "bench"}, headers=admin) as created:

@@ -19,7 +19,7 @@ from core import keys
 from core.clock import now_ms
 from core.errors import Unavailable
 from core.redis_client import Pipeline, Redis
-from core.scripts import Scripts, record
+from core.scripts import Script, Scripts, lua_literal, record
 from core.tenants import KeyCheck
 from scheduler.drivers.base import Account
 from scheduler.messages import FIELDS, RECENT_KEPT, Message
@@ -236,7 +236,8 @@ class Lanes:
         self.retention = retention_seconds
         self.max_wait_ms = max_wait_ms
         self.day_ms = day_ms
-        self._rules = json.dumps(rules(lanes, day_ms, throttle or ThrottleConfig(), queue_limit))
+        # In every lane script's source (core/lua/common.lua RULES), not its arguments.
+        self._rules = f"local RULES = {lua_literal(rules(lanes, day_ms, throttle or ThrottleConfig(), queue_limit))}"
         self._scripts = Scripts.of(redis)
 
     @classmethod
@@ -252,18 +253,22 @@ class Lanes:
             queue_limit=settings.queue_limit,
         )
 
+    def script(self, name: str) -> Script:
+        """Lane script `name` (core/scripts.py SCRIPTS) under these lanes' rules."""
+        return self._scripts.with_constants(name, self._rules)
+
     def _run(
         self, script: str, name: str, *args: Any, script_keys: list[str] | None = None, client: Any = None
     ) -> Awaitable[Any]:
         """The lane script's answer, to await (asked for as the call is made)."""
-        return self._scripts[script](keys=script_keys or [], args=[*self._common(name), *args], client=client)
+        return self.script(script)(keys=script_keys or [], args=[*self._common(name), *args], client=client)
 
     def _common(self, name: str) -> list[Any]:
-        """ARGV 1 to 3 of every lane script (core/lua/common.lua): now_ms, instance, rules."""
+        """ARGV 1 and 2 of every lane script (core/lua/common.lua): now_ms, instance."""
         # '' : Redis's own clock (core/lua/common.lua), shared by every worker for gaps, quotas,
         # claims and expiry; a clock given here (tests) replaces it.
         now = "" if self.clock is None else self.clock()
-        return [now, name, self._rules]
+        return [now, name]
 
     async def accept(self, name: str, messages: list[Accepting], key_check: KeyCheck | None = None) -> Acceptance:
         """Record the messages, queue them and wake the instance: one atomic step. For each
@@ -344,7 +349,7 @@ class Lanes:
         asked = time.monotonic()
         found = None
         if wait > 0:  # its time is Redis's when the wait ends: ours now would be stale by then
-            claim_due = self._scripts["claim_due"]
+            claim_due = self.script("claim_due")
             found = await claim_due.after_wait(keys.due_bell(worker_id), wait, args=["", *self._common("")[1:], *args])
         if found is None:
             found = await self._run("claim_due", "", *args)

@@ -4,7 +4,7 @@ a whole, accepted in one atomic step per instance, each clientRef queued once.""
 from aiohttp.test_utils import TestClient
 
 from benchmarks.roundtrips import RoundTrips
-from core.scripts import BATCH_EARLY, Scripts
+from core.scripts import BATCH_EARLY
 from gateway.state import SERVICES
 from tests.conftest import instance_body, open_instance
 from tests.test_sending import finished, sent
@@ -115,7 +115,7 @@ async def test_a_batch_over_many_instances_goes_to_redis_in_a_few_writes(
     with trips.counting():
         status, body = await batch(gateway, acme, messages)
     assert status == 202, body
-    accept_sha = Scripts.of(gateway.app[SERVICES].redis)["accept"].sha
+    accept_sha = gateway.app[SERVICES].lanes.script("accept").sha
     # twenty atomic steps, written BATCH_EARLY at a time on one connection, not one by one
     assert trips.by_command[f"EVALSHA {accept_sha}"] == -(-len(names) // BATCH_EARLY)
     assert [await queued(gateway, acme, name) for name in names] == [1] * 20

@@ -4,15 +4,18 @@ files, and the key helpers against real Redis."""
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 
 import pytest
 
 import scheduler.messages  # noqa: F401  # renders the message fields the lane scripts start with
+from config import Settings
 from core import keys
 from core.redis_client import Redis
-from core.scripts import LUA_KEYS, SCRIPTS, Scripts, lua_key, lua_keys
+from core.scripts import LUA_KEYS, SCRIPTS, Scripts, lua_key, lua_keys, lua_literal
+from scheduler.lanes import Lanes, rules
 
 FOLDER = resources.files("core") / "lua"
 FILES = {path.name.removesuffix(".lua"): path.read_text() for path in FOLDER.iterdir() if path.name.endswith(".lua")}
@@ -83,3 +86,33 @@ async def test_every_script_compiles_and_is_registered_once_per_client(redis: Re
     for name in SCRIPTS:
         assert scripts[name] is scripts[name]
         assert await redis.script_load(scripts[name].registered.script) == scripts[name].sha
+
+
+async def test_a_lua_literal_builds_the_table_its_json_decodes_to(redis: Redis) -> None:
+    # the lanes' rules go into every lane script's source this way (scheduler/lanes.py)
+    settings = Settings()
+    value = {
+        **rules(settings.lanes, 86_400_000, settings.throttle, settings.queue_limit),
+        "quoted": "it's a \\ and a '",
+        "flags": [True, False],
+        "small": 1e-05,
+    }
+    script = f"""local value = {lua_literal(value)}
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+return same(value, cjson.decode(ARGV[1])) and 1 or 0"""
+    assert await redis.eval(script, 0, json.dumps(value)) == 1  # type: ignore[misc]
+    assert await redis.eval(script, 0, json.dumps({**value, "small": 2e-05})) == 0  # type: ignore[misc]
+
+
+async def test_lane_scripts_under_other_rules_are_scripts_of_their_own(redis: Redis) -> None:
+    settings = Settings()
+    ours = Lanes(redis, settings.lanes, 3600, max_wait_ms=60_000)
+    other = Lanes(redis, settings.lanes, 3600, max_wait_ms=60_000, queue_limit=5)
+    assert ours.script("accept") is Lanes(redis, settings.lanes, 3600, max_wait_ms=60_000).script("accept")
+    assert ours.script("accept").sha != other.script("accept").sha

@@ -6,19 +6,19 @@
 -- again: its answer is that earlier message's id. Nothing is recorded either when the instance is
 -- gone, or when its lanes would hold more than the queue limit (rules.queueLimit).
 -- KEYS: none, or authorize.lua's three: 1 key_record, 2 key_counter, 3 address_counter
--- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 ref_ttl (s a client reference is
---       remembered), 5 recent_kept (message ids the instance's recent index keeps), 6 presented
---       (the key's digest, '' for the admin key and without a key check), 7 counter_ttl (s),
---       8 key_limit (requests a minute; '' without a key check); from 9, per message 4 values:
+-- ARGV: 1-2 common.lua's (now_ms, instance), 3 ref_ttl (s a client reference is remembered),
+--       4 recent_kept (message ids the instance's recent index keeps), 5 presented (the key's
+--       digest, '' for the admin key and without a key check), 6 counter_ttl (s), 7 key_limit
+--       (requests a minute; '' without a key check); from 8, per message 4 values:
 --       its id, its lane, its record (JSON) and its client reference's key ('' for none)
 -- returns: field/value pairs (scheduler/lanes.py Acceptance): recorded (1; 0 when the key may not
 --          send here or the instance is gone; -1 when the queue is full), tenant (the key's,
 --          '' for the admin and without a key check), count (the key's this minute, 0 without a
 --          check), earlier (per message queued now '', else the id its client reference queued)
-local ref_ttl, recent_kept = tonumber(ARGV[4]), tonumber(ARGV[5])
-local presented, counter_ttl, key_limit = ARGV[6], ARGV[7], ARGV[8]
+local ref_ttl, recent_kept = tonumber(ARGV[3]), tonumber(ARGV[4])
+local presented, counter_ttl, key_limit = ARGV[5], ARGV[6], ARGV[7]
 local items = {}
-for i = 9, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   table.insert(items, {id = ARGV[i], lane = ARGV[i + 1], record = ARGV[i + 2], ref = ARGV[i + 3]})
 end
 

@@ -5,18 +5,17 @@
 -- dropped, and each send carries the epoch it was picked under, which finish.lua checks (fencing).
 -- An instance with a send in flight (due 0) is never taken: one send in flight per number.
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance: '' here, rules), 4 worker, 5 room (instances to
---       take at most), 6 max_wait (ms before a message expires), 7 retention (s), 8 expired_fields
---       (JSON of an expired message), 9 opted_out_fields (JSON of a message to an opted-out
---       recipient)
+-- ARGV: 1-2 common.lua's (now_ms, instance: '' here), 3 worker, 4 room (instances to take at
+--       most), 5 max_wait (ms before a message expires), 6 retention (s), 7 expired_fields (JSON
+--       of an expired message), 8 opted_out_fields (JSON of a message to an opted-out recipient)
 -- returns: {next wake-up ms left in the due-set or '', then per instance taken with something to
 --          report, field/value pairs (scheduler/lanes.py Taken): name, epoch, ended (JSON ids
 --          ended unsent: expired or opted out), message (JSON fields, already `sending`; '' when
 --          nothing is sent now), resumed (the reason of a bulk pause that ended now, or ''), known
 --          (what the number cache, scheduler/numbers.py, knows of the recipient: its account, ''
 --          for not on WhatsApp, '?' when it does not know, so the send asks no second round trip)}
-local worker, room, max_wait, retention = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local expired_fields, opted_out_fields = ARGV[8], ARGV[9]
+local worker, room, max_wait, retention = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local expired_fields, opted_out_fields = ARGV[7], ARGV[8]
 
 local set = K.due(worker)
 -- Messages ended unsent (expired, opted out) in one call, at most, over all instances: a backlog of

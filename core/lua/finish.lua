@@ -7,24 +7,24 @@
 -- that is no longer the one in flight was recorded already (a retry after a lost answer): nothing
 -- happens twice. When too many of the last outcomes were bad, the bulk lane pauses (rules.throttle).
 -- KEYS: none, or the outbox's (outbox_add.lua `k`) when an event is published
--- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 id (the message), 5 outcome (sent | failed |
---       failed_uncounted | requeue), 6 fields (JSON of the record's changes), 7 gaps (JSON
---       {lane: ms}, the next gaps; sent only), 8 retry_after (ms to wait before a retry, from
+-- ARGV: 1-2 common.lua's (now_ms, instance), 3 id (the message), 4 outcome (sent | failed |
+--       failed_uncounted | requeue), 5 fields (JSON of the record's changes), 6 gaps (JSON
+--       {lane: ms}, the next gaps; sent only), 7 retry_after (ms to wait before a retry, from
 --       now by Redis's clock; requeue only),
---       9 retention (s), 10 wa_key (the key mapping WhatsApp's message id to ours; sent only),
---       11 worker (that sent), 12 epoch (it picked the message under), 13 delivery_id (of the
---       webhook event; '' for none: a requeue), 14 event (its record), 15 lock_token and
---       16 lock_ms (a webhook lock to take to deliver the event at once; '' when a process of its
---       own delivers webhooks: the instance is made due for it instead), 17 signal (what the
+--       8 retention (s), 9 wa_key (the key mapping WhatsApp's message id to ours; sent only),
+--       10 worker (that sent), 11 epoch (it picked the message under), 12 delivery_id (of the
+--       webhook event; '' for none: a requeue), 13 event (its record), 14 lock_token and
+--       15 lock_ms (a webhook lock to take to deliver the event at once; '' when a process of its
+--       own delivers webhooks: the instance is made due for it instead), 16 signal (what the
 --       outcome says about the number's standing: 's' sent, 'n' not on WhatsApp, 'f' WhatsApp
 --       failed it, '' nothing: a retry, a bad media URL)
 -- returns: 0 when not recorded, else field/value pairs (scheduler/lanes.py Finished): published
 --          (1, or the webhook head to deliver at once under the lock: head_with in outbox_add.lua),
 --          paused (the reason of a bulk pause that started now, or ''), paused_until (ms, or 0)
-local id, outcome, fields, gaps_json = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local retry_after, retention, wa_key = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
-local worker, picked_epoch = ARGV[11], ARGV[12]
-local delivery_id, event, lock_token, lock_ms, signal = ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+local id, outcome, fields, gaps_json = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local retry_after, retention, wa_key = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local worker, picked_epoch = ARGV[10], ARGV[11]
+local delivery_id, event, lock_token, lock_ms, signal = ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]
 
 local owner, epoch = unpack(redis.call('HMGET', inst, 'owner', 'epoch'))
 if owner ~= worker or epoch ~= picked_epoch then return 0 end

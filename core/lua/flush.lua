@@ -4,12 +4,12 @@
 -- (accept.lua checks createdAt), it leaves its owner's due-set, and a message in flight ends
 -- failed with `inflight_error`, since no send will record its outcome.
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 retention (s), 5 fields (JSON of a
---       cancelled record's changes), 6 retiring ('1' when the instance is being deleted),
---       7 inflight_error, 8 room (messages to cancel at most)
+-- ARGV: 1-2 common.lua's (now_ms, instance), 3 retention (s), 4 fields (JSON of a cancelled
+--       record's changes), 5 retiring ('1' when the instance is being deleted), 6 inflight_error,
+--       7 room (messages to cancel at most)
 -- returns: {how many still wait, then the cancelled ids}
-local retention, fields, retiring, inflight_error = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
-local room = tonumber(ARGV[8])
+local retention, fields, retiring, inflight_error = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local room = tonumber(ARGV[7])
 
 local cancelled = {}
 if retiring == '1' then

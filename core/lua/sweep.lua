@@ -3,10 +3,10 @@
 -- (the claim's answer was lost to a connection cut) goes back to the head of its lane, never
 -- sent; an instance with waiting messages and no wake-up in the due-set gets one.
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance: '' here, rules), 4 worker, 5 owned (JSON list of the
---       instances it owns), 6 running_json (JSON list of those with a send running in the worker)
+-- ARGV: 1-2 common.lua's (now_ms, instance: '' here), 3 worker, 4 owned (JSON list of the
+--       instances it owns), 5 running_json (JSON list of those with a send running in the worker)
 -- returns: the names it had to act on
-local worker, owned, running_json = ARGV[4], ARGV[5], ARGV[6]
+local worker, owned, running_json = ARGV[3], ARGV[4], ARGV[5]
 
 local running = {}
 for _, n in ipairs(cjson.decode(running_json)) do running[n] = true end

@@ -1,9 +1,9 @@
 -- Pause the instance's bulk lane until `until_ms` for `reason` (a longer pause already set stays,
 -- with its reason), or, when `until_ms` is '', lift its pause now (an admin's call).
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 until_ms ('' to lift the pause), 5 reason
+-- ARGV: 1-2 common.lua's (now_ms, instance), 3 until_ms ('' to lift the pause), 4 reason
 -- returns: the reason of the pause lifted, or of the pause in force; '' when there is none
-local until_ms, reason = ARGV[4], ARGV[5]
+local until_ms, reason = ARGV[3], ARGV[4]
 
 if until_ms == '' then
   local lifted = redis.call('HGET', pump, 'throttleReason')

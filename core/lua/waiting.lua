@@ -5,7 +5,7 @@
 -- pause or its head's recipient waits for that; of the lanes free of those, the first one goes
 -- after the gap (or a retry's delay) and the ones below it wait behind it ('queued').
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance, rules)
+-- ARGV: 1-2 common.lua's (now_ms, instance)
 -- returns: per lane with messages, field/value pairs (scheduler/lanes.py Head): lane, head (its
 --          head message's id), reason, until_ms (the earliest time it can go, ms; '' when that
 --          depends on something else: the number linking, the messages ahead)

@@ -3,11 +3,11 @@
 -- no replica confirmed in time (Lanes.accept), so that the 503 the API answers means "not
 -- queued", and for a client's cancel (DELETE /message/{id}), race-free against a claim.
 -- KEYS: none
--- ARGV: 1-3 common.lua's (now_ms, instance, rules), 4 retention (s), 5 cancel_error; from 6 the message ids
+-- ARGV: 1-2 common.lua's (now_ms, instance), 3 retention (s), 4 cancel_error; from 5 the message ids
 -- returns: how many were taken back
-local retention, cancel_error = tonumber(ARGV[4]), ARGV[5]
+local retention, cancel_error = tonumber(ARGV[3]), ARGV[4]
 local ids = {}
-for i = 6, #ARGV do table.insert(ids, ARGV[i]) end
+for i = 5, #ARGV do table.insert(ids, ARGV[i]) end
 
 local taken = 0
 for _, id in ipairs(ids) do
