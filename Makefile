@@ -51,6 +51,7 @@ bench: install
 	@# Instructions per accepted send, counted by valgrind's callgrind (Debian's package).
 	@command -v valgrind >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q valgrind)
 	$(BIN)/python -m benchmarks.instructions
+	$(BIN)/python -m benchmarks.redis_instructions
 	$(BIN)/python -m benchmarks.many --instances 100000
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.inbound
@@ -59,8 +60,6 @@ bench: install
 	$(BIN)/python -m benchmarks.conversations
 	$(BIN)/python -m benchmarks.bounded
 	$(BIN)/python -m benchmarks.trials
-	@command -v redis-benchmark >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-tools)
-	$(BIN)/python -m benchmarks.redis_capacity
 
 # The README's console screenshots, taken by the browser tests.
 screenshots: install

@@ -637,6 +637,10 @@ async def main() -> None:
         + f"; in all {sum(cpu.values()) * 1000:.2f} ms on {figures['machine']['cores']} cores"
     )
     print(
+        f"   so one Redis, with a core to itself, carries at most {1 / cpu['Redis']:,.0f} messages/s, however many "
+        "workers share it (python -m benchmarks.redis_instructions counts its instructions per message)"
+    )
+    print(
         f"3. Redis round trips per message  {run['trips_per_message']:.1f}   (the API and the worker: accept, claims, "
         f"the send, its record{'' if args.deliverer else ', webhook delivery'}; steady phase)"
     )
@@ -660,6 +664,7 @@ async def main() -> None:
         "lateness_ms": {"p50": percentile(steady, 0.5), "p99": percentile(steady, 0.99), "max": max(steady)},
         "burst_sends_per_second": run["burst_rate"],
         "burst_cpu_ms_per_message": {who: seconds * 1000 for who, seconds in cpu.items()},
+        "redis_messages_per_second_at_most": 1 / cpu["Redis"],
         "round_trips_per_message": run["trips_per_message"],
         "round_trips_per_message_without_sandbox": own,
         "deliverer_round_trips_per_message": run["deliverer_trips_per_message"],
