@@ -150,14 +150,14 @@ class Message:
         made.__dict__.update(values)
         return made
 
-    def to_hash(self) -> dict[str, str | int]:
-        """The record as the accept script stores it: a field without a value (None, or a false
-        flag) is left out, as the hash has no such field."""
-        record: dict[str, str | int] = {}
+    def stored_fields(self) -> list[str | int]:
+        """The record as the accept script stores it, each field followed by its value: a field
+        without a value (None, or a false flag) is left out, as the hash has no such field."""
+        found: list[str | int] = []
         for name, field, _ in _FIELD_KINDS:  # once per accepted message: no dataclasses.fields() walk
             if (stored := _stored(getattr(self, name))) is not None:
-                record[field] = stored
-        return record
+                found += (field, stored)
+        return found
 
 
 FIELDS = {field.name: to_camel(field.name) for field in fields(Message)}

@@ -26,7 +26,8 @@ def test_a_record_made_fast_is_the_one_the_constructor_makes() -> None:
 
 def test_a_record_read_back_from_its_hash_is_the_same_record() -> None:
     original = made()
-    stored = {field: str(value) for field, value in original.to_hash().items()}
+    fields = original.stored_fields()
+    stored = {str(fields[i]): str(fields[i + 1]) for i in range(0, len(fields), 2)}
     assert "caption" not in stored and "possiblyDuplicated" not in stored  # no value: no field
     assert Message.from_hash(stored) == original
 

@@ -428,8 +428,8 @@ async def test_a_receipt_moves_a_message_forward_only_and_never_recreates_an_exp
     redis = connect(redis_url)
     messages = Messages(redis, retention_seconds=60)
     name = "acme__shop1__receipts"
-    record = Message.new("msg_live", name, "normal", "5491112345678", "text", text="hi").to_hash()
-    await redis.hset(keys.message("msg_live"), mapping={**record, "status": "sent"})  # type: ignore[misc]
+    fields = Message.new("msg_live", name, "normal", "5491112345678", "text", text="hi").stored_fields()
+    await redis.hset(keys.message("msg_live"), items=[*fields, "status", "sent"])  # type: ignore[misc]
     await redis.set(keys.whatsapp_id(name, "WA1"), "msg_live")
     await redis.set(keys.whatsapp_id(name, "WA2"), "msg_expired")  # its record is gone already
     try:

@@ -10,7 +10,8 @@
 --       4 recent_kept (message ids the instance's recent index keeps), 5 presented (the key's
 --       digest, '' for the admin key and without a key check), 6 counter_ttl (s), 7 key_limit
 --       (requests a minute; '' without a key check); from 8, per message 4 values:
---       its id, its lane, its record (JSON) and its client reference's key ('' for none)
+--       its id, its lane, its record (its fields and values, each a msgpack object: scheduler/lanes.py
+--       fields_stream) and its client reference's key ('' for none)
 -- returns: field/value pairs (scheduler/lanes.py Acceptance): recorded (1; 0 when the key may not
 --          send here or the instance is gone; -1 when the queue is full), tenant (the key's,
 --          '' for the admin and without a key check), count (the key's this minute, 0 without a
@@ -48,7 +49,7 @@ for _, item in ipairs(items) do
     if found and redis.call('EXISTS', K.message(found)) == 1 then known = found end
   end
   if known == '' then
-    hset_json(K.message(item.id), item.record)
+    redis.call('HSET', K.message(item.id), cmsgpack.unpack(item.record))
     redis.call('RPUSH', lane_key(lane_index(item.lane)), item.id)
     if item.ref ~= '' then redis.call('SET', item.ref, item.id, 'EX', ref_ttl) end
     table.insert(queued, item.id)
