@@ -9,8 +9,8 @@
 -- ARGV: 1-2 common.lua's (now_ms, instance), 3 ref_ttl (s a client reference is remembered),
 --       4 recent_kept (message ids the instance's recent index keeps), 5 presented (the key's
 --       digest, '' for the admin key and without a key check), 6 counter_ttl (s), 7 key_limit
---       (requests a minute; '' without a key check); from 8, per message 4 values:
---       its id, its lane, its record (its fields and values, each a msgpack object: scheduler/lanes.py
+--       (requests a minute; '' without a key check); from 8, per message 4 values: its id, its
+--       lane, its record (its fields and values, each a msgpack object: scheduler/lanes.py
 --       fields_stream) and its client reference's key ('' for none)
 -- returns: field/value pairs (scheduler/lanes.py Acceptance): recorded (1; 0 when the key may not
 --          send here or the instance is gone; -1 when the queue is full), tenant (the key's,
