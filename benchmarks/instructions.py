@@ -49,19 +49,30 @@ async def post_many(url: str, headers: dict[str, str], sends: int, concurrency: 
         await asyncio.gather(*(some(sends // concurrency) for _ in range(concurrency)))
 
 
-async def per_request(pid: int, out: Path, url: str, headers: dict[str, str], sends: int, concurrency: int) -> float:
-    """Instructions per request of the process `pid` (under callgrind, writing `out`)."""
-    await post_many(url, headers, WARM_UP, concurrency)
+def count_on(pid: int) -> None:
+    """Callgrind's counting on in the process `pid` (started with `callgrind`)."""
     subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
-    await post_many(url, headers, sends, concurrency)
+
+
+async def count_off(pid: int, out: Path) -> int:
+    """Counting off in the process `pid`, and the instructions it counted since `count_on`, read
+    from the dump it writes to `out`."""
     subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True)
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     for _ in range(100):  # the dump is written as the process next runs
         await asyncio.sleep(0.2)
         found = max((counted(dump) for dump in out.parent.glob(out.name + "*")), default=0)
-        if found:  # counting was on only between the two calls above: the one dump that counted
-            return found / (sends // concurrency * concurrency)
+        if found:  # counting was on only since count_on: the one dump that counted
+            return found
     raise RuntimeError("callgrind wrote no dump with a count")
+
+
+async def per_request(pid: int, out: Path, url: str, headers: dict[str, str], sends: int, concurrency: int) -> float:
+    """Instructions per request of the process `pid` (under callgrind, writing `out`)."""
+    await post_many(url, headers, WARM_UP, concurrency)
+    count_on(pid)
+    await post_many(url, headers, sends, concurrency)
+    return await count_off(pid, out) / (sends // concurrency * concurrency)
 
 
 async def gateway(tmp: Path, sends: int, concurrency: int) -> float:

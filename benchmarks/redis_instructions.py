@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,7 +25,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.__main__ import paced_run, run_as_deployed
-from benchmarks.instructions import callgrind, counted
+from benchmarks.instructions import callgrind, count_off, count_on
 from benchmarks.roundtrips import NOT_COUNTED, RoundTrips
 from core import keys
 from core.redis_server import EmbeddedRedis
@@ -63,19 +62,11 @@ def counting(out: Path, found: list[int]) -> Callable[[EmbeddedRedis], AbstractA
 
     @asynccontextmanager
     async def around(redis: EmbeddedRedis) -> AsyncIterator[None]:
-        pid = str(redis.pid)
-        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        assert redis.pid is not None
+        count_on(redis.pid)
         yield
         await until_delivered(redis.url)
-        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
-        for _ in range(100):  # the dump is written as the process next runs
-            await asyncio.sleep(0.2)
-            total = max((counted(dump) for dump in out.parent.glob(out.name + "*")), default=0)
-            if total:
-                found.append(total)
-                return
-        raise RuntimeError("callgrind wrote no dump with a count")
+        found.append(await count_off(redis.pid, out))
 
     return around
 
