@@ -184,9 +184,9 @@ async def until_listening(port: int, processes: int) -> None:
     raise RuntimeError(f"{processes} API processes did not all listen on port {port} within 60 s")
 
 
-async def wait_until_up(url: str) -> None:
+async def wait_until_up(url: str, seconds: float = 10) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
+        for _ in range(round(seconds / 0.05)):
             try:
                 async with session.get(url) as response:
                     await response.read()

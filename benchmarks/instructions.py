@@ -1,10 +1,12 @@
 """Instructions an API process runs per accepted send, against a bare aiohttp handler's per
 request, counted by valgrind's callgrind: a figure that holds whatever else the machine does, where
-requests a second drift by ±15 % from one minute to the next on two shared cores.
+requests a second drift by ±15 % from one minute to the next on two shared cores. Beside them, the
+floor: the least a send path built from the gateway's own parts costs (benchmarks/floor.py: the
+body validated, the message built, accepted in one Redis step and answered, nothing else).
 
     python -m benchmarks.instructions [--sends 800] [--concurrency 16]
 
-`serve --no-worker` (one API process) and the bare handler of `python -m benchmarks` each run
+`serve --no-worker` (one API process), the floor and the bare handler of `python -m benchmarks` each run
 under callgrind with counting off; after a warm-up, counting is on for exactly `--sends` POSTs
 from `--concurrency` clients (aiohttp, in this process: outside the count), then off. The kernel's
 part (the socket calls) is not counted, the same for both. Needs valgrind (Debian's package).
@@ -17,12 +19,14 @@ import asyncio
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.__main__ import ACCEPT_BODY, accept_serve, bare_server, bench_instance
+from benchmarks.__main__ import ACCEPT_BODY, accept_serve, bare_server, bench_instance, wait_until_up
+from tests.serve_process import free_port
 
 WARM_UP = 200  # requests before counting: every lazy first cost paid
 
@@ -89,6 +93,28 @@ async def gateway(tmp: Path, sends: int, concurrency: int) -> float:
         serve.stop()
 
 
+async def floor(tmp: Path, sends: int, concurrency: int) -> float:
+    """benchmarks/floor.py under callgrind, on the embedded Redis of a gateway (not counted) that
+    holds the bench instance."""
+    serve = accept_serve(tmp / "floor-data")
+    serve.start(extra_args=("--no-worker",), timeout=60)
+    port, out = free_port(), tmp / "floor.out"
+    try:
+        bench_instance(serve)
+        redis_url = f"unix://{tmp / 'floor-data' / 'redis' / 'redis.sock'}"
+        command = [*callgrind(out), sys.executable, "-m", "benchmarks.floor", str(port), redis_url]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        try:
+            await wait_until_up(f"http://127.0.0.1:{port}/", seconds=300)  # imports under valgrind
+            url = f"http://127.0.0.1:{port}/message/text"
+            return await per_request(process.pid, out, url, {}, sends, concurrency)
+        finally:
+            process.terminate()
+            process.wait()
+    finally:
+        serve.stop()
+
+
 async def bare(tmp: Path, sends: int, concurrency: int) -> float:
     out = tmp / "bare.out"
     async with bare_server(callgrind(out)) as (url, pid):
@@ -104,10 +130,15 @@ async def main() -> None:
         raise SystemExit("valgrind not found (Debian's package valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
         ours = await gateway(Path(tmp), args.sends, args.concurrency)
+        least = await floor(Path(tmp), args.sends, args.concurrency)
         theirs = await bare(Path(tmp), args.sends, args.concurrency)
     print(
         f"instructions per accepted send, 1 API process: {ours / 1000:.0f}k   bare aiohttp: {theirs / 1000:.0f}k   "
         f"ratio {theirs / ours:.2f}   ({args.sends} sends, {args.concurrency} at once; callgrind, the kernel apart)"
+    )
+    print(
+        f"   the floor (benchmarks/floor.py: validated, built, accepted, answered; no key, limit, log or id): "
+        f"{least / 1000:.0f}k, ratio {theirs / least:.2f}"
     )
 
 

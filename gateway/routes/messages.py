@@ -87,7 +87,8 @@ class WaitingOut(ApiModel):
     until: Timestamp | None = Field(description="the earliest it can go; null when that depends on something else")
 
 
-def _queued(item: Accepting) -> Queued:
+def queued_answer(item: Accepting) -> Queued:
+    """The answer to a send queued now: 202 and this."""
     message = item.message
     return Queued(
         id=message.id,
@@ -101,13 +102,13 @@ def _queued(item: Accepting) -> Queued:
 async def enqueue(request: web.Request, item: Item) -> web.Response:
     """Accept one message and answer that it is queued."""
     (accepted,) = await accept_sends(request, [item])
-    return json_response(_queued(accepted.item), status=202)
+    return json_response(queued_answer(accepted.item), status=202)
 
 
 def _send_handler(kind: SendKind) -> Handler:
     async def send(request: web.Request, body: Any) -> web.Response:
         (accepted,) = await accept_sends(request, [Send(body.instance_name, kind.name, body)])
-        return json_response(_queued(accepted.item), status=202)
+        return json_response(queued_answer(accepted.item), status=202)
 
     send.__name__ = send.__qualname__ = f"send_{kind.name}"
     return send
@@ -251,7 +252,7 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
 
 
 async def _batch_record(request: web.Request, accepted: Accepted) -> BatchRecord:
-    queued = _queued(accepted.item)
+    queued = queued_answer(accepted.item)
     record = BatchRecord(**queued.model_dump(), client_ref=accepted.item.client_ref, replayed=False)
     if accepted.earlier is None:
         return record
