@@ -154,9 +154,11 @@ class Message:
         """The record as the accept script stores it, each field followed by its value: a field
         without a value (None, or a false flag) is left out, as the hash has no such field."""
         found: list[str | int] = []
-        for name, field, _ in _FIELD_KINDS:  # once per accepted message: no dataclasses.fields() walk
-            if (stored := _stored(getattr(self, name))) is not None:
-                found += (field, stored)
+        values = self.__dict__  # read whole, not 26 getattr and _stored calls: once per accepted message
+        for name, field, _ in _FIELD_KINDS:
+            value = values[name]
+            if value is not None and value is not False:
+                found += (field, "1" if value is True else value)
         return found
 
 

@@ -162,6 +162,20 @@ async def test_link_and_unlink_fire_instance_connected_then_disconnected(
     assert disconnected.json()["data"] == {"reason": "logged_out", "detail": "logged_out", "loggedOut": True}
 
 
+async def test_text_beyond_ascii_arrives_as_sent_in_utf8_and_signed_over_those_bytes(
+    gateway: TestClient, acme: dict[str, str], receiver: Receiver, hooked: str
+) -> None:
+    text = 'مرحبا 😀 "quoted" \\ back\\slash </script> \u2028 ñ'
+    inbound = {"from": "5491155554444", "pushName": "Añá 🙂", "messageType": "conversation", "text": text}
+    assert (await gateway.post(f"/sandbox/instance/{NAME}/inbound", json=inbound, headers=acme)).status == 201
+    _, request = await receiver.wait_for(2)
+    assert text.encode()[:10] in request.body  # UTF-8 as it is, not \u escapes
+    assert verify_signature(request.body, request.headers["x-gateway-signature"], SECRET)
+    verifier = standardwebhooks.Webhook(base64.b64encode(SECRET.encode()).decode())
+    assert verifier.verify(request.body, dict(request.headers))["data"]["text"] == text
+    assert (request.json()["data"]["text"], request.json()["data"]["pushName"]) == (text, "Añá 🙂")
+
+
 @pytest.mark.parametrize(
     "message_type", ["conversation", "imageMessage", "documentMessage", "audioMessage", "videoMessage"]
 )

