@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import msgpack
+from pydantic_core import to_json
 
 from config import LaneConfig, Settings
 from config.settings import LaneName, ThrottleConfig
@@ -392,8 +393,8 @@ class Lanes:
         args = [
             message_id,
             outcome,
-            json.dumps(fields),
-            json.dumps(gaps),
+            to_json(fields).decode(),  # pydantic's compiled serialiser: a third of json.dumps' time
+            to_json(gaps).decode(),
             retry_after_ms,
             self.retention,
             wa_key,

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from pydantic_core import to_json
 from redis.exceptions import RedisError
 from yarl import URL
 
@@ -278,7 +279,7 @@ class SandboxSession:
             "typingMs": message.typing_ms if message.to in self._typed else None,
         }
         self._typed.discard(message.to)
-        await self._record_sent(message_id, json.dumps(record))
+        await self._record_sent(message_id, to_json(record).decode())
         return SendResult(message_id=message_id, sent_at=sent_at)
 
     async def _record_sent(self, message_id: str, record: str) -> None:
