@@ -115,6 +115,7 @@ class Instances:
         self._update = scripts["update_instance"]
         self._first_link = scripts["first_link"]
         self._create = scripts["create_instance"]
+        self._exist, self._queued_totals = scripts["instances_exist"], scripts["queued_totals"]
 
     async def create(
         self,
@@ -149,11 +150,10 @@ class Instances:
         return Instance.from_hash(data) if data.get("createdAt") else None
 
     async def exist(self, names: list[str]) -> list[bool]:
-        """Whether each instance exists, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hexists(keys.instance(name), "createdAt")
-            return [bool(found) for found in await pipe.execute()]
+        """Whether each instance exists, in one step (core/lua/instances_exist.lua)."""
+        return (
+            [bool(found) for found in await self._exist(keys=[keys.instance(name) for name in names])] if names else []
+        )
 
     async def get(self, name: str) -> Instance:
         found = await self.find(name)
@@ -202,8 +202,11 @@ class Instances:
         return found, None
 
     async def queued_totals(self, names: list[str]) -> dict[str, int]:
-        """Messages waiting in all lanes, for each of `names`, in one round trip."""
-        return {name: sum(counts.values()) for name, counts in zip(names, await self._lanes(names), strict=True)}
+        """Messages waiting in all lanes, for each of `names`, in one step (core/lua/queued_totals.lua)."""
+        if not names:
+            return {}
+        lists = [keys.lane(name, lane) for name in names for lane in LANES]
+        return dict(zip(names, await self._queued_totals(keys=lists, args=[len(LANES)]), strict=True))
 
     async def _lanes(self, names: list[str]) -> list[dict[str, int]]:
         async with self.redis.pipeline(transaction=False) as pipe:

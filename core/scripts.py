@@ -53,6 +53,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "create_tenant": ("create_tenant",),
     "update_instance": ("fields", "update_instance"),
     "first_link": ("first_link",),
+    "instances_exist": ("instances_exist",),
+    "queued_totals": ("queued_totals",),
     "create_instance": ("fields", "create_instance"),
     "conversation_add": ("conversation_add",),
     "conversation_messages": ("conversation_page", "conversation_messages"),

@@ -4,6 +4,7 @@ a whole, accepted in one atomic step per instance, each clientRef queued once.""
 from aiohttp.test_utils import TestClient
 
 from benchmarks.roundtrips import RoundTrips
+from core import keys
 from core.scripts import BATCH_EARLY
 from gateway.state import SERVICES
 from tests.conftest import instance_body, open_instance
@@ -119,3 +120,19 @@ async def test_a_batch_over_many_instances_goes_to_redis_in_a_few_writes(
     # twenty atomic steps, written BATCH_EARLY at a time on one connection, not one by one
     assert trips.by_command[f"EVALSHA {accept_sha}"] == -(-len(names) // BATCH_EARLY)
     assert [await queued(gateway, acme, name) for name in names] == [1] * 20
+
+
+async def test_each_instance_of_a_batch_is_looked_up_by_its_own_backlog_and_existence(gateway: TestClient) -> None:
+    """The batch's checks read every instance in one step each (core/lua/instances_exist.lua,
+    queued_totals.lua): the answers must land on the right instance, in order."""
+    instances = gateway.app[SERVICES].instances
+    names = [f"acme__shop1__n{i}" for i in range(30)]
+    for i, name in enumerate(names[:20]):  # the last ten are never created
+        await instances.redis.hset(keys.instance(name), mapping={"createdAt": "2026-12-07T00:00:00Z"})
+        for lane in ("urgent", "normal", "bulk")[: i % 4]:
+            await instances.redis.rpush(keys.lane(name, lane), *[f"m{n}" for n in range(i)])
+    assert await instances.exist(names) == [True] * 20 + [False] * 10
+    totals = await instances.queued_totals(names)
+    assert list(totals) == names
+    assert [totals[name] for name in names] == [i * (i % 4) for i in range(20)] + [0] * 10
+    assert await instances.exist([]) == [] and await instances.queued_totals([]) == {}
