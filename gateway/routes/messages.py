@@ -252,8 +252,16 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
 
 
 async def _batch_record(request: web.Request, accepted: Accepted) -> BatchRecord:
-    queued = queued_answer(accepted.item)
-    record = BatchRecord(**queued.model_dump(), client_ref=accepted.item.client_ref, replayed=False)
+    message = accepted.item.message
+    record = BatchRecord(
+        id=message.id,
+        status="pending",
+        lane=message.lane,
+        queued_at=message.created_at,
+        instance_name=message.instance_name,
+        client_ref=accepted.item.client_ref,
+        replayed=False,
+    )
     if accepted.earlier is None:
         return record
     replay = await services(request).messages.get(accepted.earlier)
