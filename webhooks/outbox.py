@@ -224,6 +224,7 @@ class Outbox:
         self.limits = limits
         self.clock = RedisClock()  # learnt from the scripts' answers: what stamps and judges deliveries
         self._limits = limits.script()
+        self._limits_json = json.dumps(self._limits)  # what every delivery step passes, made once
         scripts = Scripts.of(redis)
         self._publish = scripts["webhook_publish"]
         self._hand_over = scripts["webhook_hand_over"]
@@ -328,7 +329,7 @@ class Outbox:
                 math.ceil(lock_seconds * 1000),
                 keys.webhook_delivery(instance_name, ""),
                 HISTORY,
-                json.dumps(self._limits),
+                self._limits_json,
                 *state,
                 batch,
                 *records,
