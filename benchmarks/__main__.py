@@ -196,19 +196,26 @@ async def wait_until_up(url: str, seconds: float = 10) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+# What `handler_server` runs for the bare aiohttp handler.
+BARE = ("-c", BARE_SERVER)
+
+
 @asynccontextmanager
-async def bare_server(prefix: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, int]]:
-    """A bare aiohttp handler in a process of its own (run under `prefix`, such as valgrind): the
-    URL the accept load goes to, and the process's id."""
+async def handler_server(
+    args: tuple[str, ...], prefix: tuple[str, ...] = (), seconds: float = 10
+) -> AsyncIterator[tuple[str, int]]:
+    """A handler of POST /message/text in a process of its own, `python <args> <port>` (BARE, or
+    benchmarks/floor.py) run under `prefix`, such as valgrind, and up within `seconds`: the URL the
+    accept load goes to, and the process's id."""
     port = free_port()
     quiet = subprocess.DEVNULL if prefix else None  # the prefix's own chatter (valgrind's banner)
-    bare = subprocess.Popen([*prefix, sys.executable, "-c", BARE_SERVER, str(port)], stderr=quiet)
+    process = subprocess.Popen([*prefix, sys.executable, *args, str(port)], stderr=quiet)
     try:
-        await wait_until_up(f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}/message/text", bare.pid
+        await wait_until_up(f"http://127.0.0.1:{port}/", seconds)
+        yield f"http://127.0.0.1:{port}/message/text", process.pid
     finally:
-        bare.terminate()
-        bare.wait()
+        process.terminate()
+        process.wait()
 
 
 # The accept figures are measured in turn, this many rounds: the bare handler, the gateway with one
@@ -593,7 +600,7 @@ async def main() -> None:
 
     figures: dict[str, Any] = {"machine": {"cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}}
     async with (
-        bare_server() as (bare_url, _),
+        handler_server(BARE) as (bare_url, _),
         accepting_gateway(1) as one_process,
         accepting_gateway(2) as two_processes,
     ):

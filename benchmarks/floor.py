@@ -9,7 +9,7 @@ Redis step (`Lanes.accept`, the script batches of core/scripts.py), the answer (
 What it leaves out: the API key and its rate limit, the tenant check, the request id, the access
 log and metrics, idempotency, the body's deadline, the JSON error shape.
 
-    python -m benchmarks.floor <port> <redis_url>
+    python -m benchmarks.floor <redis_url> <port>
 
 Run as a gateway process runs (GATEWAY_SPEEDUPS' defaults and the collector's tuning).
 """
@@ -47,7 +47,7 @@ def floor_app(lanes: Lanes) -> web.Application:
 
 
 def main() -> None:
-    port, redis_url = int(sys.argv[1]), sys.argv[2]
+    redis_url, port = sys.argv[1], int(sys.argv[2])
     settings = load_settings({"GATEWAY_REDIS_URL": redis_url})
     speedups.configure(settings.speedups)
 

@@ -19,14 +19,12 @@ import asyncio
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.__main__ import ACCEPT_BODY, accept_serve, bare_server, bench_instance, wait_until_up
-from tests.serve_process import free_port
+from benchmarks.__main__ import ACCEPT_BODY, BARE, accept_serve, bench_instance, handler_server
 
 WARM_UP = 200  # requests before counting: every lazy first cost paid
 
@@ -98,26 +96,19 @@ async def floor(tmp: Path, sends: int, concurrency: int) -> float:
     holds the bench instance."""
     serve = accept_serve(tmp / "floor-data")
     serve.start(extra_args=("--no-worker",), timeout=60)
-    port, out = free_port(), tmp / "floor.out"
+    out = tmp / "floor.out"
     try:
         bench_instance(serve)
-        redis_url = f"unix://{tmp / 'floor-data' / 'redis' / 'redis.sock'}"
-        command = [*callgrind(out), sys.executable, "-m", "benchmarks.floor", str(port), redis_url]
-        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        try:
-            await wait_until_up(f"http://127.0.0.1:{port}/", seconds=300)  # imports under valgrind
-            url = f"http://127.0.0.1:{port}/message/text"
-            return await per_request(process.pid, out, url, {}, sends, concurrency)
-        finally:
-            process.terminate()
-            process.wait()
+        floor_args = ("-m", "benchmarks.floor", f"unix://{tmp / 'floor-data' / 'redis' / 'redis.sock'}")
+        async with handler_server(floor_args, callgrind(out), seconds=300) as (url, pid):  # imports under valgrind
+            return await per_request(pid, out, url, {}, sends, concurrency)
     finally:
         serve.stop()
 
 
 async def bare(tmp: Path, sends: int, concurrency: int) -> float:
     out = tmp / "bare.out"
-    async with bare_server(callgrind(out)) as (url, pid):
+    async with handler_server(BARE, callgrind(out)) as (url, pid):
         return await per_request(pid, out, url, {}, sends, concurrency)
 
 

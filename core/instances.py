@@ -151,9 +151,9 @@ class Instances:
 
     async def exist(self, names: list[str]) -> list[bool]:
         """Whether each instance exists, in one step (core/lua/instances_exist.lua)."""
-        return (
-            [bool(found) for found in await self._exist(keys=[keys.instance(name) for name in names])] if names else []
-        )
+        if not names:
+            return []
+        return [bool(found) for found in await self._exist(keys=[keys.instance(name) for name in names])]
 
     async def get(self, name: str) -> Instance:
         found = await self.find(name)

@@ -87,16 +87,20 @@ class WaitingOut(ApiModel):
     until: Timestamp | None = Field(description="the earliest it can go; null when that depends on something else")
 
 
+def _queued_fields(message: Message) -> dict[str, Any]:
+    """What every answer to a send queued now says of it (Queued, and a batch's records)."""
+    return {
+        "id": message.id,
+        "status": "pending",
+        "lane": message.lane,
+        "queued_at": message.created_at,
+        "instance_name": message.instance_name,
+    }
+
+
 def queued_answer(item: Accepting) -> Queued:
     """The answer to a send queued now: 202 and this."""
-    message = item.message
-    return Queued(
-        id=message.id,
-        status="pending",
-        lane=message.lane,
-        queued_at=message.created_at,
-        instance_name=message.instance_name,
-    )
+    return Queued(**_queued_fields(item.message))
 
 
 async def enqueue(request: web.Request, item: Item) -> web.Response:
@@ -252,16 +256,7 @@ async def send_batch(request: web.Request, body: SendBatch) -> web.Response:
 
 
 async def _batch_record(request: web.Request, accepted: Accepted) -> BatchRecord:
-    message = accepted.item.message
-    record = BatchRecord(
-        id=message.id,
-        status="pending",
-        lane=message.lane,
-        queued_at=message.created_at,
-        instance_name=message.instance_name,
-        client_ref=accepted.item.client_ref,
-        replayed=False,
-    )
+    record = BatchRecord(**_queued_fields(accepted.item.message), client_ref=accepted.item.client_ref, replayed=False)
     if accepted.earlier is None:
         return record
     replay = await services(request).messages.get(accepted.earlier)
